@@ -1,0 +1,66 @@
+# edgefed: `make run` starts a local three-site fleet, `make test` runs the whole suite.
+# Both set up everything they need first (virtual environment, Python and Debian packages).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSTEM_STAMP := .cache/system-deps
+# Debian packages the suite needs: a PostgreSQL server for the PostgreSQL run of the suite.
+DEBIAN_PACKAGES := postgresql
+PYTEST_ARGS ?=
+
+.PHONY: run test lint check unit e2e postgres-test bench migrations clean system-deps venv
+
+run: venv
+	$(BIN)/edgefed up
+
+test: venv system-deps lint
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps: $(SYSTEM_STAMP)
+
+$(SYSTEM_STAMP): Makefile
+	@mkdir -p .cache
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	touch $(SYSTEM_STAMP)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+unit: venv
+	$(BIN)/pytest -q tests/unit tests/multisite
+
+e2e: venv system-deps
+	$(BIN)/pytest -q tests/e2e
+
+bench: venv system-deps
+	$(BIN)/python -m bench
+
+# Pre-release: regenerate the single initial migration from the tables.
+migrations: venv
+	rm -f src/edgefed/store/migrations/versions/0001_initial.py
+	$(BIN)/python -m edgefed.store.autogen
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

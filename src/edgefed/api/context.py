@@ -1,0 +1,60 @@
+"""The site context: everything a request handler may need, built once by the app.
+
+Handlers reach it through ``site_context(request)``; nothing is global.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from starlette.requests import HTTPConnection
+
+from edgefed.api.revocation import RevocationList
+from edgefed.core.settings import SiteSettings
+from edgefed.core.tokens import TokenSigner
+from edgefed.store.engine import Store
+
+
+@dataclass
+class Keyring:
+    """Public keys of the sites whose tokens this site accepts (the fleet, pinned)."""
+
+    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+
+    def lookup(self, site: str) -> Ed25519PublicKey | None:
+        if site in self.revoked:
+            return None
+        return self.keys.get(site)
+
+
+@dataclass
+class SiteContext:
+    settings: SiteSettings
+    store: Store
+    signer: TokenSigner
+    keyring: Keyring
+    revocations: RevocationList
+    http: httpx.AsyncClient
+    clock: Callable[[], float] = time.time
+    # Per-service state (drivers, caches), keyed by service name.
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def public_url(self) -> str:
+        url = self.settings.public_url or f"http://{self.settings.host}:{self.settings.port}"
+        return url.rstrip("/")
+
+
+def site_context(conn: HTTPConnection) -> SiteContext:
+    ctx: SiteContext = conn.app.state.ctx
+    return ctx

@@ -1,0 +1,32 @@
+"""What a service contributes to a site app: its router, prefix and lifecycle hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+
+from edgefed.api.context import SiteContext
+
+Hook = Callable[[SiteContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One service in the Keystone catalog: ``url`` is a path below the site's public URL."""
+
+    type: str
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    prefix: str
+    router: APIRouter
+    catalog: tuple[CatalogEntry, ...] = ()
+    on_start: Hook | None = None
+    on_stop: Hook | None = None
+    tags: tuple[str, ...] = field(default=())

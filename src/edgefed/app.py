@@ -1,0 +1,135 @@
+"""The composition root: build one site's ASGI app from its settings.
+
+This is the only place that knows every service; the services themselves never
+import each other. The lifespan opens the store (applying migrations), loads keys and
+revocation events, then starts each service in order (identity first: it bootstraps
+the admin) and stops them in reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from edgefed import __version__
+from edgefed.api import faults
+from edgefed.api.auth import Authenticator
+from edgefed.api.context import Keyring, SiteContext
+from edgefed.api.middleware import BodyLimit, RequestId
+from edgefed.api.responses import Json
+from edgefed.api.revocation import RevocationList
+from edgefed.api.service import ServiceSpec
+from edgefed.core.errors import EdgefedError
+from edgefed.core.settings import SiteSettings
+from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
+from edgefed.services.compute.service import build as build_compute
+from edgefed.services.identity.service import build as build_identity
+from edgefed.services.image.service import build as build_image
+from edgefed.services.network.service import build as build_network
+from edgefed.store.engine import Store
+from edgefed.store.revocations import RevocationRepository
+
+log = logging.getLogger("edgefed.app")
+
+# Image data streams through these paths; they are not bound by the JSON body limit.
+STREAMING_SUFFIXES = ("/file", "/stage")
+
+
+def build_services() -> list[ServiceSpec]:
+    return [build_identity(), build_image(), build_network(), build_compute()]
+
+
+def create_app(
+    settings: SiteSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    on_ready: Callable[[SiteContext], None] | None = None,
+) -> FastAPI:
+    """A site app. ``transport`` replaces the network for inter-site calls (tests)."""
+    services = build_services()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(
+            settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        signing_key = load_or_create_signing_key(settings.data_dir / "keys" / "signing.pem")
+        signer = TokenSigner(signing_key, kid=settings.name)
+        keyring = Keyring(keys={settings.name: signer.public_key})
+        events = await RevocationRepository(store).all_since(clock() - 2 * 86400)
+        http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, connect=5.0))
+        ctx = SiteContext(
+            settings=settings,
+            store=store,
+            signer=signer,
+            keyring=keyring,
+            revocations=RevocationList(events),
+            http=http,
+            clock=clock,
+        )
+        app.state.ctx = ctx
+        started: list[ServiceSpec] = []
+        try:
+            for spec in services:
+                if spec.on_start is not None:
+                    await spec.on_start(ctx)
+                started.append(spec)
+            log.info("site %s ready at %s", settings.name, ctx.public_url)
+            if on_ready is not None:
+                on_ready(ctx)
+            yield
+        finally:
+            for spec in reversed(started):
+                if spec.on_stop is not None:
+                    try:
+                        await spec.on_stop(ctx)
+                    except Exception:
+                        log.exception("stopping %s failed", spec.name)
+            await http.aclose()
+            await store.close()
+
+    app = FastAPI(
+        title=f"edgefed site {settings.name}",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=Json,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.authenticator = Authenticator()
+    app.add_exception_handler(EdgefedError, faults.handle_edgefed_error)
+    app.add_exception_handler(RequestValidationError, faults.handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, faults.handle_http_exception)
+    app.add_exception_handler(Exception, faults.handle_unexpected)
+    for spec in services:
+        app.include_router(spec.router, prefix=spec.prefix)
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> Json:
+        base = str(request.base_url).rstrip("/")
+        return Json(
+            {
+                "site": settings.name,
+                "version": __version__,
+                "services": {
+                    e.type: f"{base}{e.path}" for spec in services for e in spec.catalog
+                },
+            }
+        )
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES)
+    app.add_middleware(RequestId)
+    app.state.services = services
+    return app

@@ -1,0 +1,1 @@
+"""The ``edgefed`` command: the top layer, the only one that reads argv and the environment."""

@@ -1,0 +1,39 @@
+"""Entry point of the ``edgefed`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edgefed import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgefed.cli import serve, up
+
+    parser = argparse.ArgumentParser(prog="edgefed", description="edge cloud control plane")
+    parser.add_argument("--version", action="version", version=f"edgefed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    site = sub.add_parser("site", help="run or manage one site")
+    site_sub = site.add_subparsers(dest="site_command", required=True)
+    serve_p = site_sub.add_parser("serve", help="run one site in this process")
+    serve.add_arguments(serve_p)
+    serve_p.set_defaults(func=serve.run)
+
+    up_p = sub.add_parser("up", help="start a local fleet (Berlin, Denver, Paris)")
+    up.add_arguments(up_p)
+    up_p.set_defaults(func=up.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

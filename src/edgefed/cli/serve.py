@@ -1,0 +1,114 @@
+"""``edgefed site serve``: run one site in this process.
+
+The CLI binds the listening socket itself, so ``--port 0`` works: the real port is
+known before the app starts and goes into the catalog. When the site is ready it
+prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgefed.api.context import SiteContext
+from edgefed.core.errors import EdgefedError
+from edgefed.core.settings import SiteSettings, load_settings
+
+READY_PREFIX = "EDGEFED READY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--name", help="site name, e.g. Berlin")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (0 picks a free one)")
+    parser.add_argument("--public-url", help="URL other sites and clients use")
+    parser.add_argument("--data-dir", type=Path, help="where the site keeps its state")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in data dir)")
+    parser.add_argument(
+        "--admin-password",
+        help="bootstrap admin password (or EDGEFED_ADMIN_PASSWORD)",
+    )
+    parser.add_argument("--log-level", help="debug, info, warning, error")
+
+
+def settings_from_args(args: argparse.Namespace) -> SiteSettings:
+    overrides: dict[str, Any] = {
+        "name": args.name,
+        "host": args.host,
+        "port": args.port,
+        "public_url": args.public_url,
+        "data_dir": args.data_dir,
+        "database_url": args.database_url,
+        "admin_password": args.admin_password or os.environ.get("EDGEFED_ADMIN_PASSWORD"),
+        "log_level": args.log_level,
+    }
+    return load_settings(args.config, overrides)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def announce(ctx: SiteContext) -> None:
+    print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url}", flush=True)
+
+
+async def serve(settings: SiteSettings, sock: socket.socket) -> None:
+    import uvicorn
+
+    from edgefed.app import create_app
+
+    app = create_app(settings, on_ready=announce)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    await server.serve(sockets=[sock])
+    if not server.started:
+        raise SystemExit(1)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except EdgefedError as exc:
+        print(f"edgefed: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s {settings.name} %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        print(f"edgefed: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 2
+    settings = settings.with_port(sock.getsockname()[1])
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, sock))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,193 @@
+"""``edgefed up``: a local fleet for trying things out (``make run``).
+
+Starts one ``edgefed site serve`` process per site (default Berlin, Denver, Paris) on
+loopback, each with its own data directory and SQLite database, writes a
+``clouds.yaml`` with one cloud per site, prints how to use them, and stops every site
+cleanly on Ctrl-C or SIGTERM. State is kept in ``--dir`` across runs, and so is the
+generated admin password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from edgefed.cli.serve import READY_PREFIX
+
+DEFAULT_SITES = {
+    "Berlin": {"lat": 52.520, "lon": 13.405, "country": "DE", "region": "eu"},
+    "Denver": {"lat": 39.739, "lon": -104.990, "country": "US", "region": "us"},
+    "Paris": {"lat": 48.857, "lon": 2.352, "country": "FR", "region": "eu"},
+}
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class RunningSite:
+    name: str
+    url: str
+    process: asyncio.subprocess.Process
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=Path("fleet"), help="fleet state directory")
+    parser.add_argument("--sites", default="Berlin,Denver,Paris", help="comma-separated names")
+    parser.add_argument(
+        "--base-port", type=int, default=7001, help="first port (0: pick free ports)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+
+
+def _password(directory: Path) -> str:
+    path = directory / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def _config(directory: Path, name: str, index: int, args: argparse.Namespace) -> Path:
+    site_dir = (directory / name.lower()).resolve()
+    site_dir.mkdir(parents=True, exist_ok=True)
+    loc = DEFAULT_SITES.get(name, {"lat": 0.0, "lon": 0.0, "country": "", "region": ""})
+    port = 0 if args.base_port == 0 else args.base_port + index
+    lines = [
+        f'name = "{name}"',
+        f'host = "{args.host}"',
+        f"port = {port}",
+        f'data_dir = "{site_dir}"',
+        f'labels = {{ region = "{loc["region"]}" }}',
+        "",
+        "[location]",
+        f"lat = {loc['lat']}",
+        f"lon = {loc['lon']}",
+        f'country = "{loc["country"]}"',
+        f'region = "{loc["region"]}"',
+    ]
+    path = site_dir / "site.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _start(name: str, config: Path, password: str) -> RunningSite:
+    env = dict(os.environ, EDGEFED_ADMIN_PASSWORD=password)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edgefed.cli.main",
+        "site",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(READY_TIMEOUT):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"site {name} exited before it was ready")
+            if line.startswith(READY_PREFIX):
+                url = line.split("url=", 1)[1].strip()
+                return RunningSite(name=name, url=url, process=proc)
+
+
+def _clouds_yaml(directory: Path, sites: list[RunningSite], password: str) -> Path:
+    clouds = {
+        "clouds": {
+            s.name.lower(): {
+                "auth": {
+                    "auth_url": f"{s.url}/identity/v3",
+                    "username": "admin",
+                    "password": password,
+                    "project_name": "admin",
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "region_name": s.name,
+                "identity_api_version": 3,
+                "interface": "public",
+            }
+            for s in sites
+        }
+    }
+    path = (directory / "clouds.yaml").resolve()
+    path.write_text(yaml.safe_dump(clouds, sort_keys=False))
+    return path
+
+
+async def _up(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.sites.split(",") if n.strip()]
+    directory: Path = args.dir
+    password = _password(directory)
+    configs = [_config(directory, n, i, args) for i, n in enumerate(names)]
+    results = await asyncio.gather(
+        *(_start(n, c, password) for n, c in zip(names, configs, strict=True)),
+        return_exceptions=True,
+    )
+    sites = [r for r in results if isinstance(r, RunningSite)]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if failures:
+            for f in failures:
+                print(f"edgefed up: {f}", file=sys.stderr)
+            return 1
+        clouds = _clouds_yaml(directory, sites, password)
+        print("\nedgefed fleet is up:\n")
+        for s in sites:
+            print(f"  {s.name:<8} {s.url}   identity: {s.url}/identity/v3")
+        print(f"\n  admin user: admin   password: {password}   project: admin")
+        print(f"  dashboard:  {sites[0].url}/dashboard")
+        print(f"  clouds.yaml: {clouds}\n")
+        print("Try:")
+        print(f"  export OS_CLIENT_CONFIG_FILE={clouds}")
+        print(f"  openstack --os-cloud {sites[0].name.lower()} token issue")
+        print(f"  openstack --os-cloud {sites[0].name.lower()} server list\n")
+        print("Ctrl-C stops every site.", flush=True)
+        waiters = [asyncio.create_task(s.process.wait()) for s in sites]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            print("edgefed up: a site exited; stopping the others", file=sys.stderr)
+        for t in (stopper, *waiters):
+            t.cancel()
+        return 0
+    finally:
+        await _stop_all(sites)
+
+
+async def _stop_all(sites: list[RunningSite]) -> None:
+    for s in sites:
+        if s.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                s.process.send_signal(signal.SIGTERM)
+    for s in sites:
+        try:
+            async with asyncio.timeout(15):
+                await s.process.wait()
+        except TimeoutError:
+            s.process.kill()
+            await s.process.wait()
+        print(f"  stopped {s.name}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_up(args))

@@ -1,0 +1,150 @@
+"""Site settings: one frozen value, built once at the edge (CLI, config file).
+
+Nothing else in edgefed reads the environment or a config file; the settings are
+passed explicitly to whatever needs them.
+
+A config file is TOML whose keys are the field names below, for example::
+
+    name = "Berlin"
+    port = 5001
+    data_dir = "/var/lib/edgefed/berlin"
+    admin_password = "secret"
+    labels = { region = "eu", tier = "far-edge" }
+
+    [location]
+    lat = 52.52
+    lon = 13.40
+    country = "DE"
+    region = "eu"
+
+    [[compute_hosts]]
+    name = "berlin-compute-1"
+    vcpus = 16
+    ram_mb = 65536
+    disk_gb = 1000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefed.core.errors import ValidationFailed
+
+SITE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    lat: float = 0.0
+    lon: float = 0.0
+    country: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    """A compute host of the fake driver (until the hosts inventory replaces it)."""
+
+    name: str
+    vcpus: int = 32
+    ram_mb: int = 131072
+    disk_gb: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    name: str
+    data_dir: Path
+    admin_password: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    database_url: str | None = None
+    admin_user: str = "admin"
+    admin_project: str = "admin"
+    token_ttl_seconds: int = 3600
+    location: Location = field(default_factory=Location)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    compute_driver: str = "fake"
+    compute_hosts: tuple[HostSpec, ...] = ()
+    # How long the fake driver keeps a server in BUILD (and in other transitions).
+    fake_transition_seconds: float = 0.2
+    # SQLite's synchronous pragma: FULL survives power loss, NORMAL only a crash.
+    sqlite_synchronous: str = "FULL"
+    max_request_body_bytes: int = 1 << 20
+    max_image_bytes: int = 1 << 40
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not SITE_NAME_RE.match(self.name):
+            raise ValidationFailed(
+                f"site name {self.name!r} must start with a letter and use only letters, "
+                "digits, '.', '_' and '-' (at most 63 characters)",
+                field="name",
+            )
+        if not 0 <= self.port <= 65535:
+            raise ValidationFailed(f"port {self.port} is out of range 0-65535", field="port")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValidationFailed(
+                "sqlite_synchronous must be FULL, NORMAL or EXTRA", field="sqlite_synchronous"
+            )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'site.db'}"
+
+    @property
+    def hosts(self) -> tuple[HostSpec, ...]:
+        if self.compute_hosts:
+            return self.compute_hosts
+        return (HostSpec(name=f"{self.name.lower()}-compute-1"),)
+
+    def with_port(self, port: int) -> SiteSettings:
+        """The same settings once the listening port is known (for ``port = 0``)."""
+        public = self.public_url or f"http://{self.host}:{port}"
+        return dataclasses.replace(self, port=port, public_url=public)
+
+
+def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(raw)
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"]).expanduser()
+    if isinstance(values.get("location"), Mapping):
+        values["location"] = Location(**values["location"])
+    if "compute_hosts" in values:
+        values["compute_hosts"] = tuple(HostSpec(**h) for h in values["compute_hosts"])
+    if "labels" in values:
+        values["labels"] = {str(k): str(v) for k, v in values["labels"].items()}
+    return values
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> SiteSettings:
+    """Build the settings from a TOML file, then command-line overrides (None = unset)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values.update(tomllib.loads(config_file.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValidationFailed(f"cannot read config file {config_file}: {exc}") from exc
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(SiteSettings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValidationFailed(f"unknown setting(s): {', '.join(unknown)}", field=unknown[0])
+    for required in ("name", "data_dir", "admin_password"):
+        if required not in values:
+            raise ValidationFailed(f"setting {required!r} is required", field=required)
+    try:
+        return SiteSettings(**_coerce(values))
+    except TypeError as exc:
+        raise ValidationFailed(f"bad setting: {exc}") from exc

@@ -1,0 +1,13 @@
+"""The image service: its router and lifecycle (placeholder until the service lands)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from edgefed.api.service import ServiceSpec
+
+router = APIRouter()
+
+
+def build() -> ServiceSpec:
+    return ServiceSpec(name="image", prefix="/image", router=router)

@@ -1,0 +1,8 @@
+"""Imports every table module so that ``metadata`` knows all tables (for migrations)."""
+
+from __future__ import annotations
+
+from edgefed.store import compute, identity, image, network, revocations  # noqa: F401
+from edgefed.store.schema import metadata
+
+__all__ = ["metadata"]
