@@ -76,6 +76,7 @@ def create_app(
             revocations=RevocationList(events),
             http=http,
             clock=clock,
+            catalog_entries=tuple(e for spec in services for e in spec.catalog),
         )
         app.state.ctx = ctx
         started: list[ServiceSpec] = []
@@ -123,13 +124,13 @@ def create_app(
             {
                 "site": settings.name,
                 "version": __version__,
-                "services": {
-                    e.type: f"{base}{e.path}" for spec in services for e in spec.catalog
-                },
+                "services": {e.type: f"{base}{e.path}" for spec in services for e in spec.catalog},
             }
         )
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES
+    )
     app.add_middleware(RequestId)
     app.state.services = services
     return app

@@ -17,8 +17,8 @@ from edgefed.api.context import SiteContext, site_context
 from edgefed.core.errors import Unauthorized
 from edgefed.core.tokens import verify_token
 
-TOKEN_HEADER = "x-auth-token"
-SUBJECT_TOKEN_HEADER = "x-subject-token"
+TOKEN_HEADER = "x-auth-token"  # noqa: S105 - a header name
+SUBJECT_TOKEN_HEADER = "x-subject-token"  # noqa: S105 - a header name
 _CACHE_SIZE = 4096
 
 

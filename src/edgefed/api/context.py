@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.requests import HTTPConnection
 
 from edgefed.api.revocation import RevocationList
+from edgefed.api.service import CatalogEntry
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner
 from edgefed.store.engine import Store
@@ -42,12 +43,20 @@ class SiteContext:
     revocations: RevocationList
     http: httpx.AsyncClient
     clock: Callable[[], float] = time.time
+    # The services this site serves, as they appear in the Keystone catalog.
+    catalog_entries: tuple[CatalogEntry, ...] = ()
+    # Other fleet sites this site knows: name -> public URL (filled by the fleet registry).
+    peers: dict[str, str] = field(default_factory=dict)
     # Per-service state (drivers, caches), keyed by service name.
     services: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    def fleet_sites(self) -> dict[str, str]:
+        """Every site of the fleet this site knows, itself included: name -> public URL."""
+        return {self.name: self.public_url, **self.peers}
 
     @property
     def public_url(self) -> str:

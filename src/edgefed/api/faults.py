@@ -82,17 +82,30 @@ def fault_body(style: str, status: int, message: str, *, kind: str | None = None
     if style == "glance":
         return {"code": f"{status} {title}", "title": title, "message": message}
     if style == "neutron":
-        return {"NeutronError": {"type": kind or title.replace(" ", ""), "message": message, "detail": ""}}
+        return {
+            "NeutronError": {
+                "type": kind or title.replace(" ", ""),
+                "message": message,
+                "detail": "",
+            }
+        }
     return {"error": {"code": status, "title": title, "message": message}}
 
 
 def fault_response(
-    path: str, status: int, message: str, *, headers: dict[str, str] | None = None, kind: str | None = None
+    path: str,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    kind: str | None = None,
 ) -> Response:
     hdrs = dict(headers or {})
     if status == 401 and style_for(path) == "keystone":
         hdrs.setdefault("WWW-Authenticate", 'Keystone uri="/identity"')
-    return Json(fault_body(style_for(path), status, message, kind=kind), status_code=status, headers=hdrs)
+    return Json(
+        fault_body(style_for(path), status, message, kind=kind), status_code=status, headers=hdrs
+    )
 
 
 def describe_validation(errors: Sequence[Any]) -> str:
@@ -107,7 +120,10 @@ def describe_validation(errors: Sequence[Any]) -> str:
         if typ == "missing":
             parts.append(f"'{where}' is a required property")
         elif typ == "extra_forbidden":
-            parts.append(f"Additional properties are not allowed ('{loc[-1] if loc else where}' was unexpected)")
+            parts.append(
+                "Additional properties are not allowed "
+                f"('{loc[-1] if loc else where}' was unexpected)"
+            )
         else:
             msg = err.get("msg", "is invalid")
             parts.append(f"Invalid input for field '{where}': {msg}" if where else str(msg))
@@ -121,7 +137,9 @@ async def handle_edgefed_error(request: Request, exc: Exception) -> Response:
     message = exc.message
     if isinstance(exc, ValidationFailed) and exc.field and exc.field not in message:
         message = f"{message} (field '{exc.field}')"
-    return fault_response(request.url.path, exc.status, message, headers=exc.headers, kind=exc.details.get("kind"))
+    return fault_response(
+        request.url.path, exc.status, message, headers=exc.headers, kind=exc.details.get("kind")
+    )
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
@@ -136,11 +154,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         message = f"The resource could not be found: {request.method} {request.url.path}"
     if exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
-    return fault_response(request.url.path, exc.status_code, message, headers=dict(exc.headers or {}))
+    return fault_response(
+        request.url.path, exc.status_code, message, headers=dict(exc.headers or {})
+    )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return fault_response(
-        request.url.path, 500, "An unexpected error prevented the server from fulfilling your request."
+        request.url.path,
+        500,
+        "An unexpected error prevented the server from fulfilling your request.",
     )

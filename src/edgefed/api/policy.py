@@ -22,8 +22,10 @@ def require_admin(principal: Principal, action: str) -> None:
 def can_read_project(principal: Principal, project_id: str | None) -> bool:
     if principal.is_admin:
         return True
-    return principal.project_id is not None and principal.project_id == project_id and bool(
-        principal.role_names & {"reader", "member"}
+    return (
+        principal.project_id is not None
+        and principal.project_id == project_id
+        and bool(principal.role_names & {"reader", "member"})
     )
 
 
@@ -45,8 +47,7 @@ def require_read(principal: Principal, project_id: str | None, action: str) -> N
 def require_write(principal: Principal, project_id: str | None, action: str) -> None:
     if not can_write_project(principal, project_id):
         raise Forbidden(
-            f"Policy doesn't allow {action} to be performed (member role on the project "
-            "required)."
+            f"Policy doesn't allow {action} to be performed (member role on the project required)."
         )
 
 

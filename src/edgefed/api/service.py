@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from edgefed.api.context import SiteContext
+if TYPE_CHECKING:
+    from edgefed.api.context import SiteContext
 
-Hook = Callable[[SiteContext], Awaitable[None]]
+Hook = Callable[["SiteContext"], Awaitable[Any]]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket

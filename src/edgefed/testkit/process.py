@@ -110,8 +110,9 @@ class SiteProcess:
         self.url = ""
         return self.start()
 
-    def clouds_entry(self, *, user: str = "admin", password: str | None = None,
-                     project: str = "admin") -> dict[str, object]:
+    def clouds_entry(
+        self, *, user: str = "admin", password: str | None = None, project: str = "admin"
+    ) -> dict[str, object]:
         return {
             "auth": {
                 "auth_url": self.auth_url,

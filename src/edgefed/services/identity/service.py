@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from edgefed.api.service import ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec
 
 router = APIRouter()
 
 
 def build() -> ServiceSpec:
-    return ServiceSpec(name="identity", prefix="/identity", router=router)
+    return ServiceSpec(
+        name="identity",
+        prefix="/identity",
+        router=router,
+        catalog=(CatalogEntry(type="identity", name="keystone", path="/identity"),),
+    )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from edgefed.api.service import ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec
 
 router = APIRouter()
 
 
 def build() -> ServiceSpec:
-    return ServiceSpec(name="network", prefix="/network", router=router)
+    return ServiceSpec(
+        name="network",
+        prefix="/network",
+        router=router,
+        catalog=(CatalogEntry(type="network", name="neutron", path="/network"),),
+    )
