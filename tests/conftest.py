@@ -1,7 +1,12 @@
-"""Fixtures shared by every test layer."""
+"""Fixtures shared by every test layer.
+
+``pytest --database=postgres`` runs the same tests on PostgreSQL: a throw-away server
+is started once for the session and every site gets a fresh database.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,13 +14,47 @@ import pytest
 
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.osc import OpenStackCLI
+from edgefed.testkit.postgres import PostgresServer
 from edgefed.testkit.process import SiteProcess
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="run the sites of the suite on SQLite (default) or on a PostgreSQL server",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | None]:
+    if request.config.getoption("--database") != "postgres":
+        yield None
+        return
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def new_database_url(server: PostgresServer | None) -> str | None:
+    """A fresh database on the suite's PostgreSQL server, or None for SQLite."""
+    if server is None:
+        return None
+    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[InProcessSite]:
-    """One site in this process (SQLite in tmp_path), reached through ASGITransport."""
-    async with run_site(site_settings(tmp_path / "berlin")) as s:
+def database_url(postgres_server: PostgresServer | None) -> str | None:
+    return new_database_url(postgres_server)
+
+
+@pytest.fixture
+async def site(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
+    """One site in this process, reached through ASGITransport."""
+    async with run_site(site_settings(tmp_path / "berlin", database_url=database_url)) as s:
         yield s
 
 
@@ -25,9 +64,15 @@ async def admin_headers(site: InProcessSite) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def site_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]:
+def site_process(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer | None
+) -> Iterator[SiteProcess]:
     """One real site process on loopback, shared by a test module."""
-    proc = SiteProcess(name="Berlin", data_dir=tmp_path_factory.mktemp("berlin")).start()
+    proc = SiteProcess(
+        name="Berlin",
+        data_dir=tmp_path_factory.mktemp("berlin"),
+        database_url=new_database_url(postgres_server),
+    ).start()
     try:
         yield proc
     finally:

@@ -1,0 +1,72 @@
+"""``edgefed up`` (what ``make run`` starts): three sites, clouds.yaml, clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+
+def _port_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgefed.cli.main", "up", "--base-port", "0", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops every site" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(90), "".join(lines)
+        output = "".join(lines)
+        urls = dict(re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M))
+        assert set(urls) == {"Berlin", "Denver", "Paris"}, output
+        password = re.search(r"password: (\S+)", output)
+        assert password is not None
+        assert "dashboard:" in output
+        clouds = yaml.safe_load((tmp_path / "clouds.yaml").read_text())["clouds"]
+        assert set(clouds) == {"berlin", "denver", "paris"}
+        assert clouds["denver"]["auth"]["auth_url"] == f"{urls['Denver']}/identity/v3"
+        assert clouds["paris"]["auth"]["password"] == password.group(1)
+        for name, url in urls.items():
+            body = httpx.get(f"{url}/", timeout=10).json()
+            assert body["site"] == name
+        # Each site has its own data directory and database.
+        for name in ("berlin", "denver", "paris"):
+            assert (tmp_path / name / "site.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, "".join(lines)
+    for url in urls.values():
+        assert not _port_open(url), f"{url} still listening after edgefed up stopped"
+    assert "stopped Berlin" in "".join(lines)
