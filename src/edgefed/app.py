@@ -33,7 +33,9 @@ from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
 from edgefed.services.compute.service import build as build_compute
 from edgefed.services.identity.service import build as build_identity
 from edgefed.services.image.service import build as build_image
+from edgefed.services.inventory.service import build as build_inventory
 from edgefed.services.network.service import build as build_network
+from edgefed.services.sites.service import build as build_sites
 from edgefed.store.engine import Store
 from edgefed.store.revocations import RevocationRepository
 
@@ -44,7 +46,7 @@ STREAMING_SUFFIXES = ("/file", "/stage")
 
 
 def build_services() -> list[ServiceSpec]:
-    return [build_identity(), build_image(), build_network(), build_compute()]
+    return [build_sites(), build_identity(), build_image(), build_network(), build_compute(), build_inventory()]
 
 
 def create_app(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,6 +19,9 @@ from edgefed.api.service import CatalogEntry
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner
 from edgefed.store.engine import Store
+
+if TYPE_CHECKING:
+    from edgefed.api.fleetview import FleetView
 
 
 @dataclass
@@ -47,6 +50,8 @@ class SiteContext:
     catalog_entries: tuple[CatalogEntry, ...] = ()
     # Other fleet sites this site knows: name -> public URL (filled by the fleet registry).
     peers: dict[str, str] = field(default_factory=dict)
+    # The fleet view (registry, RTTs); set by the sites service (edgefed.api.fleetview).
+    fleet: FleetView | None = None
     # Per-service state (drivers, caches), keyed by service name.
     services: dict[str, Any] = field(default_factory=dict)
 

@@ -75,11 +75,29 @@ class SiteSettings:
     compute_hosts: tuple[HostSpec, ...] = ()
     # How long the fake driver keeps a server in BUILD (and in other transitions).
     fake_transition_seconds: float = 0.2
+    # The scheduler's overcommit: capacity = physical * ratio (Nova's initial_*_allocation_ratio).
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    # The availability zone of this site's compute hosts.
+    availability_zone: str = "nova"
     # SQLite's synchronous pragma: FULL survives power loss, NORMAL only a crash.
     sqlite_synchronous: str = "FULL"
     max_request_body_bytes: int = 1 << 20
     max_image_bytes: int = 1 << 40
     log_level: str = "info"
+    # Fleet: a one-time enrollment token to join at start, and the gossip cadence.
+    join_token: str | None = None
+    gossip_interval_seconds: float = 2.0
+    # A peer that has not answered for this long is considered unreachable.
+    peer_timeout_seconds: float = 6.0
+    # Hosts inventory: the management network (dynamic: addresses come from its pool,
+    # "start-end"; static: each host is given one inside the subnet), and how long a
+    # host agent may stay silent before its host is marked down.
+    management_subnet: str = "192.168.204.0/24"
+    management_dynamic: bool = True
+    management_pool: str | None = None
+    host_heartbeat_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not SITE_NAME_RE.match(self.name):

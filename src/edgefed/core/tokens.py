@@ -63,6 +63,10 @@ class TokenSigner:
         self.kid = kid
         self.public_key = private_key.public_key()
 
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        return self._key
+
     def sign(self, claims: Mapping[str, Any]) -> str:
         signing_input = _header(self.kid) + b"." + b64url(orjson.dumps(claims)).encode("ascii")
         signature = self._key.sign(signing_input)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgefed.store import compute, identity, image, network, revocations  # noqa: F401
+from edgefed.store import compute, fleet, identity, image, inventory, network, revocations  # noqa: F401
 from edgefed.store.schema import metadata
 
 __all__ = ["metadata"]

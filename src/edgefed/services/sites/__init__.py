@@ -1,0 +1,1 @@
+"""The sites service: this site's identity card, the fleet registry, enrollment and gossip."""

@@ -1,0 +1,218 @@
+"""HTTP surface of the sites service under /edge/v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from edgefed.api.auth import Principal, current_principal
+from edgefed.api.context import site_context
+from edgefed.api.policy import require_admin
+from edgefed.api.responses import Json
+from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
+from edgefed.core.fleet import SiteEntry
+from edgefed.core.sitesig import SIGNATURE_HEADER, SITE_HEADER, TIMESTAMP_HEADER, verify_request
+from edgefed.core.tokens import public_key_from_b64
+from edgefed.services.sites.enrollment import (
+    EnrollmentToken,
+    new_secret,
+    secret_matches,
+)
+from edgefed.services.sites.gossip import gossip_body
+from edgefed.services.sites.registry import SERVICE_KEY, Registry
+from edgefed.store.fleet import EnrollmentRecord
+
+router = APIRouter()
+
+MAX_ENROLLMENT_SECONDS = 7 * 86400
+
+
+def registry_of(request: Request) -> Registry:
+    reg: Registry = site_context(request).services[SERVICE_KEY]
+    return reg
+
+
+class EnrollmentCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+    expires_in: int = Field(default=3600, ge=60, le=MAX_ENROLLMENT_SECONDS)
+
+
+class EnrollmentBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    enrollment: EnrollmentCreate = Field(default_factory=EnrollmentCreate)
+
+
+class JoinWithToken(BaseModel):
+    model_config = {"extra": "forbid"}
+    token: str = Field(min_length=8, max_length=4096)
+
+
+@router.get("/site")
+async def site_info(request: Request) -> Json:
+    """This site's identity card: public, so a joining site can check the key it pinned."""
+    reg = registry_of(request)
+    return Json({"site": reg.self_entry.to_json()})
+
+
+@router.get("/ping", include_in_schema=False)
+async def ping() -> Response:
+    return Response(status_code=204)
+
+
+@router.get("/fleet/sites")
+async def list_sites(request: Request, principal: Principal = Depends(current_principal)) -> Json:
+    reg = registry_of(request)
+    return Json({"sites": [_with_health(reg, e) for e in reg.entries()]})
+
+
+def _with_health(reg: Registry, entry: SiteEntry) -> dict[str, Any]:
+    body = entry.to_json()
+    body["self"] = entry.name == reg.ctx.name
+    body["rtt_ms"] = reg.view.rtt_ms(reg.ctx.name, entry.name)
+    return body
+
+
+@router.get("/fleet/sites/{name}")
+async def show_site(
+    name: str, request: Request, principal: Principal = Depends(current_principal)
+) -> Json:
+    reg = registry_of(request)
+    entry = reg.view.entries.get(name)
+    if entry is None:
+        raise NotFound(f"site {name} is not in the fleet registry")
+    return Json({"site": _with_health(reg, entry)})
+
+
+@router.delete("/fleet/sites/{name}", status_code=204)
+async def revoke_site(
+    name: str, request: Request, principal: Principal = Depends(current_principal)
+) -> Response:
+    require_admin(principal, "fleet:revoke_site")
+    await registry_of(request).revoke(name)
+    return Response(status_code=204)
+
+
+@router.post("/fleet/enrollments", status_code=201)
+async def create_enrollment(
+    request: Request,
+    body: EnrollmentBody | None = None,
+    principal: Principal = Depends(current_principal),
+) -> Json:
+    require_admin(principal, "fleet:create_enrollment")
+    reg = registry_of(request)
+    ctx = reg.ctx
+    spec = (body or EnrollmentBody()).enrollment
+    token_id, secret, secret_hash = new_secret()
+    now = ctx.clock()
+    record = EnrollmentRecord(
+        id=token_id,
+        secret_hash=secret_hash,
+        created_at=now,
+        expires_at=now + spec.expires_in,
+        created_by=principal.user_id,
+        used_at=None,
+        used_by=None,
+    )
+    await reg.repo.add_enrollment(record)
+    token = EnrollmentToken(
+        issuer=ctx.name,
+        issuer_url=ctx.public_url,
+        issuer_key=reg.public_key,
+        token_id=token_id,
+        secret=secret,
+    )
+    return Json(
+        {"enrollment": {"id": token_id, "token": token.encode(), "expires_at": record.expires_at}},
+        status_code=201,
+    )
+
+
+@router.post("/fleet/join")
+async def accept_join(request: Request) -> Json:
+    """A new site presents a one-time token and proves it holds the key it announces."""
+    reg = registry_of(request)
+    ctx = reg.ctx
+    raw = await request.body()
+    try:
+        payload = orjson.loads(raw)
+        token_id = str(payload["token_id"])
+        secret = str(payload["secret"])
+        entry = SiteEntry.from_json(payload["site"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest("a join request needs token_id, secret and site") from exc
+    record = await reg.repo.get_enrollment(token_id)
+    now = ctx.clock()
+    if record is None or not secret_matches(secret, record.secret_hash):
+        raise Unauthorized("unknown enrollment token")
+    if record.expires_at <= now:
+        raise Unauthorized("the enrollment token has expired")
+    if record.used_at is not None and record.used_by != entry.name:
+        raise Unauthorized("the enrollment token was already used")
+    _verify_site_signature(request, raw, public_key_from_b64(entry.public_key), now)
+    existing = reg.view.entries.get(entry.name)
+    if existing is not None and existing.public_key != entry.public_key:
+        raise Conflict(f"a site named {entry.name} with another key is already in the fleet")
+    if entry.name == ctx.name:
+        raise Conflict(f"{entry.name} is the name of the enrolling site itself")
+    if existing is not None and existing.version >= entry.version:
+        entry = existing
+    ok = await reg.repo.consume_enrollment_and_put(
+        token_id, used_by=entry.name, now=now, entry=entry
+    )
+    if not ok:
+        raise Unauthorized("the enrollment token was already used")
+    reg.view.apply([entry])
+    return Json({"sites": [e.to_json() for e in reg.entries()]})
+
+
+@router.post("/site/join")
+async def join_fleet(
+    body: JoinWithToken, request: Request, principal: Principal = Depends(current_principal)
+) -> Json:
+    """Ask this site to join a fleet with a token created on any fleet site."""
+    require_admin(principal, "fleet:join")
+    reg = registry_of(request)
+    entries = await reg.join_with(EnrollmentToken.decode(body.token))
+    return Json({"sites": [e.to_json() for e in entries]})
+
+
+@router.post("/fleet/gossip")
+async def gossip(request: Request) -> Response:
+    reg = registry_of(request)
+    ctx = reg.ctx
+    raw = await request.body()
+    sender = request.headers.get(SITE_HEADER, "")
+    entry = reg.view.entries.get(sender)
+    if entry is None or not entry.active:
+        raise Unauthorized(f"site {sender!r} is not an active member of this fleet")
+    _verify_site_signature(request, raw, public_key_from_b64(entry.public_key), ctx.clock())
+    try:
+        payload = orjson.loads(raw)
+        incoming = [SiteEntry.from_json(e) for e in payload.get("sites", [])]
+        rtt = payload.get("rtt") or {}
+        reg.view.rtt[sender] = {str(k): float(v) for k, v in rtt.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise BadRequest("malformed gossip body") from exc
+    reg.note_seen(sender, None)
+    await reg.merge(incoming)
+    return Response(gossip_body(reg), media_type="application/json")
+
+
+def _verify_site_signature(request: Request, raw: bytes, key: Any, now: float) -> None:
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not timestamp or not signature:
+        raise Unauthorized("the site request is not signed")
+    verify_request(
+        key,
+        method=request.method,
+        path=request.url.path,
+        body=raw,
+        timestamp=timestamp,
+        signature=signature,
+        now=now,
+    )

@@ -1,0 +1,49 @@
+"""The sites service: ServiceSpec and lifecycle (load registry, join, gossip)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from edgefed.api.context import SiteContext
+from edgefed.api.service import ServiceSpec
+from edgefed.core.errors import EdgefedError
+from edgefed.services.sites.enrollment import EnrollmentToken
+from edgefed.services.sites.gossip import run_gossip
+from edgefed.services.sites.registry import SERVICE_KEY, Registry
+from edgefed.services.sites.routes import router
+
+log = logging.getLogger("edgefed.fleet")
+
+TASK_KEY = "sites.gossip"
+CAPABILITIES = ("identity", "image", "compute", "network")
+
+
+async def on_start(ctx: SiteContext) -> None:
+    registry = Registry(ctx, capabilities=CAPABILITIES)
+    await registry.load()
+    ctx.fleet = registry.view
+    ctx.services[SERVICE_KEY] = registry
+    token_text = ctx.settings.join_token
+    if token_text:
+        token = EnrollmentToken.decode(token_text)
+        if token.issuer not in registry.view.entries:
+            # Try once before reporting ready; the gossip task keeps trying after that.
+            with contextlib.suppress(EdgefedError):
+                await registry.join_with(token)
+    ctx.services[TASK_KEY] = asyncio.create_task(run_gossip(registry), name="gossip")
+
+
+async def on_stop(ctx: SiteContext) -> None:
+    task: asyncio.Task[None] | None = ctx.services.pop(TASK_KEY, None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def build() -> ServiceSpec:
+    return ServiceSpec(
+        name="sites", prefix="/edge/v1", router=router, on_start=on_start, on_stop=on_stop
+    )

@@ -1,0 +1,147 @@
+"""The durable fleet registry and the one-time enrollment tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Column, Float, Integer, String, Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from edgefed.core.fleet import SiteEntry
+from edgefed.store.engine import Store
+from edgefed.store.schema import JsonDoc, metadata
+
+fleet_sites = Table(
+    "fleet_sites",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("document", JsonDoc, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("used_at", Float, nullable=True),
+    Column("used_by", String(64), nullable=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRecord:
+    id: str
+    secret_hash: str
+    created_at: float
+    expires_at: float
+    created_by: str
+    used_at: float | None
+    used_by: str | None
+
+
+class FleetRepository:
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def all(self) -> list[SiteEntry]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(fleet_sites.c.document))
+            return [SiteEntry.from_json(r.document) for r in rows]
+
+    async def put(self, entries: list[SiteEntry]) -> None:
+        """Upsert entries (the caller decided they win, see core.fleet.should_replace)."""
+        if not entries:
+            return
+        async with self.store.write() as conn:
+            insert = sqlite_insert if self.store.is_sqlite else pg_insert
+            for entry in entries:
+                stmt = insert(fleet_sites).values(
+                    name=entry.name, document=entry.to_json(), version=entry.version
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[fleet_sites.c.name],
+                    set_={"document": stmt.excluded.document, "version": stmt.excluded.version},
+                )
+                await conn.execute(stmt)
+
+    async def add_enrollment(self, record: EnrollmentRecord) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                enrollment_tokens.insert().values(
+                    id=record.id,
+                    secret_hash=record.secret_hash,
+                    created_at=record.created_at,
+                    expires_at=record.expires_at,
+                    created_by=record.created_by,
+                )
+            )
+
+    async def get_enrollment(self, token_id: str) -> EnrollmentRecord | None:
+        async with self.store.read() as conn:
+            row = (
+                await conn.execute(
+                    select(enrollment_tokens).where(enrollment_tokens.c.id == token_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return EnrollmentRecord(
+            id=row.id,
+            secret_hash=row.secret_hash,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            created_by=row.created_by,
+            used_at=row.used_at,
+            used_by=row.used_by,
+        )
+
+    async def consume_enrollment_and_put(
+        self, token_id: str, *, used_by: str, now: float, entry: SiteEntry
+    ) -> bool:
+        """Mark the token used and store the new entry in one transaction.
+
+        False when the token was already used (by another site) meanwhile.
+        """
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(enrollment_tokens)
+                .where(enrollment_tokens.c.id == token_id)
+                .where(
+                    (enrollment_tokens.c.used_at.is_(None))
+                    | (enrollment_tokens.c.used_by == used_by)
+                )
+                .values(used_at=now, used_by=used_by)
+            )
+            if result.rowcount != 1:
+                return False
+            insert = sqlite_insert if self.store.is_sqlite else pg_insert
+            stmt = insert(fleet_sites).values(
+                name=entry.name, document=entry.to_json(), version=entry.version
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[fleet_sites.c.name],
+                set_={"document": stmt.excluded.document, "version": stmt.excluded.version},
+            )
+            await conn.execute(stmt)
+            return True
+
+    async def list_enrollments(self) -> list[EnrollmentRecord]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(enrollment_tokens))
+            return [
+                EnrollmentRecord(
+                    id=r.id,
+                    secret_hash=r.secret_hash,
+                    created_at=r.created_at,
+                    expires_at=r.expires_at,
+                    created_by=r.created_by,
+                    used_at=r.used_at,
+                    used_by=r.used_by,
+                )
+                for r in rows
+            ]

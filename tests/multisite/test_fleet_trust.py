@@ -1,0 +1,167 @@
+"""Trust: enrollment, pinned keys, registry gossip, revocation — sites in one process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from edgefed.api.context import SiteContext
+from edgefed.services.sites.gossip import gossip_round
+from edgefed.services.sites.registry import Registry
+from edgefed.testkit.asgi_fleet import FleetTransport
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.tokens import forge_token
+
+
+def ctx_of(site: InProcessSite) -> SiteContext:
+    ctx: SiteContext = site.app.state.ctx
+    return ctx
+
+
+def registry(site: InProcessSite) -> Registry:
+    reg: Registry = ctx_of(site).services["sites"]
+    return reg
+
+
+def admin(site: InProcessSite) -> dict[str, str]:
+    return {"X-Auth-Token": forge_token(ctx_of(site))}
+
+
+@contextlib.asynccontextmanager
+async def fleet(tmp_path: Path, names: list[str]) -> AsyncIterator[dict[str, InProcessSite]]:
+    transport = FleetTransport()
+    sites: dict[str, InProcessSite] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name in names:
+            settings = site_settings(
+                tmp_path / name.lower(), name=name, gossip_interval_seconds=3600.0
+            )
+            site = await stack.enter_async_context(run_site(settings, transport=transport))
+            transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))
+            sites[name] = site
+        yield sites
+
+
+async def enroll(issuer: InProcessSite, joiner: InProcessSite) -> None:
+    r = await issuer.client.post("/edge/v1/fleet/enrollments", headers=admin(issuer))
+    assert r.status_code == 201, r.text
+    token = r.json()["enrollment"]["token"]
+    r = await joiner.client.post("/edge/v1/site/join", json={"token": token}, headers=admin(joiner))
+    assert r.status_code == 200, r.text
+
+
+async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver", "Paris"]) as s:
+        berlin, denver, paris = s["Berlin"], s["Denver"], s["Paris"]
+        # Before joining, Denver does not accept Berlin's tokens.
+        r = await denver.client.get("/edge/v1/fleet/sites", headers=admin(berlin))
+        assert r.status_code == 401
+        assert "unknown site" in r.json()["error"]["message"]
+
+        await enroll(berlin, denver)
+        await enroll(denver, paris)
+        # Paris learned Berlin from Denver's registry at join; Berlin learns Paris by gossip.
+        assert "Paris" not in registry(berlin).view.entries
+        assert await gossip_round(registry(berlin)) >= 1
+        for site in (berlin, denver, paris):
+            assert sorted(registry(site).view.entries) == ["Berlin", "Denver", "Paris"]
+
+        # A token issued by Berlin is validated locally by Paris (Berlin's key is pinned).
+        r = await paris.client.get("/edge/v1/fleet/sites", headers=admin(berlin))
+        assert r.status_code == 200
+        assert {x["name"] for x in r.json()["sites"]} == {"Berlin", "Denver", "Paris"}
+        # Catalog peers.
+        assert ctx_of(paris).fleet_sites().keys() == {"Berlin", "Denver", "Paris"}
+
+
+async def test_enrollment_token_is_single_use_and_checked(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver", "Paris"]) as s:
+        berlin, denver, paris = s["Berlin"], s["Denver"], s["Paris"]
+        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=admin(berlin))
+        token = r.json()["enrollment"]["token"]
+        r = await denver.client.post(
+            "/edge/v1/site/join", json={"token": token}, headers=admin(denver)
+        )
+        assert r.status_code == 200
+        # The same token cannot enroll another site.
+        r = await paris.client.post(
+            "/edge/v1/site/join", json={"token": token}, headers=admin(paris)
+        )
+        assert r.status_code == 400
+        assert "already used" in r.json()["error"]["message"]
+        # Garbage and non-admins are refused clearly.
+        r = await paris.client.post(
+            "/edge/v1/site/join", json={"token": "hello-world"}, headers=admin(paris)
+        )
+        assert r.status_code == 400 and "EF1." in r.json()["error"]["message"]
+        member = {"X-Auth-Token": forge_token(ctx_of(berlin), user="bob", role="member")}
+        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=member)
+        assert r.status_code == 403
+        r = await berlin.client.post(
+            "/edge/v1/fleet/enrollments",
+            json={"enrollment": {"expires_in": "x"}},
+            headers=admin(berlin),
+        )
+        assert r.status_code == 400 and "expires_in" in r.json()["error"]["message"]
+
+
+async def test_join_refuses_an_issuer_with_another_key(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver"]) as s:
+        berlin, denver = s["Berlin"], s["Denver"]
+        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=admin(berlin))
+        token = r.json()["enrollment"]["token"]
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from edgefed.core.tokens import public_key_b64
+        from edgefed.services.sites.enrollment import EnrollmentToken
+
+        decoded = EnrollmentToken.decode(token)
+        forged = EnrollmentToken(
+            issuer=decoded.issuer,
+            issuer_url=decoded.issuer_url,
+            issuer_key=public_key_b64(Ed25519PrivateKey.generate().public_key()),
+            token_id=decoded.token_id,
+            secret=decoded.secret,
+        )
+        r = await denver.client.post(
+            "/edge/v1/site/join", json={"token": forged.encode()}, headers=admin(denver)
+        )
+        assert r.status_code == 401
+        assert "pinned" in r.json()["error"]["message"]
+        assert "Berlin" not in registry(denver).view.entries
+
+
+async def test_revocation_spreads_and_invalidates_tokens(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver", "Paris"]) as s:
+        berlin, denver, paris = s["Berlin"], s["Denver"], s["Paris"]
+        await enroll(berlin, denver)
+        await enroll(berlin, paris)
+        await gossip_round(registry(denver))
+        denver_token = admin(denver)
+        r = await paris.client.get("/edge/v1/fleet/sites", headers=denver_token)
+        assert r.status_code == 200
+        # Berlin revokes Denver; Paris hears about it by gossip, and refuses Denver's tokens.
+        r = await berlin.client.delete("/edge/v1/fleet/sites/Denver", headers=admin(berlin))
+        assert r.status_code == 204
+        await gossip_round(registry(berlin))
+        assert not registry(paris).view.active("Denver")
+        r = await paris.client.get("/edge/v1/fleet/sites", headers=denver_token)
+        assert r.status_code == 401
+        # A revoked site may not gossip any more.
+        before = registry(denver).view.entries["Paris"]
+        await gossip_round(registry(denver))
+        assert registry(paris).view.entries["Denver"].status.value == "revoked"
+        assert before is not None
+
+
+async def test_registry_survives_restart(tmp_path: Path) -> None:
+    transport = FleetTransport()
+    async with fleet(tmp_path, ["Berlin", "Denver"]) as s:
+        await enroll(s["Berlin"], s["Denver"])
+    settings = site_settings(tmp_path / "denver", name="Denver", gossip_interval_seconds=3600.0)
+    async with run_site(settings, transport=transport) as denver:
+        assert sorted(registry(denver).view.entries) == ["Berlin", "Denver"]
+        assert ctx_of(denver).keyring.lookup("Berlin") is not None
