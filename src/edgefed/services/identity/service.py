@@ -1,18 +1,39 @@
-"""The identity service: its router and lifecycle (placeholder until the service lands)."""
+"""The identity service (Keystone v3) of one site: its routes and its start-up.
+
+Routes are split by resource into sibling modules; this module only composes them.
+On start the service bootstraps the admin (``bootstrap.py``) before any other service
+starts, so they can all rely on it.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from edgefed.api.context import SiteContext
 from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.services.identity import tokens, versions
+from edgefed.services.identity.bootstrap import bootstrap
+from edgefed.services.identity.state import state_for
 
-router = APIRouter()
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    versions.add_routes(router)
+    for module in (tokens,):
+        router.include_router(module.router)
+    return router
+
+
+async def on_start(ctx: SiteContext) -> None:
+    state_for(ctx)
+    await bootstrap(ctx)
 
 
 def build() -> ServiceSpec:
     return ServiceSpec(
         name="identity",
         prefix="/identity",
-        router=router,
+        router=build_router(),
         catalog=(CatalogEntry(type="identity", name="keystone", path="/identity"),),
+        on_start=on_start,
     )

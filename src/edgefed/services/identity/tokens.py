@@ -1,0 +1,182 @@
+"""The /v3/auth routes: issue, validate, check and revoke tokens; catalog and scopes.
+
+The hot paths are in-memory: validation reads only the verified claims (cached by the
+authenticator) and the cached catalog; issuing with the token method uses the cached
+grant of (user, scope). Revoking writes a revocation event to the store (it survives a
+restart) and adds it to the in-memory list every request checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from edgefed.api.auth import (
+    SUBJECT_TOKEN_HEADER,
+    Principal,
+    authenticator,
+    current_principal,
+)
+from edgefed.api.responses import Json
+from edgefed.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from edgefed.services.identity.catalog import token_catalog
+from edgefed.services.identity.grants import effective_roles
+from edgefed.services.identity.issuance import (
+    authenticate,
+    build_claims,
+    requested_target,
+    restrict_to_app_credential,
+)
+from edgefed.services.identity.revoking import revoke
+from edgefed.services.identity.scopes import grant_for
+from edgefed.services.identity.state import IdentityState, identity_state
+from edgefed.services.identity.token_body import rendered_body
+from edgefed.services.identity.views import collection, domain_view, project_view
+from edgefed.store.identity import domains, projects
+from edgefed.store.revocations import RevocationEvent
+
+router = APIRouter()
+JSON = "application/json"
+
+
+def _nocatalog(request: Request) -> bool:
+    return "nocatalog" in request.query_params
+
+
+@router.post("/v3/auth/tokens", status_code=201)
+async def issue_token(request: Request, state: IdentityState = Depends(identity_state)) -> Response:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("Malformed JSON in request body.") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("auth"), dict):
+        raise BadRequest("'auth' is a required property")
+    auth: dict[str, Any] = body["auth"]
+    identity = auth.get("identity")
+    if not isinstance(identity, dict):
+        raise BadRequest("'identity' is a required property of 'auth'")
+    who = await authenticate(state, identity, authenticator(request))
+    target_type, target_id = await requested_target(state, auth.get("scope"), who)
+    grant = await grant_for(
+        state, user_id=who.user_id, target_type=target_type, target_id=target_id
+    )
+    roles = grant.roles
+    if who.app_credential is not None:
+        roles = await restrict_to_app_credential(state, grant, who.app_credential)
+    claims = build_claims(state, who=who, grant=grant, target_type=target_type, roles=roles)
+    token = state.ctx.signer.sign(claims)
+    content = await rendered_body(state, token, claims, nocatalog=_nocatalog(request))
+    return Response(
+        content=content, status_code=201, media_type=JSON, headers={"X-Subject-Token": token}
+    )
+
+
+def _subject(request: Request, state: IdentityState, principal: Principal) -> Principal:
+    token = request.headers.get(SUBJECT_TOKEN_HEADER)
+    if not token:
+        raise BadRequest("The X-Subject-Token header is required.")
+    try:
+        subject = authenticator(request).validate(state.ctx, token)
+    except Unauthorized as exc:
+        raise NotFound(f"Could not find token: {token}.") from exc
+    if not principal.is_admin and subject.user_id != principal.user_id:
+        raise Forbidden(
+            "You are not authorized to perform the requested action: identity:validate_token."
+        )
+    return subject
+
+
+@router.get("/v3/auth/tokens")
+async def validate_token(
+    request: Request,
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Response:
+    subject = _subject(request, state, principal)
+    content = await rendered_body(
+        state, subject.token, subject.claims, nocatalog=_nocatalog(request)
+    )
+    return Response(content=content, media_type=JSON, headers={"X-Subject-Token": subject.token})
+
+
+@router.head("/v3/auth/tokens")
+async def check_token(
+    request: Request,
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Response:
+    subject = _subject(request, state, principal)
+    return Response(status_code=200, headers={"X-Subject-Token": subject.token})
+
+
+@router.delete("/v3/auth/tokens", status_code=204)
+async def revoke_token(
+    request: Request,
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Response:
+    subject = _subject(request, state, principal)
+    await revoke(
+        state,
+        RevocationEvent(issued_before=state.ctx.clock(), audit_id=str(subject.claims["jti"])),
+    )
+    return Response(status_code=204)
+
+
+@router.get("/v3/auth/catalog")
+async def auth_catalog(
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Json:
+    if not principal.claims.get("roles"):
+        raise Forbidden("A catalog cannot be retrieved for an unscoped token.")
+    catalog = await token_catalog(state)
+    return Json(
+        {"catalog": catalog, "links": {"self": f"{state.ctx.public_url}/identity/v3/auth/catalog"}}
+    )
+
+
+async def _targets_with_roles(state: IdentityState, user_id: str, target_type: str) -> set[str]:
+    actors = [("user", user_id)]
+    actors += [("group", g["id"]) for g in await state.repo.groups_of(user_id)]
+    rows = await state.repo.list_assignments(actors=actors, target_type=target_type)
+    return {r["target_id"] for r in rows}
+
+
+@router.get("/v3/auth/projects")
+async def auth_projects(
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Json:
+    ids = await _targets_with_roles(state, principal.user_id, "project")
+    rows = await state.repo.list_rows(projects, filters={"id": ids, "enabled": True})
+    return Json(
+        collection(state, "projects", (project_view(state, r) for r in rows), path="/auth/projects")
+    )
+
+
+@router.get("/v3/auth/domains")
+async def auth_domains(
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Json:
+    ids = await _targets_with_roles(state, principal.user_id, "domain")
+    rows = await state.repo.list_rows(domains, filters={"id": ids, "enabled": True})
+    return Json(
+        collection(state, "domains", (domain_view(state, r) for r in rows), path="/auth/domains")
+    )
+
+
+@router.get("/v3/auth/system")
+async def auth_system(
+    principal: Principal = Depends(current_principal),
+    state: IdentityState = Depends(identity_state),
+) -> Json:
+    roles = await effective_roles(
+        state, user_id=principal.user_id, target_type="system", target_id="all"
+    )
+    return Json(collection(state, "system", [{"all": True}] if roles else [], path="/auth/system"))
