@@ -1,0 +1,421 @@
+"""The scope language: which site serves each service of a request.
+
+A request may carry ``X-Scope: {compute: Berlin|Denver, image: @region=eu}``. This
+module turns that text into an immutable syntax tree, once, and prints a tree back in
+a canonical form that parses to the same tree. It knows nothing about the fleet:
+resolving names to sites is ``scope_resolve``'s job, running calls is ``scope_eval``'s.
+
+Grammar (``&`` binds tighter than ``|``; whitespace is free between tokens)::
+
+    scope := '{' entry (',' entry)* '}'
+    entry := service ':' expr
+    expr  := both ('|' both)*                 Alt: fall back left to right
+    both  := atom ('&' atom)*                 Both: all of them, in parallel
+    atom  := SITE | '*' | '@' key '=' value
+           | 'around(' SITE ',' N 'ms)' | '(' expr ')'
+
+Why a hand-written parser: every error must point at the offending character of the
+header, with a message a user can act on, and a bad header must never become a 500.
+The parser is iterative over tokens with a bounded nesting depth, so no input (however
+hostile) raises anything but ``ScopeSyntaxError``.
+
+The tree keeps the structure the user wrote (``(A&B)&C`` stays nested) so that
+``parse_expr(str(expr)) == expr`` holds for every tree; flattening and de-duplication
+happen at resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Final, NoReturn
+
+from edgefed.core.errors import BadRequest
+from edgefed.core.settings import SITE_NAME_RE
+
+SERVICES: Final = ("identity", "compute", "image", "volume", "network", "placement")
+SERVICE_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "keystone": "identity",
+        "nova": "compute",
+        "glance": "image",
+        "cinder": "volume",
+        "neutron": "network",
+    }
+)
+MAX_SCOPE_LENGTH: Final = 4096
+MAX_NESTING: Final = 32
+MAX_RTT_MS: Final = 1_000_000.0
+
+LABEL_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,252}$")
+LABEL_VALUE_RE: Final = LABEL_KEY_RE
+_RTT_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms)?$")
+_WORD_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+_PUNCT: Final = frozenset("{},:|&()*@=")
+_ATOM_START: Final = "a site, '*', '@key=value', 'around(SITE, N ms)' or '('"
+
+
+class ScopeSyntaxError(BadRequest):
+    """A scope that does not parse; the message quotes it and points at the problem."""
+
+    def __init__(self, *, scope: str, position: int, reason: str, expected: str | None = None):
+        shown = "".join(ch if ch.isprintable() else " " for ch in scope)
+        message = f"{reason} at position {position} in '{shown}'"
+        if expected:
+            message += f" (expected {expected})"
+        message += f"\n  {shown}\n  {' ' * position}^"
+        super().__init__(message, scope=scope, position=position)
+        self.scope = scope
+        self.position = position
+        self.reason = reason
+        self.expected = expected
+
+
+# --- the syntax tree -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One site, by name."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not SITE_NAME_RE.match(self.name):
+            raise ValueError(f"invalid site name {self.name!r}")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class AllSites:
+    """``*``: every site of the fleet."""
+
+    def __str__(self) -> str:
+        return "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """``@key=value``: every site that carries this label."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not LABEL_KEY_RE.match(self.key) or not LABEL_VALUE_RE.match(self.value):
+            raise ValueError(f"invalid label {self.key!r}={self.value!r}")
+
+    def __str__(self) -> str:
+        return f"@{self.key}={self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """``around(Paris, 20ms)``: every site whose measured RTT to ``site`` is <= the bound."""
+
+    site: str
+    max_rtt_ms: float
+
+    def __post_init__(self) -> None:
+        if not SITE_NAME_RE.match(self.site):
+            raise ValueError(f"invalid site name {self.site!r}")
+        if not (math.isfinite(self.max_rtt_ms) and 0 <= self.max_rtt_ms <= MAX_RTT_MS):
+            raise ValueError(f"RTT bound {self.max_rtt_ms!r} is not within 0-{MAX_RTT_MS:g} ms")
+
+    def __str__(self) -> str:
+        return f"around({self.site}, {format_ms(self.max_rtt_ms)}ms)"
+
+
+@dataclass(frozen=True, slots=True)
+class Both:
+    """``A&B``: every part, in parallel; succeeds only if all of them succeed."""
+
+    parts: tuple[Expr, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.parts) < 2:
+            raise ValueError("Both needs at least two parts")
+
+    def __str__(self) -> str:
+        return "&".join(_wrap(p, inside=Both) for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Alt:
+    """``A|B``: try the options left to right; the first success wins."""
+
+    options: tuple[Expr, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2:
+            raise ValueError("Alt needs at least two options")
+
+    def __str__(self) -> str:
+        return "|".join(_wrap(o, inside=Alt) for o in self.options)
+
+
+Expr = Site | AllSites | Label | Around | Both | Alt
+
+
+def _wrap(child: Expr, *, inside: type[Both] | type[Alt]) -> str:
+    # A nested operator keeps its parentheses, so the printed text parses back to the
+    # same tree: an Alt under a Both (precedence), and any operator directly under the
+    # same operator (the tree keeps the user's grouping).
+    if isinstance(child, Alt) or (isinstance(child, Both) and inside is Both):
+        return f"({child})"
+    return str(child)
+
+
+def format_ms(value: float) -> str:
+    """A number without exponent or trailing ``.0`` that reads back as the same float."""
+    if value.is_integer():
+        return str(int(value))
+    return format(Decimal(repr(value)), "f")
+
+
+def canonical_service(name: str) -> str | None:
+    """``nova`` -> ``compute``; None for a name that is not a service."""
+    lowered = name.lower()
+    if lowered in SERVICES:
+        return lowered
+    return SERVICE_ALIASES.get(lowered)
+
+
+class Scope(Mapping[str, Expr]):
+    """A parsed scope: canonical service name -> expression, in the order written."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Mapping[str, Expr]) -> None:
+        normalised: dict[str, Expr] = {}
+        for name, expr in entries.items():
+            service = canonical_service(name)
+            if service is None:
+                raise ValueError(f"unknown service {name!r}")
+            if service in normalised:
+                raise ValueError(f"duplicate service {service!r}")
+            normalised[service] = expr
+        if not normalised:
+            raise ValueError("a scope needs at least one entry")
+        self._entries: Mapping[str, Expr] = MappingProxyType(normalised)
+
+    def __getitem__(self, service: str) -> Expr:
+        return self._entries[canonical_service(service) or service]
+
+    def __contains__(self, service: object) -> bool:
+        return isinstance(service, str) and (canonical_service(service) in self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._entries.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Scope):
+            return dict(self._entries) == dict(other._entries)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Scope({dict(self._entries)!r})"
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{s}: {e}" for s, e in self._entries.items()) + "}"
+
+    def without(self, service: str) -> Scope | None:
+        """The scope minus one service's entry (None when nothing is left)."""
+        key = canonical_service(service) or service
+        rest = {s: e for s, e in self._entries.items() if s != key}
+        return Scope(rest) if rest else None
+
+
+# --- the parser ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # a punctuation character, "word", or "end"
+    text: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in " \t\r\n":
+            i += 1
+        elif ch in _PUNCT:
+            tokens.append(_Token(ch, ch, i))
+            i += 1
+        elif match := _WORD_RE.match(text, i):
+            tokens.append(_Token("word", match.group(), i))
+            i = match.end()
+        else:
+            raise ScopeSyntaxError(scope=text, position=i, reason=f"unexpected {ch!r}")
+    tokens.append(_Token("end", "", n))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        if len(text) > MAX_SCOPE_LENGTH:
+            raise ScopeSyntaxError(
+                scope=text[:80] + "...",
+                position=0,
+                reason=f"scope is {len(text)} characters long, more than {MAX_SCOPE_LENGTH}",
+            )
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.index = 0
+        self.depth = 0
+
+    # helpers
+    @property
+    def current(self) -> _Token:
+        return self.tokens[self.index]
+
+    def fail(self, token: _Token, *, expected: str | None, reason: str | None = None) -> NoReturn:
+        if reason is None:
+            reason = (
+                "unexpected end of scope" if token.kind == "end" else f"unexpected {token.text!r}"
+            )
+        raise ScopeSyntaxError(
+            scope=self.text, position=token.pos, reason=reason, expected=expected
+        )
+
+    def expect(self, kind: str, *, expected: str) -> _Token:
+        token = self.current
+        if token.kind != kind:
+            self.fail(token, expected=expected)
+        self.index += 1
+        return token
+
+    # grammar
+    def scope(self) -> Scope:
+        if self.current.kind == "end":
+            self.fail(self.current, expected="'{'", reason="empty scope")
+        self.expect("{", expected="'{' to open the scope")
+        entries: dict[str, Expr] = {}
+        while True:
+            token = self.expect("word", expected="a service name such as 'compute'")
+            service = canonical_service(token.text)
+            if service is None:
+                known = ", ".join(SERVICES + tuple(SERVICE_ALIASES))
+                self.fail(
+                    token, expected=f"one of {known}", reason=f"unknown service {token.text!r}"
+                )
+            if service in entries:
+                alias = (
+                    "" if token.text.lower() == service else f" ({token.text} is an alias of it)"
+                )
+                self.fail(token, expected=None, reason=f"duplicate entry for {service}{alias}")
+            self.expect(":", expected=f"':' after {token.text!r}")
+            entries[service] = self.alt()
+            if self.current.kind == ",":
+                self.index += 1
+                continue
+            self.expect("}", expected="'|', '&', ',' or '}'")
+            break
+        self.expect("end", expected="nothing after the closing '}'")
+        return Scope(entries)
+
+    def expression(self) -> Expr:
+        expr = self.alt()
+        self.expect("end", expected="'|', '&' or the end of the expression")
+        return expr
+
+    def alt(self) -> Expr:
+        options = [self.both()]
+        while self.current.kind == "|":
+            self.index += 1
+            options.append(self.both())
+        return options[0] if len(options) == 1 else Alt(tuple(options))
+
+    def both(self) -> Expr:
+        parts = [self.atom()]
+        while self.current.kind == "&":
+            self.index += 1
+            parts.append(self.atom())
+        return parts[0] if len(parts) == 1 else Both(tuple(parts))
+
+    def atom(self) -> Expr:
+        token = self.current
+        if token.kind == "*":
+            self.index += 1
+            return AllSites()
+        if token.kind == "@":
+            self.index += 1
+            return self.label()
+        if token.kind == "(":
+            if self.depth >= MAX_NESTING:
+                self.fail(token, expected=None, reason=f"nesting deeper than {MAX_NESTING}")
+            self.index += 1
+            self.depth += 1
+            inner = self.alt()
+            self.depth -= 1
+            self.expect(")", expected="')' or an operator '|' or '&'")
+            return inner
+        if token.kind == "word":
+            if token.text == "around" and self.tokens[self.index + 1].kind == "(":
+                self.index += 2
+                return self.around()
+            self.index += 1
+            return Site(self.site_name(token))
+        self.fail(token, expected=_ATOM_START)
+
+    def site_name(self, token: _Token) -> str:
+        if not SITE_NAME_RE.match(token.text):
+            self.fail(
+                token,
+                reason=f"invalid site name {token.text!r}",
+                expected="a site name: a letter, then at most 62 letters, digits, '.', '_' or '-'",
+            )
+        return token.text
+
+    def label(self) -> Label:
+        key = self.expect("word", expected="a label key after '@', as in @region=eu")
+        self.expect("=", expected=f"'=' after the label key {key.text!r}")
+        value = self.expect("word", expected=f"a value for the label {key.text!r}")
+        for part in (key, value):
+            if not LABEL_KEY_RE.match(part.text):
+                self.fail(part, expected=None, reason=f"label part {part.text!r} is too long")
+        return Label(key.text, value.text)
+
+    def around(self) -> Around:
+        site = self.site_name(self.expect("word", expected="a site name in around(SITE, N ms)"))
+        self.expect(",", expected=f"',' after {site!r} in around(SITE, N ms)")
+        number = self.expect("word", expected="a round-trip time such as 20ms")
+        match = _RTT_RE.match(number.text)
+        if match is None:
+            self.fail(number, expected="a round-trip time such as 20ms")
+        if match.group(2) is None:  # "20 ms" with a space: the unit is its own word
+            unit = self.current
+            if unit.kind != "word" or unit.text != "ms":
+                self.fail(unit, expected=f"'ms' after {number.text}")
+            self.index += 1
+        value = float(match.group(1))
+        if value > MAX_RTT_MS:
+            self.fail(number, expected=None, reason=f"round-trip time {number.text} is too large")
+        self.expect(")", expected="')' to close around(...)")
+        return Around(site, value)
+
+
+def parse_scope(text: str) -> Scope:
+    """Parse an ``X-Scope`` value such as ``{compute: Berlin|Denver}``."""
+    return _Parser(text).scope()
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse a bare expression such as ``@region=eu&Berlin`` (site selection elsewhere)."""
+    return _Parser(text).expression()
