@@ -479,50 +479,79 @@ class ImageRepository:
                 raise NotFound(f"No image found with ID {image_id}")
         return await self.require(image_id)
 
-    async def begin_upload(self, image_id: str) -> ImageRecord:
-        """``queued`` → ``saving``; Conflict if the image already has (or is getting) data."""
+    async def begin_upload(self, image_id: str, *, status: str = "saving") -> ImageRecord:
+        """``queued`` → ``saving`` (or ``uploading`` when staging); Conflict otherwise."""
         async with self.store.write() as conn:
             row = (await conn.execute(select(images).where(images.c.id == image_id))).first()
             if row is None:
                 raise NotFound(f"No image found with ID {image_id}")
-            status = row._mapping["status"]
-            if status != "queued":
+            current = row._mapping["status"]
+            if current != "queued":
                 raise Conflict(
-                    f"Image {image_id} is {status}: data can only be uploaded to a queued image."
+                    f"Image {image_id} is {current}: data can only be uploaded to a queued image."
                 )
             await conn.execute(
                 update(images)
                 .where(images.c.id == image_id)
-                .values(status="saving", updated_at=utcnow())
+                .values(status=status, updated_at=utcnow())
             )
         return await self.require(image_id)
 
     async def abort_upload(self, image_id: str) -> None:
-        """``saving`` → ``queued`` after a failed upload (the image may be gone: fine)."""
+        """Back to ``queued`` after a failed upload or stage (the image may be gone: fine)."""
         async with self.store.write() as conn:
             await conn.execute(
                 update(images)
-                .where(images.c.id == image_id, images.c.status == "saving")
+                .where(images.c.id == image_id, _receiving_data())
                 .values(status="queued", updated_at=utcnow())
             )
 
     async def finish_upload(
-        self, image_id: str, *, pending: PendingBlob, blobs: BlobStore
+        self,
+        image_id: str,
+        *,
+        pending: PendingBlob,
+        blobs: BlobStore,
+        final_status: str = "active",
     ) -> ImageRecord:
-        """Place the blob, then ``saving`` → ``active`` with size and digests, durably."""
+        """Place the blob, then record size and digests with ``final_status``, durably.
+
+        ``final_status`` is ``active`` for an upload, ``uploading`` for a staged
+        import (``activate_staged`` finishes it).
+        """
         try:
             async with self.store.write() as conn:
                 row = (await conn.execute(select(images).where(images.c.id == image_id))).first()
-                if row is None or row._mapping["status"] != "saving":
+                if row is None or row._mapping["status"] not in ("saving", "uploading"):
                     raise Gone(f"Image {image_id} was deleted while its data was being uploaded.")
                 blobs.place(pending)
+                columns = _data_columns(pending.info)
+                columns["status"] = final_status
                 await conn.execute(
                     update(images)
                     .where(images.c.id == image_id)
-                    .values(status="active", updated_at=utcnow(), **_data_columns(pending.info))
+                    .values(updated_at=utcnow(), **columns)
                 )
         finally:
             blobs.discard(pending)
+        return await self.require(image_id)
+
+    async def activate_staged(self, image_id: str) -> ImageRecord:
+        """A staged image (``uploading`` with its data in place) becomes ``active``."""
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(images)
+                .where(
+                    images.c.id == image_id,
+                    images.c.status == "uploading",
+                    images.c.blob_sha256.is_not(None),
+                )
+                .values(status="active", updated_at=utcnow())
+            )
+            if result.rowcount == 0:
+                raise Conflict(
+                    f"Image {image_id} needs to be staged before 'glance-direct' can import it."
+                )
         return await self.require(image_id)
 
     async def delete(self, image_id: str, *, data_dir: Path | None = None) -> ImageRecord:
@@ -544,9 +573,7 @@ class ImageRepository:
         BlobStore(data_dir).clear_temp_files()
         async with self.store.write() as conn:
             result = await conn.execute(
-                update(images)
-                .where(images.c.status == "saving")
-                .values(status="queued", updated_at=utcnow())
+                update(images).where(_receiving_data()).values(status="queued", updated_at=utcnow())
             )
             return int(result.rowcount or 0)
 
@@ -625,6 +652,14 @@ async def _blob_refs(conn: AsyncConnection, sha256: str) -> int:
         select(func.count()).select_from(images).where(images.c.blob_sha256 == sha256)
     )
     return int(count.scalar_one())
+
+
+def _receiving_data() -> ColumnElement[bool]:
+    """Rows whose data is on its way in (an upload, or a stage not yet complete)."""
+    return or_(
+        images.c.status == "saving",
+        (images.c.status == "uploading") & images.c.blob_sha256.is_(None),
+    )
 
 
 def _data_columns(info: BlobInfo) -> dict[str, Any]:

@@ -1,18 +1,41 @@
-"""The image service: its router and lifecycle (placeholder until the service lands)."""
+"""The image service (Glance v2) of one site: its routers and its start-up recovery.
+
+At start, uploads that a crash interrupted go back to ``queued`` and their partial
+temp files are removed, so a client can simply upload again.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 
+from edgefed.api.context import SiteContext
 from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.services.image import data, images, members, schemas, versions
+from edgefed.store.image import ImageRepository
 
-router = APIRouter()
+log = logging.getLogger("edgefed.image")
+
+
+async def _on_start(ctx: SiteContext) -> None:
+    recovered = await ImageRepository(ctx.store).recover_interrupted_uploads(
+        data_dir=ctx.settings.data_dir
+    )
+    if recovered:
+        log.warning("%d interrupted image upload(s) put back to queued", recovered)
 
 
 def build() -> ServiceSpec:
+    # The versions router owns the bare ``/image`` path (an empty route path may
+    # only be mounted with a prefix), so the other routers are added to it.
+    router: APIRouter = versions.router
+    for part in (schemas, images, data, members):
+        router.include_router(part.router)
     return ServiceSpec(
         name="image",
         prefix="/image",
         router=router,
         catalog=(CatalogEntry(type="image", name="glance", path="/image"),),
+        on_start=_on_start,
     )
