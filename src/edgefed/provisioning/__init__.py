@@ -1,0 +1,1 @@
+"""Provisioning: Ansible inventory and playbook generation for inventory hosts."""

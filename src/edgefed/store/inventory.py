@@ -1,0 +1,344 @@
+"""Tables and repository of the hosts inventory (StarlingX sysinv's ``i_host``, kept small).
+
+A host row carries what the operator declared (hostname, personality, management IP,
+BMC, labels), its states (administrative locked/unlocked, availability as reported by
+its agent) and what its agent reported (hardware). Enrollment tokens are one-time
+secrets an admin hands to a host agent; only their SHA-256 is stored, and so is the
+per-host credential the agent receives in exchange.
+
+Uniqueness (hostname, management IP) is enforced by the database as well as checked
+by the service, so two concurrent adds can never hand out one address twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from edgefed.core.errors import Conflict
+from edgefed.store.engine import Store
+from edgefed.store.schema import JsonDoc, UtcDateTime, metadata
+
+hosts = Table(
+    "inventory_hosts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("hostname", String(255), nullable=False, unique=True),
+    Column("personality", String(16), nullable=True),
+    Column("mgmt_ip", String(64), nullable=True, unique=True),
+    Column("administrative", String(16), nullable=False),
+    Column("availability", String(16), nullable=False),
+    Column("bm_type", String(32), nullable=True),
+    Column("bm_ip", String(64), nullable=True),
+    Column("bm_username", String(255), nullable=True),
+    Column("target_load", String(64), nullable=True),
+    Column("labels", JsonDoc, nullable=False),
+    Column("hardware", JsonDoc, nullable=False),
+    Column("cpu_allocation_ratio", Float, nullable=False),
+    Column("ram_allocation_ratio", Float, nullable=False),
+    Column("disk_allocation_ratio", Float, nullable=False),
+    Column("credential_hash", String(64), nullable=True),
+    Column("last_heartbeat_at", Float, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+enrollment_tokens = Table(
+    "inventory_enrollment_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hostname", String(255), nullable=True),
+    Column("personality", String(16), nullable=True),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Column("used_by_host_id", String(36), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    id: str
+    hostname: str
+    personality: str | None
+    mgmt_ip: str | None
+    administrative: str
+    availability: str
+    bm_type: str | None
+    bm_ip: str | None
+    bm_username: str | None
+    target_load: str | None
+    labels: dict[str, str]
+    hardware: dict[str, Any]
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+    disk_allocation_ratio: float
+    credential_hash: str | None
+    last_heartbeat_at: float | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def locked(self) -> bool:
+        return self.administrative == "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentTokenRecord:
+    id: str
+    token_hash: str
+    hostname: str | None
+    personality: str | None
+    expires_at: float
+    used_at: float | None
+    used_by_host_id: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewHost:
+    id: str
+    hostname: str
+    personality: str | None
+    mgmt_ip: str | None
+    administrative: str = "locked"
+    availability: str = "unknown"
+    bm_type: str | None = None
+    bm_ip: str | None = None
+    bm_username: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    hardware: Mapping[str, Any] = field(default_factory=dict)
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    credential_hash: str | None = None
+    last_heartbeat_at: float | None = None
+
+
+def _host(row: Row[Any]) -> HostRecord:
+    m = row._mapping
+    return HostRecord(
+        id=m["id"],
+        hostname=m["hostname"],
+        personality=m["personality"],
+        mgmt_ip=m["mgmt_ip"],
+        administrative=m["administrative"],
+        availability=m["availability"],
+        bm_type=m["bm_type"],
+        bm_ip=m["bm_ip"],
+        bm_username=m["bm_username"],
+        target_load=m["target_load"],
+        labels=dict(m["labels"] or {}),
+        hardware=dict(m["hardware"] or {}),
+        cpu_allocation_ratio=m["cpu_allocation_ratio"],
+        ram_allocation_ratio=m["ram_allocation_ratio"],
+        disk_allocation_ratio=m["disk_allocation_ratio"],
+        credential_hash=m["credential_hash"],
+        last_heartbeat_at=m["last_heartbeat_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _token(row: Row[Any]) -> EnrollmentTokenRecord:
+    m = row._mapping
+    return EnrollmentTokenRecord(
+        id=m["id"],
+        token_hash=m["token_hash"],
+        hostname=m["hostname"],
+        personality=m["personality"],
+        expires_at=m["expires_at"],
+        used_at=m["used_at"],
+        used_by_host_id=m["used_by_host_id"],
+        created_at=m["created_at"],
+    )
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    text = str(exc.orig).lower()
+    if "mgmt_ip" in text:
+        return Conflict("The management IP address is already assigned to another host.")
+    if "hostname" in text:
+        return Conflict("A host with this hostname already exists.")
+    return Conflict("The host conflicts with an existing one.")
+
+
+class InventoryRepository:
+    """All SQL of the hosts inventory."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def list_hosts(self) -> list[HostRecord]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(hosts).order_by(hosts.c.hostname))
+            return [_host(r) for r in rows]
+
+    async def get(self, id_or_hostname: str) -> HostRecord | None:
+        async with self.store.read() as conn:
+            row = (
+                await conn.execute(
+                    select(hosts).where(
+                        (hosts.c.id == id_or_hostname) | (hosts.c.hostname == id_or_hostname)
+                    )
+                )
+            ).first()
+            return _host(row) if row else None
+
+    async def used_mgmt_ips(self) -> set[str]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(hosts.c.mgmt_ip).where(hosts.c.mgmt_ip.is_not(None)))
+            return {r.mgmt_ip for r in rows}
+
+    async def add(self, new: NewHost, *, now: dt.datetime) -> HostRecord:
+        values = {
+            "id": new.id,
+            "hostname": new.hostname,
+            "personality": new.personality,
+            "mgmt_ip": new.mgmt_ip,
+            "administrative": new.administrative,
+            "availability": new.availability,
+            "bm_type": new.bm_type,
+            "bm_ip": new.bm_ip,
+            "bm_username": new.bm_username,
+            "target_load": None,
+            "labels": dict(new.labels),
+            "hardware": dict(new.hardware),
+            "cpu_allocation_ratio": new.cpu_allocation_ratio,
+            "ram_allocation_ratio": new.ram_allocation_ratio,
+            "disk_allocation_ratio": new.disk_allocation_ratio,
+            "credential_hash": new.credential_hash,
+            "last_heartbeat_at": new.last_heartbeat_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.store.write() as conn:
+                await conn.execute(insert(hosts).values(**values))
+        except IntegrityError as exc:
+            raise _conflict(exc) from exc
+        found = await self.get(new.id)
+        assert found is not None
+        return found
+
+    async def update(self, host_id: str, *, now: dt.datetime, **changes: Any) -> HostRecord:
+        try:
+            async with self.store.write() as conn:
+                await conn.execute(
+                    update(hosts).where(hosts.c.id == host_id).values(updated_at=now, **changes)
+                )
+        except IntegrityError as exc:
+            raise _conflict(exc) from exc
+        found = await self.get(host_id)
+        assert found is not None
+        return found
+
+    async def delete(self, host_id: str) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(delete(hosts).where(hosts.c.id == host_id))
+
+    async def mark_silent_down(self, *, heard_before: float, now: dt.datetime) -> list[HostRecord]:
+        """Hosts reported available whose last heartbeat is older than ``heard_before``,
+        now marked ``down``; returns them."""
+        async with self.store.write() as conn:
+            rows = await conn.execute(
+                select(hosts).where(
+                    (hosts.c.availability == "available")
+                    & (hosts.c.last_heartbeat_at < heard_before)
+                )
+            )
+            silent = [_host(r) for r in rows]
+            if silent:
+                await conn.execute(
+                    update(hosts)
+                    .where(hosts.c.id.in_([h.id for h in silent]))
+                    .values(availability="down", updated_at=now)
+                )
+        return silent
+
+    # Enrollment tokens ------------------------------------------------------------
+
+    async def add_token(
+        self,
+        *,
+        token_id: str,
+        token_hash: str,
+        hostname: str | None,
+        personality: str | None,
+        expires_at: float,
+        now: dt.datetime,
+    ) -> EnrollmentTokenRecord:
+        async with self.store.write() as conn:
+            await conn.execute(
+                insert(enrollment_tokens).values(
+                    id=token_id,
+                    token_hash=token_hash,
+                    hostname=hostname,
+                    personality=personality,
+                    expires_at=expires_at,
+                    used_at=None,
+                    used_by_host_id=None,
+                    created_at=now,
+                )
+            )
+        return EnrollmentTokenRecord(
+            id=token_id,
+            token_hash=token_hash,
+            hostname=hostname,
+            personality=personality,
+            expires_at=expires_at,
+            used_at=None,
+            used_by_host_id=None,
+            created_at=now,
+        )
+
+    async def list_tokens(self) -> list[EnrollmentTokenRecord]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(enrollment_tokens).order_by(enrollment_tokens.c.created_at)
+            )
+            return [_token(r) for r in rows]
+
+    async def token_by_hash(self, token_hash: str) -> EnrollmentTokenRecord | None:
+        async with self.store.read() as conn:
+            row = (
+                await conn.execute(
+                    select(enrollment_tokens).where(enrollment_tokens.c.token_hash == token_hash)
+                )
+            ).first()
+            return _token(row) if row else None
+
+    async def consume_token(self, token_id: str, *, host_id: str, used_at: float) -> bool:
+        """Mark the token used; False when someone else used it first (one-time)."""
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(enrollment_tokens)
+                .where(
+                    (enrollment_tokens.c.id == token_id) & (enrollment_tokens.c.used_at.is_(None))
+                )
+                .values(used_at=used_at, used_by_host_id=host_id)
+            )
+            return bool(result.rowcount == 1)
+
+    async def delete_token(self, token_id: str) -> bool:
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                delete(enrollment_tokens).where(enrollment_tokens.c.id == token_id)
+            )
+            return bool(result.rowcount == 1)

@@ -1,0 +1,91 @@
+"""Fixtures of the inventory tests: a site with a fake clock, and admin tokens signed by
+the site's own key (the inventory only needs a valid admin token, not Keystone)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgefed.core.tokens import new_audit_id
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+
+
+class FakeClock:
+    """The site clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def signed_token(site: InProcessSite, *, roles: tuple[str, ...] = ("admin",)) -> str:
+    ctx = site.app.state.ctx
+    now = ctx.clock()
+    claims: dict[str, Any] = {
+        "iss": ctx.name,
+        "iat": now,
+        "exp": now + 3600,
+        "jti": new_audit_id(),
+        "chain": new_audit_id(),
+        "methods": ["password"],
+        "user": {"id": "u-test", "name": "tester", "domain": {"id": "default", "name": "Default"}},
+        "project": {
+            "id": "p-test",
+            "name": "admin",
+            "domain": {"id": "default", "name": "Default"},
+        },
+        "roles": [{"id": f"r-{r}", "name": r} for r in roles],
+    }
+    return str(ctx.signer.sign(claims))
+
+
+@pytest.fixture
+def sign():
+    """Signs a token for a site with the given roles: ``sign(site, roles=(...))``."""
+    return signed_token
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def _site(tmp_path: Path, clock: FakeClock, **overrides: Any) -> AsyncIterator[InProcessSite]:
+    settings = site_settings(tmp_path / "site", host_heartbeat_timeout_seconds=30.0, **overrides)
+    async with run_site(settings, clock=clock) as s:
+        yield s
+
+
+@pytest.fixture
+async def inv_site(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InProcessSite]:
+    """A site whose management network is dynamic (192.168.204.0/24, the default)."""
+    async for s in _site(tmp_path, clock, management_pool="192.168.204.10-192.168.204.12"):
+        yield s
+
+
+@pytest.fixture
+async def static_site(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InProcessSite]:
+    """A site whose management network is static: every host is given its address."""
+    async for s in _site(
+        tmp_path, clock, management_dynamic=False, management_subnet="10.9.0.0/24"
+    ):
+        yield s
+
+
+@pytest.fixture
+def admin(inv_site: InProcessSite) -> dict[str, str]:
+    return {"X-Auth-Token": signed_token(inv_site)}
+
+
+@pytest.fixture
+def static_admin(static_site: InProcessSite) -> dict[str, str]:
+    return {"X-Auth-Token": signed_token(static_site)}
