@@ -30,6 +30,7 @@ from edgefed.api.service import ServiceSpec
 from edgefed.core.errors import EdgefedError
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
+from edgefed.router.middleware import ScopeRouter
 from edgefed.services.compute.service import build as build_compute
 from edgefed.services.identity.service import build as build_identity
 from edgefed.services.image.service import build as build_image
@@ -46,7 +47,14 @@ STREAMING_SUFFIXES = ("/file", "/stage")
 
 
 def build_services() -> list[ServiceSpec]:
-    return [build_sites(), build_identity(), build_image(), build_network(), build_compute(), build_inventory()]
+    return [
+        build_sites(),
+        build_identity(),
+        build_image(),
+        build_network(),
+        build_compute(),
+        build_inventory(),
+    ]
 
 
 def create_app(
@@ -133,6 +141,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES
     )
+    app.add_middleware(ScopeRouter)
     app.add_middleware(RequestId)
     app.state.services = services
     return app

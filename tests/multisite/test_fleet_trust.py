@@ -2,55 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-
-from edgefed.api.context import SiteContext
 from edgefed.services.sites.gossip import gossip_round
-from edgefed.services.sites.registry import Registry
 from edgefed.testkit.asgi_fleet import FleetTransport
-from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.inprocess import run_site, site_settings
+from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, fleet, registry
 from edgefed.testkit.tokens import forge_token
-
-
-def ctx_of(site: InProcessSite) -> SiteContext:
-    ctx: SiteContext = site.app.state.ctx
-    return ctx
-
-
-def registry(site: InProcessSite) -> Registry:
-    reg: Registry = ctx_of(site).services["sites"]
-    return reg
-
-
-def admin(site: InProcessSite) -> dict[str, str]:
-    return {"X-Auth-Token": forge_token(ctx_of(site))}
-
-
-@contextlib.asynccontextmanager
-async def fleet(tmp_path: Path, names: list[str]) -> AsyncIterator[dict[str, InProcessSite]]:
-    transport = FleetTransport()
-    sites: dict[str, InProcessSite] = {}
-    async with contextlib.AsyncExitStack() as stack:
-        for name in names:
-            settings = site_settings(
-                tmp_path / name.lower(), name=name, gossip_interval_seconds=3600.0
-            )
-            site = await stack.enter_async_context(run_site(settings, transport=transport))
-            transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))
-            sites[name] = site
-        yield sites
-
-
-async def enroll(issuer: InProcessSite, joiner: InProcessSite) -> None:
-    r = await issuer.client.post("/edge/v1/fleet/enrollments", headers=admin(issuer))
-    assert r.status_code == 201, r.text
-    token = r.json()["enrollment"]["token"]
-    r = await joiner.client.post("/edge/v1/site/join", json={"token": token}, headers=admin(joiner))
-    assert r.status_code == 200, r.text
 
 
 async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:

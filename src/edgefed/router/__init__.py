@@ -1,1 +1,1 @@
-"""See docs/architecture.md."""
+"""Scope routing: apply a request's ``X-Scope`` to any API path, with no per-call code."""
