@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import yaml
 
 from edgefed.cli.serve import READY_PREFIX
@@ -82,6 +83,44 @@ def _config(directory: Path, name: str, index: int, args: argparse.Namespace) ->
     return path
 
 
+def _set_join_token(config: Path, token: str) -> None:
+    lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("join_token")]
+    head = [ln for ln in lines if not ln.startswith("[")]
+    tail = lines[len(head) :]
+    config.write_text("\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
+
+
+async def _enrollment_tokens(first: RunningSite, password: str, count: int) -> list[str]:
+    """Log in to the first site as admin and mint one-time enrollment tokens."""
+    async with httpx.AsyncClient(base_url=first.url, timeout=30.0) as http:
+        r = await http.post(
+            "/identity/v3/auth/tokens",
+            json={
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": "admin",
+                                "domain": {"id": "default"},
+                                "password": password,
+                            }
+                        },
+                    },
+                    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+                }
+            },
+        )
+        r.raise_for_status()
+        headers = {"X-Auth-Token": r.headers["x-subject-token"]}
+        tokens = []
+        for _ in range(count):
+            e = await http.post("/edge/v1/fleet/enrollments", headers=headers, json={})
+            e.raise_for_status()
+            tokens.append(e.json()["enrollment"]["token"])
+        return tokens
+
+
 async def _start(name: str, config: Path, password: str) -> RunningSite:
     env = dict(os.environ, EDGEFED_ADMIN_PASSWORD=password)
     proc = await asyncio.create_subprocess_exec(
@@ -135,10 +174,21 @@ async def _up(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     password = _password(directory)
     configs = [_config(directory, n, i, args) for i, n in enumerate(names)]
-    results = await asyncio.gather(
-        *(_start(n, c, password) for n, c in zip(names, configs, strict=True)),
-        return_exceptions=True,
+    # The first site starts alone; it enrolls the others, which join it as they start.
+    results: list[RunningSite | BaseException] = list(
+        await asyncio.gather(_start(names[0], configs[0], password), return_exceptions=True)
     )
+    if isinstance(results[0], RunningSite) and len(names) > 1:
+        try:
+            tokens = await _enrollment_tokens(results[0], password, len(names) - 1)
+            for config, token in zip(configs[1:], tokens, strict=True):
+                _set_join_token(config, token)
+        except (httpx.HTTPError, KeyError) as exc:
+            print(f"edgefed up: could not enroll the other sites ({exc})", file=sys.stderr)
+        results += await asyncio.gather(
+            *(_start(n, c, password) for n, c in zip(names[1:], configs[1:], strict=True)),
+            return_exceptions=True,
+        )
     sites = [r for r in results if isinstance(r, RunningSite)]
     failures = [r for r in results if isinstance(r, BaseException)]
     stop = asyncio.Event()
@@ -151,7 +201,7 @@ async def _up(args: argparse.Namespace) -> int:
                 print(f"edgefed up: {f}", file=sys.stderr)
             return 1
         clouds = _clouds_yaml(directory, sites, password)
-        print("\nedgefed fleet is up:\n")
+        print("\nedgefed fleet is up (one fleet: each site trusts the others' tokens):\n")
         for s in sites:
             print(f"  {s.name:<8} {s.url}   identity: {s.url}/identity/v3")
         print(f"\n  admin user: admin   password: {password}   project: admin")
