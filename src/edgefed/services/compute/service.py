@@ -1,18 +1,122 @@
-"""The compute service: its router and lifecycle (placeholder until the service lands)."""
+"""The compute service (Nova v2.1 under ``/compute``): routers, start and stop.
+
+At start the service seeds the default flavors, builds the driver and the scheduler,
+and recovers the operations a previous stop (or ``kill -9``) interrupted; at stop it
+cancels the running operations (their intent stays in the store for the next start).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 
+from edgefed.api.context import SiteContext, site_context
+from edgefed.api.responses import Json
 from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.drivers import load_driver
+from edgefed.services.compute import (
+    actions,
+    flavors,
+    hypervisors,
+    keypairs,
+    quotas,
+    servers,
+)
+from edgefed.services.compute.lifecycle import ServerLifecycle
+from edgefed.services.compute.microversion import (
+    MicroversionRoute,
+    legacy_document,
+    version_document,
+)
+from edgefed.services.compute.scheduler import Ratios, Scheduler, SettingsHostSource
+from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import (
+    FlavorRepository,
+    KeypairRepository,
+    QuotaRepository,
+    ServerRepository,
+)
+from edgefed.store.image import ImageRepository
+from edgefed.store.network import NetworkRepository
 
-router = APIRouter()
+
+def _base(request: Request) -> str:
+    return f"{site_context(request).public_url}/compute"
+
+
+async def versions(request: Request) -> Json:
+    base = _base(request)
+    return Json({"versions": [legacy_document(base), version_document(base)]})
+
+
+async def version_v21(request: Request) -> Json:
+    return Json({"version": version_document(_base(request))})
+
+
+async def on_start(ctx: SiteContext) -> None:
+    settings = ctx.settings
+    driver = load_driver(settings)
+    scheduler = Scheduler(
+        source=SettingsHostSource(settings),
+        ratios=Ratios(
+            cpu=settings.cpu_allocation_ratio,
+            ram=settings.ram_allocation_ratio,
+            disk=settings.disk_allocation_ratio,
+        ),
+    )
+    server_repo = ServerRepository(ctx.store)
+    network_repo = NetworkRepository(ctx.store)
+    image_repo = ImageRepository(ctx.store)
+    lifecycle = ServerLifecycle(
+        servers=server_repo,
+        networks=network_repo,
+        images=image_repo,
+        driver=driver,
+        scheduler=scheduler,
+        data_dir=settings.data_dir,
+        max_image_bytes=settings.max_image_bytes,
+    )
+    state = ComputeState(
+        ctx=ctx,
+        driver=driver,
+        scheduler=scheduler,
+        lifecycle=lifecycle,
+        flavors=FlavorRepository(ctx.store),
+        servers=server_repo,
+        keypairs=KeypairRepository(ctx.store),
+        quotas=QuotaRepository(ctx.store),
+        networks=network_repo,
+        images=image_repo,
+    )
+    ctx.services["compute"] = state
+    await flavors.seed_default_flavors(state.flavors)
+    await lifecycle.recover()
+
+
+async def on_stop(ctx: SiteContext) -> None:
+    state: ComputeState | None = ctx.services.get("compute")
+    if state is not None:
+        await state.lifecycle.stop()
+        await state.driver.close()
 
 
 def build() -> ServiceSpec:
+    # A fresh root router per app: it owns the bare ``/compute`` path (an empty path is
+    # only allowed on the router mounted with the prefix).
+    router = APIRouter()
+    for path in ("", "/"):
+        router.add_api_route(path, versions, methods=["GET"], include_in_schema=False)
+    v21 = APIRouter(route_class=MicroversionRoute)
+    for path in ("/v2.1", "/v2.1/"):
+        v21.add_api_route(path, version_v21, methods=["GET"], include_in_schema=False)
+    router.include_router(v21)
+    for module in (flavors, servers, actions, keypairs, quotas, hypervisors):
+        router.include_router(module.router)
     return ServiceSpec(
         name="compute",
         prefix="/compute",
         router=router,
         catalog=(CatalogEntry(type="compute", name="nova", path="/compute/v2.1"),),
+        on_start=on_start,
+        on_stop=on_stop,
     )

@@ -1,0 +1,110 @@
+"""``FakeDriver``: a simulated hypervisor with a real (asynchronous) lifecycle.
+
+Every operation takes ``transition_seconds`` of simulated hypervisor time (0 in unit
+tests, a fraction of a second in ``edgefed up``), so clients see BUILD, REBOOT and the
+other transitions as with a real cloud. Instances live in memory only: the compute
+service owns the persistent state and re-adopts instances after a restart. A server
+whose ``user_data`` or name asks for it can be made to fail (``FAIL_MARKER``), so tests
+can exercise the ERROR path at the seam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edgefed.drivers.base import (
+    DriverError,
+    HypervisorInfo,
+    InstanceSpec,
+    PowerState,
+    Snapshot,
+)
+
+# A server whose name contains this marker fails to spawn: the fake's fault injection.
+FAIL_MARKER = "fake-spawn-failure"
+
+
+@dataclass
+class FakeInstance:
+    spec: InstanceSpec
+    power: PowerState
+
+
+class FakeDriver:
+    name = "fake"
+
+    def __init__(self, *, transition_seconds: float = 0.0):
+        self.transition_seconds = transition_seconds
+        self.instances: dict[str, FakeInstance] = {}
+
+    async def _work(self) -> None:
+        # Simulated hypervisor latency (0 yields to the loop, so ordering stays async).
+        await asyncio.sleep(self.transition_seconds)
+
+    def _get(self, instance_id: str) -> FakeInstance:
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            raise DriverError(f"instance {instance_id} is not known to the fake hypervisor")
+        return instance
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        await self._work()
+        if FAIL_MARKER in spec.name:
+            raise DriverError(f"the fake hypervisor refused to spawn {spec.name} (fault injection)")
+        self.instances[spec.id] = FakeInstance(spec=spec, power=PowerState.RUNNING)
+
+    async def stop(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.SHUTDOWN
+
+    async def start(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.RUNNING
+
+    async def reboot(self, instance_id: str, *, hard: bool) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.RUNNING
+
+    async def pause(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.PAUSED
+
+    async def unpause(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.RUNNING
+
+    async def suspend(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.SUSPENDED
+
+    async def resume(self, instance_id: str) -> None:
+        await self._work()
+        self._get(instance_id).power = PowerState.RUNNING
+
+    async def destroy(self, instance_id: str) -> None:
+        await self._work()
+        self.instances.pop(instance_id, None)
+
+    async def snapshot(self, instance_id: str) -> Snapshot:
+        await self._work()
+        instance = self._get(instance_id)
+        # The fake disk is the base image, unchanged.
+        if instance.spec.image_path is not None and instance.spec.image_path.exists():
+            return Snapshot(path=instance.spec.image_path)
+        return Snapshot(data=b"")
+
+    def power_state(self, instance_id: str) -> PowerState:
+        instance = self.instances.get(instance_id)
+        return PowerState.NOSTATE if instance is None else instance.power
+
+    def adopt(self, instances: Sequence[tuple[InstanceSpec, PowerState]]) -> None:
+        for spec, power in instances:
+            self.instances[spec.id] = FakeInstance(spec=spec, power=power)
+
+    def hypervisor(self, host: str) -> HypervisorInfo:
+        return HypervisorInfo(hypervisor_type="fake", hypervisor_version=1000, host_ip="127.0.0.1")
+
+    async def close(self) -> None:
+        self.instances.clear()

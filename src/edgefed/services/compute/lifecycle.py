@@ -1,0 +1,317 @@
+"""Server lifecycles: the asynchronous half of every server operation.
+
+The API validates a request, records the intent in the store (``task_state``) and
+answers at once (202/204); the work (schedule, plug the network, ask the driver, record
+the result) then runs here as a background task. Because the intent is persisted first,
+a site killed mid-operation finds it again at start: ``recover`` re-adopts the running
+instances into the driver and finishes (or fails, with a fault) every operation that
+was under way, so no server stays stuck in BUILD or in a transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from edgefed.core.errors import EdgefedError
+from edgefed.drivers.base import ComputeDriver, DriverError, InstanceSpec, PowerState
+from edgefed.services.compute.scheduler import NO_VALID_HOST, Request, Scheduler
+from edgefed.store.compute import ServerRecord, ServerRepository
+from edgefed.store.image import BlobStore, ImageRepository, blob_path
+from edgefed.store.network import NetworkRepository
+from edgefed.store.schema import utcnow
+
+log = logging.getLogger("edgefed.compute.lifecycle")
+
+BUILD_TASKS = ("scheduling", "block_device_mapping", "networking", "spawning")
+
+# task_state -> (driver method name, vm_state when done, power state when done)
+POWER_OPS: dict[str, tuple[str, str, PowerState]] = {
+    "powering-off": ("stop", "stopped", PowerState.SHUTDOWN),
+    "powering-on": ("start", "active", PowerState.RUNNING),
+    "rebooting": ("reboot_soft", "active", PowerState.RUNNING),
+    "rebooting_hard": ("reboot_hard", "active", PowerState.RUNNING),
+    "pausing": ("pause", "paused", PowerState.PAUSED),
+    "unpausing": ("unpause", "active", PowerState.RUNNING),
+    "suspending": ("suspend", "suspended", PowerState.SUSPENDED),
+    "resuming": ("resume", "active", PowerState.RUNNING),
+}
+
+
+def fault(message: str, *, code: int = 500, details: str = "") -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "details": details,
+        "created": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+class ServerLifecycle:
+    def __init__(
+        self,
+        *,
+        servers: ServerRepository,
+        networks: NetworkRepository,
+        images: ImageRepository,
+        driver: ComputeDriver,
+        scheduler: Scheduler,
+        data_dir: Path,
+        max_image_bytes: int,
+    ):
+        self.servers = servers
+        self.networks = networks
+        self.images = images
+        self.driver = driver
+        self.scheduler = scheduler
+        self.data_dir = data_dir
+        self.max_image_bytes = max_image_bytes
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- task bookkeeping -----------------------------------------------------------
+    def _run(self, server_id: str, work: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("operation on server %s failed", server_id)
+                with contextlib.suppress(Exception):
+                    await self.servers.update(
+                        server_id,
+                        vm_state="error",
+                        task_state=None,
+                        fault=fault("An unexpected error stopped the operation."),
+                    )
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"server-{server_id}")
+        self._tasks[server_id] = task
+        task.add_done_callback(lambda t: self._forget(server_id, t))
+
+    def _forget(self, server_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(server_id) is task:
+            del self._tasks[server_id]
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until no operation is running (tests and shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- operations started by the API ------------------------------------------------
+    def start_build(self, server_id: str) -> None:
+        self._run(server_id, self._build(server_id))
+
+    def start_power_op(self, server_id: str, task_state: str) -> None:
+        self._run(server_id, self._power_op(server_id, task_state))
+
+    def start_delete(self, server_id: str) -> None:
+        running = self._tasks.pop(server_id, None)
+        if running is not None:
+            running.cancel()
+        self._run(server_id, self._delete(server_id, after=running))
+
+    def start_snapshot(self, server_id: str, image_id: str) -> None:
+        self._run(server_id, self._snapshot(server_id, image_id))
+
+    # -- the work -------------------------------------------------------------------
+    async def _fail_build(self, server: ServerRecord, message: str, *, details: str = "") -> None:
+        await self.servers.update(
+            server.id,
+            vm_state="error",
+            task_state=None,
+            power_state=int(PowerState.NOSTATE),
+            host=None,
+            fault=fault(message, details=details),
+        )
+
+    async def _build(self, server_id: str) -> None:
+        server = await self.servers.get(server_id)
+        if server is None or server.vm_state != "building":
+            return
+        host = server.host
+        if host is None:
+            request = Request(
+                vcpus=server.vcpus,
+                ram_mb=server.ram,
+                disk_gb=server.disk,
+                availability_zone=server.availability_zone,
+            )
+            host = await self.servers.claim_host(
+                server_id, choose=lambda usages: self.scheduler.choose(request, usages)
+            )
+            if host is None:
+                await self._fail_build(server, NO_VALID_HOST)
+                return
+        server = await self.servers.update(server_id, task_state="networking", host=host)
+        try:
+            await self._plug_network(server)
+        except EdgefedError as exc:
+            await self._fail_build(server, f"Build of instance {server_id} aborted: {exc.message}")
+            return
+        server = await self.servers.update(server_id, task_state="spawning")
+        try:
+            await self.driver.spawn(await self._spec(server))
+        except DriverError as exc:
+            await self._fail_build(server, f"Build of instance {server_id} aborted: {exc}")
+            return
+        await self.servers.transition(
+            server_id,
+            expect_task=["spawning"],
+            vm_state="active",
+            task_state=None,
+            power_state=int(PowerState.RUNNING),
+            launched_at=utcnow(),
+            fault=None,
+        )
+
+    async def _spec(self, server: ServerRecord) -> InstanceSpec:
+        image_path: Path | None = None
+        if server.image_id:
+            image = await self.images.get(server.image_id)
+            if image is not None and image.blob_sha256:
+                image_path = blob_path(self.data_dir, image)
+        assert server.host is not None
+        return InstanceSpec(
+            id=server.id,
+            name=server.name,
+            host=server.host,
+            vcpus=server.vcpus,
+            ram_mb=server.ram,
+            disk_gb=server.disk,
+            image_id=server.image_id,
+            image_path=image_path,
+            user_data=server.user_data,
+        )
+
+    async def _plug_network(self, server: ServerRecord) -> None:
+        """Give the server its ports (idempotent: a recovered build keeps its ports)."""
+        if await self.networks.list_ports(device_id=server.id):
+            return
+        requested = server.requested_networks
+        if requested in (None, "none"):
+            return
+        group = await self.networks.ensure_default_security_group(server.project_id)
+        plug: dict[str, Any] = {
+            "device_id": server.id,
+            "device_owner": f"compute:{server.availability_zone or 'nova'}",
+            "status": "ACTIVE",
+            "security_groups": [group.id],
+        }
+        if requested == "auto":
+            default = await self.networks.ensure_default_network(server.project_id)
+            await self.networks.create_port(network=default, project_id=server.project_id, **plug)
+            return
+        for item in requested:
+            if item.get("port"):
+                await self.networks.update_port(item["port"], **plug)
+                continue
+            network = await self.networks.get_network(item["uuid"])
+            if network is None:
+                raise EdgefedError(f"Network {item['uuid']} could not be found.")
+            fixed = [{"ip_address": item["fixed_ip"]}] if item.get("fixed_ip") else None
+            await self.networks.create_port(
+                network=network, project_id=server.project_id, requested_ips=fixed, **plug
+            )
+
+    async def _power_op(self, server_id: str, task_state: str) -> None:
+        method, vm_state, power = POWER_OPS[task_state]
+        call: Callable[[str], Awaitable[None]]
+        if method == "reboot_soft":
+            call = lambda i: self.driver.reboot(i, hard=False)  # noqa: E731
+        elif method == "reboot_hard":
+            call = lambda i: self.driver.reboot(i, hard=True)  # noqa: E731
+        else:
+            call = getattr(self.driver, method)
+        try:
+            await call(server_id)
+        except DriverError as exc:
+            await self.servers.transition(
+                server_id,
+                expect_task=[task_state],
+                task_state=None,
+                fault=fault(f"{method} failed: {exc}"),
+            )
+            return
+        await self.servers.transition(
+            server_id,
+            expect_task=[task_state],
+            vm_state=vm_state,
+            task_state=None,
+            power_state=int(power),
+        )
+
+    async def _delete(self, server_id: str, *, after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await after
+        try:
+            await self.driver.destroy(server_id)
+        except DriverError as exc:
+            log.warning("destroying %s: %s (the record is deleted anyway)", server_id, exc)
+        await self.networks.delete_ports_of_device(server_id)
+        await self.servers.update(
+            server_id,
+            deleted=True,
+            vm_state="deleted",
+            task_state=None,
+            power_state=int(PowerState.NOSTATE),
+            terminated_at=utcnow(),
+        )
+
+    async def _snapshot(self, server_id: str, image_id: str) -> None:
+        try:
+            snap = await self.driver.snapshot(server_id)
+            await self.images.begin_upload(image_id)
+            blobs = BlobStore(self.data_dir)
+            if snap.path is not None:
+                pending = await blobs.write_file(snap.path, max_bytes=self.max_image_bytes)
+            else:
+                pending = await blobs.write_bytes(snap.data or b"", max_bytes=self.max_image_bytes)
+            await self.images.finish_upload(image_id, pending=pending, blobs=blobs)
+        except (DriverError, EdgefedError) as exc:
+            log.warning("snapshot of %s into image %s failed: %s", server_id, image_id, exc)
+            with contextlib.suppress(EdgefedError):
+                await self.images.update(image_id, status="killed")
+        finally:
+            await self.servers.transition(
+                server_id, expect_task=["image_snapshot"], task_state=None
+            )
+
+    # -- after a restart --------------------------------------------------------------
+    async def recover(self) -> int:
+        """Re-adopt live instances and finish the operations a stop interrupted."""
+        live = await self.servers.list_all(project_id=None)
+        adopted = []
+        for server in live:
+            if server.host and server.vm_state in ("active", "stopped", "paused", "suspended"):
+                adopted.append((await self._spec(server), PowerState(server.power_state)))
+        self.driver.adopt(adopted)
+        resumed = 0
+        for server in live:
+            task = server.task_state
+            if task is None and server.vm_state != "building":
+                continue
+            resumed += 1
+            log.info("recovering server %s (%s/%s)", server.id, server.vm_state, task)
+            if server.vm_state == "building":
+                self.start_build(server.id)
+            elif task in POWER_OPS:
+                self.start_power_op(server.id, task)
+            elif task == "deleting":
+                self.start_delete(server.id)
+            else:
+                await self.servers.update(server.id, task_state=None)
+        return resumed
