@@ -192,6 +192,8 @@ app_credentials = Table(
 )
 
 Row = dict[str, Any]
+# The tables above, as the service names them when it calls the repository.
+IdentityTable = Table
 
 _generations: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
 

@@ -11,7 +11,19 @@ from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
 from edgefed.api.service import CatalogEntry, ServiceSpec
-from edgefed.services.identity import tokens, versions
+from edgefed.services.identity import (
+    app_credentials,
+    assignment_list,
+    assignments,
+    domains,
+    endpoints,
+    groups,
+    projects,
+    roles,
+    tokens,
+    users,
+    versions,
+)
 from edgefed.services.identity.bootstrap import bootstrap
 from edgefed.services.identity.state import state_for
 
@@ -19,7 +31,18 @@ from edgefed.services.identity.state import state_for
 def build_router() -> APIRouter:
     router = APIRouter()
     versions.add_routes(router)
-    for module in (tokens,):
+    for module in (
+        tokens,
+        domains,
+        projects,
+        users,
+        groups,
+        roles,
+        assignments,
+        assignment_list,
+        endpoints,
+        app_credentials,
+    ):
         router.include_router(module.router)
     return router
 
