@@ -95,3 +95,28 @@ def test_sdk_create_and_download(site_process: SiteProcess, tmp_path: Path) -> N
         assert conn.image.find_image(image.id) is None
     finally:
         conn.close()
+
+
+def _connect(site_process: SiteProcess):  # type: ignore[no-untyped-def]
+    import openstack
+
+    return openstack.connect(**site_process.clouds_entry()["auth"], identity_api_version="3")
+
+
+def test_answered_upload_survives_kill_9(site_process: SiteProcess, tmp_path: Path) -> None:
+    data = os.urandom(1024 * 1024 + 3)
+    conn = _connect(site_process)
+    image = conn.image.create_image(
+        name="durable", data=data, disk_format="raw", container_format="bare"
+    )
+    conn.close()
+    site_process.kill()
+    site_process.start()
+    conn = _connect(site_process)
+    try:
+        shown = conn.image.get_image(image.id)
+        assert shown.status == "active"
+        assert shown.checksum == hashlib.md5(data).hexdigest()
+        assert conn.image.download_image(image.id).content == data
+    finally:
+        conn.close()
