@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_arguments(serve_p)
     serve_p.set_defaults(func=serve.run)
 
+    from edgefed.cli import host as host_cli
+
+    host_p = sub.add_parser("host", help="the site's hosts inventory, host agent, provisioning")
+    host_cli.add_arguments(host_p)
+
     up_p = sub.add_parser("up", help="start a local fleet (Berlin, Denver, Paris)")
     up.add_arguments(up_p)
     up_p.set_defaults(func=up.run)
