@@ -1,0 +1,623 @@
+"""A WAN emulator in userspace: one TCP proxy per link, with delay, bandwidth, loss and cuts.
+
+The kernel of the test machines has no netem, yet edge sites live behind 10-300 ms
+links that drop out. So a test puts a ``WanLink`` between a client and a site: it
+listens on 127.0.0.1, forwards to the site, and shapes what passes.
+
+How each knob is modelled, per direction of every connection:
+
+- **delay**: every chunk read is stamped ``due = now + rtt/2`` and released when due.
+  Chunks are stamped as they arrive, so a stream is delayed, not serialised behind one
+  sleep per chunk; due times never go backwards, so order is kept.
+- **bandwidth** (bytes/s): a token bucket per direction, shared by all connections of
+  the link (it is the link's capacity), with a burst of one chunk.
+- **loss**: TCP cannot lose bytes, so a lost segment shows up as a retransmission
+  delay: with probability ``loss`` a chunk is held one extra ``rto_ms`` (default
+  200 ms, Linux's minimum RTO), and everything behind it waits too (head-of-line
+  blocking, as in TCP).
+- **cut**: like a blackholed route. Existing connections stall (nothing is forwarded
+  either way, so clients run into their own timeouts) and new connections are accepted
+  but never reach the target. ``heal()`` resumes the survivors with no byte lost or
+  reordered, and lets the waiting new connections through. ``cut(mode="reset")``
+  instead resets every connection and every new one until healed (a crashed router,
+  a firewall that rejects).
+
+Buffers are bounded (``QUEUE_CHUNKS`` chunks per direction of a connection); when full,
+reading stops and TCP flow control pushes back on the sender.
+
+``AsyncWanLink`` is the asyncio-native link for async tests; its control methods must
+be called from its event loop. ``WanLink`` runs one in a background thread with its own
+event loop and makes every control thread-safe, for sync tests and tools. ``Wan`` keeps
+many links (one per (client, server) pair, or one per server) on one background thread
+and can cut a whole site. ``stop()`` stops every task and thread they started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import random
+import socket
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+CHUNK = 16 * 1024
+QUEUE_CHUNKS = 64
+CONTROL_TIMEOUT = 10.0
+
+CutMode = Literal["stall", "reset"]
+Target = tuple[str, int] | str
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProfile:
+    """The shape of a link; the same in both directions."""
+
+    rtt_ms: float = 0.0
+    bandwidth: float | None = None  # bytes per second per direction; None = unlimited
+    loss: float = 0.0  # probability that a chunk arrives one RTO late
+    rto_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        if self.rtt_ms < 0 or self.rto_ms < 0:
+            raise ValueError("rtt_ms and rto_ms must be >= 0")
+        if self.bandwidth is not None and self.bandwidth <= 0:
+            raise ValueError("bandwidth must be > 0 bytes/s (or None for unlimited)")
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError("loss is a probability between 0 and 1")
+
+
+@dataclass(slots=True)
+class LinkStats:
+    connections: int = 0
+    bytes_up: int = 0  # client -> target
+    bytes_down: int = 0  # target -> client
+
+
+def parse_target(target: Target) -> tuple[str, int]:
+    """``("127.0.0.1", 5001)`` or ``"http://127.0.0.1:5001"`` -> host and port."""
+    if isinstance(target, tuple):
+        return target
+    parts = urlsplit(target)
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"target {target!r} needs a host and a port")
+    return parts.hostname, parts.port
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = asyncio.get_running_loop().time()
+
+    async def take(self, amount: int) -> None:
+        now = asyncio.get_running_loop().time()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= amount
+        if self.tokens < 0:  # later takers see the debt and wait behind us
+            await asyncio.sleep(-self.tokens / self.rate)
+
+
+_EOF = b""
+_RESET = None  # the source broke: tear the connection down once this is due
+
+
+class AsyncWanLink:
+    """A shaped TCP proxy on 127.0.0.1 in the running event loop."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        profile: LinkProfile | None = None,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        name: str = "",
+        seed: int | None = None,
+    ) -> None:
+        self.target = parse_target(target)
+        self.name = name or f"link-to-{self.target[1]}"
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.stats = LinkStats()
+        self._profile = profile or LinkProfile()
+        self._random = random.Random(seed)
+        self._server: asyncio.Server | None = None
+        self._healed: asyncio.Event | None = None
+        self._cut_mode: CutMode | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._connections: set[_Connection] = set()
+        self._buckets: dict[str, _TokenBucket] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> AsyncWanLink:
+        self._healed = asyncio.Event()
+        self._healed.set()
+        self._apply_bandwidth()
+        self._server = await asyncio.start_server(
+            self._on_accept, self.listen_host, self.listen_port, limit=CHUNK * 4
+        )
+        self.listen_port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort(reset=False)
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> AsyncWanLink:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        return self.listen_port
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``: where a client reaches the target through the link."""
+        return f"http://{self.listen_host}:{self.listen_port}"
+
+    # --- controls (call them from the link's event loop) ----------------------------------
+
+    @property
+    def profile(self) -> LinkProfile:
+        return self._profile
+
+    def set_profile(self, profile: LinkProfile) -> None:
+        """Applies to bytes read from now on (bytes in flight keep their due time)."""
+        self._profile = profile
+        self._apply_bandwidth()
+
+    def update(self, **changes: Any) -> None:
+        """``link.update(rtt_ms=80)``: change some knobs of the profile."""
+        self.set_profile(dataclasses.replace(self._profile, **changes))
+
+    @property
+    def cut_mode(self) -> CutMode | None:
+        """None while the link is up."""
+        return self._cut_mode
+
+    def cut(self, *, mode: CutMode = "stall") -> None:
+        if mode not in ("stall", "reset"):
+            raise ValueError(f"cut mode must be 'stall' or 'reset', not {mode!r}")
+        self._cut_mode = mode
+        assert self._healed is not None, "start the link first"
+        self._healed.clear()
+        if mode == "reset":
+            for conn in list(self._connections):
+                conn.abort(reset=True)
+
+    def heal(self) -> None:
+        self._cut_mode = None
+        assert self._healed is not None, "start the link first"
+        self._healed.set()
+
+    # --- forwarding -----------------------------------------------------------------------
+
+    def _apply_bandwidth(self) -> None:
+        rate = self._profile.bandwidth
+        if rate is None:
+            self._buckets.clear()
+            return
+        for direction in ("up", "down"):
+            bucket = self._buckets.get(direction)
+            if bucket is None:
+                self._buckets[direction] = _TokenBucket(rate, burst=float(CHUNK))
+            else:
+                bucket.rate = rate
+
+    def _due(self) -> float:
+        profile = self._profile
+        delay = profile.rtt_ms / 2000.0
+        if profile.loss and self._random.random() < profile.loss:
+            delay += profile.rto_ms / 1000.0
+        return asyncio.get_running_loop().time() + delay
+
+    def _refuses_connections(self) -> bool:
+        return self._cut_mode == "reset"
+
+    async def _pass_when_healed(self) -> None:
+        assert self._healed is not None
+        while not self._healed.is_set():
+            await self._healed.wait()
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self.stats.connections += 1
+        conn = _Connection(self, reader, writer)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        except asyncio.CancelledError:
+            pass  # stop() or a reset cut: the connection is gone either way
+        finally:
+            conn.close()
+            self._connections.discard(conn)
+            self._handlers.discard(task)
+
+
+class _Connection:
+    """One client connection: two pipes, client->target (up) and target->client (down)."""
+
+    def __init__(
+        self, link: AsyncWanLink, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.link = link
+        self.client = (reader, writer)
+        self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.task = asyncio.current_task()
+
+    async def run(self) -> None:
+        link = self.link
+        if link._refuses_connections():
+            self.abort(reset=True)
+            return
+        await link._pass_when_healed()  # blackholed: the target never sees it while cut
+        if link._refuses_connections():
+            self.abort(reset=True)
+            return
+        try:
+            self.upstream = await asyncio.open_connection(*link.target, limit=CHUNK * 4)
+        except OSError:
+            self.abort(reset=True)  # the target refused: so does the link
+            return
+        pipes = [
+            asyncio.ensure_future(self._pipe("up", self.client[0], self.upstream[1])),
+            asyncio.ensure_future(self._pipe("down", self.upstream[0], self.client[1])),
+        ]
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
+            if any(p.done() and not p.cancelled() and p.exception() for p in pipes):
+                self.abort(reset=True)  # one side broke: the other side sees it broken too
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+
+    async def _pipe(
+        self, direction: str, source: asyncio.StreamReader, sink: asyncio.StreamWriter
+    ) -> None:
+        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(QUEUE_CHUNKS)
+        reading = asyncio.ensure_future(self._read(source, queue))
+        try:
+            await self._write(direction, queue, sink)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _read(
+        self, source: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes | None]]
+    ) -> None:
+        last_due = 0.0
+        while True:
+            data: bytes | None
+            try:
+                data = await source.read(CHUNK)
+            except (ConnectionError, OSError):
+                data = _RESET
+            last_due = max(self.link._due(), last_due)  # never overtake an earlier chunk
+            await queue.put((last_due, data))
+            if not data:
+                return
+
+    async def _write(
+        self,
+        direction: str,
+        queue: asyncio.Queue[tuple[float, bytes | None]],
+        sink: asyncio.StreamWriter,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        link = self.link
+        while True:
+            due, data = await queue.get()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await link._pass_when_healed()
+            if data is _RESET:
+                raise ConnectionResetError(f"the {direction} side of the connection broke")
+            if data == _EOF:
+                if sink.can_write_eof():
+                    with contextlib.suppress(OSError):
+                        sink.write_eof()
+                return
+            bucket = link._buckets.get(direction)
+            if bucket is not None:
+                await bucket.take(len(data))
+                await link._pass_when_healed()
+            sink.write(data)
+            await sink.drain()
+            if direction == "up":
+                link.stats.bytes_up += len(data)
+            else:
+                link.stats.bytes_down += len(data)
+
+    def close(self) -> None:
+        """Graceful: flush what was written, then FIN."""
+        for writer in self._writers():
+            writer.close()
+
+    def abort(self, *, reset: bool) -> None:
+        """Drop both sockets now; with ``reset`` the peers see a RST, not a FIN."""
+        for writer in self._writers():
+            if reset:
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+            writer.transport.abort()
+        if reset and self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    def _writers(self) -> list[asyncio.StreamWriter]:
+        writers = [self.client[1]]
+        if self.upstream is not None:
+            writers.append(self.upstream[1])
+        return writers
+
+
+# --- running links from sync code ---------------------------------------------------------
+
+
+class _LoopThread:
+    """An event loop in a daemon thread; runs callables and coroutines there, thread-safely."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.loop.call_soon(ready.set)
+        self.thread.start()
+        if not ready.wait(CONTROL_TIMEOUT):
+            raise RuntimeError(f"{self.name}: event loop thread did not start")
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("a blocking WAN control was called from the WAN's own loop")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(CONTROL_TIMEOUT)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        async def wrapper() -> T:
+            return fn()
+
+        return self.run(wrapper())
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(CONTROL_TIMEOUT)
+        elif not self.loop.is_closed():
+            self.loop.close()
+
+
+class WanLink:
+    """A link driven from sync code: the proxy runs in a background event loop thread."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        profile: LinkProfile | None = None,
+        listen_port: int = 0,
+        name: str = "",
+        seed: int | None = None,
+        _runner: _LoopThread | None = None,
+    ) -> None:
+        self._link = AsyncWanLink(
+            target, profile=profile, listen_port=listen_port, name=name, seed=seed
+        )
+        self._own_runner = _runner is None
+        self._runner = _runner or _LoopThread(f"edgefed-wan-{self._link.name}")
+        self._started = False
+
+    def start(self) -> WanLink:
+        if self._own_runner:
+            self._runner.start()
+        self._runner.run(self._link.start())
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                self._runner.run(self._link.stop())
+        if self._own_runner:
+            self._runner.stop()
+
+    def __enter__(self) -> WanLink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def name(self) -> str:
+        return self._link.name
+
+    @property
+    def port(self) -> int:
+        return self._link.port
+
+    @property
+    def url(self) -> str:
+        return self._link.url
+
+    @property
+    def stats(self) -> LinkStats:
+        return self._runner.call(lambda: dataclasses.replace(self._link.stats))
+
+    @property
+    def profile(self) -> LinkProfile:
+        return self._link.profile
+
+    def set_profile(self, profile: LinkProfile) -> None:
+        self._runner.call(lambda: self._link.set_profile(profile))
+
+    def update(self, **changes: Any) -> None:
+        self._runner.call(lambda: self._link.update(**changes))
+
+    @property
+    def cut_mode(self) -> CutMode | None:
+        return self._link.cut_mode
+
+    def cut(self, *, mode: CutMode = "stall") -> None:
+        self._runner.call(lambda: self._link.cut(mode=mode))
+
+    def heal(self) -> None:
+        self._runner.call(self._link.heal)
+
+
+class Wan:
+    """Many links on one background thread, keyed by (client site, server site).
+
+    ``client=None`` is a link every client shares to reach ``server``. A link is cut
+    while it is cut itself or either of its sites is cut; a reset cut wins over a stall.
+    """
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self._runner = _LoopThread("edgefed-wan")
+        self._seed = seed
+        self._links: dict[tuple[str | None, str], WanLink] = {}
+        self._cut_sites: dict[str, CutMode] = {}
+        self._cut_links: dict[tuple[str | None, str], CutMode] = {}
+        self._lock = threading.Lock()
+        self._running = False
+
+    def start(self) -> Wan:
+        with self._lock:
+            if not self._running:
+                self._runner.start()
+                self._running = True
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+            running, self._running = self._running, False
+        for link in links:
+            link.stop()
+        if running:
+            self._runner.stop()
+
+    def __enter__(self) -> Wan:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_link(
+        self,
+        *,
+        server: str,
+        target: Target,
+        client: str | None = None,
+        profile: LinkProfile | None = None,
+    ) -> WanLink:
+        self.start()
+        key = (client, server)
+        with self._lock:
+            if key in self._links:
+                raise ValueError(f"a link {client or '*'} -> {server} exists already")
+            seed = None if self._seed is None else zlib.crc32(f"{self._seed}:{key}".encode())
+            link = WanLink(
+                target,
+                profile=profile,
+                name=f"{client or '*'}->{server}",
+                seed=seed,
+                _runner=self._runner,
+            ).start()
+            self._links[key] = link
+        self._apply(key)
+        return link
+
+    def link(self, *, server: str, client: str | None = None) -> WanLink:
+        try:
+            return self._links[(client, server)]
+        except KeyError:
+            raise KeyError(f"no link {client or '*'} -> {server}") from None
+
+    def links(self) -> dict[tuple[str | None, str], WanLink]:
+        return dict(self._links)
+
+    def cut_site(self, site: str, *, mode: CutMode = "stall") -> None:
+        """Partition a site from everyone: every link from or to it."""
+        self._cut_sites[site] = mode
+        self._apply_all()
+
+    def heal_site(self, site: str) -> None:
+        self._cut_sites.pop(site, None)
+        self._apply_all()
+
+    def cut_link(self, *, server: str, client: str | None = None, mode: CutMode = "stall") -> None:
+        self._cut_links[(client, server)] = mode
+        self._apply((client, server))
+
+    def heal_link(self, *, server: str, client: str | None = None) -> None:
+        self._cut_links.pop((client, server), None)
+        self._apply((client, server))
+
+    def heal_all(self) -> None:
+        self._cut_sites.clear()
+        self._cut_links.clear()
+        self._apply_all()
+
+    def _apply_all(self) -> None:
+        for key in list(self._links):
+            self._apply(key)
+
+    def _apply(self, key: tuple[str | None, str]) -> None:
+        link = self._links.get(key)
+        if link is None:
+            return
+        client, server = key
+        modes = {self._cut_links.get(key), self._cut_sites.get(server)}
+        if client is not None:
+            modes.add(self._cut_sites.get(client))
+        modes.discard(None)
+        if not modes:
+            if link.cut_mode is not None:
+                link.heal()
+        else:
+            mode: CutMode = "reset" if "reset" in modes else "stall"
+            if link.cut_mode != mode:
+                link.cut(mode=mode)
