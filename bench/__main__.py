@@ -1,0 +1,91 @@
+"""``python -m bench [identity] [footprint] [--duration S] [--connections N]``.
+
+Runs every benchmark, or the ones named, prints each one's table and writes its
+figures to ``bench/out/<name>.json``. A benchmark is never a pass/fail test: it
+prints figures and ratios against the anchor measured in the same run, with the
+goal and PASS/MISS next to each ratio. The exit code is 0 unless a benchmark could
+not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import identity, site_footprint
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
+Renderer = Callable[[dict[str, Any]], str]
+BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
+    "identity": (identity.run, identity.render),
+    "footprint": (site_footprint.run, site_footprint.render),
+}
+
+
+def machine() -> dict[str, Any]:
+    """Enough context to read the figures: cores and how busy the machine already was."""
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[*BENCHMARKS, []],
+        metavar="NAME",
+        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up first")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    parser.add_argument(
+        "--max-requests", type=int, default=2_000_000, help="hard cap on requests per measurement"
+    )
+    parser.add_argument("--starts", type=int, default=3, help="site starts for the median")
+    args = parser.parse_args(argv)
+    settings = {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "max_requests": args.max_requests,
+        "starts": args.starts,
+    }
+    OUT_DIR.mkdir(exist_ok=True)
+    failed = 0
+    for name in args.names or list(BENCHMARKS):
+        run, render = BENCHMARKS[name]
+        context = machine()
+        try:
+            results = run(settings)
+        except Exception as exc:  # a benchmark that cannot run is reported, the others go on
+            print(f"bench {name}: could not run: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        results["machine"] = context
+        path = OUT_DIR / f"{name}.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print()
+        print(render(results))
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        print(f"(figures in {shown})")
+        print()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Token validation and token issue per second: one edgefed site against a real Keystone.
+
+Both servers run on the same machine at the same time, each pinned to the server core;
+the load generator runs in its own process on the other core with the same settings
+for both. The phases alternate (Keystone validate, edgefed validate, Keystone issue,
+edgefed issue) so that background noise on the machine hits both sides alike. Only
+200/201 count as successes; everything else is reported as an error.
+
+- validation: ``GET …/v3/auth/tokens`` with ``X-Auth-Token`` = an admin token and
+  ``X-Subject-Token`` = another project-scoped token of the admin;
+- issue: ``POST …/v3/auth/tokens`` with the token method, re-scoping the admin's
+  project-scoped token to the same project (a new token per request).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.cores import SERVER_CPU, loadgen_cpu, pinned_children, tree_cpu_seconds
+from bench.keystone_anchor import BOOTSTRAP_PASSWORD, KeystoneAnchor
+from bench.loadgen import LoadResult, LoadSpec, run_load
+from edgefed.testkit.process import SiteProcess
+
+GOALS = {"validate": 10.0, "issue": 5.0}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test: where its Keystone v3 API is and how to log in."""
+
+    name: str
+    auth_url: str  # …/v3
+    pid: int
+    password: str
+
+
+@dataclass(frozen=True)
+class Tokens:
+    admin: str
+    subject: str
+    project_id: str
+
+
+def password_token(target: Target) -> tuple[str, str]:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {
+                        "name": "admin",
+                        "domain": {"id": "default"},
+                        "password": target.password,
+                    }
+                },
+            },
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
+    r = httpx.post(f"{target.auth_url}/auth/tokens", json=body, timeout=60)
+    if r.status_code != 201:
+        raise RuntimeError(f"{target.name}: password auth gave {r.status_code}: {r.text[:300]}")
+    return r.headers["x-subject-token"], r.json()["token"]["project"]["id"]
+
+
+def issue_body(tokens: Tokens) -> str:
+    return json.dumps(
+        {
+            "auth": {
+                "identity": {"methods": ["token"], "token": {"id": tokens.admin}},
+                "scope": {"project": {"id": tokens.project_id}},
+            }
+        }
+    )
+
+
+def specs(target: Target, tokens: Tokens, settings: dict[str, Any]) -> dict[str, LoadSpec]:
+    url = f"{target.auth_url}/auth/tokens"
+    common = {
+        "connections": settings["connections"],
+        "duration_s": settings["duration_s"],
+        "warmup_s": settings["warmup_s"],
+        "max_requests": settings["max_requests"],
+        "cpu": loadgen_cpu(),
+    }
+    return {
+        "validate": LoadSpec(
+            url=url,
+            headers={"X-Auth-Token": tokens.admin, "X-Subject-Token": tokens.subject},
+            ok_statuses=(200,),
+            **common,
+        ),
+        "issue": LoadSpec(
+            url=url,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            body=issue_body(tokens),
+            ok_statuses=(201,),
+            **common,
+        ),
+    }
+
+
+def check_once(spec: LoadSpec) -> None:
+    """One request by hand before the load, so a wrong request fails loudly, not as 0 rps."""
+    headers = dict(spec.headers)
+    r = httpx.request(spec.method, spec.url, headers=headers, content=spec.body, timeout=60)
+    if r.status_code not in spec.ok_statuses:
+        raise RuntimeError(f"{spec.method} {spec.url} gave {r.status_code}: {r.text[:300]}")
+
+
+def login(target: Target) -> Tokens:
+    admin, project_id = password_token(target)
+    subject, _ = password_token(target)
+    return Tokens(admin=admin, subject=subject, project_id=project_id)
+
+
+def measure(target: Target, spec: LoadSpec) -> dict[str, Any]:
+    before = tree_cpu_seconds(target.pid)
+    result: LoadResult = run_load(spec)
+    busy = tree_cpu_seconds(target.pid) - before
+    total = spec.warmup_s + result.elapsed_s
+    figures = result.as_dict()
+    # Near 1.0 means the server's core was saturated (the generator was not the limit).
+    figures["server_cpu_share"] = round(busy / total, 2) if total > 0 else 0.0
+    return figures
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (Keystone is master + worker)."""
+    total_kib = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return round(total_kib / 1024, 1)
+
+
+def run(settings: dict[str, Any]) -> dict[str, Any]:
+    """Start both servers, measure alternately, always stop both."""
+    results: dict[str, Any] = {"settings": settings, "servers": {}}
+    workdir = Path(tempfile.mkdtemp(prefix="edgefed-bench-"))
+    keystone = KeystoneAnchor()
+    site = SiteProcess(name="Bench", data_dir=workdir / "site")
+    try:
+        print("bench identity: starting Keystone (gunicorn, one sync worker)…", flush=True)
+        keystone.start()
+        print("bench identity: starting an edgefed site…", flush=True)
+        with pinned_children(SERVER_CPU):
+            site.start()
+        assert site.proc is not None
+        targets = {
+            "keystone": Target("keystone", keystone.auth_url, keystone.pid, BOOTSTRAP_PASSWORD),
+            "edgefed": Target("edgefed", site.auth_url, site.proc.pid, site.password),
+        }
+        plans: dict[str, dict[str, LoadSpec]] = {}
+        for name, target in targets.items():
+            try:
+                plans[name] = specs(target, login(target), settings)
+                for spec in plans[name].values():
+                    check_once(spec)
+            except (RuntimeError, httpx.HTTPError, KeyError) as exc:
+                results["servers"][name] = {"error": str(exc)}
+                plans.pop(name, None)
+        for phase in ("validate", "issue"):
+            for name, plan in plans.items():
+                print(f"bench identity: {phase} on {name}…", flush=True)
+                figures = measure(targets[name], plan[phase])
+                results["servers"].setdefault(name, {})[phase] = figures
+        for name, target in targets.items():
+            results["servers"].setdefault(name, {})["rss_mib_after_load"] = rss_mib(target.pid)
+    finally:
+        site.stop()
+        keystone.stop()
+    results["ratios"] = ratios(results["servers"])
+    return results
+
+
+def ratios(servers: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for phase, goal in GOALS.items():
+        ours = servers.get("edgefed", {}).get(phase, {}).get("rps")
+        anchor = servers.get("keystone", {}).get(phase, {}).get("rps")
+        if not ours or not anchor:
+            out[phase] = {"ratio": None, "goal": goal, "verdict": "NOT MEASURED"}
+            continue
+        ratio = round(ours / anchor, 1)
+        out[phase] = {"ratio": ratio, "goal": goal, "verdict": "PASS" if ratio >= goal else "MISS"}
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "identity: requests/s of one edgefed site vs Keystone (same machine, same run)",
+        f"{'server':<9} {'phase':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'conns':>6} {'cpu':>5}",
+    ]
+    for name, figures in results["servers"].items():
+        if "error" in figures:
+            lines.append(f"{name:<9} not measured: {figures['error']}")
+            continue
+        for phase in ("validate", "issue"):
+            f = figures.get(phase)
+            if f is None:
+                continue
+            lines.append(
+                f"{name:<9} {phase:<9} {f['rps']:>9.1f} {f['p50_ms']:>8.1f} {f['p99_ms']:>8.1f} "
+                f"{f['errors']:>7} {f['connects']:>6} {f['server_cpu_share']:>5.2f}"
+            )
+        lines.append(f"{name:<9} RSS after load: {figures.get('rss_mib_after_load')} MiB")
+    for phase, r in results["ratios"].items():
+        shown = "n/a" if r["ratio"] is None else f"{r['ratio']}x"
+        lines.append(
+            f"ratio {phase:<9} edgefed/keystone = {shown:>8}  goal >= {r['goal']}x  {r['verdict']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""What one idle edgefed site costs: resident memory and start time.
+
+An edge site runs on a small box next to the workloads, so the control plane's own
+footprint is a feature. Start time is measured from spawning ``edgefed site serve``
+to its ``EDGEFED READY`` line, the median of several starts, on a fresh data
+directory (migrations, key generation, admin bootstrap) and on an existing one (a
+restart). Memory is VmRSS from /proc after a handful of typical requests (password
+token, validation, catalog, a list) and a short idle pause, plus the peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.cores import SERVER_CPU, pinned_children
+from edgefed.testkit.process import SiteProcess
+
+RSS_GOAL_MIB = 80.0
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """The ``Vm*`` lines of /proc/<pid>/status, in KiB."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.startswith("Vm") and value.strip().endswith("kB"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def timed_start(site: SiteProcess) -> float:
+    begin = time.perf_counter()
+    with pinned_children(SERVER_CPU):
+        site.start()
+    return time.perf_counter() - begin
+
+
+def typical_requests(site: SiteProcess) -> int:
+    """A few requests a CLI session makes; returns how many got a 2xx."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {
+                        "name": "admin",
+                        "domain": {"id": "default"},
+                        "password": site.password,
+                    }
+                },
+            },
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
+    ok = 0
+    with httpx.Client(base_url=site.url, timeout=60) as client:
+        r = client.post("/identity/v3/auth/tokens", json=body)
+        ok += r.is_success
+        token = r.headers.get("x-subject-token", "")
+        headers = {"X-Auth-Token": token}
+        for path in ("/identity/v3/auth/catalog", "/identity/v3/projects", "/image/v2/images"):
+            ok += client.get(path, headers=headers).is_success
+        validate = {**headers, "X-Subject-Token": token}
+        ok += client.get("/identity/v3/auth/tokens", headers=validate).is_success
+    return ok
+
+
+def run(settings: dict[str, Any]) -> dict[str, Any]:
+    starts = int(settings.get("starts", 3))
+    idle_s = float(settings.get("idle_s", 2.0))
+    root = Path(tempfile.mkdtemp(prefix="edgefed-footprint-"))
+    fresh: list[float] = []
+    existing: list[float] = []
+    memory: dict[str, Any] = {}
+    for i in range(starts):
+        site = SiteProcess(name="Bench", data_dir=root / f"fresh-{i}")
+        try:
+            print(f"bench footprint: start {i + 1}/{starts} on a fresh data dir…", flush=True)
+            fresh.append(timed_start(site))
+        finally:
+            site.stop()
+    site = SiteProcess(name="Bench", data_dir=root / "fresh-0")
+    try:
+        for i in range(starts):
+            print(f"bench footprint: start {i + 1}/{starts} on an existing data dir…", flush=True)
+            existing.append(timed_start(site))
+            if i < starts - 1:
+                site.stop()
+        assert site.proc is not None
+        pid = site.proc.pid
+        after_start = proc_status(pid)
+        ok = typical_requests(site)
+        time.sleep(idle_s)  # the measurement itself: what an idle site keeps resident
+        idle = proc_status(pid)
+        memory = {
+            "rss_mib_after_start": round(after_start.get("VmRSS", 0) / 1024, 1),
+            "rss_mib_idle": round(idle.get("VmRSS", 0) / 1024, 1),
+            "peak_rss_mib": round(idle.get("VmHWM", 0) / 1024, 1),
+            "requests_ok": ok,
+        }
+    finally:
+        site.stop()
+    rss = memory.get("rss_mib_idle", 0.0)
+    return {
+        "settings": {"starts": starts, "idle_s": idle_s},
+        "start_s_fresh": {"median": round(statistics.median(fresh), 2), "all": _r(fresh)},
+        "start_s_existing": {"median": round(statistics.median(existing), 2), "all": _r(existing)},
+        "memory": memory,
+        "goal": {
+            "idle_rss_mib_below": RSS_GOAL_MIB,
+            "verdict": "PASS" if 0 < rss < RSS_GOAL_MIB else "MISS",
+        },
+    }
+
+
+def _r(values: list[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["memory"]
+    g = results["goal"]
+    return "\n".join(
+        [
+            "footprint: one edgefed site",
+            f"start time, fresh data dir    median {results['start_s_fresh']['median']:.2f} s  "
+            f"{results['start_s_fresh']['all']}",
+            f"start time, existing data dir median {results['start_s_existing']['median']:.2f} s  "
+            f"{results['start_s_existing']['all']}",
+            f"RSS after start {m['rss_mib_after_start']} MiB, idle after "
+            f"{m['requests_ok']} requests {m['rss_mib_idle']} MiB, peak {m['peak_rss_mib']} MiB",
+            f"goal idle RSS < {g['idle_rss_mib_below']:.0f} MiB: {g['verdict']}",
+        ]
+    )
