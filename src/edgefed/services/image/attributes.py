@@ -155,7 +155,7 @@ def validate_base(name: str, value: Any) -> Any:
     if name == "name":
         return _string(name, value, nullable=True)
     if name == "owner":
-        return _string(name, value, nullable=True)
+        return _string(name, value, nullable=False)
     raise AssertionError(f"not a base attribute: {name}")
 
 
