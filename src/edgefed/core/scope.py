@@ -221,8 +221,8 @@ class Scope(Mapping[str, Expr]):
         return hash(frozenset(self._entries.items()))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Scope):
-            return dict(self._entries) == dict(other._entries)
+        if isinstance(other, Mapping):
+            return dict(self._entries) == dict(other)
         return NotImplemented
 
     def __repr__(self) -> str:

@@ -13,7 +13,9 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from edgefed.testkit.wan import AsyncWanLink, LinkProfile, Wan, WanLink, parse_target
@@ -222,6 +224,44 @@ def test_wan_cuts_a_whole_site_and_heals_only_what_nothing_else_cuts(
         assert all(link.cut_mode is None for link in wan.links().values())
         with connect(berlin_denver) as sock:
             assert round_trip(sock) < 1.5
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_http_client_times_out_during_a_cut_and_recovers_after_heal() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        with (
+            WanLink(
+                ("127.0.0.1", server.server_address[1]), profile=LinkProfile(rtt_ms=20)
+            ) as link,
+            httpx.Client(base_url=link.url, timeout=BOUND) as client,
+        ):
+            assert client.get("/").text == "hello"
+            link.cut()
+            with pytest.raises(httpx.TimeoutException):
+                client.get("/", timeout=QUIET)
+            link.heal()
+            assert client.get("/").text == "hello"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(BOUND)
 
 
 def test_parse_target() -> None:
