@@ -62,6 +62,8 @@ bench: venv system-deps
 migrations: venv
 	rm -f src/edgefed/store/migrations/versions/0001_initial.py
 	$(BIN)/python -m edgefed.store.autogen
+	$(BIN)/ruff check --fix -q src/edgefed/store/migrations/versions/0001_initial.py
+	$(BIN)/ruff format -q src/edgefed/store/migrations/versions/0001_initial.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-21 11:39:18.049621
+Create Date: 2026-11-21 11:49:20.521031
 """
 
 from __future__ import annotations
