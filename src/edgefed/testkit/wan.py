@@ -526,6 +526,8 @@ class Wan:
     def start(self) -> Wan:
         with self._lock:
             if not self._running:
+                if self._runner.thread.ident is not None:  # stopped before: a fresh thread
+                    self._runner = _LoopThread("edgefed-wan")
                 self._runner.start()
                 self._running = True
         return self
@@ -567,39 +569,46 @@ class Wan:
                 _runner=self._runner,
             ).start()
             self._links[key] = link
-        self._apply(key)
+            self._apply(key)
         return link
 
     def link(self, *, server: str, client: str | None = None) -> WanLink:
         try:
-            return self._links[(client, server)]
+            with self._lock:
+                return self._links[(client, server)]
         except KeyError:
             raise KeyError(f"no link {client or '*'} -> {server}") from None
 
     def links(self) -> dict[tuple[str | None, str], WanLink]:
-        return dict(self._links)
+        with self._lock:
+            return dict(self._links)
 
     def cut_site(self, site: str, *, mode: CutMode = "stall") -> None:
         """Partition a site from everyone: every link from or to it."""
-        self._cut_sites[site] = mode
-        self._apply_all()
+        with self._lock:
+            self._cut_sites[site] = mode
+            self._apply_all()
 
     def heal_site(self, site: str) -> None:
-        self._cut_sites.pop(site, None)
-        self._apply_all()
+        with self._lock:
+            self._cut_sites.pop(site, None)
+            self._apply_all()
 
     def cut_link(self, *, server: str, client: str | None = None, mode: CutMode = "stall") -> None:
-        self._cut_links[(client, server)] = mode
-        self._apply((client, server))
+        with self._lock:
+            self._cut_links[(client, server)] = mode
+            self._apply((client, server))
 
     def heal_link(self, *, server: str, client: str | None = None) -> None:
-        self._cut_links.pop((client, server), None)
-        self._apply((client, server))
+        with self._lock:
+            self._cut_links.pop((client, server), None)
+            self._apply((client, server))
 
     def heal_all(self) -> None:
-        self._cut_sites.clear()
-        self._cut_links.clear()
-        self._apply_all()
+        with self._lock:
+            self._cut_sites.clear()
+            self._cut_links.clear()
+            self._apply_all()
 
     def _apply_all(self) -> None:
         for key in list(self._links):

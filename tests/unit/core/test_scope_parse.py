@@ -189,7 +189,7 @@ exprs: st.SearchStrategy[Expr] = st.recursive(
         st.lists(inner, min_size=2, max_size=4).map(lambda xs: Both(tuple(xs))),
         st.lists(inner, min_size=2, max_size=4).map(lambda xs: Alt(tuple(xs))),
     ),
-    max_leaves=12,
+    max_leaves=8,
 )
 scopes = st.dictionaries(
     st.sampled_from(["identity", "compute", "image", "volume", "network", "placement"]),
@@ -199,13 +199,13 @@ scopes = st.dictionaries(
 ).map(Scope)
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=200, deadline=1000)
 @given(exprs)
 def test_round_trip_of_expressions(expr: Expr) -> None:
     assert parse_expr(str(expr)) == expr
 
 
-@settings(max_examples=150, deadline=1000)
+@settings(max_examples=100, deadline=1000)
 @given(scopes)
 def test_round_trip_of_scopes(scope: Scope) -> None:
     assert parse_scope(str(scope)) == scope
@@ -231,7 +231,7 @@ small_exprs = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=1000)
+@settings(max_examples=100, deadline=1000)
 @given(small_exprs, small_exprs, small_exprs)
 def test_precedence_property(a: Expr, b: Expr, c: Expr) -> None:
     def text(e: Expr) -> str:
