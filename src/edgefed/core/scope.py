@@ -37,7 +37,7 @@ from typing import Final, NoReturn
 from edgefed.core.errors import BadRequest
 from edgefed.core.settings import SITE_NAME_RE
 
-SERVICES: Final = ("identity", "compute", "image", "volume", "network", "placement")
+SERVICES: Final = ("identity", "compute", "image", "volume", "network", "placement", "fleet")
 SERVICE_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "keystone": "identity",
@@ -45,6 +45,7 @@ SERVICE_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
         "glance": "image",
         "cinder": "volume",
         "neutron": "network",
+        "edge": "fleet",
     }
 )
 MAX_SCOPE_LENGTH: Final = 4096

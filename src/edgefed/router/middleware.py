@@ -46,6 +46,10 @@ SERVICE_PREFIXES = (
     ("/volume", "volume"),
     ("/identity", "identity"),
     ("/placement", "placement"),
+    (
+        "/edge",
+        "fleet",
+    ),  # edgefed's own API: alarms, telemetry, hosts… (aggregation, remote control)
 )
 HOP_BY_HOP = {
     b"connection",
