@@ -116,3 +116,23 @@ async def test_application_credential_lifecycle(site, admin_headers):
     assert (await c.delete(f"{base}/{cred['id']}", headers=fay)).status_code == 204
     assert (await c.post(f"{V3}/auth/tokens", json={"auth": auth})).status_code == 401
     assert (await c.get(f"{base}/{cred['id']}", headers=fay)).status_code == 404
+
+
+async def test_application_credential_without_roles_gets_the_tokens_roles(site, admin_headers):
+    c, h = site.client, admin_headers
+    gus = await user_with_role(c, h, name="gus", role="member", project="apps2")
+    uid = predictable_id("user", "gus", domain_id="default")
+    r = await c.post(
+        f"{V3}/users/{uid}/application_credentials",
+        json={"application_credential": {"name": "all", "roles": []}},
+        headers=gus,
+    )
+    assert r.status_code == 201
+    names = {x["name"] for x in r.json()["application_credential"]["roles"]}
+    assert names == {"member", "reader"}
+    r = await c.post(
+        f"{V3}/users/{uid}/application_credentials",
+        json={"application_credential": {"name": "bad", "expires_at": "yesterday"}},
+        headers=gus,
+    )
+    assert r.status_code == 400

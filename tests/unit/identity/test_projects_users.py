@@ -29,6 +29,10 @@ async def test_project_crud_and_filters(site, admin_headers):
 
     r = await c.patch(f"{V3}/projects/{p['id']}", json={"project": {"enabled": False}}, headers=h)
     assert r.status_code == 200 and r.json()["project"]["enabled"] is False
+    r = await c.patch(
+        f"{V3}/projects/{p['id']}", json={"project": {"domain_id": "other"}}, headers=h
+    )
+    assert r.status_code == 400 and "domain_id" in r.json()["error"]["message"]
     r = await c.get(f"{V3}/projects", params={"enabled": "false"}, headers=h)
     assert [x["name"] for x in r.json()["projects"]] == ["alpha"]
 

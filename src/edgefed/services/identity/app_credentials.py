@@ -93,7 +93,7 @@ async def create_app_credential(
     c = body.application_credential
     token_roles = {r["id"]: r["name"] for r in principal.claims.get("roles", [])}
     by_name = {name: rid for rid, name in token_roles.items()}
-    if c.roles is None:
+    if not c.roles:  # none named (the CLI sends []): all of the token's roles
         role_ids = list(token_roles)
     else:
         role_ids = []

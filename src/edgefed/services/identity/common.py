@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgefed.core.errors import NotFound
+from edgefed.core.errors import NotFound, ValidationFailed
 from edgefed.services.identity.state import IdentityState
 from edgefed.store.identity import IdentityTable, Row
 
@@ -26,3 +26,10 @@ async def must_get(state: IdentityState, table: IdentityTable, row_id: str, what
     if row is None:
         raise NotFound(f"Could not find {what}: {row_id}.")
     return row
+
+
+def refuse_immutable(extras: dict[str, object], *fields: str) -> None:
+    """Keystone refuses to move a project, user or group to another domain or parent."""
+    for name in fields:
+        if name in extras:
+            raise ValidationFailed(f"Update of `{name}` is not allowed.", field=name)

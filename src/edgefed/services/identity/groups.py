@@ -9,7 +9,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import NotFound, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
-from edgefed.services.identity.common import must_get
+from edgefed.services.identity.common import must_get, refuse_immutable
 from edgefed.services.identity.guard import authorize, ensure_local
 from edgefed.services.identity.revoking import revoke_user
 from edgefed.services.identity.schemas import GroupCreateBody, GroupUpdateBody
@@ -80,6 +80,7 @@ async def update_group(
     authorize(principal, "update_group")
     row = await must_get(state, groups, group_id, "group")
     ensure_local(row, "Group")
+    refuse_immutable(body.group.extras(), "domain_id")
     changes = body.group.given()
     if "name" in changes and changes["name"] is None:
         raise ValidationFailed("Invalid input for field 'name': None", field="name")

@@ -9,7 +9,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import Forbidden, NotFound, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
-from edgefed.services.identity.common import must_get, query_flag
+from edgefed.services.identity.common import must_get, query_flag, refuse_immutable
 from edgefed.services.identity.guard import authorize, ensure_local
 from edgefed.services.identity.revoking import revoke
 from edgefed.services.identity.schemas import ProjectCreateBody, ProjectUpdateBody
@@ -122,6 +122,7 @@ async def update_project(
     authorize(principal, "update_project")
     row = await must_get(state, projects, project_id, "project")
     ensure_local(row, "Project")
+    refuse_immutable(body.project.extras(), "domain_id", "parent_id", "is_domain")
     changes = body.project.given()
     for key in ("name", "enabled", "tags"):
         if key in changes and changes[key] is None:

@@ -15,7 +15,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from edgefed.core.ids import predictable_id
-from edgefed.services.identity.common import must_get
+from edgefed.services.identity.common import must_get, refuse_immutable
 from edgefed.services.identity.grants import role_graph
 from edgefed.services.identity.guard import authorize, ensure_local
 from edgefed.services.identity.revoking import revoke_user
@@ -84,6 +84,7 @@ async def update_role(
     authorize(principal, "update_role")
     row = await must_get(state, roles, role_id, "role")
     ensure_local(row, "Role")
+    refuse_immutable(body.role.extras(), "domain_id")
     changes = body.role.given()
     if "name" in changes and changes["name"] is None:
         raise ValidationFailed("Invalid input for field 'name': None", field="name")

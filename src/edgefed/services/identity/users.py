@@ -13,7 +13,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import Unauthorized, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
-from edgefed.services.identity.common import must_get, query_flag
+from edgefed.services.identity.common import must_get, query_flag, refuse_immutable
 from edgefed.services.identity.guard import authorize, ensure_local
 from edgefed.services.identity.passwords import hash_secret, verify_secret
 from edgefed.services.identity.revoking import revoke_user
@@ -98,6 +98,7 @@ async def update_user(
     authorize(principal, "update_user")
     row = await must_get(state, users, user_id, "user")
     ensure_local(row, "User")
+    refuse_immutable(body.user.extras(), "domain_id")
     changes = body.user.given()
     for key in ("name", "enabled"):
         if key in changes and changes[key] is None:
