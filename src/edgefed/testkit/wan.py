@@ -65,6 +65,10 @@ class LinkProfile:
     bandwidth: float | None = None  # bytes per second per direction; None = unlimited
     loss: float = 0.0  # probability that a chunk arrives one RTO late
     rto_ms: float = 200.0
+    # The client's connect() returns at once (the proxy is local), but on a real link
+    # the handshake costs one RTT before the first byte can leave: charge it to the
+    # first bytes of each connection.
+    handshake: bool = True
 
     def __post_init__(self) -> None:
         if self.rtt_ms < 0 or self.rto_ms < 0:
@@ -97,11 +101,12 @@ class _TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.stamp = asyncio.get_running_loop().time()
+        self.stamp: float | None = None  # set on first use, inside the link's loop
 
     async def take(self, amount: int) -> None:
         now = asyncio.get_running_loop().time()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        elapsed = 0.0 if self.stamp is None else now - self.stamp
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.stamp = now
         self.tokens -= amount
         if self.tokens < 0:  # later takers see the debt and wait behind us
@@ -269,6 +274,7 @@ class _Connection:
         self.client = (reader, writer)
         self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self.task = asyncio.current_task()
+        self.accepted_at = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         link = self.link
@@ -285,7 +291,9 @@ class _Connection:
             self.abort(reset=True)  # the target refused: so does the link
             return
         pipes = [
-            asyncio.ensure_future(self._pipe("up", self.client[0], self.upstream[1])),
+            asyncio.ensure_future(
+                self._pipe("up", self.client[0], self.upstream[1], not_before=self._handshake())
+            ),
             asyncio.ensure_future(self._pipe("down", self.upstream[0], self.client[1])),
         ]
         try:
@@ -297,11 +305,23 @@ class _Connection:
                 pipe.cancel()
             await asyncio.gather(*pipes, return_exceptions=True)
 
+    def _handshake(self) -> float:
+        """When the first client byte may reach the target: one RTT after the accept."""
+        profile = self.link.profile
+        if not profile.handshake:
+            return 0.0
+        return self.accepted_at + profile.rtt_ms / 1000.0 + profile.rtt_ms / 2000.0
+
     async def _pipe(
-        self, direction: str, source: asyncio.StreamReader, sink: asyncio.StreamWriter
+        self,
+        direction: str,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        *,
+        not_before: float = 0.0,
     ) -> None:
         queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(QUEUE_CHUNKS)
-        reading = asyncio.ensure_future(self._read(source, queue))
+        reading = asyncio.ensure_future(self._read(source, queue, not_before))
         try:
             await self._write(direction, queue, sink)
         finally:
@@ -309,9 +329,12 @@ class _Connection:
             await asyncio.gather(reading, return_exceptions=True)
 
     async def _read(
-        self, source: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes | None]]
+        self,
+        source: asyncio.StreamReader,
+        queue: asyncio.Queue[tuple[float, bytes | None]],
+        not_before: float,
     ) -> None:
-        last_due = 0.0
+        last_due = not_before
         while True:
             data: bytes | None
             try:

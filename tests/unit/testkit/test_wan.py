@@ -91,11 +91,21 @@ def assert_closed(sock: socket.socket) -> None:
         pass
 
 
-def test_round_trip_time_is_added(echo: tuple[str, int]) -> None:
+def test_round_trip_time_is_added_and_a_new_connection_pays_the_handshake(
+    echo: tuple[str, int],
+) -> None:
     with WanLink(echo, profile=LinkProfile(rtt_ms=100)) as link, connect(link) as sock:
         times = [round_trip(sock) for _ in range(3)]
-    assert min(times) >= 0.095
-    assert max(times) < 1.5
+    assert times[0] >= 0.195  # handshake RTT + request RTT
+    assert min(times[1:]) >= 0.095
+    assert max(times) < 2.0
+
+
+def test_handshake_cost_can_be_turned_off(echo: tuple[str, int]) -> None:
+    profile = LinkProfile(rtt_ms=300, handshake=False)
+    with WanLink(echo, profile=profile) as link, connect(link) as sock:
+        first = round_trip(sock)
+    assert 0.295 <= first < 0.55  # one RTT, not two
 
 
 def test_rtt_can_change_while_running(echo: tuple[str, int]) -> None:
