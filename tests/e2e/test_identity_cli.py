@@ -88,3 +88,17 @@ def test_openstacksdk_lists_identity_resources(site_process):
         assert conn.identity.find_project("admin").domain_id == "default"
     finally:
         conn.close()
+    # version discovery from the unversioned URL (300 Multiple Choices)
+    unversioned = openstack.connect(
+        auth_url=f"{site_process.url}/identity",
+        username="admin",
+        password=site_process.password,
+        project_name="admin",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        region_name=site_process.name,
+    )
+    try:
+        assert unversioned.identity.get_project(unversioned.current_project_id).name == "admin"
+    finally:
+        unversioned.close()

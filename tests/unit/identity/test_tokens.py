@@ -191,3 +191,46 @@ async def test_revocation_survives_restart(tmp_path):
         assert ok.status_code == 200  # tokens issued before the restart still work
         r = await s.client.get("/identity/v3/auth/catalog", headers={"X-Auth-Token": revoked})
         assert r.status_code == 401
+
+
+async def test_validation_needs_subject_and_is_limited_to_own_tokens(site, admin_headers):
+    from identity_helpers import user_with_role
+
+    r = await site.client.get("/identity/v3/auth/tokens", headers=admin_headers)
+    assert r.status_code == 400 and "X-Subject-Token" in r.json()["error"]["message"]
+    r = await site.client.get(
+        "/identity/v3/auth/tokens", headers={**admin_headers, "X-Subject-Token": "garbage"}
+    )
+    assert r.status_code == 404
+    bob = await user_with_role(site.client, admin_headers, name="bob", role="member", project="p")
+    r = await site.client.get(
+        "/identity/v3/auth/tokens",
+        headers={**bob, "X-Subject-Token": admin_headers["X-Auth-Token"]},
+    )
+    assert r.status_code == 403
+    r = await site.client.get(
+        "/identity/v3/auth/tokens?nocatalog",
+        headers={**bob, "X-Subject-Token": bob["X-Auth-Token"]},
+    )
+    assert r.status_code == 200 and "catalog" not in r.json()["token"]
+    assert (await site.client.get("/identity/v3/auth/tokens")).status_code == 401
+
+
+async def test_catalog_lists_every_fleet_site_as_a_region(site, admin_headers):
+    site.app.state.ctx.peers["Paris"] = "http://paris.test"
+    r = await site.client.get("/identity/v3/auth/catalog", headers=admin_headers)
+    identity = next(s for s in r.json()["catalog"] if s["type"] == "identity")
+    urls = {(e["region_id"], e["url"]) for e in identity["endpoints"]}
+    assert urls == {
+        ("Berlin", "http://berlin.test/identity"),
+        ("Paris", "http://paris.test/identity"),
+    }
+    r = await site.client.get("/identity/v3/regions", headers=admin_headers)
+    assert [x["id"] for x in r.json()["regions"]] == ["Berlin", "Paris"]
+    # a fresh token's body and a validation both show the new region
+    subject = await site.token()
+    r = await site.client.get(
+        "/identity/v3/auth/tokens", headers={**admin_headers, "X-Subject-Token": subject}
+    )
+    regions = {e["region_id"] for s in r.json()["token"]["catalog"] for e in s["endpoints"]}
+    assert regions == {"Berlin", "Paris"}
