@@ -17,6 +17,7 @@ from edgefed.api.auth import Authenticator
 from edgefed.core.errors import Unauthorized, ValidationFailed
 from edgefed.core.tokens import new_audit_id
 from edgefed.services.identity.grants import ScopeGrant, role_graph
+from edgefed.services.identity.names import id_by_name
 from edgefed.services.identity.passwords import verify_secret
 from edgefed.services.identity.scopes import SYSTEM_TARGET, UNSCOPED, grant_for
 from edgefed.services.identity.state import IdentityState
@@ -64,10 +65,10 @@ async def _domain_id(state: IdentityState, ref: dict[str, Any], where: str) -> s
         return _string(ref["id"], f"{where}.id")
     if "name" in ref:
         name = _string(ref["name"], f"{where}.name")
-        row = await state.repo.find_by_name(domains, name, domain_id=None)
-        if row is None:
+        found = await id_by_name(state, domains, name, domain_id=None)
+        if found is None:
             raise Unauthorized(f"Could not find domain: {name}.")
-        return str(row["id"])
+        return found
     raise ValidationFailed(f"'{where}' needs an 'id' or a 'name'", field=where)
 
 
@@ -77,10 +78,10 @@ async def _user_id(state: IdentityState, ref: dict[str, Any], where: str) -> str
     name = _string(_required(ref, "name", where), f"{where}.name")
     domain = _object(_required(ref, "domain", where), f"{where}.domain")
     domain_id = await _domain_id(state, domain, f"{where}.domain")
-    row = await state.repo.find_by_name(users, name, domain_id=domain_id)
-    if row is None:
+    found = await id_by_name(state, users, name, domain_id=domain_id)
+    if found is None:
         raise Unauthorized(AUTH_REQUIRED)
-    return str(row["id"])
+    return found
 
 
 async def _password(state: IdentityState, body: dict[str, Any]) -> Authenticated:
@@ -178,10 +179,10 @@ async def requested_target(state: IdentityState, scope: Any, who: Authenticated)
         name = _string(_required(ref, "name", "scope.project"), "scope.project.name")
         domain = _object(_required(ref, "domain", "scope.project"), "scope.project.domain")
         domain_id = await _domain_id(state, domain, "scope.project.domain")
-        row = await state.repo.find_by_name(projects, name, domain_id=domain_id)
-        if row is None:
+        found = await id_by_name(state, projects, name, domain_id=domain_id)
+        if found is None:
             raise Unauthorized(f"Could not find project: {name}.")
-        return "project", str(row["id"])
+        return "project", found
     if "domain" in scope:
         ref = _object(scope["domain"], "scope.domain")
         return "domain", await _domain_id(state, ref, "scope.domain")

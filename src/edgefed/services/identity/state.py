@@ -30,6 +30,9 @@ class IdentityState:
     # Role names and implications, valid for `roles_generation`.
     role_graph: Any = None
     roles_generation: int = -1
+    # (table name, domain_id, name) -> id of existing rows, valid for `names_generation`.
+    names: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    names_generation: int = -1
     # Rendered catalog, valid for `catalog_key`.
     catalog: list[dict[str, Any]] = field(default_factory=list)
     catalog_key: Any = None
