@@ -18,6 +18,7 @@ Semantics (the ones OpenStackoïd got wrong are marked):
 - By default a parallel group waits for all its members even after one failed: a write
   runs at every site and the caller reports every site's status. With
   ``fail_fast=True`` (for reads) the first failure cancels the members still running.
+- A site named in several branches is called once and its result shared.
 - Cancelling ``evaluate`` cancels every call still running. Per-call timeouts are the
   caller's business (wrap ``call``).
 
@@ -119,6 +120,7 @@ class _Run(Generic[R]):
         self.fail_fast = fail_fast
         self.limit = asyncio.Semaphore(max_parallel) if max_parallel else None
         self.attempts: dict[int, Attempt[R]] = {}
+        self.calls: dict[str, _SharedCall[R]] = {}
         self.next_leaf = 0
 
     async def outcome(self, tree: ResolvedExpr) -> Outcome[R]:
@@ -149,21 +151,37 @@ class _Run(Generic[R]):
         return await self.all(plan)
 
     async def leaf(self, leaf: _Leaf) -> _Branch:
+        # A site named in several branches is called once; every reference shares the
+        # call (a write must not run twice, a read must not be merged twice). The call
+        # is cancelled only when the last branch waiting for it no longer needs it.
+        shared = self.calls.get(leaf.site)
+        if shared is None or shared.task.cancelled():
+            shared = _SharedCall(asyncio.ensure_future(self.invoke(leaf.site)), leaf.index)
+            self.calls[leaf.site] = shared
+        shared.waiters += 1
+        try:
+            attempt = await asyncio.shield(shared.task)
+        except asyncio.CancelledError:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.task.done():
+                shared.task.cancel()
+                await asyncio.gather(shared.task, return_exceptions=True)
+                self.attempts[shared.index] = Attempt(leaf.site, ok=False, cancelled=True)
+            raise
+        shared.waiters -= 1
+        self.attempts[shared.index] = attempt
+        return _Branch(ok=attempt.ok, winners=(shared.index,) if attempt.ok else ())
+
+    async def invoke(self, site: str) -> Attempt[R]:
         try:
             if self.limit is None:
-                result = await self.call(leaf.site)
+                result = await self.call(site)
             else:
                 async with self.limit:
-                    result = await self.call(leaf.site)
-        except asyncio.CancelledError:
-            self.attempts[leaf.index] = Attempt(leaf.site, ok=False, cancelled=True)
-            raise
+                    result = await self.call(site)
         except Exception as exc:
-            self.attempts[leaf.index] = Attempt(leaf.site, ok=False, error=exc)
-            return _Branch(ok=False, winners=())
-        ok = not self.failed(result)
-        self.attempts[leaf.index] = Attempt(leaf.site, ok=ok, result=result)
-        return _Branch(ok=ok, winners=(leaf.index,) if ok else ())
+            return Attempt(site, ok=False, error=exc)
+        return Attempt(site, ok=not self.failed(result), result=result)
 
     async def all(self, group: _All) -> _Branch:
         tasks = [asyncio.ensure_future(self.run(m)) for m in group.members]
@@ -182,7 +200,17 @@ class _Run(Generic[R]):
         branches = [t.result() for t in tasks if not t.cancelled()]
         if len(branches) < len(tasks) or not all(b.ok for b in branches):
             return _Branch(ok=False, winners=())
-        return _Branch(ok=True, winners=tuple(i for b in branches for i in b.winners))
+        winners = dict.fromkeys(i for b in branches for i in b.winners)  # shared calls once
+        return _Branch(ok=True, winners=tuple(winners))
+
+
+class _SharedCall(Generic[R]):
+    """One site's call, awaited by every branch that names the site."""
+
+    def __init__(self, task: asyncio.Future[Attempt[R]], index: int) -> None:
+        self.task = task
+        self.index = index  # the first leaf that named the site: where it is reported
+        self.waiters = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,43 @@ async def test_group_of_fallbacks() -> None:
     assert [a.site for a in outcome.attempts] == ["A", "B", "C"]
 
 
+async def test_a_site_named_in_several_branches_is_called_once() -> None:
+    sites = FakeSites(raising="A")
+    outcome = await run("(A|B)&(B|C)", sites)
+    assert sorted(sites.calls) == ["A", "B"]  # C is not needed: B answered for both
+    assert outcome.succeeded and outcome.winning_sites == ("B",)
+    assert [a.site for a in outcome.attempts] == ["A", "B"]
+
+
+async def test_a_shared_call_is_reused_by_a_later_alternative() -> None:
+    sites = FakeSites(failing="B")
+    outcome = await run("(A&B)|(A&C)", sites)
+    assert sorted(sites.calls) == ["A", "B", "C"]  # A created once, not twice
+    assert outcome.winning_sites == ("A", "C")
+
+
+async def test_a_site_cancelled_by_fail_fast_is_called_again_when_named_later() -> None:
+    calls: list[str] = []
+
+    async def call(site: str) -> str:
+        calls.append(site)
+        if site == "A":
+            raise ConnectionError("A is unreachable")
+        if calls.count("B") == 1:
+            await asyncio.Event().wait()  # the first call to B hangs until cancelled
+        return f"{site}:ok"
+
+    outcome = await asyncio.wait_for(
+        evaluate(parse_expr("(A&B)|B"), FLEET, call, failed=failed, fail_fast=True), BOUND
+    )
+    assert calls.count("B") == 2 and outcome.winning_sites == ("B",)
+    assert [a.describe() for a in outcome.attempts] == [
+        "A: ConnectionError: A is unreachable",
+        "B: cancelled",
+        "B: ok",
+    ]
+
+
 async def test_selectors_run_on_every_matching_site() -> None:
     outcome = await run("@tier=edge", FakeSites())
     assert outcome.winning_sites == ("B", "C")
@@ -214,7 +251,7 @@ resolved_exprs: st.SearchStrategy[Expr] = st.recursive(
 def model(expr: Expr, good: set[str], calls: Counter[str]) -> bool:
     """The reference semantics, written the obvious sequential way."""
     if isinstance(expr, Site):
-        calls[expr.name] += 1
+        calls[expr.name] = 1  # a site is called at most once per evaluation
         return expr.name in good
     if isinstance(expr, Both):
         return all([model(p, good, calls) for p in expr.parts])  # every part runs
