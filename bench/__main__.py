@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         results["machine"] = context
+        busy = context["loadavg_at_start"][0]
+        if busy > 0.5:
+            print(
+                f"bench {name}: note: the machine was already busy (load average {busy:.1f});"
+                " absolute figures are noisy, the ratios less so (phases alternate)"
+            )
         path = OUT_DIR / f"{name}.json"
         path.write_text(json.dumps(results, indent=2) + "\n")
         print()

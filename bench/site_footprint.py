@@ -25,11 +25,15 @@ RSS_GOAL_MIB = 80.0
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """The ``Vm*`` lines of /proc/<pid>/status, in KiB."""
+    """The ``Vm*`` and ``Rss*`` lines of /proc/<pid>/status, in KiB.
+
+    RssFile is mostly shared libraries (shared with every other site on the host);
+    RssAnon is what this process alone holds (Python objects, heaps, stacks).
+    """
     out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name.startswith("Vm") and value.strip().endswith("kB"):
+        if name.startswith(("Vm", "Rss")) and value.strip().endswith("kB"):
             out[name] = int(value.split()[0])
     return out
 
@@ -102,6 +106,8 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "rss_mib_after_start": round(after_start.get("VmRSS", 0) / 1024, 1),
             "rss_mib_idle": round(idle.get("VmRSS", 0) / 1024, 1),
             "peak_rss_mib": round(idle.get("VmHWM", 0) / 1024, 1),
+            "rss_anon_mib_idle": round(idle.get("RssAnon", 0) / 1024, 1),
+            "rss_file_mib_idle": round(idle.get("RssFile", 0) / 1024, 1),
             "requests_ok": ok,
         }
     finally:
@@ -135,6 +141,8 @@ def render(results: dict[str, Any]) -> str:
             f"{results['start_s_existing']['all']}",
             f"RSS after start {m['rss_mib_after_start']} MiB, idle after "
             f"{m['requests_ok']} requests {m['rss_mib_idle']} MiB, peak {m['peak_rss_mib']} MiB",
+            f"  idle RSS = {m['rss_anon_mib_idle']} MiB private (anon) + "
+            f"{m['rss_file_mib_idle']} MiB file-backed (shared libraries)",
             f"goal idle RSS < {g['idle_rss_mib_below']:.0f} MiB: {g['verdict']}",
         ]
     )
