@@ -27,7 +27,16 @@ def _port_open(url: str) -> bool:
 
 def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgefed.cli.main", "up", "--base-port", "0", "--dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "edgefed.cli.main",
+            "up",
+            "--base-port",
+            "0",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -48,7 +57,9 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
     try:
         assert ready.wait(90), "".join(lines)
         output = "".join(lines)
-        urls = dict(re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M))
+        urls = dict(
+            re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M)
+        )
         assert set(urls) == {"Berlin", "Denver", "Paris"}, output
         password = re.search(r"password: (\S+)", output)
         assert password is not None
@@ -60,6 +71,16 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
         for name, url in urls.items():
             body = httpx.get(f"{url}/", timeout=10).json()
             assert body["site"] == name
+        # One fleet: a token issued by Berlin is accepted by Denver and Paris.
+        from edgefed.testkit.fleet_process import password_token
+
+        token = password_token(urls["Berlin"], password.group(1))
+        for name in ("Denver", "Paris"):
+            r = httpx.get(
+                f"{urls[name]}/edge/v1/fleet/sites", headers={"X-Auth-Token": token}, timeout=10
+            )
+            assert r.status_code == 200, r.text
+            assert {s["name"] for s in r.json()["sites"]} >= {"Berlin", name}
         # Each site has its own data directory and database.
         for name in ("berlin", "denver", "paris"):
             assert (tmp_path / name / "site.db").exists()

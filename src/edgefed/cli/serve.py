@@ -62,7 +62,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def announce(ctx: SiteContext) -> None:
-    print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url}", flush=True)
+    listen = f"http://{ctx.settings.host}:{ctx.settings.port}"
+    print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url} listen={listen}", flush=True)
 
 
 async def serve(settings: SiteSettings, sock: socket.socket) -> None:

@@ -85,8 +85,8 @@ def _config(directory: Path, name: str, index: int, args: argparse.Namespace) ->
 
 def _set_join_token(config: Path, token: str) -> None:
     lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("join_token")]
-    head = [ln for ln in lines if not ln.startswith("[")]
-    tail = lines[len(head) :]
+    first_table = next((i for i, ln in enumerate(lines) if ln.startswith("[")), len(lines))
+    head, tail = lines[:first_table], lines[first_table:]
     config.write_text("\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
 
 
@@ -141,7 +141,7 @@ async def _start(name: str, config: Path, password: str) -> RunningSite:
             if not line:
                 raise RuntimeError(f"site {name} exited before it was ready")
             if line.startswith(READY_PREFIX):
-                url = line.split("url=", 1)[1].strip()
+                url = line.split("url=", 1)[1].split()[0].strip()
                 return RunningSite(name=name, url=url, process=proc)
 
 

@@ -38,6 +38,7 @@ class SiteProcess:
     extra_config: str = ""
     proc: subprocess.Popen[str] | None = None
     url: str = ""
+    public_url: str = ""
     log_path: Path | None = None
     _lines: list[str] = field(default_factory=list)
 
@@ -69,7 +70,10 @@ class SiteProcess:
             for line in stdout:
                 self._lines.append(line)
                 if line.startswith(READY_PREFIX):
-                    self.url = line.split("url=", 1)[1].strip()
+                    fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+                    # Tests talk to the site directly; other sites use its public URL.
+                    self.public_url = fields["url"]
+                    self.url = fields.get("listen", fields["url"])
                     ready.set()
             ready.set()
 
