@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
+from edgefed.api.context import site_context
 from edgefed.api.paging import parse_limit
 from edgefed.api.policy import require_read, require_write
 from edgefed.api.responses import Json
@@ -34,6 +35,7 @@ from edgefed.services.compute.body import (
     string_map,
 )
 from edgefed.services.compute.flavors import visible_flavor
+from edgefed.services.compute.image_source import image_for_boot
 from edgefed.services.compute.links import links, next_link
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
 from edgefed.services.compute.quotas import check_server_quota, project_limits
@@ -202,7 +204,8 @@ async def create_server(
         raise invalid("security_groups", f"{groups_raw!r} is not of type 'array'")
     groups = [str(g.get("name")) for g in groups_raw if isinstance(g, dict) and g.get("name")]
 
-    image = await state.images.get(image_ref)
+    # The local image, or the one the request's scope says to fetch (and cache) from.
+    image = await image_for_boot(site_context(request), state.images, request, principal, image_ref)
     visible = image is not None and (
         principal.is_admin
         or image.owner == project_id
