@@ -15,6 +15,8 @@ edgefed issue) so that background noise on the machine hits both sides alike. On
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -152,23 +154,39 @@ def rss_mib(pid: int) -> float:
     return round(total_kib / 1024, 1)
 
 
+def start_targets(
+    keystone: KeystoneAnchor, site: SiteProcess, servers: dict[str, Any]
+) -> dict[str, Target]:
+    """Start what can start; a server that cannot is reported and the other still runs."""
+    targets: dict[str, Target] = {}
+    print("bench identity: starting Keystone (gunicorn, one sync worker)…", flush=True)
+    try:
+        keystone.start()
+        targets["keystone"] = Target(
+            "keystone", keystone.auth_url, keystone.pid, BOOTSTRAP_PASSWORD
+        )
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        servers["keystone"] = {"error": f"the anchor did not start: {exc}"}
+    print("bench identity: starting an edgefed site…", flush=True)
+    try:
+        with pinned_children(SERVER_CPU):
+            site.start()
+        assert site.proc is not None
+        targets["edgefed"] = Target("edgefed", site.auth_url, site.proc.pid, site.password)
+    except (RuntimeError, OSError) as exc:
+        servers["edgefed"] = {"error": f"the site did not start: {exc}"}
+    return targets
+
+
 def run(settings: dict[str, Any]) -> dict[str, Any]:
     """Start both servers, measure alternately, always stop both."""
     results: dict[str, Any] = {"settings": settings, "servers": {}}
+    servers: dict[str, Any] = results["servers"]
     workdir = Path(tempfile.mkdtemp(prefix="edgefed-bench-"))
     keystone = KeystoneAnchor()
     site = SiteProcess(name="Bench", data_dir=workdir / "site")
     try:
-        print("bench identity: starting Keystone (gunicorn, one sync worker)…", flush=True)
-        keystone.start()
-        print("bench identity: starting an edgefed site…", flush=True)
-        with pinned_children(SERVER_CPU):
-            site.start()
-        assert site.proc is not None
-        targets = {
-            "keystone": Target("keystone", keystone.auth_url, keystone.pid, BOOTSTRAP_PASSWORD),
-            "edgefed": Target("edgefed", site.auth_url, site.proc.pid, site.password),
-        }
+        targets = start_targets(keystone, site, servers)
         plans: dict[str, dict[str, LoadSpec]] = {}
         for name, target in targets.items():
             try:
@@ -176,19 +194,19 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
                 for spec in plans[name].values():
                     check_once(spec)
             except (RuntimeError, httpx.HTTPError, KeyError) as exc:
-                results["servers"][name] = {"error": str(exc)}
+                servers[name] = {"error": str(exc)}
                 plans.pop(name, None)
         for phase in ("validate", "issue"):
             for name, plan in plans.items():
                 print(f"bench identity: {phase} on {name}…", flush=True)
-                figures = measure(targets[name], plan[phase])
-                results["servers"].setdefault(name, {})[phase] = figures
-        for name, target in targets.items():
-            results["servers"].setdefault(name, {})["rss_mib_after_load"] = rss_mib(target.pid)
+                servers.setdefault(name, {})[phase] = measure(targets[name], plan[phase])
+        for name in plans:
+            servers[name]["rss_mib_after_load"] = rss_mib(targets[name].pid)
     finally:
         site.stop()
         keystone.stop()
-    results["ratios"] = ratios(results["servers"])
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["ratios"] = ratios(servers)
     return results
 
 
@@ -236,8 +254,9 @@ def render(results: dict[str, Any]) -> str:
     for phase, r in results["ratios"].items():
         shown = "n/a" if r["ratio"] is None else f"{r['ratio']}x"
         per_cpu = r.get("ratio_per_cpu_s")
+        context = "" if per_cpu is None else f" (per server CPU-second: {per_cpu}x)"
         lines.append(
             f"ratio {phase:<9} edgefed/keystone = {shown:>8}  goal >= {r['goal']}x  "
-            f"{r['verdict']:<5} (per server CPU-second: {per_cpu}x)"
+            f"{r['verdict']:<5}{context}"
         )
     return "\n".join(lines)

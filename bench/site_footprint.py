@@ -10,6 +10,7 @@ token, validation, catalog, a list) and a short idle pause, plus the peak (VmHWM
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -112,6 +113,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         }
     finally:
         site.stop()
+        shutil.rmtree(root, ignore_errors=True)
     rss = memory.get("rss_mib_idle", 0.0)
     return {
         "settings": {"starts": starts, "idle_s": idle_s},

@@ -23,6 +23,7 @@ from edgefed import __version__
 from edgefed.api import faults
 from edgefed.api.auth import Authenticator
 from edgefed.api.context import Keyring, SiteContext
+from edgefed.api.metrics import MetricsMiddleware, RequestMetrics
 from edgefed.api.middleware import BodyLimit, RequestId
 from edgefed.api.responses import Json
 from edgefed.api.revocation import RevocationList
@@ -32,6 +33,7 @@ from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
 from edgefed.router.middleware import ScopeRouter
 from edgefed.services.compute.service import build as build_compute
+from edgefed.services.fleet.service import build as build_fleet
 from edgefed.services.identity.service import build as build_identity
 from edgefed.services.image.service import build as build_image
 from edgefed.services.inventory.service import build as build_inventory
@@ -39,6 +41,8 @@ from edgefed.services.network.service import build as build_network
 from edgefed.services.sites.service import build as build_sites
 from edgefed.store.engine import Store
 from edgefed.store.revocations import RevocationRepository
+from edgefed.sync.service import build as build_sync
+from edgefed.web.dashboard import router as dashboard_router
 
 log = logging.getLogger("edgefed.app")
 
@@ -54,6 +58,7 @@ def build_services() -> list[ServiceSpec]:
         build_network(),
         build_compute(),
         build_inventory(),
+        build_fleet(),
     ]
 
 
@@ -126,6 +131,7 @@ def create_app(
     app.add_exception_handler(Exception, faults.handle_unexpected)
     for spec in services:
         app.include_router(spec.router, prefix=spec.prefix)
+    app.include_router(dashboard_router)
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Json:
@@ -143,5 +149,7 @@ def create_app(
     )
     app.add_middleware(ScopeRouter)
     app.add_middleware(RequestId)
+    app.state.metrics = RequestMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.state.services = services
     return app

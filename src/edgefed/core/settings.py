@@ -91,6 +91,13 @@ class SiteSettings:
     gossip_interval_seconds: float = 2.0
     # A peer that has not answered for this long is considered unreachable.
     peer_timeout_seconds: float = 6.0
+    # Fleet operations: the sites (a scope expression, e.g. "@region=eu") this site
+    # aggregates health, alarms and telemetry of; how often health is evaluated; when
+    # capacity use raises an alarm; an RTT above which a peer counts as degraded.
+    fleet_aggregate: str | None = None
+    health_interval_seconds: float = 1.0
+    capacity_alarm_percent: float = 90.0
+    degraded_rtt_ms: float = 500.0
     # Hosts inventory: the management network (dynamic: addresses come from its pool,
     # "start-end"; static: each host is given one inside the subnet), and how long a
     # host agent may stay silent before its host is marked down.

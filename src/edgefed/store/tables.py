@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from edgefed.store import compute, fleet, identity, image, inventory, network, revocations  # noqa: F401
+from edgefed.store import (  # noqa: F401
+    alarms,
+    compute,
+    fleet,
+    identity,
+    image,
+    inventory,
+    network,
+    revocations,
+)
 from edgefed.store.schema import metadata
 
 __all__ = ["metadata"]

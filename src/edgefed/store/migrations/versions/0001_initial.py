@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-21 11:49:20.521031
+Create Date: 2026-11-21 11:56:55.082750
 """
 
 from __future__ import annotations
@@ -141,6 +141,27 @@ def upgrade() -> None:
         sa.Column("used_by", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrollment_tokens")),
     )
+    op.create_table(
+        "fleet_alarms",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("entity", sa.String(length=255), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("raised_by", sa.String(length=255), nullable=True),
+        sa.Column("raised_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.Column("cleared_at", sa.Float(), nullable=True),
+        sa.Column("cleared_by", sa.String(length=255), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fleet_alarms")),
+    )
+    with op.batch_alter_table("fleet_alarms", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_fleet_alarms_state_type_entity", ["state", "type", "entity"], unique=False
+        )
+
     op.create_table(
         "fleet_sites",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -586,6 +607,10 @@ def downgrade() -> None:
     op.drop_table("identity_endpoints")
     op.drop_table("identity_domains")
     op.drop_table("fleet_sites")
+    with op.batch_alter_table("fleet_alarms", schema=None) as batch_op:
+        batch_op.drop_index("ix_fleet_alarms_state_type_entity")
+
+    op.drop_table("fleet_alarms")
     op.drop_table("enrollment_tokens")
     with op.batch_alter_table("compute_servers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_compute_servers_project_id"))

@@ -1,0 +1,108 @@
+"""The site's state in the Prometheus text format, beside the request metrics.
+
+Names follow Prometheus conventions: an ``edgefed_`` prefix, base units in the name
+(``_bytes``, ``_seconds``), ``_total`` only on counters, per-host and per-peer values
+as labels (sum them in PromQL for the site). The values come from the same telemetry
+snapshot as the JSON at ``/edge/v1/telemetry``, gathered fresh for every scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from edgefed.services.fleet.health import Condition, PeerHealth
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class SnapshotCollector:
+    """A prometheus_client collector over one telemetry snapshot."""
+
+    def __init__(self, snapshot: dict[str, Any], peers: dict[str, PeerHealth]):
+        self.snapshot = snapshot
+        self.peers = peers
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        site = snap["site"]
+        per_host = (
+            ("vcpus", "vcpus", 1, "virtual CPUs"),
+            ("ram_mb", "memory_bytes", MIB, "memory"),
+            ("disk_gb", "disk_bytes", GIB, "disk"),
+        )
+        for key, unit, scale, what in per_host:
+            cap = GaugeMetricFamily(
+                f"edgefed_capacity_{unit}",
+                f"Schedulable {what} of a compute host (physical times allocation ratio).",
+                labels=["site", "host"],
+            )
+            used = GaugeMetricFamily(
+                f"edgefed_used_{unit}",
+                f"{what.capitalize()} taken by the live servers on a compute host.",
+                labels=["site", "host"],
+            )
+            for host in snap["hosts"]:
+                cap.add_metric([site, host["name"]], host[key]["total"] * scale)
+                used.add_metric([site, host["name"]], host[key]["used"] * scale)
+            yield cap
+            yield used
+        down = GaugeMetricFamily(
+            "edgefed_host_up", "1 when a compute host is available.", labels=["site", "host"]
+        )
+        for host in snap["hosts"]:
+            down.add_metric([site, host["name"]], 0 if host["availability"] == "down" else 1)
+        yield down
+        servers = GaugeMetricFamily(
+            "edgefed_servers", "Live servers by vm_state.", labels=["site", "state"]
+        )
+        for state, count in snap["servers"]["by_state"].items():
+            servers.add_metric([site, state], count)
+        yield servers
+        alarms = GaugeMetricFamily(
+            "edgefed_alarms_active", "Active alarms by severity.", labels=["site", "severity"]
+        )
+        for severity, count in snap["alarms"].items():
+            alarms.add_metric([site, severity], count)
+        yield alarms
+        up = GaugeMetricFamily(
+            "edgefed_peer_up",
+            "1 when a peer site answers within the peer timeout (online or degraded).",
+            labels=["site", "peer"],
+        )
+        rtt = GaugeMetricFamily(
+            "edgefed_peer_rtt_seconds", "Measured RTT to a peer site.", labels=["site", "peer"]
+        )
+        for name, health in sorted(self.peers.items()):
+            up.add_metric([site, name], 0 if health.status is Condition.OFFLINE else 1)
+        for name, ms in snap["rtt_ms"].items():
+            rtt.add_metric([site, name], ms / 1000.0)
+        yield up
+        yield rtt
+        sync = snap.get("sync") or {}
+        depth = GaugeMetricFamily(
+            "edgefed_sync_queue_depth",
+            "Sync deliveries waiting, per target.",
+            labels=["site", "target"],
+        )
+        lag = GaugeMetricFamily(
+            "edgefed_sync_lag_seconds",
+            "Age of the oldest undelivered sync item, per target.",
+            labels=["site", "target"],
+        )
+        for target, values in (sync.get("targets") or {}).items():
+            depth.add_metric([site, target], float(values.get("queued", 0)))
+            lag.add_metric([site, target], float(values.get("lag_seconds", 0.0)))
+        yield depth
+        yield lag
+
+
+def exposition(snapshot: dict[str, Any], peers: dict[str, PeerHealth]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot, peers))
+    return bytes(generate_latest(registry))

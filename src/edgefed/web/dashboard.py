@@ -1,0 +1,55 @@
+"""The dashboard at ``/dashboard``: static HTML, CSS and ES modules, no build step.
+
+Everything the page needs comes from this site (no CDN, no map tiles: nothing outside
+the fleet can be reached). The page logs in against this site's own Keystone
+(``/identity/v3/auth/tokens``) and polls the fleet API with that token, so a region
+operator's dashboard shows exactly what the API shows that operator.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from edgefed.core.errors import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+STATIC = Path(str(resources.files("edgefed.web") / "static"))
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@router.get("/dashboard")
+async def dashboard_root() -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@router.get("/dashboard/")
+async def dashboard_index() -> Response:
+    return _file("index.html")
+
+
+@router.get("/dashboard/{name}")
+async def dashboard_asset(name: str) -> Response:
+    return _file(name)
+
+
+def _file(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    suffix = path.suffix
+    if path.parent != STATIC.resolve() or suffix not in MEDIA_TYPES or not path.is_file():
+        raise NotFound(f"The dashboard has no file {name!r}.")
+    return FileResponse(path, media_type=MEDIA_TYPES[suffix], headers=HEADERS)

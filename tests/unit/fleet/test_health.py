@@ -1,0 +1,61 @@
+"""The peer health state machine and the watch that feeds it, on a fake clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgefed.services.fleet.health import Condition, PeerWatch, assess_peer
+from edgefed.testkit.inprocess_fleet import ctx_of, fleet
+
+
+def assess(**overrides: object):
+    values: dict[str, object] = {
+        "name": "Denver",
+        "now": 100.0,
+        "last_contact": 99.0,
+        "watched_since": 0.0,
+        "timeout": 6.0,
+        "rtt_ms": 20.0,
+        "degraded_rtt_ms": 500.0,
+    }
+    values.update(overrides)
+    return assess_peer(**values)  # type: ignore[arg-type]
+
+
+def test_a_peer_heard_within_the_timeout_is_online() -> None:
+    assert assess(last_contact=94.5).status is Condition.ONLINE
+
+
+def test_a_peer_silent_past_the_timeout_is_offline_with_how_long() -> None:
+    health = assess(last_contact=90.0, last_error="connection refused")
+    assert health.status is Condition.OFFLINE
+    assert "no answer for 10 s" in health.reason
+    assert "connection refused" in health.reason
+
+
+def test_a_slow_peer_is_degraded_with_its_rtt() -> None:
+    health = assess(rtt_ms=800.0)
+    assert health.status is Condition.DEGRADED
+    assert "800 ms" in health.reason
+
+
+def test_a_peer_never_heard_is_offline_only_after_the_timeout() -> None:
+    assert assess(last_contact=None, now=5.0).status is Condition.ONLINE
+    late = assess(last_contact=None, now=20.0)
+    assert late.status is Condition.OFFLINE
+    assert "20 s" in late.reason
+
+
+async def test_the_watch_turns_a_silent_peer_offline_and_back(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver"], joined=True) as sites:
+        ctx = ctx_of(sites["Berlin"])
+        clock = [1000.0]
+        watch = PeerWatch(ctx, now=lambda: clock[0])
+        assert ctx.fleet is not None
+        ctx.fleet.last_seen["Denver"] = 1000.0
+        assert watch.assess()["Denver"].status is Condition.ONLINE
+        clock[0] = 1007.0
+        assert watch.assess()["Denver"].status is Condition.OFFLINE
+        assert watch.quiet_peers() == ["Denver"]
+        await watch.probe(["Denver"])  # Denver answers the ping
+        assert watch.assess()["Denver"].status is Condition.ONLINE
