@@ -82,7 +82,11 @@ def ensure_venv(*, log: bool = True) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV_DIR)], check=True, timeout=300)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, *REQUIREMENTS], check=True, timeout=1800)
+    done = subprocess.run(
+        [*pip, *REQUIREMENTS], capture_output=True, text=True, timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not install the anchor:\n{done.stderr[-4000:]}")
     STAMP.write_text(wanted)
     return VENV_DIR
 
