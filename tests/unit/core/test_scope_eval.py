@@ -316,3 +316,16 @@ def test_every_member_of_a_group_starts_before_any_finishes(members: list[str]) 
 
     outcome = asyncio.run(main())
     assert outcome.winning_sites == tuple(members)
+
+
+@settings(max_examples=150, deadline=2000)
+@given(resolved_exprs, st.sets(st.sampled_from(SITES)), st.sets(st.sampled_from(SITES)))
+def test_fail_fast_changes_the_cost_never_the_verdict(
+    expr: Expr, good: set[str], raising: set[str]
+) -> None:
+    bad = set(SITES) - good
+    patient = run_sync(expr, FakeSites(failing=bad - raising, raising=bad & raising))
+    hasty = run_sync(expr, FakeSites(failing=bad - raising, raising=bad & raising), fail_fast=True)
+    assert hasty.succeeded == patient.succeeded
+    assert hasty.winning_sites == patient.winning_sites
+    assert all(a.ok for a in hasty.winners)
