@@ -50,11 +50,12 @@ def _view(
     *,
     detail: bool,
 ) -> dict[str, Any]:
+    refusal = state.scheduler.source.refusal(host.name)
     view: dict[str, Any] = {
         "id": hypervisor_id(host, index, version),
         "hypervisor_hostname": host.name,
-        "state": "up",
-        "status": "enabled",
+        "state": "down" if refusal and "locked" not in refusal else "up",
+        "status": "disabled" if refusal else "enabled",
     }
     if not detail:
         return view
@@ -67,7 +68,7 @@ def _view(
             "service": {
                 "host": host.name,
                 "id": service_id(host, index, version),
-                "disabled_reason": None,
+                "disabled_reason": refusal,
             },
         }
     )
@@ -100,6 +101,7 @@ def _view(
 
 
 async def _all(state: ComputeState, version: APIVersion, *, detail: bool) -> list[dict[str, Any]]:
+    await state.scheduler.refresh()
     usages = await state.servers.host_usages()
     return [
         _view(

@@ -149,11 +149,15 @@ class ServerLifecycle:
                 disk_gb=server.disk,
                 availability_zone=server.availability_zone,
             )
+            await self.scheduler.refresh()
+            reasons: list[str] = []
             host = await self.servers.claim_host(
-                server_id, choose=lambda usages: self.scheduler.choose(request, usages)
+                server_id,
+                choose=lambda usages: self.scheduler.choose(request, usages, reasons=reasons),
             )
             if host is None:
-                await self._fail_build(server, NO_VALID_HOST)
+                detail = "; ".join(reasons) if reasons else "the site has no compute host"
+                await self._fail_build(server, f"{NO_VALID_HOST}({detail})")
                 return
         server = await self.servers.update(server_id, task_state="networking", host=host)
         try:

@@ -28,7 +28,12 @@ from edgefed.services.compute.microversion import (
     legacy_document,
     version_document,
 )
-from edgefed.services.compute.scheduler import Ratios, Scheduler, SettingsHostSource
+from edgefed.services.compute.scheduler import (
+    InventoryHostSource,
+    Ratios,
+    Scheduler,
+    SettingsHostSource,
+)
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import (
     FlavorRepository,
@@ -37,6 +42,7 @@ from edgefed.store.compute import (
     ServerRepository,
 )
 from edgefed.store.image import ImageRepository
+from edgefed.store.inventory import InventoryRepository
 from edgefed.store.network import NetworkRepository
 
 
@@ -57,7 +63,7 @@ async def on_start(ctx: SiteContext) -> None:
     settings = ctx.settings
     driver = load_driver(settings)
     scheduler = Scheduler(
-        source=SettingsHostSource(settings),
+        source=InventoryHostSource(InventoryRepository(ctx.store), SettingsHostSource(settings)),
         ratios=Ratios(
             cpu=settings.cpu_allocation_ratio,
             ram=settings.ram_allocation_ratio,
