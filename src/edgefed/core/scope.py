@@ -16,8 +16,8 @@ Grammar (``&`` binds tighter than ``|``; whitespace is free between tokens)::
 
 Why a hand-written parser: every error must point at the offending character of the
 header, with a message a user can act on, and a bad header must never become a 500.
-The parser is iterative over tokens with a bounded nesting depth, so no input (however
-hostile) raises anything but ``ScopeSyntaxError``.
+The parser is a recursive descent over tokens with a bounded length and nesting depth,
+so no input (however hostile) raises anything but ``ScopeSyntaxError``.
 
 The tree keeps the structure the user wrote (``(A&B)&C`` stays nested) so that
 ``parse_expr(str(expr)) == expr`` holds for every tree; flattening and de-duplication
