@@ -61,7 +61,11 @@ bench: venv system-deps
 # Pre-release: regenerate the single initial migration from the tables.
 migrations: venv
 	rm -f src/edgefed/store/migrations/versions/0001_initial.py
-	$(BIN)/python -m edgefed.store.autogen
+	@# Hand-written migrations on top (0002_sync_triggers) step aside while 0001 is regenerated.
+	mkdir -p .cache/migrations-on-top && mv src/edgefed/store/migrations/versions/0002_*.py .cache/migrations-on-top/
+	$(BIN)/python -m edgefed.store.autogen; status=$$?; \
+	  mv .cache/migrations-on-top/0002_*.py src/edgefed/store/migrations/versions/; exit $$status
+	echo 0002_sync_triggers > src/edgefed/store/migrations/HEAD
 	$(BIN)/ruff check --fix -q src/edgefed/store/migrations/versions/0001_initial.py
 	$(BIN)/ruff format -q src/edgefed/store/migrations/versions/0001_initial.py
 

@@ -41,6 +41,7 @@ from edgefed.services.network.service import build as build_network
 from edgefed.services.sites.service import build as build_sites
 from edgefed.store.engine import Store
 from edgefed.store.revocations import RevocationRepository
+from edgefed.sync.service import build as build_sync
 from edgefed.web.dashboard import router as dashboard_router
 
 log = logging.getLogger("edgefed.app")
@@ -58,6 +59,7 @@ def build_services() -> list[ServiceSpec]:
         build_compute(),
         build_inventory(),
         build_fleet(),
+        build_sync(),
     ]
 
 

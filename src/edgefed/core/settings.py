@@ -105,6 +105,16 @@ class SiteSettings:
     management_dynamic: bool = True
     management_pool: str | None = None
     host_heartbeat_timeout_seconds: float = 30.0
+    # Sync: retry delays (the last one repeats; jittered), the per-peer circuit breaker
+    # (opens after this many consecutive failed pushes, probes after the cool-down),
+    # pushes in flight per peer, resources per push, and an optional marks file
+    # (TOML: [[mark]] kind, id, to).
+    sync_backoff_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+    sync_breaker_threshold: int = 3
+    sync_breaker_cooldown_seconds: float = 5.0
+    sync_peer_concurrency: int = 2
+    sync_batch_size: int = 500
+    sync_marks_file: str | None = None
 
     def __post_init__(self) -> None:
         if not SITE_NAME_RE.match(self.name):

@@ -11,6 +11,7 @@ from edgefed.store import (  # noqa: F401
     inventory,
     network,
     revocations,
+    sync,
 )
 from edgefed.store.schema import metadata
 

@@ -1,1 +1,1 @@
-"""See docs/architecture.md."""
+"""Metadata synchronisation: marks, outbox, delivery workers, receivers, image pulls."""

@@ -17,7 +17,7 @@ from edgefed.services.sites.routes import router
 log = logging.getLogger("edgefed.fleet")
 
 TASK_KEY = "sites.gossip"
-CAPABILITIES = ("identity", "image", "compute", "network")
+CAPABILITIES = ("identity", "image", "compute", "network", "sync")
 
 
 async def on_start(ctx: SiteContext) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-21 11:56:55.082750
+Create Date: 2026-11-21 11:56:40.143058
 """
 
 from __future__ import annotations
@@ -402,6 +402,86 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_revocation_events")),
     )
     op.create_table(
+        "sync_applied",
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "key", name="pk_sync_applied"),
+    )
+    op.create_table(
+        "sync_changes",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("op", sa.String(length=8), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_sync_changes")),
+    )
+    with op.batch_alter_table("sync_changes", schema=None) as batch_op:
+        batch_op.create_index("ix_sync_changes_kind_key", ["kind", "key"], unique=False)
+
+    op.create_table(
+        "sync_cursors",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_cursors")),
+    )
+    op.create_table(
+        "sync_fetches",
+        sa.Column("image_id", sa.String(length=36), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=True),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("image_id", name=op.f("pk_sync_fetches")),
+    )
+    op.create_table(
+        "sync_marks",
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("targets", sa.Text(), nullable=False),
+        sa.Column("origin", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "key", name="pk_sync_marks"),
+    )
+    op.create_table(
+        "sync_outbox",
+        sa.Column("target", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("op", sa.String(length=8), nullable=False),
+        sa.Column("rank", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("next_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("target", "kind", "key", name="pk_sync_outbox"),
+    )
+    with op.batch_alter_table("sync_outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_sync_outbox_due", ["target", "state", "rank"], unique=False)
+
+    op.create_table(
+        "sync_receivers",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("registered_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_receivers")),
+    )
+    op.create_table(
+        "sync_sources",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("registered_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_sources")),
+    )
+    op.create_table(
         "identity_assignments",
         sa.Column("actor_type", sa.String(length=8), nullable=False),
         sa.Column("actor_id", sa.String(length=64), nullable=False),
@@ -571,6 +651,20 @@ def downgrade() -> None:
     op.drop_table("identity_projects")
     op.drop_table("identity_groups")
     op.drop_table("identity_assignments")
+    op.drop_table("sync_sources")
+    op.drop_table("sync_receivers")
+    with op.batch_alter_table("sync_outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_sync_outbox_due")
+
+    op.drop_table("sync_outbox")
+    op.drop_table("sync_marks")
+    op.drop_table("sync_fetches")
+    op.drop_table("sync_cursors")
+    with op.batch_alter_table("sync_changes", schema=None) as batch_op:
+        batch_op.drop_index("ix_sync_changes_kind_key")
+
+    op.drop_table("sync_changes")
+    op.drop_table("sync_applied")
     op.drop_table("revocation_events")
     with op.batch_alter_table("net_subnets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_net_subnets_network_id"))

@@ -1,0 +1,791 @@
+"""Tables and repository of the sync engine: change log, marks, registrations, outbox.
+
+The **change log** (``sync_changes``) is written by database triggers on every
+synchronisable table (migration 0002_sync_triggers), inside the transaction of the
+write itself: whatever code path changed a project, a flavor or an image, the change
+is captured atomically with it, and a crash can only lose both or neither. The engine
+turns change-log rows of *marked* resources into **outbox** rows, one per (resource,
+target), and advances its cursor in the same transaction. The change-log sequence is
+the resource's version: monotonic per site, so receivers can ignore stale deliveries.
+
+An outbox row holds only the latest version of a resource for a target: a newer change
+overwrites the row (and resets its attempts), which is how a newer version supersedes
+the queued older ones. Done rows stay, as the per-resource progress record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from edgefed.store import identity, image
+from edgefed.store.engine import Store
+from edgefed.store.schema import metadata
+from edgefed.store.sync_rows import (
+    KINDS,
+    Kind,
+    Ref,
+    current_origin,
+    decode_row,
+    delete_row,
+    exists,
+    upsert_row,
+)
+
+SeqType = BigInteger().with_variant(Integer, "sqlite")
+
+changes = Table(
+    "sync_changes",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("op", String(8), nullable=False),
+    Index("ix_sync_changes_kind_key", "kind", "key"),
+)
+
+cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+marks = Table(
+    "sync_marks",
+    metadata,
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("targets", Text, nullable=False),
+    Column("origin", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("kind", "key", name="pk_sync_marks"),
+)
+
+receivers = Table(
+    "sync_receivers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("registered_at", Float, nullable=False),
+)
+
+sources = Table(
+    "sync_sources",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("registered_at", Float, nullable=False),
+)
+
+outbox = Table(
+    "sync_outbox",
+    metadata,
+    Column("target", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("next_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("target", "kind", "key", name="pk_sync_outbox"),
+    Index("ix_sync_outbox_due", "target", "state", "rank"),
+)
+
+applied = Table(
+    "sync_applied",
+    metadata,
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    PrimaryKeyConstraint("kind", "key", name="pk_sync_applied"),
+)
+
+fetches = Table(
+    "sync_fetches",
+    metadata,
+    Column("image_id", String(36), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+)
+
+PENDING, INFLIGHT, DONE, FAILING = "pending", "inflight", "done", "failing"
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    kind: str
+    key: str
+    op: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    target: str
+    kind: str
+    key: str
+    version: int
+    op: str
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Mark:
+    kind: str
+    key: str
+    targets: str
+    origin: str | None
+
+
+@dataclass(frozen=True)
+class Fetch:
+    image_id: str
+    sha256: str
+    source: str
+    size: int | None
+    state: str
+    attempts: int
+
+
+def _insert_for(conn: AsyncConnection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class SyncRepository:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def on_commit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` at every commit of this store; returns the undo."""
+
+        def listener(_conn: Any) -> None:
+            callback()
+
+        event.listen(self.store.engine.sync_engine, "commit", listener)
+        return lambda: event.remove(self.store.engine.sync_engine, "commit", listener)
+
+    # ---- change log -----------------------------------------------------------------
+
+    async def changes_after(self, seq: int, *, limit: int) -> list[Change]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(changes).where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit)
+            )
+            return [Change(r.seq, r.kind, r.key, r.op) for r in rows]
+
+    async def cursor(self, name: str = "changes") -> int:
+        async with self.store.read() as conn:
+            row = (await conn.execute(select(cursors.c.seq).where(cursors.c.name == name))).first()
+            return 0 if row is None else int(row[0])
+
+    async def versions_of(self, refs: Iterable[Ref]) -> dict[Ref, tuple[int, str]]:
+        """The latest (version, op) of each resource, from the change log (0 if never changed)."""
+        wanted = list(refs)
+        out: dict[Ref, tuple[int, str]] = {}
+        async with self.store.read() as conn:
+            for i in range(0, len(wanted), 400):
+                chunk = wanted[i : i + 400]
+                keys = {k for _, k in chunk}
+                latest = (
+                    select(changes.c.kind, changes.c.key, func.max(changes.c.seq).label("seq"))
+                    .where(changes.c.key.in_(keys))
+                    .group_by(changes.c.kind, changes.c.key)
+                    .subquery()
+                )
+                query = select(changes.c.kind, changes.c.key, changes.c.seq, changes.c.op).join(
+                    latest, changes.c.seq == latest.c.seq
+                )
+                for r in await conn.execute(query):
+                    out[(r.kind, r.key)] = (int(r.seq), r.op)
+        return {ref: out.get(ref, (0, "upsert")) for ref in wanted}
+
+    async def route(self, entries: Sequence[OutboxEntry], *, cursor: int, now: float) -> None:
+        """Queue ``entries`` and move the change cursor, in one transaction."""
+        async with self.store.write() as conn:
+            await self._enqueue(conn, entries, now=now, force=False)
+            await _set_cursor(conn, "changes", cursor)
+
+    async def enqueue(self, entries: Sequence[OutboxEntry], *, now: float, force: bool) -> None:
+        """Queue ``entries``; ``force`` re-sends a version already delivered (a full sync)."""
+        async with self.store.write() as conn:
+            await self._enqueue(conn, entries, now=now, force=force)
+
+    async def _enqueue(
+        self, conn: AsyncConnection, entries: Sequence[OutboxEntry], *, now: float, force: bool
+    ) -> None:
+        if not entries:
+            return
+        stmt = _insert_for(conn, outbox)
+        excluded = stmt.excluded
+        newer = outbox.c.version < excluded.version
+        condition = or_(newer, and_(outbox.c.version == excluded.version, outbox.c.state == DONE))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["target", "kind", "key"],
+            set_={
+                "version": excluded.version,
+                "op": excluded.op,
+                "rank": excluded.rank,
+                "state": PENDING,
+                "attempts": 0,
+                "last_error": None,
+                "next_at": excluded.next_at,
+                "updated_at": excluded.updated_at,
+            },
+            where=condition if force else newer,
+        )
+        rows = [
+            {
+                "target": e.target,
+                "kind": e.kind,
+                "key": e.key,
+                "version": e.version,
+                "op": e.op,
+                "rank": _rank(KINDS[e.kind], e.op),
+                "state": PENDING,
+                "attempts": 0,
+                "last_error": None,
+                "next_at": now,
+                "updated_at": now,
+            }
+            for e in entries
+        ]
+        for i in range(0, len(rows), 2000):
+            await conn.execute(stmt, rows[i : i + 2000])
+
+    # ---- delivery ---------------------------------------------------------------------
+
+    async def claim_due(self, target: str, *, now: float, limit: int) -> list[OutboxEntry]:
+        """Take up to ``limit`` due rows for ``target``, parents first, and mark them in flight.
+
+        While rows of some rank are in flight, no row of a higher rank is taken, so a
+        child never overtakes its parent on a parallel connection.
+        """
+        async with self.store.write() as conn:
+            busy = (
+                await conn.execute(
+                    select(func.min(outbox.c.rank)).where(
+                        outbox.c.target == target, outbox.c.state == INFLIGHT
+                    )
+                )
+            ).scalar()
+            query = select(outbox).where(
+                outbox.c.target == target,
+                outbox.c.state.in_((PENDING, FAILING)),
+                outbox.c.next_at <= now,
+            )
+            if busy is not None:
+                query = query.where(outbox.c.rank <= busy)
+            query = query.order_by(outbox.c.rank, outbox.c.version).limit(limit)
+            rows = list(await conn.execute(query))
+            if not rows:
+                return []
+            await conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.target == bindparam("t"),
+                    outbox.c.kind == bindparam("k"),
+                    outbox.c.key == bindparam("y"),
+                    outbox.c.version == bindparam("v"),
+                )
+                .values(state=INFLIGHT, updated_at=now),
+                [{"t": r.target, "k": r.kind, "y": r.key, "v": r.version} for r in rows],
+            )
+        return [
+            OutboxEntry(r.target, r.kind, r.key, int(r.version), r.op, int(r.attempts))
+            for r in rows
+        ]
+
+    async def settle(
+        self,
+        target: str,
+        *,
+        done: Sequence[OutboxEntry],
+        failed: Sequence[tuple[OutboxEntry, str, float]],
+        now: float,
+    ) -> None:
+        """Record the outcome of a push; rows superseded meanwhile are left to their new version."""
+        async with self.store.write() as conn:
+            where = and_(
+                outbox.c.target == bindparam("t"),
+                outbox.c.kind == bindparam("k"),
+                outbox.c.key == bindparam("y"),
+                outbox.c.version == bindparam("v"),
+                outbox.c.state == INFLIGHT,
+            )
+            if done:
+                await conn.execute(
+                    update(outbox)
+                    .where(where)
+                    .values(
+                        state=DONE, last_error=None, updated_at=now, attempts=outbox.c.attempts + 1
+                    ),
+                    [{"t": target, "k": e.kind, "y": e.key, "v": e.version} for e in done],
+                )
+            if failed:
+                await conn.execute(
+                    update(outbox)
+                    .where(where)
+                    .values(
+                        state=FAILING,
+                        last_error=bindparam("err"),
+                        next_at=bindparam("due"),
+                        updated_at=now,
+                        attempts=outbox.c.attempts + 1,
+                    ),
+                    [
+                        {
+                            "t": target,
+                            "k": e.kind,
+                            "y": e.key,
+                            "v": e.version,
+                            "err": err[:500],
+                            "due": due,
+                        }
+                        for e, err, due in failed
+                    ],
+                )
+
+    async def release_inflight(self) -> int:
+        """After a restart nothing is in flight: put such rows back in the queue."""
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(outbox).where(outbox.c.state == INFLIGHT).values(state=PENDING)
+            )
+            return int(result.rowcount or 0)
+
+    async def next_due(self, target: str) -> float | None:
+        async with self.store.read() as conn:
+            value = (
+                await conn.execute(
+                    select(func.min(outbox.c.next_at)).where(
+                        outbox.c.target == target, outbox.c.state.in_((PENDING, FAILING))
+                    )
+                )
+            ).scalar()
+            return None if value is None else float(value)
+
+    async def targets_with_work(self) -> list[str]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(outbox.c.target)
+                .where(outbox.c.state.in_((PENDING, FAILING, INFLIGHT)))
+                .distinct()
+            )
+            return [r[0] for r in rows]
+
+    # ---- progress -----------------------------------------------------------------------
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(outbox.c.target, outbox.c.state, func.count()).group_by(
+                    outbox.c.target, outbox.c.state
+                )
+            )
+            out: dict[str, dict[str, int]] = {}
+            for target, state, count in rows:
+                out.setdefault(target, {})[state] = int(count)
+            return out
+
+    async def entries(
+        self, *, target: str | None = None, kind: str | None = None, key: str | None = None,
+        states: Sequence[str] | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        query = select(outbox).order_by(outbox.c.target, outbox.c.rank, outbox.c.kind, outbox.c.key)
+        if target is not None:
+            query = query.where(outbox.c.target == target)
+        if kind is not None:
+            query = query.where(outbox.c.kind == kind)
+        if key is not None:
+            query = query.where(outbox.c.key == key)
+        if states:
+            query = query.where(outbox.c.state.in_(list(states)))
+        async with self.store.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query.limit(limit))]
+
+    # ---- marks ------------------------------------------------------------------------
+
+    async def put_mark(self, mark: Mark, *, now: float) -> None:
+        async with self.store.write() as conn:
+            await _put_mark(conn, mark, now=now)
+
+    async def delete_mark(self, kind: str, key: str) -> bool:
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                delete(marks).where(marks.c.kind == kind, marks.c.key == key)
+            )
+            return bool(result.rowcount)
+
+    async def list_marks(self) -> list[Mark]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(marks).order_by(marks.c.kind, marks.c.key))
+            return [Mark(r.kind, r.key, r.targets, r.origin) for r in rows]
+
+    # ---- registrations ------------------------------------------------------------------
+
+    async def add_receiver(self, name: str, *, now: float) -> None:
+        async with self.store.write() as conn:
+            await _upsert_name(conn, receivers, name, now)
+
+    async def remove_receiver(self, name: str) -> bool:
+        async with self.store.write() as conn:
+            result = await conn.execute(delete(receivers).where(receivers.c.name == name))
+            await conn.execute(delete(outbox).where(outbox.c.target == name))
+            return bool(result.rowcount)
+
+    async def list_receivers(self) -> list[str]:
+        async with self.store.read() as conn:
+            return [
+                r[0]
+                for r in await conn.execute(select(receivers.c.name).order_by(receivers.c.name))
+            ]
+
+    async def add_source(self, name: str, *, now: float) -> None:
+        async with self.store.write() as conn:
+            await _upsert_name(conn, sources, name, now)
+
+    async def list_sources(self) -> list[str]:
+        async with self.store.read() as conn:
+            return [
+                r[0] for r in await conn.execute(select(sources.c.name).order_by(sources.c.name))
+            ]
+
+    # ---- receiver side --------------------------------------------------------------------
+
+    async def apply_batch(
+        self,
+        *,
+        source: str,
+        items: Sequence[Mapping[str, Any]],
+        has_blob: Callable[[str], bool],
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """Apply received items in order, in one transaction (committed before returning).
+
+        Each result says ``applied``, ``stale`` (an older version than the one held),
+        ``duplicate`` (this version was applied already) or ``rejected`` with a status and
+        an error. Should the database still refuse the batch (a constraint the checks did
+        not foresee), every item is retried in its own transaction so one bad row cannot
+        hold back the others.
+        """
+        try:
+            async with self.store.write() as conn:
+                results = [await self._apply(conn, source, i, has_blob, now) for i in items]
+        except IntegrityError:
+            results = []
+            for item in items:
+                try:
+                    async with self.store.write() as conn:
+                        results.append(await self._apply(conn, source, item, has_blob, now))
+                except IntegrityError as exc:
+                    results.append(_rejected(item, 409, f"the database refused it: {exc.orig}"))
+        identity._bump(self.store)
+        return results
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        source: str,
+        item: Mapping[str, Any],
+        has_blob: Callable[[str], bool],
+        now: float,
+    ) -> dict[str, Any]:
+        kind = KINDS.get(str(item.get("kind")))
+        if kind is None:
+            return _rejected(item, 400, f"unknown resource kind {item.get('kind')!r}")
+        key = str(item.get("key", ""))
+        version = item.get("version")
+        op = item.get("op")
+        if not isinstance(version, int) or op not in ("upsert", "delete"):
+            return _rejected(item, 400, "an item needs an integer version and op upsert|delete")
+        try:
+            kind.key_values(key)
+        except ValueError as exc:
+            return _rejected(item, 400, str(exc))
+        held = await self.applied_version(conn, kind.name, key)
+        if held is not None and version <= held:
+            return _result(item, "stale" if version < held else "duplicate")
+        found, origin = await current_origin(conn, kind, key)
+        if found and origin is not None and origin != source:
+            return _rejected(item, 409, f"{kind.name} {key} is managed by sync source {origin}")
+        if op == "delete":
+            await delete_row(conn, kind, key)
+            await self.drop_mark_in(conn, kind.name, key)
+            await self.set_applied(conn, kind=kind.name, key=key, source=source, version=version)
+            return _result(item, "applied")
+        row = item.get("row")
+        if not isinstance(row, Mapping):
+            return _rejected(item, 400, f"{kind.name} {key}: an upsert needs its row")
+        try:
+            values = decode_row(kind, row)
+        except (ValueError, TypeError) as exc:
+            return _rejected(item, 400, f"{kind.name} {key}: {exc}")
+        if kind.key_of(values) != key:
+            return _rejected(
+                item, 400, f"{kind.name} {key}: the row's key is {kind.key_of(values)}"
+            )
+        for need_kind, need_key, what in kind.requires(values):
+            if not await exists(conn, need_kind, need_key):
+                return _rejected(
+                    item, 422, f"{kind.name} {key} refers to {what} {need_key}, unknown here"
+                )
+        clash = await _unique_clash(conn, kind, values)
+        if clash is not None:
+            return _rejected(item, 409, f"{kind.name} {key}: {clash}")
+        if kind.name == "image":
+            sha = values.get("blob_sha256")
+            if sha and not has_blob(str(sha)):
+                await self.want_blob(
+                    conn, image_id=key, sha256=str(sha), source=source, size=values.get("size")
+                )
+                if values.get("status") == "active":
+                    values["status"] = "queued"
+        await upsert_row(conn, kind, values, origin=source)
+        targets = item.get("targets")
+        if isinstance(targets, str) and targets:
+            await self.put_mark_in(conn, Mark(kind.name, key, targets, source), now=now)
+        await self.set_applied(conn, kind=kind.name, key=key, source=source, version=version)
+        return _result(item, "applied")
+
+    async def applied_version(self, conn: AsyncConnection, kind: str, key: str) -> int | None:
+        row = (
+            await conn.execute(
+                select(applied.c.version).where(applied.c.kind == kind, applied.c.key == key)
+            )
+        ).first()
+        return None if row is None else int(row[0])
+
+    async def set_applied(
+        self, conn: AsyncConnection, *, kind: str, key: str, source: str, version: int
+    ) -> None:
+        stmt = _insert_for(conn, applied)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["kind", "key"],
+                set_={"version": stmt.excluded.version, "source": stmt.excluded.source},
+            ),
+            {"kind": kind, "key": key, "source": source, "version": version},
+        )
+
+    async def put_mark_in(self, conn: AsyncConnection, mark: Mark, *, now: float) -> None:
+        await _put_mark(conn, mark, now=now)
+
+    async def drop_mark_in(self, conn: AsyncConnection, kind: str, key: str) -> None:
+        await conn.execute(delete(marks).where(marks.c.kind == kind, marks.c.key == key))
+
+    async def want_blob(
+        self, conn: AsyncConnection, *, image_id: str, sha256: str, source: str, size: int | None
+    ) -> None:
+        stmt = _insert_for(conn, fetches)
+        values = {"image_id": image_id, "sha256": sha256, "source": source, "size": size,
+                  "state": PENDING, "attempts": 0, "last_error": None}  # fmt: skip
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["image_id"],
+                set_={k: stmt.excluded[k] for k in values if k != "image_id"},
+            ),
+            values,
+        )
+
+    async def pending_fetches(self) -> list[Fetch]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(fetches).where(fetches.c.state != DONE))
+            return [
+                Fetch(r.image_id, r.sha256, r.source, r.size, r.state, int(r.attempts))
+                for r in rows
+            ]
+
+    async def fetch_failed(self, image_id: str, error: str) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(fetches)
+                .where(fetches.c.image_id == image_id)
+                .values(state=FAILING, last_error=error[:500], attempts=fetches.c.attempts + 1)
+            )
+
+    async def fetch_done(self, image_id: str, *, sha256: str) -> None:
+        """The blob is in place: the fetch is done and the image (still that blob) active."""
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(fetches)
+                .where(fetches.c.image_id == image_id, fetches.c.sha256 == sha256)
+                .values(state=DONE, last_error=None)
+            )
+            await conn.execute(
+                update(image.images)
+                .where(image.images.c.id == image_id, image.images.c.blob_sha256 == sha256)
+                .values(status="active")
+            )
+
+    async def fetch_states(self) -> list[dict[str, Any]]:
+        async with self.store.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(fetches))]
+
+    # ---- listing for full syncs -------------------------------------------------------------
+
+    async def read(self) -> Any:
+        """A read connection for the engine's row lookups (sync_rows functions)."""
+        return self.store.read()
+
+
+def _result(item: Mapping[str, Any], status: str) -> dict[str, Any]:
+    return {"kind": item.get("kind"), "key": item.get("key"), "version": item.get("version"),
+            "status": status}  # fmt: skip
+
+
+def _rejected(item: Mapping[str, Any], code: int, error: str) -> dict[str, Any]:
+    return {**_result(item, "rejected"), "code": code, "error": error}
+
+
+async def _unique_clash(conn: AsyncConnection, kind: Kind, values: Mapping[str, Any]) -> str | None:
+    """Another row (other key) holding the same unique values: a local name collision."""
+    groups: list[tuple[str, ...]] = [
+        tuple(c.name for c in con.columns)
+        for con in kind.table.constraints
+        if isinstance(con, UniqueConstraint)
+    ]
+    groups += [(c.name,) for c in kind.table.c if c.unique]
+    for columns in groups:
+        if set(columns) == set(kind.key_columns) or not all(c in values for c in columns):
+            continue
+        query = select(*(kind.table.c[c] for c in kind.key_columns)).where(
+            *(kind.table.c[c] == values[c] for c in columns)
+        )
+        for row in await conn.execute(query):
+            other = kind.key_of(dict(row._mapping))
+            if other != kind.key_of(values):
+                shown = ", ".join(f"{c}={values[c]}" for c in columns)
+                return f"a local {kind.name} {other} already has {shown}"
+    return None
+
+
+def _rank(kind: Kind, op: str) -> int:
+    # Deletes go children first: after every upsert of the batch, in reverse rank.
+    return kind.rank if op != "delete" else 10 + (2 - kind.rank)
+
+
+async def _set_cursor(conn: AsyncConnection, name: str, seq: int) -> None:
+    stmt = _insert_for(conn, cursors)
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": stmt.excluded.seq}),
+        {"name": name, "seq": seq},
+    )
+
+
+async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
+    stmt = _insert_for(conn, marks)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["kind", "key"],
+            set_={"targets": stmt.excluded.targets, "origin": stmt.excluded.origin},
+        ),
+        {
+            "kind": mark.kind,
+            "key": mark.key,
+            "targets": mark.targets,
+            "origin": mark.origin,
+            "created_at": now,
+        },
+    )
+
+
+async def _upsert_name(conn: AsyncConnection, table: Table, name: str, now: float) -> None:
+    found = (await conn.execute(select(table.c.name).where(table.c.name == name))).first()
+    if found is None:
+        await conn.execute(insert(table).values(name=name, registered_at=now))
+
+
+def capture_ddl(dialect: str, kinds: Mapping[str, Kind] = KINDS) -> list[str]:
+    """The trigger DDL that writes every change of a synchronisable table to the change log."""
+    statements: list[str] = []
+    if dialect == "postgresql":
+        statements.append(
+            """
+CREATE OR REPLACE FUNCTION sync_capture() RETURNS trigger AS $$
+DECLARE
+  r jsonb;
+  k text := '';
+  i int;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;
+  FOR i IN 1..TG_NARGS - 1 LOOP
+    IF i > 1 THEN k := k || '|'; END IF;
+    k := k || (r ->> TG_ARGV[i]);
+  END LOOP;
+  INSERT INTO sync_changes (kind, key, op)
+  VALUES (TG_ARGV[0], k, CASE WHEN TG_OP = 'DELETE' THEN 'delete' ELSE 'upsert' END);
+  RETURN NULL;
+END
+$$ LANGUAGE plpgsql"""
+        )
+        for kind in kinds.values():
+            args = ", ".join(f"'{a}'" for a in (kind.name, *kind.key_columns))
+            statements.append(
+                f"CREATE TRIGGER sync_capture_{kind.table.name} AFTER INSERT OR UPDATE OR DELETE "
+                f"ON {kind.table.name} FOR EACH ROW EXECUTE FUNCTION sync_capture({args})"
+            )
+        return statements
+    for kind in kinds.values():
+        for trigger_event, row, op in (
+            ("INSERT", "NEW", "upsert"),
+            ("UPDATE", "NEW", "upsert"),
+            ("DELETE", "OLD", "delete"),
+        ):
+            key = " || '|' || ".join(f'{row}."{c}"' for c in kind.key_columns)
+            statements.append(
+                f"CREATE TRIGGER sync_capture_{kind.table.name}_{trigger_event.lower()} "  # noqa: S608 - identifiers from code
+                f"AFTER {trigger_event} ON {kind.table.name} FOR EACH ROW BEGIN "
+                "INSERT INTO sync_changes (kind, key, op) "
+                f"VALUES ('{kind.name}', {key}, '{op}'); END"
+            )
+    return statements
+
+
+def drop_capture_ddl(dialect: str, kinds: Mapping[str, Kind] = KINDS) -> list[str]:
+    if dialect == "postgresql":
+        out = [
+            f"DROP TRIGGER IF EXISTS sync_capture_{k.table.name} ON {k.table.name}"
+            for k in kinds.values()
+        ]
+        return [*out, "DROP FUNCTION IF EXISTS sync_capture()"]
+    return [
+        f"DROP TRIGGER IF EXISTS sync_capture_{k.table.name}_{e}"
+        for k in kinds.values()
+        for e in ("insert", "update", "delete")
+    ]

@@ -1,0 +1,286 @@
+"""What can be synchronised, and how a row travels: kinds, keys, wire codec, receiver upserts.
+
+A *kind* names one table of another service (projects, users, role assignments,
+flavors, quotas, images, …) with the columns that identify a row on every site (its
+*key*: the primary key, except keypairs whose local integer id differs per site), the
+kinds it depends on (a role assignment needs its user and project first) and the
+delivery *rank* that puts parents before children.
+
+Rows travel as plain JSON: every column but ``origin`` and per-site ids, datetimes in
+ISO 8601. The receiver writes them back with ``origin`` = the source, which is what
+makes the owners' repositories refuse local edits (``Locked``). Applying bypasses the
+owners' write paths on purpose: it must not be refused by the very lock it sets, and
+it must be one transaction with the receiver's version bookkeeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from edgefed.store import compute, identity, image
+from edgefed.store.schema import UtcDateTime
+
+KEY_SEPARATOR = "|"
+Ref = tuple[str, str]  # (kind, key)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    table: Table
+    key_columns: tuple[str, ...]
+    rank: int
+    # Parents whose marks decide where a child goes: key values -> [(kind, key)].
+    owners: Callable[[Mapping[str, str]], list[Ref]] = field(default=lambda _k: [])
+    # What must exist at the receiver before the row is accepted: [(kind, key, what)].
+    requires: Callable[[Mapping[str, Any]], list[tuple[str, str, str]]] = field(
+        default=lambda _r: []
+    )
+    # Columns that are per site and never travel (a local autoincrement id).
+    local_columns: tuple[str, ...] = ()
+
+    def key_of(self, values: Mapping[str, Any]) -> str:
+        return KEY_SEPARATOR.join(str(values[c]) for c in self.key_columns)
+
+    def key_values(self, key: str) -> dict[str, str]:
+        parts = key.split(KEY_SEPARATOR)
+        if len(parts) != len(self.key_columns):
+            raise ValueError(
+                f"a {self.name} key has {len(self.key_columns)} parts "
+                f"({KEY_SEPARATOR.join(self.key_columns)}), got {key!r}"
+            )
+        return dict(zip(self.key_columns, parts, strict=True))
+
+    @property
+    def has_origin(self) -> bool:
+        return "origin" in self.table.c
+
+
+def _assignment_owners(k: Mapping[str, str]) -> list[Ref]:
+    refs: list[Ref] = []
+    if k["actor_type"] in ("user", "group"):
+        refs.append((k["actor_type"], k["actor_id"]))
+    if k["target_type"] == "project":
+        refs.append(("project", k["target_id"]))
+    return refs
+
+
+def _assignment_requires(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    need = [("role", str(r["role_id"]), "role")]
+    if r["actor_type"] in ("user", "group"):
+        need.append((str(r["actor_type"]), str(r["actor_id"]), str(r["actor_type"])))
+    if r["target_type"] == "project":
+        need.append(("project", str(r["target_id"]), "project"))
+    return need
+
+
+def _quota_owners(k: Mapping[str, str]) -> list[Ref]:
+    return [("project", k["owner"])] if k["kind"] == "project" else []
+
+
+def _quota_requires(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    return [("project", str(r["owner"]), "project")] if r["kind"] == "project" else []
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("project", identity.projects, ("id",), 0),
+        Kind("role", identity.roles, ("id",), 0),
+        Kind("flavor", compute.flavors, ("id",), 0),
+        Kind("image", image.images, ("id",), 0),
+        Kind("user", identity.users, ("id",), 1),
+        Kind("group", identity.groups, ("id",), 1),
+        Kind(
+            "flavor_access",
+            compute.flavor_access,
+            ("flavor_id", "project_id"),
+            1,
+            owners=lambda k: [("flavor", k["flavor_id"])],
+            requires=lambda r: [("flavor", str(r["flavor_id"]), "flavor")],
+        ),
+        Kind(
+            "quota",
+            compute.quotas,
+            ("kind", "owner", "resource"),
+            1,
+            owners=_quota_owners,
+            requires=_quota_requires,
+        ),
+        Kind(
+            "group_member",
+            identity.group_members,
+            ("group_id", "user_id"),
+            2,
+            owners=lambda k: [("group", k["group_id"]), ("user", k["user_id"])],
+            requires=lambda r: [
+                ("group", str(r["group_id"]), "group"),
+                ("user", str(r["user_id"]), "user"),
+            ],
+        ),
+        Kind(
+            "role_assignment",
+            identity.assignments,
+            ("actor_type", "actor_id", "target_type", "target_id", "role_id"),
+            2,
+            owners=_assignment_owners,
+            requires=_assignment_requires,
+        ),
+        Kind(
+            "keypair",
+            compute.keypairs,
+            ("user_id", "name"),
+            2,
+            owners=lambda k: [("user", k["user_id"])],
+            requires=lambda r: [("user", str(r["user_id"]), "user")],
+            local_columns=("id",),
+        ),
+    )
+}
+
+# Which child kinds hang under a parent kind, and by which key column.
+CHILDREN: dict[str, list[tuple[str, dict[str, str]]]] = {
+    "project": [
+        ("quota", {"kind": "project", "owner": "{key}"}),
+        ("role_assignment", {"target_type": "project", "target_id": "{key}"}),
+    ],
+    "user": [
+        ("group_member", {"user_id": "{key}"}),
+        ("role_assignment", {"actor_type": "user", "actor_id": "{key}"}),
+        ("keypair", {"user_id": "{key}"}),
+    ],
+    "group": [
+        ("group_member", {"group_id": "{key}"}),
+        ("role_assignment", {"actor_type": "group", "actor_id": "{key}"}),
+    ],
+    "flavor": [("flavor_access", {"flavor_id": "{key}"})],
+}
+
+
+def kind_named(name: str) -> Kind:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise KeyError(name)
+    return kind
+
+
+# ---- wire codec -------------------------------------------------------------------------
+
+
+def encode_row(kind: Kind, row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in kind.table.c:
+        if column.name == "origin" or column.name in kind.local_columns:
+            continue
+        value = row[column.name]
+        if isinstance(value, dt.datetime):
+            value = value.isoformat()
+        out[str(column.name)] = value
+    return out
+
+
+def decode_row(kind: Kind, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The column values of ``doc``; ValueError names a missing or malformed column."""
+    values: dict[str, Any] = {}
+    for column in kind.table.c:
+        if column.name == "origin" or column.name in kind.local_columns:
+            continue
+        if column.name not in doc:
+            if column.nullable or column.default is not None:
+                continue
+            raise ValueError(f"{kind.name} row lacks column {column.name!r}")
+        value = doc[column.name]
+        if value is not None and isinstance(column.type, UtcDateTime):
+            if not isinstance(value, str):
+                raise ValueError(f"{kind.name}.{column.name} must be an ISO 8601 string")
+            value = dt.datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+        values[str(column.name)] = value
+    for name in kind.key_columns:
+        if values.get(name) in (None, ""):
+            raise ValueError(f"{kind.name} row lacks its key column {name!r}")
+    return values
+
+
+# ---- reading rows at the source ---------------------------------------------------------
+
+
+def _where_key(kind: Kind, key_values: Mapping[str, Any]) -> Any:
+    return and_(*(kind.table.c[c] == key_values[c] for c in kind.key_columns))
+
+
+async def read_row(conn: AsyncConnection, kind: Kind, key: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(kind.table).where(_where_key(kind, kind.key_values(key))))
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def all_keys(conn: AsyncConnection, kind: Kind) -> list[str]:
+    columns = [kind.table.c[c] for c in kind.key_columns]
+    return [kind.key_of(dict(r._mapping)) for r in await conn.execute(select(*columns))]
+
+
+async def child_keys(conn: AsyncConnection, parent_kind: str, parent_key: str) -> list[Ref]:
+    refs: list[Ref] = []
+    for child_name, pattern in CHILDREN.get(parent_kind, []):
+        child = KINDS[child_name]
+        where = and_(
+            *(child.table.c[c] == v.replace("{key}", parent_key) for c, v in pattern.items())
+        )
+        columns = [child.table.c[c] for c in child.key_columns]
+        for r in await conn.execute(select(*columns).where(where)):
+            refs.append((child_name, child.key_of(dict(r._mapping))))
+    return refs
+
+
+# ---- applying rows at the receiver -------------------------------------------------------
+
+
+async def exists(conn: AsyncConnection, kind_name: str, key: str) -> bool:
+    kind = KINDS[kind_name]
+    where = _where_key(kind, kind.key_values(key))
+    return (
+        await conn.execute(select(kind.table.c[kind.key_columns[0]]).where(where))
+    ).first() is not None
+
+
+async def current_origin(conn: AsyncConnection, kind: Kind, key: str) -> tuple[bool, str | None]:
+    """(the row exists, its origin)."""
+    if not kind.has_origin:
+        found = await exists(conn, kind.name, key)
+        return found, None
+    row = (
+        await conn.execute(
+            select(kind.table.c.origin).where(_where_key(kind, kind.key_values(key)))
+        )
+    ).first()
+    return (row is not None, None if row is None else row[0])
+
+
+async def upsert_row(
+    conn: AsyncConnection, kind: Kind, values: Mapping[str, Any], *, origin: str
+) -> None:
+    row = dict(values)
+    if kind.has_origin:
+        row["origin"] = origin
+    where = _where_key(kind, row)
+    found = (await conn.execute(select(kind.table.c[kind.key_columns[0]]).where(where))).first()
+    if found is None:
+        await conn.execute(insert(kind.table).values(**row))
+    else:
+        changes = {k: v for k, v in row.items() if k not in kind.key_columns}
+        if changes:
+            await conn.execute(update(kind.table).where(where).values(**changes))
+
+
+async def delete_row(conn: AsyncConnection, kind: Kind, key: str) -> bool:
+    result = await conn.execute(delete(kind.table).where(_where_key(kind, kind.key_values(key))))
+    return bool(result.rowcount)

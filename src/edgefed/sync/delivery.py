@@ -1,0 +1,206 @@
+"""Delivery workers: push outbox rows to each receiver, with backoff and a breaker.
+
+One ``PeerWorker`` per receiver runs ``concurrency`` push loops. A loop claims a batch
+of due rows (parents first), reads the rows' current content, and sends one signed
+``POST /edge/v1/sync/push``. The receiver answers per item; applied, stale and
+duplicate items are done, rejected ones are retried after a backoff delay (a parent may
+still be on its way). A transport error or a 5xx fails the whole batch and counts
+against the peer's circuit breaker, which then pauses the peer and lets one probe
+through after its cool-down, so a dead link is not flooded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from edgefed.api.context import SiteContext
+from edgefed.core.errors import EdgefedError
+from edgefed.store.sync import OutboxEntry, SyncRepository
+from edgefed.store.sync_rows import KINDS, encode_row, read_row
+from edgefed.sync.backoff import Backoff
+from edgefed.sync.breaker import Breaker
+from edgefed.sync.peers import signed_call
+
+log = logging.getLogger("edgefed.sync.delivery")
+
+PUSH_PATH = "/edge/v1/sync/push"
+MAX_IDLE_SECONDS = 2.0
+
+
+@dataclass
+class PeerWorker:
+    ctx: SiteContext
+    repo: SyncRepository
+    target: str
+    backoff: Backoff
+    breaker: Breaker
+    batch_size: int
+    concurrency: int
+    forwarded_targets: Callable[[str, str], Any]
+    rng: random.Random = field(default_factory=random.Random)
+    last_error: str | None = None
+    _wakes: list[asyncio.Event] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        for n in range(self.concurrency):
+            event = asyncio.Event()
+            event.set()
+            self._wakes.append(event)
+            self._tasks.append(
+                asyncio.create_task(self._loop(event), name=f"sync-push-{self.target}-{n}")
+            )
+
+    def wake(self) -> None:
+        for event in self._wakes:
+            event.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self, wake: asyncio.Event) -> None:
+        while True:
+            try:
+                pause = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync push to %s failed unexpectedly", self.target)
+                pause = 1.0
+            if pause > 0:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), pause)
+
+    async def step(self) -> float:
+        """One claim-and-push; how long to wait before the next (0 = go on at once)."""
+        if not self.breaker.allow():
+            return max(self.breaker.wait_time(), 0.05)
+        now = self.ctx.clock()
+        batch = await self.repo.claim_due(self.target, now=now, limit=self.batch_size)
+        if not batch:
+            self.breaker.probing = False
+            due = await self.repo.next_due(self.target)
+            return MAX_IDLE_SECONDS if due is None else min(max(due - now, 0.01), MAX_IDLE_SECONDS)
+        await self.push(batch)
+        return 0.0
+
+    async def push(self, batch: list[OutboxEntry]) -> None:
+        try:
+            items = await self._payload(batch)
+            r = await signed_call(self.ctx, self.target, "POST", PUSH_PATH, {"items": items})
+        except (httpx.HTTPError, EdgefedError) as exc:
+            await self._fail_all(batch, f"{type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:  # a bug must not leave the batch in flight forever
+            log.exception("building the push to %s failed", self.target)
+            await self._fail_all(batch, f"{type(exc).__name__}: {exc}")
+            return
+        if r.status_code not in (200, 422):
+            await self._fail_all(batch, f"{self.target} answered {r.status_code}: {r.text[:200]}")
+            return
+        self.breaker.record_success()
+        self.last_error = None
+        try:
+            results = {(x["kind"], x["key"]): x for x in r.json()["results"]}
+        except (ValueError, KeyError, TypeError):
+            await self._fail_all(batch, f"{self.target} sent a malformed push answer")
+            return
+        done: list[OutboxEntry] = []
+        failed: list[tuple[OutboxEntry, str, float]] = []
+        now = self.ctx.clock()
+        for entry in batch:
+            result = results.get((entry.kind, entry.key))
+            if result is not None and result.get("status") in ("applied", "stale", "duplicate"):
+                done.append(entry)
+            else:
+                error = "no answer for this item" if result is None else str(result.get("error"))
+                failed.append((entry, error, now + self._delay(entry)))
+        await self.repo.settle(self.target, done=done, failed=failed, now=now)
+
+    def _delay(self, entry: OutboxEntry) -> float:
+        return self.backoff.delay(entry.attempts + 1, rng=self.rng)
+
+    async def _fail_all(self, batch: list[OutboxEntry], error: str) -> None:
+        log.info("push of %d items to %s failed: %s", len(batch), self.target, error)
+        self.breaker.record_failure()
+        self.last_error = error
+        now = self.ctx.clock()
+        await self.repo.settle(
+            self.target,
+            done=[],
+            failed=[(e, error, now + self._delay(e)) for e in batch],
+            now=now,
+        )
+
+    async def _payload(self, batch: list[OutboxEntry]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        async with self.ctx.store.read() as conn:
+            for entry in batch:
+                kind = KINDS[entry.kind]
+                row = None if entry.op == "delete" else await read_row(conn, kind, entry.key)
+                item: dict[str, Any] = {
+                    "kind": entry.kind,
+                    "key": entry.key,
+                    "version": entry.version,
+                    "op": "delete" if row is None else "upsert",
+                }
+                if row is not None:
+                    item["row"] = encode_row(kind, row)
+                    targets = self.forwarded_targets(entry.kind, entry.key)
+                    if targets:
+                        item["targets"] = targets
+                items.append(item)
+        return items
+
+
+@dataclass
+class Delivery:
+    """The workers of every receiver this site pushes to."""
+
+    ctx: SiteContext
+    repo: SyncRepository
+    forwarded_targets: Callable[[str, str], Any]
+    workers: dict[str, PeerWorker] = field(default_factory=dict)
+
+    def worker(self, target: str) -> PeerWorker:
+        existing = self.workers.get(target)
+        if existing is not None:
+            return existing
+        s = self.ctx.settings
+        worker = PeerWorker(
+            ctx=self.ctx,
+            repo=self.repo,
+            target=target,
+            backoff=Backoff(tuple(s.sync_backoff_seconds)),
+            breaker=Breaker(
+                threshold=s.sync_breaker_threshold, cooldown=s.sync_breaker_cooldown_seconds
+            ),
+            batch_size=s.sync_batch_size,
+            concurrency=max(1, s.sync_peer_concurrency),
+            forwarded_targets=self.forwarded_targets,
+        )
+        self.workers[target] = worker
+        worker.start()
+        return worker
+
+    async def wake_all(self) -> None:
+        for target in await self.repo.targets_with_work():
+            self.worker(target).wake()
+
+    async def stop(self) -> None:
+        for worker in self.workers.values():
+            await worker.stop()
+        self.workers.clear()

@@ -1,0 +1,207 @@
+"""The source side: turn captured changes of marked resources into outbox rows.
+
+Database triggers write every change of a synchronisable table to the change log in the
+write's own transaction (edgefed.store.sync). The router here reads the log past its
+cursor, works out each resource's targets (its marks, or for a child such as a role
+assignment the sites *all* its owners go to), keeps the registered receivers among
+them, and queues one outbox row per (resource, target) in the same transaction that
+moves the cursor. A crash between two steps replays from the cursor: nothing is lost,
+and queueing the same version twice is a no-op.
+
+It wakes on every commit of the store (a SQLAlchemy commit event), so a change reaches
+the delivery workers without a polling delay; a slow timer covers anything missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from edgefed.api.context import SiteContext
+from edgefed.core.scope_resolve import FleetView
+from edgefed.store.sync import Mark, OutboxEntry, SyncRepository
+from edgefed.store.sync_rows import KINDS, Ref, all_keys, child_keys, exists
+from edgefed.sync import targets as target_sets
+
+log = logging.getLogger("edgefed.sync")
+
+PAGE = 5000
+IDLE_RECHECK_SECONDS = 1.0
+
+
+@dataclass
+class RoutingTable:
+    """Marks and receivers as of one routing pass, with memoised target sets."""
+
+    marks: dict[Ref, list[Mark]]
+    receivers: set[str]
+    fleet: FleetView
+    self_name: str
+    _memo: dict[Ref, set[str]] = field(default_factory=dict)
+
+    def mark_texts(self, ref: Ref) -> list[str]:
+        return [m.targets for m in self.marks.get(ref, [])]
+
+    def targets(self, ref: Ref) -> set[str]:
+        """Every site ``ref`` should reach, before keeping only registered receivers."""
+        if ref in self._memo:
+            return self._memo[ref]
+        self._memo[ref] = set()  # guards against cycles
+        kind = KINDS[ref[0]]
+        own = self.marks.get(ref, []) + self.marks.get((ref[0], "*"), [])
+        sites = target_sets.union((m.targets for m in own), self.fleet)
+        sites -= {m.origin for m in own if m.origin}
+        try:
+            owners = kind.owners(kind.key_values(ref[1]))
+        except ValueError:
+            owners = []
+        if owners:
+            shared: set[str] | None = None
+            for owner in owners:
+                reach = self.targets(owner)
+                shared = reach if shared is None else shared & reach
+            sites |= shared or set()
+        sites.discard(self.self_name)
+        self._memo[ref] = sites
+        return sites
+
+    def receivers_of(self, ref: Ref) -> set[str]:
+        return self.targets(ref) & self.receivers
+
+    def forwarded_targets(self, ref: Ref) -> str | None:
+        """The target set a receiver keeps for ``ref`` (to pass it on down a hierarchy)."""
+        own = self.marks.get(ref, []) + self.marks.get((ref[0], "*"), [])
+        texts = sorted({m.targets for m in own})
+        return ",".join(texts) if texts else None
+
+
+class ChangeRouter:
+    def __init__(
+        self, ctx: SiteContext, repo: SyncRepository, *, on_queued: Callable[[set[str]], None]
+    ):
+        self.ctx = ctx
+        self.repo = repo
+        self.on_queued = on_queued
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._undo_hook: Callable[[], None] | None = None
+
+    async def routing_table(self) -> RoutingTable:
+        marks: dict[Ref, list[Mark]] = {}
+        for mark in await self.repo.list_marks():
+            marks.setdefault((mark.kind, mark.key), []).append(mark)
+        assert self.ctx.fleet is not None
+        return RoutingTable(
+            marks=marks,
+            receivers=set(await self.repo.list_receivers()),
+            fleet=self.ctx.fleet,
+            self_name=self.ctx.name,
+        )
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def committed() -> None:
+            loop.call_soon_threadsafe(self.wake.set)
+
+        self._undo_hook = self.repo.on_commit(committed)
+        self._task = asyncio.create_task(self._run(), name="sync-router")
+
+    async def stop(self) -> None:
+        if self._undo_hook is not None:
+            self._undo_hook()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK_SECONDS)
+            self.wake.clear()
+            try:
+                while await self.route_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("routing sync changes failed; retrying")
+
+    async def route_once(self) -> int:
+        """Route one page of the change log; the number of changes consumed."""
+        cursor = await self.repo.cursor()
+        page = await self.repo.changes_after(cursor, limit=PAGE)
+        if not page:
+            return 0
+        table = await self.routing_table()
+        latest: dict[Ref, tuple[int, str]] = {}
+        for change in page:
+            if change.kind in KINDS:
+                latest[(change.kind, change.key)] = (change.seq, change.op)
+        entries = [
+            OutboxEntry(target, kind, key, seq, op)
+            for (kind, key), (seq, op) in latest.items()
+            for target in sorted(table.receivers_of((kind, key)))
+        ]
+        await self.repo.route(entries, cursor=page[-1].seq, now=self.ctx.clock())
+        if entries:
+            self.on_queued({e.target for e in entries})
+        return len(page)
+
+    async def enqueue_resources(
+        self,
+        refs: Iterable[Ref],
+        *,
+        only: set[str] | None = None,
+        force: bool = False,
+        extra: set[str] | None = None,
+    ) -> int:
+        """Queue the current version of ``refs`` (and their children) for their receivers.
+
+        ``extra`` adds targets for the given refs regardless of marks (a pull request).
+        """
+        wanted = set(refs)
+        table = await self.routing_table()
+        expanded = await self._with_children(refs)
+        versions = await self.repo.versions_of(expanded)
+        entries: list[OutboxEntry] = []
+        for ref in expanded:
+            version, op = versions[ref]
+            targets = table.receivers_of(ref) | (extra or set() if ref in wanted else set())
+            for target in sorted(targets):
+                if only is None or target in only:
+                    entries.append(OutboxEntry(target, ref[0], ref[1], version, op))
+        await self.repo.enqueue(entries, now=self.ctx.clock(), force=force)
+        if entries:
+            self.on_queued({e.target for e in entries})
+        return len(entries)
+
+    async def full_sync(self, receiver: str) -> int:
+        """Everything marked that ``receiver`` should hold, queued again (first sync)."""
+        table = await self.routing_table()
+        refs: list[Ref] = []
+        async with self.ctx.store.read() as conn:
+            for kind, key in table.marks:
+                if kind not in KINDS:
+                    continue
+                if key == "*":
+                    refs.extend((kind, k) for k in await all_keys(conn, KINDS[kind]))
+                elif await exists(conn, kind, key):
+                    refs.append((kind, key))
+        return await self.enqueue_resources(refs, only={receiver}, force=True)
+
+    async def _with_children(self, refs: Iterable[Ref]) -> list[Ref]:
+        seen: dict[Ref, None] = {}
+        async with self.ctx.store.read() as conn:
+            stack = list(refs)
+            while stack:
+                ref = stack.pop()
+                if ref in seen or ref[0] not in KINDS:
+                    continue
+                seen[ref] = None
+                stack.extend(await child_keys(conn, ref[0], ref[1]))
+        return list(seen)

@@ -1,0 +1,138 @@
+"""Receiver side of images: pull each received image's blob from its source.
+
+The metadata arrives by push; the data is pulled with ``GET /edge/v1/sync/blobs/<sha256>``
+(signed) into ``images/.sync/<sha256>.part``. After a cut the next attempt asks for
+``Range: bytes=<what we have>-`` and appends, so a large image over a bad link is
+never fetched twice. The finished file must hash to the sha256 the source announced
+before it is moved into the content-addressed blob store and the image turns active;
+otherwise it is dropped and fetched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+from pathlib import Path
+
+import httpx
+
+from edgefed.api.context import SiteContext
+from edgefed.core.errors import EdgefedError
+from edgefed.store.image import BlobStore
+from edgefed.store.sync import Fetch, SyncRepository
+from edgefed.sync.backoff import Backoff
+from edgefed.sync.peers import signed_headers
+
+log = logging.getLogger("edgefed.sync.images")
+
+CHUNK = 1 << 20
+IDLE_SECONDS = 2.0
+
+
+def blob_route(sha256: str) -> str:
+    return f"/edge/v1/sync/blobs/{sha256}"
+
+
+class BlobFetcher:
+    def __init__(self, ctx: SiteContext, repo: SyncRepository, *, backoff: Backoff):
+        self.ctx = ctx
+        self.repo = repo
+        self.backoff = backoff
+        self.blobs = BlobStore(ctx.settings.data_dir)
+        self.partial_dir = self.blobs.root / ".sync"
+        self.wake = asyncio.Event()
+        self.retry_at: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def has_blob(self, sha256: str) -> bool:
+        return self.blobs.path(sha256).exists()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sync-blobs")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            wait = IDLE_SECONDS
+            try:
+                now = self.ctx.clock()
+                for fetch in await self.repo.pending_fetches():
+                    due = self.retry_at.get(fetch.image_id, 0.0)
+                    if due > now:
+                        wait = min(wait, due - now)
+                        continue
+                    await self.fetch(fetch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("image blob fetching failed; retrying")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), max(wait, 0.01))
+
+    async def fetch(self, fetch: Fetch) -> bool:
+        try:
+            if not self.has_blob(fetch.sha256):
+                await self._download(fetch)
+        except (httpx.HTTPError, EdgefedError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.info("blob %s of image %s: %s", fetch.sha256[:12], fetch.image_id, error)
+            await self.repo.fetch_failed(fetch.image_id, error)
+            delay = self.backoff.delay(fetch.attempts + 1, rng=random.Random())
+            self.retry_at[fetch.image_id] = self.ctx.clock() + delay
+            return False
+        await self.repo.fetch_done(fetch.image_id, sha256=fetch.sha256)
+        self.retry_at.pop(fetch.image_id, None)
+        return True
+
+    async def _download(self, fetch: Fetch) -> None:
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        part = self.partial_dir / f"{fetch.sha256}.part"
+        have = part.stat().st_size if part.exists() else 0
+        path = blob_route(fetch.sha256)
+        url = self._source_url(fetch.source) + path
+        headers = signed_headers(self.ctx, method="GET", path=path, body=b"")
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        async with self.ctx.http.stream("GET", url, headers=headers, timeout=60.0) as r:
+            if r.status_code == 416:
+                have = 0
+                part.unlink(missing_ok=True)
+                raise ValueError("the source refused the range; starting over")
+            if r.status_code not in (200, 206):
+                raise ValueError(f"{fetch.source} answered {r.status_code} for the blob")
+            mode = "ab" if r.status_code == 206 else "wb"
+            with part.open(mode) as fh:
+                async for chunk in r.aiter_bytes(CHUNK):
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+        digest = await asyncio.to_thread(_sha256_of, part)
+        if digest != fetch.sha256:
+            part.unlink(missing_ok=True)
+            raise ValueError(f"the blob hashes to {digest}, not {fetch.sha256}; fetching again")
+        self.blobs.root.mkdir(parents=True, exist_ok=True)
+        os.replace(part, self.blobs.path(fetch.sha256))
+
+    def _source_url(self, source: str) -> str:
+        url = self.ctx.peers.get(source)
+        if url is None:
+            raise ValueError(f"source {source} is not an active member of this fleet")
+        return url.rstrip("/")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,111 @@
+"""Progress of synchronisation, as the source sees it, and the tree below it.
+
+Per target: how many resources are pending, in flight, done and failing, with the
+failing ones listed (last error, attempts). A source also asks each of its receivers
+for their own report (signed, with a short timeout), so the top of a hierarchy
+(central → regional → edge) shows the whole tree; a receiver that does not answer is
+shown as unreachable, which is itself useful progress information.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from edgefed.api.context import SiteContext
+from edgefed.core.errors import EdgefedError
+from edgefed.store.sync import DONE, FAILING, INFLIGHT, PENDING, SyncRepository
+from edgefed.sync.peers import signed_call
+
+REPORT_PATH = "/edge/v1/sync/progress/report"
+CHILD_TIMEOUT_SECONDS = 3.0
+MAX_DEPTH = 4
+STATES = (PENDING, INFLIGHT, DONE, FAILING)
+
+
+async def local_report(
+    ctx: SiteContext,
+    repo: SyncRepository,
+    *,
+    kind: str | None = None,
+    key: str | None = None,
+    breakers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    counts = await repo.counts()
+    targets = {
+        target: {
+            **{state: by_state.get(state, 0) for state in STATES},
+            "total": sum(by_state.values()),
+            "breaker": (breakers or {}).get(target, "closed"),
+        }
+        for target, by_state in sorted(counts.items())
+    }
+    for receiver in await repo.list_receivers():
+        targets.setdefault(
+            receiver,
+            {
+                **dict.fromkeys(STATES, 0),
+                "total": 0,
+                "breaker": (breakers or {}).get(receiver, "closed"),
+            },
+        )
+    failing = await repo.entries(states=[FAILING], limit=50)
+    report: dict[str, Any] = {
+        "site": ctx.name,
+        "sources": await repo.list_sources(),
+        "receivers": await repo.list_receivers(),
+        "targets": targets,
+        "failing": [_entry(e) for e in failing],
+        "images": [
+            {k: f[k] for k in ("image_id", "sha256", "source", "state", "attempts", "last_error")}
+            for f in await repo.fetch_states()
+        ],
+    }
+    if kind is not None or key is not None:
+        report["resources"] = [_entry(e) for e in await repo.entries(kind=kind, key=key, limit=500)]
+    return report
+
+
+def _entry(e: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "target": e["target"],
+        "kind": e["kind"],
+        "id": e["key"],
+        "version": e["version"],
+        "op": e["op"],
+        "state": e["state"],
+        "attempts": e["attempts"],
+        "last_error": e["last_error"],
+    }
+
+
+async def tree(
+    ctx: SiteContext, repo: SyncRepository, *, depth: int, breakers: dict[str, str] | None = None,
+    kind: str | None = None, key: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """This site's report with its receivers' trees under ``children``."""
+    report = await local_report(ctx, repo, kind=kind, key=key, breakers=breakers)
+    if depth <= 0:
+        report["children"] = []
+        return report
+    receivers = report["receivers"]
+    answers = await asyncio.gather(*(_child(ctx, name, depth - 1) for name in receivers))
+    report["children"] = list(answers)
+    return report
+
+
+async def _child(ctx: SiteContext, name: str, depth: int) -> dict[str, Any]:
+    try:
+        r = await signed_call(
+            ctx, name, "GET", REPORT_PATH, timeout=CHILD_TIMEOUT_SECONDS,
+            headers={"x-edgefed-sync-depth": str(depth)},
+        )  # fmt: skip
+    except (httpx.HTTPError, EdgefedError) as exc:
+        return {"site": name, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    if r.status_code != 200:
+        return {"site": name, "reachable": False, "error": f"answered {r.status_code}"}
+    body: dict[str, Any] = r.json()
+    body["reachable"] = True
+    return body
