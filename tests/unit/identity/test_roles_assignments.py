@@ -157,3 +157,30 @@ async def test_user_may_list_its_own_assignments_only(site, admin_headers):
     r = await c.get(f"{V3}/role_assignments", params={"user.id": u["id"]}, headers=olga)
     assert r.status_code == 200 and len(r.json()["role_assignments"]) == 1
     assert (await c.get(f"{V3}/role_assignments", headers=olga)).status_code == 403
+
+
+async def test_token_rescoping_sees_role_changes_at_once(site, admin_headers):
+    """The grant cache is invalidated by every identity write."""
+    c, h = site.client, admin_headers
+    p = await create(c, h, "project", name="live")
+    u = await create(c, h, "user", name="liv", password="liv-pw")
+    await c.put(f"{V3}/projects/{p['id']}/users/{u['id']}/roles/{READER}", headers=h)
+    unscoped = (await login(c, "liv", "liv-pw")).headers["x-subject-token"]
+    rescope = {
+        "auth": {
+            "identity": {"methods": ["token"], "token": {"id": unscoped}},
+            "scope": {"project": {"id": p["id"]}},
+        }
+    }
+
+    async def roles() -> set[str]:
+        r = await c.post(f"{V3}/auth/tokens", json=rescope)
+        assert r.status_code == 201, r.text
+        return {x["name"] for x in r.json()["token"]["roles"]}
+
+    assert await roles() == {"reader"}
+    await c.put(f"{V3}/projects/{p['id']}/users/{u['id']}/roles/{MEMBER}", headers=h)
+    assert await roles() == {"member", "reader"}
+    await c.patch(f"{V3}/roles/{MEMBER}", json={"role": {"description": "x"}}, headers=h)
+    await c.put(f"{V3}/projects/{p['id']}/users/{u['id']}/roles/{ADMIN}", headers=h)
+    assert await roles() == {"admin", "member", "reader"}

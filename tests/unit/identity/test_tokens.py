@@ -234,3 +234,36 @@ async def test_catalog_lists_every_fleet_site_as_a_region(site, admin_headers):
     )
     regions = {e["region_id"] for s in r.json()["token"]["catalog"] for e in s["endpoints"]}
     assert regions == {"Berlin", "Paris"}
+
+
+async def test_validation_and_token_rescoping_do_not_touch_the_database(site, admin_headers):
+    """The hot paths are served from memory: with the database unreachable they still work."""
+    import contextlib
+
+    store = site.app.state.ctx.store
+    subject = await site.token()
+    rescope = {
+        "auth": {
+            "identity": {"methods": ["token"], "token": {"id": subject}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
+    headers = {**admin_headers, "X-Subject-Token": subject}
+    assert (await site.client.get("/identity/v3/auth/tokens", headers=headers)).status_code == 200
+    assert (await site.client.post("/identity/v3/auth/tokens", json=rescope)).status_code == 201
+
+    @contextlib.asynccontextmanager
+    async def unreachable():
+        raise AssertionError("the database was used")
+        yield
+
+    original = store.read, store.write
+    store.read = store.write = unreachable  # a fake at the store seam
+    try:
+        r = await site.client.get("/identity/v3/auth/tokens", headers=headers)
+        assert r.status_code == 200
+        r = await site.client.post("/identity/v3/auth/tokens", json=rescope)
+        assert r.status_code == 201
+        assert r.json()["token"]["project"]["name"] == "admin"
+    finally:
+        store.read, store.write = original
