@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import InProcessSite
@@ -163,3 +167,95 @@ async def test_receiver_rejects_inconsistent_data(tmp_path: Path) -> None:
         result = r.json()["results"][0]
         assert result["status"] == "rejected"
         assert "project no-such-project" in result["error"]
+
+
+class FakeCuttingTransport(FleetTransport):
+    """A fleet transport whose first image-blob download dies halfway (a cut link)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cuts_left = 1
+        self.ranges: list[str | None] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if "/edge/v1/sync/blobs/" not in request.url.path:
+            return response
+        self.ranges.append(request.headers.get("range"))
+        if self.cuts_left == 0:
+            return response
+        self.cuts_left -= 1
+        body = await response.aread()
+
+        class HalfThenCut(httpx.AsyncByteStream):
+            async def __aiter__(self):  # type: ignore[override]
+                yield body[: len(body) // 2]
+                raise httpx.ReadError("link cut (test)", request=request)
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=HalfThenCut())
+
+
+async def test_image_arrives_byte_identical_after_a_cut_transfer_resumes(tmp_path: Path) -> None:
+    transport = FakeCuttingTransport()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    async with fleet(tmp_path, ["Berlin", "Denver"], joined=True, transport=transport) as sites:
+        berlin, denver = sites["Berlin"], sites["Denver"]
+        await register(denver, "Berlin")
+        image = await post(
+            berlin,
+            "/image/v2/images",
+            {"name": "cirros", "disk_format": "qcow2", "container_format": "bare"},
+        )
+        image_id = image["id"]
+        r = await berlin.client.put(
+            f"/image/v2/images/{image_id}/file",
+            content=data,
+            headers={**admin(berlin), "Content-Type": "application/octet-stream"},
+        )
+        assert r.status_code == 204, r.text
+        await mark(berlin, "image", image_id, to="Denver")
+
+        async def active() -> bool:
+            r = await denver.client.get(f"/image/v2/images/{image_id}", headers=admin(denver))
+            return r.status_code == 200 and r.json()["status"] == "active"
+
+        await eventually(active, within=30)
+        r = await denver.client.get(f"/image/v2/images/{image_id}/file", headers=admin(denver))
+        assert r.status_code == 200
+        assert hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest()
+        assert transport.ranges[0] is None
+        assert transport.ranges[1] == f"bytes={len(data) // 2}-"  # resumed, not restarted
+
+
+async def test_three_level_hierarchy_converges_and_top_sees_the_edge(tmp_path: Path) -> None:
+    names = ["Central", "Regional", "Edge"]
+    async with fleet(tmp_path, names, joined=True) as sites:
+        central, regional, edge = (sites[n] for n in names)
+        await register(regional, "Central")
+        await register(edge, "Regional")
+        r = await central.client.post(
+            "/compute/v2.1/flavors",
+            json={"flavor": {"name": "edge.small", "ram": 512, "vcpus": 1, "disk": 1}},
+            headers=admin(central),
+        )
+        assert r.status_code == 200, r.text
+        flavor_id = r.json()["flavor"]["id"]
+        await mark(central, "flavor", flavor_id, to="*")
+
+        async def at_edge() -> bool:
+            r = await edge.client.get(f"/compute/v2.1/flavors/{flavor_id}", headers=admin(edge))
+            return r.status_code == 200
+
+        await eventually(at_edge)
+        r = await edge.client.delete(f"/compute/v2.1/flavors/{flavor_id}", headers=admin(edge))
+        assert r.status_code == 409
+        assert "Regional" in r.text  # locked, naming the site it came from
+
+        r = await central.client.get("/edge/v1/sync/progress", headers=admin(central))
+        tree = r.json()["progress"]
+        assert tree["targets"]["Regional"]["done"] >= 1
+        (regional_report,) = tree["children"]
+        assert regional_report["site"] == "Regional"
+        (edge_report,) = regional_report["children"]
+        assert edge_report["site"] == "Edge" and edge_report["reachable"]
+        assert regional_report["targets"]["Edge"]["done"] >= 1

@@ -112,7 +112,7 @@ class BlobFetcher:
                 raise ValueError(f"{fetch.source} answered {r.status_code} for the blob")
             mode = "ab" if r.status_code == 206 else "wb"
             with part.open(mode) as fh:
-                async for chunk in r.aiter_bytes(CHUNK):
+                async for chunk in r.aiter_bytes():
                     fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
