@@ -1,0 +1,168 @@
+"""``edgefed sync``: mark resources, register with a source, watch progress.
+
+    edgefed sync mark project 6f1c… --to '@tier=edge'
+    edgefed sync unmark project 6f1c…
+    edgefed sync marks
+    edgefed sync register --source Central
+    edgefed sync request image 0b3e… [--source Central]
+    edgefed sync status [--watch] [--kind K --id ID]
+
+``status`` prints one progress bar per target (done / total, failing in the count), and
+the same for every site below in the hierarchy, indented; ``--watch`` redraws it in
+place with plain ANSI until interrupted (or ``--count`` redraws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from edgefed.cli.client import (
+    OperatorClient,
+    add_connection_arguments,
+    print_json,
+    print_table,
+    run_command,
+)
+
+SYNC = "/edge/v1/sync"
+BAR_WIDTH = 30
+
+
+def cmd_mark(args: argparse.Namespace, client: OperatorClient) -> int:
+    body = {"mark": {"kind": args.kind, "id": args.id, "to": args.to}}
+    mark = client.request("POST", f"{SYNC}/marks", body=body)["mark"]
+    if args.format == "json":
+        print_json(mark)
+    else:
+        print(f"marked {mark['kind']} {mark['id']} for sync to {mark['to']}")
+    return 0
+
+
+def cmd_unmark(args: argparse.Namespace, client: OperatorClient) -> int:
+    client.request("DELETE", f"{SYNC}/marks/{args.kind}/{args.id}")
+    print(f"unmarked {args.kind} {args.id}")
+    return 0
+
+
+def cmd_marks(args: argparse.Namespace, client: OperatorClient) -> int:
+    marks = client.request("GET", f"{SYNC}/marks")["marks"]
+    if args.format == "json":
+        print_json(marks)
+    else:
+        print_table(marks, ("kind", "id", "to", "origin"))
+    return 0
+
+
+def cmd_register(args: argparse.Namespace, client: OperatorClient) -> int:
+    body = {"registration": {"source": args.source}}
+    reg = client.request("POST", f"{SYNC}/registrations", body=body)["registration"]
+    if args.format == "json":
+        print_json(reg)
+    else:
+        print(
+            f"{reg['receiver']} registered with {reg['source']}; "
+            f"first full sync started ({reg['queued']} deliveries queued)"
+        )
+    return 0
+
+
+def cmd_request(args: argparse.Namespace, client: OperatorClient) -> int:
+    body = {"request": {"kind": args.kind, "id": args.id, "source": args.source}}
+    answer = client.request("POST", f"{SYNC}/requests", body=body)["request"]
+    if args.format == "json":
+        print_json(answer)
+    else:
+        print(f"requested {args.kind} {args.id} from {', '.join(answer['sources'])}")
+    return 0
+
+
+def bar(done: int, total: int, *, width: int = BAR_WIDTH) -> str:
+    fraction = 1.0 if total == 0 else done / total
+    filled = round(fraction * width)
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {fraction * 100:5.1f}%"
+
+
+def render(report: dict[str, Any], *, indent: int = 0) -> list[str]:
+    pad = "  " * indent
+    lines = [f"{pad}{report.get('site', '?')}"]
+    if report.get("reachable") is False:
+        return [f"{pad}{report.get('site', '?')}  unreachable: {report.get('error', '')}"]
+    for target, t in sorted(report.get("targets", {}).items()):
+        lines.append(
+            f"{pad}  -> {target:<14} {bar(t['done'], t['total'])} "
+            f"{t['done']}/{t['total']} done, {t['pending']} pending, {t['inflight']} in flight, "
+            f"{t['failing']} failing, breaker {t['breaker']}"
+        )
+    for f in report.get("failing", [])[:5]:
+        lines.append(
+            f"{pad}     ! {f['kind']} {f['id']} -> {f['target']}: "
+            f"{f['last_error']} (attempts {f['attempts']})"
+        )
+    for image in report.get("images", []):
+        if image["state"] != "done":
+            lines.append(
+                f"{pad}     image {image['image_id']} from {image['source']}: {image['state']}"
+            )
+    for child in report.get("children", []):
+        lines.extend(render(child, indent=indent + 2))
+    return lines
+
+
+def cmd_status(args: argparse.Namespace, client: OperatorClient) -> int:
+    params = {"kind": args.kind, "id": args.id}
+    rounds = 0
+    previous = 0
+    while True:
+        report = client.request("GET", f"{SYNC}/progress", params=params)["progress"]
+        if args.format == "json":
+            print_json(report)
+            return 0
+        lines = render(report)
+        for r in report.get("resources", []):
+            lines.append(
+                f"  {r['kind']} {r['id']} -> {r['target']}: {r['state']} (v{r['version']}, "
+                f"attempts {r['attempts']}){' ' + r['last_error'] if r['last_error'] else ''}"
+            )
+        if args.watch and previous:
+            sys.stdout.write(f"\x1b[{previous}F\x1b[J")
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        previous = len(lines)
+        rounds += 1
+        if not args.watch or (args.count and rounds >= args.count):
+            return 0
+        time.sleep(args.interval)  # the refresh cadence of --watch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="sync_command", required=True)
+
+    def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        add_connection_arguments(p)
+        p.set_defaults(func=lambda args: run_command(args, func))
+        return p
+
+    p = command("mark", "mark a resource for sync to a target set", cmd_mark)
+    p.add_argument("kind", help="project, user, group, role, role_assignment, flavor, …")
+    p.add_argument("id", help="the resource id, or '*' for every resource of the kind")
+    p.add_argument("--to", required=True, help="sites, '@key=value', '*', comma-separated")
+    p = command("unmark", "remove a sync mark", cmd_unmark)
+    p.add_argument("kind")
+    p.add_argument("id")
+    command("marks", "list the sync marks", cmd_marks)
+    p = command("register", "register this site as a receiver of a source", cmd_register)
+    p.add_argument("--source", required=True)
+    p = command("request", "ask a source for one resource (an image) now", cmd_request)
+    p.add_argument("kind")
+    p.add_argument("id")
+    p.add_argument("--source", default=None)
+    p = command("status", "sync progress per target, with the sites below", cmd_status)
+    p.add_argument("--watch", action="store_true", help="redraw until interrupted")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--count", type=int, default=0, help="with --watch: stop after N redraws")
+    p.add_argument("--kind", default=None)
+    p.add_argument("--id", default=None)
