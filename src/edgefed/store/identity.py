@@ -203,8 +203,12 @@ def identity_generation(store: Store) -> int:
     return _generations.get(store, 0)
 
 
-def _bump(store: Store) -> None:
+def mark_identity_changed(store: Store) -> None:
+    """Call after writing identity rows outside ``IdentityRepository`` (the sync receiver)."""
     _generations[store] = _generations.get(store, 0) + 1
+
+
+_bump = mark_identity_changed
 
 
 class IdentityRepository:
