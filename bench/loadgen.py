@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -296,6 +297,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
     payload = json.dumps(asdict(spec))
     out = subprocess.run(
         [sys.executable, "-m", "bench.loadgen"],
+        cwd=Path(__file__).resolve().parent.parent,  # where the bench package is importable
         input=payload,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from bench.loadgen import LoadSpec, drive
+from bench.loadgen import LoadSpec, drive, run_load
 
 
 @dataclass
@@ -152,3 +152,9 @@ def test_warm_up_requests_are_not_counted(tiny: TinyServer) -> None:
     result = drive(spec(tiny, warmup_s=0.3, duration_s=0.3, max_requests=1_000_000))
 
     assert tiny.answered > result.requests > 0
+
+
+def test_run_load_drives_from_its_own_process(tiny: TinyServer) -> None:
+    result = run_load(spec(tiny, max_requests=200))
+
+    assert result.ok == tiny.answered == 200 and result.errors == 0
