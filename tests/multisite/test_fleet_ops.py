@@ -128,8 +128,7 @@ async def test_an_offline_site_is_shown_offline_with_the_reason(tmp_path: Path) 
         monitor: HealthMonitor = ctx_of(eu).services["fleet.monitor"]
         transport.cut.add("paris.test")
         monitor.watch.started -= 100  # as if the monitor had been watching for a while
-        ctx_of(eu).fleet.last_seen["Paris"] = monitor.watch.now() - 60  # type: ignore[union-attr]
-        monitor.watch.probed_ok.pop("Paris", None)
+        monitor.watch.probed_ok["Paris"] = monitor.watch.now() - 60
         await monitor.tick()
         r = await eu.client.get("/edge/v1/fleet/status", headers=admin(eu))
         paris = next(s for s in r.json()["fleet_status"]["sites"] if s["name"] == "Paris")

@@ -27,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     host_p = sub.add_parser("host", help="the site's hosts inventory, host agent, provisioning")
     host_cli.add_arguments(host_p)
 
+    from edgefed.cli import alarms as alarms_cli
+    from edgefed.cli import fleet as fleet_cli
+
+    fleet_p = sub.add_parser("fleet", help="fleet status (aggregated) and remote control")
+    fleet_cli.add_arguments(fleet_p)
+    alarms_p = sub.add_parser("alarms", help="alarms of a scope of sites; raise, clear")
+    alarms_cli.add_arguments(alarms_p)
+
     from edgefed.cli import sync as sync_cli
 
     sync_p = sub.add_parser("sync", help="metadata sync: marks, registration, progress")

@@ -52,10 +52,13 @@ async def test_the_watch_turns_a_silent_peer_offline_and_back(tmp_path: Path) ->
         clock = [1000.0]
         watch = PeerWatch(ctx, now=lambda: clock[0])
         assert ctx.fleet is not None
-        ctx.fleet.last_seen["Denver"] = 1000.0
+        watch.probed_ok["Denver"] = 1000.0
         assert watch.assess()["Denver"].status is Condition.ONLINE
         clock[0] = 1007.0
         assert watch.assess()["Denver"].status is Condition.OFFLINE
         assert watch.quiet_peers() == ["Denver"]
+        ctx.fleet.last_seen["Denver"] = 1006.0  # Denver's gossip reaching us is not enough
+        assert watch.assess()["Denver"].status is Condition.OFFLINE
+        assert "still reached us" in watch.assess()["Denver"].reason
         await watch.probe(["Denver"])  # Denver answers the ping
         assert watch.assess()["Denver"].status is Condition.ONLINE

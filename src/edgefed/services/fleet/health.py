@@ -1,11 +1,12 @@
 """Peer health: online, degraded or offline, with the reason, within seconds.
 
-A peer is *online* when it answered (gossip, or this monitor's own probe) within
+A peer is *online* when this site reached it (its probe answered) within
 ``peer_timeout_seconds``; *offline* past it, with how long ago it was last heard (or
 that it never was); *degraded* when it answers but its RTT is above
-``degraded_rtt_ms``. Gossip talks to a random sample of peers in a large fleet, so the
-monitor pings (``GET /edge/v1/ping``) any peer not heard from for half the timeout:
-the verdict never rests on sampling luck.
+``degraded_rtt_ms``. The monitor pings (``GET /edge/v1/ping``) every peer it has not
+reached for half the timeout. Gossip is not the signal: it talks to a random sample of
+peers in a large fleet, and an inbound gossip proves the peer can reach us, not that
+we can reach it (an asymmetric partition).
 
 ``assess_peer`` is the state machine, a pure function of the times; the monitor
 feeds it the fleet view and a monotonic clock (injectable for tests).
@@ -14,6 +15,7 @@ feeds it the fleet view and a monotonic clock (injectable for tests).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,10 +109,15 @@ class PeerWatch:
         return [n for n in self.ctx.fleet.site_names() if n != self.ctx.name]
 
     def last_contact(self, name: str) -> float | None:
-        seen = self.ctx.fleet.last_seen.get(name) if self.ctx.fleet is not None else None
-        probed = self.probed_ok.get(name)
-        known = [t for t in (seen, probed) if t is not None]
-        return max(known) if known else None
+        """When this site last *reached* the peer (its own outbound probe answered).
+
+        Inbound gossip does not count: a peer that can still send to us but that we
+        cannot reach (an asymmetric partition) is unreachable from here.
+        """
+        return self.probed_ok.get(name)
+
+    def heard_from(self, name: str) -> float | None:
+        return self.ctx.fleet.last_seen.get(name) if self.ctx.fleet is not None else None
 
     def assess(self) -> dict[str, PeerHealth]:
         now = self.now()
@@ -128,6 +135,16 @@ class PeerWatch:
                 degraded_rtt_ms=settings.degraded_rtt_ms,
                 last_error=self.last_error.get(name),
             )
+            heard = self.heard_from(name)
+            health = out[name]
+            if (
+                health.status is Condition.OFFLINE
+                and heard is not None
+                and now - heard < 2 * (settings.peer_timeout_seconds)
+            ):
+                out[name] = dataclasses.replace(
+                    health, reason=health.reason + f"; it still reached us {now - heard:.0f} s ago"
+                )
         return out
 
     def quiet_peers(self) -> list[str]:
