@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_STAMP := .cache/system-deps
 # Debian packages the suite needs: a PostgreSQL server for the PostgreSQL run of the suite,
-# debootstrap for the Debian root file system the provisioning test runs its roles in.
-DEBIAN_PACKAGES := postgresql debootstrap
+# debootstrap for the Debian root file system the provisioning test runs its roles in,
+# chromium for the dashboard's browser tests (Playwright drives the system browser).
+DEBIAN_PACKAGES := postgresql debootstrap chromium
 PYTEST_ARGS ?=
 
 .PHONY: run test lint check unit e2e postgres-test bench migrations clean system-deps venv
