@@ -1,4 +1,4 @@
-"""``python -m bench [identity] [footprint] [--duration S] [--connections N]``.
+"""``python -m bench [identity] [footprint] [--duration S] [--rounds N] [--connections N]``.
 
 Runs every benchmark, or the ones named, prints each one's table and writes its
 figures to ``bench/out/<name>.json``. A benchmark is never a pass/fail test: it
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-requests", type=int, default=2_000_000, help="hard cap on requests per measurement"
     )
     parser.add_argument("--starts", type=int, default=3, help="site starts for the median")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="identity: alternating rounds, the best is kept"
+    )
     args = parser.parse_args(argv)
     settings = {
         "duration_s": args.duration,
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "max_requests": args.max_requests,
         "starts": args.starts,
+        "rounds": args.rounds,
     }
     OUT_DIR.mkdir(exist_ok=True)
     failed = 0

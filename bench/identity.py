@@ -140,6 +140,19 @@ def measure(target: Target, spec: LoadSpec) -> dict[str, Any]:
     return figures
 
 
+def keep_best(server: dict[str, Any], phase: str, figures: dict[str, Any]) -> None:
+    """Keep the round with the most successes per second; remember every round's rate.
+
+    Background work on the machine only ever slows a server down, so the best round is
+    the one least disturbed (the usual reading of repeated benchmark runs).
+    """
+    previous = server.get(phase)
+    rounds = [*previous["rps_per_round"], figures["rps"]] if previous else [figures["rps"]]
+    if previous is None or figures["rps"] > previous["rps"]:
+        server[phase] = figures
+    server[phase]["rps_per_round"] = rounds
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process and its children (Keystone is master + worker)."""
     total_kib = 0
@@ -196,10 +209,15 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             except (RuntimeError, httpx.HTTPError, KeyError) as exc:
                 servers[name] = {"error": str(exc)}
                 plans.pop(name, None)
-        for phase in ("validate", "issue"):
-            for name, plan in plans.items():
-                print(f"bench identity: {phase} on {name}…", flush=True)
-                servers.setdefault(name, {})[phase] = measure(targets[name], plan[phase])
+        rounds = max(1, int(settings.get("rounds", 1)))
+        for round_no in range(1, rounds + 1):
+            for phase in ("validate", "issue"):
+                for name, plan in plans.items():
+                    print(
+                        f"bench identity: round {round_no}/{rounds}, {phase} on {name}…", flush=True
+                    )
+                    figures = measure(targets[name], plan[phase])
+                    keep_best(servers.setdefault(name, {}), phase, figures)
         for name in plans:
             servers[name]["rss_mib_after_load"] = rss_mib(targets[name].pid)
     finally:
@@ -233,9 +251,10 @@ def ratios(servers: dict[str, Any]) -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> str:
     lines = [
-        "identity: requests/s of one edgefed site vs Keystone (same machine, same run)",
+        "identity: requests/s of one edgefed site vs Keystone (same machine, same run;"
+        " best round shown)",
         f"{'server':<9} {'phase':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>7} {'conns':>6} {'cpu':>5} {'req/cpu-s':>9}",
+        f"{'errors':>7} {'conns':>6} {'cpu':>5} {'req/cpu-s':>9}  req/s per round",
     ]
     for name, figures in results["servers"].items():
         if "error" in figures:
@@ -248,7 +267,7 @@ def render(results: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<9} {phase:<9} {f['rps']:>9.1f} {f['p50_ms']:>8.1f} {f['p99_ms']:>8.1f} "
                 f"{f['errors']:>7} {f['connects']:>6} {f['server_cpu_share']:>5.2f} "
-                f"{f['req_per_cpu_s']:>9.1f}"
+                f"{f['req_per_cpu_s']:>9.1f}  {'/'.join(f'{r:.0f}' for r in f['rps_per_round'])}"
             )
         lines.append(f"{name:<9} RSS after load: {figures.get('rss_mib_after_load')} MiB")
     for phase, r in results["ratios"].items():
