@@ -26,9 +26,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 HEADER_END = b"\r\n\r\n"
@@ -107,6 +108,13 @@ class _Run:
         self.deadline = 0.0
         self.done = asyncio.Event()
         self.open_connections = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Start a task and hold a reference until it ends (the loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def may_send(self) -> bool:
         return self.sent < self.spec.max_requests and time.perf_counter() < self.deadline
@@ -172,9 +180,8 @@ class _Connection(asyncio.Protocol):
         if reconnect and self.in_flight:
             self.started = 0.0  # the lost request is an error, not a latency sample
         self.in_flight = False
-        loop = asyncio.get_running_loop()
         if reconnect:
-            loop.create_task(_connect(self.run, started=self.started))
+            self.run.spawn(_connect(self.run, started=self.started))
         else:
             self.run.open_connections -= 1
             if self.run.open_connections == 0:
@@ -244,7 +251,7 @@ async def _phase(run: _Run, seconds: float, *, measuring: bool) -> float:
     run.open_connections = run.spec.connections
     begin = time.perf_counter()
     for _ in range(run.spec.connections):
-        asyncio.get_running_loop().create_task(_connect(run))
+        run.spawn(_connect(run))
     try:
         await asyncio.wait_for(run.done.wait(), timeout=seconds + 30)
     except TimeoutError:
