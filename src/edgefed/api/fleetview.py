@@ -25,6 +25,8 @@ class FleetView:
         self.rtt: dict[str, dict[str, float]] = {}
         # Last time a peer answered (monotonic seconds), for health.
         self.last_seen: dict[str, float] = {}
+        # Peers the health monitor finds offline, with the reason (the router fails fast).
+        self.down: dict[str, str] = {}
 
     def apply(self, entries: Iterable[SiteEntry]) -> None:
         for entry in entries:

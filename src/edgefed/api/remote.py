@@ -79,6 +79,9 @@ async def ask_scope(
         base = ctx.fleet_sites().get(site)
         if base is None:
             return RemoteAnswer(site=site, status=503, body=b"", error="unknown site")
+        down = ctx.fleet.down.get(site) if ctx.fleet is not None else None
+        if down is not None:
+            return RemoteAnswer(site=site, status=503, body=b"", error=f"offline ({down})")
         try:
             r = await ctx.http.request(
                 method,

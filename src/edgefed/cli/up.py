@@ -18,6 +18,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -46,6 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--base-port", type=int, default=7001, help="first port (0: pick free ports)"
     )
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--rtt",
+        type=_rtt,
+        default=None,
+        metavar="MS",
+        help="put an emulated WAN link with this RTT (e.g. 50ms) in front of every site: "
+        "inter-site traffic crosses it",
+    )
+
+
+def _rtt(text: str) -> float:
+    value = text.strip().lower().removesuffix("ms").strip()
+    try:
+        rtt = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--rtt takes milliseconds, e.g. 50ms (got {text!r})"
+        ) from exc
+    if not 0 <= rtt <= 10_000:
+        raise argparse.ArgumentTypeError("--rtt must be between 0 and 10000 ms")
+    return rtt
 
 
 def _password(directory: Path) -> str:
@@ -60,15 +82,29 @@ def _password(directory: Path) -> str:
     return password
 
 
-def _config(directory: Path, name: str, index: int, args: argparse.Namespace) -> Path:
+def _config(
+    directory: Path, name: str, index: int, args: argparse.Namespace, wan: Any = None
+) -> Path:
     site_dir = (directory / name.lower()).resolve()
     site_dir.mkdir(parents=True, exist_ok=True)
     loc = DEFAULT_SITES.get(name, {"lat": 0.0, "lon": 0.0, "country": "", "region": ""})
     port = 0 if args.base_port == 0 else args.base_port + index
+    extra = []
+    if wan is not None:
+        from edgefed.testkit.process import free_port
+        from edgefed.testkit.wan import LinkProfile
+
+        if port == 0:
+            port = free_port(args.host)
+        link = wan.add_link(
+            server=name, target=(args.host, port), profile=LinkProfile(rtt_ms=args.rtt)
+        )
+        extra.append(f'public_url = "{link.url}"')
     lines = [
         f'name = "{name}"',
         f'host = "{args.host}"',
         f"port = {port}",
+        *extra,
         f'data_dir = "{site_dir}"',
         f'labels = {{ region = "{loc["region"]}" }}',
         "",
@@ -173,7 +209,12 @@ async def _up(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.sites.split(",") if n.strip()]
     directory: Path = args.dir
     password = _password(directory)
-    configs = [_config(directory, n, i, args) for i, n in enumerate(names)]
+    wan = None
+    if args.rtt is not None:
+        from edgefed.testkit.wan import Wan
+
+        wan = Wan().start()
+    configs = [_config(directory, n, i, args, wan) for i, n in enumerate(names)]
     # The first site starts alone; it enrolls the others, which join it as they start.
     results: list[RunningSite | BaseException] = list(
         await asyncio.gather(_start(names[0], configs[0], password), return_exceptions=True)
@@ -204,6 +245,8 @@ async def _up(args: argparse.Namespace) -> int:
         print("\nedgefed fleet is up (one fleet: each site trusts the others' tokens):\n")
         for s in sites:
             print(f"  {s.name:<8} {s.url}   identity: {s.url}/identity/v3")
+        if wan is not None:
+            print(f"\n  sites reach each other over emulated WAN links of {args.rtt:g} ms RTT")
         print(f"\n  admin user: admin   password: {password}   project: admin")
         print(f"  dashboard:  {sites[0].url}/dashboard")
         print(f"  clouds.yaml: {clouds}\n")
@@ -222,6 +265,8 @@ async def _up(args: argparse.Namespace) -> int:
         return 0
     finally:
         await _stop_all(sites)
+        if wan is not None:
+            wan.stop()
 
 
 async def _stop_all(sites: list[RunningSite]) -> None:

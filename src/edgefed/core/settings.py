@@ -89,6 +89,8 @@ class SiteSettings:
     # Fleet: a one-time enrollment token to join at start, and the gossip cadence.
     join_token: str | None = None
     gossip_interval_seconds: float = 2.0
+    # How long the scope router waits for one site's answer.
+    scope_call_timeout_seconds: float = 30.0
     # A peer that has not answered for this long is considered unreachable.
     peer_timeout_seconds: float = 6.0
     # Fleet operations: the sites (a scope expression, e.g. "@region=eu") this site

@@ -82,9 +82,8 @@ def header(scope: AsgiScope, name: bytes) -> bytes | None:
 
 
 class ScopeRouter:
-    def __init__(self, app: ASGIApp, *, call_timeout: float = 30.0, max_buffer: int = 64 << 20):
+    def __init__(self, app: ASGIApp, *, max_buffer: int = 64 << 20):
         self.app = app
-        self.call_timeout = call_timeout
         self.max_buffer = max_buffer
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
@@ -140,6 +139,12 @@ class ScopeRouter:
                 scope, receive, send
             )
             return
+        down = _down_reason(ctx, site)
+        if down is not None:
+            await fault_response(scope["path"], 503, f"site {site} is offline: {down}")(
+                scope, receive, send
+            )
+            return
 
         async def body_stream() -> Any:
             while True:
@@ -155,7 +160,7 @@ class ScopeRouter:
             _target(url, scope),
             headers=_forward_headers(scope, ctx.name),
             content=body_stream() if _has_body(scope) else None,
-            timeout=self.call_timeout,
+            timeout=ctx.settings.scope_call_timeout_seconds,
         )
         try:
             response = await ctx.http.send(request, stream=True)
@@ -297,7 +302,7 @@ class ScopeRouter:
                 _target(url, scope),
                 headers=_forward_headers(scope, ctx.name),
                 content=body if body else None,
-                timeout=self.call_timeout,
+                timeout=ctx.settings.scope_call_timeout_seconds,
             )
         except httpx.HTTPError as exc:
             return SiteAnswer(site=site, status=503, error=f"no answer: {_describe(exc)}")
@@ -311,6 +316,12 @@ class ScopeRouter:
             ],
             body=response.content,
         )
+
+
+def _down_reason(ctx: SiteContext, site: str) -> str | None:
+    if ctx.fleet is None:
+        return None
+    return ctx.fleet.down.get(site)
 
 
 def _fleet(ctx: SiteContext) -> Any:

@@ -44,6 +44,11 @@ class HealthMonitor:
         if probe:
             await self.watch.probe(self.watch.quiet_peers())
         self.peers = self.watch.assess()
+        if self.ctx.fleet is not None:
+            # Shared with the scope router: a '|' skips a site known to be offline at once.
+            self.ctx.fleet.down = {
+                name: h.reason for name, h in self.peers.items() if h.status is Condition.OFFLINE
+            }
         await self._reconcile_peers(self.peers)
         await self._check_capacity()
         await self._check_hosts()
