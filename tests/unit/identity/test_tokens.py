@@ -267,3 +267,21 @@ async def test_validation_and_token_rescoping_do_not_touch_the_database(site, ad
         assert r.json()["token"]["project"]["name"] == "admin"
     finally:
         store.read, store.write = original
+
+
+async def test_old_revocation_events_are_pruned_at_start(tmp_path):
+    from edgefed.store.revocations import RevocationRepository
+    from edgefed.testkit.inprocess import run_site, site_settings
+
+    settings = site_settings(tmp_path / "s")
+    now = [1_700_000_000.0]
+    async with run_site(settings, clock=lambda: now[0]) as s:
+        token = await s.token()
+        r = await s.client.delete(
+            "/identity/v3/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token}
+        )
+        assert r.status_code == 204
+        assert len(await RevocationRepository(s.app.state.ctx.store).all_since(0)) == 1
+    now[0] += 3 * 86400
+    async with run_site(settings, clock=lambda: now[0]) as s:
+        assert await RevocationRepository(s.app.state.ctx.store).all_since(0) == []

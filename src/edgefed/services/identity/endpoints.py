@@ -1,7 +1,7 @@
-"""/v3/regions, /v3/services and /v3/endpoints.
+"""/v3/services and /v3/endpoints.
 
-The lists include the generated catalog: one region per fleet site (ID = site name),
-one service per service type this site serves, three endpoints per (site, service).
+The lists include the generated catalog: one service per service type this site
+serves, three endpoints per (fleet site, service).
 Generated entries cannot be changed through the API (409): they follow the fleet
 registry. Entries created through the API are stored and added to every token catalog.
 """
@@ -20,33 +20,22 @@ from edgefed.core.ids import new_hex_id
 from edgefed.services.identity.catalog import generated_endpoints, generated_services
 from edgefed.services.identity.common import query_flag
 from edgefed.services.identity.guard import authorize
+from edgefed.services.identity.regions import find_region
 from edgefed.services.identity.schemas import (
     EndpointCreateBody,
     EndpointUpdateBody,
-    RegionCreateBody,
-    RegionUpdateBody,
     ServiceCreateBody,
     ServiceUpdateBody,
 )
 from edgefed.services.identity.state import IdentityState, identity_state
 from edgefed.services.identity.views import collection, links
-from edgefed.store.identity import endpoints, regions, services
+from edgefed.store.identity import endpoints, services
 
 router = APIRouter()
 GENERATED = "is generated from the fleet registry and cannot be changed through the API."
 
 
 # ---- views -------------------------------------------------------------------------------
-
-
-def region_view(state: IdentityState, row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **row.get("extra", {}),
-        "id": row["id"],
-        "description": row.get("description", ""),
-        "parent_region_id": row.get("parent_region_id"),
-        "links": links(state, f"/regions/{row['id']}"),
-    }
 
 
 def service_view(state: IdentityState, row: dict[str, Any]) -> dict[str, Any]:
@@ -75,13 +64,6 @@ def endpoint_view(state: IdentityState, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _generated_regions(state: IdentityState) -> dict[str, dict[str, Any]]:
-    return {
-        name: {"id": name, "description": f"edgefed site {name}", "parent_region_id": None}
-        for name in sorted(state.ctx.fleet_sites())
-    }
-
-
 def _generated_services(state: IdentityState) -> dict[str, dict[str, Any]]:
     return {
         s.id: {"id": s.id, "type": s.type, "name": s.name, "description": "", "enabled": True}
@@ -101,102 +83,6 @@ def _generated_endpoints(state: IdentityState) -> dict[str, dict[str, Any]]:
         }
         for e in generated_endpoints(state)
     }
-
-
-# ---- regions -----------------------------------------------------------------------------
-
-
-@router.post("/v3/regions", status_code=201)
-async def create_region(
-    body: RegionCreateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "create_region")
-    r = body.region
-    region_id = r.id or new_hex_id()
-    if region_id in _generated_regions(state):
-        raise Conflict(f"Region {region_id} {GENERATED}")
-    row = await state.repo.create(
-        regions,
-        {
-            "id": region_id,
-            "description": r.description or "",
-            "parent_region_id": r.parent_region_id,
-            "extra": r.extras(),
-        },
-        what="region",
-    )
-    return Json({"region": region_view(state, row)}, status_code=201)
-
-
-@router.get("/v3/regions")
-async def list_regions(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    rows = [*_generated_regions(state).values(), *await state.repo.list_rows(regions)]
-    parent = request.query_params.get("parent_region_id")
-    if parent is not None:
-        rows = [r for r in rows if r.get("parent_region_id") == parent]
-    return Json(
-        collection(state, "regions", (region_view(state, r) for r in rows), path="/regions")
-    )
-
-
-async def _region(state: IdentityState, region_id: str) -> dict[str, Any]:
-    generated = _generated_regions(state).get(region_id)
-    if generated is not None:
-        return generated
-    row = await state.repo.get(regions, region_id)
-    if row is None:
-        raise NotFound(f"Could not find region: {region_id}.")
-    return row
-
-
-@router.get("/v3/regions/{region_id}")
-async def get_region(
-    region_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    return Json({"region": region_view(state, await _region(state, region_id))})
-
-
-@router.patch("/v3/regions/{region_id}")
-async def update_region(
-    region_id: str,
-    body: RegionUpdateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "update_region")
-    if region_id in _generated_regions(state):
-        raise Conflict(f"Region {region_id} {GENERATED}")
-    row = await _region(state, region_id)
-    changes = body.region.given()
-    if "description" in changes and changes["description"] is None:
-        changes["description"] = ""
-    if body.region.extras():
-        changes["extra"] = {**row["extra"], **body.region.extras()}
-    updated = await state.repo.update(regions, region_id, changes, what="region")
-    assert updated is not None
-    return Json({"region": region_view(state, updated)})
-
-
-@router.delete("/v3/regions/{region_id}", status_code=204)
-async def delete_region(
-    region_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    authorize(principal, "delete_region")
-    if region_id in _generated_regions(state):
-        raise Conflict(f"Region {region_id} {GENERATED}")
-    await _region(state, region_id)
-    await state.repo.delete(regions, region_id)
-    return Response(status_code=204)
 
 
 # ---- services ----------------------------------------------------------------------------
@@ -312,7 +198,7 @@ async def create_endpoint(
         raise ValidationFailed(f"Could not find service: {e.service_id}.", field="service_id")
     region_id = e.region_id or e.region
     if region_id is not None:
-        await _region(state, region_id)
+        await find_region(state, region_id)
     row = await state.repo.create(
         endpoints,
         {
@@ -385,7 +271,7 @@ async def update_endpoint(
     if "region" in changes:
         changes["region_id"] = changes.pop("region")
     if "region_id" in changes:
-        await _region(state, changes["region_id"])
+        await find_region(state, changes["region_id"])
     if "service_id" in changes and await state.repo.get(services, changes["service_id"]) is None:
         raise ValidationFailed(
             f"Could not find service: {changes['service_id']}.", field="service_id"

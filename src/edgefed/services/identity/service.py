@@ -7,6 +7,8 @@ starts, so they can all rely on it.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
@@ -19,6 +21,7 @@ from edgefed.services.identity import (
     endpoints,
     groups,
     projects,
+    regions,
     roles,
     tokens,
     users,
@@ -26,6 +29,7 @@ from edgefed.services.identity import (
 )
 from edgefed.services.identity.bootstrap import bootstrap
 from edgefed.services.identity.state import state_for
+from edgefed.store.revocations import RevocationRepository
 
 
 def build_router() -> APIRouter:
@@ -40,6 +44,7 @@ def build_router() -> APIRouter:
         roles,
         assignments,
         assignment_list,
+        regions,
         endpoints,
         app_credentials,
     ):
@@ -50,6 +55,17 @@ def build_router() -> APIRouter:
 async def on_start(ctx: SiteContext) -> None:
     state_for(ctx)
     await bootstrap(ctx)
+    await prune_revocations(ctx)
+
+
+async def prune_revocations(ctx: SiteContext) -> None:
+    """Forget revocation events that can no longer match an unexpired token.
+
+    A token lives at most ``token_ttl_seconds`` (re-scoping keeps the parent's expiry),
+    so an event older than that (plus a day of slack for clock skew) is dead weight.
+    """
+    horizon = ctx.clock() - ctx.settings.token_ttl_seconds - 86400
+    await RevocationRepository(ctx.store).prune(dt.datetime.fromtimestamp(horizon, dt.UTC))
 
 
 def build() -> ServiceSpec:

@@ -50,7 +50,7 @@ class IdentityState:
             self.bodies.popitem(last=False)
 
 
-def identity_state(conn: HTTPConnection) -> IdentityState:
+async def identity_state(conn: HTTPConnection) -> IdentityState:
     """FastAPI dependency: this site's identity state."""
     return state_for(site_context(conn))
 
