@@ -102,3 +102,32 @@ def test_openstacksdk_lists_identity_resources(site_process):
         assert unversioned.identity.get_project(unversioned.current_project_id).name == "admin"
     finally:
         unversioned.close()
+
+
+def test_tokens_survive_a_restart_and_revocations_too(site_process):
+    """Keys persist in data_dir/keys and revocation events in the database."""
+    base = f"{site_process.url}/identity/v3"
+    auth = {
+        "identity": {
+            "methods": ["password"],
+            "password": {
+                "user": {"name": "admin", "domain": {"id": "default"},
+                         "password": site_process.password},
+            },
+        },
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+    }  # fmt: skip
+    with httpx.Client(timeout=30) as http:
+        kept = http.post(f"{base}/auth/tokens", json={"auth": auth}).headers["x-subject-token"]
+        gone = http.post(f"{base}/auth/tokens", json={"auth": auth}).headers["x-subject-token"]
+        r = http.delete(
+            f"{base}/auth/tokens", headers={"X-Auth-Token": kept, "X-Subject-Token": gone}
+        )
+        assert r.status_code == 204
+    site_process.restart()
+    base = f"{site_process.url}/identity/v3"
+    with httpx.Client(timeout=30) as http:
+        r = http.get(f"{base}/auth/tokens", headers={"X-Auth-Token": kept, "X-Subject-Token": kept})
+        assert r.status_code == 200
+        r = http.get(f"{base}/auth/catalog", headers={"X-Auth-Token": gone})
+        assert r.status_code == 401
