@@ -285,3 +285,11 @@ async def test_old_revocation_events_are_pruned_at_start(tmp_path):
     now[0] += 3 * 86400
     async with run_site(settings, clock=lambda: now[0]) as s:
         assert await RevocationRepository(s.app.state.ctx.store).all_since(0) == []
+
+
+async def test_malformed_scope_is_400_even_with_a_wrong_password(site):
+    for scope in ({"system": {"all": 1}}, {"project": {"name": "admin"}}, {"nothing": {}}, "x"):
+        r = await site.client.post(
+            "/identity/v3/auth/tokens", json=password_auth(password="wrong", scope=scope)
+        )
+        assert r.status_code == 400, (scope, r.text)

@@ -160,8 +160,9 @@ async def requested_target(state: IdentityState, scope: Any, who: Authenticated)
             raise Unauthorized("Application credentials cannot request a scope.")
         return "project", str(who.app_credential["project_id"])
     if scope is None or scope == "unscoped":
-        user = await state.repo.get(users, who.user_id)
-        default_project = user["default_project_id"] if user else None
+        unscoped = await grant_for(state, user_id=who.user_id, target_type=UNSCOPED[0],
+                                   target_id=UNSCOPED[1])  # fmt: skip
+        default_project = unscoped.user["default_project_id"]
         if default_project:
             try:
                 await grant_for(
@@ -192,6 +193,38 @@ async def requested_target(state: IdentityState, scope: Any, who: Authenticated)
             raise ValidationFailed("scope.system must be {'all': true}", field="scope.system")
         return "system", SYSTEM_TARGET
     raise ValidationFailed("scope must name a project, a domain or the system", field="scope")
+
+
+def _domain_ref_shape(ref: Any, where: str) -> None:
+    ref = _object(ref, where)
+    if "id" in ref:
+        _string(ref["id"], f"{where}.id")
+    elif "name" in ref:
+        _string(ref["name"], f"{where}.name")
+    else:
+        raise ValidationFailed(f"'{where}' needs an 'id' or a 'name'", field=where)
+
+
+def check_scope_shape(scope: Any) -> None:
+    """Reject a malformed scope with a 400 before any credential is checked (as Keystone)."""
+    if scope is None or scope == "unscoped":
+        return
+    scope = _object(scope, "scope")
+    if "project" in scope:
+        ref = _object(scope["project"], "scope.project")
+        if "id" in ref:
+            _string(ref["id"], "scope.project.id")
+            return
+        _string(_required(ref, "name", "scope.project"), "scope.project.name")
+        _domain_ref_shape(_required(ref, "domain", "scope.project"), "scope.project.domain")
+    elif "domain" in scope:
+        _domain_ref_shape(scope["domain"], "scope.domain")
+    elif "system" in scope:
+        system = _object(scope["system"], "scope.system")
+        if system.get("all") is not True:
+            raise ValidationFailed("scope.system must be {'all': true}", field="scope.system")
+    else:
+        raise ValidationFailed("scope must name a project, a domain or the system", field="scope")
 
 
 async def restrict_to_app_credential(

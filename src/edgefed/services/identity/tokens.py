@@ -27,6 +27,7 @@ from edgefed.services.identity.grants import effective_roles
 from edgefed.services.identity.issuance import (
     authenticate,
     build_claims,
+    check_scope_shape,
     requested_target,
     restrict_to_app_credential,
 )
@@ -59,6 +60,7 @@ async def issue_token(request: Request, state: IdentityState = Depends(identity_
     identity = auth.get("identity")
     if not isinstance(identity, dict):
         raise BadRequest("'identity' is a required property of 'auth'")
+    check_scope_shape(auth.get("scope"))
     who = await authenticate(state, identity, authenticator(request))
     target_type, target_id = await requested_target(state, auth.get("scope"), who)
     grant = await grant_for(
