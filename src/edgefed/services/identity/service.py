@@ -34,9 +34,9 @@ from edgefed.store.revocations import RevocationRepository
 
 def build_router() -> APIRouter:
     router = APIRouter()
+    router.include_router(tokens.router)  # first: validation is the hot path
     versions.add_routes(router)
     for module in (
-        tokens,
         domains,
         projects,
         users,
