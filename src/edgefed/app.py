@@ -8,6 +8,7 @@ the admin) and stops them in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -45,6 +46,9 @@ from edgefed.sync.service import build as build_sync
 from edgefed.web.dashboard import router as dashboard_router
 
 log = logging.getLogger("edgefed.app")
+
+# A service that does not stop within this many seconds is left behind (and logged).
+STOP_TIMEOUT = 10.0
 
 # Image data streams through these paths; they are not bound by the JSON body limit.
 STREAMING_SUFFIXES = ("/file", "/stage")
@@ -109,11 +113,18 @@ def create_app(
             for spec in reversed(started):
                 if spec.on_stop is not None:
                     try:
-                        await spec.on_stop(ctx)
+                        async with asyncio.timeout(STOP_TIMEOUT):
+                            await spec.on_stop(ctx)
+                    except TimeoutError:
+                        log.error("stopping %s took over %ss; going on", spec.name, STOP_TIMEOUT)
                     except Exception:
                         log.exception("stopping %s failed", spec.name)
             await http.aclose()
-            await store.close()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await store.close()
+            except TimeoutError:
+                log.error("closing the store took over %ss", STOP_TIMEOUT)
 
     app = FastAPI(
         title=f"edgefed site {settings.name}",

@@ -112,7 +112,7 @@ def authenticator(conn: HTTPConnection) -> Authenticator:
     return auth
 
 
-def current_principal(conn: HTTPConnection) -> Principal:
+async def current_principal(conn: HTTPConnection) -> Principal:
     """FastAPI dependency: the caller, or 401."""
     cached = conn.scope.get("edgefed.principal")
     if cached is not None:

@@ -82,7 +82,9 @@ class PeerWorker:
             if pause > 0:
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), pause)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    async with asyncio.timeout(pause):
+                        await wake.wait()
 
     async def step(self) -> float:
         """One claim-and-push; how long to wait before the next (0 = go on at once)."""

@@ -121,7 +121,9 @@ class ChangeRouter:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK_SECONDS)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                async with asyncio.timeout(IDLE_RECHECK_SECONDS):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 while await self.route_once():

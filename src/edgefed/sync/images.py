@@ -77,7 +77,9 @@ class BlobFetcher:
                 log.exception("image blob fetching failed; retrying")
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), max(wait, 0.01))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self.wake.wait()
 
     async def fetch(self, fetch: Fetch) -> bool:
         try:

@@ -37,6 +37,6 @@ class ComputeState:
     images: ImageRepository
 
 
-def compute_state(conn: HTTPConnection) -> ComputeState:
+async def compute_state(conn: HTTPConnection) -> ComputeState:
     state: ComputeState = site_context(conn).services["compute"]
     return state

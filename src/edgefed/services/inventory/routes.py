@@ -33,7 +33,7 @@ def inventory(request: Request) -> HostInventory:
     return HostInventory(site_context(request))
 
 
-def admin(principal: Principal = Depends(current_principal)) -> Principal:
+async def admin(principal: Principal = Depends(current_principal)) -> Principal:
     require_admin(principal, "hosts inventory")
     return principal
 
