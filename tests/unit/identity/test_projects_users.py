@@ -263,3 +263,37 @@ async def test_locked_rows_refuse_local_writes(site, admin_headers):
     assert (
         await site.client.delete(f"{V3}/projects/{pid}", headers=admin_headers)
     ).status_code == 409
+
+
+async def test_locked_users_groups_roles_and_assignments(site, admin_headers):
+    from edgefed.services.identity.state import state_for
+    from edgefed.store.identity import groups, roles, users
+
+    c, h = site.client, admin_headers
+    repo = state_for(site.app.state.ctx).repo
+    uid = predictable_id("user", "synced-user", domain_id="default")
+    gid = predictable_id("group", "synced-group", domain_id="default")
+    rid = predictable_id("role", "synced-role", domain_id="")
+    await repo.upsert(users, {"id": uid, "name": "synced-user", "domain_id": "default",
+                              "enabled": True, "extra": {}, "origin": "Paris"})  # fmt: skip
+    await repo.upsert(groups, {"id": gid, "name": "synced-group", "domain_id": "default",
+                               "description": "", "extra": {}, "origin": "Paris"})  # fmt: skip
+    await repo.upsert(roles, {"id": rid, "name": "synced-role", "description": "", "extra": {},
+                              "origin": "Paris"})  # fmt: skip
+    pid = predictable_id("project", "admin", domain_id="default")
+    await repo.grant(actor_type="user", actor_id=uid, target_type="project", target_id=pid,
+                     role_id=rid, origin="Paris")  # fmt: skip
+    refused = [
+        await c.patch(f"{V3}/users/{uid}", json={"user": {"enabled": False}}, headers=h),
+        await c.delete(f"{V3}/users/{uid}", headers=h),
+        await c.patch(f"{V3}/groups/{gid}", json={"group": {"description": "x"}}, headers=h),
+        await c.put(f"{V3}/groups/{gid}/users/{uid}", headers=h),
+        await c.delete(f"{V3}/roles/{rid}", headers=h),
+        await c.delete(f"{V3}/projects/{pid}/users/{uid}/roles/{rid}", headers=h),
+    ]
+    for r in refused:
+        assert r.status_code == 409, r.text
+        assert "sync source Paris" in r.json()["error"]["message"]
+    # the received grant is still listed
+    r = await c.get(f"{V3}/role_assignments", params={"user.id": uid}, headers=h)
+    assert [a["role"]["id"] for a in r.json()["role_assignments"]] == [rid]
