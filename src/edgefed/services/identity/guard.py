@@ -3,7 +3,8 @@
 - admin (the ``admin`` role on any scope): everything;
 - a user may read itself, change its own password, list its own projects and groups,
   and manage its own application credentials;
-- anyone authenticated may read roles and domains (needed to resolve names);
+- anyone authenticated may read roles, a domain by ID and the catalog entities (regions,
+  services, endpoints), which clients need to resolve names;
 - everything else (creating, changing or deleting projects, users, groups, roles,
   assignments, the catalog) needs admin: 403 naming the refused action.
 
