@@ -14,7 +14,7 @@ import httpx
 
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import InProcessSite
-from edgefed.testkit.inprocess_fleet import admin, fleet
+from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -132,6 +132,19 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
             return t.get("failing", 0) > 0
 
         await eventually(failing)
+        # The fleet service's telemetry hook sees the failing peer (no I/O in the call).
+        telemetry = ctx_of(berlin).services["sync.telemetry"]
+
+        async def telemetry_shows_failing() -> bool:
+            return telemetry()["peers"].get("Denver", {}).get("failing", 0) > 0
+
+        await eventually(telemetry_shows_failing)
+        seen = telemetry()
+        peer = seen["peers"]["Denver"]
+        assert seen["queue_depth"] >= peer["pending"] >= peer["failing"] > 0
+        assert "cut" in (peer["last_error"] or "")
+        assert peer["oldest_pending_seconds"] > 0 and seen["lag_seconds"] > 0
+        assert peer["breaker"] in ("closed", "open", "half-open")
         transport.cut.discard("denver.test")
 
         async def arrived() -> bool:
@@ -139,6 +152,13 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
             return r.status_code == 200
 
         await eventually(arrived, within=20)
+
+        async def drained() -> bool:
+            now = telemetry()
+            return now["queue_depth"] == 0 and now["lag_seconds"] == 0.0
+
+        await eventually(drained)
+        assert telemetry()["peers"]["Denver"]["breaker"] == "closed"
 
 
 async def test_receiver_rejects_inconsistent_data(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    case,
     delete,
     event,
     func,
@@ -116,6 +117,8 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("next_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When the row's current version was queued: the age of a pending delivery (lag).
+    Column("queued_at", Float, nullable=False),
     PrimaryKeyConstraint("target", "kind", "key", name="pk_sync_outbox"),
     Index("ix_sync_outbox_due", "target", "state", "rank"),
 )
@@ -161,6 +164,14 @@ class OutboxEntry:
     version: int
     op: str
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class PeerBacklog:
+    pending: int  # undelivered: pending, in flight or failing
+    failing: int
+    oldest_queued_at: float
+    last_error: str | None  # of one failing row
 
 
 @dataclass(frozen=True)
@@ -235,6 +246,56 @@ class SyncRepository:
                     out[(r.kind, r.key)] = (int(r.seq), r.op)
         return {ref: out.get(ref, (0, "upsert")) for ref in wanted}
 
+    async def prune_changes(self, *, cursor: int) -> int:
+        """Drop change-log rows nobody needs any more; the number dropped.
+
+        The router is the change log's only reader and has consumed everything up to
+        ``cursor``; the targets read the outbox. Below the cursor, a change superseded by
+        a newer change of the same resource is dead (the newest one is the resource's
+        version and stays). A delete (tombstone) goes too once no target still waits
+        for it, with its done outbox rows. The newest row of the whole log always stays,
+        so SQLite never hands out a sequence number twice.
+        """
+        newer = changes.alias("newer")
+        top = select(func.max(changes.c.seq)).scalar_subquery()
+        superseded = (
+            select(newer.c.seq)
+            .where(newer.c.kind == changes.c.kind, newer.c.key == changes.c.key)
+            .where(newer.c.seq > changes.c.seq)
+            .exists()
+        )
+        waiting = (
+            select(outbox.c.key)
+            .where(outbox.c.kind == changes.c.kind, outbox.c.key == changes.c.key)
+            .where(outbox.c.state != DONE)
+            .exists()
+        )
+        async with self.store.write() as conn:
+            dropped = await conn.execute(delete(changes).where(changes.c.seq <= cursor, superseded))
+            tombstones = await conn.execute(
+                delete(changes).where(
+                    changes.c.seq <= cursor,
+                    changes.c.seq < top,
+                    changes.c.op == "delete",
+                    ~waiting,
+                )
+            )
+            logged = (
+                select(changes.c.seq)
+                .where(changes.c.kind == outbox.c.kind, changes.c.key == outbox.c.key)
+                .exists()
+            )
+            await conn.execute(
+                delete(outbox).where(outbox.c.op == "delete", outbox.c.state == DONE, ~logged)
+            )
+            return int(dropped.rowcount or 0) + int(tombstones.rowcount or 0)
+
+    async def change_count(self) -> int:
+        async with self.store.read() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(changes))).scalar() or 0
+            )
+
     async def route(self, entries: Sequence[OutboxEntry], *, cursor: int, now: float) -> None:
         """Queue ``entries`` and move the change cursor, in one transaction."""
         async with self.store.write() as conn:
@@ -266,6 +327,10 @@ class SyncRepository:
                 "last_error": None,
                 "next_at": excluded.next_at,
                 "updated_at": excluded.updated_at,
+                # a newer version of an undelivered row is as late as the first one
+                "queued_at": case(
+                    (outbox.c.state == DONE, excluded.queued_at), else_=outbox.c.queued_at
+                ),
             },
             where=condition if force else newer,
         )
@@ -282,6 +347,7 @@ class SyncRepository:
                 "last_error": None,
                 "next_at": now,
                 "updated_at": now,
+                "queued_at": now,
             }
             for e in entries
         ]
@@ -410,6 +476,22 @@ class SyncRepository:
             return [r[0] for r in rows]
 
     # ---- progress -----------------------------------------------------------------------
+
+    async def backlog(self) -> dict[str, PeerBacklog]:
+        """Per target: undelivered rows, failing rows, when the oldest was queued, an error."""
+        undelivered = outbox.c.state.in_((PENDING, INFLIGHT, FAILING))
+        failing = func.sum(case((outbox.c.state == FAILING, 1), else_=0))
+        error = func.max(case((outbox.c.state == FAILING, outbox.c.last_error), else_=None))
+        query = (
+            select(outbox.c.target, func.count(), failing, func.min(outbox.c.queued_at), error)
+            .where(undelivered)
+            .group_by(outbox.c.target)
+        )
+        async with self.store.read() as conn:
+            return {
+                str(target): PeerBacklog(int(count), int(fails or 0), float(oldest), last_error)
+                for target, count, fails, oldest, last_error in await conn.execute(query)
+            }
 
     async def counts(self) -> dict[str, dict[str, int]]:
         async with self.store.read() as conn:

@@ -16,7 +16,7 @@ it must be one transaction with the receiver's version bookkeeping.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,16 +228,28 @@ async def all_keys(conn: AsyncConnection, kind: Kind) -> list[str]:
     return [kind.key_of(dict(r._mapping)) for r in await conn.execute(select(*columns))]
 
 
-async def child_keys(conn: AsyncConnection, parent_kind: str, parent_key: str) -> list[Ref]:
+CHILD_QUERY_CHUNK = 500
+
+
+async def children_of(
+    conn: AsyncConnection, parent_kind: str, parent_keys: Sequence[str]
+) -> list[Ref]:
+    """The children of many parents of one kind: one query per child kind and chunk.
+
+    A full sync of 10,000 projects would otherwise cost 20,000 round trips to the
+    database (one per project and child kind).
+    """
     refs: list[Ref] = []
     for child_name, pattern in CHILDREN.get(parent_kind, []):
         child = KINDS[child_name]
-        where = and_(
-            *(child.table.c[c] == v.replace("{key}", parent_key) for c, v in pattern.items())
-        )
+        fixed = [child.table.c[c] == v for c, v in pattern.items() if v != "{key}"]
+        (by,) = (child.table.c[c] for c, v in pattern.items() if v == "{key}")
         columns = [child.table.c[c] for c in child.key_columns]
-        for r in await conn.execute(select(*columns).where(where)):
-            refs.append((child_name, child.key_of(dict(r._mapping))))
+        for i in range(0, len(parent_keys), CHILD_QUERY_CHUNK):
+            chunk = list(parent_keys[i : i + CHILD_QUERY_CHUNK])
+            query = select(*columns).where(by.in_(chunk), *fixed)
+            for r in await conn.execute(query):
+                refs.append((child_name, child.key_of(dict(r._mapping))))
     return refs
 
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from edgefed.api.context import SiteContext
 from edgefed.core.scope_resolve import FleetView
 from edgefed.store.sync import Mark, OutboxEntry, SyncRepository
-from edgefed.store.sync_rows import KINDS, Ref, all_keys, child_keys, exists
+from edgefed.store.sync_rows import CHILDREN, KINDS, Ref, all_keys, children_of, exists
 from edgefed.sync import targets as target_sets
 
 log = logging.getLogger("edgefed.sync")
 
 PAGE = 5000
 IDLE_RECHECK_SECONDS = 1.0
+PRUNE_INTERVAL_SECONDS = 30.0
+MAX_CHILD_DEPTH = 4  # project -> assignment; user -> membership: two levels today
 
 
 @dataclass
@@ -88,6 +90,7 @@ class ChangeRouter:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._undo_hook: Callable[[], None] | None = None
+        self._pruned_at = 0.0
 
     async def routing_table(self) -> RoutingTable:
         marks: dict[Ref, list[Mark]] = {}
@@ -128,10 +131,22 @@ class ChangeRouter:
             try:
                 while await self.route_once():
                     pass
+                await self.maybe_prune()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("routing sync changes failed; retrying")
+
+    async def maybe_prune(self, *, force: bool = False) -> int:
+        """Prune the consumed change log, at most every PRUNE_INTERVAL_SECONDS."""
+        now = self.ctx.clock()
+        if not force and now - self._pruned_at < PRUNE_INTERVAL_SECONDS:
+            return 0
+        self._pruned_at = now
+        dropped = await self.repo.prune_changes(cursor=await self.repo.cursor())
+        if dropped:
+            log.info("sync: pruned %d consumed change-log rows", dropped)
+        return dropped
 
     async def route_once(self) -> int:
         """Route one page of the change log; the number of changes consumed."""
@@ -197,13 +212,20 @@ class ChangeRouter:
         return await self.enqueue_resources(refs, only={receiver}, force=True)
 
     async def _with_children(self, refs: Iterable[Ref]) -> list[Ref]:
+        """``refs`` and their descendants, looked up level by level, many parents per query."""
         seen: dict[Ref, None] = {}
+        frontier = [r for r in refs if r[0] in KINDS]
         async with self.ctx.store.read() as conn:
-            stack = list(refs)
-            while stack:
-                ref = stack.pop()
-                if ref in seen or ref[0] not in KINDS:
-                    continue
-                seen[ref] = None
-                stack.extend(await child_keys(conn, ref[0], ref[1]))
+            for _ in range(MAX_CHILD_DEPTH):
+                fresh = [r for r in dict.fromkeys(frontier) if r not in seen]
+                if not fresh:
+                    break
+                seen.update(dict.fromkeys(fresh))
+                by_kind: dict[str, list[str]] = {}
+                for kind, key in fresh:
+                    if kind in CHILDREN:
+                        by_kind.setdefault(kind, []).append(key)
+                frontier = []
+                for kind, keys in by_kind.items():
+                    frontier.extend(await children_of(conn, kind, keys))
         return list(seen)

@@ -21,6 +21,7 @@ from edgefed.sync.backoff import Backoff
 from edgefed.sync.delivery import Delivery
 from edgefed.sync.engine import ChangeRouter
 from edgefed.sync.images import BlobFetcher
+from edgefed.sync.telemetry import SyncTelemetry
 
 log = logging.getLogger("edgefed.sync")
 
@@ -34,6 +35,7 @@ class SyncEngine:
     router: ChangeRouter = field(init=False)
     delivery: Delivery = field(init=False)
     fetcher: BlobFetcher = field(init=False)
+    telemetry: SyncTelemetry = field(init=False)
     marks: dict[Ref, list[Mark]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -41,6 +43,7 @@ class SyncEngine:
         self.delivery = Delivery(self.ctx, self.repo, forwarded_targets=self.forwarded_targets)
         backoff = Backoff(tuple(self.ctx.settings.sync_backoff_seconds))
         self.fetcher = BlobFetcher(self.ctx, self.repo, backoff=backoff)
+        self.telemetry = SyncTelemetry(repo=self.repo, delivery=self.delivery, clock=self.ctx.clock)
 
     async def start(self) -> None:
         released = await self.repo.release_inflight()
@@ -51,11 +54,14 @@ class SyncEngine:
         await self.refresh_marks()
         self.router.start()
         self.fetcher.start()
+        await self.telemetry.refresh()
+        self.telemetry.start()
         for receiver in await self.repo.list_receivers():
             self.delivery.worker(receiver)
         await self.delivery.wake_all()
 
     async def stop(self) -> None:
+        await self.telemetry.stop()
         await self.router.stop()
         await self.delivery.stop()
         await self.fetcher.stop()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-21 11:56:40.143058
+Create Date: 2026-11-21 12:38:15.704469
 """
 
 from __future__ import annotations
@@ -464,6 +464,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("next_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.Column("queued_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("target", "kind", "key", name="pk_sync_outbox"),
     )
     with op.batch_alter_table("sync_outbox", schema=None) as batch_op:

@@ -1,0 +1,104 @@
+"""The sync engine's numbers for fleet operations, readable without I/O.
+
+The fleet service (``/metrics``, the telemetry JSON, the "sync to a peer failing"
+alarm) reads ``ctx.services["sync.telemetry"]()`` on its own cadence. That call must be
+cheap and synchronous, so the engine keeps the figures here: a background task reads the
+outbox backlog once a second (one grouped query), and the per-peer breaker state and
+last transport error come live from the delivery workers. Ages are computed at call
+time from when the oldest undelivered row was queued, so lag keeps growing between
+refreshes while a peer is cut off.
+
+Shape (documented in docs/sync.md)::
+
+    {"queue_depth": int, "lag_seconds": float,
+     "peers": {name: {"pending": int, "failing": int, "breaker": "closed"|"open"|"half-open",
+                      "last_error": str | None, "oldest_pending_seconds": float}}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from edgefed.store.sync import PeerBacklog, SyncRepository
+from edgefed.sync.breaker import CLOSED
+from edgefed.sync.delivery import Delivery
+
+log = logging.getLogger("edgefed.sync.telemetry")
+
+TELEMETRY_KEY = "sync.telemetry"
+REFRESH_SECONDS = 1.0
+
+
+class SyncTelemetry:
+    def __init__(
+        self,
+        *,
+        repo: SyncRepository,
+        delivery: Delivery,
+        clock: Callable[[], float],
+        refresh_seconds: float = REFRESH_SECONDS,
+    ):
+        self.repo = repo
+        self.delivery = delivery
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.backlog: dict[str, PeerBacklog] = {}
+        self.receivers: list[str] = []
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The current figures (no I/O)."""
+        now = self.clock()
+        peers: dict[str, dict[str, Any]] = {}
+        names = set(self.receivers) | set(self.backlog) | set(self.delivery.workers)
+        for name in sorted(names):
+            backlog = self.backlog.get(name)
+            worker = self.delivery.workers.get(name)
+            pending = backlog.pending if backlog else 0
+            age = max(0.0, now - backlog.oldest_queued_at) if backlog and pending else 0.0
+            last_error = worker.last_error if worker is not None else None
+            if last_error is None and backlog is not None and backlog.failing:
+                last_error = backlog.last_error
+            peers[name] = {
+                "pending": pending,
+                "failing": backlog.failing if backlog else 0,
+                "breaker": worker.breaker.state if worker is not None else CLOSED,
+                "last_error": last_error,
+                "oldest_pending_seconds": round(age, 3),
+            }
+        return {
+            "queue_depth": sum(p["pending"] for p in peers.values()),
+            "lag_seconds": max((p["oldest_pending_seconds"] for p in peers.values()), default=0.0),
+            "peers": peers,
+        }
+
+    async def refresh(self) -> None:
+        self.backlog = await self.repo.backlog()
+        self.receivers = await self.repo.list_receivers()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sync-telemetry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("refreshing sync telemetry failed; retrying")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.refresh_seconds):
+                    await self.wake.wait()
