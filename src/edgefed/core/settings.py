@@ -100,6 +100,9 @@ class SiteSettings:
     health_interval_seconds: float = 1.0
     capacity_alarm_percent: float = 90.0
     degraded_rtt_ms: float = 500.0
+    # Raise sync_failing for a peer whose deliveries keep failing this long (an open
+    # circuit breaker raises it at once).
+    sync_failing_alarm_seconds: float = 60.0
     # Hosts inventory: the management network (dynamic: addresses come from its pool,
     # "start-end"; static: each host is given one inside the subnet), and how long a
     # host agent may stay silent before its host is marked down.

@@ -5,10 +5,17 @@ Alarms are raised idempotently (one active alarm per type and entity) and cleare
 when the condition goes away, so the loop can run every second without noise:
 
 - ``peer_unreachable`` (major, entity ``site=<peer>``): a peer is offline;
+- ``sync_failing`` (major, entity ``site=<peer>``): sync to a peer is failing (its
+  breaker is open, or deliveries have failed for ``sync_failing_alarm_seconds``; see
+  ``sync_health``);
 - ``capacity`` (major, entity ``site=<me>.resource=<r>``): use of vCPUs, RAM or disk
   above ``capacity_alarm_percent``;
 - ``host_down`` (critical, entity ``host=<hostname>``): the hosts inventory marked a
   host down (its agent went silent).
+
+Each tick reads the active alarms of a type once and writes only what changed: in a
+fleet of a hundred sites, one write transaction per peer per second would be the
+site's busiest workload.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable
 
 from edgefed.api.context import SiteContext
 from edgefed.services.fleet.health import Condition, PeerHealth, PeerWatch
+from edgefed.services.fleet.sync_health import FailingSyncRule, read_sync_telemetry
 from edgefed.services.fleet.telemetry import host_capacity, site_capacity
 from edgefed.store.alarms import AlarmRepository, Severity
 from edgefed.store.inventory import InventoryRepository
@@ -27,15 +35,21 @@ from edgefed.store.inventory import InventoryRepository
 log = logging.getLogger("edgefed.fleet.health")
 
 PEER_UNREACHABLE = "peer_unreachable"
+SYNC_FAILING = "sync_failing"
 CAPACITY = "capacity"
 HOST_DOWN = "host_down"
-AUTOMATIC_TYPES = (PEER_UNREACHABLE, CAPACITY, HOST_DOWN)
+AUTOMATIC_TYPES = (PEER_UNREACHABLE, SYNC_FAILING, CAPACITY, HOST_DOWN)
+
+Wanted = dict[str, tuple[Severity, str]]
 
 
 class HealthMonitor:
     def __init__(self, ctx: SiteContext, *, now: Callable[[], float] = time.monotonic):
         self.ctx = ctx
         self.watch = PeerWatch(ctx, now=now)
+        self.sync_rule = FailingSyncRule(
+            threshold_seconds=ctx.settings.sync_failing_alarm_seconds, now=now
+        )
         self.alarms = AlarmRepository(ctx.store)
         self.peers: dict[str, PeerHealth] = {}
         self.ticks = 0
@@ -49,67 +63,80 @@ class HealthMonitor:
             self.ctx.fleet.down = {
                 name: h.reason for name, h in self.peers.items() if h.status is Condition.OFFLINE
             }
-        await self._reconcile_peers(self.peers)
+        await self._check_peers(self.peers)
+        await self._check_sync()
         await self._check_capacity()
         await self._check_hosts()
         self.ticks += 1
         return self.peers
 
-    async def _reconcile_peers(self, peers: dict[str, PeerHealth]) -> None:
+    async def _reconcile(
+        self, *, type: str, wanted: Wanted, owns: Callable[[str], bool] = lambda _: True
+    ) -> None:
+        """Make the active alarms of ``type`` (among the entities ``owns``) be ``wanted``."""
         now = self.ctx.clock()
-        for name, health in peers.items():
-            entity = f"site={name}"
-            if health.status is Condition.OFFLINE:
+        active = {a.entity: a for a in await self.alarms.active_of_type(type)}
+        for entity, (severity, reason) in sorted(wanted.items()):
+            current = active.get(entity)
+            if current is None or current.reason != reason or current.severity != severity.value:
                 await self.alarms.raise_alarm(
-                    type=PEER_UNREACHABLE,
-                    severity=Severity.MAJOR,
-                    entity=entity,
-                    reason=f"peer site {name} is unreachable from {self.ctx.name}: "
-                    + health.reason.split(" (timeout")[0],
-                    now=now,
+                    type=type, severity=severity, entity=entity, reason=reason, now=now
                 )
-            else:
-                await self.alarms.clear_condition(type=PEER_UNREACHABLE, entity=entity, now=now)
+        for entity in sorted(set(active) - set(wanted)):
+            if owns(entity):
+                await self.alarms.clear_condition(type=type, entity=entity, now=now)
+
+    async def _check_peers(self, peers: dict[str, PeerHealth]) -> None:
         # A peer removed from the fleet (revoked) no longer counts as unreachable.
-        for alarm in await self.alarms.active_of_type(PEER_UNREACHABLE):
-            if alarm.entity.removeprefix("site=") not in peers:
-                await self.alarms.clear_condition(
-                    type=PEER_UNREACHABLE, entity=alarm.entity, now=now
-                )
+        wanted: Wanted = {
+            f"site={name}": (
+                Severity.MAJOR,
+                f"peer site {name} is unreachable from {self.ctx.name}: "
+                + health.reason.split(" (timeout")[0],
+            )
+            for name, health in peers.items()
+            if health.status is Condition.OFFLINE
+        }
+        await self._reconcile(type=PEER_UNREACHABLE, wanted=wanted)
+
+    async def _check_sync(self) -> None:
+        report = read_sync_telemetry(self.ctx)
+        if report is None:
+            return  # no sync service (or it failed to report): no news, nothing to change
+        failing = self.sync_rule.evaluate(report)
+        wanted: Wanted = {
+            f"site={peer}": (Severity.MAJOR, reason) for peer, reason in failing.items()
+        }
+        await self._reconcile(type=SYNC_FAILING, wanted=wanted)
 
     async def _check_capacity(self) -> None:
-        now = self.ctx.clock()
         limit = self.ctx.settings.capacity_alarm_percent
         capacity = site_capacity(await host_capacity(self.ctx))
-        for resource, values in capacity.items():
-            entity = f"site={self.ctx.name}.resource={resource}"
-            if values["total"] and values["percent"] > limit:
-                await self.alarms.raise_alarm(
-                    type=CAPACITY,
-                    severity=Severity.MAJOR,
-                    entity=entity,
-                    reason=f"{resource} use is {values['percent']:.0f}% of capacity "
-                    f"({values['used']:g} of {values['total']:g}), above {limit:g}%",
-                    now=now,
-                )
-            else:
-                await self.alarms.clear_condition(type=CAPACITY, entity=entity, now=now)
+        mine = f"site={self.ctx.name}.resource="
+        wanted: Wanted = {
+            f"{mine}{resource}": (
+                Severity.MAJOR,
+                f"{resource} use is {values['percent']:.0f}% of capacity "
+                f"({values['used']:g} of {values['total']:g}), above {limit:g}%",
+            )
+            for resource, values in capacity.items()
+            if values["total"] and values["percent"] > limit
+        }
+        await self._reconcile(
+            type=CAPACITY, wanted=wanted, owns=lambda entity: entity.startswith(mine)
+        )
 
     async def _check_hosts(self) -> None:
-        now = self.ctx.clock()
         hosts = await InventoryRepository(self.ctx.store).list_hosts()
-        down = {h.hostname for h in hosts if h.availability == "down"}
-        for hostname in sorted(down):
-            await self.alarms.raise_alarm(
-                type=HOST_DOWN,
-                severity=Severity.CRITICAL,
-                entity=f"host={hostname}",
-                reason=f"host {hostname} is down: its agent stopped reporting",
-                now=now,
+        wanted: Wanted = {
+            f"host={h.hostname}": (
+                Severity.CRITICAL,
+                f"host {h.hostname} is down: its agent stopped reporting",
             )
-        for alarm in await self.alarms.active_of_type(HOST_DOWN):
-            if alarm.entity.removeprefix("host=") not in down:
-                await self.alarms.clear_condition(type=HOST_DOWN, entity=alarm.entity, now=now)
+            for h in hosts
+            if h.availability == "down"
+        }
+        await self._reconcile(type=HOST_DOWN, wanted=wanted)
 
     async def run(self) -> None:
         interval = self.ctx.settings.health_interval_seconds

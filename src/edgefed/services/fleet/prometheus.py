@@ -19,6 +19,7 @@ from edgefed.services.fleet.health import Condition, PeerHealth
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BREAKER_VALUE = {"closed": 0.0, "half-open": 0.5, "open": 1.0}
 
 
 class SnapshotCollector:
@@ -84,22 +85,50 @@ class SnapshotCollector:
             rtt.add_metric([site, name], ms / 1000.0)
         yield up
         yield rtt
-        sync = snap.get("sync") or {}
-        depth = GaugeMetricFamily(
-            "edgefed_sync_queue_depth",
-            "Sync deliveries waiting, per target.",
-            labels=["site", "target"],
-        )
-        lag = GaugeMetricFamily(
-            "edgefed_sync_lag_seconds",
-            "Age of the oldest undelivered sync item, per target.",
-            labels=["site", "target"],
-        )
-        for target, values in (sync.get("targets") or {}).items():
-            depth.add_metric([site, target], float(values.get("queued", 0)))
-            lag.add_metric([site, target], float(values.get("lag_seconds", 0.0)))
-        yield depth
-        yield lag
+        yield from sync_metrics(site, snap.get("sync"))
+
+
+def sync_metrics(site: str, sync: dict[str, Any] | None) -> Iterator[Metric]:
+    """The sync gauges; without a sync report, the families are there but empty."""
+    depth = GaugeMetricFamily(
+        "edgefed_sync_queue_depth",
+        "Sync deliveries waiting in this site's outbox.",
+        labels=["site"],
+    )
+    lag = GaugeMetricFamily(
+        "edgefed_sync_lag_seconds",
+        "Age of the oldest undelivered sync item in this site's outbox.",
+        labels=["site"],
+    )
+    pending = GaugeMetricFamily(
+        "edgefed_sync_peer_pending",
+        "Sync deliveries waiting for one peer.",
+        labels=["site", "peer"],
+    )
+    failing = GaugeMetricFamily(
+        "edgefed_sync_peer_failing",
+        "Sync deliveries to one peer whose last attempt failed.",
+        labels=["site", "peer"],
+    )
+    oldest = GaugeMetricFamily(
+        "edgefed_sync_peer_oldest_pending_seconds",
+        "Age of the oldest sync delivery waiting for one peer.",
+        labels=["site", "peer"],
+    )
+    breaker = GaugeMetricFamily(
+        "edgefed_sync_peer_breaker_open",
+        "1 while the circuit breaker towards a peer is open (0.5 half-open, 0 closed).",
+        labels=["site", "peer"],
+    )
+    if sync is not None:
+        depth.add_metric([site], float(sync["queue_depth"]))
+        lag.add_metric([site], float(sync["lag_seconds"]))
+        for peer, values in sync["peers"].items():
+            pending.add_metric([site, peer], float(values["pending"]))
+            failing.add_metric([site, peer], float(values["failing"]))
+            oldest.add_metric([site, peer], float(values["oldest_pending_seconds"]))
+            breaker.add_metric([site, peer], BREAKER_VALUE.get(values["breaker"], 0.0))
+    yield from (depth, lag, pending, failing, oldest, breaker)
 
 
 def exposition(snapshot: dict[str, Any], peers: dict[str, PeerHealth]) -> bytes:

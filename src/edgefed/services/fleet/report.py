@@ -2,8 +2,9 @@
 its condition with the reason, capacity, servers, alarm counts and active alarms.
 
 A site reports itself *degraded* when it has active critical or major alarms about
-itself; ``peer_unreachable`` alarms are about another site (which the aggregate shows
-offline), so they do not degrade the site that raised them.
+itself; ``peer_unreachable`` and ``sync_failing`` alarms are about another site (which
+the aggregate shows offline, or which fails to take deliveries), so they do not degrade
+the site that raised them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from edgefed.api.context import SiteContext
 from edgefed.services.fleet.access import region_of
 from edgefed.services.fleet.alarms import alarm_json
 from edgefed.services.fleet.health import Condition
-from edgefed.services.fleet.monitor import PEER_UNREACHABLE
+from edgefed.services.fleet.monitor import PEER_UNREACHABLE, SYNC_FAILING
 from edgefed.services.fleet.telemetry import host_capacity, rtt_row, servers_by_state, site_capacity
 from edgefed.store.alarms import SEVERITY_ORDER, AlarmFilter, AlarmRepository, Severity
 
 MAX_ALARMS_PER_REPORT = 200
 SERIOUS = (Severity.CRITICAL.value, Severity.MAJOR.value)
+ABOUT_PEERS = (PEER_UNREACHABLE, SYNC_FAILING)
 
 
 def location_of(ctx: SiteContext, site: str) -> dict[str, Any]:
@@ -49,7 +51,7 @@ async def own_report(ctx: SiteContext) -> dict[str, Any]:
     active = await repo.find(AlarmFilter(limit=MAX_ALARMS_PER_REPORT))
     active.sort(key=lambda a: (SEVERITY_ORDER.get(Severity(a.severity), 9), -a.raised_at))
     counts = await repo.active_counts()
-    serious = [a for a in active if a.severity in SERIOUS and a.type != PEER_UNREACHABLE]
+    serious = [a for a in active if a.severity in SERIOUS and a.type not in ABOUT_PEERS]
     if serious:
         status = Condition.DEGRADED
         reason = f"{len(serious)} critical/major alarm(s): {serious[0].reason}"

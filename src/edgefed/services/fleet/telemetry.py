@@ -1,6 +1,7 @@
 """This site's telemetry as one JSON document: capacity and usage per site and host,
 servers by state, request rates and latencies, RTTs to the other sites, alarm counts,
-and sync queue depth and lag when the sync service reports them.
+and sync queue depth, lag and per-peer delivery state when the sync service reports
+them (``sync_health``; ``null`` on a site without it).
 
 Capacity is what the scheduler sees: each compute host's physical size times the
 site's allocation ratios; usage is the sum of the live servers placed on the host
@@ -14,6 +15,7 @@ from typing import Any
 
 from edgefed.api.context import SiteContext
 from edgefed.api.metrics import RequestMetrics
+from edgefed.services.fleet.sync_health import read_sync_telemetry
 from edgefed.store.alarms import AlarmRepository
 from edgefed.store.compute import ServerRepository
 from edgefed.store.inventory import InventoryRepository
@@ -79,7 +81,6 @@ def rtt_row(ctx: SiteContext) -> dict[str, float]:
 
 async def collect(ctx: SiteContext, metrics: RequestMetrics | None) -> dict[str, Any]:
     hosts = await host_capacity(ctx)
-    sync = ctx.services.get("sync.telemetry")
     return {
         "site": ctx.name,
         "time": ctx.clock(),
@@ -89,5 +90,5 @@ async def collect(ctx: SiteContext, metrics: RequestMetrics | None) -> dict[str,
         "requests": metrics.window() if metrics is not None else {},
         "rtt_ms": rtt_row(ctx),
         "alarms": await AlarmRepository(ctx.store).active_counts(),
-        "sync": sync() if callable(sync) else None,
+        "sync": read_sync_telemetry(ctx),
     }

@@ -1,0 +1,135 @@
+"""Sync health as fleet operations see it: the sync service's telemetry hook, read
+defensively, and the rule that says when sync to a peer counts as *failing*.
+
+The sync engine publishes ``ctx.services["sync.telemetry"]``, a zero-argument callable
+returning ``{"queue_depth", "lag_seconds", "peers": {name: {"pending", "failing",
+"breaker", "last_error", "oldest_pending_seconds"}}}``. Fleet operations never import
+the sync package (services are siblings); they read this one hook for the telemetry
+JSON, the ``/metrics`` gauges and the ``sync_failing`` alarm, so all three agree.
+The hook is absent on a site without the sync service, and a hook that raises or
+answers a malformed document must not take the health monitor down: both read as
+"no sync report" (``None``).
+
+When sync to a peer is failing (the alarm's rule): its circuit breaker is open (the
+engine gave up pushing for now), or it has had failing deliveries continuously for at
+least ``sync_failing_alarm_seconds``. The second clause is timed by the monitor on its
+own clock, from the first tick that saw failures, so a single retried push does not
+raise an alarm, and a peer that drains its failures starts the count again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgefed.api.context import SiteContext
+
+log = logging.getLogger("edgefed.fleet.sync")
+
+HOOK_KEY = "sync.telemetry"
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSync:
+    name: str
+    pending: int
+    failing: int
+    breaker: str
+    last_error: str | None
+    oldest_pending_seconds: float
+
+
+def read_sync_telemetry(ctx: SiteContext) -> dict[str, Any] | None:
+    """The sync service's report, normalised, or None (no sync service, or it failed)."""
+    hook = ctx.services.get(HOOK_KEY)
+    if not callable(hook):
+        return None
+    try:
+        raw = hook()
+        return _normalise(raw)
+    except Exception:
+        log.exception("the sync telemetry hook failed; reporting no sync figures")
+        return None
+
+
+def _normalise(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"sync telemetry must be a mapping, got {type(raw).__name__}")
+    peers: dict[str, dict[str, Any]] = {}
+    for name, values in (raw.get("peers") or {}).items():
+        peer = _peer(str(name), values)
+        peers[peer.name] = {
+            "pending": peer.pending,
+            "failing": peer.failing,
+            "breaker": peer.breaker,
+            "last_error": peer.last_error,
+            "oldest_pending_seconds": peer.oldest_pending_seconds,
+        }
+    return {
+        "queue_depth": int(raw.get("queue_depth") or 0),
+        "lag_seconds": float(raw.get("lag_seconds") or 0.0),
+        "peers": dict(sorted(peers.items())),
+    }
+
+
+def _peer(name: str, values: Any) -> PeerSync:
+    if not isinstance(values, Mapping):
+        raise TypeError(f"sync telemetry of peer {name} must be a mapping")
+    breaker = str(values.get("breaker") or "closed")
+    if breaker not in BREAKER_STATES:
+        raise ValueError(f"sync telemetry of peer {name}: unknown breaker state {breaker!r}")
+    error = values.get("last_error")
+    return PeerSync(
+        name=name,
+        pending=int(values.get("pending") or 0),
+        failing=int(values.get("failing") or 0),
+        breaker=breaker,
+        last_error=None if error is None else str(error),
+        oldest_pending_seconds=float(values.get("oldest_pending_seconds") or 0.0),
+    )
+
+
+def peers_of(report: Mapping[str, Any]) -> list[PeerSync]:
+    return [_peer(name, values) for name, values in report["peers"].items()]
+
+
+class FailingSyncRule:
+    """Which peers sync is failing to, with the reason; remembers since when on ``now``."""
+
+    def __init__(self, *, threshold_seconds: float, now: Callable[[], float]):
+        self.threshold = threshold_seconds
+        self.now = now
+        self.failing_since: dict[str, float] = {}
+
+    def evaluate(self, report: Mapping[str, Any]) -> dict[str, str]:
+        """{peer: reason} for every peer sync is failing to right now."""
+        now = self.now()
+        out: dict[str, str] = {}
+        seen: set[str] = set()
+        for peer in peers_of(report):
+            if peer.failing > 0:
+                seen.add(peer.name)
+                since = self.failing_since.setdefault(peer.name, now)
+            else:
+                since = None
+            if peer.breaker == "open":
+                out[peer.name] = _reason(peer, "its circuit breaker is open")
+            elif since is not None and now - since >= self.threshold:
+                out[peer.name] = _reason(peer, f"deliveries failing for {now - since:.0f} s")
+        for name in list(self.failing_since):
+            if name not in seen:
+                del self.failing_since[name]
+        return out
+
+
+def _reason(peer: PeerSync, why: str) -> str:
+    text = (
+        f"sync to peer site {peer.name} is failing: {why}; {peer.pending} pending, "
+        f"{peer.failing} failing, oldest waiting {peer.oldest_pending_seconds:.0f} s"
+    )
+    if peer.last_error:
+        text += f"; last error: {peer.last_error[:300]}"
+    return text
