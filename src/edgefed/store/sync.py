@@ -164,6 +164,7 @@ class OutboxEntry:
     version: int
     op: str
     attempts: int = 0
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,13 +204,31 @@ class SyncRepository:
         self.store = store
 
     def on_commit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` at every commit of this store; returns the undo."""
+        """Call ``callback`` after every commit of this store; returns the undo.
 
-        def listener(_conn: Any) -> None:
-            callback()
+        SQLAlchemy's ``commit`` event fires *before* the database commits, so a reader
+        woken by it can look too early, see nothing, and sleep until its timer. The
+        commit event only flags the connection; the callback runs when the connection
+        goes back to the pool, which ``Store.write()`` does after the commit is done.
+        """
+        engine = self.store.engine.sync_engine
+        flag = "sync_committed"
 
-        event.listen(self.store.engine.sync_engine, "commit", listener)
-        return lambda: event.remove(self.store.engine.sync_engine, "commit", listener)
+        def committing(conn: Any) -> None:
+            conn.info[flag] = True
+
+        def checked_in(_dbapi_conn: Any, record: Any) -> None:
+            if record.info.pop(flag, False):
+                callback()
+
+        event.listen(engine, "commit", committing)
+        event.listen(engine.pool, "checkin", checked_in)
+
+        def undo() -> None:
+            event.remove(engine, "commit", committing)
+            event.remove(engine.pool, "checkin", checked_in)
+
+        return undo
 
     # ---- change log -----------------------------------------------------------------
 
@@ -356,44 +375,28 @@ class SyncRepository:
 
     # ---- delivery ---------------------------------------------------------------------
 
-    async def claim_due(self, target: str, *, now: float, limit: int) -> list[OutboxEntry]:
-        """Take up to ``limit`` due rows for ``target``, parents first, and mark them in flight.
+    async def due(
+        self, target: str, *, now: float, limit: int, max_rank: int | None = None
+    ) -> list[OutboxEntry]:
+        """Up to ``limit`` rows due for ``target``, parents first (a read: no write lock).
 
-        While rows of some rank are in flight, no row of a higher rank is taken, so a
-        child never overtakes its parent on a parallel connection.
+        Which rows are being pushed is kept in memory by the delivery workers (after a
+        crash nothing is in flight, and receivers ignore a version they hold), so taking
+        rows costs no write transaction and no fsync per push: with a hundred receivers
+        those would queue behind each other on SQLite's single writer.
         """
-        async with self.store.write() as conn:
-            busy = (
-                await conn.execute(
-                    select(func.min(outbox.c.rank)).where(
-                        outbox.c.target == target, outbox.c.state == INFLIGHT
-                    )
-                )
-            ).scalar()
-            query = select(outbox).where(
-                outbox.c.target == target,
-                outbox.c.state.in_((PENDING, FAILING)),
-                outbox.c.next_at <= now,
-            )
-            if busy is not None:
-                query = query.where(outbox.c.rank <= busy)
-            query = query.order_by(outbox.c.rank, outbox.c.version).limit(limit)
+        query = select(outbox).where(
+            outbox.c.target == target,
+            outbox.c.state.in_((PENDING, FAILING)),
+            outbox.c.next_at <= now,
+        )
+        if max_rank is not None:
+            query = query.where(outbox.c.rank <= max_rank)
+        query = query.order_by(outbox.c.rank, outbox.c.version).limit(limit)
+        async with self.store.read() as conn:
             rows = list(await conn.execute(query))
-            if not rows:
-                return []
-            await conn.execute(
-                update(outbox)
-                .where(
-                    outbox.c.target == bindparam("t"),
-                    outbox.c.kind == bindparam("k"),
-                    outbox.c.key == bindparam("y"),
-                    outbox.c.version == bindparam("v"),
-                )
-                .values(state=INFLIGHT, updated_at=now),
-                [{"t": r.target, "k": r.kind, "y": r.key, "v": r.version} for r in rows],
-            )
         return [
-            OutboxEntry(r.target, r.kind, r.key, int(r.version), r.op, int(r.attempts))
+            OutboxEntry(r.target, r.kind, r.key, int(r.version), r.op, int(r.attempts), int(r.rank))
             for r in rows
         ]
 
@@ -412,7 +415,7 @@ class SyncRepository:
                 outbox.c.kind == bindparam("k"),
                 outbox.c.key == bindparam("y"),
                 outbox.c.version == bindparam("v"),
-                outbox.c.state == INFLIGHT,
+                outbox.c.state != DONE,  # no IN in an executemany
             )
             if done:
                 await conn.execute(

@@ -47,6 +47,8 @@ class PeerWorker:
     forwarded_targets: Callable[[str, str], Any]
     rng: random.Random = field(default_factory=random.Random)
     last_error: str | None = None
+    # Rows being pushed by this peer's loops: (kind, key) -> rank.
+    inflight: dict[tuple[str, str], int] = field(default_factory=dict)
     _wakes: list[asyncio.Event] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -90,14 +92,46 @@ class PeerWorker:
         """One claim-and-push; how long to wait before the next (0 = go on at once)."""
         if not self.breaker.allow():
             return max(self.breaker.wait_time(), 0.05)
-        now = self.ctx.clock()
-        batch = await self.repo.claim_due(self.target, now=now, limit=self.batch_size)
+        batch = await self.claim()
         if not batch:
             self.breaker.probing = False
             due = await self.repo.next_due(self.target)
+            now = self.ctx.clock()
             return MAX_IDLE_SECONDS if due is None else min(max(due - now, 0.01), MAX_IDLE_SECONDS)
-        await self.push(batch)
+        try:
+            await self.push(batch)
+        finally:
+            for entry in batch:
+                self.inflight.pop((entry.kind, entry.key), None)
         return 0.0
+
+    async def claim(self) -> list[OutboxEntry]:
+        """Take up to ``batch_size`` due rows that no other loop of this peer is pushing.
+
+        While rows of some rank are in flight no row of a higher rank is taken, so a child
+        never overtakes its parent on a parallel connection. The in-flight set is checked
+        and filled after the read, with no await in between, so two loops never take the
+        same row.
+        """
+        busy = min(self.inflight.values(), default=None)
+        rows = await self.repo.due(
+            self.target,
+            now=self.ctx.clock(),
+            limit=self.batch_size + len(self.inflight),
+            max_rank=busy,
+        )
+        busy = min(self.inflight.values(), default=None)
+        batch: list[OutboxEntry] = []
+        for entry in rows:
+            ref = (entry.kind, entry.key)
+            if ref in self.inflight or (busy is not None and entry.rank > busy):
+                continue
+            batch.append(entry)
+            if len(batch) >= self.batch_size:
+                break
+        for entry in batch:
+            self.inflight[(entry.kind, entry.key)] = entry.rank
+        return batch
 
     async def push(self, batch: list[OutboxEntry]) -> None:
         try:

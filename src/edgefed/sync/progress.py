@@ -32,8 +32,17 @@ async def local_report(
     kind: str | None = None,
     key: str | None = None,
     breakers: dict[str, str] | None = None,
+    inflight: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     counts = await repo.counts()
+    # Rows being pushed stay pending in the database; the workers know which they are.
+    for target, n in (inflight or {}).items():
+        by_state = counts.setdefault(target, {})
+        moved = min(n, by_state.get(PENDING, 0) + by_state.get(FAILING, 0))
+        from_pending = min(moved, by_state.get(PENDING, 0))
+        by_state[PENDING] = by_state.get(PENDING, 0) - from_pending
+        by_state[FAILING] = by_state.get(FAILING, 0) - (moved - from_pending)
+        by_state[INFLIGHT] = by_state.get(INFLIGHT, 0) + moved
     targets = {
         target: {
             **{state: by_state.get(state, 0) for state in STATES},
@@ -78,15 +87,17 @@ def _entry(e: dict[str, Any]) -> dict[str, Any]:
         "state": e["state"],
         "attempts": e["attempts"],
         "last_error": e["last_error"],
+        # when the source recorded the last change of state (for done: the receiver's ack)
+        "updated_at": e["updated_at"],
     }
 
 
 async def tree(
     ctx: SiteContext, repo: SyncRepository, *, depth: int, breakers: dict[str, str] | None = None,
-    kind: str | None = None, key: str | None = None,
+    inflight: dict[str, int] | None = None, kind: str | None = None, key: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """This site's report with its receivers' trees under ``children``."""
-    report = await local_report(ctx, repo, kind=kind, key=key, breakers=breakers)
+    report = await local_report(ctx, repo, kind=kind, key=key, breakers=breakers, inflight=inflight)
     if depth <= 0:
         report["children"] = []
         return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import FileResponse, Response
 
@@ -201,18 +201,25 @@ async def progress(
     request: Request,
     kind: str | None = None,
     id: str | None = None,
+    depth: int = Query(default=MAX_DEPTH, ge=0, le=MAX_DEPTH),
     principal: Principal = Depends(current_principal),
 ) -> Json:
+    """This site's progress and, ``depth`` levels down, its receivers' (0: this site only)."""
     require_admin(principal, "sync:progress")
     engine = engine_of(request)
     report = await tree(
-        engine.ctx, engine.repo, depth=MAX_DEPTH, breakers=_breakers(request), kind=kind, key=id
-    )
+        engine.ctx, engine.repo, depth=depth, breakers=_breakers(request),
+        inflight=_inflight(request), kind=kind, key=id,
+    )  # fmt: skip
     return Json({"progress": report})
 
 
 def _breakers(request: Request) -> dict[str, str]:
     return {t: w.breaker.state for t, w in engine_of(request).delivery.workers.items()}
+
+
+def _inflight(request: Request) -> dict[str, int]:
+    return {t: len(w.inflight) for t, w in engine_of(request).delivery.workers.items()}
 
 
 def _json_or_text(raw: bytes) -> dict[str, Any]:
@@ -305,7 +312,15 @@ async def progress_report(request: Request) -> Json:
         depth = min(int(request.headers.get("x-edgefed-sync-depth", "0")), MAX_DEPTH)
     except ValueError:
         depth = 0
-    return Json(await tree(engine.ctx, engine.repo, depth=depth, breakers=_breakers(request)))
+    return Json(
+        await tree(
+            engine.ctx,
+            engine.repo,
+            depth=depth,
+            breakers=_breakers(request),
+            inflight=_inflight(request),
+        )
+    )
 
 
 def site_of(request: Request) -> str:

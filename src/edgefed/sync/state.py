@@ -46,9 +46,7 @@ class SyncEngine:
         self.telemetry = SyncTelemetry(repo=self.repo, delivery=self.delivery, clock=self.ctx.clock)
 
     async def start(self) -> None:
-        released = await self.repo.release_inflight()
-        if released:
-            log.info("sync: %d deliveries were in flight at the last stop; queued again", released)
+        await self.repo.release_inflight()  # rows a version before in-memory claims left
         if self.ctx.settings.sync_marks_file:
             await self.load_marks_file(Path(self.ctx.settings.sync_marks_file))
         await self.refresh_marks()
