@@ -24,6 +24,7 @@ from edgefed import __version__
 from edgefed.api import faults
 from edgefed.api.auth import Authenticator
 from edgefed.api.context import Keyring, SiteContext
+from edgefed.api.dispatch import SegmentDispatch
 from edgefed.api.metrics import MetricsMiddleware, RequestMetrics
 from edgefed.api.middleware import BodyLimit, RequestId
 from edgefed.api.responses import Json
@@ -141,8 +142,11 @@ def create_app(
     app.add_exception_handler(RequestValidationError, faults.handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, faults.handle_http_exception)
     app.add_exception_handler(Exception, faults.handle_unexpected)
+    dispatch = SegmentDispatch(app.router)
     for spec in services:
+        before = len(app.router.routes)
         app.include_router(spec.router, prefix=spec.prefix)
+        dispatch.declare(app.router.routes[before:], prefix=spec.prefix)
     app.include_router(dashboard_router)
 
     @app.get("/", include_in_schema=False)
@@ -164,4 +168,5 @@ def create_app(
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.state.services = services
+    dispatch.install()
     return app

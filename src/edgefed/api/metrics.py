@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WINDOW_SECONDS = 60.0
 MAX_WINDOW_SAMPLES = 100_000
+# Labelled series kept at hand (a client may send any method name: bounded).
+MAX_CACHED_SERIES = 1024
 PREFIXES = (
     ("/identity", "identity"),
     ("/compute", "compute"),
@@ -65,10 +67,22 @@ class RequestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
         self._window: deque[Sample] = deque(maxlen=MAX_WINDOW_SAMPLES)
+        # (service, method, status) -> its counter and histogram: ``labels()`` takes a
+        # lock and builds the label tuple on every call, a visible share of a fast request.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, *, service: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(service, method, str(status)).inc()
-        self.latency.labels(service, method).observe(seconds)
+        key = (service, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(service, method, str(status)),
+                self.latency.labels(service, method),
+            )
+            if len(self._series) < MAX_CACHED_SERIES:
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
         self._window.append(
             Sample(at=self.clock(), service=service, seconds=seconds, error=status >= 500)
         )
