@@ -1,6 +1,7 @@
 """The dashboard in real headless Chromium (Debian's), driven by Playwright: log in,
 see every site on the map and in the table, see an alarm appear after a site is cut
-off, drill down into a site. Screenshots are kept in tests/browser/screenshots/."""
+off, drill down into a site (capacity bars, hosts, alarms, RTT row). Screenshots are
+kept in tests/browser/screenshots/."""
 
 from __future__ import annotations
 
@@ -85,7 +86,12 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             page.click("#sites tbody tr.site[data-site=Paris]")
             page.wait_for_selector("#detail:not([hidden])")
             assert "Site Paris" in page.inner_text("#detail-title")
-            assert '"region": "eu"' in page.inner_text("#detail-body")
+            detail = page.locator("#detail-body")
+            assert detail.locator("[data-fact=region]").inner_text() == "eu"
+            assert detail.locator(".capacity-row").count() == 3  # vCPUs, RAM, disk bars
+            assert "paris-compute-1" in detail.locator("tr.host").first.inner_text()
+            page.wait_for_selector("#detail-body .rtt[data-peer=Berlin]", timeout=15_000)
+            assert detail.locator(".rtt[data-peer=Denver]").count() == 1
             page.click("#sites th[data-key=name]")  # sort by name, descending after a click
             page.click("#sites th[data-key=name]")
             page.screenshot(path=str(SHOTS / "3-drill-down.png"), full_page=True)

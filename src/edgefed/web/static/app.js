@@ -130,14 +130,87 @@ async function drawSync() {
   } catch { /* no sync service on this site */ }
 }
 
+const RESOURCES = [["vcpus", "vCPUs", ""], ["ram_mb", "RAM", " MB"], ["disk_gb", "Disk", " GB"]];
+
+// An HTML element with attributes and children (nodes or strings).
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+}
+
+function bar(label, values, unit) {
+  const pct = values.total ? (100 * values.used) / values.total : 0;
+  const level = pct >= 90 ? "high" : pct >= 70 ? "mid" : "low";
+  return h("div", { class: "capacity-row", "data-resource": label },
+    h("span", { class: "label" }, label),
+    h("div", { class: "bar" }, h("span", { class: `fill ${level}`, style: `width:${Math.min(100, pct).toFixed(1)}%` })),
+    h("span", { class: "figures" }, `${values.used} / ${values.total}${unit} (${pct.toFixed(0)}%)`));
+}
+
+function table(cls, head, rows) {
+  return h("table", { class: cls },
+    h("thead", {}, h("tr", {}, ...head.map((t) => h("th", {}, t)))), h("tbody", {}, ...rows));
+}
+
+function part(title, ...children) {
+  return h("div", { class: "detail-part" }, h("h3", {}, title), ...children);
+}
+
+function rttCells(site) {
+  const entries = Object.entries(site.rtt_ms || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return h("p", { class: "muted" }, "No RTT measured yet.");
+  return h("div", { class: "rtt-row" }, ...entries.map(([peer, ms]) => h("span",
+    { class: "rtt", "data-peer": peer, style: `background:hsl(${Math.max(0, 120 - ms * 0.6)},70%,80%)` },
+    `${peer} ${ms.toFixed(0)} ms`)));
+}
+
+function siteDetail(site) {
+  const loc = site.location || {};
+  const where = [loc.country, loc.region, `${(loc.lat ?? 0).toFixed(2)}, ${(loc.lon ?? 0).toFixed(2)}`]
+    .filter(Boolean).join(" · ");
+  const labels = Object.entries(site.labels || {}).map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`));
+  const parts = [
+    h("p", { class: "headline" }, h("span", { class: `badge ${site.status}` }, site.status), ` ${site.reason}`),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Region"), h("dd", { "data-fact": "region" }, site.region || "–"),
+      h("dt", {}, "Location"), h("dd", {}, where),
+      h("dt", {}, "Labels"), h("dd", {}, ...(labels.length ? labels : ["–"])),
+      h("dt", {}, "Reported by"),
+      h("dd", {}, `${site.reported_by} at ${new Date(site.reported_at * 1000).toLocaleTimeString()}`)),
+  ];
+  if (!site.capacity) {
+    parts.push(h("p", { class: "muted" }, `No report from ${site.name}: ${site.reason}`));
+    return parts;
+  }
+  parts.push(part("Capacity", ...RESOURCES.map(([key, label, unit]) => bar(label, site.capacity[key], unit))));
+  const states = Object.entries(site.servers.by_state).map(([k, n]) => h("span", { class: "chip" }, `${n} ${k}`));
+  parts.push(part(`Servers (${site.servers.total})`,
+    h("div", {}, ...(states.length ? states : [h("span", { class: "muted" }, "none")]))));
+  const hosts = (site.host_details || []).map((x) => h("tr", { class: "host", "data-host": x.name },
+    h("td", {}, x.name), h("td", { class: x.availability === "down" ? "offline" : "online" }, x.availability),
+    h("td", {}, String(x.servers)), h("td", {}, `${x.vcpus.used} / ${x.vcpus.total}`),
+    h("td", {}, `${x.ram_mb.used} / ${x.ram_mb.total}`), h("td", {}, `${x.disk_gb.used} / ${x.disk_gb.total}`)));
+  parts.push(part(`Hosts (${site.hosts}, ${site.hosts_down} down)`,
+    table("hosts", ["Host", "Availability", "Servers", "vCPUs", "RAM MB", "Disk GB"], hosts)));
+  const alarms = site.active_alarms.map((a) => h("tr", { class: "site-alarm" },
+    h("td", { class: a.severity }, a.severity), h("td", {}, a.type), h("td", {}, a.entity),
+    h("td", {}, a.reason), h("td", {}, a.raised_at)));
+  parts.push(part(`Active alarms (${alarms.length})`, alarms.length
+    ? table("site-alarms", ["Severity", "Type", "Entity", "Reason", "Raised"], alarms)
+    : h("p", { class: "muted" }, "None.")));
+  parts.push(part("RTT to other sites", rttCells(site)));
+  return parts;
+}
+
 async function drill(name) {
   selected = name;
   const site = lastStatus?.sites.find((s) => s.name === name);
   if (!site) return;
   $("#detail").hidden = false;
   $("#detail-title").textContent = `Site ${name}`;
-  const { active_alarms, ...rest } = site;
-  $("#detail-body").textContent = JSON.stringify({ ...rest, active_alarms: active_alarms.length }, null, 2);
+  $("#detail-body").replaceChildren(...siteDetail(site));
 }
 
 async function refresh() {
@@ -170,6 +243,7 @@ function show() {
 
 $("#login").addEventListener("submit", login);
 $("#logout").addEventListener("click", logout);
+$("#detail-close").addEventListener("click", () => { selected = null; $("#detail").hidden = true; });
 document.querySelectorAll("#sites th[data-key]").forEach((th) => th.addEventListener("click", () => {
   sortAsc = sortKey === th.dataset.key ? !sortAsc : true;
   sortKey = th.dataset.key;
