@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
+from edgefed.testkit.postgres import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -59,10 +61,22 @@ def can_login(fleet: ProcessFleet, site: str, user: str, project: str) -> bool:
         return False
 
 
+def databases(server: PostgresServer | None, names: list[str]) -> dict[str, str | None]:
+    """A fresh PostgreSQL database per site on ``--database=postgres`` runs, else SQLite."""
+    if server is None:
+        return {}
+    return {n: server.create_database(f"e_{n.lower()}_{uuid.uuid4().hex[:8]}") for n in names}
+
+
 @pytest.fixture
-def three_sites(tmp_path: Path) -> Iterator[ProcessFleet]:
+def three_sites(tmp_path: Path, postgres_server: PostgresServer | None) -> Iterator[ProcessFleet]:
+    names = ["Berlin", "Denver", "Paris"]
     fleet = ProcessFleet(
-        root=tmp_path, names=["Berlin", "Denver", "Paris"], rtt_ms=20, extra_config=FAST_RETRIES
+        root=tmp_path,
+        names=names,
+        rtt_ms=20,
+        extra_config=FAST_RETRIES,
+        database_urls=databases(postgres_server, names),
     ).start()
     try:
         yield fleet
@@ -128,9 +142,17 @@ def listing(fleet: ProcessFleet, site: str) -> list[tuple[Any, ...]]:
     )
 
 
-def test_kill_9_of_the_source_mid_sync_loses_nothing(tmp_path: Path) -> None:
+def test_kill_9_of_the_source_mid_sync_loses_nothing(
+    tmp_path: Path, postgres_server: PostgresServer | None
+) -> None:
     names = ["Berlin", "Denver", "Paris", "Tokyo"]
-    fleet = ProcessFleet(root=tmp_path, names=names, rtt_ms=10, extra_config=FAST_RETRIES).start()
+    fleet = ProcessFleet(
+        root=tmp_path,
+        names=names,
+        rtt_ms=10,
+        extra_config=FAST_RETRIES,
+        database_urls=databases(postgres_server, names),
+    ).start()
     try:
         for receiver in names[1:]:
             cli(fleet, receiver, "register", "--source", "Berlin")

@@ -3,20 +3,64 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from edgefed.services.sites.gossip import gossip_round
 from edgefed.testkit.asgi_fleet import FleetTransport
-from edgefed.testkit.inprocess import InProcessSite
-from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, registry
+from edgefed.testkit.postgres import PostgresServer
 
 PASSWORD = "s3cret-Passw0rd"
+DATABASES: PostgresServer | None = None  # set per test by the autouse fixture below
+
+
+@pytest.fixture(autouse=True)
+def _databases(postgres_server: PostgresServer | None) -> Iterator[None]:
+    """``--database=postgres``: every site of these fleets gets its own database."""
+    global DATABASES
+    DATABASES = postgres_server
+    yield
+    DATABASES = None
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    tmp_path: Path,
+    names: list[str],
+    *,
+    joined: bool = False,
+    transport: FleetTransport | None = None,
+) -> AsyncIterator[dict[str, InProcessSite]]:
+    """edgefed.testkit.inprocess_fleet.fleet, with a database per site on PostgreSQL runs."""
+    transport = transport or FleetTransport()
+    sites: dict[str, InProcessSite] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name in names:
+            url = None
+            if DATABASES is not None:
+                url = DATABASES.create_database(f"s_{name.lower()}_{uuid.uuid4().hex[:8]}")
+            settings = site_settings(
+                tmp_path / name.lower(), name=name, gossip_interval_seconds=3600.0, database_url=url
+            )
+            site = await stack.enter_async_context(run_site(settings, transport=transport))
+            transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))
+            sites[name] = site
+        if joined:
+            for name in names[1:]:
+                await enroll(sites[names[0]], sites[name])
+            await gossip_round(registry(sites[names[0]]))
+        yield sites
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 15.0) -> None:
