@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import identity, site_footprint, sync_propagation
+from bench import fleet_status, identity, site_footprint, sync_propagation
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "identity": (identity.run, identity.render),
     "footprint": (site_footprint.run, site_footprint.render),
     "sync": (sync_propagation.run, sync_propagation.render),
+    "fleet_status": (fleet_status.run, fleet_status.render),
 }
 
 

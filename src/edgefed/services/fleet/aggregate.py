@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
@@ -146,7 +147,15 @@ async def aggregate(
                 )
             )
             return
-        body = r.json().get("fleet_status", {})
+        try:
+            body = orjson.loads(r.content).get("fleet_status", {})
+        except (orjson.JSONDecodeError, AttributeError):
+            result.offer(
+                unreachable_report(
+                    ctx, site, status=Condition.DEGRADED, reason="status answer is not a report"
+                )
+            )
+            return
         children = body.get("sites", [])
         for report in children:
             if isinstance(report, dict) and can_see(ctx, principal, str(report.get("name"))):

@@ -50,7 +50,12 @@ async def own_report(ctx: SiteContext) -> dict[str, Any]:
     repo = AlarmRepository(ctx.store)
     active = await repo.find(AlarmFilter(limit=MAX_ALARMS_PER_REPORT))
     active.sort(key=lambda a: (SEVERITY_ORDER.get(Severity(a.severity), 9), -a.raised_at))
-    counts = await repo.active_counts()
+    if len(active) < MAX_ALARMS_PER_REPORT:  # the list is complete: count it, no query
+        counts = {s.value: 0 for s in Severity}
+        for alarm in active:
+            counts[alarm.severity] = counts.get(alarm.severity, 0) + 1
+    else:
+        counts = await repo.active_counts()
     serious = [a for a in active if a.severity in SERIOUS and a.type not in ABOUT_PEERS]
     if serious:
         status = Condition.DEGRADED
