@@ -39,6 +39,11 @@ def _install_header_hook() -> None:
     if _patched:
         return
     from keystoneauth1 import session as ks_session
+    from openstack.config import loader
+
+    # openstacksdk's config loader runs str.format() on every option value (so that one
+    # option can refer to another); a scope's braces would be taken for fields.
+    loader.FORMAT_EXCLUSIONS = frozenset(loader.FORMAT_EXCLUSIONS | {"scope"})
 
     original = ks_session.Session.request
 

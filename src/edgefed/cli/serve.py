@@ -15,9 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgefed.api.context import SiteContext
-from edgefed.core.errors import EdgefedError
-from edgefed.core.settings import SiteSettings, load_settings
+# httpx imports its command-line client (rich, click, pygments: ~7 MiB resident) whenever
+# those happen to be installed, as in a development environment. A site never runs it;
+# a None entry makes that optional import fail, which httpx handles exactly as in an
+# install without them. This module is the first the ``edgefed`` command imports.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
+from edgefed.core.errors import EdgefedError  # noqa: E402
+from edgefed.core.settings import SiteSettings, load_settings  # noqa: E402
 
 READY_PREFIX = "EDGEFED READY"
 
@@ -79,7 +85,11 @@ async def serve(settings: SiteSettings, sock: socket.socket) -> None:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        ws="none",  # no websocket routes: do not import a websockets implementation
         timeout_graceful_shutdown=5,
+        # Longer than clients keep idle connections pooled: a server closing an idle
+        # connection as a client reuses it makes the client fail (RemoteDisconnected).
+        timeout_keep_alive=75,
         server_header=False,
     )
     server = uvicorn.Server(config)

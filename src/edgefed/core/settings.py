@@ -65,6 +65,8 @@ class SiteSettings:
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
+    # This site's internal/admin catalog endpoints (default: the public URL).
+    internal_url: str | None = None
     database_url: str | None = None
     admin_user: str = "admin"
     admin_project: str = "admin"

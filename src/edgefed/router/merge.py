@@ -2,8 +2,12 @@
 
 - A collection read (a JSON object with one list-valued key such as ``servers`` or
   ``images``, beside paging keys) is merged: the lists are concatenated and every item
-  is tagged with its site under ``"os-scope:site"``. Paging links are dropped: a
-  ``limit``/``marker`` page of a multi-site listing has no single next page.
+  is tagged with its site under ``"os-scope:site"``. The same item (same ``id``, same
+  content but for its links) at several sites — a seeded or synchronised flavor —
+  appears once, tagged
+  with the first site and listing all of them under ``"os-scope:sites"``; items that
+  differ stay apart. Paging links are dropped: a ``limit``/``marker`` page of a
+  multi-site listing has no single next page.
 - Identical answers (a version document) collapse into one.
 - Anything else: the first site's answer, tagged, with ``"os-scope:results"`` listing
   every site's status.
@@ -13,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +25,10 @@ from typing import Any
 import orjson
 
 from edgefed.api.faults import fault_body, style_for
+from edgefed.api.responses import dumps
 
 SITE_TAG = "os-scope:site"
+SITES_TAG = "os-scope:sites"
 RESULTS_KEY = "os-scope:results"
 PAGING_KEYS = ("links", "next", "first", "previous", "schema")
 
@@ -90,6 +97,37 @@ def _tag(item: Any, site: str) -> Any:
     return item
 
 
+def _fingerprint(item: dict[str, Any]) -> bytes:
+    """What makes two sites' items the same item: everything but their links (which
+    name each site's own URL)."""
+    core = {k: v for k, v in item.items() if k != "links"}
+    try:
+        return orjson.dumps(core, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(core, sort_keys=True, default=str).encode()
+
+
+def _merge_items(pairs: Sequence[tuple[str, Any]]) -> list[Any]:
+    merged: list[Any] = []
+    seen: dict[bytes, dict[str, Any]] = {}
+    for site, item in pairs:
+        if isinstance(item, dict) and "id" in item:
+            fingerprint = _fingerprint(item)
+            twin = seen.get(fingerprint)
+            if twin is not None:
+                twin[SITES_TAG].append(site)
+                continue
+            tagged = {**item, SITE_TAG: site, SITES_TAG: [site]}
+            seen[fingerprint] = tagged
+            merged.append(tagged)
+        else:
+            merged.append(_tag(item, site))
+    for item in merged:
+        if isinstance(item, dict) and len(item.get(SITES_TAG, ())) == 1:
+            del item[SITES_TAG]
+    return merged
+
+
 def merge_success(answers: Sequence[SiteAnswer]) -> tuple[int, bytes]:
     """The body for several successful answers (see module docstring)."""
     bodies = [a.json() for a in answers]
@@ -99,10 +137,10 @@ def merge_success(answers: Sequence[SiteAnswer]) -> tuple[int, bytes]:
         if len(keys) == 1 and None not in keys:
             key = keys.pop()
             assert key is not None
-            items = [
-                _tag(item, a.site) for a, b in zip(answers, bodies, strict=True) for item in b[key]
+            pairs = [
+                (a.site, item) for a, b in zip(answers, bodies, strict=True) for item in b[key]
             ]
-            return first.status, orjson.dumps({key: items})
+            return first.status, dumps({key: _merge_items(pairs)})
         if all(a.body == first.body for a in answers):
             return first.status, first.body
         body = bodies[0]
@@ -111,7 +149,7 @@ def merge_success(answers: Sequence[SiteAnswer]) -> tuple[int, bytes]:
                 k: (_tag(v, first.site) if isinstance(v, dict) else v) for k, v in body.items()
             }
             tagged[RESULTS_KEY] = [a.summary() for a in answers]
-            return first.status, orjson.dumps(tagged)
+            return first.status, dumps(tagged)
     return first.status, first.body
 
 
@@ -138,4 +176,4 @@ def failure(path: str, answers: Sequence[SiteAnswer], *, write: bool) -> tuple[i
     message += f": {detail}"
     body = fault_body(style_for(path), status, message)
     body[RESULTS_KEY] = [a.summary() for a in answers]
-    return status, orjson.dumps(body)
+    return status, dumps(body)

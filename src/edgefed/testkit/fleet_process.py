@@ -75,6 +75,7 @@ class ProcessFleet:
                     database_url=self.database_urls.get(name),
                     extra_config=(
                         f'public_url = "{link.url}"\n'
+                        f'internal_url = "http://127.0.0.1:{port}"\n'
                         f"gossip_interval_seconds = {self.gossip_interval}\n"
                         f"labels = {{ {label_line} }}\n{self.extra_config}"
                     ),

@@ -30,6 +30,8 @@ class OpenStackCLI:
     project: str = "admin"
     region: str | None = None
     timeout: float = 120.0
+    extra_env: dict[str, str] | None = None
+    interface: str = "public"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
@@ -41,10 +43,11 @@ class OpenStackCLI:
             OS_USER_DOMAIN_NAME="Default",
             OS_PROJECT_DOMAIN_NAME="Default",
             OS_IDENTITY_API_VERSION="3",
-            OS_INTERFACE="public",
+            OS_INTERFACE=self.interface,
         )
         if self.region:
             env["OS_REGION_NAME"] = self.region
+        env.update(self.extra_env or {})
         return env
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -75,4 +78,5 @@ class OpenStackCLI:
             project=project,
             region=self.region,
             timeout=self.timeout,
+            interface=self.interface,
         )

@@ -54,9 +54,14 @@ def generated_services(state: IdentityState) -> list[GeneratedService]:
 
 def generated_endpoints(state: IdentityState) -> list[GeneratedEndpoint]:
     found: list[GeneratedEndpoint] = []
-    for site, site_url in sorted(state.ctx.fleet_sites().items()):
+    internal = state.ctx.settings.internal_url
+    for site, public_url in sorted(state.ctx.fleet_sites().items()):
         for entry in state.ctx.catalog_entries:
             for interface in INTERFACES:
+                # This site's own internal/admin endpoints may be a local address (the
+                # operator next to the site keeps working when its WAN link is cut).
+                local = site == state.ctx.name and interface != "public" and internal
+                site_url = internal if local and internal else public_url
                 found.append(
                     GeneratedEndpoint(
                         id=generated_endpoint_id(site, entry.type, interface),
