@@ -780,6 +780,11 @@ async def _unique_clash(conn: AsyncConnection, kind: Kind, values: Mapping[str, 
     return None
 
 
+def delivery_rank(kind_name: str, op: str) -> int:
+    """Where a row goes in the delivery order: parents first, deletes children first."""
+    return _rank(KINDS[kind_name], op)
+
+
 def _rank(kind: Kind, op: str) -> int:
     # Deletes go children first: after every upsert of the batch, in reverse rank.
     return kind.rank if op != "delete" else 10 + (2 - kind.rank)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger("edgefed.sync.delivery")
 
 PUSH_PATH = "/edge/v1/sync/push"
 MAX_IDLE_SECONDS = 2.0
+PAYLOAD_CACHE_ROWS = 20_000
 
 
 @dataclass
@@ -49,6 +51,10 @@ class PeerWorker:
     last_error: str | None = None
     # Rows being pushed by this peer's loops: (kind, key) -> rank.
     inflight: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Rows the router just queued (committed), handed over so that a live change is
+    # pushed without first reading the outbox back; the outbox stays the authority.
+    fresh: list[OutboxEntry] = field(default_factory=list)
+    payloads: PayloadCache | None = None
     _wakes: list[asyncio.Event] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -64,6 +70,14 @@ class PeerWorker:
     def wake(self) -> None:
         for event in self._wakes:
             event.set()
+
+    def offer(self, entries: list[OutboxEntry]) -> None:
+        """Rows just queued for this peer (small batches only; the outbox has them all)."""
+        if len(self.fresh) + len(entries) <= self.batch_size:
+            self.fresh.extend(entries)
+        else:
+            self.fresh.clear()
+        self.wake()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,12 +128,15 @@ class PeerWorker:
         same row.
         """
         busy = min(self.inflight.values(), default=None)
-        rows = await self.repo.due(
-            self.target,
-            now=self.ctx.clock(),
-            limit=self.batch_size + len(self.inflight),
-            max_rank=busy,
-        )
+        if self.fresh:
+            rows, self.fresh = self.fresh, []
+        else:
+            rows = await self.repo.due(
+                self.target,
+                now=self.ctx.clock(),
+                limit=self.batch_size + len(self.inflight),
+                max_rank=busy,
+            )
         busy = min(self.inflight.values(), default=None)
         batch: list[OutboxEntry] = []
         for entry in rows:
@@ -182,24 +199,55 @@ class PeerWorker:
         )
 
     async def _payload(self, batch: list[OutboxEntry]) -> list[dict[str, Any]]:
+        cache = self.payloads if self.payloads is not None else PayloadCache()
+        missing = [e for e in batch if e.op != "delete" and not cache.has(e)]
+        if missing:
+            async with self.ctx.store.read() as conn:
+                for entry in missing:
+                    kind = KINDS[entry.kind]
+                    row = await read_row(conn, kind, entry.key)
+                    cache.put(entry, None if row is None else encode_row(kind, row))
         items: list[dict[str, Any]] = []
-        async with self.ctx.store.read() as conn:
-            for entry in batch:
-                kind = KINDS[entry.kind]
-                row = None if entry.op == "delete" else await read_row(conn, kind, entry.key)
-                item: dict[str, Any] = {
-                    "kind": entry.kind,
-                    "key": entry.key,
-                    "version": entry.version,
-                    "op": "delete" if row is None else "upsert",
-                }
-                if row is not None:
-                    item["row"] = encode_row(kind, row)
-                    targets = self.forwarded_targets(entry.kind, entry.key)
-                    if targets:
-                        item["targets"] = targets
-                items.append(item)
+        for entry in batch:
+            row = None if entry.op == "delete" else cache.get(entry)
+            item: dict[str, Any] = {
+                "kind": entry.kind,
+                "key": entry.key,
+                "version": entry.version,
+                "op": "delete" if row is None else "upsert",
+            }
+            if row is not None:
+                item["row"] = row
+                targets = self.forwarded_targets(entry.kind, entry.key)
+                if targets:
+                    item["targets"] = targets
+            items.append(item)
         return items
+
+
+class PayloadCache:
+    """Encoded rows by (kind, key, version), shared by every peer's workers.
+
+    One change pushed to a hundred receivers is read and encoded once, not a hundred
+    times. A version's content is read at or after that version, never before, so a
+    cached row is never older than the version it is sent as (a newer change gets its
+    own version and its own read).
+    """
+
+    def __init__(self, capacity: int = PAYLOAD_CACHE_ROWS):
+        self.capacity = capacity
+        self.rows: OrderedDict[tuple[str, str, int], dict[str, Any] | None] = OrderedDict()
+
+    def has(self, entry: OutboxEntry) -> bool:
+        return (entry.kind, entry.key, entry.version) in self.rows
+
+    def get(self, entry: OutboxEntry) -> dict[str, Any] | None:
+        return self.rows.get((entry.kind, entry.key, entry.version))
+
+    def put(self, entry: OutboxEntry, row: dict[str, Any] | None) -> None:
+        self.rows[(entry.kind, entry.key, entry.version)] = row
+        while len(self.rows) > self.capacity:
+            self.rows.popitem(last=False)
 
 
 @dataclass
@@ -210,6 +258,7 @@ class Delivery:
     repo: SyncRepository
     forwarded_targets: Callable[[str, str], Any]
     workers: dict[str, PeerWorker] = field(default_factory=dict)
+    payloads: PayloadCache = field(default_factory=PayloadCache)
 
     def worker(self, target: str) -> PeerWorker:
         existing = self.workers.get(target)
@@ -227,6 +276,7 @@ class Delivery:
             batch_size=s.sync_batch_size,
             concurrency=max(1, s.sync_peer_concurrency),
             forwarded_targets=self.forwarded_targets,
+            payloads=self.payloads,
         )
         self.workers[target] = worker
         worker.start()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from edgefed.api.context import SiteContext
 from edgefed.core.scope_resolve import FleetView
-from edgefed.store.sync import Mark, OutboxEntry, SyncRepository
+from edgefed.store.sync import Mark, OutboxEntry, SyncRepository, delivery_rank
 from edgefed.store.sync_rows import CHILDREN, KINDS, Ref, all_keys, children_of, exists
 from edgefed.sync import targets as target_sets
 
@@ -82,7 +82,11 @@ class RoutingTable:
 
 class ChangeRouter:
     def __init__(
-        self, ctx: SiteContext, repo: SyncRepository, *, on_queued: Callable[[set[str]], None]
+        self,
+        ctx: SiteContext,
+        repo: SyncRepository,
+        *,
+        on_queued: Callable[[list[OutboxEntry]], None],
     ):
         self.ctx = ctx
         self.repo = repo
@@ -160,13 +164,13 @@ class ChangeRouter:
             if change.kind in KINDS:
                 latest[(change.kind, change.key)] = (change.seq, change.op)
         entries = [
-            OutboxEntry(target, kind, key, seq, op)
+            OutboxEntry(target, kind, key, seq, op, rank=delivery_rank(kind, op))
             for (kind, key), (seq, op) in latest.items()
             for target in sorted(table.receivers_of((kind, key)))
         ]
         await self.repo.route(entries, cursor=page[-1].seq, now=self.ctx.clock())
         if entries:
-            self.on_queued({e.target for e in entries})
+            self.on_queued(entries)
         return len(page)
 
     async def enqueue_resources(
@@ -191,10 +195,14 @@ class ChangeRouter:
             targets = table.receivers_of(ref) | (extra or set() if ref in wanted else set())
             for target in sorted(targets):
                 if only is None or target in only:
-                    entries.append(OutboxEntry(target, ref[0], ref[1], version, op))
+                    entries.append(
+                        OutboxEntry(
+                            target, ref[0], ref[1], version, op, rank=delivery_rank(ref[0], op)
+                        )
+                    )
         await self.repo.enqueue(entries, now=self.ctx.clock(), force=force)
         if entries:
-            self.on_queued({e.target for e in entries})
+            self.on_queued(entries)
         return len(entries)
 
     async def full_sync(self, receiver: str) -> int:

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from edgefed.api.context import SiteContext, site_context
 from edgefed.core.errors import ValidationFailed
-from edgefed.store.sync import Mark, SyncRepository
+from edgefed.store.sync import Mark, OutboxEntry, SyncRepository
 from edgefed.store.sync_rows import KINDS, Ref, all_keys, exists
 from edgefed.sync import targets as target_sets
 from edgefed.sync.backoff import Backoff
@@ -64,9 +64,12 @@ class SyncEngine:
         await self.delivery.stop()
         await self.fetcher.stop()
 
-    def _queued(self, targets: set[str]) -> None:
-        for target in targets:
-            self.delivery.worker(target).wake()
+    def _queued(self, entries: list[OutboxEntry]) -> None:
+        by_target: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            by_target.setdefault(entry.target, []).append(entry)
+        for target, queued in by_target.items():
+            self.delivery.worker(target).offer(queued)
 
     async def refresh_marks(self) -> None:
         marks: dict[Ref, list[Mark]] = {}
