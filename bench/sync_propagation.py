@@ -41,6 +41,7 @@ TRIALS = 7
 BULK_PROJECTS = 10_000
 BULK_RECEIVERS = 20
 STEPS = (10, 50, 100)
+START_PARALLELISM = 4  # two cores: more at once only makes each start slower
 WAIT_S = 60.0
 # Quiet fleet: no health probes or fast gossip stealing the two cores while measuring.
 QUIET = (
@@ -125,7 +126,14 @@ def propagation(root: Path, steps: tuple[int, ...], trials: int) -> dict[str, An
     names = ["Source"] + [f"R{n:03d}" for n in range(1, max(steps) + 1)]
     began = time.monotonic()
     fleet = ProcessFleet(
-        root=root, names=names, rtt_ms=RTT_MS, gossip_interval=3.0, extra_config=QUIET
+        root=root,
+        names=names,
+        rtt_ms=RTT_MS,
+        gossip_interval=3.0,
+        extra_config=QUIET,
+        start_parallelism=START_PARALLELISM,
+        start_timeout=300,
+        converge_deadline=600,
     ).start()
     started_s = time.monotonic() - began
     out: dict[str, Any] = {"fleet_start_s": round(started_s, 1), "steps": []}
@@ -189,7 +197,14 @@ async def create_projects(url: str, token: str, count: int, *, connections: int 
 def bulk(root: Path, projects: int, receivers: int) -> dict[str, Any]:
     names = ["Source"] + [f"B{n:02d}" for n in range(1, receivers + 1)]
     fleet = ProcessFleet(
-        root=root, names=names, rtt_ms=RTT_MS, gossip_interval=3.0, extra_config=QUIET
+        root=root,
+        names=names,
+        rtt_ms=RTT_MS,
+        gossip_interval=3.0,
+        extra_config=QUIET,
+        start_parallelism=START_PARALLELISM,
+        start_timeout=300,
+        converge_deadline=600,
     ).start()
     try:
         src = fleet["Source"]

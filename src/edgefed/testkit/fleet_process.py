@@ -54,6 +54,10 @@ class ProcessFleet:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     database_urls: dict[str, str | None] = field(default_factory=dict)
     gossip_interval: float = 1.0
+    # How many sites start at once, and how long one may take (large fleets, busy hosts).
+    start_parallelism: int = 8
+    start_timeout: float = 60.0
+    converge_deadline: float = CONVERGE_DEADLINE
     extra_config: str = ""
     wan: Wan = field(default_factory=Wan)
     sites: dict[str, SiteProcess] = field(default_factory=dict)
@@ -85,9 +89,9 @@ class ProcessFleet:
             rest = [self.sites[n] for n in self.names[1:]]
             for site, token in zip(rest, tokens, strict=True):
                 site.extra_config += f'join_token = "{token}"\n'
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda s: s.start(), rest))
-            self.wait_converged()
+            with ThreadPoolExecutor(max_workers=self.start_parallelism) as pool:
+                list(pool.map(lambda s: s.start(timeout=self.start_timeout), rest))
+            self.wait_converged(self.converge_deadline)
         except BaseException:
             self.stop()
             raise
