@@ -7,6 +7,7 @@ string (bounded), so a hot token costs a dict lookup plus the revocation check.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,14 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from edgefed.api.context import SiteContext, site_context
-from edgefed.core.errors import Unauthorized
+from edgefed.core.errors import EdgefedError, Unauthorized
 from edgefed.core.tokens import verify_token
 
 TOKEN_HEADER = "x-auth-token"  # noqa: S105 - a header name
 SUBJECT_TOKEN_HEADER = "x-subject-token"  # noqa: S105 - a header name
 _CACHE_SIZE = 4096
+SHADOW_HOOK = "identity.shadow"
+log = logging.getLogger("edgefed.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,25 @@ class Principal:
 class Authenticator:
     def __init__(self) -> None:
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # (issuer, user, project, roles) whose shadow identity exists here already.
+        self._shadowed: set[tuple[str, str, str | None, frozenset[str]]] = set()
+
+    async def ensure_shadow(self, ctx: SiteContext, principal: Principal) -> None:
+        """A token from another fleet site: make its user known here (once)."""
+        key = (principal.issuer, principal.user_id, principal.project_id, principal.role_names)
+        if key in self._shadowed:
+            return
+        hook = ctx.services.get(SHADOW_HOOK)
+        if hook is None:
+            return
+        try:
+            await hook(principal)
+        except EdgefedError as exc:
+            log.warning("no shadow identity for %s: %s", principal.user_name, exc.message)
+            return
+        if len(self._shadowed) > _CACHE_SIZE:
+            self._shadowed.clear()
+        self._shadowed.add(key)
 
     def validate(self, ctx: SiteContext, token: str) -> Principal:
         now = ctx.clock()
@@ -120,6 +142,10 @@ async def current_principal(conn: HTTPConnection) -> Principal:
     token = conn.headers.get(TOKEN_HEADER)
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
-    principal = authenticator(conn).validate(site_context(conn), token)
+    ctx = site_context(conn)
+    auth = authenticator(conn)
+    principal = auth.validate(ctx, token)
+    if principal.issuer != ctx.name:
+        await auth.ensure_shadow(ctx, principal)
     conn.scope["edgefed.principal"] = principal
     return principal

@@ -23,6 +23,7 @@ from edgefed.services.identity import (
     projects,
     regions,
     roles,
+    shadow,
     tokens,
     users,
     versions,
@@ -33,8 +34,8 @@ from edgefed.store.revocations import RevocationRepository
 
 
 def build_router() -> APIRouter:
+    """Every route but the token routes (a hot router of their own, see ``build``)."""
     router = APIRouter()
-    router.include_router(tokens.router)  # first: validation is the hot path
     versions.add_routes(router)
     for module in (
         domains,
@@ -55,6 +56,7 @@ def build_router() -> APIRouter:
 async def on_start(ctx: SiteContext) -> None:
     state_for(ctx)
     await bootstrap(ctx)
+    shadow.install(ctx)
     await prune_revocations(ctx)
 
 
@@ -73,6 +75,7 @@ def build() -> ServiceSpec:
         name="identity",
         prefix="/identity",
         router=build_router(),
+        hot_routers=(tokens.router,),  # first, and alone: validation is the hot path
         catalog=(CatalogEntry(type="identity", name="keystone", path="/identity"),),
         on_start=on_start,
     )
