@@ -144,9 +144,10 @@ def create_app(
     app.add_exception_handler(Exception, faults.handle_unexpected)
     dispatch = SegmentDispatch(app.router)
     for spec in services:
-        before = len(app.router.routes)
-        app.include_router(spec.router, prefix=spec.prefix)
-        dispatch.declare(app.router.routes[before:], prefix=spec.prefix)
+        for router in (*spec.hot_routers, spec.router):
+            before = len(app.router.routes)
+            app.include_router(router, prefix=spec.prefix)
+            dispatch.declare(app.router.routes[before:], prefix=spec.prefix)
     app.include_router(dashboard_router)
 
     @app.get("/", include_in_schema=False)

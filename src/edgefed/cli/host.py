@@ -27,10 +27,7 @@ from typing import Any
 
 import httpx
 
-from edgefed.agent.runner import READY_PREFIX, AgentConfig, AgentError, HostAgent
 from edgefed.core.errors import EdgefedError
-from edgefed.provisioning.bundle import ProvisionPlan, Target, write_bundle
-from edgefed.provisioning.runner import run_playbook
 
 HOSTS = "/edge/v1/hosts"
 COLUMNS = ("id", "hostname", "personality", "mgmt_ip", "administrative", "availability")
@@ -216,6 +213,11 @@ def cmd_token(args: argparse.Namespace, site: SiteClient) -> None:
 
 
 def cmd_provision(args: argparse.Namespace, site: SiteClient) -> None:
+    # Imported here (yaml, the Ansible bundle): every ``edgefed`` process, a site's
+    # included, builds this parser, and only this command needs them.
+    from edgefed.provisioning.bundle import ProvisionPlan, Target, write_bundle
+    from edgefed.provisioning.runner import run_playbook
+
     host = site.call("GET", f"/{args.host}")["host"]
     if host["personality"] != "edgeworker":
         raise CommandError(f"{host['hostname']} is a {host['personality']}, not an edgeworker")
@@ -284,6 +286,8 @@ def run_operator(args: argparse.Namespace) -> int:
 
 
 def run_agent(args: argparse.Namespace) -> int:
+    from edgefed.agent.runner import READY_PREFIX, AgentConfig, AgentError, HostAgent
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     config = AgentConfig(
         site_url=args.site,

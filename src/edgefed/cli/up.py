@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from edgefed.cli.serve import READY_PREFIX
 
@@ -200,6 +199,8 @@ def _clouds_yaml(directory: Path, sites: list[RunningSite], password: str) -> Pa
             for s in sites
         }
     }
+    import yaml  # here: every ``edgefed`` process, a site's included, imports this module
+
     path = (directory / "clouds.yaml").resolve()
     path.write_text(yaml.safe_dump(clouds, sort_keys=False))
     return path

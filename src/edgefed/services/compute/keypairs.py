@@ -12,7 +12,6 @@ import hashlib
 import re
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Depends
@@ -62,6 +61,9 @@ def ssh_fingerprint(public_key: str) -> str:
 
 
 def x509_fingerprint(public_key: str) -> str:
+    # Imported here: x509 keypairs are rare and the module costs ~1.5 MiB resident.
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(public_key.encode())
     except ValueError as exc:
