@@ -24,6 +24,8 @@ is checked.
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import statistics
 import tempfile
 import time
@@ -50,6 +52,53 @@ QUIET = (
     "sync_backoff_seconds = [0.2, 0.5, 1.0]\n"
     'log_level = "warning"\n'
 )
+
+
+class LowPorts:
+    """Site ports below the kernel's ephemeral range (32768-60999): a hundred sites take
+    minutes to start, and a port picked from the ephemeral range may meanwhile become
+    some other process's outgoing connection."""
+
+    def __init__(self, low: int = 20000, high: int = 32000) -> None:
+        self.rng = random.Random()
+        self.low, self.high = low, high
+        self.taken: set[int] = set()
+
+    def __call__(self) -> int:
+        for _ in range(1000):
+            port = self.rng.randrange(self.low, self.high)
+            if port in self.taken:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self.taken.add(port)
+            return port
+        raise RuntimeError("no free port below the ephemeral range")
+
+
+def start_fleet(root: Path, names: list[str], attempts: int = 3) -> ProcessFleet:
+    """Start a quiet fleet; again on a port clash (ports are picked before a long start,
+    and other processes on the host may take one meanwhile)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return ProcessFleet(
+                root=root / f"try{attempt}",
+                names=names,
+                rtt_ms=RTT_MS,
+                gossip_interval=3.0,
+                extra_config=QUIET,
+                start_parallelism=START_PARALLELISM,
+                start_timeout=300,
+                converge_deadline=600,
+                pick_port=LowPorts(),
+            ).start()
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def admin_client(fleet: ProcessFleet, name: str) -> httpx.Client:
@@ -125,16 +174,7 @@ def verdict(value: float, goal: float) -> str:
 def propagation(root: Path, steps: tuple[int, ...], trials: int) -> dict[str, Any]:
     names = ["Source"] + [f"R{n:03d}" for n in range(1, max(steps) + 1)]
     began = time.monotonic()
-    fleet = ProcessFleet(
-        root=root,
-        names=names,
-        rtt_ms=RTT_MS,
-        gossip_interval=3.0,
-        extra_config=QUIET,
-        start_parallelism=START_PARALLELISM,
-        start_timeout=300,
-        converge_deadline=600,
-    ).start()
+    fleet = start_fleet(root, names)
     started_s = time.monotonic() - began
     out: dict[str, Any] = {"fleet_start_s": round(started_s, 1), "steps": []}
     try:
@@ -196,16 +236,7 @@ async def create_projects(url: str, token: str, count: int, *, connections: int 
 
 def bulk(root: Path, projects: int, receivers: int) -> dict[str, Any]:
     names = ["Source"] + [f"B{n:02d}" for n in range(1, receivers + 1)]
-    fleet = ProcessFleet(
-        root=root,
-        names=names,
-        rtt_ms=RTT_MS,
-        gossip_interval=3.0,
-        extra_config=QUIET,
-        start_parallelism=START_PARALLELISM,
-        start_timeout=300,
-        converge_deadline=600,
-    ).start()
+    fleet = start_fleet(root, names)
     try:
         src = fleet["Source"]
         begin = time.monotonic()

@@ -11,6 +11,7 @@ site's registry lists every site.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ class ProcessFleet:
     start_parallelism: int = 8
     start_timeout: float = 60.0
     converge_deadline: float = CONVERGE_DEADLINE
+    # Where each site's port comes from (a long start of many sites may want ports
+    # outside the kernel's ephemeral range, which other processes keep taking).
+    pick_port: Callable[[], int] = free_port
     extra_config: str = ""
     wan: Wan = field(default_factory=Wan)
     sites: dict[str, SiteProcess] = field(default_factory=dict)
@@ -66,7 +70,7 @@ class ProcessFleet:
         self.wan.start()
         try:
             for name in self.names:
-                port = free_port()
+                port = self.pick_port()
                 link = self.wan.add_link(
                     server=name, target=("127.0.0.1", port), profile=LinkProfile(rtt_ms=self.rtt_ms)
                 )
