@@ -11,14 +11,28 @@ SYSTEM_STAMP := .cache/system-deps
 # chromium for the dashboard's browser tests (Playwright drives the system browser).
 DEBIAN_PACKAGES := postgresql debootstrap chromium
 PYTEST_ARGS ?=
+# Test processes: the suite mostly waits on site processes and CLI calls.
+JOBS ?= 3
+# The same suite again with every site on PostgreSQL (a throw-away server the suite starts):
+# everything that runs a site on the suite's database; fleets of real processes (which keep
+# their own SQLite) and the browser are covered by the first pass.
+POSTGRES_TESTS ?= tests/unit tests/multisite tests/e2e/test_identity_cli.py \
+	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_durability.py \
+	tests/e2e/test_api_fuzz.py
 
-.PHONY: run test lint check unit e2e postgres-test bench migrations clean system-deps venv
+.PHONY: run test test-sqlite lint format unit e2e bench migrations clean system-deps venv
 
 run: venv
 	$(BIN)/edgefed up
 
 test: venv system-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile --database=postgres \
+		$(POSTGRES_TESTS)
+
+# The suite on SQLite only (faster feedback while developing).
+test-sqlite: venv system-deps lint
+	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 venv: $(STAMP)
 

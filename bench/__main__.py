@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fleet_status, identity, site_footprint, sync_propagation
+from bench import fleet_status, identity, scope_fanout, site_footprint, sync_propagation
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -28,6 +28,7 @@ Renderer = Callable[[dict[str, Any]], str]
 BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "identity": (identity.run, identity.render),
     "footprint": (site_footprint.run, site_footprint.render),
+    "fanout": (scope_fanout.run, scope_fanout.render),
     "sync": (sync_propagation.run, sync_propagation.render),
     "fleet_status": (fleet_status.run, fleet_status.render),
 }
