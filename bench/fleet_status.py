@@ -252,9 +252,14 @@ def render(results: dict[str, Any]) -> str:
             f"aggregator: {a['cpu_s_per_status']:.3f} s CPU per status; RSS {a['rss_mib_before']} "
             f"MiB before, {a['rss_mib_after_cold']} after cold, {a['rss_mib_after']} after warm, "
             f"peak {a['peak_rss_mib']} MiB",
-            f"whole fleet: {a['fleet_cpu_s_per_status']:.3f} s CPU per status (above idle), so "
-            f">= {a['fleet_cpu_s_per_status'] / 2:.3f} s on 2 quiet cores; load average "
-            f"{a['loadavg_after']} after the runs",
+            (
+                f"whole fleet: {a['fleet_cpu_s_per_status']:.3f} s CPU per status (above idle), "
+                f"so >= {a['fleet_cpu_s_per_status'] / 2:.3f} s on 2 quiet cores"
+                if a["fleet_cpu_s_per_status"] > 0
+                else "whole fleet: CPU per status not measurable (the background rate changed "
+                "during the runs: the machine is too busy for these figures)"
+            )
+            + f"; load average {a['loadavg_after']} after the runs",
             f"anchor: {results['anchor']['what']}",
             f"ratio anchor {results['anchor']['seconds']:.0f} s / warm median: "
             f"{g['ratio_vs_anchor']}x",
