@@ -88,7 +88,13 @@ def create_app(
         signer = TokenSigner(signing_key, kid=settings.name)
         keyring = Keyring(keys={settings.name: signer.public_key})
         events = await RevocationRepository(store).all_since(clock() - 2 * 86400)
-        http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, connect=5.0))
+        # The one inter-site client: keep a warm connection to every peer of a large fleet
+        # (a fan-out to 100 sites must not reopen 80 connections each time).
+        http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=2048, max_keepalive_connections=1024),
+        )
         ctx = SiteContext(
             settings=settings,
             store=store,
