@@ -37,6 +37,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -591,7 +592,7 @@ class SyncRepository:
         """
         try:
             async with self.store.write() as conn:
-                results = [await self._apply(conn, source, i, has_blob, now) for i in items]
+                results = await self._apply_all(conn, source, items, has_blob, now)
         except IntegrityError:
             results = []
             for item in items:
@@ -602,6 +603,172 @@ class SyncRepository:
                     results.append(_rejected(item, 409, f"the database refused it: {exc.orig}"))
         identity._bump(self.store)
         return results
+
+    async def _apply_all(
+        self,
+        conn: AsyncConnection,
+        source: str,
+        items: Sequence[Mapping[str, Any]],
+        has_blob: Callable[[str], bool],
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """Every item in order: runs of plain upserts of one kind together, the rest one by one."""
+        results: list[dict[str, Any]] = []
+        run: list[Mapping[str, Any]] = []
+        for item in items:
+            if _bulk_eligible(item) and (not run or run[0]["kind"] == item["kind"]):
+                run.append(item)
+                continue
+            if run:
+                results += await self._apply_run(conn, source, run, has_blob, now)
+                run = []
+            if _bulk_eligible(item):
+                run.append(item)
+            else:
+                results.append(await self._apply(conn, source, item, has_blob, now))
+        if run:
+            results += await self._apply_run(conn, source, run, has_blob, now)
+        return results
+
+    async def _apply_run(
+        self,
+        conn: AsyncConnection,
+        source: str,
+        run: Sequence[Mapping[str, Any]],
+        has_blob: Callable[[str], bool],
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """Upserts of one parent kind, checked and written with a few statements per run.
+
+        The same checks as ``_apply`` (held version, owner, row shape, unique names),
+        read for the whole run at once: a first sync of 10,000 projects is then a few
+        dozen statements per push instead of seven per project.
+        """
+        kind = KINDS[str(run[0]["kind"])]
+        keys = [str(i["key"]) for i in run]
+        if len(set(keys)) != len(keys):
+            return [await self._apply(conn, source, i, has_blob, now) for i in run]
+        key_col = kind.table.c[kind.key_columns[0]]
+        held: dict[str, int] = {}
+        existing: dict[str, str | None] = {}
+        for chunk in _chunks(keys):
+            query = select(applied.c.key, applied.c.version).where(
+                applied.c.kind == kind.name, applied.c.key.in_(chunk)
+            )
+            held.update({str(k): int(v) for k, v in await conn.execute(query)})
+            origin = kind.table.c.origin if kind.has_origin else null()
+            found = await conn.execute(select(key_col, origin).where(key_col.in_(chunk)))
+            existing.update({str(k): o for k, o in found})
+        results: dict[int, dict[str, Any]] = {}
+        candidates: list[tuple[int, Mapping[str, Any], dict[str, Any]]] = []
+        for n, item in enumerate(run):
+            key, version = keys[n], int(item["version"])
+            if key in held and version <= held[key]:
+                results[n] = _result(item, "stale" if version < held[key] else "duplicate")
+                continue
+            owner = existing.get(key)
+            if owner is not None and owner != source:
+                results[n] = _rejected(
+                    item, 409, f"{kind.name} {key} is managed by sync source {owner}"
+                )
+                continue
+            try:
+                values = decode_row(kind, item["row"])
+            except (ValueError, TypeError) as exc:
+                results[n] = _rejected(item, 400, f"{kind.name} {key}: {exc}")
+                continue
+            if kind.key_of(values) != key:
+                results[n] = _rejected(
+                    item, 400, f"{kind.name} {key}: the row's key is {kind.key_of(values)}"
+                )
+                continue
+            candidates.append((n, item, values))
+        for columns in _unique_groups(kind):
+            taken: dict[tuple[Any, ...], str] = {}
+            wanted = [
+                tuple(v[c] for c in columns)
+                for _, _, v in candidates
+                if all(c in v for c in columns)
+            ]
+            firsts = sorted({w[0] for w in wanted}, key=str)
+            for chunk in _chunks(firsts):
+                query = select(key_col, *(kind.table.c[c] for c in columns)).where(
+                    kind.table.c[columns[0]].in_(chunk)
+                )
+                for found_row in await conn.execute(query):
+                    taken[tuple(found_row[1:])] = str(found_row[0])
+            kept = []
+            for n, item, values in candidates:
+                if all(c in values for c in columns):
+                    unique_values = tuple(values[c] for c in columns)
+                    other = taken.get(unique_values)
+                    if other is not None and other != keys[n]:
+                        shown = ", ".join(f"{c}={values[c]}" for c in columns)
+                        local = f"a local {kind.name} {other} already has {shown}"
+                        results[n] = _rejected(
+                            item,
+                            409,
+                            f"{kind.name} {keys[n]}: {local}",
+                        )
+                        continue
+                    taken[unique_values] = keys[n]
+                kept.append((n, item, values))
+            candidates = kept
+        inserts: dict[frozenset[str], list[dict[str, Any]]] = {}
+        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for n, _item, values in candidates:
+            row = {**values, "origin": source} if kind.has_origin else dict(values)
+            if keys[n] in existing:
+                changes = {f"v_{c}": v for c, v in row.items() if c not in kind.key_columns}
+                updates.setdefault(frozenset(changes), []).append({"k_key": keys[n], **changes})
+            else:
+                inserts.setdefault(frozenset(row), []).append(row)
+        for rows in inserts.values():
+            await conn.execute(insert(kind.table), rows)
+        for columns_set, rows in updates.items():
+            if not columns_set:
+                continue
+            stmt = (
+                update(kind.table)
+                .where(key_col == bindparam("k_key"))
+                .values({c[2:]: bindparam(c) for c in columns_set})
+            )
+            await conn.execute(stmt, rows)
+        marked = [
+            {"kind": kind.name, "key": keys[n], "targets": item["targets"], "origin": source,
+             "created_at": now}
+            for n, item, _ in candidates
+            if isinstance(item.get("targets"), str) and item["targets"]
+        ]  # fmt: skip
+        if marked:
+            stmt = _insert_for(conn, marks)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["kind", "key"],
+                    set_={"targets": stmt.excluded.targets, "origin": stmt.excluded.origin},
+                ),
+                marked,
+            )
+        if candidates:
+            stmt = _insert_for(conn, applied)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["kind", "key"],
+                    set_={"version": stmt.excluded.version, "source": stmt.excluded.source},
+                ),
+                [
+                    {
+                        "kind": kind.name,
+                        "key": keys[n],
+                        "source": source,
+                        "version": int(i["version"]),
+                    }
+                    for n, i, _ in candidates
+                ],
+            )
+        for n, item, _ in candidates:
+            results[n] = _result(item, "applied")
+        return [results[n] for n in range(len(run))]
 
     async def _apply(
         self,
@@ -783,6 +950,39 @@ async def _unique_clash(conn: AsyncConnection, kind: Kind, values: Mapping[str, 
 def delivery_rank(kind_name: str, op: str) -> int:
     """Where a row goes in the delivery order: parents first, deletes children first."""
     return _rank(KINDS[kind_name], op)
+
+
+# Parent kinds with a one-column key that need nothing else to exist first and carry no
+# blob: a run of their upserts is applied in bulk (SyncRepository._apply_run).
+BULK_KINDS = frozenset({"project", "role", "flavor", "user", "group"})
+
+
+def _bulk_eligible(item: Mapping[str, Any]) -> bool:
+    return (
+        item.get("kind") in BULK_KINDS
+        and item.get("op") == "upsert"
+        and isinstance(item.get("version"), int)
+        and isinstance(item.get("key"), str)
+        and bool(item.get("key"))
+        and "|" not in str(item.get("key"))
+        and isinstance(item.get("row"), Mapping)
+    )
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _unique_groups(kind: Kind) -> list[tuple[str, ...]]:
+    """Column groups that must be unique, besides the key itself."""
+    groups = [
+        tuple(c.name for c in con.columns)
+        for con in kind.table.constraints
+        if isinstance(con, UniqueConstraint)
+    ]
+    groups += [(c.name,) for c in kind.table.c if c.unique]
+    return [g for g in groups if set(g) != set(kind.key_columns)]
 
 
 def _rank(kind: Kind, op: str) -> int:

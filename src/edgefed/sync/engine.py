@@ -43,6 +43,15 @@ class RoutingTable:
     fleet: FleetView
     self_name: str
     _memo: dict[Ref, set[str]] = field(default_factory=dict)
+    _resolved: dict[str, set[str]] = field(default_factory=dict)
+
+    def _resolve(self, text: str) -> set[str]:
+        """A target set's sites, parsed once per routing pass (every received row of a
+        first sync carries the same text)."""
+        sites = self._resolved.get(text)
+        if sites is None:
+            sites = self._resolved[text] = target_sets.resolve(text, self.fleet)
+        return sites
 
     def mark_texts(self, ref: Ref) -> list[str]:
         return [m.targets for m in self.marks.get(ref, [])]
@@ -54,7 +63,9 @@ class RoutingTable:
         self._memo[ref] = set()  # guards against cycles
         kind = KINDS[ref[0]]
         own = self.marks.get(ref, []) + self.marks.get((ref[0], "*"), [])
-        sites = target_sets.union((m.targets for m in own), self.fleet)
+        sites: set[str] = set()
+        for mark in own:
+            sites |= self._resolve(mark.targets)
         sites -= {m.origin for m in own if m.origin}
         try:
             owners = kind.owners(kind.key_values(ref[1]))
