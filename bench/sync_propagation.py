@@ -295,7 +295,10 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "propagation": propagation(root / "propagation", steps, trials),
         }
         if projects:
-            results["bulk"] = bulk(root / "bulk", projects, receivers)
+            try:
+                results["bulk"] = bulk(root / "bulk", projects, receivers)
+            except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+                results["bulk"] = {"error": f"{type(exc).__name__}: {exc}"}
     return results
 
 
@@ -319,7 +322,9 @@ def render(results: dict[str, Any]) -> str:
             f"{s['each_ack_median_s'] * 1000:.0f} ms   {goal}"
         )
     b = results.get("bulk")
-    if b:
+    if b and "error" in b:
+        lines.append(f"bulk: could not finish: {b['error']}")
+    elif b:
         lines.append(
             f"bulk: {b['projects']} projects to {b['receivers']} fresh receivers in "
             f"{b['delivered_s']} s ({b['rows_per_s']} rows/s; registrations answered in "
