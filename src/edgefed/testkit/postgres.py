@@ -49,16 +49,42 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         subprocess.run(
-            [*self._as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-             "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            [
+                *self._as_user,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
             check=True,
             capture_output=True,
         )
         log = (self.root / "server.log").open("ab")
         self.proc = subprocess.Popen(
-            [*self._as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.root), "-c", "fsync=on",
-             "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
+            [
+                *self._as_user,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=on",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=64MB",
+            ],
             stdout=log,
             stderr=log,
         )
@@ -82,8 +108,16 @@ class PostgresServer:
         """Create database ``name``; its asyncpg SQLAlchemy URL."""
         bindir = postgres_bindir()
         subprocess.run(
-            [str(bindir.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", "postgres", name],
+            [
+                str(bindir.parent / "bin" / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
             check=True,
             capture_output=True,
         )
