@@ -27,9 +27,12 @@ async def _on_start(ctx: SiteContext) -> None:
 
 
 def build() -> ServiceSpec:
-    # The versions router owns the bare ``/image`` path (an empty route path may
-    # only be mounted with a prefix), so the other routers are added to it.
-    router: APIRouter = versions.router
+    # A fresh root router per app (including the parts into the module's versions
+    # router grew it on every build: one app after another in a process piled up
+    # routes and nested lifespans until a RecursionError). It starts with the versions
+    # routes, which own the bare ``/image`` path: an empty route path may only be
+    # included with a prefix.
+    router = APIRouter(routes=list(versions.router.routes))
     for part in (schemas, images, data, members):
         router.include_router(part.router)
     return ServiceSpec(
