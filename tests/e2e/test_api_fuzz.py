@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from edgefed.testkit.fleet_process import password_token
 from edgefed.testkit.process import SiteProcess
 
 pytestmark = pytest.mark.e2e
@@ -33,27 +34,7 @@ def fuzz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]
 
 @pytest.fixture(scope="module")
 def fuzz_token(fuzz_site: SiteProcess) -> str:
-    r = httpx.post(
-        f"{fuzz_site.url}/identity/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": "admin",
-                            "domain": {"id": "default"},
-                            "password": fuzz_site.password,
-                        }
-                    },
-                },
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-            }
-        },
-        timeout=30,
-    )
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
+    return password_token(fuzz_site.url, fuzz_site.password)
 
 
 def test_no_input_gets_a_5xx(fuzz_site: SiteProcess, fuzz_token: str) -> None:

@@ -15,29 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefed.testkit.fleet_process import password_token
 from edgefed.testkit.process import SiteProcess
 
 pytestmark = pytest.mark.e2e
-
-
-def admin_token(url: str, password: str) -> str:
-    r = httpx.post(
-        f"{url}/identity/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": "admin", "domain": {"id": "default"}, "password": password}
-                    },
-                },
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-            }
-        },
-        timeout=30,
-    )
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path, database_url: str | None) -> None:
@@ -45,7 +26,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, database_url: str | 
         name="Berlin", data_dir=tmp_path / "berlin", database_url=database_url
     ).start()
     try:
-        headers = {"X-Auth-Token": admin_token(site.url, site.password)}
+        headers = {"X-Auth-Token": password_token(site.url, site.password)}
         acked_projects: list[str] = []
         acked_images: dict[str, str] = {}
         stop = threading.Event()
@@ -105,7 +86,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, database_url: str | 
         assert acked_projects and acked_images
 
         site.start()
-        headers = {"X-Auth-Token": admin_token(site.url, site.password)}
+        headers = {"X-Auth-Token": password_token(site.url, site.password)}
         with httpx.Client(base_url=site.url, headers=headers, timeout=30) as http:
             names = {p["name"] for p in http.get("/identity/v3/projects").json()["projects"]}
             missing = [n for n in acked_projects if n not in names]

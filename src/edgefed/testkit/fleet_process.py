@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from edgefed.testkit.auth import password_auth
 from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port
 from edgefed.testkit.wan import LinkProfile, Wan
 
@@ -29,19 +30,7 @@ def password_token(
     url: str, password: str = DEFAULT_PASSWORD, *, project: str = "admin", user: str = "admin"
 ) -> str:
     r = httpx.post(
-        f"{url}/identity/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": user, "domain": {"id": "default"}, "password": password}
-                    },
-                },
-                "scope": {"project": {"name": project, "domain": {"id": "default"}}},
-            }
-        },
-        timeout=30,
+        f"{url}/identity/v3/auth/tokens", json=password_auth(user, password, project), timeout=30
     )
     r.raise_for_status()
     return r.headers["x-subject-token"]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from edgefed.app import create_app
 from edgefed.core.settings import SiteSettings
+from edgefed.testkit.auth import password_auth
 
 ADMIN_PASSWORD = "admin-secret"
 
@@ -40,22 +41,9 @@ class InProcessSite:
     async def token(
         self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str | None = "admin"
     ) -> str:
-        scope: dict[str, Any] = {}
-        if project is not None:
-            scope = {"project": {"name": project, "domain": {"id": "default"}}}
-        body: dict[str, Any] = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": user, "domain": {"id": "default"}, "password": password}
-                    },
-                }
-            }
-        }
-        if scope:
-            body["auth"]["scope"] = scope
-        r = await self.client.post("/identity/v3/auth/tokens", json=body)
+        r = await self.client.post(
+            "/identity/v3/auth/tokens", json=password_auth(user, password, project)
+        )
         assert r.status_code == 201, r.text
         return r.headers["x-subject-token"]
 
