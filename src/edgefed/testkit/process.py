@@ -42,7 +42,7 @@ class SiteProcess:
     log_path: Path | None = None
     _lines: list[str] = field(default_factory=list)
 
-    def start(self, timeout: float = 60.0) -> SiteProcess:
+    def start(self, timeout: float = 120.0) -> SiteProcess:
         if self.port == 0:
             self.port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
