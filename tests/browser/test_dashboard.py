@@ -67,7 +67,9 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             page.click("#login button[type=submit]")
             page.wait_for_selector("#sites tbody tr.site", timeout=15_000)
             page.wait_for_function(
-                "document.querySelectorAll('#map circle').length === 3", timeout=15_000
+                "document.querySelectorAll('#map circle').length === 3"
+                " && document.querySelectorAll('#sites tbody tr.site').length === 3",
+                timeout=15_000,
             )
             names = page.locator("#sites tbody tr.site td:first-child").all_inner_texts()
             assert sorted(names) == ["Berlin", "Denver", "Paris"]
@@ -87,6 +89,12 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             page.wait_for_selector("#detail:not([hidden])")
             assert "Site Paris" in page.inner_text("#detail-title")
             detail = page.locator("#detail-body")
+            # The drill-down renders when the site's report arrives: wait for it.
+            page.wait_for_function(
+                "document.querySelectorAll('#detail-body .capacity-row').length === 3"
+                " && document.querySelector('#detail-body tr.host') !== null",
+                timeout=15_000,
+            )
             assert detail.locator("[data-fact=region]").inner_text() == "eu"
             assert detail.locator(".capacity-row").count() == 3  # vCPUs, RAM, disk bars
             assert "paris-compute-1" in detail.locator("tr.host").first.inner_text()
