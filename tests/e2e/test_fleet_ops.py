@@ -122,13 +122,14 @@ def test_a_cut_site_goes_offline_with_alarms_and_comes_back(wan_fleet: ProcessFl
     finally:
         wan_fleet.wan.heal_site("Denver")
     wait_until(
+        # The issue bounds detection of a cut (10 s), not recovery: allow a busy machine.
         lambda: site_status(wan_fleet, token, "Denver")["status"] == "online",
-        deadline=DETECT_WITHIN,
+        deadline=3 * DETECT_WITHIN,
         what="Denver online again",
     )
     wait_until(
         lambda: not unreachable_alarms(wan_fleet, token),
-        deadline=DETECT_WITHIN,
+        deadline=3 * DETECT_WITHIN,
         what="peer unreachable alarms cleared",
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ log = logging.getLogger("edgefed.agent")
 HOSTS_PATH = "/edge/v1/hosts"
 CREDENTIAL_HEADER = "X-Host-Credential"
 READY_PREFIX = "EDGEFED AGENT READY"
+# Seconds between enrollment attempts while the site does not answer (then one last try).
+ENROLL_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 class AgentError(Exception):
@@ -81,7 +84,7 @@ class HostAgent:
         }
         if self.config.mgmt_ip:
             body["mgmt_ip"] = self.config.mgmt_ip
-        r = self.client.post(f"{self.site_url}{HOSTS_PATH}/agent/enroll", json=body)
+        r = self._post_with_retries(f"{self.site_url}{HOSTS_PATH}/agent/enroll", body)
         if r.status_code != 201:
             raise AgentError(f"enrollment refused ({r.status_code}): {_error_message(r)}")
         payload = r.json()
@@ -96,6 +99,17 @@ class HostAgent:
         self._last_sent = report
         log.info("enrolled as host %s (%s)", host["hostname"], host["id"])
         return enrolled
+
+    def _post_with_retries(self, url: str, body: dict[str, Any]) -> httpx.Response:
+        """POST, retrying transport errors (a slow or flaky link) with bounded backoff;
+        an answer, even a refusal, is returned at once."""
+        for delay in ENROLL_BACKOFF:
+            try:
+                return self.client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                log.warning("enrollment: no answer from the site (%s); retrying in %ss", exc, delay)
+                time.sleep(delay)
+        return self.client.post(url, json=body)
 
     def heartbeat(self) -> bool:
         """One beat; False when the site does not accept our credential any more."""
