@@ -24,6 +24,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from edgefed.api import remote
 from edgefed.api.context import SiteContext
 from edgefed.api.faults import fault_response
 from edgefed.core.errors import BadRequest
@@ -35,9 +36,9 @@ from edgefed.router.merge import SiteAnswer, failure, merge_success
 log = logging.getLogger("edgefed.router")
 
 SCOPE_HEADER = b"x-scope"
-FORWARDED_HEADER = b"x-edgefed-forwarded"
+FORWARDED_HEADER = remote.FORWARDED_HEADER.lower().encode()
 SITE_HEADER = b"x-edgefed-site"
-SCOPE_KEY = "edgefed.scope"
+SCOPE_KEY = remote.SCOPE_KEY  # where services find the parsed scope (api.remote)
 
 SERVICE_PREFIXES = (
     ("/compute", "compute"),
