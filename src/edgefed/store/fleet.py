@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Float, Integer, String, Table, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from edgefed.core.fleet import SiteEntry
-from edgefed.store.engine import Store
+from edgefed.store.engine import Store, upsert_insert
 from edgefed.store.schema import JsonDoc, metadata
 
 fleet_sites = Table(
@@ -58,9 +56,8 @@ class FleetRepository:
         if not entries:
             return
         async with self.store.write() as conn:
-            insert = sqlite_insert if self.store.is_sqlite else pg_insert
             for entry in entries:
-                stmt = insert(fleet_sites).values(
+                stmt = upsert_insert(conn, fleet_sites).values(
                     name=entry.name, document=entry.to_json(), version=entry.version
                 )
                 stmt = stmt.on_conflict_do_update(
@@ -119,8 +116,7 @@ class FleetRepository:
             )
             if result.rowcount != 1:
                 return False
-            insert = sqlite_insert if self.store.is_sqlite else pg_insert
-            stmt = insert(fleet_sites).values(
+            stmt = upsert_insert(conn, fleet_sites).values(
                 name=entry.name, document=entry.to_json(), version=entry.version
             )
             stmt = stmt.on_conflict_do_update(

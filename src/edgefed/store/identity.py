@@ -38,10 +38,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefed.core.errors import Conflict
-from edgefed.store.engine import Store
+from edgefed.store.engine import AsyncConnection, Store
 from edgefed.store.schema import JsonDoc, metadata
 
 ID = String(64)

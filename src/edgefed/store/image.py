@@ -41,10 +41,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefed.core.errors import Conflict, Gone, NotFound, PayloadTooLarge, ValidationFailed
-from edgefed.store.engine import Store
+from edgefed.store.engine import AsyncConnection, Store
 from edgefed.store.schema import JsonDoc, UtcDateTime, metadata, utcnow
 
 images = Table(

@@ -32,11 +32,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefed.core.errors import Conflict, NotFound
 from edgefed.core.ids import new_uuid
-from edgefed.store.engine import Store
+from edgefed.store.engine import AsyncConnection, Store
 from edgefed.store.schema import JsonDoc, UtcDateTime, metadata, utcnow
 
 networks = Table(

@@ -42,12 +42,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefed.store import identity, image
-from edgefed.store.engine import Store
+from edgefed.store.engine import AsyncConnection, Store, upsert_insert
 from edgefed.store.schema import metadata
 from edgefed.store.sync_rows import (
     KINDS,
@@ -194,12 +192,6 @@ class Fetch:
     attempts: int
 
 
-def _insert_for(conn: AsyncConnection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 class SyncRepository:
     def __init__(self, store: Store):
         self.store = store
@@ -212,7 +204,7 @@ class SyncRepository:
         commit event only flags the connection; the callback runs when the connection
         goes back to the pool, which ``Store.write()`` does after the commit is done.
         """
-        engine = self.store.engine.sync_engine
+        engine = self.store.engine
         flag = "sync_committed"
 
         def committing(conn: Any) -> None:
@@ -332,7 +324,7 @@ class SyncRepository:
     ) -> None:
         if not entries:
             return
-        stmt = _insert_for(conn, outbox)
+        stmt = upsert_insert(conn, outbox)
         excluded = stmt.excluded
         newer = outbox.c.version < excluded.version
         condition = or_(newer, and_(outbox.c.version == excluded.version, outbox.c.state == DONE))
@@ -741,7 +733,7 @@ class SyncRepository:
             if isinstance(item.get("targets"), str) and item["targets"]
         ]  # fmt: skip
         if marked:
-            stmt = _insert_for(conn, marks)
+            stmt = upsert_insert(conn, marks)
             await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["kind", "key"],
@@ -750,7 +742,7 @@ class SyncRepository:
                 marked,
             )
         if candidates:
-            stmt = _insert_for(conn, applied)
+            stmt = upsert_insert(conn, applied)
             await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["kind", "key"],
@@ -846,7 +838,7 @@ class SyncRepository:
     async def set_applied(
         self, conn: AsyncConnection, *, kind: str, key: str, source: str, version: int
     ) -> None:
-        stmt = _insert_for(conn, applied)
+        stmt = upsert_insert(conn, applied)
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["kind", "key"],
@@ -864,7 +856,7 @@ class SyncRepository:
     async def want_blob(
         self, conn: AsyncConnection, *, image_id: str, sha256: str, source: str, size: int | None
     ) -> None:
-        stmt = _insert_for(conn, fetches)
+        stmt = upsert_insert(conn, fetches)
         values = {"image_id": image_id, "sha256": sha256, "source": source, "size": size,
                   "state": PENDING, "attempts": 0, "last_error": None}  # fmt: skip
         await conn.execute(
@@ -991,7 +983,7 @@ def _rank(kind: Kind, op: str) -> int:
 
 
 async def _set_cursor(conn: AsyncConnection, name: str, seq: int) -> None:
-    stmt = _insert_for(conn, cursors)
+    stmt = upsert_insert(conn, cursors)
     await conn.execute(
         stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": stmt.excluded.seq}),
         {"name": name, "seq": seq},
@@ -999,7 +991,7 @@ async def _set_cursor(conn: AsyncConnection, name: str, seq: int) -> None:
 
 
 async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
-    stmt = _insert_for(conn, marks)
+    stmt = upsert_insert(conn, marks)
     await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["kind", "key"],

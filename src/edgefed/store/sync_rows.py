@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, and_, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefed.store import compute, identity, image
+from edgefed.store.engine import AsyncConnection
 from edgefed.store.schema import UtcDateTime
 
 KEY_SEPARATOR = "|"
