@@ -71,8 +71,7 @@ async def test_join_refuses_an_issuer_with_another_key(tmp_path: Path) -> None:
         berlin, denver = s["Berlin"], s["Denver"]
         r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=admin(berlin))
         token = r.json()["enrollment"]["token"]
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+        from edgefed.core.ed25519 import Ed25519PrivateKey
         from edgefed.core.tokens import public_key_b64
         from edgefed.services.sites.enrollment import EnrollmentToken
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.requests import HTTPConnection
 
 from edgefed.api.revocation import RevocationList
 from edgefed.api.service import CatalogEntry
+from edgefed.core.ed25519 import Ed25519PublicKey
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner
 from edgefed.store.engine import Store

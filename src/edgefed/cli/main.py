@@ -1,53 +1,64 @@
-"""Entry point of the ``edgefed`` command."""
+"""Entry point of the ``edgefed`` command.
+
+Each command's module is imported only when that command runs (or when ``--help``
+lists them): ``edgefed site serve`` is a long-lived process on a small box, and the
+host agent, the Ansible bundle and ``up`` cost it ≈ 1.4 MiB it never uses.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from edgefed import __version__
 
+# command → (help, module whose add_arguments(parser) fills it in)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "site": ("run or manage one site", ""),  # add_site_arguments below
+    "host": ("the site's hosts inventory, host agent, provisioning", "edgefed.cli.host"),
+    "fleet": ("fleet status (aggregated) and remote control", "edgefed.cli.fleet"),
+    "alarms": ("alarms of a scope of sites; raise, clear", "edgefed.cli.alarms"),
+    "sync": ("metadata sync: marks, registration, progress", "edgefed.cli.sync"),
+    "up": ("start a local fleet (Berlin, Denver, Paris)", "edgefed.cli.up"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    from edgefed.cli import serve, up
 
-    parser = argparse.ArgumentParser(prog="edgefed", description="edge cloud control plane")
-    parser.add_argument("--version", action="version", version=f"edgefed {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_site_arguments(parser: argparse.ArgumentParser) -> None:
+    """``edgefed site …``."""
+    from edgefed.cli import serve
 
-    site = sub.add_parser("site", help="run or manage one site")
-    site_sub = site.add_subparsers(dest="site_command", required=True)
+    site_sub = parser.add_subparsers(dest="site_command", required=True)
     serve_p = site_sub.add_parser("serve", help="run one site in this process")
     serve.add_arguments(serve_p)
     serve_p.set_defaults(func=serve.run)
 
-    from edgefed.cli import host as host_cli
 
-    host_p = sub.add_parser("host", help="the site's hosts inventory, host agent, provisioning")
-    host_cli.add_arguments(host_p)
-
-    from edgefed.cli import alarms as alarms_cli
-    from edgefed.cli import fleet as fleet_cli
-
-    fleet_p = sub.add_parser("fleet", help="fleet status (aggregated) and remote control")
-    fleet_cli.add_arguments(fleet_p)
-    alarms_p = sub.add_parser("alarms", help="alarms of a scope of sites; raise, clear")
-    alarms_cli.add_arguments(alarms_p)
-
-    from edgefed.cli import sync as sync_cli
-
-    sync_p = sub.add_parser("sync", help="metadata sync: marks, registration, progress")
-    sync_cli.add_arguments(sync_p)
-
-    up_p = sub.add_parser("up", help="start a local fleet (Berlin, Denver, Paris)")
-    up.add_arguments(up_p)
-    up_p.set_defaults(func=up.run)
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it names gets its arguments (the
+    others are listed by name and help only). Without, every command is complete."""
+    wanted = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    parser = argparse.ArgumentParser(prog="edgefed", description="edge cloud control plane")
+    parser.add_argument("--version", action="version", version=f"edgefed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, module_name) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if argv is not None and name != wanted:
+            continue
+        if not module_name:
+            add_site_arguments(command)
+            continue
+        module = importlib.import_module(module_name)
+        module.add_arguments(command)
+        if name == "up":
+            command.set_defaults(func=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

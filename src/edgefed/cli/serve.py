@@ -8,22 +8,32 @@ prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import socket
 import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # httpx imports its command-line client (rich, click, pygments: ~7 MiB resident) whenever
 # those happen to be installed, as in a development environment. A site never runs it;
 # a None entry makes that optional import fail, which httpx handles exactly as in an
 # install without them. This module is the first the ``edgefed`` command imports.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+# FastAPI asks, for every route's annotations, whether they are pydantic v1 models, by
+# importing ``pydantic.v1`` (≈ 1 MiB); edgefed has none. Blocked, FastAPI answers "no"
+# as it does with a pydantic that no longer ships v1.
+sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
 from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
 from edgefed.core.errors import EdgefedError  # noqa: E402
 from edgefed.core.settings import SiteSettings, load_settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import Server
 
 READY_PREFIX = "EDGEFED READY"
 
@@ -72,13 +82,38 @@ def announce(ctx: SiteContext) -> None:
     print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url} listen={listen}", flush=True)
 
 
-async def serve(settings: SiteSettings, sock: socket.socket) -> None:
-    import uvicorn
+def uvicorn_server() -> tuple[type[Config], type[Server]]:
+    """uvicorn's ``Config`` and ``Server``, without its package ``__init__``.
 
+    That ``__init__`` imports uvicorn's command line: click, the reloaders with
+    watchfiles and multiprocessing (≈ 2 MiB resident) that a site never runs. The
+    package is registered without executing it (its submodules import normally), unless
+    something imported the whole of uvicorn already.
+    """
+    if "uvicorn" not in sys.modules:
+        spec = importlib.util.find_spec("uvicorn")
+        if spec is not None and spec.submodule_search_locations is not None:
+            package = types.ModuleType("uvicorn")
+            package.__spec__ = spec
+            package.__path__ = list(spec.submodule_search_locations)
+            package.__file__ = spec.origin
+            sys.modules["uvicorn"] = package
+    from uvicorn.config import Config
+    from uvicorn.server import Server
+
+    package = sys.modules["uvicorn"]
+    if not hasattr(package, "Config"):  # ``from uvicorn import Config`` (its lifespan)
+        package.Config = Config  # type: ignore[attr-defined]
+        package.Server = Server  # type: ignore[attr-defined]
+    return Config, Server
+
+
+async def serve(settings: SiteSettings, sock: socket.socket) -> None:
     from edgefed.app import create_app
 
+    config_class, server_class = uvicorn_server()
     app = create_app(settings, on_ready=announce)
-    config = uvicorn.Config(
+    config = config_class(
         app,
         lifespan="on",
         log_level=settings.log_level,
@@ -92,7 +127,7 @@ async def serve(settings: SiteSettings, sock: socket.socket) -> None:
         timeout_keep_alive=75,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = server_class(config)
     await server.serve(sockets=[sock])
     if not server.started:
         raise SystemExit(1)

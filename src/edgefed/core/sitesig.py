@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
+from edgefed.core.ed25519 import Ed25519PrivateKey, Ed25519PublicKey, InvalidSignature
 from edgefed.core.errors import Unauthorized
 from edgefed.core.tokens import b64url, b64url_decode
 

@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edgefed.core.ed25519 import Ed25519PrivateKey, Ed25519PublicKey, InvalidSignature
 from edgefed.core.errors import Unauthorized
 
 _HEADER_CACHE: dict[str, bytes] = {}
@@ -111,18 +109,14 @@ def verify_token(token: str, lookup: KeyLookup, *, now: float) -> dict[str, Any]
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     """The site's Ed25519 key, created on first start (file mode 0600)."""
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} does not hold an Ed25519 private key")
-        return key
+        try:
+            return Ed25519PrivateKey.from_pem(path.read_bytes())
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, stat.S_IRWXU)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem = key.to_pem()
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -134,8 +128,7 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return b64url(raw)
+    return b64url(key.raw)
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:

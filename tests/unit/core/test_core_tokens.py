@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.errors import Unauthorized
 from edgefed.core.tokens import (
     TokenSigner,

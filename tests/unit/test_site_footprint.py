@@ -1,0 +1,94 @@
+"""What a running site imports: the libraries an idle site must not carry.
+
+Each of these was measured (docs/bench.md, ``python -m bench footprint``) and kept out of
+``edgefed site serve`` on purpose; an innocent top-level import brings any of them back
+without a test failing anywhere else. The site runs in a fresh interpreter, set up the
+way ``edgefed site serve`` sets itself up, starts (migrations, key, bootstrap) and
+answers the requests of a short CLI session before its modules are listed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+NOT_LOADED = {
+    "cryptography": "its 7 MiB extension; Ed25519 is libsodium (core/ed25519.py)",
+    "sqlalchemy.orm": "the store is Core only (store/engine.py)",
+    "sqlalchemy.ext.asyncio": "it imports the ORM (store/engine.py)",
+    "sqlalchemy.dialects.postgresql": "only a PostgreSQL site needs it",
+    "pydantic.v1": "blocked in cli/serve.py",
+    "click": "uvicorn's command line (cli/serve.py imports Config and Server only)",
+    "watchfiles": "uvicorn's reloader",
+    "rich": "httpx's command line",
+    "yaml": "provisioning and `edgefed up` only",
+    "alembic": "not imported when the database is at head",
+    "edgefed.cli.up": "only its own command",
+    "edgefed.cli.host": "only its own command",
+    "edgefed.agent": "the host agent is another process",
+}
+
+SCRIPT = r"""
+import asyncio, json, sys
+from pathlib import Path
+from typing import Any
+
+from edgefed.cli import serve  # the blocks `edgefed site serve` installs
+
+serve.uvicorn_server()
+from edgefed.testkit.auth import password_auth
+from edgefed.testkit.inprocess import ADMIN_PASSWORD, run_site, site_settings
+
+
+async def session(data_dir: Path) -> list[int]:
+    statuses = []
+    async with run_site(site_settings(data_dir)) as site:
+        r = await site.client.post(
+            "/identity/v3/auth/tokens", json=password_auth("admin", ADMIN_PASSWORD)
+        )
+        statuses.append(r.status_code)
+        headers = {"X-Auth-Token": r.headers["x-subject-token"]}
+        for path in (
+            "/identity/v3/auth/catalog",
+            "/identity/v3/projects",
+            "/image/v2/images",
+            "/compute/v2.1/flavors",
+            "/compute/v2.1/servers/detail",
+            "/network/v2.0/networks",
+        ):
+            statuses.append((await site.client.get(path, headers=headers)).status_code)
+    return statuses
+
+
+statuses = asyncio.run(session(Path(sys.argv[1])))
+loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+print(json.dumps({"statuses": statuses, "modules": loaded}))
+"""
+
+
+def _session(data_dir: Path) -> dict[str, list[Any]]:
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report: dict[str, list[Any]] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert all(200 <= s < 300 for s in report["statuses"]), report["statuses"]
+    return report
+
+
+def test_a_running_site_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+    _session(tmp_path / "site")  # the first start creates and migrates the database
+    report = _session(tmp_path / "site")  # a restart, as an idle site is measured
+    loaded = set(report["modules"])
+    found = {
+        name: why
+        for name, why in NOT_LOADED.items()
+        if any(m == name or m.startswith(name + ".") for m in loaded)
+    }
+    assert not found, f"a running site imported: {found}"
