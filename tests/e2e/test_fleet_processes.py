@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
+from edgefed.core.tokens import TokenSigner, load_or_create_signing_key, new_audit_id
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
 
 pytestmark = pytest.mark.e2e
@@ -77,3 +80,76 @@ def test_foreign_tokens_are_rejected_everywhere(fleet3: ProcessFleet, tmp_path: 
                 timeout=30,
             )
             assert r.status_code == 401, (name, r.text)
+
+
+def _status_everywhere(fleet: ProcessFleet, names: list[str], token: str) -> dict[str, int]:
+    return {
+        name: httpx.get(
+            f"{fleet[name].url}/compute/v2.1/servers", headers={"X-Auth-Token": token}, timeout=30
+        ).status_code
+        for name in names
+    }
+
+
+def test_an_expired_token_is_rejected_everywhere(fleet3: ProcessFleet) -> None:
+    # Signed with Berlin's own key (read from its data directory): only the expiry is wrong.
+    key = load_or_create_signing_key(fleet3["Berlin"].data_dir / "keys" / "signing.pem")
+    signer = TokenSigner(key, kid="Berlin")
+    now = time.time()
+    claims = {
+        "iss": "Berlin",
+        "iat": now - 7200,
+        "exp": now - 60,
+        "jti": new_audit_id(),
+        "methods": ["password"],
+        "user": {
+            "id": predictable_id("user", "admin"),
+            "name": "admin",
+            "domain": {"id": DEFAULT_DOMAIN_ID, "name": "Default"},
+        },
+        "project": {
+            "id": predictable_id("project", "admin"),
+            "name": "admin",
+            "domain": {"id": DEFAULT_DOMAIN_ID, "name": "Default"},
+        },
+        "roles": [{"id": predictable_id("role", "admin", domain_id=""), "name": "admin"}],
+    }
+    claims["chain"] = claims["jti"]
+    expired = signer.sign(claims)
+    fresh = signer.sign({**claims, "exp": now + 600, "jti": new_audit_id()})
+    assert _status_everywhere(fleet3, fleet3.names, fresh) == dict.fromkeys(fleet3.names, 200)
+    assert _status_everywhere(fleet3, fleet3.names, expired) == dict.fromkeys(fleet3.names, 401)
+    r = httpx.get(
+        f"{fleet3['Paris'].url}/compute/v2.1/servers",
+        headers={"X-Auth-Token": expired},
+        timeout=30,
+    )
+    assert "expired" in r.text
+
+
+def test_a_revoked_sites_tokens_are_rejected_everywhere(tmp_path: Path) -> None:
+    fleet = ProcessFleet(root=tmp_path, names=["Oslo", "Rome", "Lyon"], rtt_ms=10.0).start()
+    try:
+        lyon_token = password_token(fleet["Lyon"].url)
+        others = ["Oslo", "Rome"]
+        assert _status_everywhere(fleet, others, lyon_token) == dict.fromkeys(others, 200)
+        oslo_admin = {"X-Auth-Token": password_token(fleet["Oslo"].url)}
+        r = httpx.delete(
+            f"{fleet['Oslo'].url}/edge/v1/fleet/sites/Lyon", headers=oslo_admin, timeout=30
+        )
+        assert r.status_code == 204, r.text
+        # Rome hears of the revocation by gossip (bounded wait on the real processes).
+        deadline = time.monotonic() + 30
+        statuses = _status_everywhere(fleet, others, lyon_token)
+        while statuses != dict.fromkeys(others, 401) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            statuses = _status_everywhere(fleet, others, lyon_token)
+        assert statuses == dict.fromkeys(others, 401)
+        r = httpx.get(
+            f"{fleet['Rome'].url}/compute/v2.1/servers",
+            headers={"X-Auth-Token": lyon_token},
+            timeout=30,
+        )
+        assert "Lyon" in r.text  # the refusal names the issuer it no longer trusts
+    finally:
+        fleet.stop()

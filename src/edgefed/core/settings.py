@@ -100,6 +100,9 @@ class SiteSettings:
     # capacity use raises an alarm; an RTT above which a peer counts as degraded.
     fleet_aggregate: str | None = None
     health_interval_seconds: float = 1.0
+    # In a fleet of more sites than this, a site probes only the sites it aggregates
+    # (full-mesh probing is N² requests); at most this many, it watches every peer.
+    watch_all_peers_max_sites: int = 16
     capacity_alarm_percent: float = 90.0
     degraded_rtt_ms: float = 500.0
     # Raise sync_failing for a peer whose deliveries keep failing this long (an open

@@ -29,7 +29,8 @@ from edgefed.sync import targets as target_sets
 log = logging.getLogger("edgefed.sync")
 
 PAGE = 5000
-IDLE_RECHECK_SECONDS = 1.0
+# Commits wake the router at once; this is only the safety net (e.g. a hook missed).
+IDLE_RECHECK_SECONDS = 5.0
 PRUNE_INTERVAL_SECONDS = 30.0
 MAX_CHILD_DEPTH = 4  # project -> assignment; user -> membership: two levels today
 

@@ -30,7 +30,7 @@ from edgefed.sync.peers import signed_headers
 log = logging.getLogger("edgefed.sync.images")
 
 CHUNK = 1 << 20
-IDLE_SECONDS = 2.0
+IDLE_SECONDS = 10.0  # a safety net: recording a fetch wakes the fetcher at once
 
 
 def blob_route(sha256: str) -> str:

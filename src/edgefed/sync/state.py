@@ -65,6 +65,7 @@ class SyncEngine:
         await self.fetcher.stop()
 
     def _queued(self, entries: list[OutboxEntry]) -> None:
+        self.telemetry.wake.set()  # a backlog to report (telemetry idles while there is none)
         by_target: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             by_target.setdefault(entry.target, []).append(entry)

@@ -3,7 +3,8 @@
 The fleet service (``/metrics``, the telemetry JSON, the "sync to a peer failing"
 alarm) reads ``ctx.services["sync.telemetry"]()`` on its own cadence. That call must be
 cheap and synchronous, so the engine keeps the figures here: a background task reads the
-outbox backlog once a second (one grouped query), and the per-peer breaker state and
+outbox backlog once a second while there is one (one grouped query; with none, every
+``IDLE_REFRESH_SECONDS`` or as soon as changes are queued), and the per-peer breaker state and
 last transport error come live from the delivery workers. Ages are computed at call
 time from when the oldest undelivered row was queued, so lag keeps growing between
 refreshes while a peer is cut off.
@@ -31,6 +32,7 @@ log = logging.getLogger("edgefed.sync.telemetry")
 
 TELEMETRY_KEY = "sync.telemetry"
 REFRESH_SECONDS = 1.0
+IDLE_REFRESH_SECONDS = 10.0
 
 
 class SyncTelemetry:
@@ -99,6 +101,7 @@ class SyncTelemetry:
             except Exception:
                 log.exception("refreshing sync telemetry failed; retrying")
             self.wake.clear()
+            idle = not any(b.pending for b in self.backlog.values())
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.refresh_seconds):
+                async with asyncio.timeout(IDLE_REFRESH_SECONDS if idle else self.refresh_seconds):
                     await self.wake.wait()

@@ -62,3 +62,42 @@ async def test_the_watch_turns_a_silent_peer_offline_and_back(tmp_path: Path) ->
         assert "still reached us" in watch.assess()["Denver"].reason
         await watch.probe(["Denver"])  # Denver answers the ping
         assert watch.assess()["Denver"].status is Condition.ONLINE
+
+
+def _watch_in_fleet(size: int, tmp_path: Path, **settings: object) -> PeerWatch:
+    from types import SimpleNamespace
+
+    from edgefed.api.context import Keyring
+    from edgefed.api.fleetview import FleetView
+    from edgefed.core.ed25519 import Ed25519PrivateKey
+    from edgefed.core.fleet import SiteEntry
+    from edgefed.core.tokens import public_key_b64
+    from edgefed.testkit.inprocess import site_settings
+
+    key = public_key_b64(Ed25519PrivateKey.generate().public_key())
+    view = FleetView(self_name="S00", keyring=Keyring(), peers={})
+    view.apply(
+        SiteEntry(
+            name=f"S{i:02d}",
+            endpoint=f"http://127.0.0.1:{7000 + i}",
+            public_key=key,
+            labels={"region": "eu" if i % 2 else "us"},
+        )
+        for i in range(size)
+    )
+    ctx = SimpleNamespace(name="S00", fleet=view, settings=site_settings(tmp_path, **settings))
+    return PeerWatch(ctx)  # type: ignore[arg-type]
+
+
+def test_a_small_fleet_is_watched_in_full_mesh(tmp_path: Path) -> None:
+    watch = _watch_in_fleet(16, tmp_path)
+    assert len(watch.peers()) == 15
+
+
+def test_in_a_large_fleet_a_site_watches_only_what_it_aggregates(tmp_path: Path) -> None:
+    # Every one of a hundred sites probing the 99 others would be 3,300 probes a second.
+    assert _watch_in_fleet(100, tmp_path).peers() == []
+    watch = _watch_in_fleet(100, tmp_path, fleet_aggregate="@region=eu")
+    assert watch.peers() == [f"S{i:02d}" for i in range(1, 100, 2)]
+    assert set(watch.assess()) == set(watch.peers())  # no alarm about unwatched sites
+    assert _watch_in_fleet(100, tmp_path, watch_all_peers_max_sites=200).peers() != []

@@ -25,6 +25,9 @@ from typing import Any
 import httpx
 
 from edgefed.api.context import SiteContext
+from edgefed.core.errors import BadRequest
+from edgefed.core.scope import parse_expr
+from edgefed.core.scope_resolve import sites_of
 
 PROBE_PATH = "/edge/v1/ping"
 MAX_PARALLEL_PROBES = 32
@@ -104,9 +107,28 @@ class PeerWatch:
         self.last_error: dict[str, str] = {}
 
     def peers(self) -> list[str]:
-        if self.ctx.fleet is None:
+        """The peers this site watches.
+
+        Every peer in a fleet of at most ``watch_all_peers_max_sites`` sites. In a larger
+        one, only the sites it aggregates (``fleet_aggregate``): every site probing every
+        other is N² requests (a thousand sites: a third of a million probes a second,
+        each site answering and sending 333 a second), and a site's routing does not
+        need it (the router tries an unwatched site and falls back on its failure).
+        """
+        fleet = self.ctx.fleet
+        if fleet is None:
             return []
-        return [n for n in self.ctx.fleet.site_names() if n != self.ctx.name]
+        names = [n for n in fleet.site_names() if n != self.ctx.name]
+        if len(names) < self.ctx.settings.watch_all_peers_max_sites:
+            return names
+        scope = self.ctx.settings.fleet_aggregate
+        if not scope:
+            return []
+        try:
+            watched = set(sites_of(parse_expr(scope), fleet))
+        except BadRequest:
+            return []
+        return [n for n in names if n in watched]
 
     def last_contact(self, name: str) -> float | None:
         """When this site last *reached* the peer (its own outbound probe answered).

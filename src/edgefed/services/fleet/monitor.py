@@ -15,7 +15,11 @@ when the condition goes away, so the loop can run every second without noise:
 
 Each tick reads the active alarms of a type once and writes only what changed: in a
 fleet of a hundred sites, one write transaction per peer per second would be the
-site's busiest workload.
+site's busiest workload. The loop is also what an idle site spends its CPU on, so only
+peer health (in memory) is evaluated every tick, and its alarms reconciled with the
+store when the set of offline peers changes; the checks that read the store (sync,
+capacity, hosts, and a peer-alarm reconcile that undoes any manual interference) run
+every ``FULL_CHECK_EVERY`` ticks.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ HOST_DOWN = "host_down"
 AUTOMATIC_TYPES = (PEER_UNREACHABLE, SYNC_FAILING, CAPACITY, HOST_DOWN)
 
 Wanted = dict[str, tuple[Severity, str]]
+FULL_CHECK_EVERY = 5
 
 
 class HealthMonitor:
@@ -53,8 +58,11 @@ class HealthMonitor:
         self.alarms = AlarmRepository(ctx.store)
         self.peers: dict[str, PeerHealth] = {}
         self.ticks = 0
+        self._offline: frozenset[str] | None = None  # as last reconciled
 
-    async def tick(self, *, probe: bool = True) -> dict[str, PeerHealth]:
+    async def tick(self, *, probe: bool = True, full: bool = True) -> dict[str, PeerHealth]:
+        """One evaluation; ``full=False`` (the loop, between full ones) skips the store
+        unless the set of offline peers changed."""
         if probe:
             await self.watch.probe(self.watch.quiet_peers())
         self.peers = self.watch.assess()
@@ -63,10 +71,14 @@ class HealthMonitor:
             self.ctx.fleet.down = {
                 name: h.reason for name, h in self.peers.items() if h.status is Condition.OFFLINE
             }
-        await self._check_peers(self.peers)
-        await self._check_sync()
-        await self._check_capacity()
-        await self._check_hosts()
+        offline = frozenset(n for n, h in self.peers.items() if h.status is Condition.OFFLINE)
+        if full or offline != self._offline:
+            await self._check_peers(self.peers)
+            self._offline = offline
+        if full:
+            await self._check_sync()
+            await self._check_capacity()
+            await self._check_hosts()
         self.ticks += 1
         return self.peers
 
@@ -142,7 +154,7 @@ class HealthMonitor:
         interval = self.ctx.settings.health_interval_seconds
         while True:
             try:
-                await self.tick()
+                await self.tick(full=self.ticks % FULL_CHECK_EVERY == 0)
             except asyncio.CancelledError:
                 raise
             except Exception:
