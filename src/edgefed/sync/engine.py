@@ -132,10 +132,12 @@ class ChangeRouter:
     async def stop(self) -> None:
         if self._undo_hook is not None:
             self._undo_hook()
+            self._undo_hook = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
 
     async def _run(self) -> None:
         while True:
