@@ -183,6 +183,16 @@ class Mark:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one push to ``target`` came to: rows done, and rows failed (error, retry at)."""
+
+    target: str
+    done: Sequence[OutboxEntry]
+    failed: Sequence[tuple[OutboxEntry, str, float]]
+    now: float
+
+
+@dataclass(frozen=True)
 class Fetch:
     image_id: str
     sha256: str
@@ -402,22 +412,49 @@ class SyncRepository:
         now: float,
     ) -> None:
         """Record the outcome of a push; rows superseded meanwhile are left to their new version."""
+        await self.settle_many([Outcome(target, done, failed, now)])
+
+    async def settle_many(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the outcomes of several pushes (any peers) in one transaction."""
+        done = [
+            {"t": o.target, "k": e.kind, "y": e.key, "v": e.version, "now": o.now}
+            for o in outcomes
+            for e in o.done
+        ]
+        failed = [
+            {
+                "t": o.target,
+                "k": e.kind,
+                "y": e.key,
+                "v": e.version,
+                "now": o.now,
+                "err": err[:500],
+                "due": due,
+            }
+            for o in outcomes
+            for e, err, due in o.failed
+        ]
+        if not done and not failed:
+            return
+        where = and_(
+            outbox.c.target == bindparam("t"),
+            outbox.c.kind == bindparam("k"),
+            outbox.c.key == bindparam("y"),
+            outbox.c.version == bindparam("v"),
+            outbox.c.state != DONE,  # no IN in an executemany
+        )
         async with self.store.write() as conn:
-            where = and_(
-                outbox.c.target == bindparam("t"),
-                outbox.c.kind == bindparam("k"),
-                outbox.c.key == bindparam("y"),
-                outbox.c.version == bindparam("v"),
-                outbox.c.state != DONE,  # no IN in an executemany
-            )
             if done:
                 await conn.execute(
                     update(outbox)
                     .where(where)
                     .values(
-                        state=DONE, last_error=None, updated_at=now, attempts=outbox.c.attempts + 1
+                        state=DONE,
+                        last_error=None,
+                        updated_at=bindparam("now"),
+                        attempts=outbox.c.attempts + 1,
                     ),
-                    [{"t": target, "k": e.kind, "y": e.key, "v": e.version} for e in done],
+                    done,
                 )
             if failed:
                 await conn.execute(
@@ -427,20 +464,10 @@ class SyncRepository:
                         state=FAILING,
                         last_error=bindparam("err"),
                         next_at=bindparam("due"),
-                        updated_at=now,
+                        updated_at=bindparam("now"),
                         attempts=outbox.c.attempts + 1,
                     ),
-                    [
-                        {
-                            "t": target,
-                            "k": e.kind,
-                            "y": e.key,
-                            "v": e.version,
-                            "err": err[:500],
-                            "due": due,
-                        }
-                        for e, err, due in failed
-                    ],
+                    failed,
                 )
 
     async def release_inflight(self) -> int:

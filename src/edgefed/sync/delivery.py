@@ -24,7 +24,7 @@ import httpx
 
 from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
-from edgefed.store.sync import OutboxEntry, SyncRepository
+from edgefed.store.sync import OutboxEntry, Outcome, SyncRepository
 from edgefed.store.sync_rows import KINDS, encode_row, read_row
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.breaker import Breaker
@@ -37,6 +37,56 @@ MAX_IDLE_SECONDS = 2.0
 PAYLOAD_CACHE_ROWS = 20_000
 
 
+class Settler:
+    """Records push outcomes, coalescing those that arrive together into one transaction.
+
+    A change pushed to a hundred receivers comes back as a hundred answers within a few
+    milliseconds; written one by one, each would wait its turn for SQLite's single writer
+    and its own fsync. While one transaction is being written, the outcomes that arrive
+    queue up, and the next transaction takes them all. A caller returns once its outcome
+    is committed (or with the error that prevented it).
+    """
+
+    def __init__(self, repo: SyncRepository):
+        self.repo = repo
+        self._queue: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def settle(
+        self,
+        target: str,
+        *,
+        done: list[OutboxEntry],
+        failed: list[tuple[OutboxEntry, str, float]],
+        now: float,
+    ) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((Outcome(target, done, failed, now), future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="sync-settle")
+        await future
+
+    async def _flush(self) -> None:
+        while self._queue:  # bounded: each round takes everything queued so far
+            batch, self._queue = self._queue, []
+            try:
+                await self.repo.settle_many([outcome for outcome, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait for what is being written (at stop)."""
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+
+
 @dataclass
 class PeerWorker:
     ctx: SiteContext
@@ -47,6 +97,7 @@ class PeerWorker:
     batch_size: int
     concurrency: int
     forwarded_targets: Callable[[str, str], Any]
+    settler: Settler
     rng: random.Random = field(default_factory=random.Random)
     last_error: str | None = None
     # Rows being pushed by this peer's loops: (kind, key) -> rank.
@@ -181,7 +232,7 @@ class PeerWorker:
             else:
                 error = "no answer for this item" if result is None else str(result.get("error"))
                 failed.append((entry, error, now + self._delay(entry)))
-        await self.repo.settle(self.target, done=done, failed=failed, now=now)
+        await self.settler.settle(self.target, done=done, failed=failed, now=now)
 
     def _delay(self, entry: OutboxEntry) -> float:
         return self.backoff.delay(entry.attempts + 1, rng=self.rng)
@@ -191,7 +242,7 @@ class PeerWorker:
         self.breaker.record_failure()
         self.last_error = error
         now = self.ctx.clock()
-        await self.repo.settle(
+        await self.settler.settle(
             self.target,
             done=[],
             failed=[(e, error, now + self._delay(e)) for e in batch],
@@ -259,6 +310,10 @@ class Delivery:
     forwarded_targets: Callable[[str, str], Any]
     workers: dict[str, PeerWorker] = field(default_factory=dict)
     payloads: PayloadCache = field(default_factory=PayloadCache)
+    settler: Settler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settler = Settler(self.repo)
 
     def worker(self, target: str) -> PeerWorker:
         existing = self.workers.get(target)
@@ -276,6 +331,7 @@ class Delivery:
             batch_size=s.sync_batch_size,
             concurrency=max(1, s.sync_peer_concurrency),
             forwarded_targets=self.forwarded_targets,
+            settler=self.settler,
             payloads=self.payloads,
         )
         self.workers[target] = worker
@@ -290,3 +346,4 @@ class Delivery:
         for worker in self.workers.values():
             await worker.stop()
         self.workers.clear()
+        await self.settler.drain()

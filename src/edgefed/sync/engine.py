@@ -32,6 +32,10 @@ PAGE = 5000
 # Commits wake the router at once; this is only the safety net (e.g. a hook missed).
 IDLE_RECHECK_SECONDS = 5.0
 PRUNE_INTERVAL_SECONDS = 30.0
+# A page that routes to nobody (a leaf receiver's own changes) moves the cursor in memory;
+# it is written with the next page that queues something, or after this long. Rerouting
+# an unsaved page after a crash queues nothing, so nothing is lost by waiting.
+CURSOR_SAVE_SECONDS = 10.0
 MAX_CHILD_DEPTH = 4  # project -> assignment; user -> membership: two levels today
 
 
@@ -107,6 +111,9 @@ class ChangeRouter:
         self._task: asyncio.Task[None] | None = None
         self._undo_hook: Callable[[], None] | None = None
         self._pruned_at = 0.0
+        self._cursor: int | None = None  # ahead of the stored one while unsaved
+        self._saved_cursor: int | None = None
+        self._cursor_saved_at = 0.0
 
     async def routing_table(self) -> RoutingTable:
         marks: dict[Ref, list[Mark]] = {}
@@ -138,6 +145,10 @@ class ChangeRouter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            try:
+                await self._save_cursor_if_due(force=True)
+            except Exception:  # the store may be gone; the next start reroutes the page
+                log.warning("could not save the sync change cursor at stop", exc_info=True)
 
     async def _run(self) -> None:
         while True:
@@ -161,6 +172,7 @@ class ChangeRouter:
         if not force and now - self._pruned_at < PRUNE_INTERVAL_SECONDS:
             return 0
         self._pruned_at = now
+        await self._save_cursor_if_due(force=True)  # prune only below a saved cursor
         dropped = await self.repo.prune_changes(cursor=await self.repo.cursor())
         if dropped:
             log.info("sync: pruned %d consumed change-log rows", dropped)
@@ -168,9 +180,10 @@ class ChangeRouter:
 
     async def route_once(self) -> int:
         """Route one page of the change log; the number of changes consumed."""
-        cursor = await self.repo.cursor()
+        cursor = self._cursor if self._cursor is not None else await self.repo.cursor()
         page = await self.repo.changes_after(cursor, limit=PAGE)
         if not page:
+            await self._save_cursor_if_due(force=False)
             return 0
         table = await self.routing_table()
         latest: dict[Ref, tuple[int, str]] = {}
@@ -182,10 +195,23 @@ class ChangeRouter:
             for (kind, key), (seq, op) in latest.items()
             for target in sorted(table.receivers_of((kind, key)))
         ]
-        await self.repo.route(entries, cursor=page[-1].seq, now=self.ctx.clock())
+        self._cursor = page[-1].seq
         if entries:
+            await self.repo.route(entries, cursor=self._cursor, now=self.ctx.clock())
+            self._saved_cursor, self._cursor_saved_at = self._cursor, self.ctx.clock()
             self.on_queued(entries)
+        else:
+            await self._save_cursor_if_due(force=False)
         return len(page)
+
+    async def _save_cursor_if_due(self, *, force: bool) -> None:
+        now = self.ctx.clock()
+        if self._cursor is None or (
+            not force and now - self._cursor_saved_at < CURSOR_SAVE_SECONDS
+        ):
+            return
+        await self.repo.route([], cursor=self._cursor, now=now)
+        self._saved_cursor, self._cursor_saved_at = self._cursor, now
 
     async def enqueue_resources(
         self,
