@@ -34,6 +34,8 @@ log = logging.getLogger("edgefed.sync.delivery")
 
 PUSH_PATH = "/edge/v1/sync/push"
 MAX_IDLE_SECONDS = 2.0
+# With nothing in the outbox, a loop looks again after this long even if nobody wakes it.
+CLEAR_IDLE_SECONDS = 30.0
 PAYLOAD_CACHE_ROWS = 20_000
 
 
@@ -106,7 +108,15 @@ class PeerWorker:
     # pushed without first reading the outbox back; the outbox stays the authority.
     fresh: list[OutboxEntry] = field(default_factory=list)
     payloads: PayloadCache | None = None
+    # True while this peer's outbox rows are known to be only those handed over fresh:
+    # set when a look at the outbox found nothing to do; cleared by anything that may
+    # leave rows there (a failure, a skipped or overflowing hand-over, an outside wake,
+    # an idle timer). While it holds, a loop with nothing fresh sleeps without reading
+    # the outbox: a live change to a hundred receivers is then a push per receiver and
+    # no outbox queries, instead of two per push loop.
+    known_clear: bool = False
     _wakes: list[asyncio.Event] = field(default_factory=list)
+    _idle: list[asyncio.Event] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -119,16 +129,20 @@ class PeerWorker:
             )
 
     def wake(self) -> None:
+        """Every loop looks at the outbox again (new work there, or a retry)."""
+        self.known_clear = False
         for event in self._wakes:
             event.set()
 
     def offer(self, entries: list[OutboxEntry]) -> None:
         """Rows just queued for this peer (small batches only; the outbox has them all)."""
-        if len(self.fresh) + len(entries) <= self.batch_size:
-            self.fresh.extend(entries)
-        else:
+        if len(self.fresh) + len(entries) > self.batch_size:
             self.fresh.clear()
-        self.wake()
+            self.wake()
+            return
+        self.fresh.extend(entries)
+        if self._idle:  # one loop is enough for a hand-over; a busy one takes it next
+            self._idle.pop().set()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -146,12 +160,18 @@ class PeerWorker:
             except Exception:
                 log.exception("sync push to %s failed unexpectedly", self.target)
                 pause = 1.0
-            if pause > 0:
+            if pause > 0 and not self.fresh:  # a hand-over while busy: take it at once
                 wake.clear()
-                with contextlib.suppress(TimeoutError):
+                self._idle.append(wake)
+                try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                     async with asyncio.timeout(pause):
                         await wake.wait()
+                except TimeoutError:
+                    self.known_clear = False  # the safety net: look at the outbox
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._idle.remove(wake)
 
     async def step(self) -> float:
         """One claim-and-push; how long to wait before the next (0 = go on at once)."""
@@ -160,7 +180,12 @@ class PeerWorker:
         batch = await self.claim()
         if not batch:
             self.breaker.probing = False
+            if self.known_clear:
+                return CLEAR_IDLE_SECONDS
             due = await self.repo.next_due(self.target)
+            if due is None and not self.inflight and not self.fresh:
+                self.known_clear = True
+                return CLEAR_IDLE_SECONDS
             now = self.ctx.clock()
             return MAX_IDLE_SECONDS if due is None else min(max(due - now, 0.01), MAX_IDLE_SECONDS)
         try:
@@ -181,6 +206,8 @@ class PeerWorker:
         busy = min(self.inflight.values(), default=None)
         if self.fresh:
             rows, self.fresh = self.fresh, []
+        elif self.known_clear:
+            return []
         else:
             rows = await self.repo.due(
                 self.target,
@@ -193,6 +220,7 @@ class PeerWorker:
         for entry in rows:
             ref = (entry.kind, entry.key)
             if ref in self.inflight or (busy is not None and entry.rank > busy):
+                self.known_clear = False  # left in the outbox for later
                 continue
             batch.append(entry)
             if len(batch) >= self.batch_size:
@@ -232,12 +260,15 @@ class PeerWorker:
             else:
                 error = "no answer for this item" if result is None else str(result.get("error"))
                 failed.append((entry, error, now + self._delay(entry)))
+        if failed:
+            self.known_clear = False
         await self.settler.settle(self.target, done=done, failed=failed, now=now)
 
     def _delay(self, entry: OutboxEntry) -> float:
         return self.backoff.delay(entry.attempts + 1, rng=self.rng)
 
     async def _fail_all(self, batch: list[OutboxEntry], error: str) -> None:
+        self.known_clear = False
         log.info("push of %d items to %s failed: %s", len(batch), self.target, error)
         self.breaker.record_failure()
         self.last_error = error
