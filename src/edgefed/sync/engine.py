@@ -116,13 +116,15 @@ class ChangeRouter:
         self._cursor_saved_at = 0.0
 
     async def routing_table(self) -> RoutingTable:
+        receivers = set(await self.repo.list_receivers())
         marks: dict[Ref, list[Mark]] = {}
-        for mark in await self.repo.list_marks():
-            marks.setdefault((mark.kind, mark.key), []).append(mark)
+        if receivers:  # a leaf (no receivers) routes nothing: no need for its marks
+            for mark in await self.repo.list_marks():
+                marks.setdefault((mark.kind, mark.key), []).append(mark)
         assert self.ctx.fleet is not None
         return RoutingTable(
             marks=marks,
-            receivers=set(await self.repo.list_receivers()),
+            receivers=receivers,
             fleet=self.ctx.fleet,
             self_name=self.ctx.name,
         )

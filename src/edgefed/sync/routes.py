@@ -259,10 +259,11 @@ async def push(request: Request) -> Json:
         raise BadRequest('a push body is {"items": [{kind, key, version, op, row}, ...]}') from exc
     if len(items) > MAX_PUSH_ITEMS:
         raise BadRequest(f"at most {MAX_PUSH_ITEMS} items per push")
+    new_marks = engine.marks_differ(items, origin=sender)
     results = await engine.repo.apply_batch(
         source=sender, items=items, has_blob=engine.fetcher.has_blob, now=ctx.clock()
     )
-    if any(i.get("targets") for i in items):
+    if new_marks:
         await engine.refresh_marks()
     if any(i.get("kind") == "image" for i in items):
         engine.fetcher.wake.set()

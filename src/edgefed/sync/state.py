@@ -9,6 +9,7 @@ import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -77,6 +78,18 @@ class SyncEngine:
         for mark in await self.repo.list_marks():
             marks.setdefault((mark.kind, mark.key), []).append(mark)
         self.marks = marks
+
+    def marks_differ(self, items: list[dict[str, Any]], *, origin: str) -> bool:
+        """Whether pushed items carry pass-on targets the marks in memory do not have yet
+        (then they are re-read after the push is applied; usually every push repeats them)."""
+        for item in items:
+            targets = item.get("targets")
+            if not isinstance(targets, str) or not targets:
+                continue
+            held = self.marks.get((str(item.get("kind")), str(item.get("key"))), [])
+            if not any(m.targets == targets and m.origin == origin for m in held):
+                return True
+        return False
 
     def forwarded_targets(self, kind: str, key: str) -> str | None:
         own = self.marks.get((kind, key), []) + self.marks.get((kind, "*"), [])
