@@ -27,6 +27,7 @@ from edgefed.api.context import Keyring, SiteContext
 from edgefed.api.dispatch import SegmentDispatch
 from edgefed.api.metrics import MetricsMiddleware, RequestMetrics
 from edgefed.api.middleware import BodyLimit, RequestId
+from edgefed.api.peer_transport import PeerTransport
 from edgefed.api.responses import Json
 from edgefed.api.revocation import RevocationList
 from edgefed.api.service import ServiceSpec
@@ -88,12 +89,13 @@ def create_app(
         signer = TokenSigner(signing_key, kid=settings.name)
         keyring = Keyring(keys={settings.name: signer.public_key})
         events = await RevocationRepository(store).all_since(clock() - 2 * 86400)
-        # The one inter-site client: keep a warm connection to every peer of a large fleet
-        # (a fan-out to 100 sites must not reopen 80 connections each time).
+        # The one inter-site client, a pool per peer (api/peer_transport.py).
         http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport
+            or PeerTransport(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            ),
             timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=2048, max_keepalive_connections=1024),
         )
         ctx = SiteContext(
             settings=settings,
