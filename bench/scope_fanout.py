@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
+from edgefed.testkit.process import LowPorts
 
 RTT_MS = 50.0
 SIZES = (2, 8, 32)
@@ -40,7 +41,13 @@ def _timed(client: httpx.Client, url: str, headers: dict[str, str]) -> float:
 
 def _fanout(size: int, root: Path) -> dict[str, Any]:
     names = ["Origin"] + [f"S{i:02d}" for i in range(1, size + 1)]
-    fleet = ProcessFleet(root=root / f"n{size}", names=names, rtt_ms=RTT_MS, gossip_interval=5.0)
+    fleet = ProcessFleet(
+        root=root / f"n{size}",
+        names=names,
+        rtt_ms=RTT_MS,
+        gossip_interval=5.0,
+        pick_port=LowPorts(),
+    )
     fleet.start()
     try:
         origin = fleet["Origin"]

@@ -24,8 +24,6 @@ is checked.
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import statistics
 import tempfile
 import time
@@ -36,6 +34,7 @@ from typing import Any
 import httpx
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
+from edgefed.testkit.process import LowPorts
 
 RTT_MS = 50.0
 POLLING_PERIOD_S = 5.0
@@ -52,31 +51,6 @@ QUIET = (
     "sync_backoff_seconds = [0.2, 0.5, 1.0]\n"
     'log_level = "warning"\n'
 )
-
-
-class LowPorts:
-    """Site ports below the kernel's ephemeral range (32768-60999): a hundred sites take
-    minutes to start, and a port picked from the ephemeral range may meanwhile become
-    some other process's outgoing connection."""
-
-    def __init__(self, low: int = 20000, high: int = 32000) -> None:
-        self.rng = random.Random()
-        self.low, self.high = low, high
-        self.taken: set[int] = set()
-
-    def __call__(self) -> int:
-        for _ in range(1000):
-            port = self.rng.randrange(self.low, self.high)
-            if port in self.taken:
-                continue
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            self.taken.add(port)
-            return port
-        raise RuntimeError("no free port below the ephemeral range")
 
 
 def start_fleet(root: Path, names: list[str], attempts: int = 3) -> ProcessFleet:

@@ -9,6 +9,7 @@ guarantee it).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,6 +26,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+class LowPorts:
+    """Site ports below the kernel's ephemeral range (32768-60999), for large fleets: a
+    hundred sites take a minute or more to start, and a port picked from the ephemeral
+    range may meanwhile become some process's outgoing connection ("Address already in
+    use" when the site binds it)."""
+
+    def __init__(self, low: int = 20000, high: int = 32000) -> None:
+        self.rng = random.Random()
+        self.low, self.high = low, high
+        self.taken: set[int] = set()
+
+    def __call__(self) -> int:
+        for _ in range(1000):  # bounded: the range has 12,000 ports
+            port = self.rng.randrange(self.low, self.high)
+            if port in self.taken:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self.taken.add(port)
+            return port
+        raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass
