@@ -6,38 +6,124 @@ hundred peers therefore makes a fan-out to all of them ten thousand such checks:
 aggregator of a 100-site fleet spent ~7 ms of CPU per peer, most of it there. With a
 pool per peer, each request looks at that peer's few connections only.
 
+A pool only closes its expired connections when it is used again, and gossip talks to
+random peers: left alone, every site would keep an idle connection to every peer it
+ever gossiped with (a 100-site fleet: 10,000 connections, each held open by the peer's
+keep-alive). So pools unused for ``idle_seconds`` are closed, at most every
+``sweep_seconds``, in the background.
+
 The pools share one TLS context (loading the CA bundle once), and each keeps the
 limits given, per peer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+Origin = tuple[bytes, bytes, int | None]
+
+
+class _Tracked(httpx.AsyncByteStream):
+    """A response body that says when it is closed (the pool may be swept after)."""
+
+    def __init__(
+        self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, done: Callable[[], None]
+    ):
+        assert isinstance(inner, httpx.AsyncByteStream)
+        self._inner = inner
+        self._done: Callable[[], None] | None = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
+
 
 class PeerTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, limits: httpx.Limits):
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        idle_seconds: float = 15.0,
+        sweep_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._limits = limits
+        self._idle_seconds = idle_seconds
+        self._sweep_seconds = sweep_seconds
+        self._clock = clock
         self._tls: ssl.SSLContext | None = None
-        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
+        self._pools: dict[Origin, httpx.AsyncHTTPTransport] = {}
+        self._used: dict[Origin, float] = {}
+        self._busy: dict[Origin, int] = {}
+        self._swept = clock()
+        self._sweeping: asyncio.Task[None] | None = None
 
-    def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        key = (url.raw_scheme, url.raw_host, url.port)
+    def _pool(self, key: Origin) -> httpx.AsyncHTTPTransport:
         pool = self._pools.get(key)
         if pool is None:
             if self._tls is None:
                 self._tls = httpx.create_ssl_context()
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(
-                verify=self._tls, limits=self._limits
-            )
+            pool = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
+            self._pools[key] = pool
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool(request.url).handle_async_request(request)
+        url = request.url
+        key = (url.raw_scheme, url.raw_host, url.port)
+        now = self._clock()
+        self._used[key] = now
+        if now - self._swept >= self._sweep_seconds and (
+            self._sweeping is None or self._sweeping.done()
+        ):
+            self._swept = now
+            self._sweeping = asyncio.create_task(self._sweep(now), name="peer-pool-sweep")
+        pool = self._pool(key)
+        self._busy[key] = self._busy.get(key, 0) + 1
+
+        def done() -> None:  # when the response body is closed: the pool is idle again
+            self._busy[key] = self._busy.get(key, 1) - 1
+            self._used[key] = self._clock()
+
+        try:
+            response = await pool.handle_async_request(request)
+        except BaseException:
+            done()
+            raise
+        response.stream = _Tracked(response.stream, done)
+        return response
+
+    async def _sweep(self, now: float) -> None:
+        idle = [
+            key
+            for key, used in self._used.items()
+            if now - used >= self._idle_seconds and not self._busy.get(key)
+        ]
+        for key in idle:
+            pool = self._pools.pop(key, None)
+            self._used.pop(key, None)
+            self._busy.pop(key, None)
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.aclose()
 
     async def aclose(self) -> None:
+        if self._sweeping is not None:
+            with contextlib.suppress(Exception):
+                await self._sweeping
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()

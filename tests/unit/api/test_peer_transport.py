@@ -1,0 +1,97 @@
+"""The inter-site transport: a pool per peer, idle pools closed, busy ones kept."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from edgefed.api.peer_transport import PeerTransport
+
+
+class TinyServer:
+    """HTTP/1.1 keep-alive on loopback; counts the connections open right now."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        try:
+            for _ in range(1000):  # bounded: requests per connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                body = b"x" * 100_000
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[tuple[TinyServer, TinyServer]]:
+    a, b = TinyServer(), TinyServer()
+    a.server = await asyncio.start_server(a.handle, "127.0.0.1", 0)
+    b.server = await asyncio.start_server(b.handle, "127.0.0.1", 0)
+    yield a, b
+    for s in (a, b):
+        assert s.server is not None
+        s.server.close()
+
+
+async def settle(transport: PeerTransport, server: TinyServer, open_now: int) -> None:
+    sweeping = transport._sweeping
+    if sweeping is not None:
+        await sweeping
+    async with asyncio.timeout(5):  # the server notices the close on its next read
+        while server.open != open_now:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_peer_left_idle_has_its_connections_closed(
+    servers: tuple[TinyServer, TinyServer],
+) -> None:
+    a, b = servers
+    clock = [0.0]
+    transport = PeerTransport(limits=httpx.Limits(), clock=lambda: clock[0])
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get(a.url)).status_code == 200
+        assert (await client.get(b.url)).status_code == 200
+        assert (a.open, b.open) == (1, 1)  # kept alive
+        clock[0] = 20.0  # A idle for 20 s; using B sweeps
+        assert (await client.get(b.url)).status_code == 200
+        await settle(transport, a, 0)
+        assert b.open == 1
+        assert (await client.get(a.url)).status_code == 200  # a new pool for A
+
+
+async def test_a_response_still_being_read_keeps_its_pool(
+    servers: tuple[TinyServer, TinyServer],
+) -> None:
+    a, b = servers
+    clock = [0.0]
+    transport = PeerTransport(limits=httpx.Limits(), clock=lambda: clock[0])
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", a.url) as response:
+            clock[0] = 20.0
+            assert (await client.get(b.url)).status_code == 200  # a sweep, A is busy
+            sweeping = transport._sweeping
+            assert sweeping is not None
+            await sweeping
+            assert len(await response.aread()) == 100_000
+        clock[0] = 40.0  # closed at 20 s, idle since: the next sweep takes it
+        assert (await client.get(b.url)).status_code == 200
+        await settle(transport, a, 0)
