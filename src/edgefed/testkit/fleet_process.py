@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -48,6 +48,10 @@ class ProcessFleet:
     start_parallelism: int = 8
     start_timeout: float = 60.0
     converge_deadline: float = CONVERGE_DEADLINE
+    # "all": start() returns when every site lists every site; "first": when the first
+    # site (where the others enrolled) lists them all and each lists the first, which is
+    # what a star-shaped workload needs, without waiting for slow gossip to spread.
+    converge: Literal["all", "first"] = "all"
     # Where each site's port comes from (a long start of many sites may want ports
     # outside the kernel's ephemeral range, which other processes keep taking).
     pick_port: Callable[[], int] = free_port
@@ -110,14 +114,22 @@ class ProcessFleet:
         return sites
 
     def wait_converged(self, deadline: float = CONVERGE_DEADLINE) -> None:
-        """Until every site's registry lists every site as active (bounded)."""
-        want = set(self.names)
+        """Until every site's registry lists every site as active (bounded); with
+        ``converge="first"``, the first site every site and every site the first."""
+        everyone = set(self.names)
+        first = self.names[0]
+
+        def wanted(name: str) -> set[str]:
+            if self.converge == "all" or name == first:
+                return everyone
+            return {first, name}
+
         end = time.monotonic() + deadline
         pending = set(self.names)
         while pending and time.monotonic() < end:
             for name in sorted(pending):
                 seen = {s["name"] for s in self.registry_of(name) if s["status"] == "active"}
-                if want <= seen:
+                if wanted(name) <= seen:
                     pending.discard(name)
             if pending:
                 time.sleep(0.2)  # bounded poll of real processes' gossip
