@@ -74,7 +74,21 @@ async def test_token_requests_never_5xx(site):
     def generate(body):
         bodies.append(body)
 
-    bodies: list[object] = []
+    # Always among them, whatever the draw: a malformed body (400) and a well-formed one
+    # with a wrong password (401), so that both kinds of refusal are exercised.
+    bodies: list[object] = [
+        {"auth": {"identity": {"methods": ["password"], "password": "nope"}}},
+        {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": "admin", "domain": {"id": "default"}, "password": "x"}
+                    },
+                }
+            }
+        },
+    ]
     generate()
     for body in bodies:
         r = await site.client.post(
