@@ -90,13 +90,10 @@ def create_app(
         keyring = Keyring(keys={settings.name: signer.public_key})
         events = await RevocationRepository(store).all_since(clock() - 2 * 86400)
         # The one inter-site client, a pool per peer (api/peer_transport.py).
-        http = httpx.AsyncClient(
-            transport=transport
-            or PeerTransport(
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            ),
-            timeout=httpx.Timeout(30.0, connect=5.0),
+        peer_transport = transport or PeerTransport(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
         )
+        http = httpx.AsyncClient(transport=peer_transport, timeout=httpx.Timeout(30.0, connect=5.0))
         ctx = SiteContext(
             settings=settings,
             store=store,
@@ -104,6 +101,7 @@ def create_app(
             keyring=keyring,
             revocations=RevocationList(events),
             http=http,
+            peer_transport=peer_transport,
             clock=clock,
             catalog_entries=tuple(e for spec in services for e in spec.catalog),
         )

@@ -46,6 +46,9 @@ class SiteContext:
     revocations: RevocationList
     http: httpx.AsyncClient
     clock: Callable[[], float] = time.time
+    # The transport under ``http``, for the scope router's one-hop forwarding, which
+    # needs none of the client's layers (auth, redirects, cookies, default headers).
+    peer_transport: httpx.AsyncBaseTransport | None = None
     # The services this site serves, as they appear in the Keystone catalog.
     catalog_entries: tuple[CatalogEntry, ...] = ()
     # Other fleet sites this site knows: name -> public URL (filled by the fleet registry).

@@ -156,15 +156,23 @@ class ScopeRouter:
                 if not message.get("more_body", False):
                     break
 
-        request = ctx.http.build_request(
+        timeout = httpx.Timeout(ctx.settings.scope_call_timeout_seconds)
+        request = httpx.Request(
             scope["method"],
             _target(url, scope),
             headers=_forward_headers(scope, ctx.name),
             content=body_stream() if _has_body(scope) else None,
-            timeout=ctx.settings.scope_call_timeout_seconds,
+            extensions={"timeout": timeout.as_dict()},
         )
         try:
-            response = await ctx.http.send(request, stream=True)
+            # Straight to the transport: the client's layers (auth, redirects, cookies,
+            # default headers) have nothing to do for a forwarded request, and cost a
+            # third of the hop.
+            transport = ctx.peer_transport
+            if transport is None:
+                response = await ctx.http.send(request, stream=True)
+            else:
+                response = await transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             await fault_response(
                 scope["path"], 503, f"site {site} did not answer: {_describe(exc)}"
