@@ -156,23 +156,9 @@ class ScopeRouter:
                 if not message.get("more_body", False):
                     break
 
-        timeout = httpx.Timeout(ctx.settings.scope_call_timeout_seconds)
-        request = httpx.Request(
-            scope["method"],
-            _target(url, scope),
-            headers=_forward_headers(scope, ctx.name),
-            content=body_stream() if _has_body(scope) else None,
-            extensions={"timeout": timeout.as_dict()},
-        )
+        request = _forwarded(ctx, scope, url, content=body_stream() if _has_body(scope) else None)
         try:
-            # Straight to the transport: the client's layers (auth, redirects, cookies,
-            # default headers) have nothing to do for a forwarded request, and cost a
-            # third of the hop.
-            transport = ctx.peer_transport
-            if transport is None:
-                response = await ctx.http.send(request, stream=True)
-            else:
-                response = await transport.handle_async_request(request)
+            response = await _send(ctx, request)
         except httpx.HTTPError as exc:
             await fault_response(
                 scope["path"], 503, f"site {site} did not answer: {_describe(exc)}"
@@ -306,13 +292,11 @@ class ScopeRouter:
                 site=site, status=503, error=f"site {site} is not reachable from here"
             )
         try:
-            response = await ctx.http.request(
-                scope["method"],
-                _target(url, scope),
-                headers=_forward_headers(scope, ctx.name),
-                content=body if body else None,
-                timeout=ctx.settings.scope_call_timeout_seconds,
-            )
+            response = await _send(ctx, _forwarded(ctx, scope, url, content=body or None))
+            try:
+                await response.aread()  # decoded, as the merge needs it
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             return SiteAnswer(site=site, status=503, error=f"no answer: {_describe(exc)}")
         return SiteAnswer(
@@ -325,6 +309,26 @@ class ScopeRouter:
             ],
             body=response.content,
         )
+
+
+def _forwarded(ctx: SiteContext, scope: AsgiScope, base: str, *, content: Any) -> httpx.Request:
+    timeout = httpx.Timeout(ctx.settings.scope_call_timeout_seconds)
+    return httpx.Request(
+        scope["method"],
+        _target(base, scope),
+        headers=_forward_headers(scope, ctx.name),
+        content=content,
+        extensions={"timeout": timeout.as_dict()},
+    )
+
+
+async def _send(ctx: SiteContext, request: httpx.Request) -> httpx.Response:
+    """Straight to the inter-site transport, the body left to read: the client's layers
+    (auth, redirects, cookies, default headers) have nothing to do for a forwarded
+    request, and cost about a third of a hop."""
+    if ctx.peer_transport is None:
+        return await ctx.http.send(request, stream=True)
+    return await ctx.peer_transport.handle_async_request(request)
 
 
 def _down_reason(ctx: SiteContext, site: str) -> str | None:
