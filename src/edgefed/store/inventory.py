@@ -170,10 +170,14 @@ def _token(row: Row[Any]) -> EnrollmentTokenRecord:
     )
 
 
+class MgmtIpTaken(Conflict):
+    """The management address went to another host (a concurrent add took it first)."""
+
+
 def _conflict(exc: IntegrityError) -> Conflict:
     text = str(exc.orig).lower()
     if "mgmt_ip" in text:
-        return Conflict("The management IP address is already assigned to another host.")
+        return MgmtIpTaken("The management IP address is already assigned to another host.")
     if "hostname" in text:
         return Conflict("A host with this hostname already exists.")
     return Conflict("The host conflicts with an existing one.")

@@ -133,3 +133,16 @@ def test_hardware_report_reads_proc_sys_and_os_release(tmp_path: Path):
     assert report["disks"] == [{"name": "sda", "size_gb": 200.0}]
     assert report["nics"][0]["mac"] == "52:54:00:12:34:56"
     assert report["os"] == {"id": "debian", "version_id": "12", "pretty_name": "Debian 12"}
+
+
+async def test_agents_enrolling_at_once_get_distinct_management_addresses(inv_site, admin):
+    import asyncio
+
+    # The fixture's address pool holds three.
+    tokens = [await new_token(inv_site, admin, personality="edgeworker") for _ in range(3)]
+    answers = await asyncio.gather(
+        *(enroll(inv_site, t, hostname=f"edge-{n}") for n, t in enumerate(tokens))
+    )
+    assert [r.status_code for r in answers] == [201] * 3, [r.text for r in answers]
+    addresses = {r.json()["host"]["mgmt_ip"] for r in answers}
+    assert len(addresses) == 3

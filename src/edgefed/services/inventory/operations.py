@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from edgefed.api.context import SiteContext
@@ -27,9 +28,16 @@ from edgefed.services.inventory.views import (
     LabelsUpdate,
     TokenCreate,
 )
-from edgefed.store.inventory import EnrollmentTokenRecord, HostRecord, InventoryRepository, NewHost
+from edgefed.store.inventory import (
+    EnrollmentTokenRecord,
+    HostRecord,
+    InventoryRepository,
+    MgmtIpTaken,
+    NewHost,
+)
 
 log = logging.getLogger("edgefed.inventory")
+ALLOCATION_ATTEMPTS = 8
 
 CREDENTIAL_HEADER = "x-host-credential"
 ENROLLMENT_TOKEN_PREFIX = "edgefed-het-"  # noqa: S105 - a prefix, not a secret
@@ -78,10 +86,11 @@ class HostInventory:
             rules.check_allocation_ratio(name, getattr(body, name))
         if await self.repo.get(hostname) is not None:
             raise Conflict(f"A host named {hostname} already exists.")
-        mgmt_ip = self.network.assign(body.mgmt_ip, used=await self.repo.used_mgmt_ips())
-        host = await self.repo.add(
-            NewHost(
-                id=str(uuid.uuid4()),
+        host_id = str(uuid.uuid4())
+        host = await self._insert(
+            body.mgmt_ip,
+            lambda mgmt_ip: NewHost(
+                id=host_id,
                 hostname=hostname,
                 personality=personality,
                 mgmt_ip=mgmt_ip,
@@ -93,9 +102,8 @@ class HostInventory:
                 ram_allocation_ratio=body.ram_allocation_ratio,
                 disk_allocation_ratio=body.disk_allocation_ratio,
             ),
-            now=self._now(),
         )
-        log.info("host %s added as %s with mgmt ip %s", hostname, personality, mgmt_ip)
+        log.info("host %s added as %s with mgmt ip %s", hostname, personality, host.mgmt_ip)
         return host
 
     async def update(self, id_or_hostname: str, body: HostUpdate) -> HostRecord:
@@ -238,22 +246,23 @@ class HostInventory:
         host = await self.repo.get(hostname)
         if host is None:
             rules.check_hostname_for_personality(hostname, token.personality)
-            mgmt_ip = self.network.assign(body.mgmt_ip, used=await self.repo.used_mgmt_ips())
+            self.network.assign(body.mgmt_ip, used=await self.repo.used_mgmt_ips())  # 4xx first
             host_id = str(uuid.uuid4())
             if not await self.repo.consume_token(token.id, host_id=host_id, used_at=now):
                 raise Unauthorized("The host enrollment token has already been used (one-time).")
-            host = await self.repo.add(
-                NewHost(
+            personality = token.personality
+            host = await self._insert(
+                body.mgmt_ip,
+                lambda mgmt_ip: NewHost(
                     id=host_id,
                     hostname=hostname,
-                    personality=token.personality,
+                    personality=personality,
                     mgmt_ip=mgmt_ip,
                     availability="available",
                     hardware=body.hardware.model_dump(),
                     credential_hash=_sha256(secret),
                     last_heartbeat_at=now,
                 ),
-                now=self._now(),
             )
         else:
             if token.personality is not None and host.personality not in (None, token.personality):
@@ -274,6 +283,21 @@ class HostInventory:
             host = await self.repo.update(host.id, now=self._now(), **changes)
         log.info("host %s enrolled its agent", hostname)
         return host, f"{host.id}.{secret}"
+
+    async def _insert(
+        self, requested_ip: str | None, new_host: Callable[[str | None], NewHost]
+    ) -> HostRecord:
+        """Add a host with ``requested_ip`` or, on a dynamic management network, the first
+        free address; two hosts added at the same moment can pick the same one, and the
+        database refuses the second: it then takes the next free one (bounded)."""
+        for attempt in range(ALLOCATION_ATTEMPTS):
+            mgmt_ip = self.network.assign(requested_ip, used=await self.repo.used_mgmt_ips())
+            try:
+                return await self.repo.add(new_host(mgmt_ip), now=self._now())
+            except MgmtIpTaken:
+                if requested_ip is not None or attempt == ALLOCATION_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def authenticate_agent(self, credential: str | None) -> HostRecord:
         if not credential:
