@@ -33,6 +33,13 @@ DOWNLOAD_ATTEMPTS = 5
 CHUNK = 1 << 20
 
 
+def describe_http_error(exc: httpx.HTTPError) -> str:
+    """What went wrong talking to another site, for a fault or an alarm reason."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class RemoteAnswer:
     site: str

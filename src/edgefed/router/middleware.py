@@ -161,7 +161,7 @@ class ScopeRouter:
             response = await _send(ctx, request)
         except httpx.HTTPError as exc:
             await fault_response(
-                scope["path"], 503, f"site {site} did not answer: {_describe(exc)}"
+                scope["path"], 503, f"site {site} did not answer: {remote.describe_http_error(exc)}"
             )(scope, receive, send)
             return
         try:
@@ -298,7 +298,9 @@ class ScopeRouter:
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            return SiteAnswer(site=site, status=503, error=f"no answer: {_describe(exc)}")
+            return SiteAnswer(
+                site=site, status=503, error=f"no answer: {remote.describe_http_error(exc)}"
+            )
         return SiteAnswer(
             site=site,
             status=response.status_code,
@@ -369,12 +371,6 @@ def _has_body(scope: AsgiScope) -> bool:
             or header(scope, b"transfer-encoding") is not None
         )
     return True
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -26,6 +26,7 @@ import orjson
 
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
+from edgefed.api.remote import FORWARDED_HEADER, describe_http_error
 from edgefed.core.errors import BadRequest
 from edgefed.core.scope import parse_expr
 from edgefed.core.scope_resolve import sites_of
@@ -36,7 +37,6 @@ from edgefed.services.fleet.report import own_report, totals, unreachable_report
 STATUS_PATH = "/edge/v1/fleet/status"
 MAX_PARALLEL = 64
 MAX_DEPTH = 4
-FORWARDED_HEADER = "X-Edgefed-Forwarded"
 
 
 @dataclass
@@ -127,13 +127,12 @@ async def aggregate(
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:
-                reason = "timed out" if isinstance(exc, httpx.TimeoutException) else str(exc)
                 result.offer(
                     unreachable_report(
                         ctx,
                         site,
                         status=Condition.OFFLINE,
-                        reason=f"status request failed: {reason or type(exc).__name__}",
+                        reason=f"status request failed: {describe_http_error(exc)}",
                     )
                 )
                 return

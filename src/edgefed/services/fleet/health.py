@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from edgefed.api.context import SiteContext
+from edgefed.api.remote import describe_http_error
 from edgefed.core.errors import BadRequest
 from edgefed.core.scope import parse_expr
 from edgefed.core.scope_resolve import sites_of
@@ -192,7 +193,7 @@ class PeerWatch:
                 try:
                     r = await self.ctx.http.get(url + PROBE_PATH, timeout=timeout)
                 except httpx.HTTPError as exc:
-                    self.last_error[name] = _describe(exc)
+                    self.last_error[name] = describe_http_error(exc)
                     return
             if r.status_code < 500:
                 self.probed_ok[name] = self.now()
@@ -201,9 +202,3 @@ class PeerWatch:
                 self.last_error[name] = f"HTTP {r.status_code}"
 
         await asyncio.gather(*(one(n) for n in names))
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc) or type(exc).__name__
