@@ -208,9 +208,9 @@ class ChangeRouter:
 
     async def _save_cursor_if_due(self, *, force: bool) -> None:
         now = self.ctx.clock()
-        if self._cursor is None or (
-            not force and now - self._cursor_saved_at < CURSOR_SAVE_SECONDS
-        ):
+        if self._cursor is None or self._cursor == self._saved_cursor:
+            return  # nothing routed yet, or nothing new since the last save
+        if not force and now - self._cursor_saved_at < CURSOR_SAVE_SECONDS:
             return
         await self.repo.route([], cursor=self._cursor, now=now)
         self._saved_cursor, self._cursor_saved_at = self._cursor, now

@@ -8,8 +8,6 @@ that joins later with a matching label receives what was marked before it came.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from edgefed.core.errors import ValidationFailed
 from edgefed.core.scope import ScopeSyntaxError, parse_expr
 from edgefed.core.scope_resolve import FleetView, ScopeResolutionError, sites_of
@@ -39,11 +37,4 @@ def resolve(text: str, fleet: FleetView) -> set[str]:
             out.update(sites_of(parse_expr(part), fleet))
         except (ScopeSyntaxError, ScopeResolutionError):
             continue
-    return out
-
-
-def union(texts: Iterable[str], fleet: FleetView) -> set[str]:
-    out: set[str] = set()
-    for text in texts:
-        out |= resolve(text, fleet)
     return out
