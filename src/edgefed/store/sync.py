@@ -403,19 +403,9 @@ class SyncRepository:
             for r in rows
         ]
 
-    async def settle(
-        self,
-        target: str,
-        *,
-        done: Sequence[OutboxEntry],
-        failed: Sequence[tuple[OutboxEntry, str, float]],
-        now: float,
-    ) -> None:
-        """Record the outcome of a push; rows superseded meanwhile are left to their new version."""
-        await self.settle_many([Outcome(target, done, failed, now)])
-
     async def settle_many(self, outcomes: Sequence[Outcome]) -> None:
-        """Record the outcomes of several pushes (any peers) in one transaction."""
+        """Record the outcomes of several pushes (any peers) in one transaction; rows
+        superseded meanwhile are left to their new version."""
         done = [
             {"t": o.target, "k": e.kind, "y": e.key, "v": e.version, "now": o.now}
             for o in outcomes
@@ -760,21 +750,10 @@ class SyncRepository:
             if isinstance(item.get("targets"), str) and item["targets"]
         ]  # fmt: skip
         if marked:
-            stmt = upsert_insert(conn, marks)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["kind", "key"],
-                    set_={"targets": stmt.excluded.targets, "origin": stmt.excluded.origin},
-                ),
-                marked,
-            )
+            await conn.execute(_upsert_marks(conn), marked)
         if candidates:
-            stmt = upsert_insert(conn, applied)
             await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["kind", "key"],
-                    set_={"version": stmt.excluded.version, "source": stmt.excluded.source},
-                ),
+                _upsert_applied(conn),
                 [
                     {
                         "kind": kind.name,
@@ -865,13 +844,8 @@ class SyncRepository:
     async def set_applied(
         self, conn: AsyncConnection, *, kind: str, key: str, source: str, version: int
     ) -> None:
-        stmt = upsert_insert(conn, applied)
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["kind", "key"],
-                set_={"version": stmt.excluded.version, "source": stmt.excluded.source},
-            ),
-            {"kind": kind, "key": key, "source": source, "version": version},
+            _upsert_applied(conn), {"kind": kind, "key": key, "source": source, "version": version}
         )
 
     async def put_mark_in(self, conn: AsyncConnection, mark: Mark, *, now: float) -> None:
@@ -1017,13 +991,27 @@ async def _set_cursor(conn: AsyncConnection, name: str, seq: int) -> None:
     )
 
 
-async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
+def _upsert_marks(conn: AsyncConnection) -> Any:
+    """A mark per (kind, key): a new one, or new targets and origin for the held one."""
     stmt = upsert_insert(conn, marks)
+    return stmt.on_conflict_do_update(
+        index_elements=["kind", "key"],
+        set_={"targets": stmt.excluded.targets, "origin": stmt.excluded.origin},
+    )
+
+
+def _upsert_applied(conn: AsyncConnection) -> Any:
+    """The version of a resource applied here, and from which source."""
+    stmt = upsert_insert(conn, applied)
+    return stmt.on_conflict_do_update(
+        index_elements=["kind", "key"],
+        set_={"version": stmt.excluded.version, "source": stmt.excluded.source},
+    )
+
+
+async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
     await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["kind", "key"],
-            set_={"targets": stmt.excluded.targets, "origin": stmt.excluded.origin},
-        ),
+        _upsert_marks(conn),
         {
             "kind": mark.kind,
             "key": mark.key,
