@@ -66,12 +66,11 @@ class HealthMonitor:
         if probe:
             await self.watch.probe(self.watch.quiet_peers())
         self.peers = self.watch.assess()
+        down = {n: h.reason for n, h in self.peers.items() if h.status is Condition.OFFLINE}
         if self.ctx.fleet is not None:
             # Shared with the scope router: a '|' skips a site known to be offline at once.
-            self.ctx.fleet.down = {
-                name: h.reason for name, h in self.peers.items() if h.status is Condition.OFFLINE
-            }
-        offline = frozenset(n for n, h in self.peers.items() if h.status is Condition.OFFLINE)
+            self.ctx.fleet.down = down
+        offline = frozenset(down)
         if full or offline != self._offline:
             await self._check_peers(self.peers)
             self._offline = offline
