@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from edgefed.services.sites.gossip import gossip_round
 from edgefed.testkit.asgi_fleet import FleetTransport
-from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
-from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, registry
+from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.inprocess_fleet import admin, ctx_of
+from edgefed.testkit.inprocess_fleet import fleet as inprocess_fleet
 from edgefed.testkit.postgres import PostgresServer
 
 PASSWORD = "s3cret-Passw0rd"
@@ -43,23 +43,15 @@ async def fleet(
     transport: FleetTransport | None = None,
 ) -> AsyncIterator[dict[str, InProcessSite]]:
     """edgefed.testkit.inprocess_fleet.fleet, with a database per site on PostgreSQL runs."""
-    transport = transport or FleetTransport()
-    sites: dict[str, InProcessSite] = {}
-    async with contextlib.AsyncExitStack() as stack:
-        for name in names:
-            url = None
-            if DATABASES is not None:
-                url = DATABASES.create_database(f"s_{name.lower()}_{uuid.uuid4().hex[:8]}")
-            settings = site_settings(
-                tmp_path / name.lower(), name=name, gossip_interval_seconds=3600.0, database_url=url
-            )
-            site = await stack.enter_async_context(run_site(settings, transport=transport))
-            transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))
-            sites[name] = site
-        if joined:
-            for name in names[1:]:
-                await enroll(sites[names[0]], sites[name])
-            await gossip_round(registry(sites[names[0]]))
+
+    def database_url(name: str) -> str | None:
+        if DATABASES is None:
+            return None
+        return DATABASES.create_database(f"s_{name.lower()}_{uuid.uuid4().hex[:8]}")
+
+    async with inprocess_fleet(
+        tmp_path, names, joined=joined, transport=transport, database_url=database_url
+    ) as sites:
         yield sites
 
 

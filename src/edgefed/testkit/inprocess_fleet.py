@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -45,13 +45,19 @@ async def fleet(
     *,
     joined: bool = False,
     transport: FleetTransport | None = None,
+    database_url: Callable[[str], str | None] | None = None,
 ) -> AsyncIterator[dict[str, InProcessSite]]:
+    """In-process sites behind one fake network; ``database_url(name)`` gives a site its
+    own database (PostgreSQL runs), else each keeps SQLite in its data directory."""
     transport = transport or FleetTransport()
     sites: dict[str, InProcessSite] = {}
     async with contextlib.AsyncExitStack() as stack:
         for name in names:
             settings = site_settings(
-                tmp_path / name.lower(), name=name, gossip_interval_seconds=3600.0
+                tmp_path / name.lower(),
+                name=name,
+                gossip_interval_seconds=3600.0,
+                database_url=database_url(name) if database_url is not None else None,
             )
             site = await stack.enter_async_context(run_site(settings, transport=transport))
             transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))

@@ -16,6 +16,7 @@ class TinyServer:
 
     def __init__(self) -> None:
         self.open = 0
+        self.changed = asyncio.Condition()  # notified when a connection ends
         self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -33,6 +34,8 @@ class TinyServer:
         finally:
             self.open -= 1
             writer.close()
+            async with self.changed:
+                self.changed.notify_all()
 
     @property
     def url(self) -> str:
@@ -56,17 +59,21 @@ async def settle(transport: PeerTransport, server: TinyServer, open_now: int) ->
     sweeping = transport._sweeping
     if sweeping is not None:
         await sweeping
-    async with asyncio.timeout(5):  # the server notices the close on its next read
-        while server.open != open_now:
-            await asyncio.sleep(0.01)
+    async with asyncio.timeout(5), server.changed:  # the server sees the close on its next read
+        await server.changed.wait_for(lambda: server.open == open_now)
+
+
+def clocked() -> tuple[list[float], PeerTransport]:
+    """A transport on a clock the test moves."""
+    clock = [0.0]
+    return clock, PeerTransport(limits=httpx.Limits(), clock=lambda: clock[0])
 
 
 async def test_a_peer_left_idle_has_its_connections_closed(
     servers: tuple[TinyServer, TinyServer],
 ) -> None:
     a, b = servers
-    clock = [0.0]
-    transport = PeerTransport(limits=httpx.Limits(), clock=lambda: clock[0])
+    clock, transport = clocked()
     async with httpx.AsyncClient(transport=transport) as client:
         assert (await client.get(a.url)).status_code == 200
         assert (await client.get(b.url)).status_code == 200
@@ -82,8 +89,7 @@ async def test_a_response_still_being_read_keeps_its_pool(
     servers: tuple[TinyServer, TinyServer],
 ) -> None:
     a, b = servers
-    clock = [0.0]
-    transport = PeerTransport(limits=httpx.Limits(), clock=lambda: clock[0])
+    clock, transport = clocked()
     async with httpx.AsyncClient(transport=transport) as client:
         async with client.stream("GET", a.url) as response:
             clock[0] = 20.0

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from edgefed.testkit.auth import password_auth
+
 V3 = "/identity/v3"
 
 
@@ -34,15 +36,7 @@ async def grant(
 async def login(
     client: httpx.AsyncClient, user: str, password: str, project: str | None = None
 ) -> httpx.Response:
-    auth: dict[str, Any] = {
-        "identity": {
-            "methods": ["password"],
-            "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}},
-        }
-    }
-    if project is not None:
-        auth["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
-    return await client.post(f"{V3}/auth/tokens", json={"auth": auth})
+    return await client.post(f"{V3}/auth/tokens", json=password_auth(user, password, project))
 
 
 async def user_with_role(
