@@ -13,7 +13,8 @@ keep-alive). So pools unused for ``idle_seconds`` are closed, at most every
 ``sweep_seconds``, in the background.
 
 The pools share one TLS context (loading the CA bundle once), and each keeps the
-limits given, per peer.
+limits given, per peer. Each pool is an ``api.http1.Http1Pool`` (llhttp under asyncio)
+rather than httpcore's (pure-Python h11 under anyio): see that module.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+
+from edgefed.api.http1 import Http1Pool
 
 Origin = tuple[bytes, bytes, int | None]
 
@@ -66,18 +69,18 @@ class PeerTransport(httpx.AsyncBaseTransport):
         self._sweep_seconds = sweep_seconds
         self._clock = clock
         self._tls: ssl.SSLContext | None = None
-        self._pools: dict[Origin, httpx.AsyncHTTPTransport] = {}
+        self._pools: dict[Origin, Http1Pool] = {}
         self._used: dict[Origin, float] = {}
         self._busy: dict[Origin, int] = {}
         self._swept = clock()
         self._sweeping: asyncio.Task[None] | None = None
 
-    def _pool(self, key: Origin) -> httpx.AsyncHTTPTransport:
+    def _pool(self, key: Origin) -> Http1Pool:
         pool = self._pools.get(key)
         if pool is None:
-            if self._tls is None:
+            if self._tls is None and key[0] == b"https":
                 self._tls = httpx.create_ssl_context()
-            pool = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
+            pool = Http1Pool(tls=self._tls, limits=self._limits, clock=self._clock)
             self._pools[key] = pool
         return pool
 

@@ -1,0 +1,495 @@
+"""A small HTTP/1.1 client connection pool on asyncio and llhttp (``httptools``).
+
+Sites talk to each other for every forwarded request, fan-out leg and sync push, so the
+inter-site client is on the hot path of the router and of sync. httpcore, under httpx,
+parses HTTP with the pure-Python ``h11`` and wraps every socket operation in an anyio
+stream: about a third of a millisecond of CPU per request and answer on this kind of
+machine. Here an ``asyncio.Protocol`` writes the request in one call and feeds the
+answer to llhttp, the C parser uvicorn itself uses; the answer's body is handed over
+as it arrives, with reading paused while the consumer lags (so large image transfers
+stream in bounded memory).
+
+``Http1Pool`` is an ``httpx.AsyncBaseTransport`` for one origin: callers keep using
+``httpx.Request``/``httpx.Response`` and the httpx exception types (``ConnectError``,
+``ReadTimeout``, ``RemoteProtocolError``…), so nothing above the transport changes.
+
+What it does not do, on purpose: HTTP/2, proxies, ``Expect: 100-continue``, upgrades.
+A request that finds its kept-alive connection closed by the peer before any byte of
+the answer arrived is retried once on a new connection when its method is idempotent
+and its body can be sent again (the peer cannot have acted on it twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import httptools
+import httpx
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+HIGH_WATER = 1 << 20  # bytes of answer body buffered before reading pauses
+LOW_WATER = 1 << 18
+
+
+class _Exchange:
+    """One request's answer as the parser sees it: head, then body pieces, then done."""
+
+    __slots__ = (
+        "buffered",
+        "complete",
+        "error",
+        "head",
+        "head_request",
+        "headers",
+        "keep_alive",
+        "pieces",
+        "reason",
+        "received",
+        "status",
+        "until_close",
+        "version",
+        "waiter",
+    )
+
+    def __init__(self, head_request: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.version = b"HTTP/1.1"
+        self.reason = b""
+        self.pieces: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.complete = False
+        self.error: httpx.TransportError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.received = False  # any byte of the answer
+        self.until_close = False  # no length, not chunked: the body ends with the connection
+        self.head_request = head_request
+
+    def wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def fail(self, error: httpx.TransportError) -> None:
+        if self.complete:
+            return
+        self.error = error
+        if not self.head.done():
+            self.head.set_exception(error)
+            self.head.exception()  # retrieved: a caller may have gone (timeout)
+        self.wake()
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection to the origin, carrying one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.used = 0  # exchanges carried, the current one included
+        self._exchange: _Exchange | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._paused_reading = False
+        self._write_ready: asyncio.Future[None] | None = None
+        self._header_name = b""
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        exchange, parser = self._exchange, self._parser
+        if exchange is None or parser is None or exchange.complete:
+            self.close()  # bytes nobody asked for: the connection is not usable any more
+            return
+        exchange.received = True
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            exchange.fail(httpx.RemoteProtocolError("the peer switched protocols"))
+            self.close()
+        except httptools.HttpParserError as exc:
+            exchange.fail(httpx.RemoteProtocolError(f"malformed answer from the peer: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        exchange = self._exchange
+        if exchange is not None and not exchange.complete:
+            if exchange.until_close and exchange.head.done():
+                self._finish(exchange, reusable=False)
+            else:
+                exchange.fail(
+                    httpx.RemoteProtocolError("the peer closed the connection mid-answer")
+                    if exchange.received
+                    else _Closed("the peer closed the connection without answering")
+                )
+        self.closed = True
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        exchange = self._exchange
+        if exchange is not None and not exchange.complete:
+            reason = str(exc) if exc else "connection closed"
+            exchange.fail(
+                httpx.ReadError(f"the connection to the peer was lost: {reason}")
+                if exchange.received
+                else _Closed(f"the connection to the peer was lost: {reason}")
+            )
+        waiter, self._write_ready = self._write_ready, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._write_ready is None:
+            self._write_ready = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        waiter, self._write_ready = self._write_ready, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- llhttp callbacks ------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        if self._exchange is not None:
+            self._exchange.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._exchange is not None:
+            self._exchange.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        exchange, parser = self._exchange, self._parser
+        if exchange is None or parser is None:
+            return
+        status = parser.get_status_code()
+        if 100 <= status < 200:  # informational: the real answer follows
+            exchange.headers = []
+            exchange.reason = b""
+            return
+        exchange.status = status
+        exchange.keep_alive = parser.should_keep_alive()
+        exchange.version = b"HTTP/" + parser.get_http_version().encode()
+        exchange.until_close = not any(
+            name.lower() in (b"content-length", b"transfer-encoding")
+            for name, _ in exchange.headers
+        ) and status not in (204, 304)
+        if not exchange.head.done():
+            exchange.head.set_result(None)
+        if exchange.head_request:  # no body follows, whatever the length says
+            self._finish(exchange, reusable=exchange.keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self._exchange
+        if exchange is None or exchange.complete:
+            return
+        exchange.pieces.append(body)
+        exchange.buffered += len(body)
+        if exchange.buffered > HIGH_WATER and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        exchange.wake()
+
+    def on_message_complete(self) -> None:
+        exchange, parser = self._exchange, self._parser
+        if exchange is None or parser is None or exchange.complete:
+            return
+        if exchange.status == 0:  # the end of an informational answer
+            return
+        self._finish(exchange, reusable=exchange.keep_alive)
+
+    # -- the exchange ------------------------------------------------------------------------
+
+    def _finish(self, exchange: _Exchange, *, reusable: bool) -> None:
+        exchange.complete = True
+        self._parser = None
+        if not reusable:
+            self.close()
+        exchange.wake()
+
+    def begin(self, head_request: bool) -> _Exchange:
+        exchange = _Exchange(head_request)
+        self._exchange = exchange
+        self._parser = httptools.HttpResponseParser(self)
+        self.used += 1
+        return exchange
+
+    def consumed(self, exchange: _Exchange, size: int) -> None:
+        exchange.buffered -= size
+        if self._paused_reading and exchange.buffered < LOW_WATER and self.transport:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    def end(self) -> None:
+        """The exchange is over (its answer read or abandoned)."""
+        exchange, self._exchange = self._exchange, None
+        if exchange is None or not exchange.complete or exchange.error is not None:
+            self.close()
+
+    async def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise _Closed("the connection to the peer is closed")
+        self.transport.write(data)
+        waiter = self._write_ready
+        if waiter is not None:
+            await waiter
+            if self.closed:
+                raise httpx.WriteError("the connection to the peer was lost while sending")
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._exchange is None
+
+
+class _Closed(httpx.ReadError):
+    """A kept-alive connection closed by the peer before any byte of the answer."""
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, pool: Http1Pool, conn: _Connection, exchange: _Exchange, read: Any):
+        self._pool = pool
+        self._conn: _Connection | None = conn
+        self._exchange = exchange
+        self._read_timeout: float | None = read
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        exchange = self._exchange
+        for _ in range(1 << 40):  # bounded by the answer's size
+            conn = self._conn
+            if conn is None:
+                return
+            if exchange.pieces:
+                piece = exchange.pieces.popleft()
+                conn.consumed(exchange, len(piece))
+                yield piece
+                continue
+            if exchange.error is not None:
+                raise exchange.error
+            if exchange.complete:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            exchange.waiter = waiter
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    await waiter
+            except TimeoutError:
+                raise httpx.ReadTimeout("the peer stopped sending its answer") from None
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.end()
+            self._pool.release(conn)
+
+
+class Http1Pool(httpx.AsyncBaseTransport):
+    """Connections to one origin (scheme, host, port), kept alive and reused."""
+
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | None,
+        limits: httpx.Limits,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._tls = tls
+        self._max = limits.max_connections or 1 << 30
+        self._max_idle = (
+            limits.max_keepalive_connections
+            if limits.max_keepalive_connections is not None
+            else self._max
+        )
+        self._expiry = limits.keepalive_expiry
+        self._clock = clock
+        self._idle: list[_Connection] = []
+        self._count = 0  # connections open or opening
+        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+        self._closed = False
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _take_idle(self) -> _Connection | None:
+        now = self._clock()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.reusable and (self._expiry is None or now - conn.idle_since < self._expiry):
+                return conn
+            conn.close()
+            self._count -= 1
+        return None
+
+    async def _acquire(self, timeout: float | None) -> _Connection | None:
+        """A kept-alive connection, or None when the caller may open a new one."""
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
+        if self._count < self._max:
+            self._count += 1
+            return None
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except BaseException as exc:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a connection (or the right to open one) as the wait ended.
+                self._give_back(waiter.result())
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout("no free connection to the peer in time") from None
+            raise
+
+    def _give_back(self, conn: _Connection | None) -> None:
+        if conn is None:
+            self._count -= 1
+            self._wake_one(None)
+        else:
+            self.release(conn)
+
+    def release(self, conn: _Connection) -> None:
+        """A connection is free again (or dead): hand it on, keep it, or close it."""
+        if not conn.reusable or self._closed:
+            conn.close()
+            self._count -= 1
+            self._wake_one(None)
+            return
+        conn.idle_since = self._clock()
+        if self._wake_one(conn):
+            return
+        if len(self._idle) >= self._max_idle:
+            conn.close()
+            self._count -= 1
+            return
+        self._idle.append(conn)
+
+    def _wake_one(self, conn: _Connection | None) -> bool:
+        """Give ``conn`` (or the right to open one) to the longest waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            if conn is None:
+                self._count += 1
+            waiter.set_result(conn)
+            return True
+        return False
+
+    async def _open(self, url: httpx.URL, timeout: float | None) -> _Connection:
+        loop = asyncio.get_running_loop()
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        tls = self._tls if url.scheme == "https" else None
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        return conn
+
+    # -- one request ------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        method = request.method.encode("ascii")
+        replayable = isinstance(request.stream, httpx.ByteStream) and method in IDEMPOTENT
+        for attempt in range(2):
+            conn = await self._acquire(timeouts.get("pool"))
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = await self._open(request.url, timeouts.get("connect"))
+                return await self._exchange(conn, request, method, timeouts)
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                    conn.end()
+                self._give_back(conn)
+                if not (isinstance(exc, _Closed) and reused and replayable and attempt == 0):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _exchange(
+        self,
+        conn: _Connection,
+        request: httpx.Request,
+        method: bytes,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        exchange = conn.begin(method == b"HEAD")
+        url = request.url
+        head = [method, b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        chunked = False
+        for name, value in request.headers.raw:
+            head += (name, b": ", value, b"\r\n")
+            if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
+                chunked = True
+        head.append(b"\r\n")
+        stream = request.stream
+        try:
+            async with asyncio.timeout(timeouts.get("write")):
+                if isinstance(stream, httpx.ByteStream):
+                    body = b"".join(stream)
+                    await conn.write(b"".join(head) + body)
+                else:
+                    await conn.write(b"".join(head))
+                    assert isinstance(stream, httpx.AsyncByteStream)
+                    async for piece in stream:
+                        if not piece:
+                            continue
+                        await conn.write(
+                            b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+                        )
+                    if chunked:
+                        await conn.write(b"0\r\n\r\n")
+        except TimeoutError:
+            raise httpx.WriteTimeout("sending the request to the peer timed out") from None
+        try:
+            async with asyncio.timeout(timeouts.get("read")):
+                await exchange.head
+        except TimeoutError:
+            raise httpx.ReadTimeout("the peer did not answer in time") from None
+        return httpx.Response(
+            exchange.status,
+            headers=exchange.headers,
+            stream=_Body(self, conn, exchange, timeouts.get("read")),
+            extensions={"http_version": exchange.version, "reason_phrase": exchange.reason},
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+            self._count -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(httpx.PoolTimeout("the connection pool was closed"))

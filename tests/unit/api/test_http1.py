@@ -1,0 +1,301 @@
+"""The inter-site HTTP/1.1 pool (api/http1.py) against a scripted loopback server.
+
+Every test runs on both event loops a site may use: asyncio's and uvloop's (their
+transports differ: uvloop's is not an ``asyncio.Transport`` subclass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+import uvloop
+
+from edgefed.api.http1 import HIGH_WATER, Http1Pool
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def runner(coro: Coroutine[Any, Any, None]) -> None:
+        with asyncio.Runner(loop_factory=factory) as r:
+            r.run(asyncio.wait_for(coro, 20))
+
+    return runner
+
+
+class Scripted:
+    """A server whose every connection runs ``handler(reader, writer, index)``."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = self.connections
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, index)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> Scripted:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One request: its head and its body (by Content-Length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next((int(x.split(b":")[1]) for x in lines if x.startswith(b"content-length:")), 0)
+    if b"transfer-encoding: chunked" in lines:
+        body = b""
+        for _ in range(10_000):
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            piece = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += piece[:-2]
+        return head, body
+    return head, await reader.readexactly(length)
+
+
+def answer(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        b"".join(h + b"\r\n" for h in extra),
+        body,
+    )
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+    for _ in range(100):
+        head, body = await read_request(reader)
+        writer.write(answer(head.split(b" ")[1] + b"|" + body))
+        await writer.drain()
+
+
+def pool(**limits: Any) -> Http1Pool:
+    return Http1Pool(tls=None, limits=httpx.Limits(**limits))
+
+
+class PauseSpy:
+    """A connection's transport, telling when reading is paused."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.paused = asyncio.Event()
+
+    def pause_reading(self) -> None:
+        self.paused.set()
+        self.inner.pause_reading()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_answers_reuse_one_kept_alive_connection(run: Any) -> None:
+    async def main() -> None:
+        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool()) as client:
+            first = await client.get(server.url + "/a?x=1")
+            second = await client.post(server.url + "/b", content=b"hello")
+            assert (first.status_code, first.content) == (200, b"/a?x=1|")
+            assert second.content == b"/b|hello"
+            assert first.http_version == "HTTP/1.1"
+            assert server.connections == 1
+
+    run(main())
+
+
+def test_a_streamed_request_body_goes_chunked(run: Any) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for piece in (b"one,", b"", b"two,", b"three"):
+            yield piece
+
+    async def main() -> None:
+        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool()) as client:
+            response = await client.put(server.url + "/up", content=parts())
+            assert response.content == b"/up|one,two,three"
+
+    run(main())
+
+
+def test_chunked_informational_and_head_answers(run: Any) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        head, _body = await read_request(reader)  # GET: 100 Continue, then a chunked 200
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        head, _body = await read_request(reader)  # HEAD: a length, but no body
+        assert head.startswith(b"HEAD ")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        head, _body = await read_request(reader)  # the same connection goes on
+        writer.write(answer(b"after head"))
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+            chunked = await client.get(server.url + "/c")
+            assert (chunked.status_code, chunked.content) == (200, b"hello world")
+            assert chunked.headers["x-a"] == "1"
+            head = await client.head(server.url + "/h")
+            assert (head.status_code, head.content) == (200, b"")
+            assert (await client.get(server.url + "/n")).content == b"after head"
+            assert server.connections == 1
+
+    run(main())
+
+
+def test_a_body_without_length_ends_with_the_connection(run: Any) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nall of it")
+        await writer.drain()
+
+    async def main() -> None:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+            assert (await client.get(server.url)).content == b"all of it"
+            assert (await client.get(server.url)).content == b"all of it"
+            assert server.connections == 2
+
+    run(main())
+
+
+def test_a_large_answer_streams_with_reading_paused_while_the_consumer_lags(run: Any) -> None:
+    blob = bytes(range(256)) * (8 * 4096)  # 8 MiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(answer(blob))
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        p = pool()
+        async with Scripted(handler) as server:
+            response = await p.handle_async_request(httpx.Request("GET", server.url))
+            exchange = response.stream._exchange  # type: ignore[attr-defined]
+            connection = response.stream._conn  # type: ignore[attr-defined]
+            spy = connection.transport = PauseSpy(connection.transport)
+            await spy.paused.wait()  # nobody reads: the buffer fills, reading pauses
+            assert HIGH_WATER < exchange.buffered < HIGH_WATER + (1 << 20)
+            received = b"".join([piece async for piece in response.aiter_raw()])
+            await response.aclose()
+            assert received == blob
+            assert len(p._idle) == 1  # read to the end: kept for the next request
+
+    run(main())
+
+
+def test_a_kept_alive_connection_closed_by_the_peer_is_retried_for_idempotent_methods(
+    run: Any,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 0:
+            await read_request(reader)
+            writer.write(answer(b"first"))
+            await writer.drain()
+            await read_request(reader)  # the second request: closed without an answer
+            return
+        for _ in range(10):
+            await read_request(reader)
+            writer.write(answer(b"again"))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+            assert (await client.get(server.url)).content == b"first"
+            assert (await client.get(server.url)).content == b"again"  # on a new connection
+            assert server.connections == 2
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+            assert (await client.get(server.url)).content == b"first"
+            with pytest.raises(httpx.ReadError, match="without answering"):
+                await client.post(server.url, content=b"not twice")
+            assert server.connections == 1
+
+    run(main())
+
+
+def test_transport_failures_are_httpx_errors(run: Any) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    async def main() -> None:
+        async with Scripted(garbage) as server, httpx.AsyncClient(transport=pool()) as client:
+            with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
+                await client.get(server.url)
+        async with Scripted(silent) as server, httpx.AsyncClient(transport=pool()) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(server.url, timeout=0.2)
+        closed = Scripted(echo)
+        async with closed:
+            url = closed.url
+        async with httpx.AsyncClient(transport=pool()) as client:
+            with pytest.raises(httpx.ConnectError, match="cannot connect"):
+                await client.get(url)
+
+    run(main())
+
+
+def test_the_connection_limit_queues_requests_and_times_them_out(run: Any) -> None:
+    async def main() -> None:
+        p = pool(max_connections=1)
+        async with Scripted(echo) as server, httpx.AsyncClient(transport=p) as client:
+            held = await client.send(client.build_request("GET", server.url + "/1"), stream=True)
+            with pytest.raises(httpx.PoolTimeout):
+                await client.get(server.url + "/2", timeout=httpx.Timeout(5, pool=0.1))
+            waiting = asyncio.create_task(client.get(server.url + "/3"))
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            assert await held.aread() == b"/1|"
+            await held.aclose()
+            assert (await waiting).content == b"/3|"
+            assert server.connections == 1
+
+    run(main())
+
+
+def test_an_abandoned_answer_closes_its_connection(run: Any) -> None:
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        for _ in range(10):
+            await read_request(reader)
+            writer.write(answer(b"x" * (4 << 20)))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Scripted(big) as server, httpx.AsyncClient(transport=pool()) as client:
+            async with client.stream("GET", server.url) as response:
+                assert response.status_code == 200  # 4 MiB, never read
+            assert len((await client.get(server.url)).content) == 4 << 20
+            assert server.connections == 2
+
+    run(main())
