@@ -26,7 +26,7 @@ import collections
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
 import httptools
@@ -299,16 +299,28 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(conn)
 
 
+Body = bytes | AsyncIterable[bytes] | None
+
+
 class Http1Pool(httpx.AsyncBaseTransport):
-    """Connections to one origin (scheme, host, port), kept alive and reused."""
+    """Connections to one origin (host and port, TLS or not), kept alive and reused.
+
+    ``send`` is the pool's own entry: a method, a request target, the headers as they go
+    on the wire (Host, Content-Length or ``Transfer-Encoding: chunked`` included) and
+    the body. ``handle_async_request`` makes it an httpx transport too.
+    """
 
     def __init__(
         self,
         *,
+        host: str,
+        port: int,
         tls: ssl.SSLContext | None,
         limits: httpx.Limits,
         clock: Callable[[], float] = time.monotonic,
     ):
+        self._host = host
+        self._port = port
         self._tls = tls
         self._max = limits.max_connections or 1 << 30
         self._max_idle = (
@@ -393,11 +405,9 @@ class Http1Pool(httpx.AsyncBaseTransport):
             return True
         return False
 
-    async def _open(self, url: httpx.URL, timeout: float | None) -> _Connection:
+    async def _open(self, timeout: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
-        host = url.host
-        port = url.port or (443 if url.scheme == "https" else 80)
-        tls = self._tls if url.scheme == "https" else None
+        host, port, tls = self._host, self._port, self._tls
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
@@ -416,16 +426,38 @@ class Http1Pool(httpx.AsyncBaseTransport):
     # -- one request ------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        method = request.method.encode("ascii")
-        replayable = isinstance(request.stream, httpx.ByteStream) and method in IDEMPOTENT
+        stream = request.stream
+        body: Body = (
+            b"".join(stream)
+            if isinstance(stream, httpx.ByteStream)
+            else cast(httpx.AsyncByteStream, stream)
+        )
+        response = await self.send(
+            request.method.encode("ascii"),
+            request.url.raw_path,
+            request.headers.raw,
+            body,
+            request.extensions.get("timeout", {}),
+        )
+        response.request = request
+        return response
+
+    async def send(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        timeouts: Mapping[str, float | None],
+    ) -> httpx.Response:
+        replayable = not isinstance(body, AsyncIterable) and method in IDEMPOTENT
         for attempt in range(2):
             conn = await self._acquire(timeouts.get("pool"))
             reused = conn is not None
             try:
                 if conn is None:
-                    conn = await self._open(request.url, timeouts.get("connect"))
-                return await self._exchange(conn, request, method, timeouts)
+                    conn = await self._open(timeouts.get("connect"))
+                return await self._exchange(conn, method, target, headers, body, timeouts)
             except BaseException as exc:
                 if conn is not None:
                     conn.close()
@@ -438,29 +470,27 @@ class Http1Pool(httpx.AsyncBaseTransport):
     async def _exchange(
         self,
         conn: _Connection,
-        request: httpx.Request,
         method: bytes,
-        timeouts: dict[str, float | None],
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        timeouts: Mapping[str, float | None],
     ) -> httpx.Response:
         exchange = conn.begin(method == b"HEAD")
-        url = request.url
-        head = [method, b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        head = [method, b" ", target, b" HTTP/1.1\r\n"]
         chunked = False
-        for name, value in request.headers.raw:
+        for name, value in headers:
             head += (name, b": ", value, b"\r\n")
             if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
                 chunked = True
         head.append(b"\r\n")
-        stream = request.stream
         try:
             async with asyncio.timeout(timeouts.get("write")):
-                if isinstance(stream, httpx.ByteStream):
-                    body = b"".join(stream)
-                    await conn.write(b"".join(head) + body)
+                if not isinstance(body, AsyncIterable):
+                    await conn.write(b"".join(head) + body if body else b"".join(head))
                 else:
                     await conn.write(b"".join(head))
-                    assert isinstance(stream, httpx.AsyncByteStream)
-                    async for piece in stream:
+                    async for piece in body:
                         if not piece:
                             continue
                         await conn.write(
@@ -480,7 +510,6 @@ class Http1Pool(httpx.AsyncBaseTransport):
             headers=exchange.headers,
             stream=_Body(self, conn, exchange, timeouts.get("read")),
             extensions={"http_version": exchange.version, "reason_phrase": exchange.reason},
-            request=request,
         )
 
     async def aclose(self) -> None:

@@ -23,13 +23,24 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
-from edgefed.api.http1 import Http1Pool
+from edgefed.api.http1 import Body, Http1Pool
 
-Origin = tuple[bytes, bytes, int | None]
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def origin_of(base: str) -> tuple[Origin, str]:
+    """``http://host:port/prefix`` -> ((scheme, host, port), "/prefix")."""
+    parts = urlsplit(base)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise httpx.UnsupportedProtocol(f"cannot send a request to {base!r}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    return (scheme, parts.hostname, port), parts.path.rstrip("/")
 
 
 class _Tracked(httpx.AsyncByteStream):
@@ -70,6 +81,9 @@ class PeerTransport(httpx.AsyncBaseTransport):
         self._clock = clock
         self._tls: ssl.SSLContext | None = None
         self._pools: dict[Origin, Http1Pool] = {}
+        # base URL -> its origin and path prefix (as many as the fleet has sites)
+        self._origins: dict[str, tuple[Origin, str]] = {}
+        self._hosts: dict[Origin, bytes] = {}
         self._used: dict[Origin, float] = {}
         self._busy: dict[Origin, int] = {}
         self._swept = clock()
@@ -78,15 +92,57 @@ class PeerTransport(httpx.AsyncBaseTransport):
     def _pool(self, key: Origin) -> Http1Pool:
         pool = self._pools.get(key)
         if pool is None:
-            if self._tls is None and key[0] == b"https":
+            scheme, host, port = key
+            if self._tls is None and scheme == "https":
                 self._tls = httpx.create_ssl_context()
-            pool = Http1Pool(tls=self._tls, limits=self._limits, clock=self._clock)
+            tls = self._tls if scheme == "https" else None
+            pool = Http1Pool(host=host, port=port, tls=tls, limits=self._limits, clock=self._clock)
             self._pools[key] = pool
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        key = (url.raw_scheme, url.raw_host, url.port)
+        scheme = url.scheme
+        key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        return await self._send(key, lambda pool: pool.handle_async_request(request))
+
+    async def forward(
+        self,
+        base: str,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: Body,
+        timeout: float,
+    ) -> httpx.Response:
+        """Send a request to the site at ``base`` (``http://host:port``) without an
+        ``httpx.Request``: parsing its URL and headers again costs more than the
+        exchange itself (the router forwards what it already has). ``headers`` carry
+        neither Host nor the body's framing; both are added here."""
+        known = self._origins.get(base)
+        if known is None:
+            known = self._origins[base] = origin_of(base)
+        key, prefix = known
+        wire = [(b"host", self._hosts.get(key) or self._host_header(key)), *headers]
+        if isinstance(body, bytes):
+            wire.append((b"content-length", b"%d" % len(body)))
+        elif body is not None:
+            wire.append((b"transfer-encoding", b"chunked"))
+        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        raw = method.encode("ascii"), (prefix + target).encode("latin-1")
+        return await self._send(key, lambda pool: pool.send(*raw, wire, body, timeouts))
+
+    def _host_header(self, key: Origin) -> bytes:
+        scheme, host, port = key
+        default = port == (443 if scheme == "https" else 80)
+        shown = f"[{host}]" if ":" in host else host
+        value = (shown if default else f"{shown}:{port}").encode("idna")
+        self._hosts[key] = value
+        return value
+
+    async def _send(
+        self, key: Origin, send: Callable[[Http1Pool], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
         now = self._clock()
         self._used[key] = now
         if now - self._swept >= self._sweep_seconds and (
@@ -102,7 +158,7 @@ class PeerTransport(httpx.AsyncBaseTransport):
             self._used[key] = self._clock()
 
         try:
-            response = await pool.handle_async_request(request)
+            response = await send(pool)
         except BaseException:
             done()
             raise

@@ -126,6 +126,7 @@ async def serve(settings: SiteSettings, sock: socket.socket) -> None:
         # connection as a client reuses it makes the client fail (RemoteDisconnected).
         timeout_keep_alive=75,
         server_header=False,
+        proxy_headers=False,  # sites are reached directly; no X-Forwarded-For to trust
     )
     server = server_class(config)
     await server.serve(sockets=[sock])

@@ -118,13 +118,16 @@ class _Run(Generic[R]):
         self.call = call
         self.failed = failed
         self.fail_fast = fail_fast
-        self.limit = asyncio.Semaphore(max_parallel) if max_parallel else None
+        self.max_parallel = max_parallel
+        self.limit: asyncio.Semaphore | None = None
         self.attempts: dict[int, Attempt[R]] = {}
         self.calls: dict[str, _SharedCall[R]] = {}
         self.next_leaf = 0
 
     async def outcome(self, tree: ResolvedExpr) -> Outcome[R]:
         plan = self.number(tree)
+        if self.max_parallel and self.next_leaf > self.max_parallel:
+            self.limit = asyncio.Semaphore(self.max_parallel)  # else nothing would wait
         branch = await self.run(plan)
         ordered = tuple(self.attempts[i] for i in sorted(self.attempts))
         winners = tuple(self.attempts[i] for i in branch.winners) if branch.ok else ()

@@ -37,6 +37,7 @@ class Scripted:
         self.handler = handler
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self.port = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         index = self.connections
@@ -50,6 +51,7 @@ class Scripted:
 
     async def __aenter__(self) -> Scripted:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -58,8 +60,7 @@ class Scripted:
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -94,8 +95,9 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: in
         await writer.drain()
 
 
-def pool(**limits: Any) -> Http1Pool:
-    return Http1Pool(tls=None, limits=httpx.Limits(**limits))
+def pool(server: Scripted, **limits: Any) -> Http1Pool:
+    """A pool for the server's origin (its port outlives the server)."""
+    return Http1Pool(host="127.0.0.1", port=server.port, tls=None, limits=httpx.Limits(**limits))
 
 
 class PauseSpy:
@@ -115,7 +117,7 @@ class PauseSpy:
 
 def test_answers_reuse_one_kept_alive_connection(run: Any) -> None:
     async def main() -> None:
-        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool(server)) as client:
             first = await client.get(server.url + "/a?x=1")
             second = await client.post(server.url + "/b", content=b"hello")
             assert (first.status_code, first.content) == (200, b"/a?x=1|")
@@ -132,7 +134,7 @@ def test_a_streamed_request_body_goes_chunked(run: Any) -> None:
             yield piece
 
     async def main() -> None:
-        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool(server)) as client:
             response = await client.put(server.url + "/up", content=parts())
             assert response.content == b"/up|one,two,three"
 
@@ -156,7 +158,7 @@ def test_chunked_informational_and_head_answers(run: Any) -> None:
         await reader.read()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
             chunked = await client.get(server.url + "/c")
             assert (chunked.status_code, chunked.content) == (200, b"hello world")
             assert chunked.headers["x-a"] == "1"
@@ -175,7 +177,7 @@ def test_a_body_without_length_ends_with_the_connection(run: Any) -> None:
         await writer.drain()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
             assert (await client.get(server.url)).content == b"all of it"
             assert (await client.get(server.url)).content == b"all of it"
             assert server.connections == 2
@@ -193,8 +195,8 @@ def test_a_large_answer_streams_with_reading_paused_while_the_consumer_lags(run:
         await reader.read()
 
     async def main() -> None:
-        p = pool()
         async with Scripted(handler) as server:
+            p = pool(server)
             response = await p.handle_async_request(httpx.Request("GET", server.url))
             exchange = response.stream._exchange  # type: ignore[attr-defined]
             connection = response.stream._conn  # type: ignore[attr-defined]
@@ -225,11 +227,11 @@ def test_a_kept_alive_connection_closed_by_the_peer_is_retried_for_idempotent_me
             await writer.drain()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
             assert (await client.get(server.url)).content == b"first"
             assert (await client.get(server.url)).content == b"again"  # on a new connection
             assert server.connections == 2
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
             assert (await client.get(server.url)).content == b"first"
             with pytest.raises(httpx.ReadError, match="without answering"):
                 await client.post(server.url, content=b"not twice")
@@ -250,16 +252,16 @@ def test_transport_failures_are_httpx_errors(run: Any) -> None:
         await reader.read()
 
     async def main() -> None:
-        async with Scripted(garbage) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(garbage) as server, httpx.AsyncClient(transport=pool(server)) as client:
             with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
                 await client.get(server.url)
-        async with Scripted(silent) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(silent) as server, httpx.AsyncClient(transport=pool(server)) as client:
             with pytest.raises(httpx.ReadTimeout):
                 await client.get(server.url, timeout=0.2)
         closed = Scripted(echo)
         async with closed:
             url = closed.url
-        async with httpx.AsyncClient(transport=pool()) as client:
+        async with httpx.AsyncClient(transport=pool(server)) as client:
             with pytest.raises(httpx.ConnectError, match="cannot connect"):
                 await client.get(url)
 
@@ -268,8 +270,10 @@ def test_transport_failures_are_httpx_errors(run: Any) -> None:
 
 def test_the_connection_limit_queues_requests_and_times_them_out(run: Any) -> None:
     async def main() -> None:
-        p = pool(max_connections=1)
-        async with Scripted(echo) as server, httpx.AsyncClient(transport=p) as client:
+        async with (
+            Scripted(echo) as server,
+            httpx.AsyncClient(transport=pool(server, max_connections=1)) as client,
+        ):
             held = await client.send(client.build_request("GET", server.url + "/1"), stream=True)
             with pytest.raises(httpx.PoolTimeout):
                 await client.get(server.url + "/2", timeout=httpx.Timeout(5, pool=0.1))
@@ -292,7 +296,7 @@ def test_an_abandoned_answer_closes_its_connection(run: Any) -> None:
             await writer.drain()
 
     async def main() -> None:
-        async with Scripted(big) as server, httpx.AsyncClient(transport=pool()) as client:
+        async with Scripted(big) as server, httpx.AsyncClient(transport=pool(server)) as client:
             async with client.stream("GET", server.url) as response:
                 assert response.status_code == 200  # 4 MiB, never read
             assert len((await client.get(server.url)).content) == 4 << 20

@@ -101,3 +101,44 @@ async def test_a_response_still_being_read_keeps_its_pool(
         clock[0] = 40.0  # closed at 20 s, idle since: the next sweep takes it
         assert (await client.get(b.url)).status_code == 200
         await settle(transport, a, 0)
+
+
+async def test_forward_sends_what_the_router_has_with_host_and_framing_added() -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = b""
+        if b"chunked" in head:
+            body = await reader.readuntil(b"0\r\n\r\n")
+        elif b"content-length: 5" in head:
+            body = await reader.readexactly(5)
+        seen.append(head + body)
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"c"
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PeerTransport(limits=httpx.Limits())
+    try:
+        base = f"http://127.0.0.1:{port}/edge-prefix/"
+        headers = [(b"x-auth-token", b"t")]
+        for body in (b"hello", parts(), None):
+            response = await transport.forward(base, "POST", "/image/v2?x=1", headers, body, 5)
+            assert (response.status_code, await response.aread()) == (201, b"ok")
+            await response.aclose()
+    finally:
+        await transport.aclose()
+        server.close()
+    sized, streamed, empty = seen
+    assert sized.startswith(b"POST /edge-prefix/image/v2?x=1 HTTP/1.1\r\n")
+    assert f"host: 127.0.0.1:{port}\r\n".encode() in sized
+    assert sized.endswith(b"content-length: 5\r\n\r\nhello")
+    assert b"transfer-encoding: chunked\r\n" in streamed
+    assert streamed.endswith(b"\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+    assert b"content-length" not in empty and b"chunked" not in empty
