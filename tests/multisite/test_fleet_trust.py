@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgefed.services.sites.gossip import gossip_round
+import orjson
+
+from edgefed.services.sites.gossip import GOSSIP_PATH, answer_body, digest_of, gossip_round
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, fleet, registry
@@ -33,6 +35,27 @@ async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
         assert {x["name"] for x in r.json()["sites"]} == {"Berlin", "Denver", "Paris"}
         # Catalog peers.
         assert ctx_of(paris).fleet_sites().keys() == {"Berlin", "Denver", "Paris"}
+
+        # Sites in agreement exchange digests only: nothing to give, nothing wanted.
+        agreed = orjson.loads(answer_body(registry(berlin), digest_of(registry(paris).entries())))
+        assert (agreed["sites"], agreed["want"]) == ([], [])
+        # A peer holding an older entry is given the newer one; a newer one is wanted.
+        older = {**digest_of(registry(paris).entries()), "Denver": (0, False)}
+        newer = {**digest_of(registry(paris).entries()), "Paris": (99, False)}
+        assert [e["name"] for e in orjson.loads(answer_body(registry(berlin), older))["sites"]] == [
+            "Denver"
+        ]
+        assert orjson.loads(answer_body(registry(berlin), newer))["want"] == ["Paris"]
+
+        # A malformed digest from a member is a 400 naming it.
+        body = orjson.dumps({"digest": {"Paris": "new"}})
+        r = await berlin.client.post(
+            GOSSIP_PATH,
+            content=body,
+            headers=registry(paris).signed_headers("POST", GOSSIP_PATH, body),
+        )
+        assert r.status_code == 400
+        assert "digest entry 'Paris'" in r.json()["error"]["message"]
 
 
 async def test_enrollment_token_is_single_use_and_checked(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     delete,
     func,
     insert,
@@ -328,6 +329,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# The list's statements, built once: SQLAlchemy caches their compiled form by a key it
+# derives from the statement object, which is memoised on a statement built once.
+_ALL_IMAGES = select(images).order_by(images.c.created_at, images.c.id)
+_MEMBER_STATUSES = select(image_members.c.image_id, image_members.c.status).where(
+    image_members.c.member_id == bindparam("member_id")
+)
+
+
 class ImageRepository:
     """All SQL about images and their members. Policy is the caller's business."""
 
@@ -362,13 +371,9 @@ class ImageRepository:
         """
         async with self.store.read() as conn:
             statuses: dict[str, str] = {}
-            query = select(images).order_by(images.c.created_at, images.c.id)
+            query = _ALL_IMAGES
             if project_id is not None:
-                member_rows = await conn.execute(
-                    select(image_members.c.image_id, image_members.c.status).where(
-                        image_members.c.member_id == project_id
-                    )
-                )
+                member_rows = await conn.execute(_MEMBER_STATUSES, {"member_id": project_id})
                 statuses = {r.image_id: r.status for r in member_rows}
             if not all_projects:
                 conditions: list[ColumnElement[bool]] = [

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import uvloop
+
 CHUNK = 16 * 1024
 QUEUE_CHUNKS = 64
 CONTROL_TIMEOUT = 10.0
@@ -431,7 +433,10 @@ class _LoopThread:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.loop = asyncio.new_event_loop()
+        # uvloop (a dependency of the sites' server) relays bytes at about half the
+        # CPU of asyncio's own loop: the emulator shares the cores with the sites it
+        # measures, so its cost shows in every benchmark over emulated links.
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:

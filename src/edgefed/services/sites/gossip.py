@@ -1,10 +1,17 @@
-"""Anti-entropy: every few seconds each site swaps its registry with some peers.
+"""Anti-entropy: every few seconds each site compares its registry with some peers.
 
-Each exchange is a signed POST; the answer carries the peer's registry and its
-measured RTTs, so registries converge after a partition heals, revocations reach
-every site, and each site learns the fleet's RTT matrix (for ``around()`` scopes and
-the health view). A site that was given a join token keeps trying to join, with
-capped backoff, until its issuer answers.
+Each exchange is a signed POST carrying a *digest* of the sender's registry (each
+site's entry version and whether it is revoked) and the sender's measured RTTs. The
+peer answers with the entries the sender lacks or holds older, the names it wants in
+return, and its own RTTs; when it wants some, the sender pushes them in a second POST.
+Registries thus converge after a partition heals and revocations reach every site,
+while a fleet in agreement exchanges digests only: a registry of a thousand sites is
+~400 KB of JSON, its digest ~25 KB, and most rounds find nothing to send. Each site
+also learns the fleet's RTT matrix (for ``around()`` scopes and the health view).
+
+A request without a digest (the push above) is answered with what the sender pushed
+merged and nothing else wanted. A site that was given a join token keeps trying to
+join, with capped backoff, until its issuer answers.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 import orjson
@@ -26,22 +35,72 @@ from edgefed.services.sites.registry import Registry
 log = logging.getLogger("edgefed.gossip")
 
 GOSSIP_PATH = "/edge/v1/fleet/gossip"
-MAX_FANOUT = 8
+MAX_FANOUT = 3  # peers per round; push-pull converges in O(log N) rounds even at 1
 JOIN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def gossip_body(registry: Registry) -> bytes:
-    view = registry.view
+Digest = dict[str, tuple[int, bool]]  # name -> (version, revoked)
+
+
+def digest_of(entries: Iterable[SiteEntry]) -> Digest:
+    return {e.name: (e.version, not e.active) for e in entries}
+
+
+def parse_digest(raw: Any) -> Digest:
+    """A digest from the wire: ``{name: [version, revoked]}``; ValueError if malformed."""
+    if not isinstance(raw, dict):
+        raise ValueError("the digest must be an object")
+    out: Digest = {}
+    for name, value in raw.items():
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError(f"digest entry {name!r} must be [version, revoked]")
+        out[str(name)] = (int(value[0]), bool(value[1]))
+    return out
+
+
+def _wins(state: tuple[int, bool], over: tuple[int, bool] | None) -> bool:
+    """Whether an entry at ``state`` (version, revoked) replaces one at ``over``, as
+    ``core.fleet.should_replace`` decides (keys aside: a digest carries none)."""
+    if over is None:
+        return True
+    (version, revoked), (old_version, old_revoked) = state, over
+    return version > old_version or (version == old_version and revoked and not old_revoked)
+
+
+def diff(entries: Iterable[SiteEntry], digest: Digest) -> tuple[list[SiteEntry], list[str]]:
+    """Against a peer's digest: the entries it lacks or holds older, and the names it
+    holds newer than ``entries`` (or that ``entries`` lack)."""
+    mine = list(entries)
+    own = digest_of(mine)
+    give = [e for e in mine if _wins(own[e.name], digest.get(e.name))]
+    want = [name for name, state in digest.items() if _wins(state, own.get(name))]
+    return give, want
+
+
+def _rtt_of(registry: Registry) -> dict[str, float]:
+    return registry.view.rtt.get(registry.ctx.name, {})
+
+
+def request_body(registry: Registry, *, push: list[SiteEntry] | None = None) -> bytes:
+    if push is not None:
+        return orjson.dumps({"sites": [e.to_json() for e in push], "rtt": _rtt_of(registry)})
+    digest = {name: [v, r] for name, (v, r) in digest_of(registry.entries()).items()}
+    return orjson.dumps({"digest": digest, "rtt": _rtt_of(registry)})
+
+
+def answer_body(registry: Registry, digest: Digest | None) -> bytes:
+    """The answer to a gossip request: what the sender lacks, what this site wants."""
+    if digest is None:
+        return orjson.dumps({"sites": [], "want": [], "rtt": _rtt_of(registry)})
+    give, want = diff(registry.entries(), digest)
     return orjson.dumps(
-        {
-            "sites": [e.to_json() for e in registry.entries()],
-            "rtt": view.rtt.get(registry.ctx.name, {}),
-        }
+        {"sites": [e.to_json() for e in give], "want": want, "rtt": _rtt_of(registry)}
     )
 
 
-async def exchange(registry: Registry, peer: SiteEntry, *, timeout: float) -> bool:
-    body = gossip_body(registry)
+async def _post(
+    registry: Registry, peer: SiteEntry, body: bytes, timeout: float
+) -> dict[str, Any] | None:
     headers = {
         "content-type": "application/json",
         **registry.signed_headers("POST", GOSSIP_PATH, body),
@@ -53,21 +112,42 @@ async def exchange(registry: Registry, peer: SiteEntry, *, timeout: float) -> bo
         )
     except httpx.HTTPError as exc:
         log.debug("gossip with %s failed: %s", peer.name, exc)
-        return False
+        return None
     rtt_ms = (time.perf_counter() - started) * 1000.0
     if response.status_code != 200:
         log.debug("gossip with %s answered %s", peer.name, response.status_code)
-        return False
+        return None
     registry.note_seen(peer.name, rtt_ms)
     try:
         payload = response.json()
-        entries = [SiteEntry.from_json(raw) for raw in payload.get("sites", [])]
+        if not isinstance(payload, dict):
+            raise ValueError("the answer is not an object")
         rtt = payload.get("rtt") or {}
         registry.view.rtt[peer.name] = {str(k): float(v) for k, v in rtt.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("gossip answer from %s is malformed: %s", peer.name, exc)
+        return None
+    return payload
+
+
+async def exchange(registry: Registry, peer: SiteEntry, *, timeout: float) -> bool:
+    payload = await _post(registry, peer, request_body(registry), timeout)
+    if payload is None:
+        return False
+    try:
+        entries = [SiteEntry.from_json(raw) for raw in payload.get("sites") or []]
+        want = {str(name) for name in payload.get("want") or []}
     except (ValueError, TypeError, AttributeError, EdgefedError) as exc:
         log.warning("gossip answer from %s is malformed: %s", peer.name, exc)
         return False
-    await registry.merge(entries)
+    if entries:
+        await registry.merge(entries)
+    if want:
+        push = [e for e in registry.entries() if e.name in want]
+        if push:
+            return (
+                await _post(registry, peer, request_body(registry, push=push), timeout) is not None
+            )
     return True
 
 

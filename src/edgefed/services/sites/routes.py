@@ -22,7 +22,7 @@ from edgefed.services.sites.enrollment import (
     new_secret,
     secret_matches,
 )
-from edgefed.services.sites.gossip import gossip_body
+from edgefed.services.sites.gossip import answer_body, parse_digest
 from edgefed.services.sites.registry import SERVICE_KEY, Registry
 from edgefed.store.fleet import EnrollmentRecord
 
@@ -192,14 +192,18 @@ async def gossip(request: Request) -> Response:
     _verify_site_signature(request, raw, public_key_from_b64(entry.public_key), ctx.clock())
     try:
         payload = orjson.loads(raw)
-        incoming = [SiteEntry.from_json(e) for e in payload.get("sites", [])]
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+        incoming = [SiteEntry.from_json(e) for e in payload.get("sites") or []]
+        digest = parse_digest(payload["digest"]) if "digest" in payload else None
         rtt = payload.get("rtt") or {}
         reg.view.rtt[sender] = {str(k): float(v) for k, v in rtt.items()}
     except (ValueError, TypeError, AttributeError) as exc:
-        raise BadRequest("malformed gossip body") from exc
+        raise BadRequest(f"malformed gossip body: {exc}") from exc
     reg.note_seen(sender, None)
-    await reg.merge(incoming)
-    return Response(gossip_body(reg), media_type="application/json")
+    if incoming:
+        await reg.merge(incoming)
+    return Response(answer_body(reg, digest), media_type="application/json")
 
 
 def _verify_site_signature(request: Request, raw: bytes, key: Any, now: float) -> None:
