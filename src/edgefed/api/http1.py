@@ -79,6 +79,10 @@ class _Exchange:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def expire(self) -> None:
+        """The read timeout passed before the answer's head arrived."""
+        self.fail(httpx.ReadTimeout("the peer did not answer in time"))
+
     def fail(self, error: httpx.TransportError) -> None:
         if self.complete:
             return
@@ -238,13 +242,18 @@ class _Connection(asyncio.Protocol):
         if exchange is None or not exchange.complete or exchange.error is not None:
             self.close()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        """Write ``data``; wait (at most ``timeout``) only while the peer is not reading."""
         if self.closed or self.transport is None:
             raise _Closed("the connection to the peer is closed")
         self.transport.write(data)
         waiter = self._write_ready
         if waiter is not None:
-            await waiter
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                raise httpx.WriteTimeout("sending the request to the peer timed out") from None
             if self.closed:
                 raise httpx.WriteError("the connection to the peer was lost while sending")
 
@@ -484,27 +493,28 @@ class Http1Pool(httpx.AsyncBaseTransport):
             if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
                 chunked = True
         head.append(b"\r\n")
+        write_timeout = timeouts.get("write")
+        if not isinstance(body, AsyncIterable):
+            await conn.write(b"".join(head) + body if body else b"".join(head), write_timeout)
+        else:
+            await conn.write(b"".join(head), write_timeout)
+            async for piece in body:
+                if piece:
+                    framed = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+                    await conn.write(framed, write_timeout)
+            if chunked:
+                await conn.write(b"0\r\n\r\n", write_timeout)
+        # A timer rather than asyncio.timeout(): no task cancellation to arrange, and
+        # none at all when the answer is already here.
+        read_timeout = timeouts.get("read")
+        timer = None
+        if read_timeout is not None and not exchange.head.done():
+            timer = asyncio.get_running_loop().call_later(read_timeout, exchange.expire)
         try:
-            async with asyncio.timeout(timeouts.get("write")):
-                if not isinstance(body, AsyncIterable):
-                    await conn.write(b"".join(head) + body if body else b"".join(head))
-                else:
-                    await conn.write(b"".join(head))
-                    async for piece in body:
-                        if not piece:
-                            continue
-                        await conn.write(
-                            b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
-                        )
-                    if chunked:
-                        await conn.write(b"0\r\n\r\n")
-        except TimeoutError:
-            raise httpx.WriteTimeout("sending the request to the peer timed out") from None
-        try:
-            async with asyncio.timeout(timeouts.get("read")):
-                await exchange.head
-        except TimeoutError:
-            raise httpx.ReadTimeout("the peer did not answer in time") from None
+            await exchange.head
+        finally:
+            if timer is not None:
+                timer.cancel()
         return httpx.Response(
             exchange.status,
             headers=exchange.headers,

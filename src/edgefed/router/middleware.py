@@ -311,7 +311,7 @@ class ScopeRouter:
         try:
             response = await _send(ctx, scope, url, body or None)
             try:
-                await response.aread()  # decoded, as the merge needs it
+                content = await _read_decoded(response)  # as the merge needs it
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
@@ -326,8 +326,18 @@ class ScopeRouter:
                 for k, v in _answer_headers(response.headers.raw)
                 if k.lower() != b"content-encoding"
             ],
-            body=response.content,
+            body=content,
         )
+
+
+async def _read_decoded(response: httpx.Response) -> bytes:
+    """The answer's body, content-decoded. Sites do not compress, so the body is
+    usually read straight off the transport's stream (httpx's decoding layers cost
+    more than the read); a compressed one goes through them."""
+    stream = response.stream
+    if "content-encoding" in response.headers or not isinstance(stream, httpx.AsyncByteStream):
+        return await response.aread()
+    return b"".join([piece async for piece in stream])
 
 
 async def _send(ctx: SiteContext, scope: AsgiScope, base: str, content: Body) -> httpx.Response:
