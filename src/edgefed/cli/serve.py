@@ -8,6 +8,7 @@ prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import logging
 import os
@@ -78,6 +79,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def announce(ctx: SiteContext) -> None:
+    # Everything built while starting (modules, routes, compiled statements, settings:
+    # ~160,000 objects) lives as long as the process. Frozen, the collector no longer
+    # walks it: a full collection in a serving site took up to ~55 ms, long enough to
+    # stall every request then in flight (and a fan-out waits for its slowest site).
+    gc.freeze()
     listen = f"http://{ctx.settings.host}:{ctx.settings.port}"
     print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url} listen={listen}", flush=True)
 
