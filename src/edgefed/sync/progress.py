@@ -51,7 +51,8 @@ async def local_report(
         }
         for target, by_state in sorted(counts.items())
     }
-    for receiver in await repo.list_receivers():
+    receivers = await repo.list_receivers()
+    for receiver in receivers:
         targets.setdefault(
             receiver,
             {
@@ -64,7 +65,7 @@ async def local_report(
     report: dict[str, Any] = {
         "site": ctx.name,
         "sources": await repo.list_sources(),
-        "receivers": await repo.list_receivers(),
+        "receivers": receivers,
         "targets": targets,
         "failing": [_entry(e) for e in failing],
         "images": [

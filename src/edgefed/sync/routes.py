@@ -264,7 +264,7 @@ async def push(request: Request) -> Json:
         source=sender, items=items, has_blob=engine.fetcher.has_blob, now=ctx.clock()
     )
     if new_marks:
-        await engine.refresh_marks()
+        await engine.refresh_marks((str(i.get("kind")), str(i.get("key"))) for i in items)
     if any(i.get("kind") == "image" for i in items):
         engine.fetcher.wake.set()
     rejected = [r for r in results if r["status"] == "rejected"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,24 @@ class SyncEngine:
         for target, queued in by_target.items():
             self.delivery.worker(target).offer(queued)
 
-    async def refresh_marks(self) -> None:
-        marks: dict[Ref, list[Mark]] = {}
-        for mark in await self.repo.list_marks():
-            marks.setdefault((mark.kind, mark.key), []).append(mark)
-        self.marks = marks
+    async def refresh_marks(self, refs: Iterable[Ref] | None = None) -> None:
+        """Re-read the marks, all of them or only those of ``refs`` (a push: re-reading
+        every mark after each one made a receiver's pushes O(resources held))."""
+        if refs is None:
+            marks: dict[Ref, list[Mark]] = {}
+            for mark in await self.repo.list_marks():
+                marks.setdefault((mark.kind, mark.key), []).append(mark)
+            self.marks = marks
+            return
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in set(refs):
+            by_kind.setdefault(kind, []).append(key)
+        for kind, keys in by_kind.items():
+            found = await self.repo.marks_of(kind, keys)
+            for key in keys:
+                self.marks.pop((kind, key), None)
+            for mark in found:
+                self.marks.setdefault((mark.kind, mark.key), []).append(mark)
 
     def marks_differ(self, items: list[dict[str, Any]], *, origin: str) -> bool:
         """Whether pushed items carry pass-on targets the marks in memory do not have yet
