@@ -315,3 +315,54 @@ async def test_three_level_hierarchy_converges_and_top_sees_the_edge(tmp_path: P
         (edge_report,) = regional_report["children"]
         assert edge_report["site"] == "Edge" and edge_report["reachable"]
         assert regional_report["targets"]["Edge"]["done"] >= 1
+
+
+async def test_a_receiver_unregisters_and_the_source_stops_pushing(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Denver", "Paris"], joined=True) as sites:
+        berlin, denver, paris = sites["Berlin"], sites["Denver"], sites["Paris"]
+        await mark(berlin, "project", "*")
+        await register(denver, "Berlin")
+        await register(paris, "Berlin")
+        first = await post(berlin, "/identity/v3/projects", {"project": {"name": "before"}})
+
+        async def holds(pid: str, site: InProcessSite = denver) -> bool:
+            r = await site.client.get(f"/identity/v3/projects/{pid}", headers=admin(site))
+            return r.status_code == 200
+
+        await eventually(lambda: holds(first["project"]["id"]))
+        r = await denver.client.delete("/edge/v1/sync/registrations/Berlin", headers=admin(denver))
+        assert r.status_code == 204, r.text
+        # Both sides forgot the registration; the source has nothing queued for Denver.
+        r = await berlin.client.get("/edge/v1/sync/registrations", headers=admin(berlin))
+        assert r.json()["receivers"] == ["Paris"]
+        r = await denver.client.get("/edge/v1/sync/registrations", headers=admin(denver))
+        assert r.json()["sources"] == []
+        r = await berlin.client.get("/edge/v1/sync/progress?depth=0", headers=admin(berlin))
+        assert "Denver" not in r.json()["progress"]["targets"]
+        # A new change reaches Paris only, and what Denver received before stays.
+        later = await post(berlin, "/identity/v3/projects", {"project": {"name": "after"}})
+        await eventually(lambda: holds(later["project"]["id"], paris))
+        r = await berlin.client.get(
+            f"/edge/v1/sync/progress?depth=0&kind=project&id={later['project']['id']}",
+            headers=admin(berlin),
+        )
+        assert [e["target"] for e in r.json()["progress"]["resources"]] == ["Paris"]
+        assert not await holds(later["project"]["id"])
+        # What Denver received is released: its own now, editable (it was locked: 409).
+        r = await denver.client.patch(
+            f"/identity/v3/projects/{first['project']['id']}",
+            json={"project": {"description": "mine now"}},
+            headers=admin(denver),
+        )
+        assert r.status_code == 200, r.text
+        r = await paris.client.patch(
+            f"/identity/v3/projects/{first['project']['id']}",
+            json={"project": {"description": "still Berlin's"}},
+            headers=admin(paris),
+        )
+        assert r.status_code == 409 and "Berlin" in r.text
+        assert await holds(first["project"]["id"])
+        # Unregistering again, or from a site that is no source, is a 404 naming it.
+        r = await denver.client.delete("/edge/v1/sync/registrations/Berlin", headers=admin(denver))
+        assert r.status_code == 404
+        assert "not registered with Berlin" in r.json()["error"]["message"]

@@ -4,6 +4,7 @@
     edgefed sync unmark project 6f1c…
     edgefed sync marks
     edgefed sync register --source Central
+    edgefed sync unregister --source Central
     edgefed sync request image 0b3e… [--source Central]
     edgefed sync status [--watch] [--kind K --id ID]
 
@@ -66,6 +67,12 @@ def cmd_register(args: argparse.Namespace, client: OperatorClient) -> int:
             f"{reg['receiver']} registered with {reg['source']}; "
             f"first full sync started ({reg['queued']} deliveries queued)"
         )
+    return 0
+
+
+def cmd_unregister(args: argparse.Namespace, client: OperatorClient) -> int:
+    client.request("DELETE", f"{SYNC}/registrations/{args.source}")
+    print(f"no longer receiving from {args.source} (data received so far is kept)")
     return 0
 
 
@@ -155,6 +162,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("id")
     command("marks", "list the sync marks", cmd_marks)
     p = command("register", "register this site as a receiver of a source", cmd_register)
+    p.add_argument("--source", required=True)
+    p = command("unregister", "stop receiving from a source", cmd_unregister)
     p.add_argument("--source", required=True)
     p = command("request", "ask a source for one resource (an image) now", cmd_request)
     p.add_argument("kind")

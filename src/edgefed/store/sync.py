@@ -586,6 +586,17 @@ class SyncRepository:
         async with self.store.write() as conn:
             await _upsert_name(conn, sources, name, now)
 
+    async def remove_source(self, name: str) -> bool:
+        """Forget a source and release what it delivered: the received resources are
+        this site's own from now on (no longer locked; a later registration with the
+        same source overwrites them again)."""
+        async with self.store.write() as conn:
+            result = await conn.execute(delete(sources).where(sources.c.name == name))
+            tables = {id(k.table): k.table for k in KINDS.values() if k.has_origin}
+            for table in tables.values():
+                await conn.execute(update(table).where(table.c.origin == name).values(origin=None))
+            return bool(result.rowcount)
+
     async def list_sources(self) -> list[str]:
         async with self.store.read() as conn:
             return [

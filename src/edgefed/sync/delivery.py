@@ -369,6 +369,12 @@ class Delivery:
         worker.start()
         return worker
 
+    async def forget(self, target: str) -> None:
+        """Stop pushing to ``target`` (it unregistered)."""
+        worker = self.workers.pop(target, None)
+        if worker is not None:
+            await worker.stop()
+
     async def wake_all(self) -> None:
         for target in await self.repo.targets_with_work():
             self.worker(target).wake()

@@ -24,6 +24,7 @@ from edgefed.sync.progress import MAX_DEPTH, tree
 from edgefed.sync.state import engine_of
 
 router = APIRouter()
+RECEIVERS_PATH = "/edge/v1/sync/receivers"  # where a receiver (un)registers at a source
 
 SYNC_CAPABILITY = "sync"
 MAX_PUSH_ITEMS = 5000
@@ -139,7 +140,7 @@ async def register_with_source(
         raise Conflict(f"site {source} does not advertise the {SYNC_CAPABILITY!r} capability")
     await engine.repo.add_source(source, now=ctx.clock())
     try:
-        r = await signed_call(ctx, source, "POST", "/edge/v1/sync/receivers", {})
+        r = await signed_call(ctx, source, "POST", RECEIVERS_PATH, {})
     except Exception as exc:
         raise Unavailable(f"site {source} could not be reached to register: {exc!r}") from exc
     if r.status_code != 201:
@@ -156,6 +157,32 @@ async def register_with_source(
         },
         status_code=201,
     )
+
+
+@router.delete("/sync/registrations/{source}", status_code=204)
+async def unregister_from_source(
+    source: str, request: Request, principal: Principal = Depends(current_principal)
+) -> Response:
+    """Stop receiving from ``source``: the source forgets this receiver and what it had
+    queued for it, then this site refuses its pushes. Data received so far stays and is
+    released: no longer locked, this site's own (docs/sync.md). A source that is no longer an active
+    fleet member is forgotten here only; an active one that cannot be reached is a 503
+    and nothing changes (try again)."""
+    require_admin(principal, "sync:unregister")
+    engine = engine_of(request)
+    ctx = engine.ctx
+    if source not in await engine.repo.list_sources():
+        raise NotFound(f"this site ({ctx.name}) is not registered with {source}")
+    entry = ctx.fleet.entries.get(source) if ctx.fleet is not None else None
+    if entry is not None and entry.active:
+        try:
+            r = await signed_call(ctx, source, "DELETE", RECEIVERS_PATH)
+        except Exception as exc:
+            raise Unavailable(f"site {source} could not be reached to unregister: {exc!r}") from exc
+        if r.status_code not in (204, 404):
+            raise Unavailable(f"site {source} refused to unregister ({r.status_code}): {r.text}")
+    await engine.repo.remove_source(source)
+    return Response(status_code=204)
 
 
 @router.get("/sync/registrations")
@@ -231,6 +258,16 @@ def _json_or_text(raw: bytes) -> dict[str, Any]:
 
 
 # ---- sites ---------------------------------------------------------------------------
+
+
+@router.delete("/sync/receivers", status_code=204)
+async def drop_receiver(request: Request) -> Response:
+    """A receiver unregisters (signed by the receiver itself)."""
+    engine = engine_of(request)
+    sender, _ = await verified_sender(request, engine.ctx)
+    if not await engine.remove_receiver(sender):
+        raise NotFound(f"site {sender} is not a sync receiver of {engine.ctx.name}")
+    return Response(status_code=204)
 
 
 @router.post("/sync/receivers", status_code=201)

@@ -153,6 +153,11 @@ class SyncEngine:
         self.delivery.worker(name)
         return await self.router.full_sync(name)
 
+    async def remove_receiver(self, name: str) -> bool:
+        """Forget a receiver: its registration and everything queued for it."""
+        await self.delivery.forget(name)
+        return await self.repo.remove_receiver(name)
+
     async def load_marks_file(self, path: Path) -> None:
         """Marks from a TOML file: ``[[mark]]`` tables with ``kind``, ``id`` and ``to``."""
         try:
