@@ -105,7 +105,7 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._paused_reading = False
         self._write_ready: asyncio.Future[None] | None = None
-        self._header_name = b""
+        self._broken_request = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -239,8 +239,17 @@ class _Connection(asyncio.Protocol):
     def end(self) -> None:
         """The exchange is over (its answer read or abandoned)."""
         exchange, self._exchange = self._exchange, None
-        if exchange is None or not exchange.complete or exchange.error is not None:
+        if (
+            exchange is None
+            or not exchange.complete
+            or exchange.error is not None
+            or self._broken_request
+        ):
             self.close()
+
+    def abandon_after(self) -> None:
+        """The request was not sent whole: close once its answer has been read."""
+        self._broken_request = True
 
     async def write(self, data: bytes, timeout: float | None) -> None:
         """Write ``data``; wait (at most ``timeout``) only while the peer is not reading."""
@@ -498,12 +507,19 @@ class Http1Pool(httpx.AsyncBaseTransport):
             await conn.write(b"".join(head) + body if body else b"".join(head), write_timeout)
         else:
             await conn.write(b"".join(head), write_timeout)
-            async for piece in body:
-                if piece:
-                    framed = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
-                    await conn.write(framed, write_timeout)
-            if chunked:
-                await conn.write(b"0\r\n\r\n", write_timeout)
+            try:
+                async for piece in body:
+                    if piece:
+                        framed = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+                        await conn.write(framed, write_timeout)
+                if chunked:
+                    await conn.write(b"0\r\n\r\n", write_timeout)
+            except httpx.TransportError:
+                # A peer may answer before it has read the whole body (a 413, a 401) and
+                # close: that answer is the one to return, on a connection not reused.
+                conn.abandon_after()
+                if not exchange.head.done() or exchange.head.exception() is not None:
+                    raise
         # A timer rather than asyncio.timeout(): no task cancellation to arrange, and
         # none at all when the answer is already here.
         read_timeout = timeouts.get("read")

@@ -303,3 +303,27 @@ def test_an_abandoned_answer_closes_its_connection(run: Any) -> None:
             assert server.connections == 2
 
     run(main())
+
+
+def test_an_early_answer_to_an_unfinished_upload_is_returned(run: Any) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body is not wanted
+        body = b'{"error": "too large"}'
+        writer.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(400):  # 25 MiB: more than the sockets buffer
+            yield b"x" * (64 << 10)
+
+    async def main() -> None:
+        async with Scripted(refuse) as server, httpx.AsyncClient(transport=pool(server)) as client:
+            response = await client.post(server.url + "/image", content=upload())
+            assert (response.status_code, response.json()) == (413, {"error": "too large"})
+            assert (await client.post(server.url + "/again", content=b"small")).status_code == 413
+            assert server.connections == 2  # the first connection was not reused
+
+    run(main())
