@@ -552,17 +552,6 @@ class SyncRepository:
             rows = await conn.execute(select(marks).order_by(marks.c.kind, marks.c.key))
             return [Mark(r.kind, r.key, r.targets, r.origin) for r in rows]
 
-    async def marks_of(self, kind: str, keys: Sequence[str]) -> list[Mark]:
-        """The marks held for these resources of one kind (at most one each)."""
-        found: list[Mark] = []
-        async with self.store.read() as conn:
-            for chunk in _chunks(list(keys)):
-                rows = await conn.execute(
-                    select(marks).where(marks.c.kind == kind, marks.c.key.in_(chunk))
-                )
-                found += [Mark(r.kind, r.key, r.targets, r.origin) for r in rows]
-        return found
-
     # ---- registrations ------------------------------------------------------------------
 
     async def add_receiver(self, name: str, *, now: float) -> None:

@@ -138,7 +138,7 @@ async def register_with_source(
         raise NotFound(f"site {source} is not an active member of this fleet")
     if SYNC_CAPABILITY not in entry.capabilities:
         raise Conflict(f"site {source} does not advertise the {SYNC_CAPABILITY!r} capability")
-    await engine.repo.add_source(source, now=ctx.clock())
+    await engine.add_source(source)
     try:
         r = await signed_call(ctx, source, "POST", RECEIVERS_PATH, {})
     except Exception as exc:
@@ -181,7 +181,7 @@ async def unregister_from_source(
             raise Unavailable(f"site {source} could not be reached to unregister: {exc!r}") from exc
         if r.status_code not in (204, 404):
             raise Unavailable(f"site {source} refused to unregister ({r.status_code}): {r.text}")
-    await engine.repo.remove_source(source)
+    await engine.remove_source(source)
     return Response(status_code=204)
 
 
@@ -286,7 +286,7 @@ async def push(request: Request) -> Json:
     engine = engine_of(request)
     ctx = engine.ctx
     sender, raw = await verified_sender(request, ctx)
-    if sender not in await engine.repo.list_sources():
+    if not await engine.is_source(sender):
         raise Forbidden(f"site {sender} is not a sync source of {ctx.name} (register first)")
     try:
         items = orjson.loads(raw)["items"]
@@ -296,12 +296,10 @@ async def push(request: Request) -> Json:
         raise BadRequest('a push body is {"items": [{kind, key, version, op, row}, ...]}') from exc
     if len(items) > MAX_PUSH_ITEMS:
         raise BadRequest(f"at most {MAX_PUSH_ITEMS} items per push")
-    new_marks = engine.marks_differ(items, origin=sender)
     results = await engine.repo.apply_batch(
         source=sender, items=items, has_blob=engine.fetcher.has_blob, now=ctx.clock()
     )
-    if new_marks:
-        await engine.refresh_marks((str(i.get("kind")), str(i.get("key"))) for i in items)
+    engine.note_applied(items, results, origin=sender)
     if any(i.get("kind") == "image" for i in items):
         engine.fetcher.wake.set()
     rejected = [r for r in results if r["status"] == "rejected"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,9 @@ class SyncEngine:
     fetcher: BlobFetcher = field(init=False)
     telemetry: SyncTelemetry = field(init=False)
     marks: dict[Ref, list[Mark]] = field(default_factory=dict)
+    # The sources this site receives from, read once: every push checks its sender, and
+    # only this engine registers or unregisters them (add_source, remove_source).
+    _sources: set[str] | None = None
 
     def __post_init__(self) -> None:
         self.router = ChangeRouter(self.ctx, self.repo, on_queued=self._queued)
@@ -74,36 +76,43 @@ class SyncEngine:
         for target, queued in by_target.items():
             self.delivery.worker(target).offer(queued)
 
-    async def refresh_marks(self, refs: Iterable[Ref] | None = None) -> None:
-        """Re-read the marks, all of them or only those of ``refs`` (a push: re-reading
-        every mark after each one made a receiver's pushes O(resources held))."""
-        if refs is None:
-            marks: dict[Ref, list[Mark]] = {}
-            for mark in await self.repo.list_marks():
-                marks.setdefault((mark.kind, mark.key), []).append(mark)
-            self.marks = marks
-            return
-        by_kind: dict[str, list[str]] = {}
-        for kind, key in set(refs):
-            by_kind.setdefault(kind, []).append(key)
-        for kind, keys in by_kind.items():
-            found = await self.repo.marks_of(kind, keys)
-            for key in keys:
-                self.marks.pop((kind, key), None)
-            for mark in found:
-                self.marks.setdefault((mark.kind, mark.key), []).append(mark)
+    async def refresh_marks(self) -> None:
+        marks: dict[Ref, list[Mark]] = {}
+        for mark in await self.repo.list_marks():
+            marks.setdefault((mark.kind, mark.key), []).append(mark)
+        self.marks = marks
 
-    def marks_differ(self, items: list[dict[str, Any]], *, origin: str) -> bool:
-        """Whether pushed items carry pass-on targets the marks in memory do not have yet
-        (then they are re-read after the push is applied; usually every push repeats them)."""
-        for item in items:
-            targets = item.get("targets")
-            if not isinstance(targets, str) or not targets:
+    async def is_source(self, name: str) -> bool:
+        if self._sources is None:
+            self._sources = set(await self.repo.list_sources())
+        return name in self._sources
+
+    async def add_source(self, name: str) -> None:
+        await self.repo.add_source(name, now=self.ctx.clock())
+        self._sources = None  # after the write: a read meanwhile saw the old set
+
+    async def remove_source(self, name: str) -> bool:
+        try:
+            return await self.repo.remove_source(name)
+        finally:
+            self._sources = None
+
+    def note_applied(
+        self, items: list[dict[str, Any]], results: list[dict[str, Any]], *, origin: str
+    ) -> None:
+        """Keep the marks in memory as ``apply_batch`` left them in the store: an applied
+        upsert carrying pass-on targets holds the mark (targets, origin) of its resource,
+        an applied delete drops it; other items changed nothing. (Reading them back cost
+        a query per push.)"""
+        for item, result in zip(items, results, strict=True):
+            if result.get("status") != "applied":
                 continue
-            held = self.marks.get((str(item.get("kind")), str(item.get("key"))), [])
-            if not any(m.targets == targets and m.origin == origin for m in held):
-                return True
-        return False
+            ref = (str(item.get("kind")), str(item.get("key")))
+            targets = item.get("targets")
+            if item.get("op") == "delete":
+                self.marks.pop(ref, None)
+            elif isinstance(targets, str) and targets:
+                self.marks[ref] = [Mark(ref[0], ref[1], targets, origin)]
 
     def forwarded_targets(self, kind: str, key: str) -> str | None:
         own = self.marks.get((kind, key), []) + self.marks.get((kind, "*"), [])
