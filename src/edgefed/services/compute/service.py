@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from edgefed.api.context import SiteContext, site_context
 from edgefed.api.responses import Json
-from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.drivers import load_driver
 from edgefed.services.compute import (
     actions,
@@ -115,9 +115,8 @@ def build() -> ServiceSpec:
     v21 = APIRouter(route_class=MicroversionRoute)
     for path in ("/v2.1", "/v2.1/"):
         v21.add_api_route(path, version_v21, methods=["GET"], include_in_schema=False)
-    router.include_router(v21)
-    for module in (flavors, servers, actions, keypairs, quotas, hypervisors):
-        router.include_router(module.router)
+    modules = (flavors, servers, actions, keypairs, quotas, hypervisors)
+    router = APIRouter(routes=routes_of(router, v21, *(m.router for m in modules)))
     return ServiceSpec(
         name="compute",
         prefix="/compute",

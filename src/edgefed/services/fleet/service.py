@@ -13,7 +13,7 @@ import contextlib
 from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
-from edgefed.api.service import ServiceSpec
+from edgefed.api.service import ServiceSpec, routes_of
 from edgefed.services.fleet import alarms, run, views
 from edgefed.services.fleet.monitor import HealthMonitor
 
@@ -35,8 +35,6 @@ async def on_stop(ctx: SiteContext) -> None:
 
 
 def build() -> ServiceSpec:
-    router = APIRouter()
+    router = APIRouter(routes=routes_of(views.router, run.router))
     router.include_router(alarms.router, prefix="/edge/v1")
-    router.include_router(views.router)
-    router.include_router(run.router)
     return ServiceSpec(name="fleet", prefix="", router=router, on_start=on_start, on_stop=on_stop)

@@ -11,7 +11,7 @@ import logging
 from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
-from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.services.image import data, images, members, schemas, versions
 from edgefed.store.image import ImageRepository
 
@@ -32,9 +32,11 @@ def build() -> ServiceSpec:
     # routes and nested lifespans until a RecursionError). It starts with the versions
     # routes, which own the bare ``/image`` path: an empty route path may only be
     # included with a prefix.
-    router = APIRouter(routes=list(versions.router.routes))
-    for part in (schemas, images, data, members):
-        router.include_router(part.router)
+    router = APIRouter(
+        routes=routes_of(
+            versions.router, schemas.router, images.router, data.router, members.router
+        )
+    )
     return ServiceSpec(
         name="image",
         prefix="/image",

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from edgefed.api.context import site_context
 from edgefed.api.responses import Json
-from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.core.errors import NotFound
 from edgefed.services.network import extras, networks, ports
 
@@ -100,8 +100,7 @@ def build() -> ServiceSpec:
         router.add_api_route(path, resources, methods=["GET"], include_in_schema=False)
     router.add_api_route("/v2.0/extensions", list_extensions, methods=["GET"])
     router.add_api_route("/v2.0/extensions/{alias}", show_extension, methods=["GET"])
-    for module in (networks, ports, extras):
-        router.include_router(module.router)
+    router = APIRouter(routes=routes_of(router, *(m.router for m in (networks, ports, extras))))
     return ServiceSpec(
         name="network",
         prefix="/network",
