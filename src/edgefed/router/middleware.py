@@ -224,10 +224,12 @@ class ScopeRouter:
             return
         method = scope["method"]
 
+        forward_headers = _forward_headers(scope, ctx.name)  # the same for every site
+
         async def call(site: str) -> SiteAnswer:
             if site == ctx.name:
                 return await self._local(scope, body, ctx.name)
-            return await self._remote(ctx, site, scope, body)
+            return await self._remote(ctx, site, scope, body, forward_headers)
 
         outcome = await evaluate(
             parsed[service],
@@ -301,7 +303,12 @@ class ScopeRouter:
         return answer
 
     async def _remote(
-        self, ctx: SiteContext, site: str, scope: AsgiScope, body: bytes
+        self,
+        ctx: SiteContext,
+        site: str,
+        scope: AsgiScope,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
     ) -> SiteAnswer:
         url = ctx.peers.get(site)
         if url is None:
@@ -309,7 +316,7 @@ class ScopeRouter:
                 site=site, status=503, error=f"site {site} is not reachable from here"
             )
         try:
-            response = await _send(ctx, scope, url, body or None)
+            response = await _send(ctx, scope, url, body or None, headers)
             try:
                 content = await _read_decoded(response)  # as the merge needs it
             finally:
@@ -340,7 +347,13 @@ async def _read_decoded(response: httpx.Response) -> bytes:
     return b"".join([piece async for piece in stream])
 
 
-async def _send(ctx: SiteContext, scope: AsgiScope, base: str, content: Body) -> httpx.Response:
+async def _send(
+    ctx: SiteContext,
+    scope: AsgiScope,
+    base: str,
+    content: Body,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> httpx.Response:
     """Forward the request to the site at ``base``, its answer's body left to read.
 
     Straight to the inter-site transport: the client's layers (auth, redirects,
@@ -348,7 +361,8 @@ async def _send(ctx: SiteContext, scope: AsgiScope, base: str, content: Body) ->
     an ``httpx.Request`` (URL parsing, header normalisation) costs more than sending it.
     """
     timeout = ctx.settings.scope_call_timeout_seconds
-    headers = _forward_headers(scope, ctx.name)
+    if headers is None:
+        headers = _forward_headers(scope, ctx.name)
     transport = ctx.peer_transport
     if isinstance(transport, PeerTransport):
         return await transport.forward(
