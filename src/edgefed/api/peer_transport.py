@@ -103,6 +103,8 @@ class PeerTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         scheme = url.scheme
+        if scheme not in ("http", "https") or not url.host:
+            raise httpx.UnsupportedProtocol(f"cannot send a request to {url}", request=request)
         key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
         return await self._send(key, lambda pool: pool.handle_async_request(request))
 

@@ -142,3 +142,12 @@ async def test_forward_sends_what_the_router_has_with_host_and_framing_added() -
     assert b"transfer-encoding: chunked\r\n" in streamed
     assert streamed.endswith(b"\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
     assert b"content-length" not in empty and b"chunked" not in empty
+
+
+async def test_an_unsupported_address_is_refused_clearly() -> None:
+    transport = PeerTransport(limits=httpx.Limits())
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await client.get("ftp://127.0.0.1:21/x")
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await transport.forward("ftp://127.0.0.1:21", "GET", "/x", [], None, 1.0)
