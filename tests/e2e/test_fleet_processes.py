@@ -153,3 +153,44 @@ def test_a_revoked_sites_tokens_are_rejected_everywhere(tmp_path: Path) -> None:
         assert "Lyon" in r.text  # the refusal names the issuer it no longer trusts
     finally:
         fleet.stop()
+
+
+def test_image_data_streams_through_the_router_both_ways(fleet3: ProcessFleet) -> None:
+    """Upload at Berlin to Denver's image service and download it back the same way: the
+    bytes cross Berlin's router and the WAN link in chunks, both directions."""
+    blob = bytes(range(256)) * (24 * 1024)  # 6 MiB
+    token = password_token(fleet3["Berlin"].url)
+    via = {"X-Auth-Token": token, "X-Scope": "{image: Denver}"}
+    berlin = fleet3["Berlin"].url
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(blob), 256 * 1024):
+            yield blob[start : start + 256 * 1024]
+
+    with httpx.Client(timeout=60) as client:
+        r = client.post(
+            f"{berlin}/image/v2/images",
+            json={"name": "through-router", "disk_format": "raw", "container_format": "bare"},
+            headers=via,
+        )
+        assert r.status_code == 201, r.text
+        assert r.headers["x-edgefed-site"] == "Denver"
+        image_id = r.json()["id"]
+        r = client.put(
+            f"{berlin}/image/v2/images/{image_id}/file",
+            content=chunks(),
+            headers={**via, "Content-Type": "application/octet-stream"},
+        )
+        assert r.status_code == 204, r.text
+        with client.stream("GET", f"{berlin}/image/v2/images/{image_id}/file", headers=via) as r:
+            assert r.status_code == 200
+            assert b"".join(r.iter_bytes()) == blob
+        direct = client.get(
+            f"{fleet3['Denver'].url}/image/v2/images/{image_id}/file",
+            headers={"X-Auth-Token": token},
+        )
+        assert direct.content == blob
+        missing = client.get(
+            f"{berlin}/image/v2/images/{image_id}/file", headers={"X-Auth-Token": token}
+        )
+        assert missing.status_code == 404  # Berlin itself never held it
