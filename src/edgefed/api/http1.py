@@ -27,7 +27,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from typing import Any, cast
+from typing import cast
 
 import httptools
 import httpx
@@ -35,6 +35,12 @@ import httpx
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 HIGH_WATER = 1 << 20  # bytes of answer body buffered before reading pauses
 LOW_WATER = 1 << 18
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    """Wake whoever waits on ``waiter`` (if anyone still does)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class _Exchange:
@@ -76,8 +82,7 @@ class _Exchange:
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _resolve(waiter)
 
     def expire(self) -> None:
         """The read timeout passed before the answer's head arrived."""
@@ -100,7 +105,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.used = 0  # exchanges carried, the current one included
         self._exchange: _Exchange | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._paused_reading = False
@@ -152,8 +156,7 @@ class _Connection(asyncio.Protocol):
                 else _Closed(f"the connection to the peer was lost: {reason}")
             )
         waiter, self._write_ready = self._write_ready, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _resolve(waiter)
 
     def pause_writing(self) -> None:
         if self._write_ready is None:
@@ -161,8 +164,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         waiter, self._write_ready = self._write_ready, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _resolve(waiter)
 
     # -- llhttp callbacks ------------------------------------------------------------------
 
@@ -227,7 +229,6 @@ class _Connection(asyncio.Protocol):
         exchange = _Exchange(head_request)
         self._exchange = exchange
         self._parser = httptools.HttpResponseParser(self)
-        self.used += 1
         return exchange
 
     def consumed(self, exchange: _Exchange, size: int) -> None:
@@ -281,11 +282,11 @@ class _Closed(httpx.ReadError):
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, pool: Http1Pool, conn: _Connection, exchange: _Exchange, read: Any):
+    def __init__(self, pool: Http1Pool, conn: _Connection, exchange: _Exchange, read: float | None):
         self._pool = pool
         self._conn: _Connection | None = conn
         self._exchange = exchange
-        self._read_timeout: float | None = read
+        self._read_timeout = read
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self._exchange
@@ -361,9 +362,13 @@ class Http1Pool(httpx.AsyncBaseTransport):
             conn = self._idle.pop()
             if conn.reusable and (self._expiry is None or now - conn.idle_since < self._expiry):
                 return conn
-            conn.close()
-            self._count -= 1
+            self._drop(conn)
         return None
+
+    def _drop(self, conn: _Connection) -> None:
+        """Close a connection this pool counts, and stop counting it."""
+        conn.close()
+        self._count -= 1
 
     async def _acquire(self, timeout: float | None) -> _Connection | None:
         """A kept-alive connection, or None when the caller may open a new one."""
@@ -398,16 +403,14 @@ class Http1Pool(httpx.AsyncBaseTransport):
     def release(self, conn: _Connection) -> None:
         """A connection is free again (or dead): hand it on, keep it, or close it."""
         if not conn.reusable or self._closed:
-            conn.close()
-            self._count -= 1
+            self._drop(conn)
             self._wake_one(None)
             return
         conn.idle_since = self._clock()
         if self._wake_one(conn):
             return
         if len(self._idle) >= self._max_idle:
-            conn.close()
-            self._count -= 1
+            self._drop(conn)
             return
         self._idle.append(conn)
 
@@ -542,8 +545,7 @@ class Http1Pool(httpx.AsyncBaseTransport):
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
-            conn.close()
-            self._count -= 1
+            self._drop(conn)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

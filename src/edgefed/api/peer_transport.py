@@ -31,16 +31,24 @@ import httpx
 from edgefed.api.http1 import Body, Http1Pool
 
 Origin = tuple[str, str, int]  # scheme, host, port
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def origin_of(base: str) -> tuple[Origin, str]:
-    """``http://host:port/prefix`` -> ((scheme, host, port), "/prefix")."""
+def origin(scheme: str, host: str, port: int | None) -> Origin:
+    """The pool key of an address: only http(s), the scheme's port by default."""
+    if scheme not in DEFAULT_PORTS or not host:
+        raise httpx.UnsupportedProtocol(f"cannot send a request to {scheme}://{host}")
+    return scheme, host, port or DEFAULT_PORTS[scheme]
+
+
+def origin_of(base: str) -> tuple[Origin, str, bytes]:
+    """``http://host:port/prefix`` -> ((scheme, host, port), "/prefix", Host header)."""
     parts = urlsplit(base)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise httpx.UnsupportedProtocol(f"cannot send a request to {base!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
-    return (scheme, parts.hostname, port), parts.path.rstrip("/")
+    key = origin(parts.scheme.lower(), parts.hostname or "", parts.port)
+    scheme, host, port = key
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+    return key, parts.path.rstrip("/"), host_header.encode("idna")
 
 
 class _Tracked(httpx.AsyncByteStream):
@@ -81,9 +89,8 @@ class PeerTransport(httpx.AsyncBaseTransport):
         self._clock = clock
         self._tls: ssl.SSLContext | None = None
         self._pools: dict[Origin, Http1Pool] = {}
-        # base URL -> its origin and path prefix (as many as the fleet has sites)
-        self._origins: dict[str, tuple[Origin, str]] = {}
-        self._hosts: dict[Origin, bytes] = {}
+        # base URL -> its origin, path prefix and Host (as many as the fleet has sites)
+        self._origins: dict[str, tuple[Origin, str, bytes]] = {}
         self._used: dict[Origin, float] = {}
         self._busy: dict[Origin, int] = {}
         self._swept = clock()
@@ -102,10 +109,7 @@ class PeerTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        scheme = url.scheme
-        if scheme not in ("http", "https") or not url.host:
-            raise httpx.UnsupportedProtocol(f"cannot send a request to {url}", request=request)
-        key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        key = origin(url.scheme, url.host, url.port)
         return await self._send(key, lambda pool: pool.handle_async_request(request))
 
     async def forward(
@@ -124,8 +128,8 @@ class PeerTransport(httpx.AsyncBaseTransport):
         known = self._origins.get(base)
         if known is None:
             known = self._origins[base] = origin_of(base)
-        key, prefix = known
-        wire = [(b"host", self._hosts.get(key) or self._host_header(key)), *headers]
+        key, prefix, host = known
+        wire = [(b"host", host), *headers]
         if isinstance(body, bytes):
             wire.append((b"content-length", b"%d" % len(body)))
         elif body is not None:
@@ -133,14 +137,6 @@ class PeerTransport(httpx.AsyncBaseTransport):
         timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         raw = method.encode("ascii"), (prefix + target).encode("latin-1")
         return await self._send(key, lambda pool: pool.send(*raw, wire, body, timeouts))
-
-    def _host_header(self, key: Origin) -> bytes:
-        scheme, host, port = key
-        default = port == (443 if scheme == "https" else 80)
-        shown = f"[{host}]" if ":" in host else host
-        value = (shown if default else f"{shown}:{port}").encode("idna")
-        self._hosts[key] = value
-        return value
 
     async def _send(
         self, key: Origin, send: Callable[[Http1Pool], Awaitable[httpx.Response]]

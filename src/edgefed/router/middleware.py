@@ -82,7 +82,7 @@ def _parse(raw: bytes) -> Scope:
     scope to every site, and clients repeat theirs (a parse of a 32-site scope costs
     ~0.1 ms). Parsed scopes are immutable; invalid ones are not remembered."""
     if len(raw) > MAX_CACHED_SCOPE:
-        return parse_scope(raw.decode("utf-8", errors="replace"))
+        return _parse_cached.__wrapped__(raw)
     return _parse_cached(raw)
 
 
@@ -175,7 +175,13 @@ class ScopeRouter:
                     break
 
         try:
-            response = await _send(ctx, scope, url, body_stream() if _has_body(scope) else None)
+            response = await _send(
+                ctx,
+                scope,
+                url,
+                body_stream() if _has_body(scope) else None,
+                _forward_headers(scope, ctx.name),
+            )
         except httpx.HTTPError as exc:
             await fault_response(
                 scope["path"], 503, f"site {site} did not answer: {remote.describe_http_error(exc)}"
@@ -352,7 +358,7 @@ async def _send(
     scope: AsgiScope,
     base: str,
     content: Body,
-    headers: list[tuple[bytes, bytes]] | None = None,
+    headers: list[tuple[bytes, bytes]],
 ) -> httpx.Response:
     """Forward the request to the site at ``base``, its answer's body left to read.
 
@@ -361,8 +367,6 @@ async def _send(
     an ``httpx.Request`` (URL parsing, header normalisation) costs more than sending it.
     """
     timeout = ctx.settings.scope_call_timeout_seconds
-    if headers is None:
-        headers = _forward_headers(scope, ctx.name)
     transport = ctx.peer_transport
     if isinstance(transport, PeerTransport):
         return await transport.forward(

@@ -165,13 +165,13 @@ async def unregister_from_source(
 ) -> Response:
     """Stop receiving from ``source``: the source forgets this receiver and what it had
     queued for it, then this site refuses its pushes. Data received so far stays and is
-    released: no longer locked, this site's own (docs/sync.md). A source that is no longer an active
-    fleet member is forgotten here only; an active one that cannot be reached is a 503
-    and nothing changes (try again)."""
+    released: no longer locked, this site's own (docs/sync.md). A source that is no
+    longer an active fleet member is forgotten here only; an active one that cannot be
+    reached is a 503 and nothing changes (try again)."""
     require_admin(principal, "sync:unregister")
     engine = engine_of(request)
     ctx = engine.ctx
-    if source not in await engine.repo.list_sources():
+    if not await engine.is_source(source):
         raise NotFound(f"this site ({ctx.name}) is not registered with {source}")
     entry = ctx.fleet.entries.get(source) if ctx.fleet is not None else None
     if entry is not None and entry.active:

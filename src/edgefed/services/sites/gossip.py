@@ -81,6 +81,13 @@ def _rtt_of(registry: Registry) -> dict[str, float]:
     return registry.view.rtt.get(registry.ctx.name, {})
 
 
+def note_rtt(registry: Registry, site: str, payload: dict[str, Any]) -> None:
+    """Keep the RTTs ``site`` measured, as its gossip (request or answer) carries them;
+    ValueError, TypeError or AttributeError if they are malformed."""
+    rtt = payload.get("rtt") or {}
+    registry.view.rtt[site] = {str(k): float(v) for k, v in rtt.items()}
+
+
 def request_body(registry: Registry, *, push: list[SiteEntry] | None = None) -> bytes:
     if push is not None:
         return orjson.dumps({"sites": [e.to_json() for e in push], "rtt": _rtt_of(registry)})
@@ -122,8 +129,7 @@ async def _post(
         payload = response.json()
         if not isinstance(payload, dict):
             raise ValueError("the answer is not an object")
-        rtt = payload.get("rtt") or {}
-        registry.view.rtt[peer.name] = {str(k): float(v) for k, v in rtt.items()}
+        note_rtt(registry, peer.name, payload)
     except (ValueError, TypeError, AttributeError) as exc:
         log.warning("gossip answer from %s is malformed: %s", peer.name, exc)
         return None

@@ -22,7 +22,7 @@ from edgefed.services.sites.enrollment import (
     new_secret,
     secret_matches,
 )
-from edgefed.services.sites.gossip import answer_body, parse_digest
+from edgefed.services.sites.gossip import answer_body, note_rtt, parse_digest
 from edgefed.services.sites.registry import SERVICE_KEY, Registry
 from edgefed.store.fleet import EnrollmentRecord
 
@@ -196,8 +196,7 @@ async def gossip(request: Request) -> Response:
             raise ValueError("not an object")
         incoming = [SiteEntry.from_json(e) for e in payload.get("sites") or []]
         digest = parse_digest(payload["digest"]) if "digest" in payload else None
-        rtt = payload.get("rtt") or {}
-        reg.view.rtt[sender] = {str(k): float(v) for k, v in rtt.items()}
+        note_rtt(reg, sender, payload)
     except (ValueError, TypeError, AttributeError) as exc:
         raise BadRequest(f"malformed gossip body: {exc}") from exc
     reg.note_seen(sender, None)
