@@ -7,6 +7,7 @@ transports differ: uvloop's is not an ``asyncio.Transport`` subclass).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -100,6 +101,18 @@ def pool(server: Scripted, **limits: Any) -> Http1Pool:
     return Http1Pool(host="127.0.0.1", port=server.port, tls=None, limits=httpx.Limits(**limits))
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    handler: Handler, **limits: Any
+) -> AsyncIterator[tuple[Scripted, httpx.AsyncClient]]:
+    """A scripted server and an httpx client on a pool for it."""
+    async with (
+        Scripted(handler) as server,
+        httpx.AsyncClient(transport=pool(server, **limits)) as client,
+    ):
+        yield server, client
+
+
 class PauseSpy:
     """A connection's transport, telling when reading is paused."""
 
@@ -117,7 +130,7 @@ class PauseSpy:
 
 def test_answers_reuse_one_kept_alive_connection(run: Any) -> None:
     async def main() -> None:
-        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(echo) as (server, client):
             first = await client.get(server.url + "/a?x=1")
             second = await client.post(server.url + "/b", content=b"hello")
             assert (first.status_code, first.content) == (200, b"/a?x=1|")
@@ -134,7 +147,7 @@ def test_a_streamed_request_body_goes_chunked(run: Any) -> None:
             yield piece
 
     async def main() -> None:
-        async with Scripted(echo) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(echo) as (server, client):
             response = await client.put(server.url + "/up", content=parts())
             assert response.content == b"/up|one,two,three"
 
@@ -158,7 +171,7 @@ def test_chunked_informational_and_head_answers(run: Any) -> None:
         await reader.read()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(handler) as (server, client):
             chunked = await client.get(server.url + "/c")
             assert (chunked.status_code, chunked.content) == (200, b"hello world")
             assert chunked.headers["x-a"] == "1"
@@ -177,7 +190,7 @@ def test_a_body_without_length_ends_with_the_connection(run: Any) -> None:
         await writer.drain()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(handler) as (server, client):
             assert (await client.get(server.url)).content == b"all of it"
             assert (await client.get(server.url)).content == b"all of it"
             assert server.connections == 2
@@ -227,11 +240,11 @@ def test_a_kept_alive_connection_closed_by_the_peer_is_retried_for_idempotent_me
             await writer.drain()
 
     async def main() -> None:
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(handler) as (server, client):
             assert (await client.get(server.url)).content == b"first"
             assert (await client.get(server.url)).content == b"again"  # on a new connection
             assert server.connections == 2
-        async with Scripted(handler) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(handler) as (server, client):
             assert (await client.get(server.url)).content == b"first"
             with pytest.raises(httpx.ReadError, match="without answering"):
                 await client.post(server.url, content=b"not twice")
@@ -252,10 +265,10 @@ def test_transport_failures_are_httpx_errors(run: Any) -> None:
         await reader.read()
 
     async def main() -> None:
-        async with Scripted(garbage) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(garbage) as (server, client):
             with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
                 await client.get(server.url)
-        async with Scripted(silent) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(silent) as (server, client):
             with pytest.raises(httpx.ReadTimeout):
                 await client.get(server.url, timeout=0.2)
         closed = Scripted(echo)
@@ -270,10 +283,7 @@ def test_transport_failures_are_httpx_errors(run: Any) -> None:
 
 def test_the_connection_limit_queues_requests_and_times_them_out(run: Any) -> None:
     async def main() -> None:
-        async with (
-            Scripted(echo) as server,
-            httpx.AsyncClient(transport=pool(server, max_connections=1)) as client,
-        ):
+        async with serving(echo, max_connections=1) as (server, client):
             held = await client.send(client.build_request("GET", server.url + "/1"), stream=True)
             with pytest.raises(httpx.PoolTimeout):
                 await client.get(server.url + "/2", timeout=httpx.Timeout(5, pool=0.1))
@@ -296,7 +306,7 @@ def test_an_abandoned_answer_closes_its_connection(run: Any) -> None:
             await writer.drain()
 
     async def main() -> None:
-        async with Scripted(big) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(big) as (server, client):
             async with client.stream("GET", server.url) as response:
                 assert response.status_code == 200  # 4 MiB, never read
             assert len((await client.get(server.url)).content) == 4 << 20
@@ -320,7 +330,7 @@ def test_an_early_answer_to_an_unfinished_upload_is_returned(run: Any) -> None:
             yield b"x" * (64 << 10)
 
     async def main() -> None:
-        async with Scripted(refuse) as server, httpx.AsyncClient(transport=pool(server)) as client:
+        async with serving(refuse) as (server, client):
             response = await client.post(server.url + "/image", content=upload())
             assert (response.status_code, response.json()) == (413, {"error": "too large"})
             assert (await client.post(server.url + "/again", content=b"small")).status_code == 413
