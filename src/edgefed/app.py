@@ -30,7 +30,7 @@ from edgefed.api.middleware import BodyLimit, RequestId
 from edgefed.api.peer_transport import PeerTransport
 from edgefed.api.responses import Json
 from edgefed.api.revocation import RevocationList
-from edgefed.api.service import ServiceSpec
+from edgefed.api.service import ServiceSpec, mount
 from edgefed.core.errors import EdgefedError
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
@@ -151,10 +151,8 @@ def create_app(
     dispatch = SegmentDispatch(app.router)
     for spec in services:
         for router in (*spec.hot_routers, spec.router):
-            before = len(app.router.routes)
-            app.include_router(router, prefix=spec.prefix)
-            dispatch.declare(app.router.routes[before:], prefix=spec.prefix)
-    app.include_router(dashboard_router)
+            mount(app.router, router.routes, prefix=spec.prefix)
+    mount(app.router, dashboard_router.routes, prefix="")
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Json:

@@ -2,14 +2,13 @@
 
 A router matches a request by trying its routes in order until one matches. A site has
 every service's routes (~400) in one app, so a request to ``/identity/…`` was tried
-against the routes of the services registered before identity first, and FastAPI's
-matching is not cheap (each included router is matched, then matched again to handle
-it). This index groups the routes by the first segment of their path (``identity``,
-``compute``, ``edge``…) and sends each request to a router holding only its group.
+against the routes of the services registered before identity first. This index
+groups the routes by the first segment of their path (``identity``, ``compute``,
+``edge``…) and sends each request to a router holding only its group.
 
 Nothing else changes: the app keeps every route (``/openapi.json``, ``url_path_for``,
 lifespan), each group keeps the original order, and a route whose first segment is not
-known (a router included without a prefix, a path starting with a parameter) is in
+known (an included router, a path starting with a parameter) is in
 every group. The first route that matches is therefore the one a scan of the whole
 list would find, and a miss takes the same 405/redirect/404 path as before. Routes
 added to the app later are picked up: the index is rebuilt when the route list changes
@@ -17,8 +16,6 @@ length.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from fastapi import APIRouter
 from starlette.routing import BaseRoute
@@ -42,17 +39,9 @@ class SegmentDispatch:
     def __init__(self, router: APIRouter) -> None:
         self.router = router
         self._full = router.app
-        # Keys of routes that cannot tell their own path (included routers): id → segment.
-        self._declared: dict[int, str | None] = {}
         self._groups: dict[str, APIRouter] = {}
         self._others = self._group([])
         self._indexed = -1
-
-    def declare(self, routes: Sequence[BaseRoute], *, prefix: str) -> None:
-        """These routes were included under ``prefix``: every path of theirs starts with it."""
-        segment = first_segment(prefix) if prefix else _ANY
-        for route in routes:
-            self._declared[id(route)] = segment
 
     def install(self) -> None:
         """Become the router's dispatch (only a router without router-level middleware)."""
@@ -62,8 +51,6 @@ class SegmentDispatch:
         self.router.middleware_stack = self
 
     def _segment_of(self, route: BaseRoute) -> str | None:
-        if id(route) in self._declared:
-            return self._declared[id(route)]
         path = getattr(route, "path", None)
         return first_segment(path) if isinstance(path, str) else _ANY
 

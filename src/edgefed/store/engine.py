@@ -40,6 +40,10 @@ from edgefed.store.migrate import upgrade_to_head
 
 _T = TypeVar("_T")
 _Rows = tuple[Any, ...]
+# SQLite: open connections kept for reads between read blocks (one per read block that
+# runs at the same time as others, up to this many), so that a read does not check a
+# connection out of the pool and reset it on return, which cost more than most reads.
+READERS_KEPT = 4
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
     "sqlite+aiosqlite": "sqlite+pysqlite",
@@ -121,6 +125,7 @@ class Store:
         self._write_lock = asyncio.Lock() if is_sqlite else None
         self._run: Runner = _inline if is_sqlite else _in_greenlet
         self._committer: ThreadPoolExecutor | None = None
+        self._readers: list[Connection] = []
 
     @classmethod
     async def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
@@ -134,6 +139,9 @@ class Store:
             # Used by the loop and, for COMMIT, by the store's commit thread (never both
             # at once: the write lock and the awaited commit keep them apart).
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            # Kept readers stay checked out: room for them and for the writer.
+            kwargs["pool_size"] = READERS_KEPT + 4
+            kwargs["max_overflow"] = 32
         else:
             kwargs["_is_async"] = True  # what create_async_engine passes
             kwargs["pool_size"] = 10
@@ -196,8 +204,33 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            async with self._sqlite_read() as conn:
+                yield conn
+            return
         async with self._connect() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _sqlite_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read on a kept connection (see ``READERS_KEPT``).
+
+        Each read block has a connection of its own while it runs, as before. With the
+        standard driver a ``SELECT`` opens no transaction: each statement reads the
+        latest commit. Ending the block rolls back, which is what the pool did on
+        return; a block that fails leaves with its connection closed, not kept.
+        """
+        sync_connection = self._readers.pop() if self._readers else self.engine.connect()
+        try:
+            yield AsyncConnection(sync_connection, _inline)
+        except BaseException:
+            sync_connection.close()
+            raise
+        if len(self._readers) < READERS_KEPT and not sync_connection.invalidated:
+            sync_connection.rollback()
+            self._readers.append(sync_connection)
+        else:
+            sync_connection.close()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -210,6 +243,9 @@ class Store:
             yield conn
 
     async def close(self) -> None:
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
         await self._run(self.engine.dispose)
         if self._committer is not None:
             self._committer.shutdown(wait=True)

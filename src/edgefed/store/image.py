@@ -366,13 +366,14 @@ class ImageRepository:
     ) -> tuple[list[ImageRecord], dict[str, str]]:
         """Images a caller may see, and the caller's member status for shared ones.
 
-        ``all_projects`` (admin): every image. Otherwise the project's own images,
+        ``all_projects`` (admin): every image, and no statuses. Otherwise the project's own images,
         public and community images, and images shared with the project.
         """
         async with self.store.read() as conn:
             statuses: dict[str, str] = {}
             query = _ALL_IMAGES
-            if project_id is not None:
+            # An administrator sees every image whatever its members said: no statuses.
+            if project_id is not None and not all_projects:
                 member_rows = await conn.execute(_MEMBER_STATUSES, {"member_id": project_id})
                 statuses = {r.image_id: r.status for r in member_rows}
             if not all_projects:

@@ -53,3 +53,50 @@ async def test_reopen_keeps_committed_data(tmp_path: Path) -> None:
         assert [e.audit_id for e in events] == ["a1"]
     finally:
         await store.close()
+
+
+async def test_reads_on_kept_connections_see_every_commit(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+    repo = RevocationRepository(store)
+    try:
+        for i in range(3):  # the same kept connection reads after each commit
+            assert len(await repo.all_since(0.0)) == i
+            await repo.add(RevocationEvent(issued_before=float(i), user_id=f"u{i}"))
+        # Read blocks open at once each have a connection; a commit made while they are
+        # open is seen by the statements they run afterwards.
+        gate = asyncio.Event()
+
+        async def reader() -> int:
+            async with store.read() as conn:
+                await gate.wait()
+                counted = (
+                    await conn.execute(text("SELECT count(*) FROM revocation_events"))
+                ).scalar()
+                return int(counted or 0)
+
+        readers = [asyncio.create_task(reader()) for _ in range(10)]
+        await asyncio.sleep(0)
+        await repo.add(RevocationEvent(issued_before=9.0, user_id="late"))
+        gate.set()
+        assert await asyncio.gather(*readers) == [4] * 10
+    finally:
+        await store.close()
+
+
+async def test_a_read_block_never_commits_nor_keeps_a_lock(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+    repo = RevocationRepository(store)
+    try:
+        async with store.read() as conn:  # a write by mistake, in a read block
+            await conn.execute(text("INSERT INTO revocation_events (issued_before) VALUES (1.0)"))
+        async with asyncio.timeout(10):  # the writer is not locked out (busy_timeout: 30 s)
+            await repo.add(RevocationEvent(issued_before=2.0, user_id="u"))
+        assert [e.user_id for e in await repo.all_since(0.0)] == ["u"]
+        try:
+            async with store.read() as conn:
+                await conn.execute(text("SELECT nonsense FROM nowhere"))
+        except Exception as exc:
+            assert "nowhere" in str(exc)
+        assert len(await repo.all_since(0.0)) == 1  # reads go on after a failed one
+    finally:
+        await store.close()

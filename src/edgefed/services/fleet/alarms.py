@@ -16,7 +16,7 @@ from edgefed.core.errors import Conflict, NotFound
 from edgefed.services.fleet.access import require_this_site
 from edgefed.store.alarms import AlarmFilter, AlarmRecord, AlarmRepository, Severity
 
-router = APIRouter()
+router = APIRouter(prefix="/edge/v1")
 
 StateFilter = Literal["active", "cleared", "all"]
 TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"

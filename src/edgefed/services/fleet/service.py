@@ -35,6 +35,5 @@ async def on_stop(ctx: SiteContext) -> None:
 
 
 def build() -> ServiceSpec:
-    router = APIRouter(routes=routes_of(views.router, run.router))
-    router.include_router(alarms.router, prefix="/edge/v1")
+    router = APIRouter(routes=routes_of(views.router, run.router, alarms.router))
     return ServiceSpec(name="fleet", prefix="", router=router, on_start=on_start, on_stop=on_stop)

@@ -12,7 +12,7 @@ import datetime as dt
 from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
-from edgefed.api.service import CatalogEntry, ServiceSpec
+from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.services.identity import (
     app_credentials,
     assignment_list,
@@ -37,7 +37,7 @@ def build_router() -> APIRouter:
     """Every route but the token routes (a hot router of their own, see ``build``)."""
     router = APIRouter()
     versions.add_routes(router)
-    for module in (
+    modules = (
         domains,
         projects,
         users,
@@ -48,9 +48,8 @@ def build_router() -> APIRouter:
         regions,
         endpoints,
         app_credentials,
-    ):
-        router.include_router(module.router)
-    return router
+    )
+    return APIRouter(routes=routes_of(router, *(m.router for m in modules)))
 
 
 async def on_start(ctx: SiteContext) -> None:
