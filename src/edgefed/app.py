@@ -141,6 +141,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Metrics are our own (Prometheus, /metrics). FastAPI's native OpenTelemetry
+        # would look up the global providers on every request to learn it is unused.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.authenticator = Authenticator()

@@ -133,6 +133,31 @@ def test_bandwidth_limits_throughput_and_keeps_every_byte(echo: tuple[str, int])
     assert stats.bytes_up == stats.bytes_down == len(payload)
 
 
+def test_a_target_that_does_not_read_pushes_back_on_the_sender() -> None:
+    """The link buffers a bounded amount: a sender to a stuck target blocks, and every
+    byte arrives, in order, once the target reads again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    total = 64 * 1024 * 1024
+    payload = bytes(range(256)) * (total // 256)
+    sent = 0
+    with listener, WanLink(listener.getsockname()) as link, connect(link) as sock:
+        target, _ = listener.accept()
+        with target:
+            sock.settimeout(0.5)
+            view = memoryview(payload)
+            with pytest.raises(TimeoutError):  # blocked: nobody reads at the other end
+                while sent < total:
+                    sent += sock.send(view[sent : sent + 1024 * 1024])
+            # Socket buffers on both hops plus the link's own bound, not all of it.
+            assert sent < total // 2
+            sock.settimeout(BOUND)
+            sender = threading.Thread(target=sock.sendall, args=(view[sent:],))
+            sender.start()
+            received = recv_exactly(target, total, timeout=30)
+            sender.join(BOUND)
+    assert received == payload
+
+
 def test_cut_stalls_then_heal_resumes_without_loss_or_reordering(echo: tuple[str, int]) -> None:
     with WanLink(echo, profile=LinkProfile(rtt_ms=10)) as link, connect(link) as sock:
         round_trip(sock)
