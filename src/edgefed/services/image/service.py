@@ -29,13 +29,12 @@ async def _on_start(ctx: SiteContext) -> None:
 def build() -> ServiceSpec:
     # A fresh root router per app (including the parts into the module's versions
     # router grew it on every build: one app after another in a process piled up
-    # routes and nested lifespans until a RecursionError). It starts with the versions
-    # routes, which own the bare ``/image`` path: an empty route path may only be
-    # included with a prefix. Then the image routes, the busiest (a route is found by
-    # trying them in order; no path of one part matches a path of another).
+    # routes and nested lifespans until a RecursionError). The image routes come
+    # first, the busiest: a request's route is found by trying them in order, and no
+    # path of one part matches a path of another.
     router = APIRouter(
         routes=routes_of(
-            versions.router, images.router, schemas.router, data.router, members.router
+            images.router, versions.router, schemas.router, data.router, members.router
         )
     )
     return ServiceSpec(
