@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,8 @@ _Rows = tuple[Any, ...]
 # runs at the same time as others, up to this many), so that a read does not check a
 # connection out of the pool and reset it on return, which cost more than most reads.
 READERS_KEPT = 4
+# Values ``Store.memo`` keeps at most (all of them are dropped when it is full).
+MEMO_ENTRIES = 256
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
     "sqlite+aiosqlite": "sqlite+pysqlite",
@@ -126,6 +128,9 @@ class Store:
         self._run: Runner = _inline if is_sqlite else _in_greenlet
         self._committer: ThreadPoolExecutor | None = None
         self._readers: list[Connection] = []
+        # Write blocks ended so far: what ``memo`` keeps is valid while this is unchanged.
+        self.generation = 0
+        self._memo: dict[Hashable, tuple[int, Any]] = {}
 
     @classmethod
     async def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
@@ -235,12 +240,37 @@ class Store:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed (durably) when the block exits without error."""
-        if self._write_lock is None:
-            async with self._begin() as conn:
+        try:
+            if self._write_lock is None:
+                async with self._begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self._begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self._begin() as conn:
-            yield conn
+        finally:
+            self.generation += 1  # after the commit (or the rollback): memos are stale
+
+    async def memo(self, key: Hashable, load: Callable[[], Awaitable[_T]]) -> _T:
+        """``load()``'s value, reused by later calls with ``key`` until a write block ends.
+
+        For hot reads that return the same thing until the data changes (an image list
+        asked for again and again). Every write of the site goes through ``write()``
+        (the site's process owns its database), so a value read while no write ended
+        is current. A value whose load overlapped the end of a write is not kept. The
+        value is shared by every caller: it must not be changed (keep tuples, copy
+        out).
+        """
+        generation = self.generation
+        kept = self._memo.get(key)
+        if kept is not None and kept[0] == generation:
+            value: _T = kept[1]
+            return value
+        value = await load()
+        if self.generation == generation:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[key] = (generation, value)
+        return value
 
     async def close(self) -> None:
         readers, self._readers = self._readers, []

@@ -366,9 +366,20 @@ class ImageRepository:
     ) -> tuple[list[ImageRecord], dict[str, str]]:
         """Images a caller may see, and the caller's member status for shared ones.
 
-        ``all_projects`` (admin): every image, and no statuses. Otherwise the project's own images,
-        public and community images, and images shared with the project.
+        ``all_projects`` (admin): every image, and no statuses. Otherwise the project's
+        own images, public and community images, and images shared with the project.
+        Read again only after a write (``Store.memo``): clients list images over and
+        over (every ``--image NAME`` is a list).
         """
+        records, statuses = await self.store.memo(
+            ("image.list_visible", project_id, all_projects),
+            lambda: self._read_visible(project_id, all_projects),
+        )
+        return list(records), dict(statuses)
+
+    async def _read_visible(
+        self, project_id: str | None, all_projects: bool
+    ) -> tuple[tuple[ImageRecord, ...], dict[str, str]]:
         async with self.store.read() as conn:
             statuses: dict[str, str] = {}
             query = _ALL_IMAGES
@@ -386,7 +397,7 @@ class ImageRepository:
                     conditions.append(images.c.id.in_(list(statuses)))
                 query = query.where(or_(*conditions))
             rows = await conn.execute(query)
-            return [_record(r) for r in rows], statuses
+            return tuple(_record(r) for r in rows), statuses
 
     async def blob_in_use(self, sha256: str) -> bool:
         async with self.store.read() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from sqlalchemy import text
@@ -98,5 +99,45 @@ async def test_a_read_block_never_commits_nor_keeps_a_lock(tmp_path: Path) -> No
         except Exception as exc:
             assert "nowhere" in str(exc)
         assert len(await repo.all_since(0.0)) == 1  # reads go on after a failed one
+    finally:
+        await store.close()
+
+
+async def test_memo_is_read_again_after_every_write(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+    repo = RevocationRepository(store)
+    loads: list[int] = []
+
+    async def count() -> int:
+        async with store.read() as conn:
+            counted = (await conn.execute(text("SELECT count(*) FROM revocation_events"))).scalar()
+        loads.append(int(counted or 0))
+        return loads[-1]
+
+    try:
+        assert [await store.memo("n", count) for _ in range(3)] == [0, 0, 0]
+        assert loads == [0]  # read once
+        await repo.add(RevocationEvent(issued_before=1.0, user_id="u"))
+        assert await store.memo("n", count) == 1
+        with contextlib.suppress(RuntimeError):  # a write block that fails counts too
+            async with store.write():
+                raise RuntimeError("no")
+        assert await store.memo("n", count) == 1
+        assert loads == [0, 1, 1]
+
+        # A load that a write's end overlapped is returned but not kept.
+        release = asyncio.Event()
+
+        async def slow() -> int:
+            value = await count()
+            await release.wait()
+            return value
+
+        pending = asyncio.create_task(store.memo("slow", slow))
+        await asyncio.sleep(0)
+        await repo.add(RevocationEvent(issued_before=2.0, user_id="v"))
+        release.set()
+        assert await pending == 1  # what it read before the write ended
+        assert await store.memo("slow", count) == 2
     finally:
         await store.close()
