@@ -96,8 +96,27 @@ async def evaluate(
     the fleet does not have. ``max_parallel`` bounds the calls in flight (``*`` on a
     fleet of a thousand sites).
     """
+    return await evaluate_resolved(
+        resolve_expr(expr, fleet),
+        call,
+        failed=failed,
+        fail_fast=fail_fast,
+        max_parallel=max_parallel,
+    )
+
+
+async def evaluate_resolved(
+    resolved: ResolvedExpr,
+    call: Callable[[str], Awaitable[R]],
+    *,
+    failed: Callable[[R], bool] = lambda _result: False,
+    fail_fast: bool = False,
+    max_parallel: int | None = None,
+) -> Outcome[R]:
+    """``evaluate`` of an expression resolved already (the router resolves one to
+    choose between a single hop and a fan-out)."""
     run = _Run(call=call, failed=failed, fail_fast=fail_fast, max_parallel=max_parallel)
-    return await run.outcome(resolve_expr(expr, fleet))
+    return await run.outcome(resolved)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ from edgefed.api.http1 import Body
 from edgefed.api.peer_transport import PeerTransport
 from edgefed.core.errors import BadRequest
 from edgefed.core.scope import Scope, Site, parse_scope
-from edgefed.core.scope_eval import evaluate
-from edgefed.core.scope_resolve import resolve_expr
+from edgefed.core.scope_eval import evaluate_resolved
+from edgefed.core.scope_resolve import ResolvedExpr, resolve_expr
 from edgefed.router.merge import SiteAnswer, failure, merge_success
 
 log = logging.getLogger("edgefed.router")
@@ -139,7 +139,7 @@ class ScopeRouter:
             else:
                 await self._stream_to(ctx, resolved.name, scope, receive, send, parsed)
             return
-        await self._fan_out(ctx, scope, receive, send, parsed, service)
+        await self._fan_out(ctx, scope, receive, send, resolved)
 
     # -- one remote site: stream both ways ---------------------------------------------
 
@@ -217,8 +217,7 @@ class ScopeRouter:
         scope: AsgiScope,
         receive: Receive,
         send: Send,
-        parsed: Scope,
-        service: str,
+        resolved: ResolvedExpr,
     ) -> None:
         body = await _read_body(receive, self.max_buffer)
         if body is None:
@@ -237,9 +236,8 @@ class ScopeRouter:
                 return await self._local(scope, body, ctx.name)
             return await self._remote(ctx, site, scope, body, forward_headers)
 
-        outcome = await evaluate(
-            parsed[service],
-            _fleet(ctx),
+        outcome = await evaluate_resolved(
+            resolved,
             call,
             failed=lambda a: (
                 not a.ok and (a.error is not None or a.status >= 500 or a.status == 404)
