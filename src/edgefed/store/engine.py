@@ -144,9 +144,6 @@ class Store:
             # Used by the loop and, for COMMIT, by the store's commit thread (never both
             # at once: the write lock and the awaited commit keep them apart).
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            # Kept readers stay checked out: room for them and for the writer.
-            kwargs["pool_size"] = READERS_KEPT + 4
-            kwargs["max_overflow"] = 32
         else:
             kwargs["_is_async"] = True  # what create_async_engine passes
             kwargs["pool_size"] = 10
@@ -154,6 +151,10 @@ class Store:
             kwargs["pool_pre_ping"] = True
         if is_sqlite and (not parsed.database or parsed.database == ":memory:"):
             kwargs["poolclass"] = NullPool
+        elif is_sqlite:
+            # Kept readers stay checked out: room for them and for the writer.
+            kwargs["pool_size"] = READERS_KEPT + 4
+            kwargs["max_overflow"] = 32
         engine = create_engine(parsed, **kwargs)
         if not is_sqlite and not engine.dialect.is_async:
             raise ValueError(

@@ -141,3 +141,8 @@ async def test_memo_is_read_again_after_every_write(tmp_path: Path) -> None:
         assert await store.memo("slow", count) == 2
     finally:
         await store.close()
+
+
+async def test_an_in_memory_url_opens() -> None:
+    store = await Store.open("sqlite://")  # no pool to size: each connection is its own
+    await store.close()
