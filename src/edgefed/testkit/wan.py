@@ -171,10 +171,11 @@ class AsyncWanLink:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        for conn in list(self._connections):
+        connections = list(self._connections)
+        for conn in connections:
             conn.abort(reset=False)
         await asyncio.gather(
-            *(c.connecting for c in self._connections if c.connecting), return_exceptions=True
+            *(c.connecting for c in connections if c.connecting), return_exceptions=True
         )
         if self._server is not None:
             await self._server.wait_closed()
