@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,11 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+
+from edgefed.testkit.fleet_process import password_token
 
 pytestmark = pytest.mark.e2e
 
@@ -25,18 +29,13 @@ def _port_open(url: str) -> bool:
         return s.connect_ex((host, int(port))) == 0
 
 
-def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running_up(directory: Path, *options: str) -> Iterator[tuple[str, list[str]]]:
+    """``edgefed up`` in ``directory`` until the block ends (SIGTERM, then a clean exit):
+    its output once ready, and the lines it printed (they go on until it stops)."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgefed.cli.main",
-            "up",
-            "--base-port",
-            "0",
-            "--dir",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "edgefed.cli.main", "up", "--base-port", "0"]
+        + ["--dir", str(directory), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -56,10 +55,20 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
     threading.Thread(target=pump, daemon=True).start()
     try:
         assert ready.wait(90), "".join(lines)
-        output = "".join(lines)
-        urls = dict(
-            re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M)
-        )
+        yield "".join(lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, "".join(lines)
+
+
+def site_urls(output: str) -> dict[str, str]:
+    return dict(re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M))
+
+
+def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
+    with running_up(tmp_path) as (output, lines):
+        urls = site_urls(output)
         assert set(urls) == {"Berlin", "Denver", "Paris"}, output
         password = re.search(r"password: (\S+)", output)
         assert password is not None
@@ -72,8 +81,6 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
             body = httpx.get(f"{url}/", timeout=10).json()
             assert body["site"] == name
         # One fleet: a token issued by Berlin is accepted by Denver and Paris.
-        from edgefed.testkit.fleet_process import password_token
-
         token = password_token(urls["Berlin"], password.group(1))
         for name in ("Denver", "Paris"):
             r = httpx.get(
@@ -84,10 +91,26 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
         # Each site has its own data directory and database.
         for name in ("berlin", "denver", "paris"):
             assert (tmp_path / name / "site.db").exists()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-    assert code == 0, "".join(lines)
     for url in urls.values():
         assert not _port_open(url), f"{url} still listening after edgefed up stopped"
     assert "stopped Berlin" in "".join(lines)
+
+
+def test_up_again_over_wan_links_in_the_same_directory_is_still_one_fleet(
+    tmp_path: Path,
+) -> None:
+    """The registries kept in the directory name the ports of the last run: every site
+    and every link comes back on its port, or no site could reach another."""
+    for run in range(2):
+        with running_up(tmp_path, "--rtt", "50ms") as (output, _):
+            urls = site_urls(output)
+            password = re.search(r"password: (\S+)", output)
+            assert password is not None
+            token = password_token(urls["Berlin"], password.group(1))
+            r = httpx.get(
+                f"{urls['Berlin']}/compute/v2.1/flavors",
+                headers={"X-Auth-Token": token, "X-Scope": "{compute: Denver}"},
+                timeout=30,
+            )
+            assert r.status_code == 200, f"run {run + 1}: {r.text}"
+            assert r.headers["x-edgefed-site"] == "Denver"

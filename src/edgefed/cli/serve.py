@@ -151,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
         format=f"%(asctime)s {settings.name} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if logging.getLogger().level > logging.DEBUG:
+        # httpx logs every request at INFO: a site's gossip and health checks are a few
+        # calls a second, which buried `edgefed up`'s banner. Failures are ours to log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:

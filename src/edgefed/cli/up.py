@@ -3,8 +3,9 @@
 Starts one ``edgefed site serve`` process per site (default Berlin, Denver, Paris) on
 loopback, each with its own data directory and SQLite database, writes a
 ``clouds.yaml`` with one cloud per site, prints how to use them, and stops every site
-cleanly on Ctrl-C or SIGTERM. State is kept in ``--dir`` across runs, and so is the
-generated admin password.
+cleanly on Ctrl-C or SIGTERM. State is kept in ``--dir`` across runs, and so are the
+generated admin password and, when free, the ports each site and its WAN link
+(``--rtt``) had: the sites' registries hold them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -86,17 +90,19 @@ def _config(
 ) -> Path:
     site_dir = (directory / name.lower()).resolve()
     site_dir.mkdir(parents=True, exist_ok=True)
+    path = site_dir / "site.toml"
+    last_port, last_link_port = _last_ports(path)
     loc = DEFAULT_SITES.get(name, {"lat": 0.0, "lon": 0.0, "country": "", "region": ""})
-    port = 0 if args.base_port == 0 else args.base_port + index
+    port = args.base_port + index if args.base_port else _pick_port(args.host, last_port)
     extra = []
     if wan is not None:
-        from edgefed.testkit.process import free_port
         from edgefed.testkit.wan import LinkProfile
 
-        if port == 0:
-            port = free_port(args.host)
         link = wan.add_link(
-            server=name, target=(args.host, port), profile=LinkProfile(rtt_ms=args.rtt)
+            server=name,
+            target=(args.host, port),
+            profile=LinkProfile(rtt_ms=args.rtt),
+            listen_port=_pick_port("127.0.0.1", last_link_port),
         )
         extra.append(f'public_url = "{link.url}"')
     lines = [
@@ -113,9 +119,37 @@ def _config(
         f'country = "{loc["country"]}"',
         f'region = "{loc["region"]}"',
     ]
-    path = site_dir / "site.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _last_ports(config: Path) -> tuple[int, int]:
+    """The port a site listened on and its WAN link's port, the last time it ran from
+    this directory (0 when unknown).
+
+    Every site's registry keeps the endpoints the others published; if all of them
+    came back on new ports, none could reach another to tell it (a second
+    ``edgefed up --rtt 50ms`` in one directory was a fleet of strangers).
+    """
+    try:
+        last = tomllib.loads(config.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return 0, 0
+    port = last.get("port")
+    link_port = urlsplit(str(last.get("public_url", ""))).port
+    return (port if isinstance(port, int) else 0), (link_port or 0)
+
+
+def _pick_port(host: str, wanted: int) -> int:
+    """``wanted`` if it is free to listen on, else any free port."""
+    with socket.socket() as s:
+        # As the site and the link bind: a port left in TIME_WAIT by the last run is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for port in (wanted, 0) if wanted else (0,):
+            with contextlib.suppress(OSError):
+                s.bind((host, port))
+                return int(s.getsockname()[1])
+    raise OSError(f"no free port on {host}")
 
 
 def _set_join_token(config: Path, token: str) -> None:

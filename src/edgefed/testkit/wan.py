@@ -716,6 +716,7 @@ class Wan:
         target: Target,
         client: str | None = None,
         profile: LinkProfile | None = None,
+        listen_port: int = 0,
     ) -> WanLink:
         self.start()
         key = (client, server)
@@ -726,6 +727,7 @@ class Wan:
             link = WanLink(
                 target,
                 profile=profile,
+                listen_port=listen_port,
                 name=f"{client or '*'}->{server}",
                 seed=seed,
                 _runner=self._runner,
