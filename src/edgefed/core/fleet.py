@@ -97,12 +97,26 @@ class SiteEntry:
         )
 
 
+EntryState = tuple[int, bool]  # an entry's version, and whether it is revoked
+
+
+def state_of(entry: SiteEntry) -> EntryState:
+    return entry.version, not entry.active
+
+
+def supersedes(state: EntryState, over: EntryState | None) -> bool:
+    """Whether an entry at ``state`` replaces one at ``over`` (keys aside): a higher
+    version, or the same version revoked where ``over`` is not."""
+    if over is None:
+        return True
+    (version, revoked), (old_version, old_revoked) = state, over
+    return version > old_version or (version == old_version and revoked and not old_revoked)
+
+
 def should_replace(local: SiteEntry | None, incoming: SiteEntry) -> bool:
     """Whether ``incoming`` replaces ``local`` in the registry (see module docstring)."""
     if local is None:
         return True
     if incoming.public_key != local.public_key:
         return False
-    if incoming.version != local.version:
-        return incoming.version > local.version
-    return incoming.status is SiteStatus.REVOKED and local.status is SiteStatus.ACTIVE
+    return supersedes(state_of(incoming), state_of(local))

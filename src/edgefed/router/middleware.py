@@ -137,7 +137,7 @@ class ScopeRouter:
             if resolved.name == ctx.name:
                 await self.app(scope, receive, send)
             else:
-                await self._stream_to(ctx, resolved.name, scope, receive, send, parsed)
+                await self._stream_to(ctx, resolved.name, scope, receive, send)
             return
         await self._fan_out(ctx, scope, receive, send, resolved)
 
@@ -150,7 +150,6 @@ class ScopeRouter:
         scope: AsgiScope,
         receive: Receive,
         send: Send,
-        parsed: Scope,
     ) -> None:
         url = ctx.peers.get(site)
         if url is None:

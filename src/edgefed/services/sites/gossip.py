@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from edgefed.core.errors import EdgefedError
-from edgefed.core.fleet import SiteEntry
+from edgefed.core.fleet import EntryState, SiteEntry, state_of, supersedes
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.registry import Registry
 
@@ -39,11 +39,11 @@ MAX_FANOUT = 3  # peers per round; push-pull converges in O(log N) rounds even a
 JOIN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-Digest = dict[str, tuple[int, bool]]  # name -> (version, revoked)
+Digest = dict[str, EntryState]  # name -> (version, revoked)
 
 
 def digest_of(entries: Iterable[SiteEntry]) -> Digest:
-    return {e.name: (e.version, not e.active) for e in entries}
+    return {e.name: state_of(e) for e in entries}
 
 
 def parse_digest(raw: Any) -> Digest:
@@ -58,22 +58,13 @@ def parse_digest(raw: Any) -> Digest:
     return out
 
 
-def _wins(state: tuple[int, bool], over: tuple[int, bool] | None) -> bool:
-    """Whether an entry at ``state`` (version, revoked) replaces one at ``over``, as
-    ``core.fleet.should_replace`` decides (keys aside: a digest carries none)."""
-    if over is None:
-        return True
-    (version, revoked), (old_version, old_revoked) = state, over
-    return version > old_version or (version == old_version and revoked and not old_revoked)
-
-
 def diff(entries: Iterable[SiteEntry], digest: Digest) -> tuple[list[SiteEntry], list[str]]:
     """Against a peer's digest: the entries it lacks or holds older, and the names it
     holds newer than ``entries`` (or that ``entries`` lack)."""
     mine = list(entries)
     own = digest_of(mine)
-    give = [e for e in mine if _wins(own[e.name], digest.get(e.name))]
-    want = [name for name, state in digest.items() if _wins(state, own.get(name))]
+    give = [e for e in mine if supersedes(own[e.name], digest.get(e.name))]
+    want = [name for name, state in digest.items() if supersedes(state, own.get(name))]
     return give, want
 
 
