@@ -153,8 +153,7 @@ def create_app(
     app.add_exception_handler(Exception, faults.handle_unexpected)
     dispatch = SegmentDispatch(app.router)
     for spec in services:
-        for router in (*spec.hot_routers, spec.router):
-            mount(app.router, router.routes, prefix=spec.prefix)
+        mount(app.router, spec.router.routes, prefix=spec.prefix)
     mount(app.router, dashboard_router.routes, prefix="")
 
     @app.get("/", include_in_schema=False)

@@ -74,9 +74,6 @@ class ServiceSpec:
     name: str
     prefix: str
     router: APIRouter
-    # Mounted under ``prefix`` before ``router``: a request's route is the first that
-    # matches, so the hot path (token validation) is tried first.
-    hot_routers: tuple[APIRouter, ...] = ()
     catalog: tuple[CatalogEntry, ...] = ()
     on_start: Hook | None = None
     on_stop: Hook | None = None

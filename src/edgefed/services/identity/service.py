@@ -34,7 +34,8 @@ from edgefed.store.revocations import RevocationRepository
 
 
 def build_router() -> APIRouter:
-    """Every route but the token routes (a hot router of their own, see ``build``)."""
+    """Every identity route, the token routes first: validation is the hot path, and
+    a request's route is the first that matches."""
     router = APIRouter()
     versions.add_routes(router)
     modules = (
@@ -49,7 +50,7 @@ def build_router() -> APIRouter:
         endpoints,
         app_credentials,
     )
-    return APIRouter(routes=routes_of(router, *(m.router for m in modules)))
+    return APIRouter(routes=routes_of(tokens.router, router, *(m.router for m in modules)))
 
 
 async def on_start(ctx: SiteContext) -> None:
@@ -74,7 +75,6 @@ def build() -> ServiceSpec:
         name="identity",
         prefix="/identity",
         router=build_router(),
-        hot_routers=(tokens.router,),  # first, and alone: validation is the hot path
         catalog=(CatalogEntry(type="identity", name="keystone", path="/identity"),),
         on_start=on_start,
     )
