@@ -52,7 +52,7 @@ async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
         r = await berlin.client.post(
             GOSSIP_PATH,
             content=body,
-            headers=registry(paris).signed_headers("POST", GOSSIP_PATH, body),
+            headers=registry(paris).signed_headers("Berlin", "POST", GOSSIP_PATH, body),
         )
         assert r.status_code == 400
         assert "digest entry 'Paris'" in r.json()["error"]["message"]

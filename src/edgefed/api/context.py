@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from starlette.requests import HTTPConnection
 
-from edgefed.api.revocation import RevocationList
+from edgefed.api.revocation import RevocationList, Revoker
 from edgefed.api.service import CatalogEntry
 from edgefed.core.ed25519 import Ed25519PublicKey
 from edgefed.core.settings import SiteSettings
+from edgefed.core.sitesig import NonceCache
 from edgefed.core.tokens import TokenSigner
 from edgefed.store.engine import Store
 
@@ -55,6 +56,10 @@ class SiteContext:
     peers: dict[str, str] = field(default_factory=dict)
     # The fleet view (registry, RTTs); set by the sites service (edgefed.api.fleetview).
     fleet: FleetView | None = None
+    # Revocations made here, stored and spread (the identity service; None before it starts).
+    revoker: Revoker | None = None
+    # Nonces of signed site-to-site requests seen lately (replay protection).
+    nonces: NonceCache = field(default_factory=NonceCache)
     # Per-service state (drivers, caches), keyed by service name.
     services: dict[str, Any] = field(default_factory=dict)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from edgefed.store.revocations import RevocationEvent
 
@@ -46,3 +46,14 @@ class RevocationList:
                 continue
             return True
         return False
+
+
+class Revoker(Protocol):
+    """What the identity service offers other rooms: make a revocation effective here
+    (stored first, so it survives a restart) and spread it to the fleet."""
+
+    async def revoke(self, event: RevocationEvent) -> None: ...
+
+    async def revoke_user(self, user_id: str, *, project_id: str | None = None) -> None:
+        """Every token of the user (on ``project_id`` only, when given) issued until now."""
+        ...

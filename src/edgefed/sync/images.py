@@ -102,7 +102,7 @@ class BlobFetcher:
         have = part.stat().st_size if part.exists() else 0
         path = blob_route(fetch.sha256)
         url = self._source_url(fetch.source) + path
-        headers = signed_headers(self.ctx, method="GET", path=path, body=b"")
+        headers = signed_headers(self.ctx, target=fetch.source, method="GET", path=path, body=b"")
         if have:
             headers["Range"] = f"bytes={have}-"
         async with self.ctx.http.stream("GET", url, headers=headers, timeout=60.0) as r:

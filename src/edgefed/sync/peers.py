@@ -1,7 +1,7 @@
 """Signed site-to-site calls of the sync engine, and checking who is calling.
 
 Every sync request between sites is signed with the sender's site key
-(``edgefed.core.sitesig``); the receiving side accepts it only from an active fleet
+(``edgefed.api.sitecalls``); the receiving side accepts it only from an active fleet
 member whose key it pinned, and the sync routes then check the role (a push only from
 a source this site registered with, a blob or a pull only from a registered receiver).
 """
@@ -15,10 +15,10 @@ import orjson
 from starlette.requests import Request
 
 from edgefed.api.context import SiteContext
-from edgefed.core.errors import Unauthorized, Unavailable
-from edgefed.core.sitesig import SIGNATURE_HEADER, SITE_HEADER, TIMESTAMP_HEADER, sign_request
-from edgefed.core.sitesig import verify_request as verify_signature
-from edgefed.core.tokens import public_key_from_b64
+from edgefed.api.sitecalls import signed_headers, verified_site
+from edgefed.core.errors import Unavailable
+
+__all__ = ["peer_url", "signed_call", "signed_headers", "verified_sender"]
 
 
 def peer_url(ctx: SiteContext, site: str) -> str:
@@ -26,12 +26,6 @@ def peer_url(ctx: SiteContext, site: str) -> str:
     if url is None:
         raise Unavailable(f"site {site} is not an active member of this fleet")
     return url.rstrip("/")
-
-
-def signed_headers(ctx: SiteContext, *, method: str, path: str, body: bytes) -> dict[str, str]:
-    return sign_request(
-        ctx.signer.private_key, site=ctx.name, method=method, path=path, body=body, now=ctx.clock()
-    )
 
 
 async def signed_call(
@@ -46,7 +40,7 @@ async def signed_call(
 ) -> httpx.Response:
     """One signed request to ``site``; transport errors propagate as httpx errors."""
     body = b"" if payload is None else orjson.dumps(payload)
-    all_headers = signed_headers(ctx, method=method, path=path, body=body)
+    all_headers = signed_headers(ctx, target=site, method=method, path=path, body=body)
     if payload is not None:
         all_headers["content-type"] = "application/json"
     all_headers.update(headers or {})
@@ -58,21 +52,4 @@ async def signed_call(
 async def verified_sender(request: Request, ctx: SiteContext) -> tuple[str, bytes]:
     """The name of the fleet site that signed this request, and its body."""
     raw = await request.body()
-    sender = request.headers.get(SITE_HEADER, "")
-    entry = ctx.fleet.entries.get(sender) if ctx.fleet is not None else None
-    if entry is None or not entry.active:
-        raise Unauthorized(f"site {sender!r} is not an active member of this fleet")
-    timestamp = request.headers.get(TIMESTAMP_HEADER)
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not timestamp or not signature:
-        raise Unauthorized("the site request is not signed")
-    verify_signature(
-        public_key_from_b64(entry.public_key),
-        method=request.method,
-        path=request.url.path,
-        body=raw,
-        timestamp=timestamp,
-        signature=signature,
-        now=ctx.clock(),
-    )
-    return sender, raw
+    return verified_site(request, ctx, raw), raw

@@ -17,3 +17,16 @@ async def revoke_user(state: IdentityState, user_id: str, *, project_id: str | N
         state,
         RevocationEvent(issued_before=state.ctx.clock(), user_id=user_id, project_id=project_id),
     )
+
+
+class IdentityRevoker:
+    """The identity service's ``api.revocation.Revoker``, wired into the site context."""
+
+    def __init__(self, state: IdentityState):
+        self.state = state
+
+    async def revoke(self, event: RevocationEvent) -> None:
+        await revoke(self.state, event)
+
+    async def revoke_user(self, user_id: str, *, project_id: str | None = None) -> None:
+        await revoke_user(self.state, user_id, project_id=project_id)

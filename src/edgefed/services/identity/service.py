@@ -29,6 +29,7 @@ from edgefed.services.identity import (
     versions,
 )
 from edgefed.services.identity.bootstrap import bootstrap
+from edgefed.services.identity.revoking import IdentityRevoker
 from edgefed.services.identity.state import state_for
 from edgefed.store.revocations import RevocationRepository
 
@@ -54,7 +55,8 @@ def build_router() -> APIRouter:
 
 
 async def on_start(ctx: SiteContext) -> None:
-    state_for(ctx)
+    state = state_for(ctx)
+    ctx.revoker = IdentityRevoker(state)
     await bootstrap(ctx)
     shadow.install(ctx)
     await prune_revocations(ctx)

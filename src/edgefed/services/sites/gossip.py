@@ -101,7 +101,7 @@ async def _post(
 ) -> dict[str, Any] | None:
     headers = {
         "content-type": "application/json",
-        **registry.signed_headers("POST", GOSSIP_PATH, body),
+        **registry.signed_headers(peer.name, "POST", GOSSIP_PATH, body),
     }
     started = time.perf_counter()
     try:

@@ -15,9 +15,9 @@ import orjson
 
 from edgefed.api.context import SiteContext
 from edgefed.api.fleetview import FleetView
+from edgefed.api.sitecalls import signed_headers
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable
 from edgefed.core.fleet import SiteEntry, SiteStatus, should_replace
-from edgefed.core.sitesig import sign_request
 from edgefed.core.tokens import public_key_b64
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.store.fleet import FleetRepository
@@ -125,15 +125,8 @@ class Registry:
         await self.merge([revoked])
         return revoked
 
-    def signed_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
-        return sign_request(
-            self.ctx.signer.private_key,
-            site=self.ctx.name,
-            method=method,
-            path=path,
-            body=body,
-            now=self.ctx.clock(),
-        )
+    def signed_headers(self, target: str, method: str, path: str, body: bytes) -> dict[str, str]:
+        return signed_headers(self.ctx, target=target, method=method, path=path, body=body)
 
     async def join_with(self, token: EnrollmentToken) -> list[SiteEntry]:
         """Present a one-time token to its issuer; adopt the registry it answers with."""
@@ -145,7 +138,10 @@ class Registry:
                 "site": self.self_entry.to_json(),
             }
         )
-        headers = {"content-type": "application/json", **self.signed_headers("POST", path, body)}
+        headers = {
+            "content-type": "application/json",
+            **self.signed_headers(token.issuer, "POST", path, body),
+        }
         try:
             response = await self.ctx.http.post(
                 token.issuer_url + path, content=body, headers=headers, timeout=15.0

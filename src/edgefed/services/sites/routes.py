@@ -13,9 +13,9 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.sitecalls import check_signed, verified_site
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
 from edgefed.core.fleet import SiteEntry
-from edgefed.core.sitesig import SIGNATURE_HEADER, SITE_HEADER, TIMESTAMP_HEADER, verify_request
 from edgefed.core.tokens import public_key_from_b64
 from edgefed.services.sites.enrollment import (
     EnrollmentToken,
@@ -152,7 +152,9 @@ async def accept_join(request: Request) -> Json:
         raise Unauthorized("the enrollment token has expired")
     if record.used_at is not None and record.used_by != entry.name:
         raise Unauthorized("the enrollment token was already used")
-    _verify_site_signature(request, raw, public_key_from_b64(entry.public_key), now)
+    check_signed(
+        request, ctx, key=public_key_from_b64(entry.public_key), sender=entry.name, body=raw
+    )
     existing = reg.view.entries.get(entry.name)
     if existing is not None and existing.public_key != entry.public_key:
         raise Conflict(f"a site named {entry.name} with another key is already in the fleet")
@@ -185,11 +187,7 @@ async def gossip(request: Request) -> Response:
     reg = registry_of(request)
     ctx = reg.ctx
     raw = await request.body()
-    sender = request.headers.get(SITE_HEADER, "")
-    entry = reg.view.entries.get(sender)
-    if entry is None or not entry.active:
-        raise Unauthorized(f"site {sender!r} is not an active member of this fleet")
-    _verify_site_signature(request, raw, public_key_from_b64(entry.public_key), ctx.clock())
+    sender = verified_site(request, ctx, raw)
     try:
         payload = orjson.loads(raw)
         if not isinstance(payload, dict):
@@ -203,19 +201,3 @@ async def gossip(request: Request) -> Response:
     if incoming:
         await reg.merge(incoming)
     return Response(answer_body(reg, digest), media_type="application/json")
-
-
-def _verify_site_signature(request: Request, raw: bytes, key: Any, now: float) -> None:
-    timestamp = request.headers.get(TIMESTAMP_HEADER)
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not timestamp or not signature:
-        raise Unauthorized("the site request is not signed")
-    verify_request(
-        key,
-        method=request.method,
-        path=request.url.path,
-        body=raw,
-        timestamp=timestamp,
-        signature=signature,
-        now=now,
-    )
