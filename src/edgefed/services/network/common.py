@@ -50,14 +50,26 @@ def bad_input(message: str) -> BadRequest:
     return BadRequest(f"Invalid input for operation: {message}", kind="InvalidInput")
 
 
-def owner_for(principal: Principal, data: dict[str, Any]) -> str:
+def policy_refused(rule: str, why: str) -> Forbidden:
+    """Neutron's 403 for a policy rule, with the reason a user can act on."""
+    return Forbidden(f"rule:{rule} is disallowed by policy ({why}).", kind="PolicyNotAuthorized")
+
+
+def owner_for(principal: Principal, data: dict[str, Any], *, rule: str) -> str:
+    """The project a new resource belongs to; the caller must be a member of it (or admin).
+
+    Neutron's secure-RBAC defaults: creating needs the ``member`` role on the project
+    (``reader`` only reads); creating for another project needs ``admin``.
+    """
     asked = data.get("project_id") or data.get("tenant_id")
     if asked and asked != principal.project_id:
         if not principal.is_admin:
-            raise Forbidden("Only an admin can create a resource for another project.")
+            raise policy_refused(rule, "only an admin can create a resource for another project")
         return str(asked)
     if principal.project_id is None and not asked:
         raise BadRequest("A project-scoped token (or project_id) is needed.")
+    if not (principal.is_admin or principal.has_role("member")):
+        raise policy_refused(rule, "the member role on the project is required")
     return str(asked or principal.project_id)
 
 
@@ -65,9 +77,27 @@ def may_see(principal: Principal, project_id: str, *, shared: bool = False) -> b
     return principal.is_admin or shared or principal.project_id == project_id
 
 
-def may_change(principal: Principal, project_id: str) -> None:
-    if not principal.is_admin and principal.project_id != project_id:
-        raise Forbidden("The policy does not allow this operation on another project's resource.")
+def may_change(principal: Principal, project_id: str, *, rule: str) -> None:
+    """Updates and deletes: admin, or a member of the owner project (a reader only reads)."""
+    if principal.is_admin:
+        return
+    if principal.project_id != project_id:
+        raise policy_refused(rule, "the resource belongs to another project")
+    if not principal.has_role("member"):
+        raise policy_refused(rule, "the member role on the project is required")
+
+
+def require_admin_flags(
+    principal: Principal, data: dict[str, Any], rule: str, flags: tuple[str, ...], *, update: bool
+) -> None:
+    """Admin-only attributes (``shared``, ``router:external``), checked as Neutron's policy
+    engine does: on create when set to anything but their default (false), on update
+    whenever the body names them."""
+    if principal.is_admin:
+        return
+    for flag in flags:
+        if flag in data and (update or data[flag] is not False):
+            raise policy_refused(f"{rule}:{flag}", f"only an admin may set '{flag}'")
 
 
 def _matches(view: dict[str, Any], name: str, values: list[str]) -> bool:

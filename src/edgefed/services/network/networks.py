@@ -21,12 +21,15 @@ from edgefed.services.network.common import (
     pick,
     read_resource,
     repo,
+    require_admin_flags,
     select,
     subnet_view,
 )
 from edgefed.store.network import NetworkRecord, NetworkRepository, SubnetRecord, default_pools
 
 router = APIRouter()
+# Network attributes only an admin may set (Neutron's create/update_network:<attr> rules).
+ADMIN_FLAGS = ("shared", "router:external")
 
 
 async def find_network(
@@ -92,11 +95,10 @@ async def create_network(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> Json:
     data = await read_resource(request, "network")
-    project_id = owner_for(principal, data)
+    project_id = owner_for(principal, data, rule="create_network")
     shared = _flag(data, "shared", False)
     external = _flag(data, "router:external", False)
-    if (shared or external) and not principal.is_admin:
-        raise bad_input("only an admin can create shared or external networks")
+    require_admin_flags(principal, data, "create_network", ADMIN_FLAGS, update=False)
     mtu = data.get("mtu", 1500)
     if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 9000:
         raise bad_input(f"'{mtu}' is not a valid MTU (68-9000) (field 'mtu')")
@@ -119,7 +121,8 @@ async def update_network(
     data = await read_resource(request, "network")
     networks = repo(request)
     network = await find_network(networks, principal, network_id)
-    may_change(principal, network.project_id)
+    may_change(principal, network.project_id, rule="update_network")
+    require_admin_flags(principal, data, "update_network", ADMIN_FLAGS, update=True)
     changes: dict[str, Any] = {}
     for key in ("name", "description"):
         if key in data:
@@ -128,6 +131,8 @@ async def update_network(
         changes["admin_state_up"] = _flag(data, "admin_state_up", True)
     if "shared" in data:
         changes["shared"] = _flag(data, "shared", False)
+    if "router:external" in data:
+        changes["external"] = _flag(data, "router:external", False)
     network = await networks.update_network(network.id, **changes)
     ids = await _subnet_ids(networks)
     return Json({"network": network_view(network, ids.get(network.id, []))})
@@ -139,7 +144,7 @@ async def delete_network(
 ) -> Response:
     networks = repo(request)
     network = await find_network(networks, principal, network_id)
-    may_change(principal, network.project_id)
+    may_change(principal, network.project_id, rule="delete_network")
     await networks.delete_network(network.id)
     return Response(status_code=204)
 
@@ -215,7 +220,7 @@ async def create_subnet(
     if not data.get("network_id"):
         raise bad_input("'network_id' is required")
     network = await find_network(networks, principal, str(data["network_id"]))
-    may_change(principal, network.project_id)
+    may_change(principal, network.project_id, rule="create_subnet")
     raw_cidr = data.get("cidr")
     try:
         net = ipaddress.ip_network(str(raw_cidr), strict=False)
@@ -282,7 +287,7 @@ async def update_subnet(
     data = await read_resource(request, "subnet")
     networks = repo(request)
     subnet = await find_subnet(networks, principal, subnet_id)
-    may_change(principal, subnet.project_id)
+    may_change(principal, subnet.project_id, rule="update_subnet")
     changes: dict[str, Any] = {}
     for key in ("name", "description"):
         if key in data:
@@ -301,6 +306,6 @@ async def delete_subnet(
 ) -> Response:
     networks = repo(request)
     subnet = await find_subnet(networks, principal, subnet_id)
-    may_change(principal, subnet.project_id)
+    may_change(principal, subnet.project_id, rule="delete_subnet")
     await networks.delete_subnet(subnet.id)
     return Response(status_code=204)

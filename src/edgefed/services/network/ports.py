@@ -69,7 +69,7 @@ async def create_port(request: Request, principal: Principal = Depends(current_p
     if not data.get("network_id"):
         raise bad_input("'network_id' is required")
     network = await find_network(networks, principal, str(data["network_id"]))
-    project_id = owner_for(principal, data)
+    project_id = owner_for(principal, data, rule="create_port")
     fixed = data.get("fixed_ips")
     requested: list[dict[str, str]] | None = None
     if fixed is not None:
@@ -112,7 +112,7 @@ async def update_port(
     data = await read_resource(request, "port")
     networks = repo(request)
     port = await find_port(networks, principal, port_id)
-    may_change(principal, port.project_id)
+    may_change(principal, port.project_id, rule="update_port")
     changes: dict[str, Any] = {}
     for key in ("name", "description", "device_id", "device_owner"):
         if key in data:
@@ -129,6 +129,6 @@ async def delete_port(
 ) -> Response:
     networks = repo(request)
     port = await find_port(networks, principal, port_id)
-    may_change(principal, port.project_id)
+    may_change(principal, port.project_id, rule="delete_port")
     await networks.delete_port(port.id)
     return Response(status_code=204)
