@@ -6,6 +6,14 @@ check its sha512 against the ``os_hash_value`` Denver advertises, and keep it â€
 with its metadata and the same ID â€” in Berlin's own image store, marked as coming from
 Denver (so it is locked against local edits). The next boot of that image in Berlin
 needs no Denver at all.
+
+Only an image the caller may see boots (Glance's visibility rules, as Nova gets them by
+asking Glance with the user's token): its owner project, ``public`` and ``community``
+images, a ``shared`` image to the projects it was shared with, everything to an admin.
+Anything else is answered as if it did not exist. A fetch from another site sends the
+caller's token, so that site applies the same rules to its own images; a copy kept here
+of another site's image (``origin``) that the local rules do not show to the caller is
+shown only if its origin still shows it to that caller (its member list lives there).
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ import contextlib
 import logging
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
-from edgefed.api.remote import ask_scope, download, scope_entry
+from edgefed.api.remote import FORWARDED_HEADER, ask_scope, download, scope_entry
 from edgefed.core.errors import BadRequest, Conflict, EdgefedError
 from edgefed.store.image import ImageRecord, ImageRepository
 
@@ -64,10 +73,15 @@ async def image_for_boot(
     principal: Principal,
     image_id: str,
 ) -> ImageRecord | None:
-    """The image to boot: the local one, or one fetched and cached from the scope's sites."""
+    """The image to boot if the caller may see it: the local one, or one fetched and
+    cached from the scope's sites; None when there is none the caller may see."""
     local = await images.get(image_id)
     if local is not None:
-        return local
+        if await may_boot(images, principal, local):
+            return local
+        if local.origin is not None and await _origin_shows(ctx, principal, local):
+            return local
+        return None
     expr = scope_entry(request.scope, "image")
     if expr is None:
         return None
@@ -83,6 +97,38 @@ async def image_for_boot(
     if meta.get("status") != "active":
         raise BadRequest(f"Image {image_id} at {winner.site} is not active.")
     return await _cache(ctx, images, principal, winner.site, meta)
+
+
+async def may_boot(images: ImageRepository, principal: Principal, image: ImageRecord) -> bool:
+    """Glance's visibility rules for the caller's project (image/access.py says the same
+    for the image API; the services do not import each other)."""
+    if principal.is_admin:
+        return True
+    project_id = principal.project_id
+    if project_id is not None and image.owner == project_id:
+        return True
+    if image.visibility in ("public", "community"):
+        return True
+    if image.visibility == "shared" and project_id is not None:
+        return await images.member(image.id, project_id) is not None
+    return False
+
+
+async def _origin_shows(ctx: SiteContext, principal: Principal, image: ImageRecord) -> bool:
+    """Whether the site this copy came from shows the image to the caller."""
+    base = ctx.fleet_sites().get(image.origin or "")
+    if base is None or image.origin == ctx.name:
+        return False
+    try:
+        r = await ctx.http.get(
+            f"{base}/image/v2/images/{image.id}",
+            headers={"X-Auth-Token": principal.token, FORWARDED_HEADER: ctx.name},
+            timeout=ctx.settings.scope_call_timeout_seconds,
+        )
+    except httpx.HTTPError as exc:
+        log.info("cannot ask %s whether image %s is visible: %r", image.origin, image.id, exc)
+        return False
+    return r.status_code == 200
 
 
 async def _cache(

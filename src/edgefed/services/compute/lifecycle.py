@@ -220,6 +220,12 @@ class ServerLifecycle:
             return
         for item in requested:
             if item.get("port"):
+                # Checked by the API, and again here: the port may have changed hands since.
+                port = await self.networks.get_port(item["port"])
+                if port is None or port.project_id != server.project_id:
+                    raise EdgefedError(f"Port id {item['port']} could not be found.")
+                if port.device_id and port.device_id != server.id:
+                    raise EdgefedError(f"Port {item['port']} is still in use.")
                 await self.networks.update_port(item["port"], **plug)
                 continue
             network = await self.networks.get_network(item["uuid"])

@@ -205,13 +205,9 @@ async def create_server(
     groups = [str(g.get("name")) for g in groups_raw if isinstance(g, dict) and g.get("name")]
 
     # The local image, or the one the request's scope says to fetch (and cache) from.
+    # None as well for an image the caller may not see: Nova answers as if it did not exist.
     image = await image_for_boot(site_context(request), state.images, request, principal, image_ref)
-    visible = image is not None and (
-        principal.is_admin
-        or image.owner == project_id
-        or image.visibility in ("public", "community", "shared")
-    )
-    if image is None or not visible:
+    if image is None:
         raise BadRequest(f"Image {image_ref} could not be found.")
     if image.status != "active":
         raise BadRequest(f"Image {image_ref} is not active.")
@@ -240,8 +236,14 @@ async def create_server(
                     raise BadRequest(f"Network {item['uuid']} could not be found.")
             else:
                 port = await state.networks.get_port(item["port"])
-                if port is None:
+                if port is None or (port.project_id != project_id and not principal.is_admin):
                     raise BadRequest(f"Port id {item['port']} could not be found.")
+                if port.project_id != project_id:
+                    # An admin sees every port, but a server uses its own project's (Nova).
+                    raise BadRequest(
+                        f"Port {item['port']} not usable for the new server: it belongs to "
+                        f"project {port.project_id}, the server to project {project_id}."
+                    )
                 if port.device_id:
                     raise Conflict(f"Port {item['port']} is still in use.")
     if zone:
