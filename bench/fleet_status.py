@@ -82,7 +82,8 @@ def start_fleet(root: Path, count: int) -> list[SiteProcess]:
     token = password_token(aggregator.url, aggregator.password)
     with httpx.Client(base_url=aggregator.url, headers={"X-Auth-Token": token}) as client:
         for site in sites[1:]:
-            r = client.post("/edge/v1/fleet/enrollments", json={}, timeout=60)
+            body = {"enrollment": {"name": site.name}}
+            r = client.post("/edge/v1/fleet/enrollments", json=body, timeout=60)
             r.raise_for_status()
             site.extra_config += f'join_token = "{r.json()["enrollment"]["token"]}"\n'
     started = [0]

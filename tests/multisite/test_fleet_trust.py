@@ -21,7 +21,7 @@ async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
         assert r.status_code == 401
         assert "unknown site" in r.json()["error"]["message"]
 
-        await enroll(berlin, denver)
+        await enroll(berlin, denver, authority=True)
         await enroll(denver, paris)
         # Paris learned Berlin from Denver's registry at join; Berlin learns Paris by gossip.
         assert "Paris" not in registry(berlin).view.entries
@@ -40,8 +40,9 @@ async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
         agreed = orjson.loads(answer_body(registry(berlin), digest_of(registry(paris).entries())))
         assert (agreed["sites"], agreed["want"]) == ([], [])
         # A peer holding an older entry is given the newer one; a newer one is wanted.
-        older = {**digest_of(registry(paris).entries()), "Denver": (0, False)}
-        newer = {**digest_of(registry(paris).entries()), "Paris": (99, False)}
+        older = {**digest_of(registry(paris).entries()), "Denver": (0.0, False, 1)}
+        paris_state = digest_of(registry(paris).entries())["Paris"]
+        newer = {**digest_of(registry(paris).entries()), "Paris": (paris_state[0], False, 99)}
         assert [e["name"] for e in orjson.loads(answer_body(registry(berlin), older))["sites"]] == [
             "Denver"
         ]
@@ -61,7 +62,11 @@ async def test_join_gossip_and_cross_site_tokens(tmp_path: Path) -> None:
 async def test_enrollment_token_is_single_use_and_checked(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Denver", "Paris"]) as s:
         berlin, denver, paris = s["Berlin"], s["Denver"], s["Paris"]
-        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=admin(berlin))
+        r = await berlin.client.post(
+            "/edge/v1/fleet/enrollments",
+            json={"enrollment": {"name": "Denver"}},
+            headers=admin(berlin),
+        )
         token = r.json()["enrollment"]["token"]
         r = await denver.client.post(
             "/edge/v1/site/join", json={"token": token}, headers=admin(denver)
@@ -72,18 +77,20 @@ async def test_enrollment_token_is_single_use_and_checked(tmp_path: Path) -> Non
             "/edge/v1/site/join", json={"token": token}, headers=admin(paris)
         )
         assert r.status_code == 400
-        assert "already used" in r.json()["error"]["message"]
+        assert "made for site Denver" in r.json()["error"]["message"]
         # Garbage and non-admins are refused clearly.
         r = await paris.client.post(
             "/edge/v1/site/join", json={"token": "hello-world"}, headers=admin(paris)
         )
         assert r.status_code == 400 and "EF1." in r.json()["error"]["message"]
         member = {"X-Auth-Token": forge_token(ctx_of(berlin), user="bob", role="member")}
-        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=member)
+        r = await berlin.client.post(
+            "/edge/v1/fleet/enrollments", json={"enrollment": {"name": "Lyon"}}, headers=member
+        )
         assert r.status_code == 403
         r = await berlin.client.post(
             "/edge/v1/fleet/enrollments",
-            json={"enrollment": {"expires_in": "x"}},
+            json={"enrollment": {"name": "Lyon", "expires_in": "x"}},
             headers=admin(berlin),
         )
         assert r.status_code == 400 and "expires_in" in r.json()["error"]["message"]
@@ -92,7 +99,11 @@ async def test_enrollment_token_is_single_use_and_checked(tmp_path: Path) -> Non
 async def test_join_refuses_an_issuer_with_another_key(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Denver"]) as s:
         berlin, denver = s["Berlin"], s["Denver"]
-        r = await berlin.client.post("/edge/v1/fleet/enrollments", headers=admin(berlin))
+        r = await berlin.client.post(
+            "/edge/v1/fleet/enrollments",
+            json={"enrollment": {"name": "Denver"}},
+            headers=admin(berlin),
+        )
         token = r.json()["enrollment"]["token"]
         from edgefed.core.ed25519 import Ed25519PrivateKey
         from edgefed.core.tokens import public_key_b64
@@ -105,6 +116,7 @@ async def test_join_refuses_an_issuer_with_another_key(tmp_path: Path) -> None:
             issuer_key=public_key_b64(Ed25519PrivateKey.generate().public_key()),
             token_id=decoded.token_id,
             secret=decoded.secret,
+            site_name=decoded.site_name,
         )
         r = await denver.client.post(
             "/edge/v1/site/join", json={"token": forged.encode()}, headers=admin(denver)

@@ -33,6 +33,13 @@ def add_site_arguments(parser: argparse.ArgumentParser) -> None:
     serve_p = site_sub.add_parser("serve", help="run one site in this process")
     serve.add_arguments(serve_p)
     serve_p.set_defaults(func=serve.run)
+    from edgefed.cli import site_keys
+
+    rotate_p = site_sub.add_parser(
+        "rotate-key", help="give a stopped site a new key, signed over by the old one"
+    )
+    site_keys.add_arguments(rotate_p)
+    rotate_p.set_defaults(func=site_keys.run)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

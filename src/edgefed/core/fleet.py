@@ -1,27 +1,124 @@
-"""The fleet registry's entries and the rule that merges them.
+"""The fleet registry's entries, who may sign what in them, and the rule that merges them.
 
 Every site holds a copy of the registry, so routing and token checks work during
-partitions. Copies converge by anti-entropy (gossip): an entry with a higher
-``version`` replaces a lower one; at equal versions a revocation wins, so a revocation
-is never lost to a concurrent update. A site's public key is pinned at enrollment: an
-entry that arrives with another key for a known name is refused, whatever its version.
+partitions; copies converge by gossip. No site can speak for another (docs/fleet-trust.md):
+
+- **the site signs its own entry** (endpoint, key, location, labels, capabilities,
+  version) with its key; a forged entry for another site fails that check;
+- **an authority enrolls it**: ``Enrollment`` binds the site's name to its first key,
+  signed by a fleet authority (the founding site, or a site an authority enrolled as
+  one); a member that is not an authority cannot add sites;
+- **a key rotation is signed by the old key** (``Rotation``), so the pin moves only by
+  the hand of whoever held the pinned key;
+- **a revocation is signed by an authority** (``Revocation``) and is final for that
+  key: the entry stays revoked whatever version arrives later; only a fresh enrollment
+  (newer than the revocation, with a new key) brings the name back.
+
+``check_incoming`` applies these rules to one entry against the local copy; the
+registry applies them to a whole gossip batch before it stores anything.
+
+Order of entries for one name (``state_of``, what gossip digests carry): the enrollment
+time first (a re-enrollment replaces a revoked past), then revoked over active (a
+revocation is never lost to a concurrent update), then the version.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
+
+from edgefed.core.ed25519 import Ed25519PrivateKey, InvalidSignature
 from edgefed.core.errors import ValidationFailed
 from edgefed.core.settings import SITE_NAME_RE, Location
+from edgefed.core.tokens import b64url, b64url_decode, public_key_b64, public_key_from_b64
+
+# Versions stay exact in JSON and in a 64-bit column, with room to count up.
+MAX_VERSION = 2**53 - 1
+MAX_LABELS = 32
+MAX_CAPABILITIES = 16
+MAX_ROTATIONS = 16
+MAX_ENDPOINT = 255
+MAX_LABEL_KEY = 63
+MAX_LABEL_VALUE = 255
+MAX_SHORT_TEXT = 64
 
 
 class SiteStatus(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
+
+
+class MissingAuthority(ValidationFailed):
+    """An entry was enrolled or revoked by a site this registry does not know (yet)."""
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def _verify(key_b64: str, signature: str, message: bytes, what: str) -> None:
+    try:
+        public_key_from_b64(key_b64).verify(b64url_decode(signature), message)
+    except (InvalidSignature, ValueError) as exc:
+        raise ValidationFailed(f"{what}: the signature does not verify", field="signature") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """An authority's statement: site ``name`` joined the fleet with ``key`` at ``at``."""
+
+    by: str
+    key: str
+    authority: bool
+    at: float
+    signature: str = ""
+
+    def message(self, name: str) -> bytes:
+        doc = {"enroll": name, "key": self.key, "authority": self.authority, "at": self.at}
+        return b"edgefed-enrollment\n" + _canonical({**doc, "by": self.by})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The holder of ``old_key`` hands the site's name over to ``new_key``."""
+
+    old_key: str
+    new_key: str
+    at: float
+    signature: str = ""
+
+    def message(self, name: str) -> bytes:
+        doc = {"rotate": name, "old": self.old_key, "new": self.new_key, "at": self.at}
+        return b"edgefed-rotation\n" + _canonical(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """An authority's statement: site ``name`` with ``key`` is out of the fleet."""
+
+    by: str
+    at: float
+    signature: str = ""
+
+    def message(self, name: str, key: str) -> bytes:
+        doc = {"revoke": name, "key": key, "at": self.at, "by": self.by}
+        return b"edgefed-revocation\n" + _canonical(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,93 +127,423 @@ class SiteEntry:
     endpoint: str
     public_key: str
     version: int = 1
-    status: SiteStatus = SiteStatus.ACTIVE
     location: Location = field(default_factory=Location)
     labels: Mapping[str, str] = field(default_factory=dict)
     capabilities: tuple[str, ...] = ()
     updated_at: float = 0.0
+    # By ``public_key``, over ``body()``.
+    signature: str = ""
+    enrollment: Enrollment | None = None
+    rotations: tuple[Rotation, ...] = ()
+    revocation: Revocation | None = None
+
+    @property
+    def status(self) -> SiteStatus:
+        return SiteStatus.REVOKED if self.revocation is not None else SiteStatus.ACTIVE
 
     @property
     def active(self) -> bool:
-        return self.status is SiteStatus.ACTIVE
+        return self.revocation is None
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def authority(self) -> bool:
+        """Whether this site may enroll and revoke sites."""
+        return self.enrollment is not None and self.enrollment.authority
+
+    def body(self) -> dict[str, Any]:
+        """What the site itself signs."""
         return {
             "name": self.name,
             "endpoint": self.endpoint,
             "public_key": self.public_key,
             "version": self.version,
-            "status": self.status.value,
             "location": dataclasses.asdict(self.location),
             "labels": dict(self.labels),
             "capabilities": list(self.capabilities),
             "updated_at": self.updated_at,
         }
 
+    def body_message(self) -> bytes:
+        return b"edgefed-site\n" + _canonical(self.body())
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.body()
+        doc["status"] = self.status.value
+        doc["signature"] = self.signature
+        doc["enrollment"] = self.enrollment.to_json() if self.enrollment else None
+        doc["rotations"] = [r.to_json() for r in self.rotations]
+        doc["revocation"] = self.revocation.to_json() if self.revocation else None
+        return doc
+
     @classmethod
     def from_json(cls, raw: Any) -> SiteEntry:
+        """An entry from the wire or the store, every field checked (ValidationFailed)."""
         if not isinstance(raw, Mapping):
             raise ValidationFailed("a site entry must be an object", field="site")
-        try:
-            name = str(raw["name"])
-            endpoint = str(raw["endpoint"])
-            public_key = str(raw["public_key"])
-        except KeyError as exc:
-            raise ValidationFailed(f"site entry lacks {exc.args[0]!r}", field=exc.args[0]) from exc
-        if not SITE_NAME_RE.match(name):
+        name = _text(raw, "name", MAX_SHORT_TEXT, where="site entry")
+        if not SITE_NAME_RE.fullmatch(name):
             raise ValidationFailed(f"invalid site name {name!r}", field="name")
-        if not endpoint.startswith(("http://", "https://")):
-            raise ValidationFailed(f"invalid endpoint {endpoint!r}", field="endpoint")
-        loc = raw.get("location") or {}
-        try:
-            location = Location(
-                lat=float(loc.get("lat", 0.0)),
-                lon=float(loc.get("lon", 0.0)),
-                country=str(loc.get("country", "")),
-                region=str(loc.get("region", "")),
-            )
-            version = int(raw.get("version", 1))
-            status = SiteStatus(raw.get("status", "active"))
-            updated_at = float(raw.get("updated_at", 0.0))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ValidationFailed(f"invalid site entry for {name}: {exc}", field="site") from exc
+        where = f"site entry {name}"
+        endpoint = _endpoint(raw.get("endpoint"), where)
+        public_key = _key(raw.get("public_key"), f"{where}: public_key")
         labels = raw.get("labels") or {}
         caps = raw.get("capabilities") or []
-        if not isinstance(labels, Mapping) or not isinstance(caps, list):
-            raise ValidationFailed("labels must be an object and capabilities a list")
-        return cls(
+        if not isinstance(labels, Mapping) or len(labels) > MAX_LABELS:
+            raise ValidationFailed(
+                f"{where}: labels must be an object of at most {MAX_LABELS}", field="labels"
+            )
+        for k, v in labels.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ValidationFailed(f"{where}: labels must map text to text", field="labels")
+            if not 0 < len(k) <= MAX_LABEL_KEY or len(v) > MAX_LABEL_VALUE:
+                raise ValidationFailed(f"{where}: label {k[:40]!r} is too long", field="labels")
+        if not isinstance(caps, list) or len(caps) > MAX_CAPABILITIES:
+            raise ValidationFailed(
+                f"{where}: capabilities must be a list of at most {MAX_CAPABILITIES}",
+                field="capabilities",
+            )
+        if not all(isinstance(c, str) and 0 < len(c) <= MAX_SHORT_TEXT for c in caps):
+            raise ValidationFailed(f"{where}: capabilities must be short texts", field="caps")
+        rotations_raw = raw.get("rotations") or []
+        if not isinstance(rotations_raw, list) or len(rotations_raw) > MAX_ROTATIONS:
+            raise ValidationFailed(
+                f"{where}: rotations must be a list of at most {MAX_ROTATIONS}", field="rotations"
+            )
+        entry = cls(
             name=name,
-            endpoint=endpoint.rstrip("/"),
+            endpoint=endpoint,
             public_key=public_key,
-            version=version,
-            status=status,
-            location=location,
-            labels={str(k): str(v) for k, v in labels.items()},
-            capabilities=tuple(str(c) for c in caps),
-            updated_at=updated_at,
+            version=_version(raw.get("version", 1), where),
+            location=_location(raw.get("location") or {}, where),
+            labels=dict(labels),
+            capabilities=tuple(caps),
+            updated_at=_time(raw.get("updated_at", 0.0), f"{where}: updated_at"),
+            signature=_signature(raw.get("signature", ""), where, required=False),
+            enrollment=_enrollment(raw.get("enrollment"), where),
+            rotations=tuple(_rotation(r, where) for r in rotations_raw),
+            revocation=_revocation(raw.get("revocation"), where),
         )
+        status = raw.get("status", entry.status.value)
+        if status != entry.status.value:
+            raise ValidationFailed(
+                f"{where}: status {status!r} does not match its revocation", field="status"
+            )
+        return entry
 
 
-EntryState = tuple[int, bool]  # an entry's version, and whether it is revoked
+# ---- field checks -----------------------------------------------------------------------
+
+
+def _text(raw: Mapping[str, Any], key: str, limit: int, *, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValidationFailed(f"{where}: {key!r} must be a non-empty text", field=key)
+    return value
+
+
+def _endpoint(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ENDPOINT:
+        raise ValidationFailed(f"{where}: endpoint must be a URL", field="endpoint")
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}: endpoint has an invalid port", field="endpoint") from exc
+    del port
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value)
+    ):
+        raise ValidationFailed(
+            f"{where}: endpoint {value[:80]!r} must be an http(s) URL with a host and no "
+            "credentials, query or fragment",
+            field="endpoint",
+        )
+    return value.rstrip("/")
+
+
+def _key(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationFailed(f"{where} must be an Ed25519 public key", field="public_key")
+    try:
+        raw = b64url_decode(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"{where} is not base64url", field="public_key") from exc
+    if len(raw) != 32 or b64url(raw) != value:
+        raise ValidationFailed(f"{where} must be 32 bytes in base64url", field="public_key")
+    return value
+
+
+def _signature(value: Any, where: str, *, required: bool = True) -> str:
+    if value == "" and not required:
+        return ""
+    if not isinstance(value, str) or len(value) > 100:
+        raise ValidationFailed(f"{where}: malformed signature", field="signature")
+    try:
+        raw = b64url_decode(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}: malformed signature", field="signature") from exc
+    if len(raw) != 64:
+        raise ValidationFailed(f"{where}: malformed signature", field="signature")
+    return value
+
+
+def _version(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        raise ValidationFailed(
+            f"{where}: version must be an integer from 1 to {MAX_VERSION}", field="version"
+        )
+    return value
+
+
+def _time(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationFailed(f"{where} must be a number", field="time")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number < 1e11:
+        raise ValidationFailed(f"{where} must be a finite time in seconds", field="time")
+    return number
+
+
+def _location(loc: Any, where: str) -> Location:
+    if not isinstance(loc, Mapping):
+        raise ValidationFailed(f"{where}: location must be an object", field="location")
+    lat = _coordinate(loc.get("lat", 0.0), 90.0, f"{where}: lat")
+    lon = _coordinate(loc.get("lon", 0.0), 180.0, f"{where}: lon")
+    texts = {k: loc.get(k, "") for k in ("country", "region")}
+    for k, v in texts.items():
+        if not isinstance(v, str) or len(v) > MAX_SHORT_TEXT:
+            raise ValidationFailed(f"{where}: location {k} must be a short text", field=k)
+    return Location(lat=lat, lon=lon, country=texts["country"], region=texts["region"])
+
+
+def _coordinate(value: Any, bound: float, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationFailed(f"{where} must be a number", field="location")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > bound:
+        raise ValidationFailed(f"{where} must be within ±{bound:g}", field="location")
+    return number
+
+
+def _object(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValidationFailed(f"{what} must be an object", field=what)
+    return raw
+
+
+def _enrollment(raw: Any, where: str) -> Enrollment | None:
+    if raw is None:
+        return None
+    doc = _object(raw, f"{where}: enrollment")
+    by = _text(doc, "by", MAX_SHORT_TEXT, where=f"{where}: enrollment")
+    authority = doc.get("authority", False)
+    if not isinstance(authority, bool):
+        raise ValidationFailed(f"{where}: enrollment authority must be a boolean")
+    return Enrollment(
+        by=by,
+        key=_key(doc.get("key"), f"{where}: enrollment key"),
+        authority=authority,
+        at=_time(doc.get("at"), f"{where}: enrollment time"),
+        signature=_signature(doc.get("signature"), f"{where}: enrollment"),
+    )
+
+
+def _rotation(raw: Any, where: str) -> Rotation:
+    doc = _object(raw, f"{where}: rotation")
+    return Rotation(
+        old_key=_key(doc.get("old_key"), f"{where}: rotation old_key"),
+        new_key=_key(doc.get("new_key"), f"{where}: rotation new_key"),
+        at=_time(doc.get("at"), f"{where}: rotation time"),
+        signature=_signature(doc.get("signature"), f"{where}: rotation"),
+    )
+
+
+def _revocation(raw: Any, where: str) -> Revocation | None:
+    if raw is None:
+        return None
+    doc = _object(raw, f"{where}: revocation")
+    return Revocation(
+        by=_text(doc, "by", MAX_SHORT_TEXT, where=f"{where}: revocation"),
+        at=_time(doc.get("at"), f"{where}: revocation time"),
+        signature=_signature(doc.get("signature"), f"{where}: revocation"),
+    )
+
+
+# ---- signing ----------------------------------------------------------------------------
+
+
+def signed(entry: SiteEntry, key: Ed25519PrivateKey) -> SiteEntry:
+    """``entry`` with its own signature (``key`` must be the entry's key)."""
+    if public_key_b64(key.public_key()) != entry.public_key:
+        raise ValueError("an entry is signed with its own key")
+    return dataclasses.replace(entry, signature=b64url(key.sign(entry.body_message())))
+
+
+def enrollment_for(
+    name: str, key: str, *, by: str, authority: bool, at: float, signer: Ed25519PrivateKey
+) -> Enrollment:
+    unsigned = Enrollment(by=by, key=key, authority=authority, at=at)
+    return dataclasses.replace(unsigned, signature=b64url(signer.sign(unsigned.message(name))))
+
+
+def revocation_for(
+    entry: SiteEntry, *, by: str, at: float, signer: Ed25519PrivateKey
+) -> Revocation:
+    unsigned = Revocation(by=by, at=at)
+    message = unsigned.message(entry.name, entry.public_key)
+    return dataclasses.replace(unsigned, signature=b64url(signer.sign(message)))
+
+
+def rotation_for(name: str, *, old: Ed25519PrivateKey, new_key: str, at: float) -> Rotation:
+    unsigned = Rotation(old_key=public_key_b64(old.public_key()), new_key=new_key, at=at)
+    return dataclasses.replace(unsigned, signature=b64url(old.sign(unsigned.message(name))))
+
+
+# ---- merging ----------------------------------------------------------------------------
+
+EntryState = tuple[float, bool, int]  # enrollment time, revoked, version
 
 
 def state_of(entry: SiteEntry) -> EntryState:
-    return entry.version, not entry.active
+    epoch = entry.enrollment.at if entry.enrollment is not None else 0.0
+    return epoch, not entry.active, entry.version
+
+
+def keys_of(entry: SiteEntry) -> set[str]:
+    """Every key the entry's site has held: enrolled, rotated away from, current."""
+    keys = {entry.public_key, *(r.old_key for r in entry.rotations)}
+    if entry.enrollment is not None:
+        keys.add(entry.enrollment.key)
+    return keys
 
 
 def supersedes(state: EntryState, over: EntryState | None) -> bool:
-    """Whether an entry at ``state`` replaces one at ``over`` (keys aside): a higher
-    version, or the same version revoked where ``over`` is not."""
-    if over is None:
-        return True
-    (version, revoked), (old_version, old_revoked) = state, over
-    return version > old_version or (version == old_version and revoked and not old_revoked)
+    """Whether an entry at ``state`` is newer than one at ``over`` (signatures aside)."""
+    return over is None or state > over
 
 
-def should_replace(local: SiteEntry | None, incoming: SiteEntry) -> bool:
-    """Whether ``incoming`` replaces ``local`` in the registry (see module docstring)."""
-    if local is None:
-        return True
-    if incoming.public_key != local.public_key:
+def check_incoming(
+    incoming: SiteEntry,
+    *,
+    local: SiteEntry | None,
+    known: Mapping[str, SiteEntry],
+    trust_roots: bool = False,
+) -> bool:
+    """Whether ``incoming`` replaces ``local``: True if it is valid and newer, False if it
+    is not newer (nothing to do); ValidationFailed if it is forged or not allowed, and
+    MissingAuthority if it names an authority ``known`` lacks. ``trust_roots`` accepts a
+    self-enrolled founder (only while joining, from the issuer the operator pinned)."""
+    name = incoming.name
+    if local is not None and not supersedes(state_of(incoming), state_of(local)):
         return False
-    return supersedes(state_of(incoming), state_of(local))
+    if local is not None and local.revocation is not None:
+        newer = incoming.enrollment is not None and incoming.enrollment.at > max(
+            local.enrollment.at if local.enrollment else 0.0, local.revocation.at
+        )
+        if not newer:
+            if incoming.revocation is not None:
+                return False  # revoked either way: nothing to add
+            raise ValidationFailed(
+                f"site {name} was revoked; only a new enrollment by an authority brings it back",
+                field="site",
+            )
+        if incoming.public_key in keys_of(local) or (
+            incoming.enrollment is not None and incoming.enrollment.key in keys_of(local)
+        ):
+            raise ValidationFailed(
+                f"site {name} was revoked with this key; a new enrollment needs a new key",
+                field="public_key",
+            )
+    _verify(incoming.public_key, incoming.signature, incoming.body_message(), f"site {name}")
+    if local is not None and incoming.public_key != local.public_key and local.active:
+        _check_rotation_from(incoming, local.public_key)
+        if incoming.enrollment != local.enrollment:
+            raise ValidationFailed(f"site {name}: a key rotation keeps the enrollment")
+    elif local is None or incoming.enrollment != local.enrollment:
+        _check_enrollment(incoming, known, trust_roots=trust_roots)
+    if incoming.revocation is not None:
+        _check_revocation(incoming, known)
+    return True
+
+
+def _check_enrollment(
+    entry: SiteEntry, known: Mapping[str, SiteEntry], *, trust_roots: bool
+) -> None:
+    enrollment = entry.enrollment
+    if enrollment is None:
+        raise ValidationFailed(f"site {entry.name} carries no enrollment", field="enrollment")
+    if enrollment.by == entry.name:
+        if not trust_roots:
+            raise ValidationFailed(
+                f"site {entry.name} enrolled itself; only the fleet's founder may, and only "
+                "when a site joins through it",
+                field="enrollment",
+            )
+        signer_key = enrollment.key
+    else:
+        authority = known.get(enrollment.by)
+        if authority is None:
+            raise MissingAuthority(
+                f"site {entry.name} was enrolled by {enrollment.by}, unknown here",
+                field="enrollment",
+            )
+        if not authority.authority or not authority.active:
+            raise ValidationFailed(
+                f"site {entry.name} was enrolled by {enrollment.by}, which is not an active "
+                "fleet authority",
+                field="enrollment",
+            )
+        signer_key = authority.public_key
+    _verify(signer_key, enrollment.signature, enrollment.message(entry.name),
+            f"the enrollment of {entry.name}")  # fmt: skip
+    _check_rotation_chain(entry, enrollment.key, entry.rotations)
+
+
+def _check_rotation_from(entry: SiteEntry, pinned: str) -> None:
+    for i, rotation in enumerate(entry.rotations):
+        if rotation.old_key == pinned:
+            _check_rotation_chain(entry, pinned, entry.rotations[i:])
+            return
+    raise ValidationFailed(
+        f"site {entry.name} arrived with another key and no rotation signed by its pinned key",
+        field="public_key",
+    )
+
+
+def _check_rotation_chain(entry: SiteEntry, start: str, rotations: tuple[Rotation, ...]) -> None:
+    current = start
+    for rotation in rotations:
+        if rotation.old_key != current:
+            continue  # rotations before the pinned key (checked when they were made)
+        _verify(current, rotation.signature, rotation.message(entry.name),
+                f"a key rotation of {entry.name}")  # fmt: skip
+        current = rotation.new_key
+    if current != entry.public_key:
+        raise ValidationFailed(
+            f"site {entry.name}: its key is not reached from its enrolled key by signed rotations",
+            field="public_key",
+        )
+
+
+def _check_revocation(entry: SiteEntry, known: Mapping[str, SiteEntry]) -> None:
+    revocation = entry.revocation
+    assert revocation is not None
+    authority = known.get(revocation.by)
+    if authority is None:
+        raise MissingAuthority(
+            f"site {entry.name} was revoked by {revocation.by}, unknown here", field="revocation"
+        )
+    if not authority.authority or not authority.active or revocation.by == entry.name:
+        raise ValidationFailed(
+            f"site {entry.name} was revoked by {revocation.by}, which is not another active "
+            "fleet authority",
+            field="revocation",
+        )
+    _verify(authority.public_key, revocation.signature,
+            revocation.message(entry.name, entry.public_key),
+            f"the revocation of {entry.name}")  # fmt: skip

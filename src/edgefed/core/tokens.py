@@ -113,18 +113,28 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
             return Ed25519PrivateKey.from_pem(path.read_bytes())
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+    key = Ed25519PrivateKey.generate()
+    write_private(path, key.to_pem())
+    return key
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600, in a 0700 directory), durably: a
+    temporary file fsync'd, renamed over ``path``, and the directory fsync'd."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, stat.S_IRWXU)
-    key = Ed25519PrivateKey.generate()
-    pem = key.to_pem()
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return key
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:

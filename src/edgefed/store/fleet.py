@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Column, Float, Integer, String, Table, select, update
+from sqlalchemy import Boolean, Column, Float, Integer, String, Table, false, select, update
 
+from edgefed.core.errors import ValidationFailed
 from edgefed.core.fleet import SiteEntry
 from edgefed.store.engine import Store, upsert_insert
 from edgefed.store.schema import JsonDoc, metadata
+
+log = logging.getLogger("edgefed.store.fleet")
 
 fleet_sites = Table(
     "fleet_sites",
@@ -28,6 +33,11 @@ enrollment_tokens = Table(
     Column("created_by", String(64), nullable=False),
     Column("used_at", Float, nullable=True),
     Column("used_by", String(64), nullable=True),
+    # The site the token was made for, whether it enrolls an authority, and the key
+    # that used it (a retry of the same join is the same enrollment, not a second one).
+    Column("site_name", String(64), nullable=False, server_default=""),
+    Column("authority", Boolean, nullable=False, server_default=false()),
+    Column("used_key", String(64), nullable=True),
 )
 
 
@@ -40,6 +50,9 @@ class EnrollmentRecord:
     created_by: str
     used_at: float | None
     used_by: str | None
+    site_name: str = ""
+    authority: bool = False
+    used_key: str | None = None
 
 
 class FleetRepository:
@@ -47,9 +60,17 @@ class FleetRepository:
         self.store = store
 
     async def all(self) -> list[SiteEntry]:
+        """The stored entries; one that no longer passes the checks is left out (logged),
+        so a bad row can never stop the site from starting."""
         async with self.store.read() as conn:
-            rows = await conn.execute(select(fleet_sites.c.document))
-            return [SiteEntry.from_json(r.document) for r in rows]
+            rows = (await conn.execute(select(fleet_sites.c.name, fleet_sites.c.document))).all()
+        entries = []
+        for row in rows:
+            try:
+                entries.append(SiteEntry.from_json(row.document))
+            except ValidationFailed as exc:
+                log.error("stored registry entry %r is invalid and ignored: %s", row.name, exc)
+        return entries
 
     async def put(self, entries: list[SiteEntry]) -> None:
         """Upsert entries (the caller decided they win, see core.fleet.should_replace)."""
@@ -75,6 +96,8 @@ class FleetRepository:
                     created_at=record.created_at,
                     expires_at=record.expires_at,
                     created_by=record.created_by,
+                    site_name=record.site_name,
+                    authority=record.authority,
                 )
             )
 
@@ -87,22 +110,13 @@ class FleetRepository:
             ).first()
         if row is None:
             return None
-        return EnrollmentRecord(
-            id=row.id,
-            secret_hash=row.secret_hash,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            created_by=row.created_by,
-            used_at=row.used_at,
-            used_by=row.used_by,
-        )
+        return _record(row)
 
     async def consume_enrollment_and_put(
-        self, token_id: str, *, used_by: str, now: float, entry: SiteEntry
+        self, token_id: str, *, now: float, entry: SiteEntry
     ) -> bool:
-        """Mark the token used and store the new entry in one transaction.
-
-        False when the token was already used (by another site) meanwhile.
+        """Mark the token used by ``entry`` (its name and key) and store the entry, in one
+        transaction. False when the token was used meanwhile by anything else.
         """
         async with self.store.write() as conn:
             result = await conn.execute(
@@ -110,9 +124,12 @@ class FleetRepository:
                 .where(enrollment_tokens.c.id == token_id)
                 .where(
                     (enrollment_tokens.c.used_at.is_(None))
-                    | (enrollment_tokens.c.used_by == used_by)
+                    | (
+                        (enrollment_tokens.c.used_by == entry.name)
+                        & (enrollment_tokens.c.used_key == entry.public_key)
+                    )
                 )
-                .values(used_at=now, used_by=used_by)
+                .values(used_at=now, used_by=entry.name, used_key=entry.public_key)
             )
             if result.rowcount != 1:
                 return False
@@ -129,15 +146,19 @@ class FleetRepository:
     async def list_enrollments(self) -> list[EnrollmentRecord]:
         async with self.store.read() as conn:
             rows = await conn.execute(select(enrollment_tokens))
-            return [
-                EnrollmentRecord(
-                    id=r.id,
-                    secret_hash=r.secret_hash,
-                    created_at=r.created_at,
-                    expires_at=r.expires_at,
-                    created_by=r.created_by,
-                    used_at=r.used_at,
-                    used_by=r.used_by,
-                )
-                for r in rows
-            ]
+            return [_record(r) for r in rows]
+
+
+def _record(row: Any) -> EnrollmentRecord:
+    return EnrollmentRecord(
+        id=row.id,
+        secret_hash=row.secret_hash,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        created_by=row.created_by,
+        used_at=row.used_at,
+        used_by=row.used_by,
+        site_name=row.site_name,
+        authority=bool(row.authority),
+        used_key=row.used_key,
+    )

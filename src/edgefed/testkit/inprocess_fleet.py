@@ -30,8 +30,16 @@ def admin(site: InProcessSite) -> dict[str, str]:
     return {"X-Auth-Token": forge_token(ctx_of(site))}
 
 
-async def enroll(issuer: InProcessSite, joiner: InProcessSite) -> None:
-    r = await issuer.client.post("/edge/v1/fleet/enrollments", headers=admin(issuer))
+async def enroll(
+    issuer: InProcessSite, joiner: InProcessSite, *, authority: bool = False
+) -> None:
+    """``joiner`` joins the fleet of ``issuer`` (a fleet authority), with a token made for it."""
+    name = ctx_of(joiner).name
+    r = await issuer.client.post(
+        "/edge/v1/fleet/enrollments",
+        json={"enrollment": {"name": name, "authority": authority}},
+        headers=admin(issuer),
+    )
     assert r.status_code == 201, r.text
     token = r.json()["enrollment"]["token"]
     r = await joiner.client.post("/edge/v1/site/join", json={"token": token}, headers=admin(joiner))

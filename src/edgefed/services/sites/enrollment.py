@@ -4,6 +4,8 @@ The token an operator hands to a new site carries everything the new site needs 
 join safely: where to go (the issuing site's URL), which key to expect there (the
 issuer's public key, pinned — like kubeadm's CA certificate hash), and a one-time
 secret. Only the secret's SHA-256 is stored; it is high-entropy, so no slow hash.
+A token is made for one site name and enrolls that name once: a retry of the same join
+(same name, same key) is answered again, anything else is refused for good.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class EnrollmentToken:
     issuer_key: str
     token_id: str
     secret: str
+    # The site the token was made for (the issuer refuses any other name).
+    site_name: str = ""
 
     def encode(self) -> str:
         payload = {
@@ -36,6 +40,7 @@ class EnrollmentToken:
             "k": self.issuer_key,
             "i": self.token_id,
             "s": self.secret,
+            "m": self.site_name,
         }
         return PREFIX + b64url(orjson.dumps(payload))
 
@@ -52,6 +57,7 @@ class EnrollmentToken:
                 issuer_key=str(raw["k"]),
                 token_id=str(raw["i"]),
                 secret=str(raw["s"]),
+                site_name=str(raw.get("m", "")),
             )
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise BadRequest("the enrollment token is malformed") from exc

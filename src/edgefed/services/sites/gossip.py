@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ import httpx
 import orjson
 
 from edgefed.core.errors import EdgefedError
-from edgefed.core.fleet import EntryState, SiteEntry, state_of, supersedes
+from edgefed.core.fleet import MAX_VERSION, EntryState, SiteEntry, state_of, supersedes
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.registry import Registry
 
@@ -39,7 +40,8 @@ MAX_FANOUT = 3  # peers per round; push-pull converges in O(log N) rounds even a
 JOIN_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-Digest = dict[str, EntryState]  # name -> (version, revoked)
+Digest = dict[str, EntryState]  # name -> (enrolled at, revoked, version)
+MAX_DIGEST = 100_000
 
 
 def digest_of(entries: Iterable[SiteEntry]) -> Digest:
@@ -47,14 +49,25 @@ def digest_of(entries: Iterable[SiteEntry]) -> Digest:
 
 
 def parse_digest(raw: Any) -> Digest:
-    """A digest from the wire: ``{name: [version, revoked]}``; ValueError if malformed."""
-    if not isinstance(raw, dict):
+    """A digest from the wire: ``{name: [enrolled_at, revoked, version]}``; ValueError if
+    malformed."""
+    if not isinstance(raw, dict) or len(raw) > MAX_DIGEST:
         raise ValueError("the digest must be an object")
     out: Digest = {}
     for name, value in raw.items():
-        if not isinstance(value, list) or len(value) != 2:
-            raise ValueError(f"digest entry {name!r} must be [version, revoked]")
-        out[str(name)] = (int(value[0]), bool(value[1]))
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or isinstance(value[0], bool)
+            or not isinstance(value[0], int | float)
+            or not math.isfinite(value[0])
+            or not isinstance(value[1], bool)
+            or isinstance(value[2], bool)
+            or not isinstance(value[2], int)
+            or not 0 <= value[2] <= MAX_VERSION
+        ):
+            raise ValueError(f"digest entry {name!r} must be [enrolled_at, revoked, version]")
+        out[str(name)] = (float(value[0]), value[1], value[2])
     return out
 
 
@@ -76,13 +89,18 @@ def note_rtt(registry: Registry, site: str, payload: dict[str, Any]) -> None:
     """Keep the RTTs ``site`` measured, as its gossip (request or answer) carries them;
     ValueError, TypeError or AttributeError if they are malformed."""
     rtt = payload.get("rtt") or {}
-    registry.view.rtt[site] = {str(k): float(v) for k, v in rtt.items()}
+    if len(rtt) > MAX_DIGEST:
+        raise ValueError("too many RTTs")
+    measured = {str(k): float(v) for k, v in rtt.items() if k in registry.view.entries}
+    if not all(math.isfinite(v) and 0.0 <= v < 3_600_000.0 for v in measured.values()):
+        raise ValueError("RTTs must be finite, non-negative milliseconds")
+    registry.view.rtt[site] = measured
 
 
 def request_body(registry: Registry, *, push: list[SiteEntry] | None = None) -> bytes:
     if push is not None:
         return orjson.dumps({"sites": [e.to_json() for e in push], "rtt": _rtt_of(registry)})
-    digest = {name: [v, r] for name, (v, r) in digest_of(registry.entries()).items()}
+    digest = {name: list(state) for name, state in digest_of(registry.entries()).items()}
     return orjson.dumps({"digest": digest, "rtt": _rtt_of(registry)})
 
 
@@ -134,11 +152,11 @@ async def exchange(registry: Registry, peer: SiteEntry, *, timeout: float) -> bo
     try:
         entries = [SiteEntry.from_json(raw) for raw in payload.get("sites") or []]
         want = {str(name) for name in payload.get("want") or []}
+        if entries:
+            await registry.merge(entries)
     except (ValueError, TypeError, AttributeError, EdgefedError) as exc:
-        log.warning("gossip answer from %s is malformed: %s", peer.name, exc)
+        log.warning("gossip answer from %s refused: %s", peer.name, exc)
         return False
-    if entries:
-        await registry.merge(entries)
     if want:
         push = [e for e in registry.entries() if e.name in want]
         if push:

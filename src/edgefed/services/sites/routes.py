@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
 from edgefed.api.sitecalls import check_signed, verified_site
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
-from edgefed.core.fleet import SiteEntry
+from edgefed.core.fleet import SiteEntry, check_incoming, enrollment_for, keys_of
 from edgefed.core.tokens import public_key_from_b64
 from edgefed.services.sites.enrollment import (
     EnrollmentToken,
@@ -38,12 +39,16 @@ def registry_of(request: Request) -> Registry:
 
 class EnrollmentCreate(BaseModel):
     model_config = {"extra": "forbid"}
+    # The site the token enrolls: it is good for that name only, and only once.
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
     expires_in: int = Field(default=3600, ge=60, le=MAX_ENROLLMENT_SECONDS)
+    # Whether the new site may enroll and revoke sites in its turn.
+    authority: bool = False
 
 
 class EnrollmentBody(BaseModel):
     model_config = {"extra": "forbid"}
-    enrollment: EnrollmentCreate = Field(default_factory=EnrollmentCreate)
+    enrollment: EnrollmentCreate
 
 
 class JoinWithToken(BaseModel):
@@ -98,14 +103,19 @@ async def revoke_site(
 
 @router.post("/fleet/enrollments", status_code=201)
 async def create_enrollment(
-    request: Request,
-    body: EnrollmentBody | None = None,
-    principal: Principal = Depends(current_principal),
+    body: EnrollmentBody, request: Request, principal: Principal = Depends(current_principal)
 ) -> Json:
     require_admin(principal, "fleet:create_enrollment")
     reg = registry_of(request)
     ctx = reg.ctx
-    spec = (body or EnrollmentBody()).enrollment
+    spec = body.enrollment
+    reg.require_authority("enroll sites")
+    existing = reg.view.entries.get(spec.name)
+    if spec.name == ctx.name or (existing is not None and existing.active):
+        raise Conflict(
+            f"site {spec.name} is already an active member of the fleet (revoke it first to "
+            "enroll a new machine under that name)"
+        )
     token_id, secret, secret_hash = new_secret()
     now = ctx.clock()
     record = EnrollmentRecord(
@@ -116,6 +126,8 @@ async def create_enrollment(
         created_by=principal.user_id,
         used_at=None,
         used_by=None,
+        site_name=spec.name,
+        authority=spec.authority,
     )
     await reg.repo.add_enrollment(record)
     token = EnrollmentToken(
@@ -124,9 +136,18 @@ async def create_enrollment(
         issuer_key=reg.public_key,
         token_id=token_id,
         secret=secret,
+        site_name=spec.name,
     )
     return Json(
-        {"enrollment": {"id": token_id, "token": token.encode(), "expires_at": record.expires_at}},
+        {
+            "enrollment": {
+                "id": token_id,
+                "token": token.encode(),
+                "site": spec.name,
+                "authority": spec.authority,
+                "expires_at": record.expires_at,
+            }
+        },
         status_code=201,
     )
 
@@ -139,8 +160,8 @@ async def accept_join(request: Request) -> Json:
     raw = await request.body()
     try:
         payload = orjson.loads(raw)
-        token_id = str(payload["token_id"])
-        secret = str(payload["secret"])
+        token_id = str(payload["token_id"])[:64]
+        secret = str(payload["secret"])[:256]
         entry = SiteEntry.from_json(payload["site"])
     except (ValueError, KeyError, TypeError) as exc:
         raise BadRequest("a join request needs token_id, secret and site") from exc
@@ -150,22 +171,46 @@ async def accept_join(request: Request) -> Json:
         raise Unauthorized("unknown enrollment token")
     if record.expires_at <= now:
         raise Unauthorized("the enrollment token has expired")
-    if record.used_at is not None and record.used_by != entry.name:
-        raise Unauthorized("the enrollment token was already used")
+    if record.site_name and entry.name != record.site_name:
+        raise Unauthorized(
+            f"the enrollment token was made for site {record.site_name}, not {entry.name}"
+        )
     check_signed(
         request, ctx, key=public_key_from_b64(entry.public_key), sender=entry.name, body=raw
     )
     existing = reg.view.entries.get(entry.name)
-    if existing is not None and existing.public_key != entry.public_key:
-        raise Conflict(f"a site named {entry.name} with another key is already in the fleet")
+    retry = (
+        record.used_at is not None
+        and (record.used_by, record.used_key) == (entry.name, entry.public_key)
+        and existing is not None
+        and existing.active
+        and existing.public_key == entry.public_key
+    )
+    if retry:  # the same join again (its answer was lost): the same answer
+        return Json({"sites": [e.to_json() for e in reg.entries()]})
+    if record.used_at is not None:
+        raise Unauthorized("the enrollment token was already used")
     if entry.name == ctx.name:
         raise Conflict(f"{entry.name} is the name of the enrolling site itself")
-    if existing is not None and existing.version >= entry.version:
-        entry = existing
-    ok = await reg.repo.consume_enrollment_and_put(
-        token_id, used_by=entry.name, now=now, entry=entry
+    if existing is not None and existing.active:
+        raise Conflict(f"a site named {entry.name} is already an active member of the fleet")
+    if existing is not None and entry.public_key in keys_of(existing):
+        raise Unauthorized(
+            f"site {entry.name} was revoked with this key; enroll the machine with a new key"
+        )
+    reg.require_authority("enroll sites")
+    floor = existing.revocation.at + 0.001 if existing and existing.revocation else 0.0
+    enrollment = enrollment_for(
+        entry.name,
+        entry.public_key,
+        by=ctx.name,
+        authority=record.authority,
+        at=max(now, floor),
+        signer=ctx.signer.private_key,
     )
-    if not ok:
+    entry = dataclasses.replace(entry, enrollment=enrollment, rotations=(), revocation=None)
+    check_incoming(entry, local=existing, known=reg.view.entries)
+    if not await reg.repo.consume_enrollment_and_put(token_id, now=now, entry=entry):
         raise Unauthorized("the enrollment token was already used")
     reg.view.apply([entry])
     return Json({"sites": [e.to_json() for e in reg.entries()]})

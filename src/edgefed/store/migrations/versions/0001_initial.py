@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-21 12:38:15.704469
+Create Date: 2026-12-06 23:46:50.740860
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("used_at", sa.Float(), nullable=True),
         sa.Column("used_by", sa.String(length=64), nullable=True),
+        sa.Column("site_name", sa.String(length=64), server_default="", nullable=False),
+        sa.Column("authority", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("used_key", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrollment_tokens")),
     )
     op.create_table(
