@@ -136,3 +136,29 @@ async def test_application_credential_without_roles_gets_the_tokens_roles(site, 
         headers=gus,
     )
     assert r.status_code == 400
+
+
+async def test_application_credential_access_rules_are_refused_not_ignored(site, admin_headers):
+    """A credential that claims to allow only GET /compute/v2.1/servers but whose tokens
+    could do everything its roles allow must not exist: creation is a 400 naming the field."""
+    c, h = site.client, admin_headers
+    hal = await user_with_role(c, h, name="hal", role="member", project="apps3")
+    uid = predictable_id("user", "hal", domain_id="default")
+    rules = [{"service": "compute", "path": "/v2.1/servers", "method": "GET"}]
+    r = await c.post(
+        f"{V3}/users/{uid}/application_credentials",
+        json={"application_credential": {"name": "ro", "access_rules": rules}},
+        headers=hal,
+    )
+    assert r.status_code == 400, r.text
+    assert "access_rules" in r.json()["error"]["message"]
+    r = await c.get(f"{V3}/users/{uid}/application_credentials", headers=hal)
+    assert r.json()["application_credentials"] == []
+    # An empty list asks for no restriction: fine.
+    r = await c.post(
+        f"{V3}/users/{uid}/application_credentials",
+        json={"application_credential": {"name": "plain", "access_rules": []}},
+        headers=hal,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["application_credential"]["access_rules"] == []

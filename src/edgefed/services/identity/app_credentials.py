@@ -4,6 +4,11 @@ Created from a project-scoped token, bound to that project; the roles are the to
 (or a subset the caller names: any other role is refused). The secret is shown once,
 in the create response, and stored as an argon2id hash. A token issued with the
 credential carries only its roles, and only while the user still holds them.
+
+Access rules (Keystone's per-credential allow list of service, path and method) are
+refused at creation with a 400 naming the field: this site does not enforce them on the
+requests made with the credential's tokens, and a credential that looks restricted but
+is not would be worse than none (docs/identity.md).
 """
 
 from __future__ import annotations
@@ -91,6 +96,13 @@ async def create_app_credential(
         raise Forbidden("Creating an application credential needs a project-scoped token.")
     await must_get(state, users, user_id, "user")
     c = body.application_credential
+    if c.access_rules:
+        raise ValidationFailed(
+            "Invalid input for field 'access_rules': application credential access rules are "
+            "not supported on this site (they would not be enforced); create the credential "
+            "without them, with only the roles it needs",
+            field="access_rules",
+        )
     token_roles = {r["id"]: r["name"] for r in principal.claims.get("roles", [])}
     by_name = {name: rid for rid, name in token_roles.items()}
     if not c.roles:  # none named (the CLI sends []): all of the token's roles
@@ -120,7 +132,7 @@ async def create_app_credential(
             "role_ids": sorted(set(role_ids)),
             "unrestricted": c.unrestricted,
             "expires_at": expires_at,
-            "access_rules": c.access_rules or [],
+            "access_rules": [],
         },
         what="application_credential",
     )
