@@ -91,7 +91,8 @@ def create_app(
         events = await RevocationRepository(store).all_since(clock() - 2 * 86400)
         # The one inter-site client, a pool per peer (api/peer_transport.py).
         peer_transport = transport or PeerTransport(
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            pins=keyring.tls_pins,  # https peers: pinned to their registry keys (api/tls.py)
         )
         http = httpx.AsyncClient(transport=peer_transport, timeout=httpx.Timeout(30.0, connect=5.0))
         ctx = SiteContext(

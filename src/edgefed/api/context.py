@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 
 from edgefed.api.revocation import RevocationList, Revoker
 from edgefed.api.service import CatalogEntry
+from edgefed.api.tls import PinStore
 from edgefed.core.ed25519 import Ed25519PublicKey
 from edgefed.core.settings import SiteSettings
 from edgefed.core.sitesig import NonceCache
@@ -31,6 +32,8 @@ class Keyring:
 
     keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    # The same keys by endpoint origin, for site-to-site TLS (api/tls.py).
+    tls_pins: PinStore = field(default_factory=PinStore)
 
     def lookup(self, site: str) -> Ed25519PublicKey | None:
         if site in self.revoked:

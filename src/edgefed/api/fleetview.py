@@ -31,6 +31,10 @@ class FleetView:
     def apply(self, entries: Iterable[SiteEntry]) -> None:
         for entry in entries:
             self.entries[entry.name] = entry
+            # Site-to-site TLS accepts this endpoint only with this key (api/tls.py).
+            self.keyring.tls_pins.note(
+                entry.name, entry.endpoint, entry.public_key, active=entry.active
+            )
             if entry.name == self.self_name:
                 continue
             if entry.active:

@@ -12,6 +12,10 @@ stream in bounded memory).
 ``Http1Pool`` is an ``httpx.AsyncBaseTransport`` for one origin: callers keep using
 ``httpx.Request``/``httpx.Response`` and the httpx exception types (``ConnectError``,
 ``ReadTimeout``, ``RemoteProtocolError``…), so nothing above the transport changes.
+Over TLS, a pool may be given the server name to send (SNI) and a ``check`` that sees
+each new connection after its handshake and before its first request, and refuses it
+by raising (site-to-site pinning, api/tls.py); a kept-alive connection is not checked
+again, which is why a TLS connection costs a handshake once, not per request.
 
 What it does not do, on purpose: HTTP/2, proxies, ``Expect: 100-continue``, upgrades.
 A request that finds its kept-alive connection closed by the peer before any byte of
@@ -337,10 +341,14 @@ class Http1Pool(httpx.AsyncBaseTransport):
         tls: ssl.SSLContext | None,
         limits: httpx.Limits,
         clock: Callable[[], float] = time.monotonic,
+        server_name: str | None = None,
+        check: Callable[[asyncio.BaseTransport], None] | None = None,
     ):
         self._host = host
         self._port = port
         self._tls = tls
+        self._server_name = server_name or host
+        self._check = check
         self._max = limits.max_connections or 1 << 30
         self._max_idle = (
             limits.max_keepalive_connections
@@ -436,12 +444,18 @@ class Http1Pool(httpx.AsyncBaseTransport):
                     host,
                     port,
                     ssl=tls,
-                    server_hostname=host if tls is not None else None,
+                    server_hostname=self._server_name if tls is not None else None,
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        if self._check is not None and conn.transport is not None:
+            try:
+                self._check(conn.transport)
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     # -- one request ------------------------------------------------------------------------
@@ -542,6 +556,10 @@ class Http1Pool(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use are closed when released."""
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -12,15 +12,21 @@ ever gossiped with (a 100-site fleet: 10,000 connections, each held open by the 
 keep-alive). So pools unused for ``idle_seconds`` are closed, at most every
 ``sweep_seconds``, in the background.
 
-The pools share one TLS context (loading the CA bundle once), and each keeps the
-limits given, per peer. Each pool is an ``api.http1.Http1Pool`` (llhttp under asyncio)
-rather than httpcore's (pure-Python h11 under anyio): see that module.
+The limits given apply per peer. Each pool is an ``api.http1.Http1Pool`` (llhttp under
+asyncio) rather than httpcore's (pure-Python h11 under anyio): see that module.
+
+An https peer is a site reached over TLS and pinned to its registry key (api/tls.py):
+its origin must have a pin in ``pins`` (else the request is refused before connecting),
+each new connection is checked against that pin before it carries a request, and a pin
+that changes closes that origin's pool. The https pools share one client context,
+made on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from edgefed.api.http1 import Body, Http1Pool
+from edgefed.api.tls import SITE_SERVER_NAME, PinStore, site_client_context
 
 Origin = tuple[str, str, int]  # scheme, host, port
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -82,8 +89,11 @@ class PeerTransport(httpx.AsyncBaseTransport):
         idle_seconds: float = 15.0,
         sweep_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        pins: PinStore | None = None,
     ):
         self._limits = limits
+        self._pins = pins if pins is not None else PinStore()
+        self._pins.on_change.append(self._forget)
         self._idle_seconds = idle_seconds
         self._sweep_seconds = sweep_seconds
         self._clock = clock
@@ -100,12 +110,30 @@ class PeerTransport(httpx.AsyncBaseTransport):
         pool = self._pools.get(key)
         if pool is None:
             scheme, host, port = key
-            if self._tls is None and scheme == "https":
-                self._tls = httpx.create_ssl_context()
-            tls = self._tls if scheme == "https" else None
-            pool = Http1Pool(host=host, port=port, tls=tls, limits=self._limits, clock=self._clock)
+            if scheme == "https":
+                if self._tls is None:
+                    self._tls = site_client_context()
+                pool = Http1Pool(
+                    host=host,
+                    port=port,
+                    tls=self._tls,
+                    limits=self._limits,
+                    clock=self._clock,
+                    server_name=SITE_SERVER_NAME,
+                    check=functools.partial(self._pins.check, host, port),
+                )
+            else:
+                pool = Http1Pool(
+                    host=host, port=port, tls=None, limits=self._limits, clock=self._clock
+                )
             self._pools[key] = pool
         return pool
+
+    def _forget(self, host: str, port: int) -> None:
+        """The pin of an https origin changed or went: its connections must not serve."""
+        pool = self._pools.pop(("https", host, port), None)
+        if pool is not None:
+            pool.close()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -141,6 +169,8 @@ class PeerTransport(httpx.AsyncBaseTransport):
     async def _send(
         self, key: Origin, send: Callable[[Http1Pool], Awaitable[httpx.Response]]
     ) -> httpx.Response:
+        if key[0] == "https":
+            self._pins.require(key[1], key[2])  # an unpinned origin: refused, not dialled
         now = self._clock()
         self._used[key] = now
         if now - self._swept >= self._sweep_seconds and (

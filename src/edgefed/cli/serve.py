@@ -3,6 +3,13 @@
 The CLI binds the listening socket itself, so ``--port 0`` works: the real port is
 known before the app starts and goes into the catalog. When the site is ready it
 prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait for.
+
+With ``tls`` (``--tls``) the one port serves HTTPS: the context, built here before
+uvicorn starts (``api.tls.server_context``: the site-key certificate for other sites,
+the operator's for clients), is handed to uvicorn through ``ssl_context_factory``.
+
+A site's process creates its files private (umask 077): the database and its WAL,
+keys, certificates, image blobs are 0600, its directories 0700 (docs/tls.md).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import importlib.util
 import logging
 import os
 import socket
+import ssl
 import sys
 import types
 from pathlib import Path
@@ -52,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap admin password (or EDGEFED_ADMIN_PASSWORD)",
     )
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="serve HTTPS; other sites pin this site's key (setting: tls = true)",
+    )
+    parser.add_argument("--tls-cert-file", help="the certificate clients see (PEM)")
+    parser.add_argument("--tls-key-file", help="its private key (PEM), if not in the cert file")
 
 
 def settings_from_args(args: argparse.Namespace) -> SiteSettings:
@@ -64,8 +80,22 @@ def settings_from_args(args: argparse.Namespace) -> SiteSettings:
         "database_url": args.database_url,
         "admin_password": args.admin_password or os.environ.get("EDGEFED_ADMIN_PASSWORD"),
         "log_level": args.log_level,
+        "tls": args.tls,
+        "tls_cert_file": args.tls_cert_file,
+        "tls_key_file": args.tls_key_file,
     }
     return load_settings(args.config, overrides)
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """The data directory 0700 and its database files 0600, also when an older version
+    (or an operator) made them readable to others."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for name in ("site.db", "site.db-wal", "site.db-shm", "site.toml"):
+        path = data_dir / name
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -84,7 +114,8 @@ def announce(ctx: SiteContext) -> None:
     # walks it: a full collection in a serving site took up to ~55 ms, long enough to
     # stall every request then in flight (and a fan-out waits for its slowest site).
     gc.freeze()
-    listen = f"http://{ctx.settings.host}:{ctx.settings.port}"
+    scheme = "https" if ctx.settings.tls else "http"
+    listen = f"{scheme}://{ctx.settings.host}:{ctx.settings.port}"
     print(f"{READY_PREFIX} name={ctx.name} url={ctx.public_url} listen={listen}", flush=True)
 
 
@@ -114,11 +145,18 @@ def uvicorn_server() -> tuple[type[Config], type[Server]]:
     return Config, Server
 
 
-async def serve(settings: SiteSettings, sock: socket.socket) -> None:
+async def serve(
+    settings: SiteSettings, sock: socket.socket, tls: ssl.SSLContext | None = None
+) -> None:
     from edgefed.app import create_app
 
     config_class, server_class = uvicorn_server()
     app = create_app(settings, on_ready=announce)
+    # uvicorn builds its own context from file names; ours (two certificates, chosen by
+    # server name) goes in through its factory hook.
+    ssl_options: dict[str, Any] = {}
+    if tls is not None:
+        ssl_options["ssl_context_factory"] = lambda _config, _default: tls
     config = config_class(
         app,
         lifespan="on",
@@ -133,6 +171,7 @@ async def serve(settings: SiteSettings, sock: socket.socket) -> None:
         timeout_keep_alive=75,
         server_header=False,
         proxy_headers=False,  # sites are reached directly; no X-Forwarded-For to trust
+        **ssl_options,
     )
     server = server_class(config)
     await server.serve(sockets=[sock])
@@ -151,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
         format=f"%(asctime)s {settings.name} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.umask(0o077)
+    try:
+        private_data_dir(settings.data_dir)
+    except OSError as exc:
+        print(f"edgefed: cannot use data directory {settings.data_dir}: {exc}", file=sys.stderr)
+        return 2
     if logging.getLogger().level > logging.DEBUG:
         # httpx logs every request at INFO: a site's gossip and health checks are a few
         # calls a second, which buried `edgefed up`'s banner. Failures are ours to log.
@@ -161,10 +206,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgefed: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 2
     settings = settings.with_port(sock.getsockname()[1])
+    tls = None
+    if settings.tls:
+        from edgefed.api.tls import server_context
+
+        try:
+            tls = server_context(settings)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            print(f"edgefed: cannot set up TLS: {exc}", file=sys.stderr)
+            sock.close()
+            return 2
     try:
         import uvloop
 
-        uvloop.run(serve(settings, sock))
+        uvloop.run(serve(settings, sock, tls))
     except KeyboardInterrupt:
         pass
     return 0

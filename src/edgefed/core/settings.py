@@ -125,6 +125,12 @@ class SiteSettings:
     sync_peer_concurrency: int = 2
     sync_batch_size: int = 500
     sync_marks_file: str | None = None
+    # TLS (docs/tls.md): serve HTTPS on the one port. Other sites get the certificate of
+    # the site key (they pin that key); clients get the operator's certificate and key
+    # (PEM files), or the site-key certificate when none is given.
+    tls: bool = False
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     def __post_init__(self) -> None:
         if not SITE_NAME_RE.match(self.name):
@@ -138,6 +144,17 @@ class SiteSettings:
         if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValidationFailed(
                 "sqlite_synchronous must be FULL, NORMAL or EXTRA", field="sqlite_synchronous"
+            )
+        if (self.tls_cert_file or self.tls_key_file) and not self.tls:
+            field_name = "tls_cert_file" if self.tls_cert_file else "tls_key_file"
+            raise ValidationFailed(f"{field_name} needs tls = true", field=field_name)
+        if self.tls_key_file and not self.tls_cert_file:
+            raise ValidationFailed("tls_key_file needs tls_cert_file", field="tls_key_file")
+        if self.tls and self.public_url and not self.public_url.startswith("https://"):
+            raise ValidationFailed(
+                f"public_url {self.public_url!r} must be https:// on a TLS site (other sites "
+                "would call it in plain HTTP)",
+                field="public_url",
             )
 
     @property
@@ -154,7 +171,8 @@ class SiteSettings:
 
     def with_port(self, port: int) -> SiteSettings:
         """The same settings once the listening port is known (for ``port = 0``)."""
-        public = self.public_url or f"http://{self.host}:{port}"
+        scheme = "https" if self.tls else "http"
+        public = self.public_url or f"{scheme}://{self.host}:{port}"
         return dataclasses.replace(self, port=port, public_url=public)
 
 

@@ -6,10 +6,15 @@ site can be cut off from the rest (``wan.cut_site(name)``). Tests talk to a site
 directly on ``site.url`` (its real port) — the operator next to the site.
 The first site enrolls the others with one-time tokens; ``start()`` returns when every
 site's registry lists every site.
+
+``tls=True``: every site serves HTTPS, its link's URL is ``https://`` (TLS passes
+through the emulated WAN; other sites pin that origin to the site's key), and clients
+see a certificate from a local CA made in ``root/tls`` (``clouds_yaml()`` trusts it).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,18 +24,27 @@ from typing import Any, Literal
 
 import httpx
 
+from edgefed.core.localca import ensure_local_ca, issue_server_certificate
 from edgefed.testkit.auth import password_auth
-from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port
+from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port, write_private_text
 from edgefed.testkit.wan import LinkProfile, Wan
 
 CONVERGE_DEADLINE = 60.0
 
 
 def password_token(
-    url: str, password: str = DEFAULT_PASSWORD, *, project: str = "admin", user: str = "admin"
+    url: str,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    project: str = "admin",
+    user: str = "admin",
+    verify: ssl.SSLContext | bool = True,
 ) -> str:
     r = httpx.post(
-        f"{url}/identity/v3/auth/tokens", json=password_auth(user, password, project), timeout=30
+        f"{url}/identity/v3/auth/tokens",
+        json=password_auth(user, password, project),
+        timeout=30,
+        verify=verify,
     )
     r.raise_for_status()
     return r.headers["x-subject-token"]
@@ -56,12 +70,15 @@ class ProcessFleet:
     # outside the kernel's ephemeral range, which other processes keep taking).
     pick_port: Callable[[], int] = free_port
     extra_config: str = ""
+    tls: bool = False
     wan: Wan = field(default_factory=Wan)
     sites: dict[str, SiteProcess] = field(default_factory=dict)
 
     def start(self) -> ProcessFleet:
         self.wan.start()
+        scheme = "https" if self.tls else "http"
         try:
+            ca = ensure_local_ca(self.root / "tls") if self.tls else None
             for name in self.names:
                 port = self.pick_port()
                 link = self.wan.add_link(
@@ -69,20 +86,32 @@ class ProcessFleet:
                 )
                 labels = self.labels.get(name, {})
                 label_line = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
-                self.sites[name] = SiteProcess(
+                site = self.sites[name] = SiteProcess(
                     name=name,
                     data_dir=self.root / name.lower(),
                     port=port,
                     database_url=self.database_urls.get(name),
+                    tls=self.tls,
                     extra_config=(
-                        f'public_url = "{link.url}"\n'
-                        f'internal_url = "http://127.0.0.1:{port}"\n'
+                        f'public_url = "{scheme}://127.0.0.1:{link.port}"\n'
+                        f'internal_url = "{scheme}://127.0.0.1:{port}"\n'
                         f"gossip_interval_seconds = {self.gossip_interval}\n"
                         f"labels = {{ {label_line} }}\n{self.extra_config}"
                     ),
                 )
+                if ca is not None:
+                    site.ca_file = ca.cert_file
+                    site.tls_cert_file = self.root / "tls" / f"{name.lower()}.pem"
+                    site.tls_key_file = self.root / "tls" / f"{name.lower()}-key.pem"
+                    issue_server_certificate(
+                        ca,
+                        hosts=["127.0.0.1", "localhost"],
+                        cert_file=site.tls_cert_file,
+                        key_file=site.tls_key_file,
+                        name=f"edgefed site {name}",
+                    )
             first = self.sites[self.names[0]].start()
-            tokens = self._enrollment_tokens(first, len(self.names) - 1)
+            tokens = self._enrollment_tokens(first, self.names[1:])
             rest = [self.sites[n] for n in self.names[1:]]
             for site, token in zip(rest, tokens, strict=True):
                 site.extra_config += f'join_token = "{token}"\n'
@@ -94,21 +123,48 @@ class ProcessFleet:
             raise
         return self
 
-    def _enrollment_tokens(self, site: SiteProcess, count: int) -> list[str]:
-        headers = {"X-Auth-Token": password_token(site.url, site.password)}
+    def _enrollment_tokens(self, site: SiteProcess, names: list[str]) -> list[str]:
+        headers = {"X-Auth-Token": self.token(site.name)}
         out = []
-        for _ in range(count):
+        for name in names:
             r = httpx.post(
-                f"{site.url}/edge/v1/fleet/enrollments", headers=headers, json={}, timeout=30
+                f"{site.url}/edge/v1/fleet/enrollments",
+                headers=headers,
+                json={"enrollment": {"name": name}},
+                timeout=30,
+                verify=site.verify,
             )
             r.raise_for_status()
             out.append(r.json()["enrollment"]["token"])
         return out
 
+    def token(self, name: str, **kwargs: Any) -> str:
+        """An admin token (or ``user=``, ``password=``, ``project=``) from site ``name``."""
+        site = self.sites[name]
+        kwargs.setdefault("password", site.password)
+        return password_token(site.url, verify=site.verify, **kwargs)
+
+    def client(self, name: str, **kwargs: Any) -> httpx.Client:
+        """A client for site ``name`` (its real port, TLS verified when it serves TLS)."""
+        site = self.sites[name]
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=site.url, verify=site.verify, **kwargs)
+
+    def clouds_yaml(self, path: Path) -> Path:
+        """A clouds.yaml (0600) with one cloud per site, named in lower case, trusting the
+        fleet's CA when it serves TLS."""
+        import yaml
+
+        clouds = {n.lower(): s.clouds_entry() for n, s in self.sites.items()}
+        write_private_text(path, yaml.safe_dump({"clouds": clouds}, sort_keys=False))
+        return path
+
     def registry_of(self, name: str) -> list[dict[str, Any]]:
         site = self.sites[name]
-        headers = {"X-Auth-Token": password_token(site.url, site.password)}
-        r = httpx.get(f"{site.url}/edge/v1/fleet/sites", headers=headers, timeout=30)
+        headers = {"X-Auth-Token": self.token(name)}
+        r = httpx.get(
+            f"{site.url}/edge/v1/fleet/sites", headers=headers, timeout=30, verify=site.verify
+        )
         r.raise_for_status()
         sites: list[dict[str, Any]] = r.json()["sites"]
         return sites

@@ -4,6 +4,12 @@
 sleep); ``kill()`` is ``kill -9``; ``restart()`` starts it again on the same port and
 data directory. Every process a test starts is stopped by ``stop()`` (the fixtures
 guarantee it).
+
+``tls=True`` serves HTTPS (``tls = true``); with ``tls_cert_file``/``tls_key_file`` and
+``ca_file`` (a ``core.localca`` CA that issued them) clients verify the site the usual
+way through ``verify``; without, ``verify`` accepts the site-key certificate unchecked
+(a test's client is not a site: it has no pin). The data directory is 0700 and
+``site.toml`` 0600, as ``edgefed up`` makes them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -63,6 +70,10 @@ class SiteProcess:
     database_url: str | None = None
     extra_args: list[str] = field(default_factory=list)
     extra_config: str = ""
+    tls: bool = False
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    ca_file: Path | None = None  # the CA that issued tls_cert_file, for clients
     proc: subprocess.Popen[str] | None = None
     url: str = ""
     public_url: str = ""
@@ -72,11 +83,20 @@ class SiteProcess:
     def start(self, timeout: float = 120.0) -> SiteProcess:
         if self.port == 0:
             self.port = free_port()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
         config = self.data_dir / "site.toml"
-        config.write_text(
+        tls = ""
+        if self.tls:
+            tls = "tls = true\n"
+            if self.tls_cert_file is not None:
+                tls += f'tls_cert_file = "{self.tls_cert_file}"\n'
+            if self.tls_key_file is not None:
+                tls += f'tls_key_file = "{self.tls_key_file}"\n'
+        write_private_text(
+            config,
             f'name = "{self.name}"\nport = {self.port}\ndata_dir = "{self.data_dir}"\n'
-            f'sqlite_synchronous = "FULL"\n{self.extra_config}'
+            f'sqlite_synchronous = "FULL"\n{tls}{self.extra_config}',
         )
         args = [sys.executable, "-m", "edgefed.cli.main", "site", "serve", "--config", str(config)]
         if self.database_url:
@@ -119,6 +139,15 @@ class SiteProcess:
     def auth_url(self) -> str:
         return f"{self.url}/identity/v3"
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as ``verify=`` to talk to this site directly."""
+        if not self.tls:
+            return True
+        if self.ca_file is not None:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        return False  # the self-signed site-key certificate: nothing to verify it against
+
     def kill(self) -> None:
         """kill -9: no shutdown hook runs."""
         if self.proc is not None and self.proc.poll() is None:
@@ -155,4 +184,13 @@ class SiteProcess:
             },
             "region_name": self.name,
             "identity_api_version": 3,
+            **({"cacert": str(self.ca_file)} if self.ca_file is not None else {}),
         }
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
