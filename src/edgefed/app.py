@@ -168,10 +168,12 @@ def create_app(
             }
         )
 
+    # The last added runs first: RequestId, then BodyLimit, then ScopeRouter, so the body
+    # limits apply before the router buffers (fan-out) or forwards anything.
+    app.add_middleware(ScopeRouter)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES
     )
-    app.add_middleware(ScopeRouter)
     app.add_middleware(RequestId)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

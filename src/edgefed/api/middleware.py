@@ -1,21 +1,108 @@
-"""Pure ASGI middleware shared by every site: body size limit and request ids."""
+"""Pure ASGI middleware shared by every site: request body hygiene and request ids.
+
+``BodyLimit`` sits outside the scope router (app.py), so its checks run while a body is
+read, before the router buffers it for a fan-out or streams it to another site: a body
+over the size limit is a 413 and JSON nested deeper than ``max_json_depth`` a 400, for
+a request served here as for one sent elsewhere. Deep nesting is refused here, in one
+place, because every parser after it recurses (Python's ``json`` raises RecursionError,
+pydantic and orjson have their own limits, and a value stored deep is rendered deeper).
+"""
 
 from __future__ import annotations
 
 import random
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefed.api.faults import fault_response
 
+# Deeper than any OpenStack body (a Glance JSON patch is 3 levels, a Keystone token
+# request 6), and shallow enough that whatever stores and re-renders a value (inside a
+# token body, a sync push, a scope merge) stays far below the parsers' recursion limits.
+MAX_JSON_DEPTH = 64
+
+# The bytes that matter to nesting: brackets, and the quotes and backslashes of strings.
+_STRUCTURAL = re.compile(rb'[\[\]{}"\\]')
+_OPEN = frozenset(b"[{")
+_CLOSE = frozenset(b"]}")
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+
+
+class JsonNesting:
+    """How deep the JSON read so far nests, fed chunk by chunk, in linear time.
+
+    Most bodies hold fewer brackets than the limit, and then nothing is scanned: the
+    count of opening brackets bounds the depth. Past that, a scan of the structural
+    bytes follows the real depth (brackets inside strings do not count). The input need
+    not be valid JSON: a parser refuses what is not; this only bounds what it will get.
+    """
+
+    def __init__(self, max_depth: int):
+        self.max_depth = max_depth
+        self.bound = 0
+        self.pending: list[bytes] | None = []  # chunks not scanned yet (None: scanning)
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, chunk: bytes) -> bool:
+        """False as soon as the nesting goes deeper than ``max_depth``."""
+        if self.pending is not None:
+            self.bound += chunk.count(b"{") + chunk.count(b"[")
+            self.pending.append(chunk)
+            if self.bound <= self.max_depth:
+                return True
+            pending, self.pending = self.pending, None
+            return all(self._scan(c) for c in pending)
+        return self._scan(chunk)
+
+    def _scan(self, chunk: bytes) -> bool:
+        depth, in_string, skip = self.depth, self.in_string, 0
+        if self.escaped and chunk:
+            skip, self.escaped = 1, False
+        for match in _STRUCTURAL.finditer(chunk, skip):
+            i = match.start()
+            if i < skip:
+                continue
+            c = chunk[i]
+            if in_string:
+                if c == _BACKSLASH:
+                    skip = i + 2
+                    self.escaped = skip > len(chunk)
+                elif c == _QUOTE:
+                    in_string = False
+            elif c == _QUOTE:
+                in_string = True
+            elif c in _OPEN:
+                depth += 1
+                if depth > self.max_depth:
+                    return False
+            elif c in _CLOSE:
+                depth -= 1
+        self.depth, self.in_string = depth, in_string
+        return True
+
 
 class BodyLimit:
-    """Refuse bodies over ``max_bytes`` with a 413, except on paths that stream data."""
+    """Refuse bodies over ``max_bytes`` with a 413 and JSON nested deeper than
+    ``max_json_depth`` with a 400, except on paths that stream data (image uploads)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, streaming_suffixes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        streaming_suffixes: tuple[str, ...] = (),
+        max_json_depth: int = MAX_JSON_DEPTH,
+    ):
         self.app = app
         self.max_bytes = max_bytes
         self.streaming_suffixes = streaming_suffixes
+        self.max_json_depth = max_json_depth
+
+    def _too_large(self) -> tuple[int, str]:
+        return 413, f"Request body is larger than {self.max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].endswith(self.streaming_suffixes):
@@ -28,36 +115,54 @@ class BodyLimit:
                 except ValueError:
                     length = -1
                 if length < 0 or length > self.max_bytes:
-                    response = fault_response(
-                        scope["path"],
-                        413 if length > 0 else 400,
-                        f"Request body is larger than {self.max_bytes} bytes"
-                        if length > 0
-                        else "Invalid Content-Length header",
+                    status, message = (
+                        self._too_large() if length > 0 else (400, "Invalid Content-Length header")
                     )
-                    await response(scope, receive, send)
+                    await fault_response(scope["path"], status, message)(scope, receive, send)
                     return
         seen = 0
+        nesting = JsonNesting(self.max_json_depth)
+        refused: tuple[int, str] | None = None
+        started = False
 
-        async def limited_receive() -> Message:
-            nonlocal seen
+        async def checked_receive() -> Message:
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+            if message["type"] == "http.request" and refused is None:
+                body = message.get("body", b"")
+                seen += len(body)
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    refused = self._too_large()
+                elif body and not nesting.feed(body):
+                    refused = (
+                        400,
+                        "Malformed request body: JSON nested deeper than "
+                        f"{self.max_json_depth} levels",
+                    )
+                if refused is not None:
+                    raise _Refused
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app (or the router) makes of a refused body — FastAPI's "error
+            # parsing the body", a forward that failed — the refusal is the answer.
+            nonlocal started
+            if refused is not None:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            response = fault_response(
-                scope["path"], 413, f"Request body is larger than {self.max_bytes} bytes"
-            )
-            await response(scope, receive, send)
+            await self.app(scope, checked_receive, guarded_send)
+        except Exception:
+            if refused is None:
+                raise
+        if refused is not None and not started:
+            await fault_response(scope["path"], *refused)(scope, receive, send)
 
 
-class _TooLarge(Exception):
+class _Refused(Exception):
     pass
 
 
