@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -18,12 +20,13 @@ import pytest
 import yaml
 
 from edgefed.testkit.fleet_process import password_token
+from edgefed.testkit.osc import openstack_binary
 
 pytestmark = pytest.mark.e2e
 
 
 def _port_open(url: str) -> bool:
-    host, port = url.removeprefix("http://").split(":")
+    host, port = url.split("://", 1)[1].split(":")
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex((host, int(port))) == 0
@@ -63,7 +66,27 @@ def running_up(directory: Path, *options: str) -> Iterator[tuple[str, list[str]]
 
 
 def site_urls(output: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s+(Berlin|Denver|Paris)\s+(http://127\.0\.0\.1:\d+)", output, re.M))
+    return dict(
+        re.findall(r"^\s+(Berlin|Denver|Paris)\s+(https?://127\.0\.0\.1:\d+)", output, re.M)
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def assert_private(directory: Path) -> None:
+    """What ``edgefed up`` and its sites wrote is the owner's only: dirs 0700, files 0600."""
+    assert mode(directory) == 0o700
+    assert mode(directory / "clouds.yaml") == 0o600
+    for name in ("berlin", "denver", "paris"):
+        site = directory / name
+        assert mode(site) == 0o700 and mode(site / "keys") == 0o700
+        for path in (site / "site.toml", site / "site.db", *(site / "keys").iterdir()):
+            assert mode(path) == 0o600, path
+        for suffix in ("-wal", "-shm"):
+            wal = site / f"site.db{suffix}"
+            assert not wal.exists() or mode(wal) == 0o600, wal
 
 
 def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
@@ -88,9 +111,10 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
             )
             assert r.status_code == 200, r.text
             assert {s["name"] for s in r.json()["sites"]} >= {"Berlin", name}
-        # Each site has its own data directory and database.
+        # Each site has its own data directory and database, private.
         for name in ("berlin", "denver", "paris"):
             assert (tmp_path / name / "site.db").exists()
+        assert_private(tmp_path)
     for url in urls.values():
         assert not _port_open(url), f"{url} still listening after edgefed up stopped"
     assert "stopped Berlin" in "".join(lines)
@@ -114,3 +138,45 @@ def test_up_again_over_wan_links_in_the_same_directory_is_still_one_fleet(
             )
             assert r.status_code == 200, f"run {run + 1}: {r.text}"
             assert r.headers["x-edgefed-site"] == "Denver"
+
+
+def test_up_tls_over_wan_links_pins_the_sites_and_the_cli_trusts_the_fleet_ca(
+    tmp_path: Path,
+) -> None:
+    """``edgefed up --tls --rtt 50ms``: HTTPS everywhere, site-to-site pinned to the
+    registry keys through the WAN links, and the generated clouds.yaml works unchanged."""
+    with running_up(tmp_path, "--tls", "--rtt", "50ms") as (output, _):
+        urls = site_urls(output)
+        assert set(urls) == {"Berlin", "Denver", "Paris"}, output
+        assert all(url.startswith("https://") for url in urls.values()), output
+        assert f"dashboard:  {urls['Berlin']}/dashboard" in output
+        password = re.search(r"password: (\S+)", output)
+        assert password is not None
+        clouds = yaml.safe_load((tmp_path / "clouds.yaml").read_text())["clouds"]
+        ca = Path(clouds["berlin"]["cacert"])
+        assert ca == (tmp_path / "tls" / "ca.pem").resolve()
+        # The real openstack CLI, with nothing but the generated clouds.yaml.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_CLIENT_CONFIG_FILE"] = str(tmp_path / "clouds.yaml")
+        issued = subprocess.run(
+            [openstack_binary(), "--os-cloud", "berlin", "token", "issue", "-f", "json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        # Berlin reaches Denver through Denver's WAN link, over TLS pinned by that origin.
+        verify = ssl.create_default_context(cafile=str(ca))
+        token = password_token(urls["Berlin"], password.group(1), verify=verify)
+        r = httpx.get(
+            f"{urls['Berlin']}/compute/v2.1/flavors",
+            headers={"X-Auth-Token": token, "X-Scope": "{compute: Denver&Paris}"},
+            timeout=30,
+            verify=verify,
+        )
+        assert r.status_code == 200, r.text
+        assert set(r.headers["x-edgefed-site"].split(",")) == {"Denver", "Paris"}, r.headers
+        # Plain HTTP to a TLS site gets no answer.
+        with pytest.raises(httpx.TransportError):
+            httpx.get(urls["Denver"].replace("https://", "http://") + "/", timeout=10)
+        assert_private(tmp_path)
+        for path in (tmp_path / "tls").iterdir():
+            assert mode(path) == 0o600, path

@@ -6,6 +6,14 @@ loopback, each with its own data directory and SQLite database, writes a
 cleanly on Ctrl-C or SIGTERM. State is kept in ``--dir`` across runs, and so are the
 generated admin password and, when free, the ports each site and its WAN link
 (``--rtt``) had: the sites' registries hold them.
+
+``--tls``: every site serves HTTPS. Sites pin each other's registry keys (api/tls.py);
+clients see a certificate from a small CA made in ``<dir>/tls`` (``ca.pem``), which the
+generated ``clouds.yaml`` trusts (``cacert:``). A directory keeps the mode it was first
+started in: its registries name ``http://`` or ``https://`` endpoints.
+
+Everything written here is private: the directory and each site's 0700; clouds.yaml,
+site.toml, the password, keys and certificates 0600.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -27,6 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from edgefed.cli.serve import READY_PREFIX
+from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
 
 DEFAULT_SITES = {
     "Berlin": {"lat": 52.520, "lon": 13.405, "country": "DE", "region": "eu"},
@@ -58,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put an emulated WAN link with this RTT (e.g. 50ms) in front of every site: "
         "inter-site traffic crosses it",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS: sites pin each other's keys; clients trust a local CA (clouds.yaml)",
+    )
 
 
 def _rtt(text: str) -> float:
@@ -73,28 +88,75 @@ def _rtt(text: str) -> float:
     return rtt
 
 
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed with another mode
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def _password(directory: Path) -> str:
     path = directory / "admin-password"
     if path.exists():
+        os.chmod(path, 0o600)
         return path.read_text().strip()
-    directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
+    _write_private(path, password + "\n")
     return password
 
 
+def _mode_mismatch(directory: Path, names: list[str], tls: bool) -> str | None:
+    """Why this directory cannot be started with(out) ``--tls``, if it cannot: its
+    registries hold the other scheme's endpoints, which no site would serve any more."""
+    for name in names:
+        try:
+            last = tomllib.loads((directory / name.lower() / "site.toml").read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if bool(last.get("tls", False)) != tls:
+            was = "with" if not tls else "without"
+            return (
+                f"{directory} holds a fleet started {was} --tls (its registries name "
+                f"{'https' if not tls else 'http'}:// endpoints); start it the same way, "
+                "or use another --dir"
+            )
+    return None
+
+
 def _config(
-    directory: Path, name: str, index: int, args: argparse.Namespace, wan: Any = None
+    directory: Path,
+    name: str,
+    index: int,
+    args: argparse.Namespace,
+    wan: Any = None,
+    ca: LocalCA | None = None,
 ) -> Path:
-    site_dir = (directory / name.lower()).resolve()
-    site_dir.mkdir(parents=True, exist_ok=True)
+    site_dir = _private_dir((directory / name.lower()).resolve())
     path = site_dir / "site.toml"
     last_port, last_link_port = _last_ports(path)
     loc = DEFAULT_SITES.get(name, {"lat": 0.0, "lon": 0.0, "country": "", "region": ""})
     port = args.base_port + index if args.base_port else _pick_port(args.host, last_port)
     extra = []
+    scheme = "https" if ca is not None else "http"
+    if ca is not None:
+        # What clients see (the CLI checks it against clouds.yaml's cacert); other sites
+        # get the site-key certificate and pin the key.
+        tls_dir = _private_dir(directory.resolve() / "tls")
+        cert, key = tls_dir / f"{name.lower()}.pem", tls_dir / f"{name.lower()}-key.pem"
+        issue_server_certificate(
+            ca,
+            hosts=["127.0.0.1", "localhost", args.host],
+            cert_file=cert,
+            key_file=key,
+            name=f"edgefed site {name}",
+        )
+        extra += ["tls = true", f'tls_cert_file = "{cert}"', f'tls_key_file = "{key}"']
     if wan is not None:
         from edgefed.testkit.wan import LinkProfile
 
@@ -104,7 +166,7 @@ def _config(
             profile=LinkProfile(rtt_ms=args.rtt),
             listen_port=_pick_port("127.0.0.1", last_link_port),
         )
-        extra.append(f'public_url = "{link.url}"')
+        extra.append(f'public_url = "{scheme}://127.0.0.1:{link.port}"')
     lines = [
         f'name = "{name}"',
         f'host = "{args.host}"',
@@ -119,7 +181,7 @@ def _config(
         f'country = "{loc["country"]}"',
         f'region = "{loc["region"]}"',
     ]
-    path.write_text("\n".join(lines) + "\n")
+    _write_private(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -156,12 +218,14 @@ def _set_join_token(config: Path, token: str) -> None:
     lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("join_token")]
     first_table = next((i for i, ln in enumerate(lines) if ln.startswith("[")), len(lines))
     head, tail = lines[:first_table], lines[first_table:]
-    config.write_text("\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
+    _write_private(config, "\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
 
 
-async def _enrollment_tokens(first: RunningSite, password: str, count: int) -> list[str]:
+async def _enrollment_tokens(
+    first: RunningSite, password: str, names: list[str], ca: LocalCA | None
+) -> list[str]:
     """Log in to the first site as admin and mint one-time enrollment tokens."""
-    async with httpx.AsyncClient(base_url=first.url, timeout=30.0) as http:
+    async with httpx.AsyncClient(base_url=first.url, timeout=30.0, verify=_verify(ca)) as http:
         r = await http.post(
             "/identity/v3/auth/tokens",
             json={
@@ -183,8 +247,9 @@ async def _enrollment_tokens(first: RunningSite, password: str, count: int) -> l
         r.raise_for_status()
         headers = {"X-Auth-Token": r.headers["x-subject-token"]}
         tokens = []
-        for _ in range(count):
-            e = await http.post("/edge/v1/fleet/enrollments", headers=headers, json={})
+        for name in names:
+            body = {"enrollment": {"name": name}}
+            e = await http.post("/edge/v1/fleet/enrollments", headers=headers, json=body)
             e.raise_for_status()
             tokens.append(e.json()["enrollment"]["token"])
         return tokens
@@ -214,7 +279,13 @@ async def _start(name: str, config: Path, password: str) -> RunningSite:
                 return RunningSite(name=name, url=url, process=proc)
 
 
-def _clouds_yaml(directory: Path, sites: list[RunningSite], password: str) -> Path:
+def _verify(ca: LocalCA | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca.cert_file)) if ca is not None else True
+
+
+def _clouds_yaml(
+    directory: Path, sites: list[RunningSite], password: str, ca: LocalCA | None
+) -> Path:
     clouds = {
         "clouds": {
             s.name.lower(): {
@@ -229,6 +300,7 @@ def _clouds_yaml(directory: Path, sites: list[RunningSite], password: str) -> Pa
                 "region_name": s.name,
                 "identity_api_version": 3,
                 "interface": "public",
+                **({"cacert": str(ca.cert_file.resolve())} if ca is not None else {}),
             }
             for s in sites
         }
@@ -236,27 +308,32 @@ def _clouds_yaml(directory: Path, sites: list[RunningSite], password: str) -> Pa
     import yaml  # here: every ``edgefed`` process, a site's included, imports this module
 
     path = (directory / "clouds.yaml").resolve()
-    path.write_text(yaml.safe_dump(clouds, sort_keys=False))
+    _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
     return path
 
 
 async def _up(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.sites.split(",") if n.strip()]
-    directory: Path = args.dir
+    directory: Path = _private_dir(args.dir)
+    mismatch = _mode_mismatch(directory, names, args.tls)
+    if mismatch is not None:
+        print(f"edgefed up: {mismatch}", file=sys.stderr)
+        return 2
     password = _password(directory)
+    ca = ensure_local_ca(_private_dir(directory / "tls")) if args.tls else None
     wan = None
     if args.rtt is not None:
         from edgefed.testkit.wan import Wan
 
         wan = Wan().start()
-    configs = [_config(directory, n, i, args, wan) for i, n in enumerate(names)]
+    configs = [_config(directory, n, i, args, wan, ca) for i, n in enumerate(names)]
     # The first site starts alone; it enrolls the others, which join it as they start.
     results: list[RunningSite | BaseException] = list(
         await asyncio.gather(_start(names[0], configs[0], password), return_exceptions=True)
     )
     if isinstance(results[0], RunningSite) and len(names) > 1:
         try:
-            tokens = await _enrollment_tokens(results[0], password, len(names) - 1)
+            tokens = await _enrollment_tokens(results[0], password, names[1:], ca)
             for config, token in zip(configs[1:], tokens, strict=True):
                 _set_join_token(config, token)
         except (httpx.HTTPError, KeyError) as exc:
@@ -276,12 +353,18 @@ async def _up(args: argparse.Namespace) -> int:
             for f in failures:
                 print(f"edgefed up: {f}", file=sys.stderr)
             return 1
-        clouds = _clouds_yaml(directory, sites, password)
+        clouds = _clouds_yaml(directory, sites, password, ca)
         print("\nedgefed fleet is up (one fleet: each site trusts the others' tokens):\n")
         for s in sites:
             print(f"  {s.name:<8} {s.url}   identity: {s.url}/identity/v3")
         if wan is not None:
             print(f"\n  sites reach each other over emulated WAN links of {args.rtt:g} ms RTT")
+        if ca is not None:
+            print(
+                "\n  TLS: sites pin each other's keys; clients trust the fleet's CA "
+                f"{ca.cert_file.resolve()}\n  (clouds.yaml says so; for `edgefed` commands: "
+                f"export SSL_CERT_FILE={ca.cert_file.resolve()})"
+            )
         print(f"\n  admin user: admin   password: {password}   project: admin")
         print(f"  dashboard:  {sites[0].url}/dashboard")
         print(f"  clouds.yaml: {clouds}\n")
