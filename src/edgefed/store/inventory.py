@@ -170,6 +170,10 @@ def _token(row: Row[Any]) -> EnrollmentTokenRecord:
     )
 
 
+class _NotClaimed(Exception):
+    """Rolls back a claim whose host already has an agent."""
+
+
 class MgmtIpTaken(Conflict):
     """The management address went to another host (a concurrent add took it first)."""
 
@@ -203,6 +207,12 @@ class InventoryRepository:
                     )
                 )
             ).first()
+            return _host(row) if row else None
+
+    async def by_hostname(self, hostname: str) -> HostRecord | None:
+        """The host with this hostname (never one whose *id* happens to look like it)."""
+        async with self.store.read() as conn:
+            row = (await conn.execute(select(hosts).where(hosts.c.hostname == hostname))).first()
             return _host(row) if row else None
 
     async def used_mgmt_ips(self) -> set[str]:
@@ -339,6 +349,42 @@ class InventoryRepository:
                 .values(used_at=used_at, used_by_host_id=host_id)
             )
             return bool(result.rowcount == 1)
+
+    async def claim_agent(
+        self,
+        *,
+        token_id: str,
+        host_id: str,
+        credential_hash: str,
+        used_at: float,
+        now: dt.datetime,
+        changes: Mapping[str, Any],
+    ) -> HostRecord | None:
+        """In one transaction: use the token and give the host its agent credential, but
+        only if the token is unused and the host has no agent yet; None otherwise (and
+        nothing changed), so two enrollments can never both take one host."""
+        try:
+            async with self.store.write() as conn:
+                used = await conn.execute(
+                    update(enrollment_tokens)
+                    .where(
+                        (enrollment_tokens.c.id == token_id)
+                        & (enrollment_tokens.c.used_at.is_(None))
+                    )
+                    .values(used_at=used_at, used_by_host_id=host_id)
+                )
+                if used.rowcount != 1:
+                    return None
+                claimed = await conn.execute(
+                    update(hosts)
+                    .where((hosts.c.id == host_id) & (hosts.c.credential_hash.is_(None)))
+                    .values(credential_hash=credential_hash, updated_at=now, **changes)
+                )
+                if claimed.rowcount != 1:
+                    raise _NotClaimed
+        except _NotClaimed:
+            return None
+        return await self.get(host_id)
 
     async def delete_token(self, token_id: str) -> bool:
         async with self.store.write() as conn:

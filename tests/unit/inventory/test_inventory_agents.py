@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import signed_token
 from edgefed.agent import hardware
 
 HOSTS = "/edge/v1/hosts"
 HW = {"cpus": 8, "memory_mb": 16384, "disks": [{"name": "sda", "size_gb": 240}], "nics": []}
+
+
+def sign_reader(site):
+    return signed_token(site, roles=("reader",))
 
 
 async def new_token(site, admin, **body):
@@ -109,7 +114,9 @@ async def test_admin_added_host_enrolls_and_keeps_its_personality(inv_site, admi
     host = (await enroll(inv_site, token, hostname="e1")).json()["host"]
     assert host["personality"] == "edgeworker" and host["mgmt_ip"] == ip
     assert host["agent_enrolled"] is True
-    token = await new_token(inv_site, admin, personality="worker")
+    r = await inv_site.client.delete(f"{HOSTS}/e1/agent", headers=admin)
+    assert r.status_code == 200 and r.json()["host"]["agent_enrolled"] is False
+    token = await new_token(inv_site, admin, hostname="e1", personality="worker")
     r = await enroll(inv_site, token, hostname="e1")
     assert r.status_code == 409 and "edgeworker" in r.json()["error"]["message"]
 
@@ -146,3 +153,35 @@ async def test_agents_enrolling_at_once_get_distinct_management_addresses(inv_si
     assert [r.status_code for r in answers] == [201] * 3, [r.text for r in answers]
     addresses = {r.json()["host"]["mgmt_ip"] for r in answers}
     assert len(addresses) == 3
+
+
+async def test_an_enrollment_token_takes_over_no_enrolled_host(inv_site, admin):
+    """A stolen or left-over token must not give its holder an existing host's identity."""
+    enrolled = await enroll(inv_site, await new_token(inv_site, admin), hostname="w1")
+    victim = enrolled.json()["host"]
+    credential = enrolled.json()["credential"]
+    # A token for any host enrolls new hosts only: not w1, and no hostname shaped like an
+    # id (hosts are found by id or hostname: it would shadow w1).
+    token = await new_token(inv_site, admin)
+    r = await enroll(inv_site, token, hostname="w1")
+    assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
+    r = await enroll(inv_site, token, hostname=victim["id"])
+    assert r.status_code == 400 and "shaped like a host id" in r.text
+    # Even a token made for w1 does not replace the agent it has: re-enrolling is refused.
+    bound = await new_token(inv_site, admin, hostname="w1")
+    r = await enroll(inv_site, bound, hostname="w1")
+    assert r.status_code == 409 and "already has an enrolled agent" in r.text
+    # w1 keeps its identity and its credential works.
+    beat = {"X-Host-Credential": credential}
+    r = await inv_site.client.post(f"{HOSTS}/agent/heartbeat", json={}, headers=beat)
+    assert r.status_code == 200 and r.json()["host"]["id"] == victim["id"]
+    # The operator resets the agent: the token made for w1 enrolls it (the old credential dies).
+    r = await inv_site.client.delete(f"{HOSTS}/w1/agent", headers=admin)
+    assert r.status_code == 200
+    r = await enroll(inv_site, bound, hostname="w1")
+    assert r.status_code == 201 and r.json()["host"]["id"] == victim["id"]
+    r = await inv_site.client.post(f"{HOSTS}/agent/heartbeat", json={}, headers=beat)
+    assert r.status_code == 401
+    # Resetting needs an admin.
+    reader = {"X-Auth-Token": sign_reader(inv_site)}
+    assert (await inv_site.client.delete(f"{HOSTS}/w1/agent", headers=reader)).status_code == 403

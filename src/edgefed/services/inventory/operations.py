@@ -230,7 +230,13 @@ class HostInventory:
     # Agent side ----------------------------------------------------------------------
 
     async def enroll(self, body: EnrollRequest) -> tuple[HostRecord, str]:
-        """Exchange a one-time enrollment token for a per-host credential."""
+        """Exchange a one-time enrollment token for a per-host credential.
+
+        A token takes over no host: one made for any host enrolls a new hostname only; one
+        made for a hostname enrolls that host while it has no agent yet (an operator added
+        it, or reset its agent with ``DELETE /hosts/{host}/agent``). A host whose agent is
+        enrolled keeps its identity and credential whatever token is presented.
+        """
         token = await self.repo.token_by_hash(_sha256(body.enrollment_token))
         now = self.ctx.clock()
         if token is None:
@@ -243,7 +249,7 @@ class HostInventory:
         if token.hostname is not None and token.hostname != hostname:
             raise Forbidden(f"This enrollment token is for host {token.hostname}, not {hostname}.")
         secret = secrets.token_urlsafe(32)
-        host = await self.repo.get(hostname)
+        host = await self.repo.by_hostname(hostname)
         if host is None:
             rules.check_hostname_for_personality(hostname, token.personality)
             self.network.assign(body.mgmt_ip, used=await self.repo.used_mgmt_ips())  # 4xx first
@@ -265,24 +271,49 @@ class HostInventory:
                 ),
             )
         else:
+            if token.hostname is None:
+                raise Conflict(
+                    f"Host {hostname} already exists: a token made for any host enrolls new "
+                    f"hosts only (create one for {hostname} to enroll its agent)."
+                )
+            if host.credential_hash is not None:
+                raise Conflict(
+                    f"Host {hostname} already has an enrolled agent; an operator must reset "
+                    f"it first (DELETE /edge/v1/hosts/{hostname}/agent)."
+                )
             if token.personality is not None and host.personality not in (None, token.personality):
                 raise Conflict(
                     f"Host {hostname} is a {host.personality}, but the enrollment token is "
                     f"for a {token.personality}."
                 )
-            if not await self.repo.consume_token(token.id, host_id=host.id, used_at=now):
-                raise Unauthorized("The host enrollment token has already been used (one-time).")
             changes: dict[str, Any] = {
                 "availability": "available",
                 "hardware": body.hardware.model_dump(),
-                "credential_hash": _sha256(secret),
                 "last_heartbeat_at": now,
             }
             if host.personality is None and token.personality is not None:
                 changes["personality"] = token.personality
-            host = await self.repo.update(host.id, now=self._now(), **changes)
+            claimed = await self.repo.claim_agent(
+                token_id=token.id,
+                host_id=host.id,
+                credential_hash=_sha256(secret),
+                used_at=now,
+                now=self._now(),
+                changes=changes,
+            )
+            if claimed is None:  # the token or the host went to a concurrent enrollment
+                raise Conflict(f"Host {hostname} was enrolled meanwhile, or the token used.")
+            host = claimed
         log.info("host %s enrolled its agent", hostname)
         return host, f"{host.id}.{secret}"
+
+    async def reset_agent(self, id_or_hostname: str) -> HostRecord:
+        """Forget the host's agent credential (a reinstalled or stolen machine): the next
+        enrollment, with a token made for this hostname, gives it a new one."""
+        host = await self.get(id_or_hostname)
+        return await self.repo.update(
+            host.id, now=self._now(), credential_hash=None, availability="unknown"
+        )
 
     async def _insert(
         self, requested_ip: str | None, new_host: Callable[[str | None], NewHost]

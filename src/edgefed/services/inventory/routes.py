@@ -125,6 +125,13 @@ async def delete_host(host: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.delete("/{host}/agent", dependencies=[Depends(admin)])
+async def reset_agent(host: str, request: Request) -> Json:
+    """Forget the host's agent credential: only a new enrollment (a token made for this
+    hostname) brings an agent back."""
+    return Json({"host": host_view(await inventory(request).reset_agent(host))})
+
+
 @router.post("/{host}/lock", dependencies=[Depends(admin)])
 async def lock_host(host: str, request: Request) -> Json:
     return Json({"host": host_view(await inventory(request).lock(host))})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from edgefed.core.errors import Conflict, ValidationFailed
+from edgefed.core.ids import is_uuid
 
 PERSONALITIES = ("controller", "worker", "storage", "edgeworker")
 COMPUTE_PERSONALITIES = frozenset({"worker", "edgeworker"})
@@ -56,6 +57,12 @@ def check_hostname(hostname: str) -> str:
     lowered = name.rstrip(".").lower()
     if lowered in RESERVED_HOSTNAMES:
         raise ValidationFailed(f"hostname {hostname!r} is reserved", field="hostname")
+    if is_uuid(lowered):
+        # Hosts are found by id or hostname: a hostname shaped like an id would shadow one.
+        raise ValidationFailed(
+            f"hostname {hostname!r} is shaped like a host id (a UUID); choose another",
+            field="hostname",
+        )
     return lowered
 
 
