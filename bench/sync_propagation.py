@@ -50,6 +50,8 @@ QUIET = (
     "peer_timeout_seconds = 3600\n"
     "sync_backoff_seconds = [0.2, 0.5, 1.0]\n"
     'log_level = "warning"\n'
+    # The source's operator accepts every receiver ahead (registration takes both sides).
+    'sync_accept = ["*"]\n'
 )
 
 
@@ -89,6 +91,8 @@ def register(fleet: ProcessFleet, receivers: list[str], *, source: str = "Source
         with admin_client(fleet, name) as c:
             r = c.post("/edge/v1/sync/registrations", json={"registration": {"source": source}})
             r.raise_for_status()
+            if r.json()["registration"]["status"] != "active":
+                raise RuntimeError(f"{source} did not accept {name} at once: {r.text}")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, receivers))

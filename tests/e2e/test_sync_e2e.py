@@ -89,7 +89,11 @@ def test_identity_flavor_quota_reach_every_receiver_including_one_cut_off(
 ) -> None:
     fleet = three_sites
     for receiver in ("Denver", "Paris"):
-        assert "registered with Berlin" in cli(fleet, receiver, "register", "--source", "Berlin")
+        asked = cli(fleet, receiver, "register", "--source", "Berlin")
+        assert f"edgefed sync accept {receiver}" in asked  # Berlin's operator decides
+    assert "pending" in cli(fleet, "Berlin", "receivers")
+    for receiver in ("Denver", "Paris"):
+        assert f"accepted {receiver}" in cli(fleet, "Berlin", "accept", receiver)
     fleet.wan.cut_site("Paris")
     with api(fleet, "Berlin") as berlin:
         pid = berlin.post("/identity/v3/projects", json={"project": {"name": "ops"}}).json()[
@@ -150,12 +154,16 @@ def test_kill_9_of_the_source_mid_sync_loses_nothing(
         root=tmp_path,
         names=names,
         rtt_ms=10,
-        extra_config=FAST_RETRIES,
+        # Berlin's operator accepts these receivers ahead, in its site.toml.
+        extra_config=FAST_RETRIES + 'sync_accept = ["Denver", "Paris", "@tier=edge"]\n',
+        labels={"Tokyo": {"tier": "edge"}},
         database_urls=databases(postgres_server, names),
     ).start()
     try:
         for receiver in names[1:]:
-            cli(fleet, receiver, "register", "--source", "Berlin")
+            assert "first full sync started" in cli(
+                fleet, receiver, "register", "--source", "Berlin"
+            )
         with api(fleet, "Berlin") as berlin:
             for n in range(301):
                 r = berlin.post(

@@ -65,9 +65,13 @@ def hierarchy(
     ).start()
     try:
         for receiver, source in (("Regional", "Central"), ("Edge", "Regional")):
+            with api(fleet, source) as c:  # the source's operator approves ahead
+                r = c.post(f"/edge/v1/sync/receivers/{receiver}/accept")
+                assert r.status_code == 200 and r.json()["receiver"]["state"] == "approved"
             with api(fleet, receiver) as c:
                 r = c.post("/edge/v1/sync/registrations", json={"registration": {"source": source}})
                 assert r.status_code == 201, r.text
+                assert r.json()["registration"]["status"] == "active", r.text
         yield fleet
     finally:
         fleet.stop()

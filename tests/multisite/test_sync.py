@@ -70,8 +70,16 @@ async def post(site: InProcessSite, path: str, body: Any, status: int = 201) -> 
     return r.json() if r.content else None
 
 
-async def register(receiver: InProcessSite, source: str) -> None:
-    await post(receiver, "/edge/v1/sync/registrations", {"registration": {"source": source}})
+async def register(receiver: InProcessSite, source: InProcessSite) -> None:
+    """The receiver's admin asks, then the source's admin accepts (both operators)."""
+    name = ctx_of(source).name
+    reg = await post(receiver, "/edge/v1/sync/registrations", {"registration": {"source": name}})
+    assert reg["registration"]["status"] == "pending", reg
+    receiver_name = ctx_of(receiver).name
+    r = await source.client.post(
+        f"/edge/v1/sync/receivers/{receiver_name}/accept", headers=admin(source)
+    )
+    assert r.status_code == 200 and r.json()["receiver"]["state"] == "accepted", r.text
 
 
 async def create_identity(site: InProcessSite, name: str) -> tuple[str, str]:
@@ -112,11 +120,11 @@ async def mark(site: InProcessSite, kind: str, key: str, to: str = "*") -> None:
 async def test_user_project_assignment_reach_receivers_and_are_locked(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Denver", "Paris"], joined=True) as sites:
         berlin, denver, paris = sites["Berlin"], sites["Denver"], sites["Paris"]
-        await register(denver, "Berlin")
+        await register(denver, berlin)
         pid, uid = await create_identity(berlin, "alice")
         await mark(berlin, "project", pid)
         await mark(berlin, "user", uid)
-        await register(paris, "Berlin")  # registers after the marks: full sync
+        await register(paris, berlin)  # registers after the marks: full sync
         for receiver in (denver, paris):
             await eventually(lambda r=receiver: can_login(r, "alice", "alice-proj"))
         # Received data is locked at the receiver: 409 naming the source.
@@ -153,7 +161,7 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
     transport = FleetTransport()
     async with fleet(tmp_path, ["Berlin", "Denver"], joined=True, transport=transport) as sites:
         berlin, denver = sites["Berlin"], sites["Denver"]
-        await register(denver, "Berlin")
+        await register(denver, berlin)
         await post(
             berlin, "/edge/v1/sync/marks", {"mark": {"kind": "project", "id": "*", "to": "*"}}
         )
@@ -200,7 +208,7 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
 async def test_receiver_rejects_inconsistent_data(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Denver"], joined=True) as sites:
         berlin, denver = sites["Berlin"], sites["Denver"]
-        await register(denver, "Berlin")
+        await register(denver, berlin)
         from edgefed.sync.peers import signed_call
         from edgefed.testkit.inprocess_fleet import ctx_of
 
@@ -256,7 +264,7 @@ async def test_image_arrives_byte_identical_after_a_cut_transfer_resumes(tmp_pat
     data = os.urandom(3 * 1024 * 1024 + 17)
     async with fleet(tmp_path, ["Berlin", "Denver"], joined=True, transport=transport) as sites:
         berlin, denver = sites["Berlin"], sites["Denver"]
-        await register(denver, "Berlin")
+        await register(denver, berlin)
         image = await post(
             berlin,
             "/image/v2/images",
@@ -287,8 +295,8 @@ async def test_three_level_hierarchy_converges_and_top_sees_the_edge(tmp_path: P
     names = ["Central", "Regional", "Edge"]
     async with fleet(tmp_path, names, joined=True) as sites:
         central, regional, edge = (sites[n] for n in names)
-        await register(regional, "Central")
-        await register(edge, "Regional")
+        await register(regional, central)
+        await register(edge, regional)
         r = await central.client.post(
             "/compute/v2.1/flavors",
             json={"flavor": {"name": "edge.small", "ram": 512, "vcpus": 1, "disk": 1}},
@@ -321,8 +329,8 @@ async def test_a_receiver_unregisters_and_the_source_stops_pushing(tmp_path: Pat
     async with fleet(tmp_path, ["Berlin", "Denver", "Paris"], joined=True) as sites:
         berlin, denver, paris = sites["Berlin"], sites["Denver"], sites["Paris"]
         await mark(berlin, "project", "*")
-        await register(denver, "Berlin")
-        await register(paris, "Berlin")
+        await register(denver, berlin)
+        await register(paris, berlin)
         first = await post(berlin, "/identity/v3/projects", {"project": {"name": "before"}})
 
         async def holds(pid: str, site: InProcessSite = denver) -> bool:

@@ -3,9 +3,14 @@
     edgefed sync mark project 6f1c… --to '@tier=edge'
     edgefed sync unmark project 6f1c…
     edgefed sync marks
-    edgefed sync register --source Central
+    edgefed sync register --source Central        # at the receiver: asks Central
+    edgefed sync receivers                        # at the source: who asked, in what state
+    edgefed sync accept Denver                    # at the source: serve Denver
+    edgefed sync refuse Denver                    # at the source: refuse, or stop serving
     edgefed sync unregister --source Central
     edgefed sync request image 0b3e… [--source Central]
+    edgefed sync conflicts [--source Central]     # at the receiver: clashes with its rows
+    edgefed sync conflicts resolve project 6f1c… --source Central [--adopt | --dismiss]
     edgefed sync status [--watch] [--kind K --id ID]
 
 ``status`` prints one progress bar per target (done / total, failing in the count), and
@@ -21,6 +26,7 @@ import time
 from typing import Any
 
 from edgefed.cli.client import (
+    CommandError,
     OperatorClient,
     add_connection_arguments,
     print_json,
@@ -62,11 +68,94 @@ def cmd_register(args: argparse.Namespace, client: OperatorClient) -> int:
     reg = client.request("POST", f"{SYNC}/registrations", body=body)["registration"]
     if args.format == "json":
         print_json(reg)
+    elif reg["status"] == "pending":
+        print(
+            f"{reg['receiver']} asked {reg['source']} to serve it; waiting for an admin of "
+            f"{reg['source']} to accept: edgefed sync accept {reg['receiver']}"
+        )
     else:
         print(
             f"{reg['receiver']} registered with {reg['source']}; "
             f"first full sync started ({reg['queued']} deliveries queued)"
         )
+    return 0
+
+
+def cmd_receivers(args: argparse.Namespace, client: OperatorClient) -> int:
+    receivers = client.request("GET", f"{SYNC}/receivers")["receivers"]
+    if args.format == "json":
+        print_json(receivers)
+    else:
+        print_table(receivers, ("name", "state", "requested_at", "accepted_at"))
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace, client: OperatorClient) -> int:
+    receiver = client.request("POST", f"{SYNC}/receivers/{args.name}/accept")["receiver"]
+    if args.format == "json":
+        print_json(receiver)
+    elif receiver["state"] == "accepted":
+        print(
+            f"accepted {receiver['name']} as a sync receiver; first full sync started "
+            f"({receiver['queued']} deliveries queued)"
+        )
+    else:
+        print(f"approved {receiver['name']} ahead: its registration will be accepted at once")
+    return 0
+
+
+def cmd_refuse(args: argparse.Namespace, client: OperatorClient) -> int:
+    client.request("DELETE", f"{SYNC}/receivers/{args.name}")
+    print(f"{args.name} is no sync receiver of this site (what it received stays there)")
+    return 0
+
+
+def cmd_conflicts(args: argparse.Namespace, client: OperatorClient) -> int:
+    if args.action == "resolve":
+        return _resolve(args, client)
+    if args.action is not None:
+        raise CommandError(f"unknown conflicts action {args.action!r} (resolve)")
+    params = {"source": args.source, "kind": args.kind_filter}
+    found = client.request("GET", f"{SYNC}/conflicts", params=params)["conflicts"]
+    if args.format == "json":
+        print_json(found)
+        return 0
+    if not found:
+        print("no sync conflicts")
+        return 0
+    rows = [
+        {
+            "source": c["source"],
+            "kind": c["kind"],
+            "id": c["id"],
+            "op": c["op"],
+            "held here": f"{c['held']['kind']} {c['held']['id']} "
+            f"({'own' if c['held']['origin'] is None else 'from ' + c['held']['origin']})",
+            "count": c["count"],
+        }
+        for c in found
+    ]
+    print_table(rows, ("source", "kind", "id", "op", "held here", "count"))
+    for c in found[:20]:
+        print(f"  {c['kind']} {c['id']}: {c['message']}")
+    return 0
+
+
+def _resolve(args: argparse.Namespace, client: OperatorClient) -> int:
+    if not (args.kind and args.id and args.source):
+        raise CommandError("conflicts resolve needs KIND ID and --source")
+    body = {"resolve": {"source": args.source, "kind": args.kind, "id": args.id,
+                        "adopt": args.adopt, "dismiss": args.dismiss}}  # fmt: skip
+    resolved = client.request("POST", f"{SYNC}/conflicts/resolve", body=body)["resolved"]
+    if args.format == "json":
+        print_json(resolved)
+        return 0
+    what = {
+        "adopted": f"adopted {args.source}'s version",
+        "dismissed": "kept this site's row and dismissed the clash",
+        "requested": f"asked {args.source} for its version again",
+    }[resolved["resolution"]]
+    print(f"{args.kind} {args.id}: {what}")
     return 0
 
 
@@ -101,13 +190,17 @@ def render(report: dict[str, Any], *, indent: int = 0) -> list[str]:
         lines.append(
             f"{pad}  -> {target:<14} {bar(t['done'], t['total'])} "
             f"{t['done']}/{t['total']} done, {t['pending']} pending, {t['inflight']} in flight, "
-            f"{t['failing']} failing, breaker {t['breaker']}"
+            f"{t['failing']} failing, {t.get('conflict', 0)} conflicts, breaker {t['breaker']}"
         )
     for f in report.get("failing", [])[:5]:
         lines.append(
             f"{pad}     ! {f['kind']} {f['id']} -> {f['target']}: "
             f"{f['last_error']} (attempts {f['attempts']})"
         )
+    for c in report.get("conflicts", [])[:5]:
+        lines.append(f"{pad}     ~ conflict with {c['source']}: {c['message']} (x{c['count']})")
+    for reg in report.get("registrations", []):
+        lines.append(f"{pad}     ? {reg['receiver']} asked to receive: {reg['state']}")
     for image in report.get("images", []):
         if image["state"] != "done":
             lines.append(
@@ -165,6 +258,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True)
     p = command("unregister", "stop receiving from a source", cmd_unregister)
     p.add_argument("--source", required=True)
+    command("receivers", "list the sites that asked to receive from this site", cmd_receivers)
+    p = command("accept", "accept (or approve ahead) a site as a sync receiver", cmd_accept)
+    p.add_argument("name", help="the receiving site")
+    p = command("refuse", "refuse a registration request, or stop serving a receiver", cmd_refuse)
+    p.add_argument("name", help="the receiving site")
+    p = command(
+        "conflicts",
+        "list pushes that clash with rows this site holds; 'conflicts resolve' settles one",
+        cmd_conflicts,
+    )
+    p.add_argument("action", nargs="?", choices=["resolve"], help="resolve one conflict")
+    p.add_argument("kind", nargs="?", help="with resolve: the resource kind")
+    p.add_argument("id", nargs="?", help="with resolve: the resource id")
+    p.add_argument("--source", default=None, help="the sync source (required with resolve)")
+    p.add_argument("--kind", dest="kind_filter", default=None, help="list one kind only")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--adopt", action="store_true", help="the source's version replaces the row held here"
+    )
+    how.add_argument(
+        "--dismiss", action="store_true", help="keep the row held here and forget the clash"
+    )
     p = command("request", "ask a source for one resource (an image) now", cmd_request)
     p.add_argument("kind")
     p.add_argument("id")

@@ -125,6 +125,9 @@ class SiteSettings:
     sync_peer_concurrency: int = 2
     sync_batch_size: int = 500
     sync_marks_file: str | None = None
+    # Receivers whose registration requests this site accepts without waiting for its
+    # operator (``edgefed sync accept``): site names, '@key=value' selectors or '*'.
+    sync_accept: tuple[str, ...] = ()
     # TLS (docs/tls.md): serve HTTPS on the one port. Other sites get the certificate of
     # the site key (they pin that key); clients get the operator's certificate and key
     # (PEM files), or the site-key certificate when none is given.

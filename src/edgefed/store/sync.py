@@ -29,7 +29,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
     and_,
     bindparam,
     case,
@@ -37,26 +36,15 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    null,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
-from edgefed.store import identity, image
+from edgefed.store import image
 from edgefed.store.engine import AsyncConnection, Store, upsert_insert
 from edgefed.store.schema import metadata
-from edgefed.store.sync_rows import (
-    KINDS,
-    Kind,
-    Ref,
-    current_origin,
-    decode_row,
-    delete_row,
-    exists,
-    upsert_row,
-)
+from edgefed.store.sync_rows import KINDS, Kind, Ref
 
 SeqType = BigInteger().with_variant(Integer, "sqlite")
 
@@ -88,11 +76,17 @@ marks = Table(
     PrimaryKeyConstraint("kind", "key", name="pk_sync_marks"),
 )
 
+# A receiver's registration at this source. ``pending``: the receiver asked and this
+# site's operator has not accepted it yet (nothing is pushed or pulled); ``approved``:
+# accepted ahead of the request; ``accepted``: this site serves it.
 receivers = Table(
     "sync_receivers",
     metadata,
     Column("name", String(64), primary_key=True),
+    Column("state", String(12), nullable=False),
     Column("registered_at", Float, nullable=False),
+    Column("requested_at", Float, nullable=True),
+    Column("accepted_at", Float, nullable=True),
 )
 
 sources = Table(
@@ -144,7 +138,33 @@ fetches = Table(
     Column("last_error", Text, nullable=True),
 )
 
+# A push that clashed with a row the receiver holds (sync_receive). Kept per (source,
+# resource) with what the receiver holds there, until resolved (docs/sync.md).
+conflicts = Table(
+    "sync_conflicts",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("clash", String(8), nullable=False),  # id | name | parent
+    Column("held_kind", String(32), nullable=False),
+    Column("held_key", String(512), nullable=False),
+    Column("held_origin", String(64), nullable=True),  # None: this site's own row
+    Column("message", Text, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("source", "kind", "key", name="pk_sync_conflicts"),
+)
+
 PENDING, INFLIGHT, DONE, FAILING = "pending", "inflight", "done", "failing"
+# The receiver refused the row because it clashes with one it holds: parked, not retried,
+# until a newer version or the receiver's request after resolving it.
+CONFLICT = "conflict"
+UNDELIVERED = (PENDING, INFLIGHT, FAILING)
+# Registration states at a source.
+REQUESTED, APPROVED, ACCEPTED = "pending", "approved", "accepted"
 
 
 @dataclass(frozen=True)
@@ -172,6 +192,7 @@ class PeerBacklog:
     failing: int
     oldest_queued_at: float
     last_error: str | None  # of one failing row
+    conflicts: int = 0  # parked: the receiver holds a row of its own there
 
 
 @dataclass(frozen=True)
@@ -184,12 +205,14 @@ class Mark:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one push to ``target`` came to: rows done, and rows failed (error, retry at)."""
+    """What one push to ``target`` came to: rows done, rows failed (error, retry at), and
+    rows the receiver refused as a conflict with a row of its own (parked, with the error)."""
 
     target: str
     done: Sequence[OutboxEntry]
     failed: Sequence[tuple[OutboxEntry, str, float]]
     now: float
+    conflicts: Sequence[tuple[OutboxEntry, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -289,7 +312,7 @@ class SyncRepository:
         waiting = (
             select(outbox.c.key)
             .where(outbox.c.kind == changes.c.kind, outbox.c.key == changes.c.key)
-            .where(outbox.c.state != DONE)
+            .where(outbox.c.state.in_(UNDELIVERED))
             .exists()
         )
         async with self.store.write() as conn:
@@ -308,7 +331,9 @@ class SyncRepository:
                 .exists()
             )
             await conn.execute(
-                delete(outbox).where(outbox.c.op == "delete", outbox.c.state == DONE, ~logged)
+                delete(outbox).where(
+                    outbox.c.op == "delete", outbox.c.state.in_((DONE, CONFLICT)), ~logged
+                )
             )
             return int(dropped.rowcount or 0) + int(tombstones.rowcount or 0)
 
@@ -337,7 +362,8 @@ class SyncRepository:
         stmt = upsert_insert(conn, outbox)
         excluded = stmt.excluded
         newer = outbox.c.version < excluded.version
-        condition = or_(newer, and_(outbox.c.version == excluded.version, outbox.c.state == DONE))
+        settled = or_(outbox.c.state == DONE, outbox.c.state == CONFLICT)  # no IN: executemany
+        condition = or_(newer, and_(outbox.c.version == excluded.version, settled))
         stmt = stmt.on_conflict_do_update(
             index_elements=["target", "kind", "key"],
             set_={
@@ -350,9 +376,7 @@ class SyncRepository:
                 "next_at": excluded.next_at,
                 "updated_at": excluded.updated_at,
                 # a newer version of an undelivered row is as late as the first one
-                "queued_at": case(
-                    (outbox.c.state == DONE, excluded.queued_at), else_=outbox.c.queued_at
-                ),
+                "queued_at": case((settled, excluded.queued_at), else_=outbox.c.queued_at),
             },
             where=condition if force else newer,
         )
@@ -424,7 +448,13 @@ class SyncRepository:
             for o in outcomes
             for e, err, due in o.failed
         ]
-        if not done and not failed:
+        parked = [
+            {"t": o.target, "k": e.kind, "y": e.key, "v": e.version, "now": o.now,
+             "err": err[:500]}
+            for o in outcomes
+            for e, err in o.conflicts
+        ]  # fmt: skip
+        if not done and not failed and not parked:
             return
         where = and_(
             outbox.c.target == bindparam("t"),
@@ -459,6 +489,18 @@ class SyncRepository:
                     ),
                     failed,
                 )
+            if parked:
+                await conn.execute(
+                    update(outbox)
+                    .where(where)
+                    .values(
+                        state=CONFLICT,
+                        last_error=bindparam("err"),
+                        updated_at=bindparam("now"),
+                        attempts=outbox.c.attempts + 1,
+                    ),
+                    parked,
+                )
 
     async def release_inflight(self) -> int:
         """After a restart nothing is in flight: put such rows back in the queue."""
@@ -491,20 +533,27 @@ class SyncRepository:
     # ---- progress -----------------------------------------------------------------------
 
     async def backlog(self) -> dict[str, PeerBacklog]:
-        """Per target: undelivered rows, failing rows, when the oldest was queued, an error."""
-        undelivered = outbox.c.state.in_((PENDING, INFLIGHT, FAILING))
+        """Per target: undelivered rows, failing rows, when the oldest was queued, an
+        error, and rows parked as conflicts."""
+        waiting = outbox.c.state.in_(UNDELIVERED)
+        pending = func.sum(case((waiting, 1), else_=0))
         failing = func.sum(case((outbox.c.state == FAILING, 1), else_=0))
+        parked = func.sum(case((outbox.c.state == CONFLICT, 1), else_=0))
+        oldest = func.min(case((waiting, outbox.c.queued_at), else_=None))
         error = func.max(case((outbox.c.state == FAILING, outbox.c.last_error), else_=None))
         query = (
-            select(outbox.c.target, func.count(), failing, func.min(outbox.c.queued_at), error)
-            .where(undelivered)
+            select(outbox.c.target, pending, failing, oldest, error, parked)
+            .where(outbox.c.state.in_((*UNDELIVERED, CONFLICT)))
             .group_by(outbox.c.target)
         )
         async with self.store.read() as conn:
             return {
-                str(target): PeerBacklog(int(count), int(fails or 0), float(oldest), last_error)
-                for target, count, fails, oldest, last_error in await conn.execute(query)
-            }
+                str(target): PeerBacklog(
+                    int(count or 0), int(fails or 0), float(first or 0.0), last_error,
+                    int(held or 0),
+                )
+                for target, count, fails, first, last_error, held in await conn.execute(query)
+            }  # fmt: skip
 
     async def counts(self) -> dict[str, dict[str, int]]:
         async with self.store.read() as conn:
@@ -520,9 +569,14 @@ class SyncRepository:
 
     async def entries(
         self, *, target: str | None = None, kind: str | None = None, key: str | None = None,
-        states: Sequence[str] | None = None, limit: int = 100,
+        states: Sequence[str] | None = None, limit: int = 100, received_from: str | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
+        """Outbox rows; ``received_from``: only resources that source delivered here."""
         query = select(outbox).order_by(outbox.c.target, outbox.c.rank, outbox.c.kind, outbox.c.key)
+        if received_from is not None:
+            query = query.join(
+                applied, and_(applied.c.kind == outbox.c.kind, applied.c.key == outbox.c.key)
+            ).where(applied.c.source == received_from)
         if target is not None:
             query = query.where(outbox.c.target == target)
         if kind is not None:
@@ -538,7 +592,7 @@ class SyncRepository:
 
     async def put_mark(self, mark: Mark, *, now: float) -> None:
         async with self.store.write() as conn:
-            await _put_mark(conn, mark, now=now)
+            await put_mark_in(conn, mark, now=now)
 
     async def delete_mark(self, kind: str, key: str) -> bool:
         async with self.store.write() as conn:
@@ -554,26 +608,80 @@ class SyncRepository:
 
     # ---- registrations ------------------------------------------------------------------
 
-    async def add_receiver(self, name: str, *, now: float) -> None:
+    async def request_receiver(self, name: str, *, now: float, accept: bool) -> str:
+        """``name`` asks to receive from this site; its registration state afterwards.
+
+        A new request waits for this site's operator (``pending``) unless ``accept`` (the
+        ``sync_accept`` setting names it) or the operator approved it ahead (``approved``).
+        """
         async with self.store.write() as conn:
-            await _upsert_name(conn, receivers, name, now)
+            state = await _receiver_state(conn, name)
+            if state is None:
+                new = ACCEPTED if accept else REQUESTED
+                await conn.execute(
+                    insert(receivers).values(
+                        name=name, state=new, registered_at=now, requested_at=now,
+                        accepted_at=now if new == ACCEPTED else None,
+                    )
+                )  # fmt: skip
+                return new
+            new = ACCEPTED if accept or state in (APPROVED, ACCEPTED) else REQUESTED
+            values: dict[str, Any] = {"state": new, "requested_at": now}
+            if new == ACCEPTED and state != ACCEPTED:
+                values["accepted_at"] = now
+            await conn.execute(update(receivers).where(receivers.c.name == name).values(values))
+            return new
+
+    async def accept_receiver(self, name: str, *, now: float) -> tuple[str | None, str]:
+        """This site's operator accepts ``name``: (the state before, the state after).
+        A pending request becomes ``accepted``; a site that has not asked yet is
+        ``approved``, so that its request is accepted at once when it comes."""
+        async with self.store.write() as conn:
+            state = await _receiver_state(conn, name)
+            if state is None:
+                await conn.execute(
+                    insert(receivers).values(
+                        name=name, state=APPROVED, registered_at=now, accepted_at=now
+                    )
+                )
+                return None, APPROVED
+            if state == REQUESTED:
+                await conn.execute(
+                    update(receivers)
+                    .where(receivers.c.name == name)
+                    .values(state=ACCEPTED, accepted_at=now)
+                )
+                return state, ACCEPTED
+            return state, state
 
     async def remove_receiver(self, name: str) -> bool:
+        """Forget a registration in any state, and everything queued for it."""
         async with self.store.write() as conn:
             result = await conn.execute(delete(receivers).where(receivers.c.name == name))
             await conn.execute(delete(outbox).where(outbox.c.target == name))
             return bool(result.rowcount)
 
     async def list_receivers(self) -> list[str]:
+        """The receivers this site serves (accepted), by name."""
         async with self.store.read() as conn:
-            return [
-                r[0]
-                for r in await conn.execute(select(receivers.c.name).order_by(receivers.c.name))
-            ]
+            query = (
+                select(receivers.c.name)
+                .where(receivers.c.state == ACCEPTED)
+                .order_by(receivers.c.name)
+            )
+            return [r[0] for r in await conn.execute(query)]
+
+    async def registrations(self) -> list[dict[str, Any]]:
+        """Every receiver registration with its state and times, by name."""
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(receivers).order_by(receivers.c.name))
+            return [dict(r._mapping) for r in rows]
 
     async def add_source(self, name: str, *, now: float) -> None:
         async with self.store.write() as conn:
-            await _upsert_name(conn, sources, name, now)
+            found = await conn.execute(select(sources.c.name).where(sources.c.name == name))
+            if found.first() is None:
+                await conn.execute(insert(sources).values(name=name, registered_at=now))
 
     async def remove_source(self, name: str) -> bool:
         """Forget a source and release what it delivered: the received resources are
@@ -581,6 +689,7 @@ class SyncRepository:
         same source overwrites them again)."""
         async with self.store.write() as conn:
             result = await conn.execute(delete(sources).where(sources.c.name == name))
+            await conn.execute(delete(conflicts).where(conflicts.c.source == name))
             tables = {id(k.table): k.table for k in KINDS.values() if k.has_origin}
             for table in tables.values():
                 await conn.execute(update(table).where(table.c.origin == name).values(origin=None))
@@ -592,292 +701,7 @@ class SyncRepository:
                 r[0] for r in await conn.execute(select(sources.c.name).order_by(sources.c.name))
             ]
 
-    # ---- receiver side --------------------------------------------------------------------
-
-    async def apply_batch(
-        self,
-        *,
-        source: str,
-        items: Sequence[Mapping[str, Any]],
-        has_blob: Callable[[str], bool],
-        now: float,
-    ) -> list[dict[str, Any]]:
-        """Apply received items in order, in one transaction (committed before returning).
-
-        Each result says ``applied``, ``stale`` (an older version than the one held),
-        ``duplicate`` (this version was applied already) or ``rejected`` with a status and
-        an error. Should the database still refuse the batch (a constraint the checks did
-        not foresee), every item is retried in its own transaction so one bad row cannot
-        hold back the others.
-        """
-        try:
-            async with self.store.write() as conn:
-                results = await self._apply_all(conn, source, items, has_blob, now)
-        except IntegrityError:
-            results = []
-            for item in items:
-                try:
-                    async with self.store.write() as conn:
-                        results.append(await self._apply(conn, source, item, has_blob, now))
-                except IntegrityError as exc:
-                    results.append(_rejected(item, 409, f"the database refused it: {exc.orig}"))
-        identity._bump(self.store)
-        return results
-
-    async def _apply_all(
-        self,
-        conn: AsyncConnection,
-        source: str,
-        items: Sequence[Mapping[str, Any]],
-        has_blob: Callable[[str], bool],
-        now: float,
-    ) -> list[dict[str, Any]]:
-        """Every item in order: runs of plain upserts of one kind together, the rest one by one."""
-        results: list[dict[str, Any]] = []
-        run: list[Mapping[str, Any]] = []
-        for item in items:
-            if _bulk_eligible(item) and (not run or run[0]["kind"] == item["kind"]):
-                run.append(item)
-                continue
-            if run:
-                results += await self._apply_run(conn, source, run, has_blob, now)
-                run = []
-            if _bulk_eligible(item):
-                run.append(item)
-            else:
-                results.append(await self._apply(conn, source, item, has_blob, now))
-        if run:
-            results += await self._apply_run(conn, source, run, has_blob, now)
-        return results
-
-    async def _apply_run(
-        self,
-        conn: AsyncConnection,
-        source: str,
-        run: Sequence[Mapping[str, Any]],
-        has_blob: Callable[[str], bool],
-        now: float,
-    ) -> list[dict[str, Any]]:
-        """Upserts of one parent kind, checked and written with a few statements per run.
-
-        The same checks as ``_apply`` (held version, owner, row shape, unique names),
-        read for the whole run at once: a first sync of 10,000 projects is then a few
-        dozen statements per push instead of seven per project.
-        """
-        kind = KINDS[str(run[0]["kind"])]
-        keys = [str(i["key"]) for i in run]
-        if len(set(keys)) != len(keys):
-            return [await self._apply(conn, source, i, has_blob, now) for i in run]
-        key_col = kind.table.c[kind.key_columns[0]]
-        held: dict[str, int] = {}
-        existing: dict[str, str | None] = {}
-        for chunk in _chunks(keys):
-            query = select(applied.c.key, applied.c.version).where(
-                applied.c.kind == kind.name, applied.c.key.in_(chunk)
-            )
-            held.update({str(k): int(v) for k, v in await conn.execute(query)})
-            origin = kind.table.c.origin if kind.has_origin else null()
-            found = await conn.execute(select(key_col, origin).where(key_col.in_(chunk)))
-            existing.update({str(k): o for k, o in found})
-        results: dict[int, dict[str, Any]] = {}
-        candidates: list[tuple[int, Mapping[str, Any], dict[str, Any]]] = []
-        for n, item in enumerate(run):
-            key, version = keys[n], int(item["version"])
-            if key in held and version <= held[key]:
-                results[n] = _result(item, "stale" if version < held[key] else "duplicate")
-                continue
-            owner = existing.get(key)
-            if owner is not None and owner != source:
-                results[n] = _rejected(
-                    item, 409, f"{kind.name} {key} is managed by sync source {owner}"
-                )
-                continue
-            try:
-                values = decode_row(kind, item["row"])
-            except (ValueError, TypeError) as exc:
-                results[n] = _rejected(item, 400, f"{kind.name} {key}: {exc}")
-                continue
-            if kind.key_of(values) != key:
-                results[n] = _rejected(
-                    item, 400, f"{kind.name} {key}: the row's key is {kind.key_of(values)}"
-                )
-                continue
-            candidates.append((n, item, values))
-        for columns in _unique_groups(kind):
-            taken: dict[tuple[Any, ...], str] = {}
-            wanted = [
-                tuple(v[c] for c in columns)
-                for _, _, v in candidates
-                if all(c in v for c in columns)
-            ]
-            firsts = sorted({w[0] for w in wanted}, key=str)
-            for chunk in _chunks(firsts):
-                query = select(key_col, *(kind.table.c[c] for c in columns)).where(
-                    kind.table.c[columns[0]].in_(chunk)
-                )
-                for found_row in await conn.execute(query):
-                    taken[tuple(found_row[1:])] = str(found_row[0])
-            kept = []
-            for n, item, values in candidates:
-                if all(c in values for c in columns):
-                    unique_values = tuple(values[c] for c in columns)
-                    other = taken.get(unique_values)
-                    if other is not None and other != keys[n]:
-                        shown = ", ".join(f"{c}={values[c]}" for c in columns)
-                        local = f"a local {kind.name} {other} already has {shown}"
-                        results[n] = _rejected(
-                            item,
-                            409,
-                            f"{kind.name} {keys[n]}: {local}",
-                        )
-                        continue
-                    taken[unique_values] = keys[n]
-                kept.append((n, item, values))
-            candidates = kept
-        inserts: dict[frozenset[str], list[dict[str, Any]]] = {}
-        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
-        for n, _item, values in candidates:
-            row = {**values, "origin": source} if kind.has_origin else dict(values)
-            if keys[n] in existing:
-                changes = {f"v_{c}": v for c, v in row.items() if c not in kind.key_columns}
-                updates.setdefault(frozenset(changes), []).append({"k_key": keys[n], **changes})
-            else:
-                inserts.setdefault(frozenset(row), []).append(row)
-        for rows in inserts.values():
-            await conn.execute(insert(kind.table), rows)
-        for columns_set, rows in updates.items():
-            if not columns_set:
-                continue
-            stmt = (
-                update(kind.table)
-                .where(key_col == bindparam("k_key"))
-                .values({c[2:]: bindparam(c) for c in columns_set})
-            )
-            await conn.execute(stmt, rows)
-        marked = [
-            {"kind": kind.name, "key": keys[n], "targets": item["targets"], "origin": source,
-             "created_at": now}
-            for n, item, _ in candidates
-            if isinstance(item.get("targets"), str) and item["targets"]
-        ]  # fmt: skip
-        if marked:
-            await conn.execute(_upsert_marks(conn), marked)
-        if candidates:
-            await conn.execute(
-                _upsert_applied(conn),
-                [
-                    {
-                        "kind": kind.name,
-                        "key": keys[n],
-                        "source": source,
-                        "version": int(i["version"]),
-                    }
-                    for n, i, _ in candidates
-                ],
-            )
-        for n, item, _ in candidates:
-            results[n] = _result(item, "applied")
-        return [results[n] for n in range(len(run))]
-
-    async def _apply(
-        self,
-        conn: AsyncConnection,
-        source: str,
-        item: Mapping[str, Any],
-        has_blob: Callable[[str], bool],
-        now: float,
-    ) -> dict[str, Any]:
-        kind = KINDS.get(str(item.get("kind")))
-        if kind is None:
-            return _rejected(item, 400, f"unknown resource kind {item.get('kind')!r}")
-        key = str(item.get("key", ""))
-        version = item.get("version")
-        op = item.get("op")
-        if not isinstance(version, int) or op not in ("upsert", "delete"):
-            return _rejected(item, 400, "an item needs an integer version and op upsert|delete")
-        try:
-            kind.key_values(key)
-        except ValueError as exc:
-            return _rejected(item, 400, str(exc))
-        held = await self.applied_version(conn, kind.name, key)
-        if held is not None and version <= held:
-            return _result(item, "stale" if version < held else "duplicate")
-        found, origin = await current_origin(conn, kind, key)
-        if found and origin is not None and origin != source:
-            return _rejected(item, 409, f"{kind.name} {key} is managed by sync source {origin}")
-        if op == "delete":
-            await delete_row(conn, kind, key)
-            await self.drop_mark_in(conn, kind.name, key)
-            await self.set_applied(conn, kind=kind.name, key=key, source=source, version=version)
-            return _result(item, "applied")
-        row = item.get("row")
-        if not isinstance(row, Mapping):
-            return _rejected(item, 400, f"{kind.name} {key}: an upsert needs its row")
-        try:
-            values = decode_row(kind, row)
-        except (ValueError, TypeError) as exc:
-            return _rejected(item, 400, f"{kind.name} {key}: {exc}")
-        if kind.key_of(values) != key:
-            return _rejected(
-                item, 400, f"{kind.name} {key}: the row's key is {kind.key_of(values)}"
-            )
-        for need_kind, need_key, what in kind.requires(values):
-            if not await exists(conn, need_kind, need_key):
-                return _rejected(
-                    item, 422, f"{kind.name} {key} refers to {what} {need_key}, unknown here"
-                )
-        clash = await _unique_clash(conn, kind, values)
-        if clash is not None:
-            return _rejected(item, 409, f"{kind.name} {key}: {clash}")
-        if kind.name == "image":
-            sha = values.get("blob_sha256")
-            if sha and not has_blob(str(sha)):
-                await self.want_blob(
-                    conn, image_id=key, sha256=str(sha), source=source, size=values.get("size")
-                )
-                if values.get("status") == "active":
-                    values["status"] = "queued"
-        await upsert_row(conn, kind, values, origin=source)
-        targets = item.get("targets")
-        if isinstance(targets, str) and targets:
-            await self.put_mark_in(conn, Mark(kind.name, key, targets, source), now=now)
-        await self.set_applied(conn, kind=kind.name, key=key, source=source, version=version)
-        return _result(item, "applied")
-
-    async def applied_version(self, conn: AsyncConnection, kind: str, key: str) -> int | None:
-        row = (
-            await conn.execute(
-                select(applied.c.version).where(applied.c.kind == kind, applied.c.key == key)
-            )
-        ).first()
-        return None if row is None else int(row[0])
-
-    async def set_applied(
-        self, conn: AsyncConnection, *, kind: str, key: str, source: str, version: int
-    ) -> None:
-        await conn.execute(
-            _upsert_applied(conn), {"kind": kind, "key": key, "source": source, "version": version}
-        )
-
-    async def put_mark_in(self, conn: AsyncConnection, mark: Mark, *, now: float) -> None:
-        await _put_mark(conn, mark, now=now)
-
-    async def drop_mark_in(self, conn: AsyncConnection, kind: str, key: str) -> None:
-        await conn.execute(delete(marks).where(marks.c.kind == kind, marks.c.key == key))
-
-    async def want_blob(
-        self, conn: AsyncConnection, *, image_id: str, sha256: str, source: str, size: int | None
-    ) -> None:
-        stmt = upsert_insert(conn, fetches)
-        values = {"image_id": image_id, "sha256": sha256, "source": source, "size": size,
-                  "state": PENDING, "attempts": 0, "last_error": None}  # fmt: skip
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["image_id"],
-                set_={k: stmt.excluded[k] for k in values if k != "image_id"},
-            ),
-            values,
-        )
+    # ---- image fetches (receiver side) ---------------------------------------------------
 
     async def pending_fetches(self) -> list[Fetch]:
         async with self.store.read() as conn:
@@ -909,9 +733,18 @@ class SyncRepository:
                 .values(status="active")
             )
 
-    async def fetch_states(self) -> list[dict[str, Any]]:
+    async def fetch_states(self, *, source: str | None = None) -> list[dict[str, Any]]:
+        query = select(fetches)
+        if source is not None:
+            query = query.where(fetches.c.source == source)
         async with self.store.read() as conn:
-            return [dict(r._mapping) for r in await conn.execute(select(fetches))]
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def images_with_blob(self, sha256: str) -> list[str]:
+        """The images here whose data is blob ``sha256``."""
+        query = select(image.images.c.id).where(image.images.c.blob_sha256 == sha256)
+        async with self.store.read() as conn:
+            return [str(r[0]) for r in await conn.execute(query)]
 
     # ---- listing for full syncs -------------------------------------------------------------
 
@@ -920,73 +753,9 @@ class SyncRepository:
         return self.store.read()
 
 
-def _result(item: Mapping[str, Any], status: str) -> dict[str, Any]:
-    return {"kind": item.get("kind"), "key": item.get("key"), "version": item.get("version"),
-            "status": status}  # fmt: skip
-
-
-def _rejected(item: Mapping[str, Any], code: int, error: str) -> dict[str, Any]:
-    return {**_result(item, "rejected"), "code": code, "error": error}
-
-
-async def _unique_clash(conn: AsyncConnection, kind: Kind, values: Mapping[str, Any]) -> str | None:
-    """Another row (other key) holding the same unique values: a local name collision."""
-    groups: list[tuple[str, ...]] = [
-        tuple(c.name for c in con.columns)
-        for con in kind.table.constraints
-        if isinstance(con, UniqueConstraint)
-    ]
-    groups += [(c.name,) for c in kind.table.c if c.unique]
-    for columns in groups:
-        if set(columns) == set(kind.key_columns) or not all(c in values for c in columns):
-            continue
-        query = select(*(kind.table.c[c] for c in kind.key_columns)).where(
-            *(kind.table.c[c] == values[c] for c in columns)
-        )
-        for row in await conn.execute(query):
-            other = kind.key_of(dict(row._mapping))
-            if other != kind.key_of(values):
-                shown = ", ".join(f"{c}={values[c]}" for c in columns)
-                return f"a local {kind.name} {other} already has {shown}"
-    return None
-
-
 def delivery_rank(kind_name: str, op: str) -> int:
     """Where a row goes in the delivery order: parents first, deletes children first."""
     return _rank(KINDS[kind_name], op)
-
-
-# Parent kinds with a one-column key that need nothing else to exist first and carry no
-# blob: a run of their upserts is applied in bulk (SyncRepository._apply_run).
-BULK_KINDS = frozenset({"project", "role", "flavor", "user", "group"})
-
-
-def _bulk_eligible(item: Mapping[str, Any]) -> bool:
-    return (
-        item.get("kind") in BULK_KINDS
-        and item.get("op") == "upsert"
-        and isinstance(item.get("version"), int)
-        and isinstance(item.get("key"), str)
-        and bool(item.get("key"))
-        and "|" not in str(item.get("key"))
-        and isinstance(item.get("row"), Mapping)
-    )
-
-
-def _chunks(values: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
-
-
-def _unique_groups(kind: Kind) -> list[tuple[str, ...]]:
-    """Column groups that must be unique, besides the key itself."""
-    groups = [
-        tuple(c.name for c in con.columns)
-        for con in kind.table.constraints
-        if isinstance(con, UniqueConstraint)
-    ]
-    groups += [(c.name,) for c in kind.table.c if c.unique]
-    return [g for g in groups if set(g) != set(kind.key_columns)]
 
 
 def _rank(kind: Kind, op: str) -> int:
@@ -1002,7 +771,7 @@ async def _set_cursor(conn: AsyncConnection, name: str, seq: int) -> None:
     )
 
 
-def _upsert_marks(conn: AsyncConnection) -> Any:
+def upsert_marks(conn: AsyncConnection) -> Any:
     """A mark per (kind, key): a new one, or new targets and origin for the held one."""
     stmt = upsert_insert(conn, marks)
     return stmt.on_conflict_do_update(
@@ -1011,7 +780,7 @@ def _upsert_marks(conn: AsyncConnection) -> Any:
     )
 
 
-def _upsert_applied(conn: AsyncConnection) -> Any:
+def upsert_applied(conn: AsyncConnection) -> Any:
     """The version of a resource applied here, and from which source."""
     stmt = upsert_insert(conn, applied)
     return stmt.on_conflict_do_update(
@@ -1020,9 +789,9 @@ def _upsert_applied(conn: AsyncConnection) -> Any:
     )
 
 
-async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
+async def put_mark_in(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
     await conn.execute(
-        _upsert_marks(conn),
+        upsert_marks(conn),
         {
             "kind": mark.kind,
             "key": mark.key,
@@ -1033,10 +802,26 @@ async def _put_mark(conn: AsyncConnection, mark: Mark, *, now: float) -> None:
     )
 
 
-async def _upsert_name(conn: AsyncConnection, table: Table, name: str, now: float) -> None:
-    found = (await conn.execute(select(table.c.name).where(table.c.name == name))).first()
-    if found is None:
-        await conn.execute(insert(table).values(name=name, registered_at=now))
+async def want_blob(
+    conn: AsyncConnection, *, image_id: str, sha256: str, source: str, size: int | None
+) -> None:
+    """Record that ``image_id`` needs blob ``sha256`` from ``source`` (the fetcher pulls it)."""
+    stmt = upsert_insert(conn, fetches)
+    values = {"image_id": image_id, "sha256": sha256, "source": source, "size": size,
+              "state": PENDING, "attempts": 0, "last_error": None}  # fmt: skip
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["image_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "image_id"},
+        ),
+        values,
+    )
+
+
+async def _receiver_state(conn: AsyncConnection, name: str) -> str | None:
+    query = select(receivers.c.state).where(receivers.c.name == name)
+    row = (await conn.execute(query)).first()
+    return None if row is None else str(row[0])
 
 
 def capture_ddl(dialect: str, kinds: Mapping[str, Kind] = KINDS) -> list[str]:

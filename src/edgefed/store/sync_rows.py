@@ -10,17 +10,34 @@ Rows travel as plain JSON: every column but ``origin`` and per-site ids, datetim
 ISO 8601. The receiver writes them back with ``origin`` = the source, which is what
 makes the owners' repositories refuse local edits (``Locked``). Applying bypasses the
 owners' write paths on purpose: it must not be refused by the very lock it sets, and
-it must be one transaction with the receiver's version bookkeeping.
+it must be one transaction with the receiver's version bookkeeping. Because it bypasses
+them, ``decode_row`` checks every value against its column (type, length, range) the
+way the database would, so that a source's malformed row is a 400 for that item and
+never a database error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Table,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from edgefed.store import compute, identity, image
 from edgefed.store.engine import AsyncConnection
@@ -28,6 +45,20 @@ from edgefed.store.schema import UtcDateTime
 
 KEY_SEPARATOR = "|"
 Ref = tuple[str, str]  # (kind, key)
+MAX_KEY_LENGTH = 512
+MAX_VERSION = 2**63 - 1
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# How deep a JSON document of a row may nest (extra specs, properties, tags).
+MAX_JSON_DEPTH = 32
+
+
+def valid_sha256(value: object) -> bool:
+    """Exactly 64 lowercase hex digits: the only blob name that may become a path.
+
+    A sha256 that arrives from another site (a pushed image row, a fetch record, a blob
+    path) names a file under ``images/``; anything else (``../keys/signing.pem``) would
+    let a source make this site read or serve a file of its data directory."""
+    return isinstance(value, str) and SHA256_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -44,6 +75,10 @@ class Kind:
     )
     # Columns that are per site and never travel (a local autoincrement id).
     local_columns: tuple[str, ...] = ()
+    # Whether a row of this key may travel at all: a source grants roles on its own
+    # projects and sets quotas of its own projects, never on the receiver's domains,
+    # system or quota classes (those are the receiver's own authority).
+    travels: Callable[[Mapping[str, str]], bool] = field(default=lambda _k: True)
 
     def key_of(self, values: Mapping[str, Any]) -> str:
         return KEY_SEPARATOR.join(str(values[c]) for c in self.key_columns)
@@ -80,6 +115,10 @@ def _assignment_requires(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return need
 
 
+def _assignment_travels(k: Mapping[str, str]) -> bool:
+    return k["actor_type"] in ("user", "group") and k["target_type"] == "project"
+
+
 def _quota_owners(k: Mapping[str, str]) -> list[Ref]:
     return [("project", k["owner"])] if k["kind"] == "project" else []
 
@@ -112,6 +151,7 @@ KINDS: dict[str, Kind] = {
             1,
             owners=_quota_owners,
             requires=_quota_requires,
+            travels=lambda k: k["kind"] == "project",
         ),
         Kind(
             "group_member",
@@ -131,6 +171,7 @@ KINDS: dict[str, Kind] = {
             2,
             owners=_assignment_owners,
             requires=_assignment_requires,
+            travels=_assignment_travels,
         ),
         Kind(
             "keypair",
@@ -186,7 +227,11 @@ def encode_row(kind: Kind, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def decode_row(kind: Kind, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The column values of ``doc``; ValueError names a missing or malformed column."""
+    """The column values of ``doc``; ValueError names a missing or malformed column.
+
+    Every value is checked against its column as the database would (type, length,
+    integer range, no NUL character), so a malformed row from a source is refused by
+    name instead of failing the transaction."""
     values: dict[str, Any] = {}
     for column in kind.table.c:
         if column.name == "origin" or column.name in kind.local_columns:
@@ -196,17 +241,77 @@ def decode_row(kind: Kind, doc: Mapping[str, Any]) -> dict[str, Any]:
                 continue
             raise ValueError(f"{kind.name} row lacks column {column.name!r}")
         value = doc[column.name]
-        if value is not None and isinstance(column.type, UtcDateTime):
-            if not isinstance(value, str):
-                raise ValueError(f"{kind.name}.{column.name} must be an ISO 8601 string")
-            value = dt.datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
+        where = f"{kind.name}.{column.name}"
+        if value is None:
+            if not column.nullable:
+                raise ValueError(f"{where} may not be null")
+        else:
+            value = _checked(where, column.type, value)
         values[str(column.name)] = value
     for name in kind.key_columns:
         if values.get(name) in (None, ""):
             raise ValueError(f"{kind.name} row lacks its key column {name!r}")
+        if KEY_SEPARATOR in str(values[name]):
+            raise ValueError(f"{kind.name}.{name} may not contain {KEY_SEPARATOR!r}")
     return values
+
+
+def _checked(where: str, type_: Any, value: Any) -> Any:
+    """``value`` as column type ``type_`` stores it; ValueError says what is wrong."""
+    if isinstance(type_, UtcDateTime):
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError(f"{where} must be an ISO 8601 string")
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{where} is not an ISO 8601 date and time: {exc}") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    if isinstance(type_, Boolean):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false")
+        return value
+    if isinstance(type_, Integer):
+        bits = 63 if isinstance(type_, BigInteger) else 31
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{where} must be an integer")
+        if not -(2**bits) <= value < 2**bits:
+            raise ValueError(f"{where} is out of range")
+        return value
+    if isinstance(type_, Float):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"{where} must be a number")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where} must be finite")
+        return value
+    if isinstance(type_, String):  # Text too
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string")
+        if type_.length is not None and len(value) > type_.length:
+            raise ValueError(f"{where} is longer than {type_.length} characters")
+        if "\x00" in value:
+            raise ValueError(f"{where} may not contain a NUL character")
+        return value
+    if isinstance(type_, JSON):
+        _check_json(where, value, depth=0)
+        return value
+    raise ValueError(f"{where}: a column of type {type_!r} cannot be received")
+
+
+def _check_json(where: str, value: Any, *, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} may not contain a NUL character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_json(where, k, depth=depth + 1)
+            _check_json(where, v, depth=depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json(where, v, depth=depth + 1)
+    elif isinstance(value, float) and value != value:
+        raise ValueError(f"{where} holds a number that is not finite")
 
 
 # ---- reading rows at the source ---------------------------------------------------------

@@ -4,9 +4,12 @@ One ``PeerWorker`` per receiver runs ``concurrency`` push loops. A loop claims a
 of due rows (parents first), reads the rows' current content, and sends one signed
 ``POST /edge/v1/sync/push``. The receiver answers per item; applied, stale and
 duplicate items are done, rejected ones are retried after a backoff delay (a parent may
-still be on its way). A transport error or a 5xx fails the whole batch and counts
-against the peer's circuit breaker, which then pauses the peer and lets one probe
-through after its cool-down, so a dead link is not flooded.
+still be on its way), and a ``conflict`` (the receiver holds a row of its own there) is
+parked: retrying cannot help until the receiver's operator resolves it, which asks for
+the resource again. An answer without per-item results (a transport error, a 5xx, a
+refusal of the whole push) fails the batch and counts against the peer's circuit
+breaker, which then pauses the peer and lets one probe through after its cool-down, so
+a dead link is not flooded.
 """
 
 from __future__ import annotations
@@ -61,9 +64,10 @@ class Settler:
         done: list[OutboxEntry],
         failed: list[tuple[OutboxEntry, str, float]],
         now: float,
+        conflicts: list[tuple[OutboxEntry, str]] | None = None,
     ) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((Outcome(target, done, failed, now), future))
+        self._queue.append((Outcome(target, done, failed, now, conflicts or []), future))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="sync-settle")
         await future
@@ -240,29 +244,29 @@ class PeerWorker:
             log.exception("building the push to %s failed", self.target)
             await self._fail_all(batch, f"{type(exc).__name__}: {exc}")
             return
-        if r.status_code not in (200, 422):
+        results = _per_item(r) if r.status_code < 500 else None
+        if results is None:
             await self._fail_all(batch, f"{self.target} answered {r.status_code}: {r.text[:200]}")
             return
         self.breaker.record_success()
         self.last_error = None
-        try:
-            results = {(x["kind"], x["key"]): x for x in r.json()["results"]}
-        except (ValueError, KeyError, TypeError):
-            await self._fail_all(batch, f"{self.target} sent a malformed push answer")
-            return
         done: list[OutboxEntry] = []
         failed: list[tuple[OutboxEntry, str, float]] = []
+        parked: list[tuple[OutboxEntry, str]] = []
         now = self.ctx.clock()
         for entry in batch:
             result = results.get((entry.kind, entry.key))
-            if result is not None and result.get("status") in ("applied", "stale", "duplicate"):
+            status = None if result is None else result.get("status")
+            if status in ("applied", "stale", "duplicate"):
                 done.append(entry)
+            elif status == "conflict" and result is not None:
+                parked.append((entry, f"conflict at {self.target}: {result.get('error')}"))
             else:
                 error = "no answer for this item" if result is None else str(result.get("error"))
                 failed.append((entry, error, now + self._delay(entry)))
         if failed:
             self.known_clear = False
-        await self.settler.settle(self.target, done=done, failed=failed, now=now)
+        await self.settler.settle(self.target, done=done, failed=failed, now=now, conflicts=parked)
 
     def _delay(self, entry: OutboxEntry) -> float:
         return self.backoff.delay(entry.attempts + 1, rng=self.rng)
@@ -305,6 +309,16 @@ class PeerWorker:
                     item["targets"] = targets
             items.append(item)
         return items
+
+
+def _per_item(r: httpx.Response) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """A push answer's results by (kind, key), or None if it has none (the whole push
+    was refused, or the answer is malformed)."""
+    try:
+        doc = r.json()
+        return {(x["kind"], x["key"]): x for x in doc["results"] if isinstance(x, dict)}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class PayloadCache:

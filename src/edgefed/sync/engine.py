@@ -66,16 +66,19 @@ class RoutingTable:
         if ref in self._memo:
             return self._memo[ref]
         self._memo[ref] = set()  # guards against cycles
-        kind = KINDS[ref[0]]
+        kind = KINDS.get(ref[0])
+        try:
+            key_values = kind.key_values(ref[1]) if kind is not None else None
+        except ValueError:
+            key_values = None
+        if kind is None or key_values is None or not kind.travels(key_values):
+            return set()  # e.g. a system role assignment: the receiver's own authority
         own = self.marks.get(ref, []) + self.marks.get((ref[0], "*"), [])
         sites: set[str] = set()
         for mark in own:
             sites |= self._resolve(mark.targets)
         sites -= {m.origin for m in own if m.origin}
-        try:
-            owners = kind.owners(kind.key_values(ref[1]))
-        except ValueError:
-            owners = []
+        owners = kind.owners(key_values)
         if owners:
             shared: set[str] | None = None
             for owner in owners:
@@ -221,21 +224,17 @@ class ChangeRouter:
         *,
         only: set[str] | None = None,
         force: bool = False,
-        extra: set[str] | None = None,
+        table: RoutingTable | None = None,
     ) -> int:
-        """Queue the current version of ``refs`` (and their children) for their receivers.
-
-        ``extra`` adds targets for the given refs regardless of marks (a pull request).
-        """
-        wanted = set(refs)
-        table = await self.routing_table()
+        """Queue the current version of ``refs`` (and their children) for their receivers:
+        the accepted receivers their marks target, never anyone else."""
+        table = table or await self.routing_table()
         expanded = await self._with_children(refs)
         versions = await self.repo.versions_of(expanded)
         entries: list[OutboxEntry] = []
         for ref in expanded:
             version, op = versions[ref]
-            targets = table.receivers_of(ref) | (extra or set() if ref in wanted else set())
-            for target in sorted(targets):
+            for target in sorted(table.receivers_of(ref)):
                 if only is None or target in only:
                     entries.append(
                         OutboxEntry(

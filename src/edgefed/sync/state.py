@@ -1,6 +1,12 @@
 """The sync engine of one site: router, delivery workers and blob fetcher, wired together.
 
 It lives in ``ctx.services["sync"]``; the HTTP routes reach it from there.
+
+Registration takes both operators (DESIGN.md §6): an admin of the receiver asks, and the
+source only records the request (``pending``) until an admin of the source accepts it,
+or the ``sync_accept`` setting or an earlier acceptance approved that site ahead. Only
+accepted receivers are routed to, pushed to, and may pull or fetch; and they get only
+what is marked for them.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from starlette.requests import HTTPConnection
 
 from edgefed.api.context import SiteContext, site_context
 from edgefed.core.errors import ValidationFailed
-from edgefed.store.sync import Mark, OutboxEntry, SyncRepository
-from edgefed.store.sync_rows import KINDS, Ref, all_keys, exists
+from edgefed.store.sync import ACCEPTED, Mark, OutboxEntry, SyncRepository
+from edgefed.store.sync_conflicts import ConflictRepository
+from edgefed.store.sync_receive import Revocation, SyncReceiver
+from edgefed.store.sync_rows import KINDS, Ref, all_keys, exists, valid_sha256
 from edgefed.sync import targets as target_sets
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.delivery import Delivery
@@ -34,6 +42,8 @@ class SyncEngine:
     ctx: SiteContext
     repo: SyncRepository
     router: ChangeRouter = field(init=False)
+    receiver: SyncReceiver = field(init=False)
+    conflicts: ConflictRepository = field(init=False)
     delivery: Delivery = field(init=False)
     fetcher: BlobFetcher = field(init=False)
     telemetry: SyncTelemetry = field(init=False)
@@ -44,12 +54,26 @@ class SyncEngine:
 
     def __post_init__(self) -> None:
         self.router = ChangeRouter(self.ctx, self.repo, on_queued=self._queued)
+        self.receiver = SyncReceiver(
+            self.ctx.store,
+            max_blob_bytes=self.ctx.settings.max_image_bytes,
+            normalise_targets=target_sets.normalise,
+        )
+        self.conflicts = ConflictRepository(self.ctx.store)
         self.delivery = Delivery(self.ctx, self.repo, forwarded_targets=self.forwarded_targets)
         backoff = Backoff(tuple(self.ctx.settings.sync_backoff_seconds))
         self.fetcher = BlobFetcher(self.ctx, self.repo, backoff=backoff)
-        self.telemetry = SyncTelemetry(repo=self.repo, delivery=self.delivery, clock=self.ctx.clock)
+        self.telemetry = SyncTelemetry(
+            repo=self.repo, conflicts=self.conflicts, delivery=self.delivery, clock=self.ctx.clock
+        )
 
     async def start(self) -> None:
+        for text in self.ctx.settings.sync_accept:
+            if not isinstance(text, str):
+                raise ValidationFailed(
+                    "sync_accept lists target sets (strings)", field="sync_accept"
+                )
+            target_sets.normalise(text)
         await self.repo.release_inflight()  # rows a version before in-memory claims left
         if self.ctx.settings.sync_marks_file:
             await self.load_marks_file(Path(self.ctx.settings.sync_marks_file))
@@ -114,6 +138,17 @@ class SyncEngine:
             elif isinstance(targets, str) and targets:
                 self.marks[ref] = [Mark(ref[0], ref[1], targets, origin)]
 
+    async def revoke(self, revocations: list[Revocation]) -> None:
+        """Make the tokens of these users (on these projects) ineffective here."""
+        revoker = self.ctx.revoker
+        if revoker is None:
+            return
+        for r in dict.fromkeys(revocations):
+            try:
+                await revoker.revoke_user(r.user_id, project_id=r.project_id)
+            except Exception:  # a failed revocation must not fail the applied push
+                log.exception("revoking the tokens of user %s after a push failed", r.user_id)
+
     def forwarded_targets(self, kind: str, key: str) -> str | None:
         own = self.marks.get((kind, key), []) + self.marks.get((kind, "*"), [])
         texts = sorted({m.targets for m in own})
@@ -145,7 +180,11 @@ class SyncEngine:
         return await self.router.enqueue_resources(refs)
 
     async def pull_for(self, receiver: str, *, kind: str, key: str) -> int:
-        """Queue one resource (and its children) for ``receiver`` now, marked or not."""
+        """Queue one resource (and its children) for ``receiver`` now, if it is marked
+        for that receiver; 0 if it is not (or does not exist: the two look the same)."""
+        table = await self.router.routing_table()
+        if receiver not in table.receivers_of((kind, key)):
+            return 0
         async with self.ctx.store.read() as conn:
             try:
                 found = await exists(conn, kind, key)
@@ -154,18 +193,56 @@ class SyncEngine:
         if not found:
             return 0
         return await self.router.enqueue_resources(
-            [(kind, key)], only={receiver}, force=True, extra={receiver}
+            [(kind, key)], only={receiver}, force=True, table=table
         )
 
-    async def add_receiver(self, name: str) -> int:
-        await self.repo.add_receiver(name, now=self.ctx.clock())
+    async def serves_blob(self, receiver: str, sha256: str) -> bool:
+        """Whether blob ``sha256`` is the data of an image marked for ``receiver``."""
+        if not valid_sha256(sha256):
+            return False
+        images = await self.repo.images_with_blob(sha256)
+        if not images:
+            return False
+        table = await self.router.routing_table()
+        return any(receiver in table.receivers_of(("image", i)) for i in images)
+
+    def accepts_at_once(self, name: str) -> bool:
+        """Whether the ``sync_accept`` setting names ``name`` (sites, '@key=value', '*')."""
+        if self.ctx.fleet is None:
+            return False
+        return any(
+            name in target_sets.resolve(text, self.ctx.fleet)
+            for text in self.ctx.settings.sync_accept
+        )
+
+    async def request_receiver(self, name: str) -> tuple[str, int]:
+        """``name`` asks to receive from this site: (its state, deliveries queued).
+        Accepted (by the setting, or approved ahead) it gets its first full sync now."""
+        state = await self.repo.request_receiver(
+            name, now=self.ctx.clock(), accept=self.accepts_at_once(name)
+        )
+        if state != ACCEPTED:
+            return state, 0
+        return state, await self._start_serving(name)
+
+    async def accept_receiver(self, name: str) -> tuple[str, int]:
+        """This site's operator accepts ``name``: (its state, deliveries queued)."""
+        before, state = await self.repo.accept_receiver(name, now=self.ctx.clock())
+        if state != ACCEPTED or before == ACCEPTED:
+            return state, 0
+        return state, await self._start_serving(name)
+
+    async def _start_serving(self, name: str) -> int:
         self.delivery.worker(name)
+        self.telemetry.wake.set()
         return await self.router.full_sync(name)
 
     async def remove_receiver(self, name: str) -> bool:
-        """Forget a receiver: its registration and everything queued for it."""
+        """Forget a receiver (any state): its registration and everything queued for it."""
         await self.delivery.forget(name)
-        return await self.repo.remove_receiver(name)
+        removed = await self.repo.remove_receiver(name)
+        self.telemetry.wake.set()
+        return removed
 
     async def load_marks_file(self, path: Path) -> None:
         """Marks from a TOML file: ``[[mark]]`` tables with ``kind``, ``id`` and ``to``."""

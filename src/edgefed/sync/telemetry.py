@@ -9,11 +9,16 @@ last transport error come live from the delivery workers. Ages are computed at c
 time from when the oldest undelivered row was queued, so lag keeps growing between
 refreshes while a peer is cut off.
 
+The receiver side adds the conflicts recorded here (pushes that clashed with a row this
+site holds, per source), which the fleet service turns into a ``sync_conflict`` alarm.
+
 Shape (documented in docs/sync.md)::
 
     {"queue_depth": int, "lag_seconds": float,
+     "conflicts": int, "conflicts_by_source": {source: int},
      "peers": {name: {"pending": int, "failing": int, "breaker": "closed"|"open"|"half-open",
-                      "last_error": str | None, "oldest_pending_seconds": float}}}
+                      "last_error": str | None, "oldest_pending_seconds": float,
+                      "conflicts": int}}}
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgefed.store.sync import PeerBacklog, SyncRepository
+from edgefed.store.sync_conflicts import ConflictRepository
 from edgefed.sync.breaker import CLOSED
 from edgefed.sync.delivery import Delivery
 
@@ -40,11 +46,14 @@ class SyncTelemetry:
         self,
         *,
         repo: SyncRepository,
+        conflicts: ConflictRepository,
         delivery: Delivery,
         clock: Callable[[], float],
         refresh_seconds: float = REFRESH_SECONDS,
     ):
         self.repo = repo
+        self.conflicts = conflicts
+        self.conflicts_by_source: dict[str, int] = {}
         self.delivery = delivery
         self.clock = clock
         self.refresh_seconds = refresh_seconds
@@ -72,16 +81,20 @@ class SyncTelemetry:
                 "breaker": worker.breaker.state if worker is not None else CLOSED,
                 "last_error": last_error,
                 "oldest_pending_seconds": round(age, 3),
+                "conflicts": backlog.conflicts if backlog else 0,
             }
         return {
             "queue_depth": sum(p["pending"] for p in peers.values()),
             "lag_seconds": max((p["oldest_pending_seconds"] for p in peers.values()), default=0.0),
+            "conflicts": sum(self.conflicts_by_source.values()),
+            "conflicts_by_source": dict(self.conflicts_by_source),
             "peers": peers,
         }
 
     async def refresh(self) -> None:
         self.backlog = await self.repo.backlog()
         self.receivers = await self.repo.list_receivers()
+        self.conflicts_by_source = await self.conflicts.counts()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sync-telemetry")

@@ -21,6 +21,7 @@ class FakeSyncTelemetry:
 
     def __init__(self) -> None:
         self.peers: dict[str, dict[str, Any]] = {}
+        self.conflicts: dict[str, int] = {}
         self.broken = False
 
     def peer(self, name: str, **values: Any) -> None:
@@ -38,7 +39,13 @@ class FakeSyncTelemetry:
             raise RuntimeError("sync engine is restarting")
         depth = sum(p["pending"] for p in self.peers.values())
         lag = max((p["oldest_pending_seconds"] for p in self.peers.values()), default=0.0)
-        return {"queue_depth": depth, "lag_seconds": lag, "peers": dict(self.peers)}
+        return {
+            "queue_depth": depth,
+            "lag_seconds": lag,
+            "conflicts": sum(self.conflicts.values()),
+            "conflicts_by_source": dict(self.conflicts),
+            "peers": dict(self.peers),
+        }
 
 
 @pytest.fixture
@@ -163,4 +170,38 @@ async def test_telemetry_and_metrics_show_the_same_sync_figures(
 async def test_the_real_sync_service_fills_the_sync_slot(quiet_site: InProcessSite) -> None:
     r = await quiet_site.client.get("/edge/v1/telemetry", headers=admin(quiet_site))
     sync = r.json()["telemetry"]["sync"]
-    assert sync == {"queue_depth": 0, "lag_seconds": 0.0, "peers": {}}
+    assert sync == {
+        "queue_depth": 0,
+        "lag_seconds": 0.0,
+        "conflicts": 0,
+        "conflicts_by_source": {},
+        "peers": {},
+    }
+
+
+async def sync_conflict_alarms(site: InProcessSite) -> list[dict[str, Any]]:
+    r = await site.client.get("/edge/v1/alarms?type=sync_conflict", headers=admin(site))
+    assert r.status_code == 200, r.text
+    alarms: list[dict[str, Any]] = r.json()["alarms"]
+    return alarms
+
+
+async def test_conflicts_with_a_source_raise_sync_conflict_until_resolved(
+    quiet_site: InProcessSite,
+) -> None:
+    hook = FakeSyncTelemetry()
+    ctx = ctx_of(quiet_site)
+    ctx.services[HOOK_KEY] = hook
+    monitor = HealthMonitor(ctx, now=lambda: 0.0)
+    hook.conflicts = {"Central": 3}
+    await monitor.tick(probe=False)
+    [alarm] = await sync_conflict_alarms(quiet_site)
+    assert alarm["entity"] == "site=Central" and alarm["severity"] == "minor"
+    assert "3 rows pushed by sync source Central" in alarm["reason"]
+    assert "edgefed sync conflicts" in alarm["reason"]
+    text = (await quiet_site.client.get("/metrics")).text
+    assert 'edgefed_sync_conflicts{site="Berlin",source="Central"} 3.0' in text
+
+    hook.conflicts = {}  # resolved
+    await monitor.tick(probe=False)
+    assert await sync_conflict_alarms(quiet_site) == []

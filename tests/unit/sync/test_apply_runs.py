@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from edgefed.store.sync import SyncRepository
+from edgefed.store.sync_receive import SyncReceiver
 from edgefed.testkit.inprocess import InProcessSite
 
 
@@ -19,14 +19,15 @@ def project(name: str, *, version: int, pid: str | None = None) -> dict[str, Any
 
 
 async def apply(site: InProcessSite, items: list[dict[str, Any]], source: str = "Central") -> Any:
-    repo = SyncRepository(site.app.state.ctx.store)
-    return await repo.apply_batch(
+    receiver = SyncReceiver(site.app.state.ctx.store, max_blob_bytes=1 << 30)
+    outcome = await receiver.apply_batch(
         source=source, items=items, has_blob=lambda _sha: True, now=time.time()
     )
+    return outcome.results
 
 
 def statuses(results: list[dict[str, Any]]) -> list[str]:
-    return [r["status"] if r["status"] != "rejected" else f"rejected {r['code']}" for r in results]
+    return [r["status"] if "code" not in r else f"{r['status']} {r['code']}" for r in results]
 
 
 async def test_a_run_applies_updates_and_judges_each_item(
@@ -42,15 +43,15 @@ async def test_a_run_applies_updates_and_judges_each_item(
     renamed = project("bulk-0-v2", version=20, pid=first[0]["key"])
     older = project("bulk-1", version=5, pid=first[1]["key"])
     again = first[2]
-    clash = project("local", version=30)  # a local project already has this name
+    clash = project("local", version=30)  # a project of this site's own has this name
     twin_a, twin_b = project("twin", version=31), project("twin", version=32)
     bad = project("bad", version=33)
     bad["row"] = {"id": bad["key"]}  # no name
     results = await apply(site, [renamed, older, again, clash, twin_a, twin_b, bad])
     assert statuses(results) == [
-        "applied", "stale", "duplicate", "rejected 409", "applied", "rejected 409", "rejected 400",
+        "applied", "stale", "duplicate", "conflict 409", "applied", "conflict 409", "rejected 400",
     ]  # fmt: skip
-    assert "local" in results[3]["error"] and "name" in results[3]["error"]
+    assert "this site's own" in results[3]["error"] and "name=local" in results[3]["error"]
     assert "name" in results[6]["error"]
 
     r = await site.client.get(f"/identity/v3/projects/{first[0]['key']}", headers=admin_headers)
@@ -64,7 +65,7 @@ async def test_a_run_applies_updates_and_judges_each_item(
     assert r.status_code == 409 and "Central" in r.text
     stolen = project("bulk-3", version=99, pid=first[3]["key"])
     (result,) = await apply(site, [stolen], source="Elsewhere")
-    assert result["status"] == "rejected" and "Central" in result["error"]
+    assert result["status"] == "conflict" and "Central" in result["error"]
 
 
 async def test_runs_and_children_keep_their_order(

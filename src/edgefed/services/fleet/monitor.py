@@ -8,6 +8,8 @@ when the condition goes away, so the loop can run every second without noise:
 - ``sync_failing`` (major, entity ``site=<peer>``): sync to a peer is failing (its
   breaker is open, or deliveries have failed for ``sync_failing_alarm_seconds``; see
   ``sync_health``);
+- ``sync_conflict`` (minor, entity ``site=<source>``): rows a sync source pushed clash
+  with rows this site holds and were not applied (``edgefed sync conflicts``);
 - ``capacity`` (major, entity ``site=<me>.resource=<r>``): use of vCPUs, RAM or disk
   above ``capacity_alarm_percent``;
 - ``host_down`` (critical, entity ``host=<hostname>``): the hosts inventory marked a
@@ -31,7 +33,11 @@ from collections.abc import Callable
 
 from edgefed.api.context import SiteContext
 from edgefed.services.fleet.health import Condition, PeerHealth, PeerWatch
-from edgefed.services.fleet.sync_health import FailingSyncRule, read_sync_telemetry
+from edgefed.services.fleet.sync_health import (
+    FailingSyncRule,
+    conflicting_sources,
+    read_sync_telemetry,
+)
 from edgefed.services.fleet.telemetry import host_capacity, site_capacity
 from edgefed.store.alarms import AlarmRepository, Severity
 from edgefed.store.inventory import InventoryRepository
@@ -40,9 +46,10 @@ log = logging.getLogger("edgefed.fleet.health")
 
 PEER_UNREACHABLE = "peer_unreachable"
 SYNC_FAILING = "sync_failing"
+SYNC_CONFLICT = "sync_conflict"
 CAPACITY = "capacity"
 HOST_DOWN = "host_down"
-AUTOMATIC_TYPES = (PEER_UNREACHABLE, SYNC_FAILING, CAPACITY, HOST_DOWN)
+AUTOMATIC_TYPES = (PEER_UNREACHABLE, SYNC_FAILING, SYNC_CONFLICT, CAPACITY, HOST_DOWN)
 
 Wanted = dict[str, tuple[Severity, str]]
 FULL_CHECK_EVERY = 5
@@ -119,6 +126,11 @@ class HealthMonitor:
             f"site={peer}": (Severity.MAJOR, reason) for peer, reason in failing.items()
         }
         await self._reconcile(type=SYNC_FAILING, wanted=wanted)
+        clashing: Wanted = {
+            f"site={source}": (Severity.MINOR, reason)
+            for source, reason in conflicting_sources(report).items()
+        }
+        await self._reconcile(type=SYNC_CONFLICT, wanted=clashing)
 
     async def _check_capacity(self) -> None:
         limit = self.ctx.settings.capacity_alarm_percent

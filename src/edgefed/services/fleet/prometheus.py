@@ -120,6 +120,11 @@ def sync_metrics(site: str, sync: dict[str, Any] | None) -> Iterator[Metric]:
         "1 while the circuit breaker towards a peer is open (0.5 half-open, 0 closed).",
         labels=["site", "peer"],
     )
+    conflicts = GaugeMetricFamily(
+        "edgefed_sync_conflicts",
+        "Rows a sync source pushed that clash with rows this site holds (not applied).",
+        labels=["site", "source"],
+    )
     if sync is not None:
         depth.add_metric([site], float(sync["queue_depth"]))
         lag.add_metric([site], float(sync["lag_seconds"]))
@@ -128,7 +133,9 @@ def sync_metrics(site: str, sync: dict[str, Any] | None) -> Iterator[Metric]:
             failing.add_metric([site, peer], float(values["failing"]))
             oldest.add_metric([site, peer], float(values["oldest_pending_seconds"]))
             breaker.add_metric([site, peer], BREAKER_VALUE.get(values["breaker"], 0.0))
-    yield from (depth, lag, pending, failing, oldest, breaker)
+        for source, count in sync.get("conflicts_by_source", {}).items():
+            conflicts.add_metric([site, source], float(count))
+    yield from (depth, lag, pending, failing, oldest, breaker, conflicts)
 
 
 def exposition(snapshot: dict[str, Any], peers: dict[str, PeerHealth]) -> bytes:

@@ -2,10 +2,12 @@
 defensively, and the rule that says when sync to a peer counts as *failing*.
 
 The sync engine publishes ``ctx.services["sync.telemetry"]``, a zero-argument callable
-returning ``{"queue_depth", "lag_seconds", "peers": {name: {"pending", "failing",
-"breaker", "last_error", "oldest_pending_seconds"}}}``. Fleet operations never import
-the sync package (services are siblings); they read this one hook for the telemetry
-JSON, the ``/metrics`` gauges and the ``sync_failing`` alarm, so all three agree.
+returning ``{"queue_depth", "lag_seconds", "conflicts", "conflicts_by_source",
+"peers": {name: {"pending", "failing", "breaker", "last_error",
+"oldest_pending_seconds", "conflicts"}}}``. Fleet operations never import the sync
+package (services are siblings); they read this one hook for the telemetry JSON, the
+``/metrics`` gauges and the ``sync_failing`` and ``sync_conflict`` alarms, so all agree.
+(``conflicts*`` may be absent: a hook that predates them reports none.)
 The hook is absent on a site without the sync service, and a hook that raises or
 answers a malformed document must not take the health monitor down: both read as
 "no sync report" (``None``).
@@ -15,6 +17,10 @@ engine gave up pushing for now), or it has had failing deliveries continuously f
 least ``sync_failing_alarm_seconds``. The second clause is timed by the monitor on its
 own clock, from the first tick that saw failures, so a single retried push does not
 raise an alarm, and a peer that drains its failures starts the count again.
+
+When a sync source clashes with this site (the ``sync_conflict`` alarm's rule): rows it
+pushed are held here as conflicts (this site's own rows, or another source's, that the
+push may not change: docs/sync.md); cleared when they are resolved.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class PeerSync:
     breaker: str
     last_error: str | None
     oldest_pending_seconds: float
+    conflicts: int = 0
 
 
 def read_sync_telemetry(ctx: SiteContext) -> dict[str, Any] | None:
@@ -67,10 +74,17 @@ def _normalise(raw: Any) -> dict[str, Any]:
             "breaker": peer.breaker,
             "last_error": peer.last_error,
             "oldest_pending_seconds": peer.oldest_pending_seconds,
+            "conflicts": peer.conflicts,
         }
+    by_source = raw.get("conflicts_by_source") or {}
+    if not isinstance(by_source, Mapping):
+        raise TypeError("sync telemetry conflicts_by_source must be a mapping")
+    conflicts = {str(name): int(n) for name, n in sorted(by_source.items()) if int(n) > 0}
     return {
         "queue_depth": int(raw.get("queue_depth") or 0),
         "lag_seconds": float(raw.get("lag_seconds") or 0.0),
+        "conflicts": int(raw.get("conflicts") or sum(conflicts.values())),
+        "conflicts_by_source": conflicts,
         "peers": dict(sorted(peers.items())),
     }
 
@@ -89,6 +103,7 @@ def _peer(name: str, values: Any) -> PeerSync:
         breaker=breaker,
         last_error=None if error is None else str(error),
         oldest_pending_seconds=float(values.get("oldest_pending_seconds") or 0.0),
+        conflicts=int(values.get("conflicts") or 0),
     )
 
 
@@ -133,3 +148,16 @@ def _reason(peer: PeerSync, why: str) -> str:
     if peer.last_error:
         text += f"; last error: {peer.last_error[:300]}"
     return text
+
+
+def conflicting_sources(report: Mapping[str, Any]) -> dict[str, str]:
+    """{source: reason} for every sync source whose pushes clash with rows held here."""
+    return {
+        source: (
+            f"{count} row{'s' if count != 1 else ''} pushed by sync source {source} "
+            "clash with rows this site holds (its own, or another source's), and were not "
+            "applied; see 'edgefed sync conflicts' to resolve them"
+        )
+        for source, count in report.get("conflicts_by_source", {}).items()
+        if count > 0
+    }

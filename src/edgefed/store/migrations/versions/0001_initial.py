@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-06 23:46:50.740860
+Create Date: 2026-12-06 23:58:52.889405
 """
 
 from __future__ import annotations
@@ -429,6 +429,22 @@ def upgrade() -> None:
         batch_op.create_index("ix_sync_changes_kind_key", ["kind", "key"], unique=False)
 
     op.create_table(
+        "sync_conflicts",
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=512), nullable=False),
+        sa.Column("op", sa.String(length=8), nullable=False),
+        sa.Column("clash", sa.String(length=8), nullable=False),
+        sa.Column("held_kind", sa.String(length=32), nullable=False),
+        sa.Column("held_key", sa.String(length=512), nullable=False),
+        sa.Column("held_origin", sa.String(length=64), nullable=True),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("first_seen", sa.Float(), nullable=False),
+        sa.Column("last_seen", sa.Float(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("source", "kind", "key", name="pk_sync_conflicts"),
+    )
+    op.create_table(
         "sync_cursors",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -476,7 +492,10 @@ def upgrade() -> None:
     op.create_table(
         "sync_receivers",
         sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("registered_at", sa.Float(), nullable=False),
+        sa.Column("requested_at", sa.Float(), nullable=True),
+        sa.Column("accepted_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_receivers")),
     )
     op.create_table(
@@ -664,6 +683,7 @@ def downgrade() -> None:
     op.drop_table("sync_marks")
     op.drop_table("sync_fetches")
     op.drop_table("sync_cursors")
+    op.drop_table("sync_conflicts")
     with op.batch_alter_table("sync_changes", schema=None) as batch_op:
         batch_op.drop_index("ix_sync_changes_kind_key")
 
