@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fleet_status, identity, scope_fanout, site_footprint, sync_propagation
+from bench import fleet_status, identity, scope_fanout, site_footprint, sync_propagation, tls_cost
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "fanout": (scope_fanout.run, scope_fanout.render),
     "sync": (sync_propagation.run, sync_propagation.render),
     "fleet_status": (fleet_status.run, fleet_status.render),
+    "tls": (tls_cost.run, tls_cost.render),
 }
 
 

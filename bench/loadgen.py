@@ -12,7 +12,8 @@ whole response (Content-Length or chunked), record the latency, send the next on
 server that says ``Connection: close`` (or just closes) gets a fresh connection, whose
 connect time counts in the next request's latency, as it would for a real client.
 The run is bounded by ``duration_s`` *and* ``max_requests``; a warm-up phase runs
-first and is not counted.
+first and is not counted. An ``https://`` URL is driven over TLS (certificate not
+checked: the generator measures the server, the handshake happens once per connection).
 
 Use it as ``run_load(spec)`` from the bench (spawns ``python -m bench.loadgen`` with
 the spec as JSON on stdin and reads the result as JSON from stdout).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -53,7 +55,7 @@ class LoadSpec:
     def request_bytes(self) -> tuple[str, int, bytes]:
         parts = urlsplit(self.url)
         host = parts.hostname or "127.0.0.1"
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -101,6 +103,11 @@ class _Run:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         self.host, self.port, self.request = spec.request_bytes()
+        self.tls: ssl.SSLContext | None = None
+        if urlsplit(spec.url).scheme == "https":
+            self.tls = ssl.create_default_context()
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
         self.ok_statuses = frozenset(spec.ok_statuses)
         self.counters = _Counters()
         self.measuring = False
@@ -195,7 +202,11 @@ async def _connect(run: _Run, *, started: float = 0.0) -> None:
         begin = started or time.perf_counter()
         try:
             await loop.create_connection(
-                lambda: _Connection(run, started=begin), run.host, run.port
+                lambda: _Connection(run, started=begin),
+                run.host,
+                run.port,
+                ssl=run.tls,
+                server_hostname=run.host if run.tls is not None else None,
             )
         except OSError as exc:
             if run.measuring:
