@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgefed.core.settings import HostSpec, Location
+from edgefed.core.settings import HostSpec, Location, MappingSpec, fleet_admin_mappings
 from edgefed.services.fleet.monitor import HealthMonitor
 from edgefed.services.sites.gossip import gossip_round
 from edgefed.testkit.asgi_fleet import FleetTransport
@@ -48,10 +48,27 @@ async def hierarchy(
                 compute_hosts=tuple(
                     HostSpec(name=f"{name.lower()}-{n}", vcpus=8 * (n + 1)) for n in range(hosts)
                 ),
+                # Every site's admin is an admin here; the region operators of any site
+                # are region operators here (the roles and project exist at every site).
+                mapping=fleet_admin_mappings()
+                + tuple(
+                    MappingSpec(site="*", user=f"eve-{r}", role=f"region:{r}", project="ops")
+                    for r in ("eu", "us")
+                ),
             )
             site = await stack.enter_async_context(run_site(settings, transport=transport))
             transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))
             sites[name] = site
+            for body in (
+                {"role": {"name": "region:eu"}},
+                {"role": {"name": "region:us"}},
+            ):
+                r = await site.client.post("/identity/v3/roles", json=body, headers=admin(site))
+                assert r.status_code == 201, r.text
+            r = await site.client.post(
+                "/identity/v3/projects", json={"project": {"name": "ops"}}, headers=admin(site)
+            )
+            assert r.status_code == 201, r.text
         first = sites["Central"]
         for name in list(LAYOUT)[1:]:
             await enroll(first, sites[name])
@@ -64,7 +81,7 @@ async def hierarchy(
 def region_token(site: InProcessSite, region: str) -> dict[str, str]:
     return {
         "X-Auth-Token": forge_token(
-            ctx_of(site), user="eve", project="ops", role=f"region:{region}"
+            ctx_of(site), user=f"eve-{region}", project="ops", role=f"region:{region}"
         )
     }
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from starlette.requests import HTTPConnection
 
+from edgefed.api.authority import Authority
 from edgefed.api.revocation import RevocationList, Revoker
 from edgefed.api.service import CatalogEntry
 from edgefed.api.tls import PinStore
@@ -59,6 +60,8 @@ class SiteContext:
     peers: dict[str, str] = field(default_factory=dict)
     # The fleet view (registry, RTTs); set by the sites service (edgefed.api.fleetview).
     fleet: FleetView | None = None
+    # What tokens of other sites may do here (the identity service; None before it starts).
+    authority: Authority | None = None
     # Revocations made here, stored and spread (the identity service; None before it starts).
     revoker: Revoker | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).

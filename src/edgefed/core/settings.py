@@ -27,6 +27,7 @@ A config file is TOML whose keys are the field names below, for example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +46,50 @@ class Location:
     lon: float = 0.0
     country: str = ""
     region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSpec:
+    """A mapping rule from the config file (``[[mapping]]``, docs/fleet-trust.md): users
+    of ``user_domain`` (or only ``user``) whose tokens ``site`` issued ("*": any fleet
+    site) get ``role`` here on ``project`` (name in the default domain, or id), on
+    ``domain``, or on the system."""
+
+    site: str
+    role: str
+    user_domain: str = "Default"
+    user: str = "*"
+    project: str | None = None
+    domain: str | None = None
+    system: bool = False
+
+
+def fleet_admin_mappings(user: str = "admin", project: str = "admin") -> tuple[MappingSpec, ...]:
+    """Rules that make the admin of every fleet site an admin here too: what ``edgefed up``
+    and the test fleets use, so one operator drives the whole fleet. A real fleet maps
+    only what it needs (a compromised site holds whatever its users are mapped to)."""
+    return (
+        MappingSpec(site="*", user=user, role="admin", project=project),
+        MappingSpec(site="*", user=user, role="admin", system=True),
+    )
+
+
+def mapping_toml(specs: tuple[MappingSpec, ...]) -> str:
+    """``[[mapping]]`` tables for a site's config file."""
+    out = []
+    for spec in specs:
+        lines = ["[[mapping]]"]
+        for name, value in dataclasses.asdict(spec).items():
+            if value is None or (name == "system" and not value):
+                continue
+            lines.append(f"{name} = {'true' if value is True else _toml_str(value)}")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + ("\n" if out else "")
+
+
+def _toml_str(value: object) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML)."""
+    return json.dumps(str(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +116,14 @@ class SiteSettings:
     admin_user: str = "admin"
     admin_project: str = "admin"
     token_ttl_seconds: int = 3600
+    # Failed logins (Keystone's [security_compliance] lockout options): that many failed
+    # password logins in a row lock the user for lockout_duration seconds (0: no lockout,
+    # Keystone's default). At most password_check_concurrency password hashes are checked
+    # at once, password_check_queue more wait, the rest get 429 (docs/identity.md).
+    lockout_failure_attempts: int = 0
+    lockout_duration: float = 1800.0
+    password_check_concurrency: int = 2
+    password_check_queue: int = 64
     location: Location = field(default_factory=Location)
     labels: Mapping[str, str] = field(default_factory=dict)
     compute_driver: str = "fake"
@@ -134,8 +187,19 @@ class SiteSettings:
     tls: bool = False
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # Mapping rules for users of other fleet sites (``[[mapping]]`` tables).
+    mapping: tuple[MappingSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("lockout_failure_attempts", "password_check_queue"):
+            if getattr(self, name) < 0:
+                raise ValidationFailed(f"{name} must be 0 or more", field=name)
+        if self.password_check_concurrency < 1:
+            raise ValidationFailed(
+                "password_check_concurrency must be 1 or more", field="password_check_concurrency"
+            )
+        if not self.lockout_duration > 0:
+            raise ValidationFailed("lockout_duration must be above 0", field="lockout_duration")
         if not SITE_NAME_RE.match(self.name):
             raise ValidationFailed(
                 f"site name {self.name!r} must start with a letter and use only letters, "
@@ -189,6 +253,10 @@ def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
         values["compute_hosts"] = tuple(HostSpec(**h) for h in values["compute_hosts"])
     if "labels" in values:
         values["labels"] = {str(k): str(v) for k, v in values["labels"].items()}
+    if "mapping" in values:
+        values["mapping"] = tuple(
+            m if isinstance(m, MappingSpec) else MappingSpec(**m) for m in values["mapping"]
+        )
     return values
 
 

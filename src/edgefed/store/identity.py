@@ -506,112 +506,41 @@ def _duplicate_message(what: str, values: Mapping[str, Any]) -> str:
     return f"Conflict occurred attempting to store {what} - {detail}."
 
 
-async def ensure_shadow(
-    store: Store,
-    *,
-    issuer: str,
-    user: Mapping[str, Any],
-    project: Mapping[str, Any] | None,
-    role_names: Sequence[str],
-) -> bool:
-    """Create, idempotently, the user, project and role assignments a token from another
-    fleet site asserts (seed 001: federation with idempotent shadow creation).
+async def ensure_shadow(store: Store, *, issuer: str, user: Mapping[str, Any]) -> bool:
+    """Create, idempotently, the record of a user of another fleet site (seed 001:
+    federation with idempotent shadow creation), with the token's own (predictable) id
+    and ``origin`` = the issuing site, so it is locked against local edits.
 
-    Rows get the token's own (predictable) IDs and ``origin`` = the issuing site, so they
-    are locked against local edits. Nothing that already exists is changed; a local user
-    or project holding the same name under another ID is left alone (no shadow is made).
-    Whether anything was created.
+    Bookkeeping only: no password, no roles. Only a user whose domain exists here is
+    recorded, and never over a user holding that id or that name: whether it was created.
     """
-    created = False
+    user_id = str(user["id"])
+    name = str(user["name"])
+    domain_id = str(user["domain"]["id"])
     async with store.write() as conn:
-
-        async def missing(table: Table, row_id: str) -> bool:
-            found = await conn.execute(select(table.c.id).where(table.c.id == row_id))
-            return found.first() is None
-
-        async def name_taken(table: Table, name: str, domain_id: str) -> bool:
-            found = await conn.execute(
-                select(table.c.id).where(table.c.name == name, table.c.domain_id == domain_id)
-            )
-            return found.first() is not None
-
-        async def ensure_domain(domain: Mapping[str, Any]) -> bool:
-            if not await missing(domains, str(domain["id"])):
-                return True
-            found = await conn.execute(select(domains.c.id).where(domains.c.name == domain["name"]))
-            if found.first() is not None:
-                return False
-            await conn.execute(
-                insert(domains).values(
-                    id=str(domain["id"]),
-                    name=str(domain["name"]),
-                    description="",
-                    enabled=True,
-                    tags=[],
-                    extra={"federated_from": issuer},
-                    origin=issuer,
-                )
-            )
-            return True
-
-        user_domain = user["domain"]
-        user_id = str(user["id"])
-        if not await ensure_domain(user_domain):
+        found = await conn.execute(select(domains.c.id).where(domains.c.id == domain_id))
+        if found.first() is None:
             return False
-        if await missing(users, user_id):
-            if await name_taken(users, str(user["name"]), str(user_domain["id"])):
-                return False
-            await conn.execute(
-                insert(users).values(
-                    id=user_id,
-                    name=str(user["name"]),
-                    domain_id=str(user_domain["id"]),
-                    enabled=True,
-                    password_hash=None,
-                    extra={"federated_from": issuer},
-                    origin=issuer,
+        taken = await conn.execute(
+            select(users.c.id).where(
+                or_(
+                    users.c.id == user_id,
+                    and_(users.c.name == name, users.c.domain_id == domain_id),
                 )
             )
-            created = True
-        if project is not None:
-            project_id = str(project["id"])
-            project_domain = project["domain"]
-            if not await ensure_domain(project_domain):
-                return created
-            if await missing(projects, project_id):
-                if await name_taken(projects, str(project["name"]), str(project_domain["id"])):
-                    return created
-                await conn.execute(
-                    insert(projects).values(
-                        id=project_id,
-                        name=str(project["name"]),
-                        domain_id=str(project_domain["id"]),
-                        parent_id=str(project_domain["id"]),
-                        description="",
-                        enabled=True,
-                        tags=[],
-                        extra={"federated_from": issuer},
-                        origin=issuer,
-                    )
-                )
-                created = True
-            local_roles = await conn.execute(
-                select(roles.c.id).where(roles.c.name.in_(list(role_names)))
+        )
+        if taken.first() is not None:
+            return False
+        await conn.execute(
+            insert(users).values(
+                id=user_id,
+                name=name,
+                domain_id=domain_id,
+                enabled=True,
+                password_hash=None,
+                extra={"federated_from": issuer},
+                origin=issuer,
             )
-            for (role_id,) in local_roles:
-                key = {
-                    "actor_type": "user",
-                    "actor_id": user_id,
-                    "target_type": "project",
-                    "target_id": project_id,
-                    "role_id": role_id,
-                }
-                found = await conn.execute(
-                    select(assignments).where(*(assignments.c[k] == v for k, v in key.items()))
-                )
-                if found.first() is None:
-                    await conn.execute(insert(assignments).values(**key, origin=issuer))
-                    created = True
-    if created:
-        _bump(store)
-    return created
+        )
+    _bump(store)
+    return True

@@ -9,6 +9,7 @@ from edgefed.store import (  # noqa: F401
     identity,
     image,
     inventory,
+    mappings,
     network,
     revocations,
     sync,

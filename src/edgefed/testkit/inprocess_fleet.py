@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from edgefed.api.context import SiteContext
+from edgefed.core.settings import fleet_admin_mappings
 from edgefed.services.sites.gossip import gossip_round
 from edgefed.services.sites.registry import Registry
 from edgefed.testkit.asgi_fleet import FleetTransport
@@ -30,9 +31,7 @@ def admin(site: InProcessSite) -> dict[str, str]:
     return {"X-Auth-Token": forge_token(ctx_of(site))}
 
 
-async def enroll(
-    issuer: InProcessSite, joiner: InProcessSite, *, authority: bool = False
-) -> None:
+async def enroll(issuer: InProcessSite, joiner: InProcessSite, *, authority: bool = False) -> None:
     """``joiner`` joins the fleet of ``issuer`` (a fleet authority), with a token made for it."""
     name = ctx_of(joiner).name
     r = await issuer.client.post(
@@ -54,9 +53,11 @@ async def fleet(
     joined: bool = False,
     transport: FleetTransport | None = None,
     database_url: Callable[[str], str | None] | None = None,
+    trust_admins: bool = True,
 ) -> AsyncIterator[dict[str, InProcessSite]]:
     """In-process sites behind one fake network; ``database_url(name)`` gives a site its
-    own database (PostgreSQL runs), else each keeps SQLite in its data directory."""
+    own database (PostgreSQL runs), else each keeps SQLite in its data directory. With
+    ``trust_admins`` (as ``edgefed up``) every site's admin is an admin at every site."""
     transport = transport or FleetTransport()
     sites: dict[str, InProcessSite] = {}
     async with contextlib.AsyncExitStack() as stack:
@@ -66,6 +67,7 @@ async def fleet(
                 name=name,
                 gossip_interval_seconds=3600.0,
                 database_url=database_url(name) if database_url is not None else None,
+                mapping=fleet_admin_mappings() if trust_admins else (),
             )
             site = await stack.enter_async_context(run_site(settings, transport=transport))
             transport.add(f"{name.lower()}.test", httpx.ASGITransport(app=site.app))

@@ -20,14 +20,15 @@ from edgefed.services.identity import (
     domains,
     endpoints,
     groups,
+    mappings,
     projects,
     regions,
     roles,
-    shadow,
     tokens,
     users,
     versions,
 )
+from edgefed.services.identity.authority import IdentityAuthority
 from edgefed.services.identity.bootstrap import bootstrap
 from edgefed.services.identity.revoking import IdentityRevoker
 from edgefed.services.identity.state import state_for
@@ -50,6 +51,7 @@ def build_router() -> APIRouter:
         regions,
         endpoints,
         app_credentials,
+        mappings,
     )
     return APIRouter(routes=routes_of(tokens.router, router, *(m.router for m in modules)))
 
@@ -58,7 +60,8 @@ async def on_start(ctx: SiteContext) -> None:
     state = state_for(ctx)
     ctx.revoker = IdentityRevoker(state)
     await bootstrap(ctx)
-    shadow.install(ctx)
+    await mappings.install_config_mappings(ctx)
+    ctx.authority = IdentityAuthority(state)
     await prune_revocations(ctx)
 
 

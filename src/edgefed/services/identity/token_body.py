@@ -1,16 +1,18 @@
 """Keystone's token body, built from verified claims and the cached catalog.
 
-Validation never touches the database: everything in the body is in the signed claims,
-except the catalog, which is cached. Rendered bodies are cached per token too, until
-the catalog changes.
+Validation never touches the database: everything in the body of a token this site
+issued is in the signed claims, except the catalog, which is cached. Rendered bodies
+are cached per token too, until the catalog changes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgefed.api.auth import Principal
 from edgefed.api.responses import dumps
 from edgefed.services.identity.catalog import token_catalog
+from edgefed.services.identity.grants import role_graph
 from edgefed.services.identity.state import IdentityState
 from edgefed.services.identity.views import isotime
 
@@ -53,17 +55,23 @@ def body_from_claims(
     return {"token": token}
 
 
-async def rendered_body(
-    state: IdentityState, token: str, claims: dict[str, Any], *, nocatalog: bool
-) -> bytes:
+async def rendered_body(state: IdentityState, principal: Principal, *, nocatalog: bool) -> bytes:
+    """The body of ``principal``'s token. A token of another site shows the roles its
+    user has *here* (its own role claims mean nothing here), and is not kept."""
     catalog = await token_catalog(state)
+    if not principal.local:
+        graph = await role_graph(state)
+        ids = {name: role_id for role_id, name in graph.names.items()}
+        roles = [{"id": ids.get(n, n), "name": n} for n in sorted(principal.roles)]
+        claims = {**principal.claims, "roles": roles}
+        return dumps(body_from_claims(claims, catalog=None if nocatalog else catalog))
     if state.bodies_key != state.catalog_key:
         state.bodies.clear()
         state.bodies_key = state.catalog_key
-    key = (token, nocatalog)
+    key = (principal.token, nocatalog)
     cached = state.bodies.get(key)
     if cached is not None:
         return cached
-    body = dumps(body_from_claims(claims, catalog=None if nocatalog else catalog))
+    body = dumps(body_from_claims(principal.claims, catalog=None if nocatalog else catalog))
     state.remember_body(key, body)
     return body

@@ -45,12 +45,12 @@ router = APIRouter()
 JSON = "application/json"
 
 
-def _caller(request: Request) -> Principal:
+async def _caller(request: Request) -> Principal:
     """``current_principal`` without FastAPI's dependency machinery (for the hot paths)."""
     token = request.headers.get(TOKEN_HEADER)
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
-    return authenticator(request).validate(site_context(request), token)
+    return await authenticator(request).authenticate(site_context(request), token)
 
 
 def _nocatalog(request: Request) -> bool:
@@ -60,12 +60,10 @@ def _nocatalog(request: Request) -> bool:
 @router.get("/v3/auth/tokens")
 async def validate_token(request: Request) -> Response:
     """The hottest path of the site: registered first, no dependency injection, no I/O."""
-    principal = _caller(request)
+    principal = await _caller(request)
     state = state_for(site_context(request))
-    subject = _subject(request, state, principal)
-    content = await rendered_body(
-        state, subject.token, subject.claims, nocatalog=_nocatalog(request)
-    )
+    subject = await _subject(request, state, principal)
+    content = await rendered_body(state, subject, nocatalog=_nocatalog(request))
     return Response(content=content, media_type=JSON, headers={"X-Subject-Token": subject.token})
 
 
@@ -94,19 +92,27 @@ async def issue_token(request: Request) -> Response:
         roles = await restrict_to_app_credential(state, grant, who.app_credential)
     claims = build_claims(state, who=who, grant=grant, target_type=target_type, roles=roles)
     token = state.ctx.signer.sign(claims)
-    content = await rendered_body(state, token, claims, nocatalog=_nocatalog(request))
+    content = await rendered_body(
+        state,
+        Principal(token, claims, _names(roles), claims["user"]["id"]),
+        nocatalog=_nocatalog(request),
+    )
     return Response(
         content=content, status_code=201, media_type=JSON, headers={"X-Subject-Token": token}
     )
 
 
-def _subject(request: Request, state: IdentityState, principal: Principal) -> Principal:
+def _names(roles: list[dict[str, str]]) -> frozenset[str]:
+    return frozenset(r["name"] for r in roles)
+
+
+async def _subject(request: Request, state: IdentityState, principal: Principal) -> Principal:
     token = request.headers.get(SUBJECT_TOKEN_HEADER)
     if not token:
         raise BadRequest("The X-Subject-Token header is required.")
     try:
-        subject = authenticator(request).validate(state.ctx, token)
-    except Unauthorized as exc:
+        subject = await authenticator(request).authenticate(state.ctx, token)
+    except (Unauthorized, Forbidden) as exc:
         raise NotFound(f"Could not find token: {token}.") from exc
     if not principal.is_admin and subject.user_id != principal.user_id:
         raise Forbidden(
@@ -121,7 +127,7 @@ async def check_token(
     principal: Principal = Depends(current_principal),
     state: IdentityState = Depends(identity_state),
 ) -> Response:
-    subject = _subject(request, state, principal)
+    subject = await _subject(request, state, principal)
     return Response(status_code=200, headers={"X-Subject-Token": subject.token})
 
 
@@ -131,7 +137,7 @@ async def revoke_token(
     principal: Principal = Depends(current_principal),
     state: IdentityState = Depends(identity_state),
 ) -> Response:
-    subject = _subject(request, state, principal)
+    subject = await _subject(request, state, principal)
     await revoke(
         state,
         RevocationEvent(issued_before=state.ctx.clock(), audit_id=str(subject.claims["jti"])),
@@ -144,7 +150,7 @@ async def auth_catalog(
     principal: Principal = Depends(current_principal),
     state: IdentityState = Depends(identity_state),
 ) -> Json:
-    if not principal.claims.get("roles"):
+    if not principal.roles:
         raise Forbidden("A catalog cannot be retrieved for an unscoped token.")
     catalog = await token_catalog(state)
     return Json(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-06 23:58:52.889405
+Create Date: 2026-12-06 23:53:11.045544
 """
 
 from __future__ import annotations
@@ -194,6 +194,19 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("extra", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_endpoints")),
+    )
+    op.create_table(
+        "identity_mappings",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("site", sa.String(length=64), nullable=False),
+        sa.Column("user_domain", sa.String(length=64), nullable=False),
+        sa.Column("user_name", sa.String(length=255), nullable=False),
+        sa.Column("role_id", sa.String(length=64), nullable=False),
+        sa.Column("target_type", sa.String(length=16), nullable=False),
+        sa.Column("target_id", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_mappings")),
     )
     op.create_table(
         "identity_regions",
@@ -722,6 +735,7 @@ def downgrade() -> None:
     op.drop_table("identity_services")
     op.drop_table("identity_roles")
     op.drop_table("identity_regions")
+    op.drop_table("identity_mappings")
     op.drop_table("identity_endpoints")
     op.drop_table("identity_domains")
     op.drop_table("fleet_sites")
