@@ -137,6 +137,28 @@ def test_identity_flavor_quota_reach_every_receiver_including_one_cut_off(
             r = c.delete(f"/compute/v2.1/flavors/{flavor['id']}")
             assert r.status_code == 409 and "Berlin" in r.text
 
+    # Denver's own "shared" has the ID of Berlin's "shared": a clash, shown, then adopted.
+    body = {"project": {"name": "shared", "description": "Denver's"}}
+    with api(fleet, "Denver") as denver:
+        shared = denver.post("/identity/v3/projects", json=body).json()["project"]["id"]
+    with api(fleet, "Berlin") as berlin:
+        body["project"]["description"] = "Berlin's"
+        assert berlin.post("/identity/v3/projects", json=body).json()["project"]["id"] == shared
+    cli(fleet, "Berlin", "mark", "project", shared, "--to", "Denver")
+    until(lambda: shared in cli(fleet, "Denver", "conflicts"), what="the clash listed at Denver")
+    assert "own" in cli(fleet, "Denver", "conflicts", "--source", "Berlin")
+    adopted = cli(fleet, "Denver", "conflicts", "resolve", "project", shared, "--source", "Berlin",
+                  "--adopt")  # fmt: skip
+    assert "adopted Berlin's version" in adopted
+
+    def berlins() -> bool:
+        with api(fleet, "Denver") as denver:
+            project = denver.get(f"/identity/v3/projects/{shared}").json()["project"]
+        return bool(project["description"] == "Berlin's")
+
+    until(berlins, what="Berlin's version of the shared project at Denver")
+    assert "no sync conflicts" in cli(fleet, "Denver", "conflicts")
+
 
 def listing(fleet: ProcessFleet, site: str) -> list[tuple[Any, ...]]:
     with api(fleet, site) as c:
