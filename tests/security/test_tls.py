@@ -222,7 +222,7 @@ def test_a_server_holding_another_key_at_a_pinned_origin_is_refused(
             assert last.status_code == 503, last.text
             assert f"TLS pin mismatch for {paris.public_url}" in last.text
             assert "forged" not in "".join(a.text for a in answers)
-            assert impostor.handshakes >= 1 and impostor.requests == 0
+            assert impostor.requests == 0, "a request reached the impostor"
             # The rest of the fleet keeps serving.
             r = berlin.get("/compute/v2.1/flavors", headers={"X-Scope": "{compute: Denver}"})
             assert r.status_code == 200, r.text
