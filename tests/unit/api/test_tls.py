@@ -338,3 +338,34 @@ def test_tls_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="must be https"):
         _settings(tmp_path, tls=True, public_url="http://127.0.0.1:7001")
     assert _settings(tmp_path, tls=True).with_port(7001).public_url == "https://127.0.0.1:7001"
+
+
+def test_a_tls_site_restarting_does_not_load_cryptography(tmp_path: Path) -> None:
+    """Only making the certificate needs ``cryptography`` (a 7 MiB extension): a restart
+    reads it back, and calling peers reads their keys, without it (docs/architecture.md)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from edgefed.api.tls import server_context, site_client_context\n"
+        "from edgefed.core.certs import ed25519_key_of_pem\n"
+        "from edgefed.core.settings import SiteSettings\n"
+        "s = SiteSettings(name='B', data_dir=Path(sys.argv[1]), admin_password='x', tls=True)\n"
+        "server_context(s)\n"
+        "site_client_context()\n"
+        "ed25519_key_of_pem((s.data_dir / 'keys/signing-cert.pem').read_text())\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+
+    def loaded() -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "site")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    assert loaded() == "True"  # the first start makes the certificate
+    assert loaded() == "False"  # a restart does not need the library
