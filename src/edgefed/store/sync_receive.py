@@ -300,6 +300,10 @@ class _Run:
     async def _conflict(
         self, item: Mapping[str, Any], kind: Kind, key: str, clash: Clash
     ) -> dict[str, Any]:
+        if clash.clash == "name" and clash.held_origin == self.source:
+            # Two rows of this source with one name: a rename on its way (the other row's
+            # newer version frees the name), not a clash with this site. Retried.
+            return _rejected(item, 409, f"{clash.message}; retried")
         await record_conflict(
             self.conn, source=self.source, kind=kind.name, key=key, op=str(item["op"]),
             clash=clash, now=self.now,

@@ -311,6 +311,7 @@ async def resolve_conflict(
     held = f"{conflict['held_kind']} {conflict['held_key']}"
     if spec.dismiss:
         await conflicts.drop(source=spec.source, kind=spec.kind, key=spec.id)
+        engine.telemetry.wake.set()
         return Json({"resolved": {**conflict_view(conflict), "resolution": "dismissed"}})
     if spec.adopt:
         if conflict["clash"] == "name":
@@ -332,6 +333,7 @@ async def resolve_conflict(
             )
         await conflicts.drop(source=spec.source, kind=spec.kind, key=spec.id)
         resolution = "requested"
+    engine.telemetry.wake.set()  # the alarm follows the count
     answer = await _request_again(engine, spec.source, conflict)
     return Json(
         {"resolved": {**conflict_view(conflict), "resolution": resolution, "request": answer}}

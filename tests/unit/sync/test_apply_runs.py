@@ -49,7 +49,7 @@ async def test_a_run_applies_updates_and_judges_each_item(
     bad["row"] = {"id": bad["key"]}  # no name
     results = await apply(site, [renamed, older, again, clash, twin_a, twin_b, bad])
     assert statuses(results) == [
-        "applied", "stale", "duplicate", "conflict 409", "applied", "conflict 409", "rejected 400",
+        "applied", "stale", "duplicate", "conflict 409", "applied", "rejected 409", "rejected 400",
     ]  # fmt: skip
     assert "this site's own" in results[3]["error"] and "name=local" in results[3]["error"]
     assert "name" in results[6]["error"]
