@@ -37,6 +37,7 @@ import httpx
 
 from edgefed.cli.serve import READY_PREFIX
 from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
+from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 
 DEFAULT_SITES = {
     "Berlin": {"lat": 52.520, "lon": 13.405, "country": "DE", "region": "eu"},
@@ -174,6 +175,9 @@ def _config(
         *extra,
         f'data_dir = "{site_dir}"',
         f'labels = {{ region = "{loc["region"]}" }}',
+        # One operator for the whole try-out fleet: every site's admin is an admin here
+        # (docs/fleet-trust.md: a real fleet maps only what it needs).
+        mapping_toml(fleet_admin_mappings()).rstrip(),
         "",
         "[location]",
         f"lat = {loc['lat']}",

@@ -75,16 +75,17 @@ def fleet_admin_mappings(user: str = "admin", project: str = "admin") -> tuple[M
 
 
 def mapping_toml(specs: tuple[MappingSpec, ...]) -> str:
-    """``[[mapping]]`` tables for a site's config file."""
-    out = []
+    """A ``mapping = [...]`` line for a site's config file (inline tables: one top-level
+    key, so other keys may follow it)."""
+    tables = []
     for spec in specs:
-        lines = ["[[mapping]]"]
-        for name, value in dataclasses.asdict(spec).items():
-            if value is None or (name == "system" and not value):
-                continue
-            lines.append(f"{name} = {'true' if value is True else _toml_str(value)}")
-        out.append("\n".join(lines))
-    return "\n\n".join(out) + ("\n" if out else "")
+        pairs = [
+            f"{name} = {'true' if value is True else _toml_str(value)}"
+            for name, value in dataclasses.asdict(spec).items()
+            if value is not None and not (name == "system" and not value)
+        ]
+        tables.append("{ " + ", ".join(pairs) + " }")
+    return f"mapping = [{', '.join(tables)}]\n"
 
 
 def _toml_str(value: object) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import httpx
 
 from edgefed.core.localca import ensure_local_ca, issue_server_certificate
+from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 from edgefed.testkit.auth import password_auth
 from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port, write_private_text
 from edgefed.testkit.wan import LinkProfile, Wan
@@ -70,6 +71,8 @@ class ProcessFleet:
     # outside the kernel's ephemeral range, which other processes keep taking).
     pick_port: Callable[[], int] = free_port
     extra_config: str = ""
+    # Every site's admin is an admin at every site (mapping rules, as ``edgefed up``).
+    trust_admins: bool = True
     tls: bool = False
     wan: Wan = field(default_factory=Wan)
     sites: dict[str, SiteProcess] = field(default_factory=dict)
@@ -97,6 +100,7 @@ class ProcessFleet:
                         f'internal_url = "{scheme}://127.0.0.1:{port}"\n'
                         f"gossip_interval_seconds = {self.gossip_interval}\n"
                         f"labels = {{ {label_line} }}\n{self.extra_config}"
+                        + (mapping_toml(fleet_admin_mappings()) if self.trust_admins else "")
                     ),
                 )
                 if ca is not None:
