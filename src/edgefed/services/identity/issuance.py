@@ -18,7 +18,7 @@ from edgefed.core.errors import Unauthorized, ValidationFailed
 from edgefed.core.tokens import new_audit_id
 from edgefed.services.identity.grants import ScopeGrant, role_graph
 from edgefed.services.identity.names import id_by_name
-from edgefed.services.identity.passwords import verify_secret
+from edgefed.services.identity.passwords import login_throttle, verify_secret
 from edgefed.services.identity.scopes import SYSTEM_TARGET, UNSCOPED, grant_for
 from edgefed.services.identity.state import IdentityState
 from edgefed.store.identity import Row, app_credentials, domains, projects, users
@@ -91,8 +91,14 @@ async def _password(state: IdentityState, body: dict[str, Any]) -> Authenticated
         raise ValidationFailed("password must be a string", field="password.user.password")
     user_id = await _user_id(state, user_ref, "password.user")
     user = await state.repo.get(users, user_id)
-    if user is None or not await verify_secret(user["password_hash"], password):
+    if user is None:
         raise Unauthorized(AUTH_REQUIRED)
+    throttle = login_throttle(state.ctx)
+    throttle.check_not_locked(user_id)  # a locked account costs no hashing
+    if not await throttle.verify(user["password_hash"], password):
+        throttle.failed(user_id)
+        raise Unauthorized(AUTH_REQUIRED)
+    throttle.succeeded(user_id)
     return Authenticated(user_id=user_id, methods=["password"])
 
 
