@@ -38,6 +38,7 @@ from edgefed.services.compute.flavors import visible_flavor
 from edgefed.services.compute.image_source import image_for_boot
 from edgefed.services.compute.links import links, next_link
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
+from edgefed.services.compute.name_filter import NameFilter
 from edgefed.services.compute.quotas import check_server_quota, project_limits
 from edgefed.services.compute.server_views import (
     STATUS_TO_VM_STATE,
@@ -367,11 +368,9 @@ async def _list(
     )
     servers = await state.servers.list_all(project_id=project, include_deleted=want_deleted)
     if "name" in params:
-        try:
-            pattern = re.compile(params["name"])
-        except re.error as exc:
-            raise BadRequest(f"Invalid name filter: {exc}") from exc
-        servers = [s for s in servers if pattern.search(s.name)]
+        # A regular expression, as in Nova, but matched in linear time (name_filter.py).
+        name_filter = NameFilter(params["name"])
+        servers = [s for s in servers if name_filter.search(s.name)]
     if "status" in params:
         wanted = params["status"].upper()
         if wanted not in STATUS_TO_VM_STATE:
