@@ -98,7 +98,10 @@ async def aggregate(
 ) -> Aggregate:
     result = Aggregate(reporter=ctx.name, scope=scope)
     if can_see(ctx, principal, ctx.name):
-        result.offer(await own_report(ctx))
+        report = await own_report(ctx)
+        # Its RTT row names every peer: a region operator sees those of its regions.
+        report["rtt_ms"] = {k: v for k, v in report["rtt_ms"].items() if can_see(ctx, principal, k)}
+        result.offer(report)
     targets = [t for t in resolve_targets(ctx, principal, scope, explicit=explicit)]
     chain = (*via, ctx.name)
     gate = asyncio.Semaphore(MAX_PARALLEL)

@@ -14,7 +14,7 @@ from edgefed.api.context import SiteContext, site_context
 from edgefed.api.metrics import RequestMetrics
 from edgefed.api.responses import Json
 from edgefed.services.fleet import telemetry
-from edgefed.services.fleet.access import bound_regions, require_this_site
+from edgefed.services.fleet.access import bound_regions, can_see, require_this_site
 from edgefed.services.fleet.aggregate import aggregate
 from edgefed.services.fleet.health import PeerHealth
 from edgefed.services.fleet.monitor import HealthMonitor
@@ -49,7 +49,8 @@ async def health(
     ctx = site_context(request)
     require_this_site(ctx, principal)
     report = await own_report(ctx)
-    peers = [h.to_json() for h in peer_health(ctx).values()]
+    # A region operator sees this site's peers in its regions only.
+    peers = [h.to_json() for h in peer_health(ctx).values() if can_see(ctx, principal, h.name)]
     return Json(
         {
             "health": {
@@ -69,7 +70,9 @@ async def site_telemetry(
 ) -> Json:
     ctx = site_context(request)
     require_this_site(ctx, principal)
-    return Json({"telemetry": await telemetry.collect(ctx, metrics_of(request))})
+    body = await telemetry.collect(ctx, metrics_of(request))
+    body["rtt_ms"] = {k: v for k, v in body["rtt_ms"].items() if can_see(ctx, principal, k)}
+    return Json({"telemetry": body})
 
 
 async def _aggregate(

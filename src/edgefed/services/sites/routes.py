@@ -25,6 +25,7 @@ from edgefed.services.sites.enrollment import (
 )
 from edgefed.services.sites.gossip import answer_body, note_rtt, parse_digest
 from edgefed.services.sites.registry import SERVICE_KEY, Registry
+from edgefed.services.sites.revocations import parse_digest as parse_revocation_digest
 from edgefed.store.fleet import EnrollmentRecord
 
 router = APIRouter()
@@ -71,7 +72,14 @@ async def ping() -> Response:
 @router.get("/fleet/sites")
 async def list_sites(request: Request, principal: Principal = Depends(current_principal)) -> Json:
     reg = registry_of(request)
-    return Json({"sites": [_with_health(reg, e) for e in reg.entries()]})
+    entries = reg.entries()
+    # A region operator (a region:<name> role and no admin, as services/fleet/access.py
+    # defines it) sees the sites of its regions only, here as on every fleet API.
+    prefix = "region:"
+    regions = {r[len(prefix) :] for r in principal.role_names if r.startswith(prefix)} - {""}
+    if regions and not principal.is_admin:
+        entries = [e for e in entries if reg.view.labels_of(e.name).get("region", "") in regions]
+    return Json({"sites": [_with_health(reg, e) for e in entries]})
 
 
 def _with_health(reg: Registry, entry: SiteEntry) -> dict[str, Any]:
@@ -87,6 +95,12 @@ async def show_site(
 ) -> Json:
     reg = registry_of(request)
     entry = reg.view.entries.get(name)
+    # A site outside a region operator's regions is not there for it (as in list_sites).
+    prefix = "region:"
+    regions = {r[len(prefix) :] for r in principal.role_names if r.startswith(prefix)} - {""}
+    if regions and not principal.is_admin and entry is not None:
+        if reg.view.labels_of(name).get("region", "") not in regions:
+            entry = None
     if entry is None:
         raise NotFound(f"site {name} is not in the fleet registry")
     return Json({"site": _with_health(reg, entry)})
@@ -187,7 +201,7 @@ async def accept_join(request: Request) -> Json:
         and existing.public_key == entry.public_key
     )
     if retry:  # the same join again (its answer was lost): the same answer
-        return Json({"sites": [e.to_json() for e in reg.entries()]})
+        return Json(_join_answer(reg))
     if record.used_at is not None:
         raise Unauthorized("the enrollment token was already used")
     if entry.name == ctx.name:
@@ -213,7 +227,15 @@ async def accept_join(request: Request) -> Json:
     if not await reg.repo.consume_enrollment_and_put(token_id, now=now, entry=entry):
         raise Unauthorized("the enrollment token was already used")
     reg.view.apply([entry])
-    return Json({"sites": [e.to_json() for e in reg.entries()]})
+    return Json(_join_answer(reg))
+
+
+def _join_answer(reg: Registry) -> dict[str, Any]:
+    """The registry, and the revocation events the new site must know from the start."""
+    return {
+        "sites": [e.to_json() for e in reg.entries()],
+        "revocation_events": reg.feed.missing_for({}),
+    }
 
 
 @router.post("/site/join")
@@ -239,10 +261,17 @@ async def gossip(request: Request) -> Response:
             raise ValueError("not an object")
         incoming = [SiteEntry.from_json(e) for e in payload.get("sites") or []]
         digest = parse_digest(payload["digest"]) if "digest" in payload else None
+        revocations = parse_revocation_digest(payload.get("revocations"))
         note_rtt(reg, sender, payload)
     except (ValueError, TypeError, AttributeError) as exc:
         raise BadRequest(f"malformed gossip body: {exc}") from exc
     reg.note_seen(sender, None)
     if incoming:
         await reg.merge(incoming)
-    return Response(answer_body(reg, digest), media_type="application/json")
+    if "revocation_events" in payload:
+        await reg.feed.accept(payload["revocation_events"])
+        if digest is None:  # a push after our answer: we now hold what the peer held
+            ctx.revocations.note_synced()
+    if digest is not None and reg.feed.lacks_nothing(revocations):
+        ctx.revocations.note_synced()
+    return Response(answer_body(reg, digest, revocations), media_type="application/json")
