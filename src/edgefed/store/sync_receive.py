@@ -63,7 +63,7 @@ APPLIED, STALE, DUPLICATE, REJECTED, CONFLICT = (
     "applied", "stale", "duplicate", "rejected", "conflict",
 )  # fmt: skip
 # Parent kinds with a one-column key that need nothing else to exist first and carry no
-# blob: a run of their upserts is applied in bulk (SyncReceiver._apply_run).
+# blob: a run of their upserts is applied in bulk (_Run.bulk).
 BULK_KINDS = frozenset({"project", "role", "flavor", "user", "group"})
 
 
@@ -147,6 +147,8 @@ class _Run:
     now: float
     revocations: list[Revocation]
     _has_conflicts: bool | None = None
+    # Target sets normalised in this push (every item of a first sync carries the same).
+    _normalised: dict[str, str] = field(default_factory=dict)
 
     async def all(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Every item in order: runs of plain upserts of one kind together, the rest one by one."""
@@ -256,10 +258,14 @@ class _Run:
             return None
         if not isinstance(targets, str) or len(targets) > 1024:
             return _rejected(item, 400, "targets must be a target set of at most 1024 characters")
+        known = self._normalised.get(targets)
+        if known is not None:
+            return known
         try:
-            return self.receiver.normalise_targets(targets)
+            known = self._normalised[targets] = self.receiver.normalise_targets(targets)
         except Exception as exc:  # the normaliser's own error tree: ValidationFailed
             return _rejected(item, 400, f"targets: {exc}")
+        return known
 
     def _check_image(
         self, item: Mapping[str, Any], key: str, values: Mapping[str, Any]
