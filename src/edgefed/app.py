@@ -100,7 +100,11 @@ def create_app(
             store=store,
             signer=signer,
             keyring=keyring,
-            revocations=RevocationList(events),
+            revocations=RevocationList(
+                events,
+                self_name=settings.name,
+                max_staleness=settings.revocation_staleness_seconds,
+            ),
             http=http,
             peer_transport=peer_transport,
             clock=clock,

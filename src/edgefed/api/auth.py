@@ -158,6 +158,7 @@ class Authenticator:
         authority = ctx.authority
         if authority is None:
             raise Unauthorized("This site does not accept tokens of other sites yet.")
+        ctx.revocations.check_fresh(claims["iss"])
         generation = authority.generation()
         cached = self._foreign.get(token)
         if cached is not None and cached[0] == generation:

@@ -145,6 +145,9 @@ class SiteSettings:
     # Fleet: a one-time enrollment token to join at start, and the gossip cadence.
     join_token: str | None = None
     gossip_interval_seconds: float = 2.0
+    # Tokens of other sites are refused when this site has not caught up with the
+    # fleet's revocations for this long (a site that was cut off); 0 = never refused.
+    revocation_staleness_seconds: float = 60.0
     # How long the scope router waits for one site's answer.
     scope_call_timeout_seconds: float = 30.0
     # A peer that has not answered for this long is considered unreachable.

@@ -30,7 +30,7 @@ from edgefed.api.context import SiteContext
 from edgefed.api.faults import fault_response
 from edgefed.api.http1 import Body
 from edgefed.api.peer_transport import PeerTransport
-from edgefed.core.errors import BadRequest
+from edgefed.core.errors import BadRequest, EdgefedError
 from edgefed.core.scope import Scope, Site, parse_scope
 from edgefed.core.scope_eval import evaluate_resolved
 from edgefed.core.scope_resolve import ResolvedExpr, resolve_expr
@@ -41,6 +41,7 @@ log = logging.getLogger("edgefed.router")
 SCOPE_HEADER = b"x-scope"
 FORWARDED_HEADER = remote.FORWARDED_HEADER.lower().encode()
 SITE_HEADER = b"x-edgefed-site"
+TOKEN_HEADER = b"x-auth-token"
 SCOPE_KEY = remote.SCOPE_KEY  # where services find the parsed scope (api.remote)
 
 SERVICE_PREFIXES = (
@@ -93,6 +94,19 @@ def service_of(path: str) -> str | None:
     return None
 
 
+def _token_refused(scope: AsgiScope, ctx: SiteContext) -> str | None:
+    """Why this site refuses the request's token, if it does: a token revoked here (or a
+    forged, expired, unknown one) is not sent on to other sites, whatever they know."""
+    token = header(scope, TOKEN_HEADER)
+    if token is None:
+        return None
+    try:
+        scope["app"].state.authenticator.verify(ctx, token.decode("latin-1"))
+    except EdgefedError as exc:
+        return exc.message
+    return None
+
+
 def header(scope: AsgiScope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -133,11 +147,15 @@ class ScopeRouter:
                 scope, receive, send
             )
             return
+        if isinstance(resolved, Site) and resolved.name == ctx.name:
+            await self.app(scope, receive, send)
+            return
+        refused = _token_refused(scope, ctx)
+        if refused is not None:
+            await fault_response(scope["path"], 401, refused)(scope, receive, send)
+            return
         if isinstance(resolved, Site):
-            if resolved.name == ctx.name:
-                await self.app(scope, receive, send)
-            else:
-                await self._stream_to(ctx, resolved.name, scope, receive, send)
+            await self._stream_to(ctx, resolved.name, scope, receive, send)
             return
         await self._fan_out(ctx, scope, receive, send, resolved)
 

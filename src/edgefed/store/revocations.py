@@ -1,18 +1,35 @@
-"""Token revocation events (Keystone's revoke model, kept small).
+"""Token revocation events, this site's and those other sites made (``core.revocation``).
 
-An event revokes every token issued at or before ``issued_before`` that matches all of
-its non-null fields. Events outlive the longest token lifetime and are then pruned.
+Events outlive the longest token lifetime and are then pruned. This site's own events
+are numbered here (``seq``, per origin, in the transaction that stores them) and signed;
+other sites' arrive numbered and signed, and are stored once each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
-from sqlalchemy import Column, Float, Integer, String, Table, delete, insert, select
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+)
 
+from edgefed.core.revocation import RevocationEvent
 from edgefed.store.engine import Store
 from edgefed.store.schema import metadata
+
+__all__ = ["RevocationEvent", "RevocationRepository", "revocation_events"]
 
 revocation_events = Table(
     "revocation_events",
@@ -24,19 +41,21 @@ revocation_events = Table(
     Column("audit_id", String(64), nullable=True),
     Column("audit_chain_id", String(64), nullable=True),
     Column("issuer", String(64), nullable=True),
+    Column("app_cred_id", String(64), nullable=True),
     Column("issued_before", Float, nullable=False),
+    Column("origin", String(64), nullable=True),
+    Column("seq", Integer, nullable=True),
+    Column("floor", Integer, nullable=False, server_default="1"),
+    Column("created_at", Float, nullable=False, server_default="0"),
+    Column("signature", String(100), nullable=True),
+    UniqueConstraint("origin", "seq", name="uq_revocation_events_origin_seq"),
 )
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(RevocationEvent))
 
-@dataclass(frozen=True, slots=True)
-class RevocationEvent:
-    issued_before: float
-    user_id: str | None = None
-    project_id: str | None = None
-    domain_id: str | None = None
-    audit_id: str | None = None
-    audit_chain_id: str | None = None
-    issuer: str | None = None
+
+def _values(event: RevocationEvent) -> dict[str, object]:
+    return {name: getattr(event, name) for name in _FIELDS}
 
 
 class RevocationRepository:
@@ -44,41 +63,74 @@ class RevocationRepository:
         self.store = store
 
     async def add(self, event: RevocationEvent) -> None:
+        """Store ``event`` as it is."""
         async with self.store.write() as conn:
-            await conn.execute(
-                insert(revocation_events).values(
-                    user_id=event.user_id,
-                    project_id=event.project_id,
-                    domain_id=event.domain_id,
-                    audit_id=event.audit_id,
-                    audit_chain_id=event.audit_chain_id,
-                    issuer=event.issuer,
-                    issued_before=event.issued_before,
+            await conn.execute(insert(revocation_events).values(**_values(event)))
+
+    async def add_local(
+        self,
+        event: RevocationEvent,
+        *,
+        origin: str,
+        floor: int,
+        now: float,
+        sign: Callable[[RevocationEvent], RevocationEvent],
+    ) -> RevocationEvent:
+        """Number ``event`` as this site's next one, sign it and store it; the event."""
+        async with self.store.write() as conn:
+            last = (
+                await conn.execute(
+                    select(func.max(revocation_events.c.seq)).where(
+                        revocation_events.c.origin == origin
+                    )
+                )
+            ).scalar()
+            seq = int(last or 0) + 1
+            numbered = dataclasses.replace(
+                event, origin=origin, seq=seq, floor=min(floor, seq), created_at=now
+            )
+            signed = sign(numbered)
+            await conn.execute(insert(revocation_events).values(**_values(signed)))
+        return signed
+
+    async def add_foreign(self, events: Iterable[RevocationEvent]) -> list[RevocationEvent]:
+        """Store the events not held yet (by origin and number); those it stored."""
+        wanted = {(e.origin, e.seq): e for e in events}
+        if not wanted:
+            return []
+        async with self.store.write() as conn:
+            held = await conn.execute(
+                select(revocation_events.c.origin, revocation_events.c.seq).where(
+                    tuple_(revocation_events.c.origin, revocation_events.c.seq).in_(list(wanted))
                 )
             )
+            for origin, seq in held:
+                wanted.pop((origin, seq), None)
+            if wanted:
+                await conn.execute(insert(revocation_events), [_values(e) for e in wanted.values()])
+        return list(wanted.values())
 
     async def all_since(self, oldest: float) -> list[RevocationEvent]:
         async with self.store.read() as conn:
             rows = await conn.execute(
-                select(revocation_events).where(revocation_events.c.issued_before >= oldest)
-            )
-            return [
-                RevocationEvent(
-                    issued_before=r.issued_before,
-                    user_id=r.user_id,
-                    project_id=r.project_id,
-                    domain_id=r.domain_id,
-                    audit_id=r.audit_id,
-                    audit_chain_id=r.audit_chain_id,
-                    issuer=r.issuer,
+                select(*(revocation_events.c[name] for name in _FIELDS)).where(
+                    revocation_events.c.issued_before >= oldest
                 )
-                for r in rows
-            ]
+            )
+            return [RevocationEvent(**row._mapping) for row in rows]
 
     async def prune(self, older_than: dt.datetime) -> None:
+        """Forget events no unexpired token can match. The newest event of each origin
+        stays, so this site never numbers an event twice."""
+        newest = (
+            select(func.max(revocation_events.c.id))
+            .group_by(revocation_events.c.origin)
+            .scalar_subquery()
+        )
         async with self.store.write() as conn:
             await conn.execute(
                 delete(revocation_events).where(
-                    revocation_events.c.issued_before < older_than.timestamp()
+                    revocation_events.c.issued_before < older_than.timestamp(),
+                    revocation_events.c.id.not_in(newest),
                 )
             )

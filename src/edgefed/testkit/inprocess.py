@@ -27,6 +27,8 @@ def site_settings(data_dir: Path, *, name: str = "Berlin", **overrides: Any) -> 
         "public_url": f"http://{name.lower()}.test",
         "fake_transition_seconds": 0.0,
         "sqlite_synchronous": "NORMAL",
+        # In-process sites gossip when a test says so: catching up is tested on its own.
+        "revocation_staleness_seconds": 0.0,
     }
     values.update(overrides)
     return SiteSettings(**values)

@@ -94,6 +94,7 @@ async def test_application_credential_lifecycle(site, admin_headers):
     }
     r = await c.post(f"{V3}/auth/tokens", json={"auth": auth})
     assert r.status_code == 201, r.text
+    cred_token = {"X-Auth-Token": r.headers["x-subject-token"]}
     token = r.json()["token"]
     assert token["methods"] == ["application_credential"]
     assert token["project"]["name"] == "apps"
@@ -113,8 +114,11 @@ async def test_application_credential_lifecycle(site, admin_headers):
     auth["identity"]["application_credential"]["secret"] = "wrong"
     assert (await c.post(f"{V3}/auth/tokens", json={"auth": auth})).status_code == 401
     auth["identity"]["application_credential"]["secret"] = cred["secret"]
+    assert (await c.get("/compute/v2.1/servers", headers=cred_token)).status_code == 200
     assert (await c.delete(f"{base}/{cred['id']}", headers=fay)).status_code == 204
     assert (await c.post(f"{V3}/auth/tokens", json={"auth": auth})).status_code == 401
+    # Its tokens die with it (Keystone revokes them; here by a revocation event).
+    assert (await c.get("/compute/v2.1/servers", headers=cred_token)).status_code == 401
     assert (await c.get(f"{base}/{cred['id']}", headers=fay)).status_code == 404
 
 

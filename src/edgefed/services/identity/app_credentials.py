@@ -27,10 +27,12 @@ from edgefed.services.identity.common import must_get
 from edgefed.services.identity.grants import role_graph
 from edgefed.services.identity.guard import authorize
 from edgefed.services.identity.passwords import hash_secret, new_app_credential_secret
+from edgefed.services.identity.revoking import revoke
 from edgefed.services.identity.schemas import AppCredentialCreateBody
 from edgefed.services.identity.state import IdentityState, identity_state
 from edgefed.services.identity.views import collection, links
 from edgefed.store.identity import app_credentials, users
+from edgefed.store.revocations import RevocationEvent
 
 router = APIRouter()
 BASE = "/v3/users/{user_id}/application_credentials"
@@ -195,4 +197,6 @@ async def delete_app_credential(
     authorize(principal, "delete_application_credential", self_user_id=user_id)
     await _owned(state, user_id, credential_id)
     await state.repo.delete(app_credentials, credential_id)
+    # Keystone: the credential's tokens die with it, here and at every fleet site.
+    await revoke(state, RevocationEvent(issued_before=state.ctx.clock(), app_cred_id=credential_id))
     return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""Revocation events: persisted first (they survive a restart), then made effective."""
+"""Revocation events: numbered, signed, persisted first (they survive a restart), then
+made effective here and spread to the fleet (the revocation list's listeners)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ from edgefed.services.identity.state import IdentityState
 from edgefed.store.revocations import RevocationEvent, RevocationRepository
 
 
-async def revoke(state: IdentityState, event: RevocationEvent) -> None:
-    await RevocationRepository(state.ctx.store).add(event)
-    state.ctx.revocations.add(event)
+async def revoke(state: IdentityState, event: RevocationEvent) -> RevocationEvent:
+    ctx = state.ctx
+    key = ctx.signer.private_key
+    signed = await RevocationRepository(ctx.store).add_local(
+        event,
+        origin=ctx.name,
+        floor=ctx.revocations.floor_of(ctx.name),
+        now=ctx.clock(),
+        sign=lambda e: e.signed_by(key),
+    )
+    ctx.revocations.add(signed, local=True)
+    return signed
 
 
 async def revoke_user(state: IdentityState, user_id: str, *, project_id: str | None = None) -> None:

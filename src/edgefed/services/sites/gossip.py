@@ -32,6 +32,7 @@ from edgefed.core.errors import EdgefedError
 from edgefed.core.fleet import MAX_VERSION, EntryState, SiteEntry, state_of, supersedes
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.registry import Registry
+from edgefed.services.sites.revocations import parse_digest as parse_revocation_digest
 
 log = logging.getLogger("edgefed.gossip")
 
@@ -97,20 +98,47 @@ def note_rtt(registry: Registry, site: str, payload: dict[str, Any]) -> None:
     registry.view.rtt[site] = measured
 
 
-def request_body(registry: Registry, *, push: list[SiteEntry] | None = None) -> bytes:
-    if push is not None:
-        return orjson.dumps({"sites": [e.to_json() for e in push], "rtt": _rtt_of(registry)})
+def request_body(
+    registry: Registry,
+    *,
+    push: list[SiteEntry] | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> bytes:
+    """A digest request, or (``push``/``events``) the push that follows an answer."""
+    if push is not None or events is not None:
+        return orjson.dumps(
+            {
+                "sites": [e.to_json() for e in push or ()],
+                "revocation_events": events or [],
+                "rtt": _rtt_of(registry),
+            }
+        )
     digest = {name: list(state) for name, state in digest_of(registry.entries()).items()}
-    return orjson.dumps({"digest": digest, "rtt": _rtt_of(registry)})
+    return orjson.dumps(
+        {
+            "digest": digest,
+            "revocations": registry.ctx.revocations.digest(),
+            "rtt": _rtt_of(registry),
+        }
+    )
 
 
-def answer_body(registry: Registry, digest: Digest | None) -> bytes:
-    """The answer to a gossip request: what the sender lacks, what this site wants."""
+def answer_body(
+    registry: Registry, digest: Digest | None, revocations: dict[str, int] | None = None
+) -> bytes:
+    """The answer to a gossip request: what the sender lacks (entries, revocation
+    events), what this site wants, and this site's revocation digest."""
     if digest is None:
         return orjson.dumps({"sites": [], "want": [], "rtt": _rtt_of(registry)})
     give, want = diff(registry.entries(), digest)
     return orjson.dumps(
-        {"sites": [e.to_json() for e in give], "want": want, "rtt": _rtt_of(registry)}
+        {
+            "sites": [e.to_json() for e in give],
+            "want": want,
+            "revocation_events": registry.feed.missing_for(revocations or {}),
+            "revocations": registry.ctx.revocations.digest(),
+            "rtt": _rtt_of(registry),
+        }
     )
 
 
@@ -152,17 +180,19 @@ async def exchange(registry: Registry, peer: SiteEntry, *, timeout: float) -> bo
     try:
         entries = [SiteEntry.from_json(raw) for raw in payload.get("sites") or []]
         want = {str(name) for name in payload.get("want") or []}
+        theirs = parse_revocation_digest(payload.get("revocations"))
         if entries:
             await registry.merge(entries)
+        await registry.feed.accept(payload.get("revocation_events"))
     except (ValueError, TypeError, AttributeError, EdgefedError) as exc:
         log.warning("gossip answer from %s refused: %s", peer.name, exc)
         return False
-    if want:
-        push = [e for e in registry.entries() if e.name in want]
-        if push:
-            return (
-                await _post(registry, peer, request_body(registry, push=push), timeout) is not None
-            )
+    registry.ctx.revocations.note_synced()
+    push = [e for e in registry.entries() if e.name in want] if want else []
+    events = registry.feed.missing_for(theirs) if "revocations" in payload else []
+    if push or events:
+        body = request_body(registry, push=push, events=events)
+        return await _post(registry, peer, body, timeout) is not None
     return True
 
 

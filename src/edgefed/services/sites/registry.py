@@ -49,6 +49,7 @@ from edgefed.core.fleet import (
 )
 from edgefed.core.tokens import public_key_b64, write_private
 from edgefed.services.sites.enrollment import EnrollmentToken
+from edgefed.services.sites.revocations import RevocationFeed
 from edgefed.store.fleet import FleetRepository
 
 log = logging.getLogger("edgefed.fleet")
@@ -108,6 +109,7 @@ class Registry:
         self.repo = FleetRepository(ctx.store)
         self.view = FleetView(self_name=ctx.name, keyring=ctx.keyring, peers=ctx.peers)
         self.capabilities = capabilities
+        self.feed = RevocationFeed(ctx)
         self._lock = asyncio.Lock()
 
     @property
@@ -337,6 +339,12 @@ class Registry:
             )
             await self.repo.put([*winners, entry])
             self.view.apply([*winners, entry])
+        try:
+            await self.feed.accept(response.json().get("revocation_events"))
+        except (ValidationFailed, ValueError, TypeError) as exc:
+            log.warning("revocation events from %s refused: %s", token.issuer, exc)
+        else:
+            self.ctx.revocations.note_synced()
         log.info("joined the fleet through %s: %d sites", token.issuer, len(sites))
         return self.entries()
 

@@ -41,6 +41,9 @@ async def on_stop(ctx: SiteContext) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    registry: Registry | None = ctx.services.get(SERVICE_KEY)
+    if registry is not None:
+        await registry.feed.stop()
 
 
 def build() -> ServiceSpec:

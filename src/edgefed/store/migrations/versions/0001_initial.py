@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-06 23:53:11.045544
+Create Date: 2026-12-07 00:11:15.374241
 """
 
 from __future__ import annotations
@@ -414,8 +414,15 @@ def upgrade() -> None:
         sa.Column("audit_id", sa.String(length=64), nullable=True),
         sa.Column("audit_chain_id", sa.String(length=64), nullable=True),
         sa.Column("issuer", sa.String(length=64), nullable=True),
+        sa.Column("app_cred_id", sa.String(length=64), nullable=True),
         sa.Column("issued_before", sa.Float(), nullable=False),
+        sa.Column("origin", sa.String(length=64), nullable=True),
+        sa.Column("seq", sa.Integer(), nullable=True),
+        sa.Column("floor", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("created_at", sa.Float(), server_default="0", nullable=False),
+        sa.Column("signature", sa.String(length=100), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_revocation_events")),
+        sa.UniqueConstraint("origin", "seq", name="uq_revocation_events_origin_seq"),
     )
     op.create_table(
         "sync_applied",
