@@ -1,9 +1,9 @@
 """Pure ASGI middleware shared by every site: request body hygiene and request ids.
 
-``BodyLimit`` sits outside the scope router (app.py), so its checks run while a body is
-read, before the router buffers it for a fan-out or streams it to another site: a body
-over the size limit is a 413 and JSON nested deeper than ``max_json_depth`` a 400, for
-a request served here as for one sent elsewhere. Deep nesting is refused here, in one
+``BodyLimit`` sits outside the scope router (app.py), so its checks run before the router
+buffers a body for a fan-out or streams it to another site: a body over the size limit
+is a 413 and JSON nested deeper than ``max_json_depth`` a 400, for a request served here
+as for one sent elsewhere, and the body goes nowhere. Deep nesting is refused here, in one
 place, because every parser after it recurses (Python's ``json`` raises RecursionError,
 pydantic and orjson have their own limits, and a value stored deep is rendered deeper).
 """
@@ -86,7 +86,13 @@ class JsonNesting:
 
 class BodyLimit:
     """Refuse bodies over ``max_bytes`` with a 413 and JSON nested deeper than
-    ``max_json_depth`` with a 400, except on paths that stream data (image uploads)."""
+    ``max_json_depth`` with a 400, except on paths that stream data (image uploads).
+
+    The body is read (never past the limit) and checked before the app sees any of it,
+    then handed on in one piece: a refused body reaches no handler, and the scope router
+    forwards or fans out only bodies that passed. Bodies under the limit are small, and
+    every handler reads its body whole anyway.
+    """
 
     def __init__(
         self,
@@ -101,13 +107,11 @@ class BodyLimit:
         self.streaming_suffixes = streaming_suffixes
         self.max_json_depth = max_json_depth
 
-    def _too_large(self) -> tuple[int, str]:
-        return 413, f"Request body is larger than {self.max_bytes} bytes"
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].endswith(self.streaming_suffixes):
             await self.app(scope, receive, send)
             return
+        too_large = f"Request body is larger than {self.max_bytes} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -115,55 +119,45 @@ class BodyLimit:
                 except ValueError:
                     length = -1
                 if length < 0 or length > self.max_bytes:
-                    status, message = (
-                        self._too_large() if length > 0 else (400, "Invalid Content-Length header")
+                    status, why = (
+                        (413, too_large) if length > 0 else (400, "Invalid Content-Length header")
                     )
-                    await fault_response(scope["path"], status, message)(scope, receive, send)
+                    await fault_response(scope["path"], status, why)(scope, receive, send)
                     return
+        chunks: list[bytes] = []
         seen = 0
         nesting = JsonNesting(self.max_json_depth)
-        refused: tuple[int, str] | None = None
-        started = False
-
-        async def checked_receive() -> Message:
-            nonlocal seen, refused
+        while True:
             message = await receive()
-            if message["type"] == "http.request" and refused is None:
-                body = message.get("body", b"")
-                seen += len(body)
-                if seen > self.max_bytes:
-                    refused = self._too_large()
-                elif body and not nesting.feed(body):
-                    refused = (
-                        400,
-                        "Malformed request body: JSON nested deeper than "
-                        f"{self.max_json_depth} levels",
-                    )
-                if refused is not None:
-                    raise _Refused
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            refusal: tuple[int, str] | None = None
+            if seen > self.max_bytes:
+                refusal = (413, too_large)
+            elif chunk and not nesting.feed(chunk):
+                refusal = (
+                    400,
+                    f"Malformed request body: JSON nested deeper than {self.max_json_depth} levels",
+                )
+            if refusal is not None:
+                await fault_response(scope["path"], *refusal)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: bytes | None = b"".join(chunks)
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: the client's disconnect, as usual
+            message: Message = {"type": "http.request", "body": body, "more_body": False}
+            body = None
             return message
 
-        async def guarded_send(message: Message) -> None:
-            # Whatever the app (or the router) makes of a refused body — FastAPI's "error
-            # parsing the body", a forward that failed — the refusal is the answer.
-            nonlocal started
-            if refused is not None:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, checked_receive, guarded_send)
-        except Exception:
-            if refused is None:
-                raise
-        if refused is not None and not started:
-            await fault_response(scope["path"], *refused)(scope, receive, send)
-
-
-class _Refused(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def new_request_id() -> bytes:
