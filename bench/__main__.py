@@ -19,7 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fleet_status, identity, scope_fanout, site_footprint, sync_propagation, tls_cost
+from bench import (
+    fleet_status,
+    identity,
+    revocation,
+    scope_fanout,
+    site_footprint,
+    sync_propagation,
+    tls_cost,
+)
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -32,6 +40,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "sync": (sync_propagation.run, sync_propagation.render),
     "fleet_status": (fleet_status.run, fleet_status.render),
     "tls": (tls_cost.run, tls_cost.render),
+    "revocation": (revocation.run, revocation.render),
 }
 
 

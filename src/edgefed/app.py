@@ -104,6 +104,7 @@ def create_app(
                 events,
                 self_name=settings.name,
                 max_staleness=settings.revocation_staleness_seconds,
+                clock=clock,
             ),
             http=http,
             peer_transport=peer_transport,

@@ -14,7 +14,9 @@ other sites until it has heard their revocations (``check_fresh``).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -23,6 +25,7 @@ from edgefed.core.errors import Unauthorized
 from edgefed.core.revocation import MATCH_FIELDS, RevocationEvent, token_fields
 
 Shape = tuple[int, ...]  # indices into MATCH_FIELDS
+ARRIVALS_KEPT = 256
 
 
 def _shape(event: RevocationEvent) -> Shape:
@@ -37,10 +40,13 @@ class RevocationList:
         self_name: str = "",
         max_staleness: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ):
         self.self_name = self_name
-        # shape -> (values of its fields) -> latest issued_before
-        self._index: dict[Shape, dict[tuple[Any, ...], float]] = {}
+        # shape -> (values of its fields) -> latest issued_before; and per shape, the
+        # getter that picks its key out of a token's values (a tuple, or one value)
+        self._index: dict[Shape, dict[Any, float]] = {}
+        self._lookups: list[tuple[Callable[[tuple[Any, ...]], Any], dict[Any, float]]] = []
         self._events: list[RevocationEvent] = []
         # origin -> seq -> event; origin -> gap-free watermark; origin -> floor
         self._numbered: dict[str, dict[int, RevocationEvent]] = {}
@@ -50,6 +56,11 @@ class RevocationList:
         # Foreign tokens are refused after this long without catching up (0: never).
         self.max_staleness = max_staleness
         self.monotonic = monotonic
+        self.clock = clock
+        # The latest numbered events that arrived, with when (for operators and benchmarks).
+        self.arrivals: collections.deque[tuple[str, int, float]] = collections.deque(
+            maxlen=ARRIVALS_KEPT
+        )
         self._synced_at: float | None = None
         # Called with each event this site makes (the fleet service spreads them).
         self.listeners: list[Callable[[RevocationEvent], None]] = []
@@ -65,6 +76,8 @@ class RevocationList:
         """Make ``event`` effective; ``local``: this site made it (listeners hear it)."""
         self._insert(event)
         self.generation += 1
+        if event.origin is not None and event.seq is not None:
+            self.arrivals.append((event.origin, event.seq, self.clock()))
         if local:
             for listener in self.listeners:
                 listener(event)
@@ -76,8 +89,12 @@ class RevocationList:
             # Another site's event revokes that site's tokens only (core.revocation).
             effective = dataclasses.replace(event, issuer=event.origin)
         shape = _shape(effective)
-        key = tuple(getattr(effective, MATCH_FIELDS[i]) for i in shape)
-        table = self._index.setdefault(shape, {})
+        getter = operator.itemgetter(*shape)
+        key = getter(tuple(getattr(effective, f) for f in MATCH_FIELDS))
+        table = self._index.get(shape)
+        if table is None:
+            table = self._index[shape] = {}
+            self._lookups.append((getter, table))
         if table.get(key, -1.0) < event.issued_before:
             table[key] = event.issued_before
         if event.origin is not None and event.seq is not None:
@@ -101,12 +118,12 @@ class RevocationList:
     # ---- checking -----------------------------------------------------------------------
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
-        if not self._index:
+        if not self._lookups:
             return False
         values = token_fields(claims)
         issued = claims.get("iat", 0.0)
-        for shape, table in self._index.items():
-            latest = table.get(tuple(values[i] for i in shape))
+        for getter, table in self._lookups:
+            latest = table.get(getter(values))
             if latest is not None and issued <= latest:
                 return True
         return False
@@ -135,6 +152,10 @@ class RevocationList:
                 if len(out) >= limit:
                     return out
         return out
+
+    def synced_age(self) -> float | None:
+        """Seconds since this site last caught up with a peer (None: never)."""
+        return None if self._synced_at is None else self.monotonic() - self._synced_at
 
     def note_synced(self) -> None:
         """This site just caught up with a peer (it holds all the peer held)."""
@@ -169,7 +190,7 @@ class RevocationList:
         if not dropped:
             return 0
         upto, floor = dict(self._upto), dict(self._floor)
-        self._index, self._events, self._numbered = {}, [], {}
+        self._index, self._lookups, self._events, self._numbered = {}, [], [], {}
         for event in kept:
             self._insert(event)
         for origin, value in upto.items():

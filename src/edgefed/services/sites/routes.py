@@ -106,6 +106,29 @@ async def show_site(
     return Json({"site": _with_health(reg, entry)})
 
 
+@router.get("/fleet/revocations")
+async def revocation_state(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> Json:
+    """How far this site holds each site's revocation events, when it last caught up
+    with the fleet, and the latest events that arrived (with when)."""
+    require_admin(principal, "fleet:show_revocations")
+    revocations = site_context(request).revocations
+    age = revocations.synced_age()
+    return Json(
+        {
+            "revocations": {
+                "events": len(revocations),
+                "digest": revocations.digest(),
+                "synced_seconds_ago": None if age is None else round(age, 3),
+                "recent": [
+                    {"origin": o, "seq": n, "received_at": t} for o, n, t in revocations.arrivals
+                ],
+            }
+        }
+    )
+
+
 @router.delete("/fleet/sites/{name}", status_code=204)
 async def revoke_site(
     name: str, request: Request, principal: Principal = Depends(current_principal)
