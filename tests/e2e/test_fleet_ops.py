@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
+from edgefed.testkit.wait import until
 
 pytestmark = pytest.mark.e2e
 
@@ -59,18 +59,6 @@ def status_json(fleet: ProcessFleet, token: str) -> dict[str, Any]:
     return data
 
 
-def wait_until(condition, *, deadline: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    """Poll ``condition`` until true (bounded); the seconds it took."""
-    start = time.monotonic()
-    last: Any = None
-    while time.monotonic() - start < deadline:
-        last = condition()
-        if last:
-            return time.monotonic() - start
-        time.sleep(0.25)
-    raise AssertionError(f"{what} did not happen within {deadline} s")
-
-
 def site_status(fleet: ProcessFleet, token: str, name: str) -> dict[str, Any]:
     return next(s for s in status_json(fleet, token)["sites"] if s["name"] == name)
 
@@ -92,9 +80,9 @@ def unreachable_alarms(fleet: ProcessFleet, token: str) -> list[dict[str, Any]]:
 
 def test_a_cut_site_goes_offline_with_alarms_and_comes_back(wan_fleet: ProcessFleet) -> None:
     token = password_token(wan_fleet["Berlin"].url, wan_fleet["Berlin"].password)
-    wait_until(
+    until(
         lambda: all(s["status"] == "online" for s in status_json(wan_fleet, token)["sites"]),
-        deadline=20,
+        within=20,
         what="every site online",
     )
     r = edgefed("fleet", "status", token=token, site_url=wan_fleet["Berlin"].url)
@@ -102,34 +90,34 @@ def test_a_cut_site_goes_offline_with_alarms_and_comes_back(wan_fleet: ProcessFl
 
     wan_fleet.wan.cut_site("Denver")
     try:
-        took = wait_until(
+        took = until(
             lambda: site_status(wan_fleet, token, "Denver")["status"] == "offline",
-            deadline=DETECT_WITHIN,
+            within=DETECT_WITHIN,
             what="Denver offline in Berlin's aggregate",
         )
         denver = site_status(wan_fleet, token, "Denver")
         assert "no answer" in denver["reason"] or "failed" in denver["reason"], denver
-        wait_until(
+        until(
             lambda: (
                 {(a["site"], a["entity"]) for a in unreachable_alarms(wan_fleet, token)}
                 >= {("Berlin", "site=Denver"), ("Paris", "site=Denver")}
             ),
-            deadline=DETECT_WITHIN - took + 2,
+            within=DETECT_WITHIN - took + 2,
             what="peer unreachable alarms at Berlin and Paris",
         )
         r = edgefed("fleet", "status", token=token, site_url=wan_fleet["Berlin"].url)
         assert "offline" in r.stdout and "Denver" in r.stdout
     finally:
         wan_fleet.wan.heal_site("Denver")
-    wait_until(
+    until(
         # The issue bounds detection of a cut (10 s), not recovery: allow a busy machine.
         lambda: site_status(wan_fleet, token, "Denver")["status"] == "online",
-        deadline=3 * DETECT_WITHIN,
+        within=3 * DETECT_WITHIN,
         what="Denver online again",
     )
-    wait_until(
+    until(
         lambda: not unreachable_alarms(wan_fleet, token),
-        deadline=3 * DETECT_WITHIN,
+        within=3 * DETECT_WITHIN,
         what="peer unreachable alarms cleared",
     )
 

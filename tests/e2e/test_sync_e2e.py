@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
 from edgefed.testkit.postgres import PostgresServer
+from edgefed.testkit.wait import until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,15 +25,6 @@ FAST_RETRIES = (
     "sync_breaker_threshold = 2\n"
     "sync_breaker_cooldown_seconds = 1.0\n"
 )
-
-
-def until(check: Callable[[], bool], *, within: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)  # bounded poll of real processes
-    raise AssertionError(f"{what} not met within {within} s")
 
 
 def api(fleet: ProcessFleet, site: str) -> httpx.Client:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
 from edgefed.testkit.postgres import PostgresServer
+from edgefed.testkit.wait import until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +29,6 @@ FAST_RETRIES = (
 )
 IMAGE_BYTES = 16 * 1024 * 1024
 BANDWIDTH = 4 * 1024 * 1024  # bytes/s on Central's link: the pull takes ~4 s
-
-
-def until(check: Callable[[], bool], *, within: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)  # bounded poll of real processes
-    raise AssertionError(f"{what} not met within {within} s")
 
 
 def api(fleet: ProcessFleet, site: str) -> httpx.Client:

@@ -18,6 +18,7 @@ from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, registry
 from edgefed.testkit.tokens import forge_token
+from edgefed.testkit.wait import eventually
 
 # name: (region, aggregate scope, hosts)
 LAYOUT: dict[str, tuple[str, str | None, int]] = {
@@ -102,12 +103,19 @@ async def test_two_level_aggregate_equals_the_sum_of_the_sites_own_reports(tmp_p
             assert r.status_code == 200, r.text
             own[name] = r.json()["telemetry"]
 
-        r = await sites["Central"].client.get(
-            "/edge/v1/fleet/status", headers=admin(sites["Central"])
-        )
-        assert r.status_code == 200, r.text
-        status = r.json()["fleet_status"]
-        assert {s["name"] for s in status["sites"]} == set(LAYOUT)
+        status: dict[str, Any] = {}
+
+        async def everyone_reported() -> bool:
+            # Each hop waits 3 s for the level under it: on a starved machine the first
+            # status may miss a region (shown as such); the next one has it.
+            r = await sites["Central"].client.get(
+                "/edge/v1/fleet/status", headers=admin(sites["Central"])
+            )
+            assert r.status_code == 200, r.text
+            status.update(r.json()["fleet_status"])
+            return {s["name"] for s in status["sites"]} == set(LAYOUT)
+
+        await eventually(everyone_reported, within=30.0, what="every site in the status")
         assert {a["name"] for a in status["aggregators"]} == {"EuHub", "UsHub"}
         by_name = {s["name"]: s for s in status["sites"]}
         # Leaf sites were reported through their regional aggregator, by themselves.

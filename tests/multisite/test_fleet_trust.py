@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import httpx
 import orjson
 
+from edgefed.core.settings import fleet_admin_mappings
 from edgefed.services.sites.gossip import GOSSIP_PATH, answer_body, digest_of, gossip_round
+from edgefed.services.sites.registry import rotate_key
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, enroll, fleet, registry
@@ -157,3 +161,39 @@ async def test_registry_survives_restart(tmp_path: Path) -> None:
     async with run_site(settings, transport=transport) as denver:
         assert sorted(registry(denver).view.entries) == ["Berlin", "Denver"]
         assert ctx_of(denver).keyring.lookup("Berlin") is not None
+
+
+async def test_a_key_rotation_signed_by_the_old_key_moves_the_pin(tmp_path: Path) -> None:
+    transport = FleetTransport()
+    settings = {
+        name: site_settings(
+            tmp_path / name.lower(),
+            name=name,
+            gossip_interval_seconds=3600.0,
+            mapping=fleet_admin_mappings(),
+        )
+        for name in ("Berlin", "Denver")
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        berlin = await stack.enter_async_context(run_site(settings["Berlin"], transport=transport))
+        transport.add("berlin.test", httpx.ASGITransport(app=berlin.app))
+        async with run_site(settings["Denver"], transport=transport) as denver:
+            transport.add("denver.test", httpx.ASGITransport(app=denver.app))
+            await enroll(berlin, denver)
+            old_token = admin(denver)
+            old_key = registry(berlin).view.entries["Denver"].public_key
+        # Denver is stopped: its operator rotates its key, then starts it again.
+        rotation = rotate_key(tmp_path / "denver", now=2e9)
+        assert rotation.old_key == old_key
+        async with run_site(settings["Denver"], transport=transport) as denver:
+            transport.add("denver.test", httpx.ASGITransport(app=denver.app))
+            assert registry(denver).self_entry.public_key == rotation.new_key
+            # Peers learn it when they gossip with Denver (its answer carries the entry
+            # with the rotation signed by the key they pinned).
+            assert await gossip_round(registry(berlin)) == 1
+            # Berlin moved its pin: Denver's new tokens are good there, the old ones not.
+            assert registry(berlin).view.entries["Denver"].public_key == rotation.new_key
+            r = await berlin.client.get("/edge/v1/fleet/sites", headers=admin(denver))
+            assert r.status_code == 200, r.text
+            r = await berlin.client.get("/edge/v1/fleet/sites", headers=old_token)
+            assert r.status_code == 401

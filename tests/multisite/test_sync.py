@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of
 from edgefed.testkit.inprocess_fleet import fleet as inprocess_fleet
 from edgefed.testkit.postgres import PostgresServer
+from edgefed.testkit.wait import eventually
 
 PASSWORD = "s3cret-Passw0rd"
 DATABASES: PostgresServer | None = None  # set per test by the autouse fixture below
@@ -56,15 +55,6 @@ async def fleet(
         tmp_path, names, joined=joined, transport=transport, database_url=database_url
     ) as sites:
         yield sites
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)  # bounded poll of a condition, not a synchronisation sleep
-    raise AssertionError(f"condition not met within {within} s")
 
 
 async def post(site: InProcessSite, path: str, body: Any, status: int = 201) -> Any:
@@ -315,14 +305,24 @@ async def test_three_level_hierarchy_converges_and_top_sees_the_edge(tmp_path: P
         assert r.status_code == 409
         assert "Regional" in r.text  # locked, naming the site it came from
 
+        async def settled() -> bool:
+            # An acknowledgement is written once the push's answer is back, a little after
+            # the receiver committed: wait for both levels to count the row as done.
+            r = await central.client.get("/edge/v1/sync/progress", headers=admin(central))
+            tree = r.json()["progress"]
+            children = tree["children"]
+            return (
+                tree["targets"]["Regional"]["done"] >= 1
+                and len(children) == 1
+                and children[0]["targets"].get("Edge", {}).get("done", 0) >= 1
+            )
+
+        await eventually(settled)
         r = await central.client.get("/edge/v1/sync/progress", headers=admin(central))
-        tree = r.json()["progress"]
-        assert tree["targets"]["Regional"]["done"] >= 1
-        (regional_report,) = tree["children"]
+        (regional_report,) = r.json()["progress"]["children"]
         assert regional_report["site"] == "Regional"
         (edge_report,) = regional_report["children"]
         assert edge_report["site"] == "Edge" and edge_report["reachable"]
-        assert regional_report["targets"]["Edge"]["done"] >= 1
 
 
 async def test_a_receiver_unregisters_and_the_source_stops_pushing(tmp_path: Path) -> None:

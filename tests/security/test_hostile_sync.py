@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from argon2 import PasswordHasher
 from edgefed.core.ids import predictable_id
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.hostile import HostileSite
+from edgefed.testkit.wait import until
 
 NAMES = ["Berlin", "Denver", "Paris"]
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
@@ -45,15 +46,6 @@ DEFAULT = "default"
 PASSWORD = "Mall0ry-pw!"
 NOW = "2026-01-01T00:00:00"
 VERSIONS = itertools.count(10**9)  # Paris's versions only ever grow
-
-
-def until(check: Callable[[], bool], *, within: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)  # bounded poll of real processes
-    raise AssertionError(f"{what} not met within {within} s")
 
 
 @dataclass
