@@ -11,7 +11,7 @@ from edgefed.core.revocation import RevocationEvent
 from edgefed.services.sites.gossip import GOSSIP_PATH, gossip_round
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.hostile import HostileSite
-from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet, registry
 
 
@@ -171,3 +171,21 @@ async def test_forged_events_are_refused_whole(tmp_path: Path) -> None:
             assert r.status_code == 400, r.text
             assert await status(s["Denver"], token) == 200
             assert not ctx_of(s["Denver"]).revocations.holds("Paris", 1)  # all or nothing
+
+
+async def test_events_are_forgotten_once_no_token_can_match_them(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    settings = site_settings(tmp_path / "s", name="Berlin")
+    async with run_site(settings, clock=lambda: now[0]) as site:
+        token = await site.token()
+        r = await site.client.delete(
+            "/identity/v3/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token}
+        )
+        assert r.status_code == 204
+        feed = registry(site).feed
+        assert len(ctx_of(site).revocations) == 1
+        assert await feed.prune_if_due() == 0  # not due yet
+        now[0] += settings.token_ttl_seconds + 86400 + 3601
+        assert await feed.prune_if_due() == 1
+        assert len(ctx_of(site).revocations) == 0
+        assert ctx_of(site).revocations.digest() == {"Berlin": 1}  # the watermark stays

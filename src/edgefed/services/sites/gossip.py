@@ -237,4 +237,5 @@ async def run_gossip(registry: Registry) -> None:
     while True:
         with contextlib.suppress(EdgefedError):
             await gossip_round(registry)
+        await registry.feed.prune_if_due()
         await asyncio.sleep(interval * (0.75 + 0.5 * random.random()))

@@ -15,6 +15,7 @@ origin's tokens only) and a batch is taken whole or not at all.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,8 @@ PUSH_TIMEOUT = 5.0
 # Events per gossip answer or push (a peer far behind catches up over a few rounds).
 BATCH_LIMIT = 2000
 MAX_ORIGINS = 100_000
+PRUNE_EVERY = 3600.0
+PRUNE_SLACK = 86400.0
 
 
 def parse_digest(raw: Any) -> dict[str, int]:
@@ -57,7 +60,19 @@ class RevocationFeed:
         self.ctx = ctx
         self.repo = RevocationRepository(ctx.store)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pruned_at = ctx.clock()
         ctx.revocations.listeners.append(self.publish)
+
+    async def prune_if_due(self) -> int:
+        """Once every ``PRUNE_EVERY`` seconds, forget the events no unexpired token can
+        match (a token lives at most ``token_ttl_seconds``; a day of slack for clocks)."""
+        now = self.ctx.clock()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return 0
+        self._pruned_at = now
+        horizon = now - self.ctx.settings.token_ttl_seconds - PRUNE_SLACK
+        await self.repo.prune(dt.datetime.fromtimestamp(horizon, dt.UTC))
+        return self.ctx.revocations.prune(horizon)
 
     # ---- receiving ----------------------------------------------------------------------
 
