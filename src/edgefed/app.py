@@ -33,6 +33,7 @@ from edgefed.api.revocation import RevocationList
 from edgefed.api.service import ServiceSpec, mount
 from edgefed.core.errors import EdgefedError
 from edgefed.core.settings import SiteSettings
+from edgefed.core.sitesig import NonceCache
 from edgefed.core.tokens import TokenSigner, load_or_create_signing_key
 from edgefed.router.middleware import ScopeRouter
 from edgefed.services.compute.service import build as build_compute
@@ -110,6 +111,7 @@ def create_app(
             peer_transport=peer_transport,
             clock=clock,
             catalog_entries=tuple(e for spec in services for e in spec.catalog),
+            nonces=NonceCache(not_before=clock()),
         )
         app.state.ctx = ctx
         started: list[ServiceSpec] = []

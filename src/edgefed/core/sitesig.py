@@ -66,12 +66,20 @@ def sign_request(
 class NonceCache:
     """The nonces seen per sender within the skew window, bounded in memory."""
 
-    def __init__(self, *, max_entries: int = MAX_NONCES, window: float = MAX_SKEW):
+    def __init__(
+        self,
+        *,
+        max_entries: int = MAX_NONCES,
+        window: float = MAX_SKEW,
+        not_before: float = -math.inf,
+    ):
         self.max_entries = max_entries
         self.window = window
         # (sender, nonce) -> the request's timestamp, oldest first by arrival.
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._floor = -math.inf  # requests signed at or before this are refused
+        # Requests signed at or before this are refused: set to the process's start, no
+        # request signed before a restart (whose nonce is forgotten) can be replayed.
+        self._floor = not_before
 
     def __len__(self) -> int:
         return len(self._seen)
