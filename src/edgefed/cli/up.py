@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from edgefed.cli.serve import READY_PREFIX
+from edgefed.core.files import write_private
 from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 
@@ -95,20 +96,13 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # also when it existed with another mode
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-
-
 def _password(directory: Path) -> str:
     path = directory / "admin-password"
     if path.exists():
         os.chmod(path, 0o600)
         return path.read_text().strip()
     password = secrets.token_urlsafe(12)
-    _write_private(path, password + "\n")
+    write_private(path, password + "\n")
     return password
 
 
@@ -185,7 +179,7 @@ def _config(
         f'country = "{loc["country"]}"',
         f'region = "{loc["region"]}"',
     ]
-    _write_private(path, "\n".join(lines) + "\n")
+    write_private(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -222,7 +216,7 @@ def _set_join_token(config: Path, token: str) -> None:
     lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("join_token")]
     first_table = next((i for i, ln in enumerate(lines) if ln.startswith("[")), len(lines))
     head, tail = lines[:first_table], lines[first_table:]
-    _write_private(config, "\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
+    write_private(config, "\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
 
 
 async def _enrollment_tokens(
@@ -312,7 +306,7 @@ def _clouds_yaml(
     import yaml  # here: every ``edgefed`` process, a site's included, imports this module
 
     path = (directory / "clouds.yaml").resolve()
-    _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
+    write_private(path, yaml.safe_dump(clouds, sort_keys=False))
     return path
 
 

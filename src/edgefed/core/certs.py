@@ -16,12 +16,11 @@ import in every site. Making a certificate needs ``cryptography``: imported by
 from __future__ import annotations
 
 import datetime
-import os
 import ssl
-import stat
 from pathlib import Path
 
 from edgefed.core.ed25519 import KEY_BYTES, Ed25519PrivateKey
+from edgefed.core.files import write_private
 
 # The server name a site sends (SNI) when it calls another site: the callee answers with
 # its site-key certificate, whatever certificate its operator gave it for clients.
@@ -136,19 +135,6 @@ def site_certificate_pem(key: Ed25519PrivateKey, *, name: str) -> bytes:
         .sign(private, None)
     )
     return certificate.public_bytes(Encoding.PEM)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600, in a 0700 directory."""
-    path.parent.mkdir(mode=stat.S_IRWXU, parents=True, exist_ok=True)
-    os.chmod(path.parent, stat.S_IRWXU)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def ensure_site_certificate(path: Path, key: Ed25519PrivateKey, *, name: str) -> Path:

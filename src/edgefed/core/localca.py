@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefed.core.certs import write_private
+from edgefed.core.files import write_private
 
 CA_DAYS = 3650
 SITE_DAYS = 397  # what browsers accept for a server certificate

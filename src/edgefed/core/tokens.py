@@ -18,9 +18,7 @@ Claims (``iat``/``exp`` are float seconds so revocation events compare exactly):
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import orjson
 
 from edgefed.core.ed25519 import Ed25519PrivateKey, Ed25519PublicKey, InvalidSignature
 from edgefed.core.errors import Unauthorized
+from edgefed.core.files import write_private
 
 _HEADER_CACHE: dict[str, bytes] = {}
 
@@ -116,25 +115,6 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     write_private(path, key.to_pem())
     return key
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600, in a 0700 directory), durably: a
-    temporary file fsync'd, renamed over ``path``, and the directory fsync'd."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, stat.S_IRWXU)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:

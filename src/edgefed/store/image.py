@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 
 from edgefed.core.errors import Conflict, Gone, NotFound, PayloadTooLarge, ValidationFailed
+from edgefed.core.files import fsync_dir
 from edgefed.store.engine import AsyncConnection, Store
 from edgefed.store.schema import JsonDoc, UtcDateTime, metadata, utcnow
 
@@ -301,7 +302,7 @@ class BlobStore:
             pending.tmp_path.unlink(missing_ok=True)
         else:
             os.replace(pending.tmp_path, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return final
 
     def discard(self, pending: PendingBlob) -> None:
@@ -319,14 +320,6 @@ class BlobStore:
             part.unlink(missing_ok=True)
             removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # The list's statements, built once: SQLAlchemy caches their compiled form by a key it

@@ -28,6 +28,7 @@ import httpx
 
 from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
+from edgefed.core.files import fsync_dir
 from edgefed.store.image import BlobStore
 from edgefed.store.sync import Fetch, SyncRepository
 from edgefed.store.sync_rows import valid_sha256
@@ -161,21 +162,13 @@ class BlobFetcher:
             raise ValueError(f"the blob hashes to {digest}, not {fetch.sha256}; fetching again")
         self.blobs.root.mkdir(parents=True, exist_ok=True)
         os.replace(part, self.blobs.path(fetch.sha256))
-        _fsync_dir(self.blobs.root)  # the rename survives a crash before the image is active
+        fsync_dir(self.blobs.root)  # the rename survives a crash before the image is active
 
     def _source_url(self, source: str) -> str:
         url = self.ctx.peers.get(source)
         if url is None:
             raise ValueError(f"source {source} is not an active member of this fleet")
         return url.rstrip("/")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256_of(path: Path) -> str:

@@ -24,10 +24,11 @@ from typing import Any, Literal
 
 import httpx
 
+from edgefed.core.files import write_private
 from edgefed.core.localca import ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 from edgefed.testkit.auth import password_auth
-from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port, write_private_text
+from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port
 from edgefed.testkit.wan import LinkProfile, Wan
 
 CONVERGE_DEADLINE = 60.0
@@ -160,7 +161,7 @@ class ProcessFleet:
         import yaml
 
         clouds = {n.lower(): s.clouds_entry() for n, s in self.sites.items()}
-        write_private_text(path, yaml.safe_dump({"clouds": clouds}, sort_keys=False))
+        write_private(path, yaml.safe_dump({"clouds": clouds}, sort_keys=False))
         return path
 
     def registry_of(self, name: str) -> list[dict[str, Any]]:

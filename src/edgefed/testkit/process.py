@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgefed.core.files import write_private
+
 READY_PREFIX = "EDGEFED READY"
 DEFAULT_PASSWORD = "admin-secret"
 
@@ -93,7 +95,7 @@ class SiteProcess:
                 tls += f'tls_cert_file = "{self.tls_cert_file}"\n'
             if self.tls_key_file is not None:
                 tls += f'tls_key_file = "{self.tls_key_file}"\n'
-        write_private_text(
+        write_private(
             config,
             f'name = "{self.name}"\nport = {self.port}\ndata_dir = "{self.data_dir}"\n'
             f'sqlite_synchronous = "FULL"\n{tls}{self.extra_config}',
@@ -186,11 +188,3 @@ class SiteProcess:
             "identity_api_version": 3,
             **({"cacert": str(self.ca_file)} if self.ca_file is not None else {}),
         }
-
-
-def write_private_text(path: Path, text: str) -> None:
-    """Write a file only its owner can read (0600, also when it existed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)

@@ -37,6 +37,7 @@ from edgefed.core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from edgefed.core.files import write_private
 from edgefed.core.fleet import (
     MissingAuthority,
     Rotation,
@@ -47,7 +48,7 @@ from edgefed.core.fleet import (
     rotation_for,
     signed,
 )
-from edgefed.core.tokens import public_key_b64, write_private
+from edgefed.core.tokens import public_key_b64
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.revocations import RevocationFeed
 from edgefed.store.fleet import FleetRepository
