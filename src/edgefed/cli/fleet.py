@@ -7,6 +7,16 @@
 
 ``run`` prints one line per site with its result and exits 1 unless every site
 succeeded. A region operator's scope must stay inside its region.
+
+Membership and trust (docs/fleet-trust.md):
+
+- ``edgefed fleet sites``: the registry as this site holds it (status, authority, key).
+- ``edgefed fleet enroll NAME [--authority] [--expires-in S]``: a one-time token for
+  site NAME to join (at a fleet authority).
+- ``edgefed fleet revoke NAME``: revoke a site, for good (at a fleet authority).
+- ``edgefed fleet map --site S --role R (--project P | --domain D | --system)
+  [--user U] [--user-domain D]``: what users of another site may do at this one;
+  ``edgefed fleet mappings`` lists the rules, ``edgefed fleet unmap ID`` deletes one.
 """
 
 from __future__ import annotations
@@ -49,6 +59,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     call.add_argument("path")
     call.add_argument("body", nargs="?")
     run.set_defaults(func=lambda a: run_command(a, cmd_run))
+
+    sites = sub.add_parser("sites", help="the fleet registry as this site holds it")
+    add_connection_arguments(sites)
+    sites.set_defaults(func=lambda a: run_command(a, cmd_sites))
+    enroll = sub.add_parser("enroll", help="a one-time token for a new site (at an authority)")
+    add_connection_arguments(enroll)
+    enroll.add_argument("name", help="the name of the site the token is for")
+    enroll.add_argument("--authority", action="store_true",
+                        help="the site may enroll and revoke sites in its turn")  # fmt: skip
+    enroll.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
+    enroll.set_defaults(func=lambda a: run_command(a, cmd_enroll))
+    revoke = sub.add_parser("revoke", help="revoke a site for good (at an authority)")
+    add_connection_arguments(revoke)
+    revoke.add_argument("name")
+    revoke.set_defaults(func=lambda a: run_command(a, cmd_revoke))
+    mapping = sub.add_parser("map", help="give users of another site a role at this one")
+    add_connection_arguments(mapping)
+    mapping.add_argument("--site", required=True, help="the users' home site, or '*'")
+    mapping.add_argument("--role", required=True, help="role name (or id) granted here")
+    mapping.add_argument("--user", default="*", help="one user by name (default: every user)")
+    mapping.add_argument("--user-domain", default="Default", help="the users' domain there")
+    target = mapping.add_mutually_exclusive_group(required=True)
+    target.add_argument("--project", help="project name (default domain) or id here")
+    target.add_argument("--domain", help="domain name or id here")
+    target.add_argument("--system", action="store_true", help="the system scope")
+    mapping.set_defaults(func=lambda a: run_command(a, cmd_map))
+    mappings = sub.add_parser("mappings", help="the mapping rules of this site")
+    add_connection_arguments(mappings)
+    mappings.set_defaults(func=lambda a: run_command(a, cmd_mappings))
+    unmap = sub.add_parser("unmap", help="delete a mapping rule")
+    add_connection_arguments(unmap)
+    unmap.add_argument("mapping_id")
+    unmap.set_defaults(func=lambda a: run_command(a, cmd_unmap))
 
 
 def _alarm_summary(counts: dict[str, int] | None) -> str:
@@ -129,3 +172,102 @@ def cmd_run(args: argparse.Namespace, client: OperatorClient) -> int:
         ]
         print_table(rows, ("site", "status", "result"))
     return 0 if result["ok"] else 1
+
+
+MAPPINGS = "/identity/v3/OS-EDGE/mappings"
+
+
+def cmd_sites(args: argparse.Namespace, client: OperatorClient) -> int:
+    sites = client.request("GET", "/edge/v1/fleet/sites")["sites"]
+    if args.format == "json":
+        print_json(sites)
+        return 0
+    rows = [
+        {
+            "name": s["name"],
+            "status": s["status"],
+            "authority": "yes" if (s.get("enrollment") or {}).get("authority") else "",
+            "enrolled by": (s.get("enrollment") or {}).get("by", ""),
+            "endpoint": s["endpoint"],
+            "key": s["public_key"][:12] + "…",
+        }
+        for s in sites
+    ]
+    print_table(rows, ("name", "status", "authority", "enrolled by", "endpoint", "key"))
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace, client: OperatorClient) -> int:
+    body = {
+        "enrollment": {
+            "name": args.name,
+            "authority": args.authority,
+            "expires_in": args.expires_in,
+        }
+    }
+    enrollment = client.request("POST", "/edge/v1/fleet/enrollments", body=body)["enrollment"]
+    if args.format == "json":
+        print_json(enrollment)
+    else:
+        print(enrollment["token"])
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, client: OperatorClient) -> int:
+    client.request("DELETE", f"/edge/v1/fleet/sites/{args.name}")
+    print(f"site {args.name} revoked")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace, client: OperatorClient) -> int:
+    spec: dict[str, Any] = {
+        "site": args.site,
+        "role": args.role,
+        "user": args.user,
+        "user_domain": args.user_domain,
+    }
+    if args.project:
+        spec["project"] = args.project
+    elif args.domain:
+        spec["domain"] = args.domain
+    else:
+        spec["system"] = True
+    rule = client.request("POST", MAPPINGS, body={"mapping": spec})["mapping"]
+    if args.format == "json":
+        print_json(rule)
+    else:
+        print(rule["id"])
+    return 0
+
+
+def _target(rule: dict[str, Any]) -> str:
+    for kind in ("project", "domain"):
+        if kind in rule:
+            return f"{kind} {rule[kind]['id']}"
+    return "system"
+
+
+def cmd_mappings(args: argparse.Namespace, client: OperatorClient) -> int:
+    rules = client.request("GET", MAPPINGS)["mappings"]
+    if args.format == "json":
+        print_json(rules)
+        return 0
+    rows = [
+        {
+            "id": r["id"],
+            "site": r["site"],
+            "users": f"{r['user']}@{r['user_domain']}",
+            "role": r["role"]["name"] or r["role"]["id"],
+            "on": _target(r),
+            "source": r["source"],
+        }
+        for r in rules
+    ]
+    print_table(rows, ("id", "site", "users", "role", "on", "source"))
+    return 0
+
+
+def cmd_unmap(args: argparse.Namespace, client: OperatorClient) -> int:
+    client.request("DELETE", f"{MAPPINGS}/{args.mapping_id}")
+    print(f"mapping {args.mapping_id} deleted")
+    return 0
