@@ -23,7 +23,8 @@ import orjson
 import pytest
 
 from edgefed.core.ed25519 import Ed25519PrivateKey
-from edgefed.core.fleet import SiteEntry, enrollment_for, revocation_for, signed
+from edgefed.core.fleet import SiteEntry
+from edgefed.core.fleet_rules import enrollment_for, revocation_for, signed
 from edgefed.core.revocation import RevocationEvent
 from edgefed.core.tokens import b64url_decode, public_key_b64
 from edgefed.services.sites.enrollment import EnrollmentToken

@@ -9,10 +9,8 @@ import pytest
 
 from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.errors import ValidationFailed
-from edgefed.core.fleet import (
-    MAX_VERSION,
-    MissingAuthority,
-    SiteEntry,
+from edgefed.core.fleet import MAX_VERSION, MissingAuthority, SiteEntry
+from edgefed.core.fleet_rules import (
     check_incoming,
     enrollment_for,
     revocation_for,

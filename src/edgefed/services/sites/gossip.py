@@ -29,7 +29,8 @@ import httpx
 import orjson
 
 from edgefed.core.errors import EdgefedError
-from edgefed.core.fleet import MAX_VERSION, EntryState, SiteEntry, state_of, supersedes
+from edgefed.core.fleet import MAX_VERSION, SiteEntry
+from edgefed.core.fleet_rules import EntryState, state_of, supersedes
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.registry import Registry
 from edgefed.services.sites.revocations import parse_digest as parse_revocation_digest

@@ -38,10 +38,8 @@ from edgefed.core.errors import (
     ValidationFailed,
 )
 from edgefed.core.files import write_private
-from edgefed.core.fleet import (
-    MissingAuthority,
-    Rotation,
-    SiteEntry,
+from edgefed.core.fleet import MissingAuthority, Rotation, SiteEntry
+from edgefed.core.fleet_rules import (
     check_incoming,
     enrollment_for,
     revocation_for,

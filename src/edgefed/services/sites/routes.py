@@ -16,7 +16,8 @@ from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
 from edgefed.api.sitecalls import check_signed, verified_site
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
-from edgefed.core.fleet import SiteEntry, check_incoming, enrollment_for, keys_of
+from edgefed.core.fleet import SiteEntry
+from edgefed.core.fleet_rules import check_incoming, enrollment_for, keys_of
 from edgefed.core.tokens import public_key_from_b64
 from edgefed.services.sites.enrollment import (
     EnrollmentToken,
