@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Integer, String, Table, false, select, update
+from sqlalchemy import Boolean, Column, Float, Integer, String, Table, select, update
 
 from edgefed.core.errors import ValidationFailed
 from edgefed.core.fleet import SiteEntry
@@ -35,8 +35,8 @@ enrollment_tokens = Table(
     Column("used_by", String(64), nullable=True),
     # The site the token was made for, whether it enrolls an authority, and the key
     # that used it (a retry of the same join is the same enrollment, not a second one).
-    Column("site_name", String(64), nullable=False, server_default=""),
-    Column("authority", Boolean, nullable=False, server_default=false()),
+    Column("site_name", String(64), nullable=False, default=""),
+    Column("authority", Boolean, nullable=False, default=False),
     Column("used_key", String(64), nullable=True),
 )
 

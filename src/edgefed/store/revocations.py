@@ -45,8 +45,8 @@ revocation_events = Table(
     Column("issued_before", Float, nullable=False),
     Column("origin", String(64), nullable=True),
     Column("seq", Integer, nullable=True),
-    Column("floor", Integer, nullable=False, server_default="1"),
-    Column("created_at", Float, nullable=False, server_default="0"),
+    Column("floor", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False, default=0.0),
     Column("signature", String(100), nullable=True),
     UniqueConstraint("origin", "seq", name="uq_revocation_events_origin_seq"),
 )

@@ -89,7 +89,12 @@ async def test_a_read_block_never_commits_nor_keeps_a_lock(tmp_path: Path) -> No
     repo = RevocationRepository(store)
     try:
         async with store.read() as conn:  # a write by mistake, in a read block
-            await conn.execute(text("INSERT INTO revocation_events (issued_before) VALUES (1.0)"))
+            await conn.execute(
+                text(
+                    "INSERT INTO revocation_events (issued_before, floor, created_at) "
+                    "VALUES (1.0, 1, 0)"
+                )
+            )
         async with asyncio.timeout(10):  # the writer is not locked out (busy_timeout: 30 s)
             await repo.add(RevocationEvent(issued_before=2.0, user_id="u"))
         assert [e.user_id for e in await repo.all_since(0.0)] == ["u"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 00:11:15.374241
+Create Date: 2026-12-07 00:57:21.970745
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("used_at", sa.Float(), nullable=True),
         sa.Column("used_by", sa.String(length=64), nullable=True),
-        sa.Column("site_name", sa.String(length=64), server_default="", nullable=False),
-        sa.Column("authority", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("site_name", sa.String(length=64), nullable=False),
+        sa.Column("authority", sa.Boolean(), nullable=False),
         sa.Column("used_key", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrollment_tokens")),
     )
@@ -418,8 +418,8 @@ def upgrade() -> None:
         sa.Column("issued_before", sa.Float(), nullable=False),
         sa.Column("origin", sa.String(length=64), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=True),
-        sa.Column("floor", sa.Integer(), server_default="1", nullable=False),
-        sa.Column("created_at", sa.Float(), server_default="0", nullable=False),
+        sa.Column("floor", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("signature", sa.String(length=100), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_revocation_events")),
         sa.UniqueConstraint("origin", "seq", name="uq_revocation_events_origin_seq"),
