@@ -1,7 +1,7 @@
 """How fast a change made at a source reaches its receivers, and a bulk first sync.
 
 (a) **Propagation.** Real ``edgefed site serve`` processes, every one behind its own
-emulated WAN link of ``RTT_MS`` round trip (``edgefed.testkit.wan``); the source has
+emulated WAN link of ``RTT_MS`` round trip (``edgefed.wan``); the source has
 ``project * -> *`` marked. A project is created at the source; the clock starts at the
 source's 201 and stops at the *last* receiver's acknowledgement: the source records, per
 receiver, the time the receiver's 2xx to the push arrived (``updated_at`` of the done

@@ -30,7 +30,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,6 +39,10 @@ from edgefed.cli.serve import READY_PREFIX
 from edgefed.core.files import write_private
 from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import fleet_admin_mappings, mapping_toml
+
+if TYPE_CHECKING:
+    # Imported only when --rtt asks for the emulator.
+    from edgefed.wan import Wan
 
 DEFAULT_SITES = {
     "Berlin": {"lat": 52.520, "lon": 13.405, "country": "DE", "region": "eu"},
@@ -129,7 +133,7 @@ def _config(
     name: str,
     index: int,
     args: argparse.Namespace,
-    wan: Any = None,
+    wan: Wan | None = None,
     ca: LocalCA | None = None,
 ) -> Path:
     site_dir = _private_dir((directory / name.lower()).resolve())
@@ -153,7 +157,7 @@ def _config(
         )
         extra += ["tls = true", f'tls_cert_file = "{cert}"', f'tls_key_file = "{key}"']
     if wan is not None:
-        from edgefed.testkit.wan import LinkProfile
+        from edgefed.wan import LinkProfile
 
         link = wan.add_link(
             server=name,
@@ -321,7 +325,7 @@ async def _up(args: argparse.Namespace) -> int:
     ca = ensure_local_ca(_private_dir(directory / "tls")) if args.tls else None
     wan = None
     if args.rtt is not None:
-        from edgefed.testkit.wan import Wan
+        from edgefed.wan import Wan
 
         wan = Wan().start()
     configs = [_config(directory, n, i, args, wan, ca) for i, n in enumerate(names)]

@@ -29,7 +29,7 @@ from edgefed.core.localca import ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 from edgefed.testkit.auth import password_auth
 from edgefed.testkit.process import DEFAULT_PASSWORD, SiteProcess, free_port
-from edgefed.testkit.wan import LinkProfile, Wan
+from edgefed.wan import LinkProfile, Wan
 
 CONVERGE_DEADLINE = 60.0
 

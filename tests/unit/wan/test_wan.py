@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from edgefed.testkit.wan import AsyncWanLink, LinkProfile, Wan, WanLink, parse_target
+from edgefed.wan import AsyncWanLink, LinkProfile, Wan, WanLink, parse_target
 
 QUIET = 0.3  # seconds a stalled connection must stay silent
 BOUND = 5.0  # seconds before a read that should succeed counts as a failure
