@@ -232,7 +232,7 @@ class SiteSettings:
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'site.db'}"
+        return f"sqlite:///{self.data_dir / 'site.db'}"
 
     @property
     def hosts(self) -> tuple[HostSpec, ...]:

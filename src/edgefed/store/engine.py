@@ -46,6 +46,8 @@ _Rows = tuple[Any, ...]
 READERS_KEPT = 4
 # Values ``Store.memo`` keeps at most (all of them are dropped when it is full).
 MEMO_ENTRIES = 256
+# URL scheme -> the driver the store runs it with. ``sqlite+aiosqlite`` was the default
+# URL once; data directories and configurations that name it still open, on sqlite3.
 _DRIVERS = {
     "sqlite": "sqlite+pysqlite",
     "sqlite+aiosqlite": "sqlite+pysqlite",

@@ -30,7 +30,7 @@ def test_load_settings_from_file_and_overrides(tmp_path: Path) -> None:
     )
     s = load_settings(cfg, {"port": 6000, "host": None})
     assert (s.name, s.port, s.labels["region"], s.location.country) == ("Paris", 6000, "eu", "FR")
-    assert s.effective_database_url.startswith("sqlite+aiosqlite:////tmp/x/")
+    assert s.effective_database_url.startswith("sqlite:////tmp/x/")
 
 
 @pytest.mark.parametrize(
