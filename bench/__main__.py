@@ -21,6 +21,7 @@ from typing import Any
 
 from bench import (
     fleet_status,
+    http_client,
     identity,
     revocation,
     scope_fanout,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "fleet_status": (fleet_status.run, fleet_status.render),
     "tls": (tls_cost.run, tls_cost.render),
     "revocation": (revocation.run, revocation.render),
+    "http_client": (http_client.run, http_client.render),
 }
 
 
