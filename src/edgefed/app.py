@@ -30,7 +30,7 @@ from edgefed.api.middleware import BodyLimit, RequestId
 from edgefed.api.peer_transport import PeerTransport
 from edgefed.api.responses import Json
 from edgefed.api.revocation import RevocationList
-from edgefed.api.service import ServiceSpec, mount
+from edgefed.api.service import Job, ServiceSpec, mount
 from edgefed.core.errors import EdgefedError
 from edgefed.core.settings import SiteSettings
 from edgefed.core.sitesig import NonceCache
@@ -68,6 +68,30 @@ def build_services() -> list[ServiceSpec]:
         build_fleet(),
         build_sync(),
     ]
+
+
+def _run(spec: ServiceSpec, job: Job, ctx: SiteContext) -> asyncio.Task[None]:
+    return asyncio.create_task(job(ctx), name=f"{spec.name}:{job.__name__}")
+
+
+async def _stop(spec: ServiceSpec, tasks: list[asyncio.Task[None]], ctx: SiteContext) -> None:
+    """Cancel the service's background work, then run its ``on_stop``; a service that
+    takes over ``STOP_TIMEOUT`` or fails is logged and left behind."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            for task in tasks:
+                task.cancel()
+            for task, outcome in zip(
+                tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True
+            ):
+                if isinstance(outcome, Exception):
+                    log.error("%s had failed", task.get_name(), exc_info=outcome)
+            if spec.on_stop is not None:
+                await spec.on_stop(ctx)
+    except TimeoutError:
+        log.error("stopping %s took over %ss; going on", spec.name, STOP_TIMEOUT)
+    except Exception:
+        log.exception("stopping %s failed", spec.name)
 
 
 def create_app(
@@ -114,26 +138,19 @@ def create_app(
             nonces=NonceCache(not_before=clock()),
         )
         app.state.ctx = ctx
-        started: list[ServiceSpec] = []
+        started: list[tuple[ServiceSpec, list[asyncio.Task[None]]]] = []
         try:
             for spec in services:
                 if spec.on_start is not None:
                     await spec.on_start(ctx)
-                started.append(spec)
+                started.append((spec, [_run(spec, job, ctx) for job in spec.background]))
             log.info("site %s ready at %s", settings.name, ctx.public_url)
             if on_ready is not None:
                 on_ready(ctx)
             yield
         finally:
-            for spec in reversed(started):
-                if spec.on_stop is not None:
-                    try:
-                        async with asyncio.timeout(STOP_TIMEOUT):
-                            await spec.on_stop(ctx)
-                    except TimeoutError:
-                        log.error("stopping %s took over %ss; going on", spec.name, STOP_TIMEOUT)
-                    except Exception:
-                        log.exception("stopping %s failed", spec.name)
+            for spec, tasks in reversed(started):
+                await _stop(spec, tasks, ctx)
             await http.aclose()
             try:
                 async with asyncio.timeout(STOP_TIMEOUT):
@@ -184,6 +201,5 @@ def create_app(
     app.add_middleware(RequestId)
     app.state.metrics = RequestMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.state.services = services
     dispatch.install()
     return app

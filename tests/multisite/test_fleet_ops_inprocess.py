@@ -150,7 +150,7 @@ async def test_two_level_aggregate_equals_the_sum_of_the_sites_own_reports(tmp_p
 async def test_an_offline_site_is_shown_offline_with_the_reason(tmp_path: Path) -> None:
     async with hierarchy(tmp_path) as (sites, transport):
         eu = sites["EuHub"]
-        monitor: HealthMonitor = ctx_of(eu).services["fleet.monitor"]
+        monitor = ctx_of(eu).slots.require(HealthMonitor)
         transport.cut.add("paris.test")
         monitor.watch.started -= 100  # as if the monitor had been watching for a while
         monitor.watch.probed_ok["Paris"] = monitor.watch.now() - 60

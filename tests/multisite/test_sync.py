@@ -170,13 +170,13 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
 
         await eventually(failing)
         # The fleet service's telemetry hook sees the failing peer (no I/O in the call).
-        telemetry = ctx_of(berlin).services["sync.telemetry"]
+        telemetry = ctx_of(berlin).slots.require(SyncEngine).telemetry
 
         async def telemetry_shows_failing() -> bool:
-            return telemetry()["peers"].get("Denver", {}).get("failing", 0) > 0
+            return telemetry.report()["peers"].get("Denver", {}).get("failing", 0) > 0
 
         await eventually(telemetry_shows_failing)
-        seen = telemetry()
+        seen = telemetry.report()
         peer = seen["peers"]["Denver"]
         assert seen["queue_depth"] >= peer["pending"] >= peer["failing"] > 0
         assert "cut" in (peer["last_error"] or "")
@@ -191,11 +191,11 @@ async def test_partitioned_receiver_converges_after_heal(tmp_path: Path) -> None
         await eventually(arrived, within=20)
 
         async def drained() -> bool:
-            now = telemetry()
+            now = telemetry.report()
             return now["queue_depth"] == 0 and now["lag_seconds"] == 0.0
 
         await eventually(drained)
-        assert telemetry()["peers"]["Denver"]["breaker"] == "closed"
+        assert telemetry.report()["peers"]["Denver"]["breaker"] == "closed"
 
 
 async def test_receiver_rejects_inconsistent_data(tmp_path: Path) -> None:
@@ -386,7 +386,7 @@ async def signed(site: InProcessSite, to: str, method: str, path: str, body: Any
 
 async def routed(site: InProcessSite) -> None:
     """Until the source's change router has consumed its change log."""
-    engine: SyncEngine = ctx_of(site).services["sync"]
+    engine = ctx_of(site).slots.require(SyncEngine)
     for _ in range(100):  # bounded: a page per call
         if not await engine.router.route_once():
             return
@@ -417,7 +417,7 @@ async def test_registration_waits_for_the_sources_operator(tmp_path: Path) -> No
         await mark(berlin, "project", pid)
         await routed(berlin)
         # Pending: nothing queued for Denver, and it may not pull.
-        assert await ctx_of(berlin).services["sync"].repo.entries(target="Denver") == []
+        assert await ctx_of(berlin).slots.require(SyncEngine).repo.entries(target="Denver") == []
         r = await signed(
             denver, "Berlin", "POST", "/edge/v1/sync/pull", {"kind": "project", "id": pid}
         )
@@ -550,9 +550,9 @@ async def test_a_clash_is_recorded_shown_and_resolved(tmp_path: Path) -> None:
         (child,) = tree["children"]
         assert {c["id"] for c in child["conflicts"]} == set(ids.values())
         # ... in the receiver's telemetry, and as an alarm there.
-        telemetry = ctx_of(denver).services["sync.telemetry"]
+        telemetry = ctx_of(denver).slots.require(SyncEngine).telemetry
         await telemetry.refresh()
-        assert telemetry()["conflicts_by_source"] == {"Berlin": 3}
+        assert telemetry.report()["conflicts_by_source"] == {"Berlin": 3}
         monitor = HealthMonitor(ctx_of(denver))
         await monitor.tick(probe=False)
         r = await denver.client.get("/edge/v1/alarms?type=sync_conflict", headers=admin(denver))

@@ -1,6 +1,9 @@
 """The site context: everything a request handler may need, built once by the app.
 
-Handlers reach it through ``site_context(request)``; nothing is global.
+Handlers reach it through ``site_context(request)``; nothing is global. What one room
+offers another is a typed field holding a Protocol of ``api/`` (``fleet``, ``authority``,
+``revoker``, ``sync_status``), filled by the service that implements it; a service's
+private state sits in ``slots``, found by its class (api/slots.py).
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.requests import HTTPConnection
@@ -16,6 +19,8 @@ from starlette.requests import HTTPConnection
 from edgefed.api.authority import Authority
 from edgefed.api.revocation import RevocationList, Revoker
 from edgefed.api.service import CatalogEntry
+from edgefed.api.slots import Slots
+from edgefed.api.syncstatus import SyncStatus
 from edgefed.api.tls import PinStore
 from edgefed.core.ed25519 import Ed25519PublicKey
 from edgefed.core.settings import SiteSettings
@@ -64,10 +69,12 @@ class SiteContext:
     authority: Authority | None = None
     # Revocations made here, stored and spread (the identity service; None before it starts).
     revoker: Revoker | None = None
+    # The sync engine's figures for fleet operations (the sync service; None without it).
+    sync_status: SyncStatus | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).
     nonces: NonceCache = field(default_factory=NonceCache)
-    # Per-service state (drivers, caches), keyed by service name.
-    services: dict[str, Any] = field(default_factory=dict)
+    # Each service's private state (repositories, drivers, caches), keyed by its class.
+    slots: Slots = field(default_factory=Slots)
 
     @property
     def name(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from edgefed.api.context import SiteContext
 
 Hook = Callable[["SiteContext"], Awaitable[Any]]
+# A service's long-running work (a loop): the app runs it as a task from after the
+# service's ``on_start`` until before its ``on_stop``, and cancels it then.
+Job = Callable[["SiteContext"], Coroutine[Any, Any, None]]
 
 
 def routes_of(*routers: APIRouter) -> list[BaseRoute]:
@@ -78,3 +81,4 @@ class ServiceSpec:
     on_start: Hook | None = None
     on_stop: Hook | None = None
     tags: tuple[str, ...] = field(default=())
+    background: tuple[Job, ...] = ()

@@ -1,4 +1,8 @@
-"""The sync engine as a site component: its routes under /edge/v1 and its lifecycle."""
+"""The sync engine as a site component: its routes under /edge/v1 and its lifecycle.
+
+The engine is the service's private state (``ctx.slots``); its telemetry is what the
+service offers fleet operations (the ``ctx.sync_status`` port).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,18 @@ from edgefed.api.context import SiteContext
 from edgefed.api.service import ServiceSpec
 from edgefed.store.sync import SyncRepository
 from edgefed.sync.routes import router
-from edgefed.sync.state import SERVICE_KEY, SyncEngine
-from edgefed.sync.telemetry import TELEMETRY_KEY
+from edgefed.sync.state import SyncEngine
 
 
 async def on_start(ctx: SiteContext) -> None:
-    engine = SyncEngine(ctx, SyncRepository(ctx.store))
-    ctx.services[SERVICE_KEY] = engine
+    engine = ctx.slots.put(SyncEngine(ctx, SyncRepository(ctx.store)))
     await engine.start()
-    ctx.services[TELEMETRY_KEY] = engine.telemetry
+    ctx.sync_status = engine.telemetry
 
 
 async def on_stop(ctx: SiteContext) -> None:
-    ctx.services.pop(TELEMETRY_KEY, None)
-    engine: SyncEngine | None = ctx.services.pop(SERVICE_KEY, None)
+    ctx.sync_status = None
+    engine = ctx.slots.pop(SyncEngine)
     if engine is not None:
         await engine.stop()
 

@@ -1,6 +1,6 @@
 """The sync engine of one site: router, delivery workers and blob fetcher, wired together.
 
-It lives in ``ctx.services["sync"]``; the HTTP routes reach it from there.
+It lives in ``ctx.slots`` (api/slots.py); the HTTP routes reach it from there.
 
 Registration takes both operators (DESIGN.md §6): an admin of the receiver asks, and the
 source only records the request (``pending``) until an admin of the source accepts it,
@@ -33,9 +33,6 @@ from edgefed.sync.images import BlobFetcher
 from edgefed.sync.telemetry import SyncTelemetry
 
 log = logging.getLogger("edgefed.sync")
-
-SERVICE_KEY = "sync"
-
 
 @dataclass
 class SyncEngine:
@@ -258,5 +255,4 @@ class SyncEngine:
 
 
 def engine_of(conn: HTTPConnection) -> SyncEngine:
-    engine: SyncEngine = site_context(conn).services[SERVICE_KEY]
-    return engine
+    return site_context(conn).slots.require(SyncEngine)

@@ -1,18 +1,19 @@
 """The sync engine's numbers for fleet operations, readable without I/O.
 
 The fleet service (``/metrics``, the telemetry JSON, the "sync to a peer failing"
-alarm) reads ``ctx.services["sync.telemetry"]()`` on its own cadence. That call must be
-cheap and synchronous, so the engine keeps the figures here: a background task reads the
-outbox backlog once a second while there is one (one grouped query; with none, every
-``IDLE_REFRESH_SECONDS`` or as soon as changes are queued), and the per-peer breaker state and
-last transport error come live from the delivery workers. Ages are computed at call
-time from when the oldest undelivered row was queued, so lag keeps growing between
-refreshes while a peer is cut off.
+alarm) reads ``ctx.sync_status.report()`` on its own cadence (the port of
+api/syncstatus.py, which ``SyncTelemetry`` implements). That call must be cheap and
+synchronous, so the engine keeps the figures here: a background task reads the outbox
+backlog once a second while there is one (one grouped query; with none, every
+``IDLE_REFRESH_SECONDS`` or as soon as changes are queued), and the per-peer breaker
+state and last transport error come live from the delivery workers. Ages are computed
+at call time from when the oldest undelivered row was queued, so lag keeps growing
+between refreshes while a peer is cut off.
 
 The receiver side adds the conflicts recorded here (pushes that clashed with a row this
 site holds, per source), which the fleet service turns into a ``sync_conflict`` alarm.
 
-Shape (documented in docs/sync.md)::
+Shape (``api.syncstatus.SyncReport``, documented in docs/sync.md)::
 
     {"queue_depth": int, "lag_seconds": float,
      "conflicts": int, "conflicts_by_source": {source: int},
@@ -27,8 +28,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
+from edgefed.api.syncstatus import PeerSyncReport, SyncReport
 from edgefed.store.sync import PeerBacklog, SyncRepository
 from edgefed.store.sync_conflicts import ConflictRepository
 from edgefed.sync.breaker import CLOSED
@@ -36,7 +37,6 @@ from edgefed.sync.delivery import Delivery
 
 log = logging.getLogger("edgefed.sync.telemetry")
 
-TELEMETRY_KEY = "sync.telemetry"
 REFRESH_SECONDS = 1.0
 IDLE_REFRESH_SECONDS = 10.0
 
@@ -62,10 +62,10 @@ class SyncTelemetry:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def __call__(self) -> dict[str, Any]:
+    def report(self) -> SyncReport:
         """The current figures (no I/O)."""
         now = self.clock()
-        peers: dict[str, dict[str, Any]] = {}
+        peers: dict[str, PeerSyncReport] = {}
         names = set(self.receivers) | set(self.backlog) | set(self.delivery.workers)
         for name in sorted(names):
             backlog = self.backlog.get(name)

@@ -23,8 +23,7 @@ def ctx_of(site: InProcessSite) -> SiteContext:
 
 
 def registry(site: InProcessSite) -> Registry:
-    reg: Registry = ctx_of(site).services["sites"]
-    return reg
+    return ctx_of(site).slots.require(Registry)
 
 
 def admin(site: InProcessSite) -> dict[str, str]:

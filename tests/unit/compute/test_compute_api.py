@@ -5,6 +5,7 @@ from __future__ import annotations
 from compute_testkit import boot, wait_for
 
 from edgefed.drivers.fake import FAIL_MARKER
+from edgefed.services.compute.state import ComputeState
 
 C = "/compute/v2.1"
 
@@ -235,7 +236,7 @@ async def test_actions_metadata_lock_and_snapshot(site, h, image_id):
     )
     assert r.status_code == 202
     image = r.json()["image_id"]
-    await site.app.state.ctx.services["compute"].lifecycle.idle()
+    await site.app.state.ctx.slots.require(ComputeState).lifecycle.idle()
     from edgefed.store.image import ImageRepository
 
     snap = await ImageRepository(site.app.state.ctx.store).get(image)

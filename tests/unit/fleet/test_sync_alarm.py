@@ -1,6 +1,6 @@
 """The "sync to a peer failing" alarm and the sync figures in telemetry and /metrics,
-fed by a fake of the sync service's telemetry hook (``ctx.services["sync.telemetry"]``,
-the seam between the two services) on an injected clock."""
+fed by a fake of the sync service's report (the ``ctx.sync_status`` port, the seam
+between the two services) on an injected clock."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from edgefed.services.fleet.monitor import HealthMonitor
-from edgefed.services.fleet.sync_health import HOOK_KEY
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of
 
 
 class FakeSyncTelemetry:
-    """Stands in for the sync engine's hook: answers whatever the test set."""
+    """Stands in for the sync engine's telemetry: reports whatever the test set."""
 
     def __init__(self) -> None:
         self.peers: dict[str, dict[str, Any]] = {}
@@ -34,7 +33,7 @@ class FakeSyncTelemetry:
             **values,
         }
 
-    def __call__(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         if self.broken:
             raise RuntimeError("sync engine is restarting")
         depth = sum(p["pending"] for p in self.peers.values())
@@ -70,7 +69,7 @@ async def test_an_open_breaker_raises_sync_failing_at_once_and_recovery_clears_i
 ) -> None:
     hook = FakeSyncTelemetry()
     ctx = ctx_of(quiet_site)
-    ctx.services[HOOK_KEY] = hook
+    ctx.sync_status = hook
     clock = [500.0]
     monitor = HealthMonitor(ctx, now=lambda: clock[0])
     hook.peer("Denver", pending=12, failing=12, breaker="open", last_error="connect refused")
@@ -100,7 +99,7 @@ async def test_failing_deliveries_raise_only_past_the_threshold(
 ) -> None:
     hook = FakeSyncTelemetry()
     ctx = ctx_of(quiet_site)
-    ctx.services[HOOK_KEY] = hook
+    ctx.sync_status = hook
     clock = [1000.0]
     monitor = HealthMonitor(ctx, now=lambda: clock[0])
     hook.peer("Denver", pending=4, failing=2, oldest_pending_seconds=3.0, last_error="HTTP 503")
@@ -127,7 +126,7 @@ async def test_a_site_without_sync_or_with_a_broken_hook_keeps_its_alarms_quiet(
     quiet_site: InProcessSite,
 ) -> None:
     ctx = ctx_of(quiet_site)
-    ctx.services.pop(HOOK_KEY, None)  # a site built without the sync service
+    ctx.sync_status = None  # a site built without the sync service
     clock = [0.0]
     monitor = HealthMonitor(ctx, now=lambda: clock[0])
     await monitor.tick(probe=False)
@@ -135,7 +134,7 @@ async def test_a_site_without_sync_or_with_a_broken_hook_keeps_its_alarms_quiet(
     assert r.json()["telemetry"]["sync"] is None
     hook = FakeSyncTelemetry()
     hook.peer("Denver", failing=1, breaker="open")
-    ctx.services[HOOK_KEY] = hook
+    ctx.sync_status = hook
     await monitor.tick(probe=False)
     assert len(await sync_alarms(quiet_site)) == 1
     hook.broken = True  # no news is not good news: the alarm stays, the tick survives
@@ -149,7 +148,7 @@ async def test_telemetry_and_metrics_show_the_same_sync_figures(
     quiet_site: InProcessSite,
 ) -> None:
     hook = FakeSyncTelemetry()
-    ctx_of(quiet_site).services[HOOK_KEY] = hook
+    ctx_of(quiet_site).sync_status = hook
     hook.peer("Denver", pending=7, failing=2, breaker="half-open", oldest_pending_seconds=42.5)
     hook.peer("Paris", pending=1, oldest_pending_seconds=0.5)
     r = await quiet_site.client.get("/edge/v1/telemetry", headers=admin(quiet_site))
@@ -191,7 +190,7 @@ async def test_conflicts_with_a_source_raise_sync_conflict_until_resolved(
 ) -> None:
     hook = FakeSyncTelemetry()
     ctx = ctx_of(quiet_site)
-    ctx.services[HOOK_KEY] = hook
+    ctx.sync_status = hook
     monitor = HealthMonitor(ctx, now=lambda: 0.0)
     hook.conflicts = {"Central": 3}
     await monitor.tick(probe=False)

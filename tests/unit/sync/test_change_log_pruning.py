@@ -10,7 +10,7 @@ from edgefed.testkit.inprocess import InProcessSite
 
 
 def engine_of(site: InProcessSite) -> SyncEngine:
-    engine: SyncEngine = site.app.state.ctx.services["sync"]
+    engine = site.app.state.ctx.slots.require(SyncEngine)
     return engine
 
 

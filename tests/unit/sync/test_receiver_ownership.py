@@ -320,7 +320,7 @@ async def test_blob_names_are_sha256_and_sizes_bounded(site: InProcessSite) -> N
     assert "64 lowercase hex" in outcome.results[0]["error"]
     assert "max_image_bytes" in outcome.results[3]["error"]
     assert await counts(site) == before
-    fetcher: BlobFetcher = site.app.state.ctx.services["sync"].fetcher
+    fetcher: BlobFetcher = site.app.state.ctx.slots.require(SyncEngine).fetcher
     assert (site.settings.data_dir / "keys" / "signing.pem").exists()
     assert not fetcher.has_blob("../keys/signing.pem")
     ok = await push(site, [image("66666666-6666-6666-6666-666666666666", "a" * 64, 10)])
@@ -379,7 +379,7 @@ async def test_resolving_by_adopting_hands_the_row_to_the_source(
 
 
 async def test_registration_states_at_a_source(site: InProcessSite) -> None:
-    engine: SyncEngine = site.app.state.ctx.services["sync"]
+    engine = site.app.state.ctx.slots.require(SyncEngine)
     repo = engine.repo
     now = time.time()
     assert await repo.request_receiver("Denver", now=now, accept=False) == "pending"

@@ -94,13 +94,13 @@ async def on_start(ctx: SiteContext) -> None:
         networks=network_repo,
         images=image_repo,
     )
-    ctx.services["compute"] = state
+    ctx.slots.put(state)
     await flavors.seed_default_flavors(state.flavors)
     await lifecycle.recover()
 
 
 async def on_stop(ctx: SiteContext) -> None:
-    state: ComputeState | None = ctx.services.get("compute")
+    state = ctx.slots.get(ComputeState)
     if state is not None:
         await state.lifecycle.stop()
         await state.driver.close()

@@ -1,4 +1,4 @@
-"""The compute service's per-site state, kept in ``SiteContext.services["compute"]``."""
+"""The compute service's per-site state, kept in ``SiteContext.slots`` (api/slots.py)."""
 
 from __future__ import annotations
 
@@ -38,5 +38,4 @@ class ComputeState:
 
 
 async def compute_state(conn: HTTPConnection) -> ComputeState:
-    state: ComputeState = site_context(conn).services["compute"]
-    return state
+    return site_context(conn).slots.require(ComputeState)

@@ -1,16 +1,15 @@
-"""Sync health as fleet operations see it: the sync service's telemetry hook, read
+"""Sync health as fleet operations see it: the sync service's report, read
 defensively, and the rule that says when sync to a peer counts as *failing*.
 
-The sync engine publishes ``ctx.services["sync.telemetry"]``, a zero-argument callable
-returning ``{"queue_depth", "lag_seconds", "conflicts", "conflicts_by_source",
+The sync engine fills the port ``ctx.sync_status`` (api/syncstatus.py), whose
+``report()`` answers ``{"queue_depth", "lag_seconds", "conflicts", "conflicts_by_source",
 "peers": {name: {"pending", "failing", "breaker", "last_error",
 "oldest_pending_seconds", "conflicts"}}}``. Fleet operations never import the sync
-package (services are siblings); they read this one hook for the telemetry JSON, the
+package (services are siblings); they read this one port for the telemetry JSON, the
 ``/metrics`` gauges and the ``sync_failing`` and ``sync_conflict`` alarms, so all agree.
-(``conflicts*`` may be absent: a hook that predates them reports none.)
-The hook is absent on a site without the sync service, and a hook that raises or
-answers a malformed document must not take the health monitor down: both read as
-"no sync report" (``None``).
+The port is empty on a site without the sync service, and a report that raises or is
+malformed must not take the health monitor down: both read as "no sync report"
+(``None``).
 
 When sync to a peer is failing (the alarm's rule): its circuit breaker is open (the
 engine gave up pushing for now), or it has had failing deliveries continuously for at
@@ -34,7 +33,6 @@ from edgefed.api.context import SiteContext
 
 log = logging.getLogger("edgefed.fleet.sync")
 
-HOOK_KEY = "sync.telemetry"
 BREAKER_STATES = ("closed", "open", "half-open")
 
 
@@ -51,14 +49,13 @@ class PeerSync:
 
 def read_sync_telemetry(ctx: SiteContext) -> dict[str, Any] | None:
     """The sync service's report, normalised, or None (no sync service, or it failed)."""
-    hook = ctx.services.get(HOOK_KEY)
-    if not callable(hook):
+    status = ctx.sync_status
+    if status is None:
         return None
     try:
-        raw = hook()
-        return _normalise(raw)
+        return _normalise(status.report())
     except Exception:
-        log.exception("the sync telemetry hook failed; reporting no sync figures")
+        log.exception("the sync service's report failed; reporting no sync figures")
         return None
 
 

@@ -23,13 +23,11 @@ from edgefed.services.fleet.report import own_report
 from edgefed.store.alarms import SEVERITY_ORDER, Severity
 
 router = APIRouter()
-MONITOR_KEY = "fleet.monitor"
 ScopeParam = Annotated[str | None, Query(max_length=1000)]
 
 
 def monitor_of(ctx: SiteContext) -> HealthMonitor | None:
-    monitor: HealthMonitor | None = ctx.services.get(MONITOR_KEY)
-    return monitor
+    return ctx.slots.get(HealthMonitor)
 
 
 def peer_health(ctx: SiteContext) -> dict[str, PeerHealth]:

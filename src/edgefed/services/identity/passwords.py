@@ -47,8 +47,6 @@ def new_app_credential_secret() -> str:
 
 # -- failed logins: Keystone's lockout, and a bound on the CPU that guessing can burn --
 
-LOCKOUT_KEY = "identity.login_throttle"
-
 
 class TooManyPasswordChecks(EdgefedError):
     """Every password check slot is busy and the queue is full: try again shortly."""
@@ -121,7 +119,4 @@ class LoginThrottle:
 
 def login_throttle(ctx: SiteContext) -> LoginThrottle:
     """This site's throttle (one per site: in-process test fleets hold several sites)."""
-    throttle: LoginThrottle | None = ctx.services.get(LOCKOUT_KEY)
-    if throttle is None:
-        throttle = ctx.services[LOCKOUT_KEY] = LoginThrottle(ctx.settings, ctx.clock)
-    return throttle
+    return ctx.slots.setdefault(LoginThrottle, lambda: LoginThrottle(ctx.settings, ctx.clock))

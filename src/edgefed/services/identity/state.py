@@ -16,7 +16,6 @@ from starlette.requests import HTTPConnection
 from edgefed.api.context import SiteContext, site_context
 from edgefed.store.identity import IdentityRepository, identity_generation
 
-SERVICE_KEY = "identity"
 _BODY_CACHE_SIZE = 4096
 
 
@@ -56,8 +55,8 @@ async def identity_state(conn: HTTPConnection) -> IdentityState:
 
 
 def state_for(ctx: SiteContext) -> IdentityState:
-    state: IdentityState | None = ctx.services.get(SERVICE_KEY)
+    # Token validation (the hot path) comes here: a lookup, no closure to build.
+    state = ctx.slots.get(IdentityState)
     if state is None:
-        state = IdentityState(ctx=ctx, repo=IdentityRepository(ctx.store))
-        ctx.services[SERVICE_KEY] = state
+        state = ctx.slots.put(IdentityState(ctx=ctx, repo=IdentityRepository(ctx.store)))
     return state

@@ -3,13 +3,13 @@
 A background task sweeps a few times per timeout, so a host is marked down at most
 about a quarter of the timeout after its last heartbeat expired. The sweep itself
 (``HostInventory.mark_silent_hosts_down``) reads the site clock, so tests drive it with
-a fake clock instead of waiting.
+a fake clock instead of waiting. The app runs ``sweep_silent_hosts`` from the service's
+start to its stop (``ServiceSpec.background``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from edgefed.api.context import SiteContext
@@ -17,14 +17,12 @@ from edgefed.services.inventory.operations import HostInventory
 
 log = logging.getLogger("edgefed.inventory")
 
-SERVICE_KEY = "inventory.monitor"
-
 
 def sweep_interval(timeout: float) -> float:
     return min(max(timeout / 4, 0.05), 5.0)
 
 
-async def _run(ctx: SiteContext) -> None:
+async def sweep_silent_hosts(ctx: SiteContext) -> None:
     interval = sweep_interval(ctx.settings.host_heartbeat_timeout_seconds)
     while True:
         try:
@@ -32,15 +30,3 @@ async def _run(ctx: SiteContext) -> None:
         except Exception:
             log.exception("heartbeat sweep failed; retrying")
         await asyncio.sleep(interval)
-
-
-async def start(ctx: SiteContext) -> None:
-    ctx.services[SERVICE_KEY] = asyncio.create_task(_run(ctx), name="inventory-heartbeat-monitor")
-
-
-async def stop(ctx: SiteContext) -> None:
-    task = ctx.services.pop(SERVICE_KEY, None)
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -12,7 +12,6 @@ def build() -> ServiceSpec:
         name="inventory",
         prefix="/edge/v1/hosts",
         router=router,
-        on_start=monitor.start,
-        on_stop=monitor.stop,
+        background=(monitor.sweep_silent_hosts,),
         tags=("inventory",),
     )

@@ -53,9 +53,6 @@ from edgefed.store.fleet import FleetRepository
 
 log = logging.getLogger("edgefed.fleet")
 
-SERVICE_KEY = "sites"
-
-
 ROTATION_FILE = "rotation.json"
 
 

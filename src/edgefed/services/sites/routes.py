@@ -25,7 +25,7 @@ from edgefed.services.sites.enrollment import (
     secret_matches,
 )
 from edgefed.services.sites.gossip import answer_body, note_rtt, parse_digest
-from edgefed.services.sites.registry import SERVICE_KEY, Registry
+from edgefed.services.sites.registry import Registry
 from edgefed.services.sites.revocations import parse_digest as parse_revocation_digest
 from edgefed.store.fleet import EnrollmentRecord
 
@@ -35,8 +35,7 @@ MAX_ENROLLMENT_SECONDS = 7 * 86400
 
 
 def registry_of(request: Request) -> Registry:
-    reg: Registry = site_context(request).services[SERVICE_KEY]
-    return reg
+    return site_context(request).slots.require(Registry)
 
 
 class EnrollmentCreate(BaseModel):

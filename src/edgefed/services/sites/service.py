@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -11,12 +10,11 @@ from edgefed.api.service import ServiceSpec
 from edgefed.core.errors import EdgefedError
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.services.sites.gossip import run_gossip
-from edgefed.services.sites.registry import SERVICE_KEY, Registry
+from edgefed.services.sites.registry import Registry
 from edgefed.services.sites.routes import router
 
 log = logging.getLogger("edgefed.fleet")
 
-TASK_KEY = "sites.gossip"
 CAPABILITIES = ("identity", "image", "compute", "network", "sync")
 
 
@@ -24,7 +22,7 @@ async def on_start(ctx: SiteContext) -> None:
     registry = Registry(ctx, capabilities=CAPABILITIES)
     await registry.load()
     ctx.fleet = registry.view
-    ctx.services[SERVICE_KEY] = registry
+    ctx.slots.put(registry)
     token_text = ctx.settings.join_token
     if token_text:
         token = EnrollmentToken.decode(token_text)
@@ -32,21 +30,25 @@ async def on_start(ctx: SiteContext) -> None:
             # Try once before reporting ready; the gossip task keeps trying after that.
             with contextlib.suppress(EdgefedError):
                 await registry.join_with(token)
-    ctx.services[TASK_KEY] = asyncio.create_task(run_gossip(registry), name="gossip")
+
+
+async def gossip(ctx: SiteContext) -> None:
+    """The background work: join (if not yet done) and gossip with the fleet."""
+    await run_gossip(ctx.slots.require(Registry))
 
 
 async def on_stop(ctx: SiteContext) -> None:
-    task: asyncio.Task[None] | None = ctx.services.pop(TASK_KEY, None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    registry: Registry | None = ctx.services.get(SERVICE_KEY)
+    registry = ctx.slots.get(Registry)
     if registry is not None:
         await registry.feed.stop()
 
 
 def build() -> ServiceSpec:
     return ServiceSpec(
-        name="sites", prefix="/edge/v1", router=router, on_start=on_start, on_stop=on_stop
+        name="sites",
+        prefix="/edge/v1",
+        router=router,
+        on_start=on_start,
+        on_stop=on_stop,
+        background=(gossip,),
     )
