@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +26,12 @@ import httpx
 
 from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
-from edgefed.store.sync import OutboxEntry, Outcome, SyncRepository
-from edgefed.store.sync_rows import KINDS, encode_row, read_row
+from edgefed.store.sync import OutboxEntry, SyncRepository, claim
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.breaker import Breaker
+from edgefed.sync.payloads import PayloadCache
 from edgefed.sync.peers import signed_call
+from edgefed.sync.settler import Settler
 
 log = logging.getLogger("edgefed.sync.delivery")
 
@@ -39,58 +39,6 @@ PUSH_PATH = "/edge/v1/sync/push"
 MAX_IDLE_SECONDS = 2.0
 # With nothing in the outbox, a loop looks again after this long even if nobody wakes it.
 CLEAR_IDLE_SECONDS = 30.0
-PAYLOAD_CACHE_ROWS = 20_000
-
-
-class Settler:
-    """Records push outcomes, coalescing those that arrive together into one transaction.
-
-    A change pushed to a hundred receivers comes back as a hundred answers within a few
-    milliseconds; written one by one, each would wait its turn for SQLite's single writer
-    and its own fsync. While one transaction is being written, the outcomes that arrive
-    queue up, and the next transaction takes them all. A caller returns once its outcome
-    is committed (or with the error that prevented it).
-    """
-
-    def __init__(self, repo: SyncRepository):
-        self.repo = repo
-        self._queue: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
-
-    async def settle(
-        self,
-        target: str,
-        *,
-        done: list[OutboxEntry],
-        failed: list[tuple[OutboxEntry, str, float]],
-        now: float,
-        conflicts: list[tuple[OutboxEntry, str]] | None = None,
-    ) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((Outcome(target, done, failed, now, conflicts or []), future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="sync-settle")
-        await future
-
-    async def _flush(self) -> None:
-        while self._queue:  # bounded: each round takes everything queued so far
-            batch, self._queue = self._queue, []
-            try:
-                await self.repo.settle_many([outcome for outcome, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-
-    async def drain(self) -> None:
-        """Wait for what is being written (at stop)."""
-        if self._flushing is not None:
-            with contextlib.suppress(Exception):
-                await self._flushing
 
 
 @dataclass
@@ -200,38 +148,20 @@ class PeerWorker:
         return 0.0
 
     async def claim(self) -> list[OutboxEntry]:
-        """Take up to ``batch_size`` due rows that no other loop of this peer is pushing.
-
-        While rows of some rank are in flight no row of a higher rank is taken, so a child
-        never overtakes its parent on a parallel connection. The in-flight set is checked
-        and filled after the read, with no await in between, so two loops never take the
-        same row.
-        """
-        busy = min(self.inflight.values(), default=None)
+        """Take up to ``batch_size`` due rows that no other loop of this peer is pushing:
+        the rows just handed over if there are any, else the outbox's (``claim_due``).
+        The claims are the in-flight table, shared by this peer's loops."""
         if self.fresh:
             rows, self.fresh = self.fresh, []
-        elif self.known_clear:
-            return []
-        else:
-            rows = await self.repo.due(
-                self.target,
-                now=self.ctx.clock(),
-                limit=self.batch_size + len(self.inflight),
-                max_rank=busy,
-            )
-        busy = min(self.inflight.values(), default=None)
-        batch: list[OutboxEntry] = []
-        for entry in rows:
-            ref = (entry.kind, entry.key)
-            if ref in self.inflight or (busy is not None and entry.rank > busy):
+            batch, left = claim(rows, claims=self.inflight, limit=self.batch_size)
+            if left:
                 self.known_clear = False  # left in the outbox for later
-                continue
-            batch.append(entry)
-            if len(batch) >= self.batch_size:
-                break
-        for entry in batch:
-            self.inflight[(entry.kind, entry.key)] = entry.rank
-        return batch
+            return batch
+        if self.known_clear:
+            return []
+        return await self.repo.claim_due(
+            self.target, now=self.ctx.clock(), limit=self.batch_size, claims=self.inflight
+        )
 
     async def push(self, batch: list[OutboxEntry]) -> None:
         try:
@@ -288,11 +218,9 @@ class PeerWorker:
         cache = self.payloads if self.payloads is not None else PayloadCache()
         missing = [e for e in batch if e.op != "delete" and not cache.has(e)]
         if missing:
-            async with self.ctx.store.read() as conn:
-                for entry in missing:
-                    kind = KINDS[entry.kind]
-                    row = await read_row(conn, kind, entry.key)
-                    cache.put(entry, None if row is None else encode_row(kind, row))
+            rows = await self.repo.encoded_rows((e.kind, e.key) for e in missing)
+            for entry in missing:
+                cache.put(entry, rows[(entry.kind, entry.key)])
         items: list[dict[str, Any]] = []
         for entry in batch:
             row = None if entry.op == "delete" else cache.get(entry)
@@ -319,31 +247,6 @@ def _per_item(r: httpx.Response) -> dict[tuple[str, str], dict[str, Any]] | None
         return {(x["kind"], x["key"]): x for x in doc["results"] if isinstance(x, dict)}
     except (ValueError, KeyError, TypeError):
         return None
-
-
-class PayloadCache:
-    """Encoded rows by (kind, key, version), shared by every peer's workers.
-
-    One change pushed to a hundred receivers is read and encoded once, not a hundred
-    times. A version's content is read at or after that version, never before, so a
-    cached row is never older than the version it is sent as (a newer change gets its
-    own version and its own read).
-    """
-
-    def __init__(self, capacity: int = PAYLOAD_CACHE_ROWS):
-        self.capacity = capacity
-        self.rows: OrderedDict[tuple[str, str, int], dict[str, Any] | None] = OrderedDict()
-
-    def has(self, entry: OutboxEntry) -> bool:
-        return (entry.kind, entry.key, entry.version) in self.rows
-
-    def get(self, entry: OutboxEntry) -> dict[str, Any] | None:
-        return self.rows.get((entry.kind, entry.key, entry.version))
-
-    def put(self, entry: OutboxEntry, row: dict[str, Any] | None) -> None:
-        self.rows[(entry.kind, entry.key, entry.version)] = row
-        while len(self.rows) > self.capacity:
-            self.rows.popitem(last=False)
 
 
 @dataclass
@@ -388,6 +291,14 @@ class Delivery:
         worker = self.workers.pop(target, None)
         if worker is not None:
             await worker.stop()
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each peer's breaker: closed, open or half-open."""
+        return {t: w.breaker.state for t, w in self.workers.items()}
+
+    def inflight_counts(self) -> dict[str, int]:
+        """Rows being pushed, per peer (they stay pending in the outbox)."""
+        return {t: len(w.inflight) for t, w in self.workers.items()}
 
     async def wake_all(self) -> None:
         for target in await self.repo.targets_with_work():

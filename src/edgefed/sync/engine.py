@@ -1,7 +1,7 @@
 """The source side: turn captured changes of marked resources into outbox rows.
 
 Database triggers write every change of a synchronisable table to the change log in the
-write's own transaction (edgefed.store.sync). The router here reads the log past its
+write's own transaction (edgefed.store.sync.triggers). The router here reads the log past its
 cursor, works out each resource's targets (its marks, or for a child such as a role
 assignment the sites *all* its owners go to), keeps the registered receivers among
 them, and queues one outbox row per (resource, target) in the same transaction that
@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 
 from edgefed.api.context import SiteContext
 from edgefed.core.scope_resolve import FleetView
-from edgefed.store.sync import Mark, OutboxEntry, SyncRepository, delivery_rank
-from edgefed.store.sync_rows import CHILDREN, KINDS, Ref, all_keys, children_of, exists
+from edgefed.store.sync import (
+    CHILDREN,
+    KINDS,
+    Mark,
+    OutboxEntry,
+    Ref,
+    SyncRepository,
+    delivery_rank,
+)
 from edgefed.sync import targets as target_sets
 
 log = logging.getLogger("edgefed.sync")
@@ -250,31 +257,29 @@ class ChangeRouter:
         """Everything marked that ``receiver`` should hold, queued again (first sync)."""
         table = await self.routing_table()
         refs: list[Ref] = []
-        async with self.ctx.store.read() as conn:
-            for kind, key in table.marks:
-                if kind not in KINDS:
-                    continue
-                if key == "*":
-                    refs.extend((kind, k) for k in await all_keys(conn, KINDS[kind]))
-                elif await exists(conn, kind, key):
-                    refs.append((kind, key))
+        named: list[Ref] = []
+        for kind, key in table.marks:
+            if kind not in KINDS:
+                continue
+            if key == "*":
+                refs.extend((kind, k) for k in await self.repo.keys_of(kind))
+            else:
+                named.append((kind, key))
+        refs += await self.repo.existing(named)
         return await self.enqueue_resources(refs, only={receiver}, force=True)
 
     async def _with_children(self, refs: Iterable[Ref]) -> list[Ref]:
         """``refs`` and their descendants, looked up level by level, many parents per query."""
         seen: dict[Ref, None] = {}
         frontier = [r for r in refs if r[0] in KINDS]
-        async with self.ctx.store.read() as conn:
-            for _ in range(MAX_CHILD_DEPTH):
-                fresh = [r for r in dict.fromkeys(frontier) if r not in seen]
-                if not fresh:
-                    break
-                seen.update(dict.fromkeys(fresh))
-                by_kind: dict[str, list[str]] = {}
-                for kind, key in fresh:
-                    if kind in CHILDREN:
-                        by_kind.setdefault(kind, []).append(key)
-                frontier = []
-                for kind, keys in by_kind.items():
-                    frontier.extend(await children_of(conn, kind, keys))
+        for _ in range(MAX_CHILD_DEPTH):
+            fresh = [r for r in dict.fromkeys(frontier) if r not in seen]
+            if not fresh:
+                break
+            seen.update(dict.fromkeys(fresh))
+            by_kind: dict[str, list[str]] = {}
+            for kind, key in fresh:
+                if kind in CHILDREN:
+                    by_kind.setdefault(kind, []).append(key)
+            frontier = await self.repo.children(by_kind) if by_kind else []
         return list(seen)

@@ -30,8 +30,7 @@ from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
 from edgefed.core.files import fsync_dir
 from edgefed.store.image import BlobStore
-from edgefed.store.sync import Fetch, SyncRepository
-from edgefed.store.sync_rows import valid_sha256
+from edgefed.store.sync import BlobFetches, Fetch, valid_sha256
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.peers import signed_headers
 
@@ -51,7 +50,7 @@ def blob_route(sha256: str) -> str:
 
 
 class BlobFetcher:
-    def __init__(self, ctx: SiteContext, repo: SyncRepository, *, backoff: Backoff):
+    def __init__(self, ctx: SiteContext, repo: BlobFetches, *, backoff: Backoff):
         self.ctx = ctx
         self.repo = repo
         self.backoff = backoff

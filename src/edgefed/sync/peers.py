@@ -18,7 +18,10 @@ from edgefed.api.context import SiteContext
 from edgefed.api.sitecalls import signed_headers, verified_site
 from edgefed.core.errors import Unavailable
 
-__all__ = ["peer_url", "signed_call", "signed_headers", "verified_sender"]
+__all__ = ["PULL_PATH", "peer_url", "signed_call", "signed_headers", "verified_sender"]
+
+# A receiver asks a source for one resource (and its children) again.
+PULL_PATH = "/edge/v1/sync/pull"
 
 
 def peer_url(ctx: SiteContext, site: str) -> str:

@@ -21,11 +21,20 @@ import httpx
 
 from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
-from edgefed.store.sync import CONFLICT, DONE, FAILING, INFLIGHT, PENDING, SyncRepository
-from edgefed.store.sync_conflicts import ConflictRepository
+from edgefed.store.sync import (
+    CONFLICT,
+    DONE,
+    FAILING,
+    INFLIGHT,
+    PENDING,
+    ConflictRepository,
+    SyncRepository,
+)
 from edgefed.sync.peers import signed_call
 
 REPORT_PATH = "/edge/v1/sync/progress/report"
+# How many levels further down the asked receiver reports.
+DEPTH_HEADER = "x-edgefed-sync-depth"
 CHILD_TIMEOUT_SECONDS = 3.0
 MAX_DEPTH = 4
 STATES = (PENDING, INFLIGHT, DONE, FAILING, CONFLICT)
@@ -153,7 +162,7 @@ async def _child(ctx: SiteContext, name: str, depth: int) -> dict[str, Any]:
     try:
         r = await signed_call(
             ctx, name, "GET", REPORT_PATH, timeout=CHILD_TIMEOUT_SECONDS,
-            headers={"x-edgefed-sync-depth": str(depth)},
+            headers={DEPTH_HEADER: str(depth)},
         )  # fmt: skip
     except (httpx.HTTPError, EdgefedError) as exc:
         return {"site": name, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}

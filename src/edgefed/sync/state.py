@@ -21,10 +21,18 @@ from starlette.requests import HTTPConnection
 
 from edgefed.api.context import SiteContext, site_context
 from edgefed.core.errors import ValidationFailed
-from edgefed.store.sync import ACCEPTED, Mark, OutboxEntry, SyncRepository
-from edgefed.store.sync_conflicts import ConflictRepository
-from edgefed.store.sync_receive import Revocation, SyncReceiver
-from edgefed.store.sync_rows import KINDS, Ref, all_keys, exists, valid_sha256
+from edgefed.store.sync import (
+    ACCEPTED,
+    KINDS,
+    ConflictRepository,
+    Mark,
+    OutboxEntry,
+    Ref,
+    Revocation,
+    SyncReceiver,
+    SyncRepository,
+    valid_sha256,
+)
 from edgefed.sync import targets as target_sets
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.delivery import Delivery
@@ -33,6 +41,7 @@ from edgefed.sync.images import BlobFetcher
 from edgefed.sync.telemetry import SyncTelemetry
 
 log = logging.getLogger("edgefed.sync")
+
 
 @dataclass
 class SyncEngine:
@@ -169,9 +178,7 @@ class SyncEngine:
 
     async def enqueue_marked(self, kind: str, key: str) -> int:
         if key == "*":
-            async with self.ctx.store.read() as conn:
-                keys = await all_keys(conn, KINDS[kind])
-            refs = [(kind, k) for k in keys]
+            refs = [(kind, k) for k in await self.repo.keys_of(kind)]
         else:
             refs = [(kind, key)]
         return await self.router.enqueue_resources(refs)
@@ -182,12 +189,7 @@ class SyncEngine:
         table = await self.router.routing_table()
         if receiver not in table.receivers_of((kind, key)):
             return 0
-        async with self.ctx.store.read() as conn:
-            try:
-                found = await exists(conn, kind, key)
-            except ValueError:
-                found = False
-        if not found:
+        if not await self.repo.existing([(kind, key)]):
             return 0
         return await self.router.enqueue_resources(
             [(kind, key)], only={receiver}, force=True, table=table

@@ -30,8 +30,7 @@ import logging
 from collections.abc import Callable
 
 from edgefed.api.syncstatus import PeerSyncReport, SyncReport
-from edgefed.store.sync import PeerBacklog, SyncRepository
-from edgefed.store.sync_conflicts import ConflictRepository
+from edgefed.store.sync import ConflictRepository, PeerBacklog, SyncRepository
 from edgefed.sync.breaker import CLOSED
 from edgefed.sync.delivery import Delivery
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from edgefed.store.sync_receive import SyncReceiver
+from edgefed.store.sync import SyncReceiver
 from edgefed.testkit.inprocess import InProcessSite
 
 

@@ -11,10 +11,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from edgefed.core.ids import predictable_id
-from edgefed.store import sync as sync_tables
 from edgefed.store.identity import projects
-from edgefed.store.sync_conflicts import ConflictRepository
-from edgefed.store.sync_receive import PushOutcome, Revocation, SyncReceiver
+from edgefed.store.sync import ConflictRepository, PushOutcome, Revocation, SyncReceiver
+from edgefed.store.sync import tables as sync_tables
 from edgefed.sync.images import BlobFetcher
 from edgefed.sync.state import SyncEngine
 from edgefed.sync.targets import normalise

@@ -8,7 +8,8 @@ import pytest
 
 from edgefed.core.errors import ValidationFailed
 from edgefed.core.scope_resolve import StaticFleetView
-from edgefed.store.sync_rows import KINDS, decode_row, encode_row
+from edgefed.store.sync import KINDS
+from edgefed.store.sync.codec import decode_row, encode_row
 from edgefed.sync.targets import normalise, resolve
 
 

@@ -5,7 +5,7 @@ Revises: 0001_initial
 
 Hand-written (``make migrations`` regenerates only 0001_initial and keeps this one):
 every insert, update and delete of a synchronisable table writes (kind, key, op) to
-``sync_changes`` in the same transaction (see edgefed.store.sync). SQLite and
+``sync_changes`` in the same transaction (see edgefed.store.sync.triggers). SQLite and
 PostgreSQL each get their own trigger dialect.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from edgefed.store.sync import capture_ddl, drop_capture_ddl
+from edgefed.store.sync.triggers import capture_ddl, drop_capture_ddl
 
 revision = "0002_sync_triggers"
 down_revision = "0001_initial"

@@ -1,6 +1,6 @@
 """Conflicts at a receiver: pushes that clashed with a row this site holds.
 
-A push may change only rows its source is the origin of (``sync_receive``). When it
+A push may change only rows its source is the origin of (receive_item.py). When it
 cannot, the clash is recorded here per (source, resource): what this site holds there
 (the same row, a row with the same unique name, or a parent the row's key points at)
 and whose it is, when it was first and last seen and how often. The operator resolves
@@ -19,8 +19,9 @@ from sqlalchemy import and_, delete, func, insert, select, update
 
 from edgefed.store import identity
 from edgefed.store.engine import AsyncConnection, Store
-from edgefed.store.sync import conflicts
-from edgefed.store.sync_rows import KINDS, current_origin
+from edgefed.store.sync.kinds import KINDS
+from edgefed.store.sync.rows import current_origin
+from edgefed.store.sync.tables import conflicts
 
 # What one source may leave recorded here: past this, new clashes are still refused but
 # no longer recorded (a hostile source could otherwise fill the table with invented keys).
