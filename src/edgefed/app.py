@@ -103,6 +103,7 @@ def create_app(
 ) -> FastAPI:
     """A site app. ``transport`` replaces the network for inter-site calls (tests)."""
     services = build_services()
+    metrics = RequestMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -136,6 +137,7 @@ def create_app(
             clock=clock,
             catalog_entries=tuple(e for spec in services for e in spec.catalog),
             nonces=NonceCache(not_before=clock()),
+            request_metrics=metrics,
         )
         app.state.ctx = ctx
         started: list[tuple[ServiceSpec, list[asyncio.Task[None]]]] = []
@@ -199,7 +201,6 @@ def create_app(
         BodyLimit, max_bytes=settings.max_request_body_bytes, streaming_suffixes=STREAMING_SUFFIXES
     )
     app.add_middleware(RequestId)
-    app.state.metrics = RequestMetrics()
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     dispatch.install()
     return app

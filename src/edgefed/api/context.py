@@ -30,6 +30,7 @@ from edgefed.store.engine import Store
 
 if TYPE_CHECKING:
     from edgefed.api.fleetview import FleetView
+    from edgefed.api.metrics import RequestMetrics
 
 
 @dataclass
@@ -71,6 +72,8 @@ class SiteContext:
     revoker: Revoker | None = None
     # The sync engine's figures for fleet operations (the sync service; None without it).
     sync_status: SyncStatus | None = None
+    # Counters and latencies of the requests this site served (the app's middleware).
+    request_metrics: RequestMetrics | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).
     nonces: NonceCache = field(default_factory=NonceCache)
     # Each service's private state (repositories, drivers, caches), keyed by its class.

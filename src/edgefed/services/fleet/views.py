@@ -36,8 +36,7 @@ def peer_health(ctx: SiteContext) -> dict[str, PeerHealth]:
 
 
 def metrics_of(request: Request) -> RequestMetrics | None:
-    metrics: RequestMetrics | None = getattr(request.app.state, "metrics", None)
-    return metrics
+    return site_context(request).request_metrics
 
 
 @router.get("/edge/v1/health")
