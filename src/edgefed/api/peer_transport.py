@@ -2,9 +2,9 @@
 
 httpcore's pool examines every pooled connection for every request it places (closed?
 expired? the latter a ``poll(2)`` on the socket). One pool holding warm connections to a
-hundred peers therefore makes a fan-out to all of them ten thousand such checks: the
-aggregator of a 100-site fleet spent ~7 ms of CPU per peer, most of it there. With a
-pool per peer, each request looks at that peer's few connections only.
+hundred peers therefore makes a fan-out to all of them ten thousand such checks, where
+the aggregator of a 100-site fleet spent most of its CPU (docs/bench.md). With a pool
+per peer, each request looks at that peer's few connections only.
 
 A pool only closes its expired connections when it is used again, and gossip talks to
 random peers: left alone, every site would keep an idle connection to every peer it
