@@ -1,4 +1,5 @@
-"""Security groups (a default group per project, as Neutron creates it) and quotas."""
+"""Security groups (read-only: a default group per project, as Neutron creates it) and
+quotas (a document per project, not records: hand-written routes)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
+from edgefed.api.bodies import read_object
+from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
+from edgefed.api.resource import READ_ONLY, Call, ProjectOwned
+from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
 from edgefed.core.errors import Forbidden, NotFound
-from edgefed.services.network.common import (
-    bad_input,
-    pick,
-    read_resource,
-    repo,
-    security_group_view,
-    select,
-)
+from edgefed.services.network.neutron import NEUTRON, NeutronResource, bad_input, select, standard
+from edgefed.store.network import NetworkQuotas, SecurityGroupRecord, SecurityGroups
 
 router = APIRouter()
 
@@ -34,44 +33,53 @@ QUOTA_DEFAULTS = {
     "rbac_policy": 10,
     "subnetpool": -1,
 }
+# The largest limit a 32-bit column holds (PostgreSQL's INTEGER).
+MAX_LIMIT = 2**31 - 1
 
 
-async def _visible_groups(request: Request, principal: Principal) -> list[dict[str, Any]]:
-    networks = repo(request)
-    if principal.project_id:
-        await networks.ensure_default_security_group(principal.project_id)
-    return [
-        security_group_view(g)
-        for g in await networks.list_security_groups()
-        if principal.is_admin or g.project_id == principal.project_id
-    ]
+class SecurityGroup(NeutronResource[SecurityGroupRecord, SecurityGroups]):
+    key = "security_group"
+    collection_key = "security_groups"
+    path = "/v2.0/security-groups"
+    id_param = "group_id"
+    verbs = READ_ONLY
+    # Only the owner project reads them (no role needed: the default group is made on
+    # the first read of a project-scoped token).
+    access = ProjectOwned[SecurityGroupRecord](project=lambda g: g.project_id)
+
+    def repository(self, call: Call) -> SecurityGroups:
+        return SecurityGroups(call.ctx.store, ensure_for=call.principal.project_id)
+
+    def not_found(self, id: str) -> NotFound:
+        return NotFound(f"Security group {id} does not exist", kind="SecurityGroupNotFound")
+
+    def view(self, group: SecurityGroupRecord, call: Call) -> dict[str, Any]:
+        return {
+            "id": group.id,
+            "name": group.name,
+            "security_group_rules": group.rules,
+            "stateful": True,
+            "shared": False,
+            **standard(group),
+        }
 
 
-@router.get("/v2.0/security-groups")
-async def list_security_groups(
-    request: Request, principal: Principal = Depends(current_principal)
-) -> Json:
-    return Json({"security_groups": select(request, await _visible_groups(request, principal))})
-
-
-@router.get("/v2.0/security-groups/{group_id}")
-async def show_security_group(
-    group_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Json:
-    for view in await _visible_groups(request, principal):
-        if view["id"] == group_id:
-            return Json({"security_group": pick(request, view)})
-    raise NotFound(f"Security group {group_id} does not exist", kind="SecurityGroupNotFound")
+SECURITY_GROUP = SecurityGroup()
 
 
 @router.get("/v2.0/security-group-rules")
-async def list_security_group_rules(
-    request: Request, principal: Principal = Depends(current_principal)
-) -> Json:
-    rules = [
-        r for g in await _visible_groups(request, principal) for r in g["security_group_rules"]
-    ]
-    return Json({"security_group_rules": select(request, rules)})
+async def list_security_group_rules(request: Request) -> Json:
+    call = await begin(SECURITY_GROUP, request, "list")
+    groups = SECURITY_GROUP.repository(call)
+    visible = await SECURITY_GROUP.access.visible(call, await groups.list())
+    return Json({"security_group_rules": select(call.query, [r for g in visible for r in g.rules])})
+
+
+# -- quotas --------------------------------------------------------------------------------
+
+
+def _quotas(request: Request) -> NetworkQuotas:
+    return NetworkQuotas(site_context(request).store)
 
 
 def _may_read_quota(principal: Principal, project_id: str) -> None:
@@ -80,7 +88,7 @@ def _may_read_quota(principal: Principal, project_id: str) -> None:
 
 
 async def _limits(request: Request, project_id: str) -> dict[str, int]:
-    return {**QUOTA_DEFAULTS, **await repo(request).quota_limits(project_id)}
+    return {**QUOTA_DEFAULTS, **await _quotas(request).limits(project_id)}
 
 
 @router.get("/v2.0/quotas")
@@ -102,7 +110,7 @@ async def quota_details(
 ) -> Json:
     _may_read_quota(principal, project_id)
     limits = await _limits(request, project_id)
-    used = await repo(request).count_by_project(project_id)
+    used = await _quotas(request).usage(project_id)
     return Json(
         {
             "quota": {
@@ -125,7 +133,7 @@ async def update_quota(
     project_id: str, request: Request, principal: Principal = Depends(current_principal)
 ) -> Json:
     require_admin(principal, "update_quota")
-    data = await read_resource(request, "quota")
+    data = await read_object(request, NEUTRON.body, key="quota")
     updates: dict[str, int] = {}
     for key, value in data.items():
         if key not in QUOTA_DEFAULTS:
@@ -136,8 +144,10 @@ async def update_quota(
             raise bad_input(f"'{value}' is not an integer (field '{key}')") from exc
         if number < -1:
             raise bad_input(f"'{number}' should be greater than or equal to -1 (field '{key}')")
+        if number > MAX_LIMIT:
+            raise bad_input(f"'{number}' should be at most {MAX_LIMIT} (field '{key}')")
         updates[key] = number
-    await repo(request).set_quota_limits(project_id, updates)
+    await _quotas(request).set_limits(project_id, updates)
     return Json({"quota": await _limits(request, project_id)})
 
 
@@ -146,5 +156,5 @@ async def reset_quota(
     project_id: str, request: Request, principal: Principal = Depends(current_principal)
 ) -> Response:
     require_admin(principal, "delete_quota")
-    await repo(request).reset_quota(project_id)
+    await _quotas(request).reset(project_id)
     return Response(status_code=204)

@@ -16,7 +16,10 @@ from edgefed.api.context import site_context
 from edgefed.api.responses import Json
 from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.core.errors import NotFound
-from edgefed.services.network import extras, networks, ports
+from edgefed.services.network import extras
+from edgefed.services.network.networks import NETWORK
+from edgefed.services.network.ports import PORT
+from edgefed.services.network.subnets import SUBNET
 
 RESOURCES = (
     ("network", "networks"),
@@ -100,7 +103,14 @@ def build() -> ServiceSpec:
         router.add_api_route(path, resources, methods=["GET"], include_in_schema=False)
     router.add_api_route("/v2.0/extensions", list_extensions, methods=["GET"])
     router.add_api_route("/v2.0/extensions/{alias}", show_extension, methods=["GET"])
-    router = APIRouter(routes=routes_of(router, *(m.router for m in (networks, ports, extras))))
+    declared = (NETWORK, SUBNET, PORT, extras.SECURITY_GROUP)
+    router = APIRouter(
+        routes=[
+            *routes_of(router),
+            *(route for resource in declared for route in resource.routes()),
+            *routes_of(extras.router),
+        ]
+    )
     return ServiceSpec(
         name="network",
         prefix="/network",

@@ -1,0 +1,174 @@
+"""What every Neutron resource shares: the dialect, list filters and ``fields``, the
+attribute readers and the create policy.
+
+Neutron lists accept any attribute as a filter (``?name=x&shared=false``) and
+``fields=`` to choose the attributes shown; both are generic here, over the views.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from starlette.datastructures import QueryParams
+
+from edgefed.api.bodies import BodyWording
+from edgefed.api.resource import Call, Dialect, Filter, Repository, Resource
+from edgefed.core.errors import BadRequest
+
+R = TypeVar("R")
+P = TypeVar("P", bound=Repository[Any, Any])
+
+NEUTRON = Dialect(
+    body=BodyWording(
+        empty="Resource body required: expected a JSON object under '{key}'.",
+        malformed="Invalid input for operation: the body is not valid JSON.",
+        not_object="Resource body required: expected a JSON object under '{key}'.",
+    ),
+    not_found="{title} {id} could not be found.",
+    not_found_kind="{Kind}NotFound",
+    forbidden="rule:{rule} is disallowed by policy ({why}).",
+    forbidden_kind="PolicyNotAuthorized",
+    locked="{title} {id} is managed by sync source {origin}; change it there.",
+    update_method="PUT",
+)
+IGNORED_PARAMS = frozenset({"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"})
+FIELDS_DOC = {"fields": "Attributes to show (repeat the parameter for several)."}
+
+
+def stamp(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Owned(Protocol):
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
+
+
+def standard(record: Owned) -> dict[str, Any]:
+    """Neutron's standard attributes, the same on every resource's view."""
+    return {
+        "tenant_id": record.project_id,
+        "project_id": record.project_id,
+        "description": record.description,
+        "tags": [],
+        "created_at": stamp(record.created_at),
+        "updated_at": stamp(record.updated_at),
+        "revision_number": 0,
+    }
+
+
+def _matches(view: dict[str, Any], name: str, values: list[str]) -> bool:
+    if name not in view:
+        return True
+    actual = view[name]
+    if isinstance(actual, bool):
+        return str(actual).lower() in [v.lower() for v in values]
+    if isinstance(actual, list):
+        return any(str(v) in [str(a) for a in actual] for v in values)
+    return str(actual) in values
+
+
+def select(params: QueryParams, views: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply attribute filters and ``fields`` from the query string."""
+    filters = {k: params.getlist(k) for k in params if k not in IGNORED_PARAMS}
+    chosen = [v for v in views if all(_matches(v, k, vals) for k, vals in filters.items())]
+    fields = params.getlist("fields")
+    if fields:
+        chosen = [{k: v[k] for k in fields if k in v} for v in chosen]
+    return chosen
+
+
+def pick(params: QueryParams, view: dict[str, Any]) -> dict[str, Any]:
+    fields = params.getlist("fields")
+    return {k: view[k] for k in fields if k in view} if fields else view
+
+
+def listed(*names: str) -> dict[str, Filter]:
+    """Filters a list pushes to the store (exact values, several allowed), beyond the
+    attribute filters ``select`` applies to every view."""
+    return {
+        name: Filter(field=name, parse=tuple, description=f"Only this {name}.") for name in names
+    }
+
+
+class NeutronResource(Resource[R, P]):
+    dialect = NEUTRON
+    query_doc = FIELDS_DOC
+
+    def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
+        return pick(call.query, view)
+
+    def collection(self, call: Call, views: list[dict[str, Any]]) -> dict[str, Any]:
+        return {self.collection_key: select(call.query, views)}
+
+
+# -- request attributes ----------------------------------------------------------------
+
+
+def bad_input(message: str) -> BadRequest:
+    return BadRequest(f"Invalid input for operation: {message}", kind="InvalidInput")
+
+
+def flag(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise bad_input(f"'{value}' cannot be converted to boolean (field '{key}')")
+    return value
+
+
+def text(data: dict[str, Any], key: str, default: str = "", max_len: int = 255) -> str:
+    """A string attribute; NUL is refused (no database stores it in text)."""
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+        raise bad_input(
+            f"'{value}' is not a valid string of at most {max_len} characters (field '{key}')"
+        )
+    return value
+
+
+def texts(data: dict[str, Any], keys: Sequence[str]) -> dict[str, str]:
+    """The string attributes of ``keys`` that ``data`` names (an update's)."""
+    return {key: text(data, key) for key in keys if key in data}
+
+
+def owner_for(call: Call, data: dict[str, Any]) -> str:
+    """The project a new resource belongs to; the caller must be a member of it (or admin).
+
+    Neutron's secure-RBAC defaults: creating needs the ``member`` role on the project
+    (``reader`` only reads); creating for another project needs ``admin``.
+    """
+    principal = call.principal
+    asked = data.get("project_id") or data.get("tenant_id")
+    if asked and asked != principal.project_id:
+        if not principal.is_admin:
+            raise call.refuse("create", "only an admin can create a resource for another project")
+        return str(asked)
+    if principal.project_id is None and not asked:
+        raise BadRequest("A project-scoped token (or project_id) is needed.")
+    if not (principal.is_admin or principal.has_role("member")):
+        raise call.refuse("create", "the member role on the project is required")
+    return str(asked or principal.project_id)
+
+
+def require_admin_flags(
+    call: Call, data: dict[str, Any], flags: Sequence[str], *, verb: str
+) -> None:
+    """Admin-only attributes (``shared``, ``router:external``), checked as Neutron's policy
+    engine does: on create when set to anything but their default (false), on update
+    whenever the body names them."""
+    if call.principal.is_admin:
+        return
+    for name in flags:
+        if name in data and (verb == "update" or data[name] is not False):
+            rule = f"{verb}_{call.resource.key}:{name}"
+            raise call.refuse(verb, f"only an admin may set '{name}'", rule=rule)

@@ -1,0 +1,130 @@
+"""Subnets: created on a network the caller may change, checked by ``ipam``; seen by
+whoever sees their network (a shared network's subnets by everyone)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from edgefed.api.resource import Call, ProjectOwned
+from edgefed.services.network import ipam
+from edgefed.services.network.networks import NETWORK
+from edgefed.services.network.neutron import (
+    NeutronResource,
+    bad_input,
+    flag,
+    listed,
+    standard,
+    text,
+    texts,
+)
+from edgefed.store.network import Networks, NewSubnet, SubnetRecord, Subnets
+
+_STRING: dict[str, Any] = {"type": "string", "maxLength": 255}
+
+
+class SubnetAccess(ProjectOwned[SubnetRecord]):
+    """A subnet is seen by its project, and by everyone when its network is shared."""
+
+    def __init__(self) -> None:
+        super().__init__(project=lambda s: s.project_id)
+
+    async def readable(self, call: Call, record: SubnetRecord) -> bool:
+        if self.may_read(call, record):
+            return True
+        network = await Networks(call.ctx.store).get(id=record.network_id)
+        return network is not None and network.shared
+
+    async def visible(self, call: Call, records: Sequence[SubnetRecord]) -> list[SubnetRecord]:
+        shared = await Networks(call.ctx.store).shared_ids()
+        return [s for s in records if s.network_id in shared or self.may_read(call, s)]
+
+
+class Subnet(NeutronResource[SubnetRecord, Subnets]):
+    key = "subnet"
+    collection_key = "subnets"
+    path = "/v2.0/subnets"
+    access: ProjectOwned[SubnetRecord] = SubnetAccess()
+    filters = listed("network_id")
+    body_schema = {
+        "type": "object",
+        "required": ["network_id", "cidr"],
+        "properties": {
+            "network_id": {"type": "string"},
+            "cidr": {"type": "string"},
+            "ip_version": {"type": "integer", "enum": [4, 6]},
+            "gateway_ip": {"type": ["string", "null"]},
+            "allocation_pools": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"start": {"type": "string"}, "end": {"type": "string"}},
+                },
+            },
+            "dns_nameservers": {"type": "array", "items": {"type": "string"}},
+            "enable_dhcp": {"type": "boolean"},
+            "name": _STRING,
+            "description": _STRING,
+        },
+    }
+
+    def repository(self, call: Call) -> Subnets:
+        return Subnets(call.ctx.store)
+
+    def view(self, subnet: SubnetRecord, call: Call) -> dict[str, Any]:
+        return {
+            "id": subnet.id,
+            "name": subnet.name,
+            "network_id": subnet.network_id,
+            "cidr": subnet.cidr,
+            "ip_version": subnet.ip_version,
+            "gateway_ip": subnet.gateway_ip,
+            "allocation_pools": subnet.allocation_pools,
+            "dns_nameservers": subnet.dns_nameservers,
+            "host_routes": subnet.host_routes,
+            "enable_dhcp": subnet.enable_dhcp,
+            "ipv6_ra_mode": None,
+            "ipv6_address_mode": None,
+            "subnetpool_id": None,
+            "segment_id": None,
+            "service_types": [],
+            **standard(subnet),
+        }
+
+    async def create(self, call: Call, repo: Subnets) -> SubnetRecord:
+        data = await call.body()
+        if not data.get("network_id"):
+            raise bad_input("'network_id' is required")
+        network = await NETWORK.find(call, str(data["network_id"]))
+        self.access.check_owner(call, network.project_id, "create", id=network.id)
+        taken = [s.cidr for s in await repo.list(filters={"network_id": network.id})]
+        plan = ipam.plan_subnet(data, network_id=network.id, taken=taken)
+        new = NewSubnet(
+            network_id=network.id,
+            project_id=network.project_id,
+            name=text(data, "name"),
+            description=text(data, "description"),
+            cidr=str(plan.net),
+            ip_version=plan.net.version,
+            gateway_ip=plan.gateway_ip,
+            allocation_pools=ipam.pools(data, plan.net, plan.gateway_ip),
+            dns_nameservers=plan.dns_nameservers,
+            host_routes=data.get("host_routes") or [],
+            enable_dhcp=flag(data, "enable_dhcp", True),
+        )
+        return await repo.create(new=new)
+
+    async def changes(self, call: Call, repo: Subnets, subnet: SubnetRecord) -> dict[str, Any]:
+        data = await call.body()
+        changes: dict[str, Any] = texts(data, ("name", "description"))
+        if "enable_dhcp" in data:
+            changes["enable_dhcp"] = flag(data, "enable_dhcp", True)
+        if "dns_nameservers" in data:
+            servers = data["dns_nameservers"] or []
+            if not isinstance(servers, list):
+                raise bad_input("dns_nameservers must be a list")
+            changes["dns_nameservers"] = [str(d) for d in servers]
+        return changes
+
+
+SUBNET = Subnet()
