@@ -26,8 +26,9 @@ def routes_of(*routers: APIRouter) -> list[BaseRoute]:
 
     A router's own settings (prefix, dependencies, tags, responses…) are already in
     its routes: ``add_api_route`` builds each route with them. Nesting inclusions
-    only costs matching time (FastAPI 0.165 scans an included router's routes to
-    match it, then again to handle the request, at every level).
+    only costs matching time (FastAPI scans an included router's routes to match it,
+    then again to handle the request, at every level; docs/bench.md has the version
+    and the cost).
     """
     return [route for router in routers for route in router.routes]
 
@@ -45,10 +46,10 @@ def mount(target: APIRouter, routes: Sequence[BaseRoute], *, prefix: str) -> Non
     """Add ``routes`` to ``target`` under ``prefix`` as routes of its own, not as an
     included router.
 
-    FastAPI (0.165) keeps an included router as one entry that it matches by scanning
-    the router's routes, each through an "effective context" that carries the prefix,
-    and it scans them all again to handle the request: the app's inclusion of a
-    service cost ~40 µs of routing on every request. A route added under its full path
+    FastAPI keeps an included router as one entry that it matches by scanning the
+    router's routes, each through an "effective context" that carries the prefix, and
+    it scans them all again to handle the request, so the app's inclusion of a service
+    cost routing time on every request (docs/bench.md). A route added under its full path
     is matched once, by its own regular expression. Each route is built again the way
     ``add_api_route`` builds one (the target's default response class, dependency
     overrides and unique ids apply, as they would through an inclusion), with its own
