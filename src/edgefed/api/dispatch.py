@@ -1,7 +1,7 @@
 """Try a request only against the routes that can serve its first path segment.
 
 A router matches a request by trying its routes in order until one matches. A site has
-every service's routes (~400) in one app, so a request to ``/identity/…`` was tried
+every service's routes in one app, so a request to ``/identity/…`` was tried
 against the routes of the services registered before identity first. This index
 groups the routes by the first segment of their path (``identity``, ``compute``,
 ``edge``…) and sends each request to a router holding only its group.

@@ -165,7 +165,8 @@ def new_request_id() -> bytes:
 
     A request id tells requests apart in logs; it is no secret, so it comes from the
     process's pseudo-random generator (reseeded in a forked child) instead of
-    ``uuid.uuid4()``, whose system call and UUID object were ~5 % of a token validation.
+    ``uuid.uuid4()``, whose system call and UUID object showed in the profile of a token
+    validation (docs/bench.md).
     """
     bits = random.getrandbits(128)
     bits = (bits & ~(0xF000 << 64)) | (4 << 76)  # version 4
