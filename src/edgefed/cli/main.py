@@ -2,7 +2,7 @@
 
 Each command's module is imported only when that command runs (or when ``--help``
 lists them): ``edgefed site serve`` is a long-lived process on a small box, and the
-host agent, the Ansible bundle and ``up`` cost it ≈ 1.4 MiB it never uses.
+host agent, the Ansible bundle and ``up`` would cost it memory it never uses.
 """
 
 from __future__ import annotations

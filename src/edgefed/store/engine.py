@@ -12,12 +12,12 @@ How statements run:
 
 - **SQLite**: on the event loop, with the standard ``sqlite3`` driver. A statement on a
   local file in the page cache takes microseconds, less than the thread hops of an
-  asyncio driver (aiosqlite: three per read, ≈ 0.3 ms); the one slow step of a write,
+  asyncio driver (aiosqlite: three per read; docs/bench.md); the one slow step of a write,
   the ``COMMIT`` that waits for ``fsync``, runs on the store's own commit thread while
   the loop serves other requests.
 - **PostgreSQL**: SQLAlchemy's own asyncio mechanism (a sync ``Engine`` on asyncpg, each
   call run by ``greenlet_spawn``) without ``sqlalchemy.ext.asyncio``, which imports the
-  ORM (≈ 8 MiB) that a Core-only store never uses.
+  ORM, the largest import a Core-only store would never use (docs/bench.md).
 
 Neither path imports what the other needs (greenlet, asyncpg, the PostgreSQL dialect).
 """
