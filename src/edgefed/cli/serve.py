@@ -26,13 +26,13 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# httpx imports its command-line client (rich, click, pygments: ~7 MiB resident) whenever
+# httpx imports its command-line client (rich, click, pygments) whenever
 # those happen to be installed, as in a development environment. A site never runs it;
 # a None entry makes that optional import fail, which httpx handles exactly as in an
 # install without them. This module is the first the ``edgefed`` command imports.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 # FastAPI asks, for every route's annotations, whether they are pydantic v1 models, by
-# importing ``pydantic.v1`` (≈ 1 MiB); edgefed has none. Blocked, FastAPI answers "no"
+# importing ``pydantic.v1``; edgefed has none. Blocked, FastAPI answers "no"
 # as it does with a pydantic that no longer ships v1.
 sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
@@ -110,9 +110,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def announce(ctx: SiteContext) -> None:
     # Everything built while starting (modules, routes, compiled statements, settings:
-    # ~160,000 objects) lives as long as the process. Frozen, the collector no longer
-    # walks it: a full collection in a serving site took up to ~55 ms, long enough to
-    # stall every request then in flight (and a fan-out waits for its slowest site).
+    # over a hundred thousand objects) lives as long as the process. Frozen, the
+    # collector no longer walks it: a full collection in a serving site took long enough
+    # to stall every request then in flight (and a fan-out waits for its slowest site;
+    # figures in docs/bench.md).
     gc.freeze()
     scheme = "https" if ctx.settings.tls else "http"
     listen = f"{scheme}://{ctx.settings.host}:{ctx.settings.port}"
@@ -123,7 +124,7 @@ def uvicorn_server() -> tuple[type[Config], type[Server]]:
     """uvicorn's ``Config`` and ``Server``, without its package ``__init__``.
 
     That ``__init__`` imports uvicorn's command line: click, the reloaders with
-    watchfiles and multiprocessing (≈ 2 MiB resident) that a site never runs. The
+    watchfiles and multiprocessing, which a site never runs. The
     package is registered without executing it (its submodules import normally), unless
     something imported the whole of uvicorn already.
     """
