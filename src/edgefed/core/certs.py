@@ -8,9 +8,10 @@ client would check.
 
 Reading the key back out of a peer's certificate happens on every new site-to-site
 connection, so it is a small DER walk over the certificate's structure here
-(Certificate → TBSCertificate → SubjectPublicKeyInfo), not a 7 MiB ``cryptography``
-import in every site. Making a certificate needs ``cryptography``: imported by
-``site_certificate_pem`` only, at the first start of a TLS site.
+(Certificate → TBSCertificate → SubjectPublicKeyInfo), not an import of ``cryptography``
+(a large extension; docs/bench.md) in every site. Making a certificate needs
+``cryptography``: imported by ``site_certificate_pem`` only, at the first start of a TLS
+site.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Ed25519 keys for tokens and site signatures: libsodium (through PyNaCl), PKCS#8 files.
 
 A site signs every token it issues and every site-to-site request with its Ed25519 key,
-and verifies the fleet's. libsodium does that for ≈ 1 MiB resident; ``cryptography``
-loads a 7 MiB extension, so it stays for what only it does (RSA keypair generation, SSH
-and x509 parsing in compute's keypairs), imported there when used.
+and verifies the fleet's. libsodium does that in a fraction of the memory that
+``cryptography``'s extension takes (docs/bench.md), so ``cryptography`` stays for what
+only it does (RSA keypair generation, SSH and x509 parsing in compute's keypairs),
+imported there when used.
 
 Key files are PKCS#8 PEM as RFC 8410 defines them for Ed25519 (the form OpenSSL and
 ``cryptography`` write), so a site's ``signing.pem`` is interchangeable with theirs.

@@ -3,8 +3,9 @@
 Fingerprints are computed as Nova computes them: the MD5 of the key blob in colon-hex
 for SSH keys, the SHA-1 of the DER certificate for x509.
 
-``cryptography`` is imported by the functions that need it: its extension is ≈ 7 MiB
-resident, and a site that never handles a keypair should not carry it.
+``cryptography`` is imported by the functions that need it: its extension is the
+largest a site could load (docs/bench.md), and a site that never handles a keypair
+should not carry it.
 """
 
 from __future__ import annotations
