@@ -51,8 +51,8 @@ class LoopThread:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # uvloop (a dependency of the sites' server) relays bytes at about half the
-        # CPU of asyncio's own loop: the emulator shares the cores with the sites it
+        # uvloop (a dependency of the sites' server) relays bytes with less CPU than
+        # asyncio's own loop (docs/bench.md): the emulator shares the cores with the sites it
         # measures, so its cost shows in every benchmark over emulated links.
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
