@@ -24,7 +24,7 @@ async def test_synchronised_rows_are_locked(site, h):
     await QuotaRepository(store).set_limits(kind="project", owner="p9", limits={"cores": 4})
     from sqlalchemy import update  # a back door: mark the rows as synchronised
 
-    from edgefed.store.compute import quotas
+    from edgefed.store.compute.tables import quotas
 
     async with store.write() as conn:
         await conn.execute(update(quotas).values(origin="Paris"))

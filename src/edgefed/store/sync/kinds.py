@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from edgefed.store import compute, identity, image
+from edgefed.store import identity, image
+from edgefed.store.compute import tables as compute
 
 KEY_SEPARATOR = "|"
 Ref = tuple[str, str]  # (kind, key)
