@@ -17,9 +17,9 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.services.compute.body import opt_str, read_json, req_str, string_map
+from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
 from edgefed.services.compute.server_views import iso
-from edgefed.services.compute.servers import get_server
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import ServerRecord
 

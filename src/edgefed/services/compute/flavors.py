@@ -1,7 +1,8 @@
-"""Flavors: CRUD (admin), list/detail with Nova's filters, extra specs and access lists.
+"""Flavors: CRUD (admin) and list/detail with Nova's filters and sorting.
 
 The usual DevStack flavors are seeded at start (idempotently). A flavor delivered by a
 sync source (``origin`` set) is read-only here: changes answer 409 naming the source.
+Extra specs and access lists are in flavor_extra_specs.py and flavor_access.py.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.paging import parse_limit
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from edgefed.core.ids import new_uuid
+from edgefed.services.compute import flavor_access, flavor_extra_specs
 from edgefed.services.compute.body import (
     invalid,
     opt_bool,
@@ -29,6 +32,7 @@ from edgefed.services.compute.body import (
     section,
 )
 from edgefed.services.compute.links import links, next_link
+from edgefed.services.compute.lookups import visible_flavor
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import FlavorRecord, FlavorRepository
@@ -100,17 +104,6 @@ def flavor_view(
     if version.at_least("2.61"):
         view["extra_specs"] = dict(flavor.extra_specs)
     return view
-
-
-async def visible_flavor(state: ComputeState, principal: Principal, flavor_id: str) -> FlavorRecord:
-    flavor = await state.flavors.get(flavor_id)
-    if flavor is not None and not flavor.is_public and not principal.is_admin:
-        allowed = await state.flavors.access_list(flavor.id)
-        if principal.project_id not in allowed:
-            flavor = None
-    if flavor is None:
-        raise NotFound(f"Flavor {flavor_id} could not be found.")
-    return flavor
 
 
 def _parse_is_public(raw: str | None, admin: bool) -> bool | None:
@@ -294,143 +287,6 @@ async def delete_flavor(
     return Response(status_code=202)
 
 
-# -- extra specs ----------------------------------------------------------------------
-
-
-def _spec_values(data: Any) -> dict[str, str]:
-    if not isinstance(data, dict):
-        raise BadRequest("Malformed extra specs: an object is expected")
-    result: dict[str, str] = {}
-    for key, value in data.items():
-        if not re.fullmatch(r"[\w\-: .]{1,255}", str(key)):
-            raise invalid("extra_specs", f"key {key!r} must be 1-255 of letters, digits, '_-:. '")
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise invalid("extra_specs", f"value of {key!r} must be a string or a number")
-        text = str(value)
-        if len(text) > 255:
-            raise invalid("extra_specs", f"value of {key!r} is longer than 255 characters")
-        result[str(key)] = text
-    return result
-
-
-@router.get("/v2.1/flavors/{flavor_id}/os-extra_specs")
-async def list_extra_specs(
-    flavor_id: str,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    flavor = await visible_flavor(state, principal, flavor_id)
-    return Json({"extra_specs": dict(flavor.extra_specs)})
-
-
-@router.post("/v2.1/flavors/{flavor_id}/os-extra_specs")
-async def create_extra_specs(
-    flavor_id: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    require_admin(principal, "os_compute_api:os-flavor-extra-specs:create")
-    body = await read_json(request)
-    if "extra_specs" not in body:
-        raise ValidationFailed(
-            "Invalid input: 'extra_specs' is a required property", field="extra_specs"
-        )
-    specs = _spec_values(body["extra_specs"])
-    flavor = await visible_flavor(state, principal, flavor_id)
-    await state.flavors.update(flavor, extra_specs={**flavor.extra_specs, **specs})
-    return Json({"extra_specs": specs})
-
-
-@router.get("/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
-async def show_extra_spec(
-    flavor_id: str,
-    key: str,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    flavor = await visible_flavor(state, principal, flavor_id)
-    if key not in flavor.extra_specs:
-        raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
-    return Json({key: flavor.extra_specs[key]})
-
-
-@router.put("/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
-async def update_extra_spec(
-    flavor_id: str,
-    key: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    require_admin(principal, "os_compute_api:os-flavor-extra-specs:update")
-    body = await read_json(request)
-    if len(body) != 1 or key not in body:
-        raise BadRequest("Request body and URI mismatch")
-    specs = _spec_values(body)
-    flavor = await visible_flavor(state, principal, flavor_id)
-    await state.flavors.update(flavor, extra_specs={**flavor.extra_specs, **specs})
-    return Json(specs)
-
-
-@router.delete("/v2.1/flavors/{flavor_id}/os-extra_specs/{key}")
-async def delete_extra_spec(
-    flavor_id: str,
-    key: str,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Response:
-    require_admin(principal, "os_compute_api:os-flavor-extra-specs:delete")
-    flavor = await visible_flavor(state, principal, flavor_id)
-    if key not in flavor.extra_specs:
-        raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
-    await state.flavors.update(
-        flavor, extra_specs={k: v for k, v in flavor.extra_specs.items() if k != key}
-    )
-    return Response(status_code=200)
-
-
-# -- access -----------------------------------------------------------------------------
-
-
-async def _access_body(state: ComputeState, flavor: FlavorRecord) -> Json:
-    projects = await state.flavors.access_list(flavor.id)
-    return Json({"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p} for p in projects]})
-
-
-@router.get("/v2.1/flavors/{flavor_id}/os-flavor-access")
-async def list_access(
-    flavor_id: str,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    require_admin(principal, "os_compute_api:os-flavor-access")
-    flavor = await visible_flavor(state, principal, flavor_id)
-    if flavor.is_public:
-        raise NotFound("Access list not available for public flavors.")
-    return await _access_body(state, flavor)
-
-
-@router.post("/v2.1/flavors/{flavor_id}/action")
-async def flavor_action(
-    flavor_id: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    body = await read_json(request)
-    if len(body) != 1 or next(iter(body)) not in ("addTenantAccess", "removeTenantAccess"):
-        raise BadRequest("Unknown flavor action: use addTenantAccess or removeTenantAccess")
-    action, data = next(iter(body.items()))
-    require_admin(principal, f"os_compute_api:os-flavor-access:{action}")
-    if not isinstance(data, dict):
-        raise ValidationFailed(f"Invalid input: '{action}' must be an object", field=action)
-    tenant = req_str(data, "tenant")
-    flavor = await visible_flavor(state, principal, flavor_id)
-    if flavor.is_public:
-        raise Conflict("Can not add access to a public flavor.")
-    if action == "addTenantAccess":
-        await state.flavors.add_access(flavor, tenant)
-    else:
-        await state.flavors.remove_access(flavor, tenant)
-    return await _access_body(state, flavor)
+# The routes of flavor_extra_specs.py, flavor_access.py are this router's too (service.py
+# builds the compute router from these modules' routes: api.service.routes_of).
+router.routes.extend(routes_of(flavor_extra_specs.router, flavor_access.router))

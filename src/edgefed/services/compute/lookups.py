@@ -1,0 +1,41 @@
+"""Finding a server or a flavor the caller may see, or answering as if it did not exist.
+
+Nova answers 404 for a server of another project and for a private flavor the caller's
+project has no access to: whether a resource exists is itself information. Every route
+that takes an id goes through these, so the rule is written once.
+"""
+
+from __future__ import annotations
+
+from edgefed.api.auth import Principal
+from edgefed.api.policy import require_write
+from edgefed.core.errors import NotFound
+from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import FlavorRecord, ServerRecord
+
+
+async def get_server(
+    state: ComputeState, principal: Principal, server_id: str, *, write: bool = False
+) -> ServerRecord:
+    """The live server ``server_id`` if the caller may see it (``write``: change it)."""
+    server = await state.servers.get(server_id)
+    if server is None:
+        raise NotFound(f"Instance {server_id} could not be found.")
+    if write:
+        require_write(principal, server.project_id, "os_compute_api:servers:update")
+    elif not principal.is_admin and principal.project_id != server.project_id:
+        raise NotFound(f"Instance {server_id} could not be found.")
+    return server
+
+
+async def visible_flavor(state: ComputeState, principal: Principal, flavor_id: str) -> FlavorRecord:
+    """The flavor if it is public, the caller is an admin, or its project is on the
+    flavor's access list."""
+    flavor = await state.flavors.get(flavor_id)
+    if flavor is not None and not flavor.is_public and not principal.is_admin:
+        allowed = await state.flavors.access_list(flavor.id)
+        if principal.project_id not in allowed:
+            flavor = None
+    if flavor is None:
+        raise NotFound(f"Flavor {flavor_id} could not be found.")
+    return flavor
