@@ -5,9 +5,9 @@ inter-site client is on the hot path of the router and of sync. httpcore, under 
 parses HTTP with the pure-Python ``h11`` and wraps every socket operation in an anyio
 stream: about a third of a millisecond of CPU per request and answer on this kind of
 machine. Here an ``asyncio.Protocol`` writes the request in one call and feeds the
-answer to llhttp, the C parser uvicorn itself uses; the answer's body is handed over
-as it arrives, with reading paused while the consumer lags (so large image transfers
-stream in bounded memory).
+answer to llhttp, the C parser uvicorn itself uses (http1_connection.py); the answer's
+body is handed over as it arrives, with reading paused while the consumer lags (so
+large image transfers stream in bounded memory). This module is the pool.
 
 ``Http1Pool`` is an ``httpx.AsyncBaseTransport`` for one origin: callers keep using
 ``httpx.Request``/``httpx.Response`` and the httpx exception types (``ConnectError``,
@@ -33,262 +33,17 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import cast
 
-import httptools
 import httpx
 
+from edgefed.api.http1_connection import ClosedUnanswered, Connection, Exchange
+
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-HIGH_WATER = 1 << 20  # bytes of answer body buffered before reading pauses
-LOW_WATER = 1 << 18
-
-
-def _resolve(waiter: asyncio.Future[None] | None) -> None:
-    """Wake whoever waits on ``waiter`` (if anyone still does)."""
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class _Exchange:
-    """One request's answer as the parser sees it: head, then body pieces, then done."""
-
-    __slots__ = (
-        "buffered",
-        "complete",
-        "error",
-        "head",
-        "head_request",
-        "headers",
-        "keep_alive",
-        "pieces",
-        "reason",
-        "received",
-        "status",
-        "until_close",
-        "version",
-        "waiter",
-    )
-
-    def __init__(self, head_request: bool) -> None:
-        loop = asyncio.get_running_loop()
-        self.head: asyncio.Future[None] = loop.create_future()
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.keep_alive = False
-        self.version = b"HTTP/1.1"
-        self.reason = b""
-        self.pieces: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.complete = False
-        self.error: httpx.TransportError | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.received = False  # any byte of the answer
-        self.until_close = False  # no length, not chunked: the body ends with the connection
-        self.head_request = head_request
-
-    def wake(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        _resolve(waiter)
-
-    def expire(self) -> None:
-        """The read timeout passed before the answer's head arrived."""
-        self.fail(httpx.ReadTimeout("the peer did not answer in time"))
-
-    def fail(self, error: httpx.TransportError) -> None:
-        if self.complete:
-            return
-        self.error = error
-        if not self.head.done():
-            self.head.set_exception(error)
-            self.head.exception()  # retrieved: a caller may have gone (timeout)
-        self.wake()
-
-
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection to the origin, carrying one exchange at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._exchange: _Exchange | None = None
-        self._parser: httptools.HttpResponseParser | None = None
-        self._paused_reading = False
-        self._write_ready: asyncio.Future[None] | None = None
-        self._broken_request = False
-
-    # -- asyncio.Protocol ----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        exchange, parser = self._exchange, self._parser
-        if exchange is None or parser is None or exchange.complete:
-            self.close()  # bytes nobody asked for: the connection is not usable any more
-            return
-        exchange.received = True
-        try:
-            parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            exchange.fail(httpx.RemoteProtocolError("the peer switched protocols"))
-            self.close()
-        except httptools.HttpParserError as exc:
-            exchange.fail(httpx.RemoteProtocolError(f"malformed answer from the peer: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        exchange = self._exchange
-        if exchange is not None and not exchange.complete:
-            if exchange.until_close and exchange.head.done():
-                self._finish(exchange, reusable=False)
-            else:
-                exchange.fail(
-                    httpx.RemoteProtocolError("the peer closed the connection mid-answer")
-                    if exchange.received
-                    else _Closed("the peer closed the connection without answering")
-                )
-        self.closed = True
-        return None  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        exchange = self._exchange
-        if exchange is not None and not exchange.complete:
-            reason = str(exc) if exc else "connection closed"
-            exchange.fail(
-                httpx.ReadError(f"the connection to the peer was lost: {reason}")
-                if exchange.received
-                else _Closed(f"the connection to the peer was lost: {reason}")
-            )
-        waiter, self._write_ready = self._write_ready, None
-        _resolve(waiter)
-
-    def pause_writing(self) -> None:
-        if self._write_ready is None:
-            self._write_ready = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        waiter, self._write_ready = self._write_ready, None
-        _resolve(waiter)
-
-    # -- llhttp callbacks ------------------------------------------------------------------
-
-    def on_status(self, status: bytes) -> None:
-        if self._exchange is not None:
-            self._exchange.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._exchange is not None:
-            self._exchange.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        exchange, parser = self._exchange, self._parser
-        if exchange is None or parser is None:
-            return
-        status = parser.get_status_code()
-        if 100 <= status < 200:  # informational: the real answer follows
-            exchange.headers = []
-            exchange.reason = b""
-            return
-        exchange.status = status
-        exchange.keep_alive = parser.should_keep_alive()
-        exchange.version = b"HTTP/" + parser.get_http_version().encode()
-        exchange.until_close = not any(
-            name.lower() in (b"content-length", b"transfer-encoding")
-            for name, _ in exchange.headers
-        ) and status not in (204, 304)
-        if not exchange.head.done():
-            exchange.head.set_result(None)
-        if exchange.head_request:  # no body follows, whatever the length says
-            self._finish(exchange, reusable=exchange.keep_alive)
-
-    def on_body(self, body: bytes) -> None:
-        exchange = self._exchange
-        if exchange is None or exchange.complete:
-            return
-        exchange.pieces.append(body)
-        exchange.buffered += len(body)
-        if exchange.buffered > HIGH_WATER and not self._paused_reading and self.transport:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        exchange.wake()
-
-    def on_message_complete(self) -> None:
-        exchange, parser = self._exchange, self._parser
-        if exchange is None or parser is None or exchange.complete:
-            return
-        if exchange.status == 0:  # the end of an informational answer
-            return
-        self._finish(exchange, reusable=exchange.keep_alive)
-
-    # -- the exchange ------------------------------------------------------------------------
-
-    def _finish(self, exchange: _Exchange, *, reusable: bool) -> None:
-        exchange.complete = True
-        self._parser = None
-        if not reusable:
-            self.close()
-        exchange.wake()
-
-    def begin(self, head_request: bool) -> _Exchange:
-        exchange = _Exchange(head_request)
-        self._exchange = exchange
-        self._parser = httptools.HttpResponseParser(self)
-        return exchange
-
-    def consumed(self, exchange: _Exchange, size: int) -> None:
-        exchange.buffered -= size
-        if self._paused_reading and exchange.buffered < LOW_WATER and self.transport:
-            self._paused_reading = False
-            self.transport.resume_reading()
-
-    def end(self) -> None:
-        """The exchange is over (its answer read or abandoned)."""
-        exchange, self._exchange = self._exchange, None
-        if (
-            exchange is None
-            or not exchange.complete
-            or exchange.error is not None
-            or self._broken_request
-        ):
-            self.close()
-
-    def abandon_after(self) -> None:
-        """The request was not sent whole: close once its answer has been read."""
-        self._broken_request = True
-
-    async def write(self, data: bytes, timeout: float | None) -> None:
-        """Write ``data``; wait (at most ``timeout``) only while the peer is not reading."""
-        if self.closed or self.transport is None:
-            raise _Closed("the connection to the peer is closed")
-        self.transport.write(data)
-        waiter = self._write_ready
-        if waiter is not None:
-            try:
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(waiter)
-            except TimeoutError:
-                raise httpx.WriteTimeout("sending the request to the peer timed out") from None
-            if self.closed:
-                raise httpx.WriteError("the connection to the peer was lost while sending")
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    @property
-    def reusable(self) -> bool:
-        return not self.closed and self._exchange is None
-
-
-class _Closed(httpx.ReadError):
-    """A kept-alive connection closed by the peer before any byte of the answer."""
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, pool: Http1Pool, conn: _Connection, exchange: _Exchange, read: float | None):
+    def __init__(self, pool: Http1Pool, conn: Connection, exchange: Exchange, read: float | None):
         self._pool = pool
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self._exchange = exchange
         self._read_timeout = read
 
@@ -357,14 +112,14 @@ class Http1Pool(httpx.AsyncBaseTransport):
         )
         self._expiry = limits.keepalive_expiry
         self._clock = clock
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._count = 0  # connections open or opening
-        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Connection | None]] = collections.deque()
         self._closed = False
 
     # -- connections ---------------------------------------------------------------------
 
-    def _take_idle(self) -> _Connection | None:
+    def _take_idle(self) -> Connection | None:
         now = self._clock()
         while self._idle:
             conn = self._idle.pop()
@@ -373,12 +128,12 @@ class Http1Pool(httpx.AsyncBaseTransport):
             self._drop(conn)
         return None
 
-    def _drop(self, conn: _Connection) -> None:
+    def _drop(self, conn: Connection) -> None:
         """Close a connection this pool counts, and stop counting it."""
         conn.close()
         self._count -= 1
 
-    async def _acquire(self, timeout: float | None) -> _Connection | None:
+    async def _acquire(self, timeout: float | None) -> Connection | None:
         """A kept-alive connection, or None when the caller may open a new one."""
         conn = self._take_idle()
         if conn is not None:
@@ -386,7 +141,7 @@ class Http1Pool(httpx.AsyncBaseTransport):
         if self._count < self._max:
             self._count += 1
             return None
-        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
@@ -401,14 +156,14 @@ class Http1Pool(httpx.AsyncBaseTransport):
                 raise httpx.PoolTimeout("no free connection to the peer in time") from None
             raise
 
-    def _give_back(self, conn: _Connection | None) -> None:
+    def _give_back(self, conn: Connection | None) -> None:
         if conn is None:
             self._count -= 1
             self._wake_one(None)
         else:
             self.release(conn)
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         """A connection is free again (or dead): hand it on, keep it, or close it."""
         if not conn.reusable or self._closed:
             self._drop(conn)
@@ -422,7 +177,7 @@ class Http1Pool(httpx.AsyncBaseTransport):
             return
         self._idle.append(conn)
 
-    def _wake_one(self, conn: _Connection | None) -> bool:
+    def _wake_one(self, conn: Connection | None) -> bool:
         """Give ``conn`` (or the right to open one) to the longest waiter."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -434,13 +189,13 @@ class Http1Pool(httpx.AsyncBaseTransport):
             return True
         return False
 
-    async def _open(self, timeout: float | None) -> _Connection:
+    async def _open(self, timeout: float | None) -> Connection:
         loop = asyncio.get_running_loop()
         host, port, tls = self._host, self._port, self._tls
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    _Connection,
+                    Connection,
                     host,
                     port,
                     ssl=tls,
@@ -498,13 +253,15 @@ class Http1Pool(httpx.AsyncBaseTransport):
                     conn.close()
                     conn.end()
                 self._give_back(conn)
-                if not (isinstance(exc, _Closed) and reused and replayable and attempt == 0):
+                if not (
+                    isinstance(exc, ClosedUnanswered) and reused and replayable and attempt == 0
+                ):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _exchange(
         self,
-        conn: _Connection,
+        conn: Connection,
         method: bytes,
         target: bytes,
         headers: list[tuple[bytes, bytes]],

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import uvloop
 
-from edgefed.api.http1 import HIGH_WATER, Http1Pool
+from edgefed.api.http1 import Http1Pool
+from edgefed.api.http1_connection import HIGH_WATER
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
