@@ -114,10 +114,15 @@ async def _without_name_clashes(
     results: dict[int, dict[str, Any]],
 ) -> list[Candidate]:
     """The candidates whose unique values no other row holds (here, or earlier in the
-    run); the others are answered as conflicts in ``results``."""
+    run); the others are answered as conflicts in ``results``.
+
+    Judged in order, as one by one would: a row of the run that moves to new values
+    frees the ones it held for the rows after it (a rename on its way at the source).
+    """
     key_col = kind.table.c[kind.key_columns[0]]
     for columns in unique_groups(kind):
         taken: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+        held_by: dict[str, tuple[Any, ...]] = {}  # key -> the values its row holds here
         wanted = [
             tuple(v[c] for c in columns) for _, _, v in candidates if all(c in v for c in columns)
         ]
@@ -128,6 +133,7 @@ async def _without_name_clashes(
             )
             for found_row in await run.conn.execute(query):
                 taken[tuple(found_row[2:])] = (str(found_row[0]), found_row[1])
+                held_by[str(found_row[0])] = tuple(found_row[2:])
         kept = []
         for n, item, values in candidates:
             if all(c in values for c in columns):
@@ -137,6 +143,10 @@ async def _without_name_clashes(
                     clash = name_clash(kind, keys[n], columns, values, other[0], other[1])
                     results[n] = await run.conflict(item, kind, keys[n], clash)
                     continue
+                before = held_by.get(keys[n])
+                if before is not None and before != unique_values:
+                    if taken.get(before, ("", None))[0] == keys[n]:
+                        del taken[before]
                 taken[unique_values] = (keys[n], run.source)
             kept.append((n, item, values))
         candidates = kept
@@ -170,8 +180,7 @@ async def _write(
             updates.setdefault(frozenset(changes), []).append({"k_key": keys[n], **changes})
         else:
             inserts.setdefault(frozenset(row), []).append(row)
-    for rows in inserts.values():
-        await conn.execute(insert(kind.table), rows)
+    # Updates first: a row renamed frees its old name for a new row of the same run.
     for columns_set, rows in updates.items():
         stmt = (
             update(kind.table)
@@ -179,6 +188,8 @@ async def _write(
             .values({c[2:]: bindparam(c) for c in columns_set})
         )
         await conn.execute(stmt, rows)
+    for rows in inserts.values():
+        await conn.execute(insert(kind.table), rows)
     if marked:
         await conn.execute(upsert_marks(conn), marked)
     if candidates:
