@@ -153,6 +153,14 @@ class Connection(asyncio.Protocol):
 
     # -- llhttp callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        exchange = self._exchange
+        if exchange is not None and exchange.complete:
+            # Bytes after the whole answer, in the same read: an answer nobody asked for.
+            # The one asked for is complete (its body is queued); the connection is not
+            # usable any more.
+            self.close()
+
     def on_status(self, status: bytes) -> None:
         if self._exchange is not None:
             self._exchange.reason += status
