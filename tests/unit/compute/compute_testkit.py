@@ -1,13 +1,12 @@
-"""Helpers of the compute tests: an image to boot from, booting, a bounded status poller."""
+"""Helpers of the compute tests: an image to boot from, booting, waiting for a status."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.wait import eventually
 
 V = {"OpenStack-API-Version": "compute 2.96"}
 
@@ -31,19 +30,20 @@ async def make_image(site: InProcessSite, **extra: Any) -> str:
 async def wait_for(
     site: InProcessSite, headers: dict[str, str], server_id: str, status: str, timeout: float = 10
 ) -> dict[str, Any]:
-    """Poll the server until it has ``status`` (bounded); return its last view."""
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    """Wait (bounded) until the server has ``status``; return its last view."""
+    last: dict[str, Any] = {}
+
+    async def reached() -> bool:
         r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=headers)
         if status == "DELETED" and r.status_code == 404:
-            return {}
+            last.clear()
+            return True
         assert r.status_code == 200, r.text
-        body = r.json()["server"]
-        if body["status"] == status:
-            return body
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"server {server_id} never reached {status}: last {body.get('status')}")
+        last.update(r.json()["server"])
+        return bool(last["status"] == status)
+
+    await eventually(reached, within=timeout, every=0.01, what=f"server {server_id} {status}")
+    return last
 
 
 async def boot(
