@@ -17,22 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.engine import Row
+from sqlalchemy import Column, Float, String, Table, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from edgefed.core.errors import Conflict
 from edgefed.store.engine import Store
-from edgefed.store.schema import JsonDoc, UtcDateTime, metadata
+from edgefed.store.records import Clock, RecordMapper, RecordRepository
+from edgefed.store.schema import JsonDoc, UtcDateTime, metadata, utcnow
 
 hosts = Table(
     "inventory_hosts",
@@ -112,6 +103,15 @@ class EnrollmentTokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEnrollmentToken:
+    id: str
+    token_hash: str
+    hostname: str | None
+    personality: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewHost:
     id: str
     hostname: str
@@ -129,45 +129,7 @@ class NewHost:
     disk_allocation_ratio: float = 1.0
     credential_hash: str | None = None
     last_heartbeat_at: float | None = None
-
-
-def _host(row: Row[Any]) -> HostRecord:
-    m = row._mapping
-    return HostRecord(
-        id=m["id"],
-        hostname=m["hostname"],
-        personality=m["personality"],
-        mgmt_ip=m["mgmt_ip"],
-        administrative=m["administrative"],
-        availability=m["availability"],
-        bm_type=m["bm_type"],
-        bm_ip=m["bm_ip"],
-        bm_username=m["bm_username"],
-        target_load=m["target_load"],
-        labels=dict(m["labels"] or {}),
-        hardware=dict(m["hardware"] or {}),
-        cpu_allocation_ratio=m["cpu_allocation_ratio"],
-        ram_allocation_ratio=m["ram_allocation_ratio"],
-        disk_allocation_ratio=m["disk_allocation_ratio"],
-        credential_hash=m["credential_hash"],
-        last_heartbeat_at=m["last_heartbeat_at"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
-
-
-def _token(row: Row[Any]) -> EnrollmentTokenRecord:
-    m = row._mapping
-    return EnrollmentTokenRecord(
-        id=m["id"],
-        token_hash=m["token_hash"],
-        hostname=m["hostname"],
-        personality=m["personality"],
-        expires_at=m["expires_at"],
-        used_at=m["used_at"],
-        used_by_host_id=m["used_by_host_id"],
-        created_at=m["created_at"],
-    )
+    target_load: str | None = None
 
 
 class _NotClaimed(Exception):
@@ -178,7 +140,7 @@ class MgmtIpTaken(Conflict):
     """The management address went to another host (a concurrent add took it first)."""
 
 
-def _conflict(exc: IntegrityError) -> Conflict:
+def _conflict(exc: IntegrityError, values: Mapping[str, Any]) -> Conflict:
     text = str(exc.orig).lower()
     if "mgmt_ip" in text:
         return MgmtIpTaken("The management IP address is already assigned to another host.")
@@ -187,87 +149,51 @@ def _conflict(exc: IntegrityError) -> Conflict:
     return Conflict("The host conflicts with an existing one.")
 
 
-class InventoryRepository:
-    """All SQL of the hosts inventory."""
+_HOST = select(hosts).where(
+    or_(
+        hosts.c.id == bindparam("id"),
+        hosts.c.hostname == bindparam("id"),
+        hosts.c.hostname == bindparam("lowered"),
+    )
+)
+_BY_HOSTNAME = select(hosts).where(hosts.c.hostname == bindparam("hostname"))
+_TOKEN_BY_HASH = select(enrollment_tokens).where(
+    enrollment_tokens.c.token_hash == bindparam("token_hash")
+)
 
-    def __init__(self, store: Store):
-        self.store = store
 
-    async def list_hosts(self) -> list[HostRecord]:
+def _unused_token(token_id: str) -> Any:
+    return (enrollment_tokens.c.id == token_id) & (enrollment_tokens.c.used_at.is_(None))
+
+
+class Hosts(RecordRepository[HostRecord, NewHost]):
+    """The hosts, sorted by hostname; ``get`` finds one by id or hostname."""
+
+    table = hosts
+    mapper = RecordMapper(HostRecord)
+    order = ("hostname",)
+
+    def __init__(self, store: Store, *, now: Clock = utcnow):
+        super().__init__(store, now=now, conflict=_conflict)
+
+    async def get(self, *, id: str) -> HostRecord | None:
+        """By id or hostname (hostnames are lower-case: ``Edge-1`` finds ``edge-1``)."""
         async with self.store.read() as conn:
-            rows = await conn.execute(select(hosts).order_by(hosts.c.hostname))
-            return [_host(r) for r in rows]
-
-    async def get(self, id_or_hostname: str) -> HostRecord | None:
-        async with self.store.read() as conn:
-            row = (
-                await conn.execute(
-                    select(hosts).where(
-                        (hosts.c.id == id_or_hostname) | (hosts.c.hostname == id_or_hostname)
-                    )
-                )
-            ).first()
-            return _host(row) if row else None
+            row = (await conn.execute(_HOST, {"id": id, "lowered": id.lower()})).first()
+        return self.mapper.one(row) if row else None
 
     async def by_hostname(self, hostname: str) -> HostRecord | None:
         """The host with this hostname (never one whose *id* happens to look like it)."""
         async with self.store.read() as conn:
-            row = (await conn.execute(select(hosts).where(hosts.c.hostname == hostname))).first()
-            return _host(row) if row else None
+            row = (await conn.execute(_BY_HOSTNAME, {"hostname": hostname})).first()
+        return self.mapper.one(row) if row else None
 
     async def used_mgmt_ips(self) -> set[str]:
         async with self.store.read() as conn:
             rows = await conn.execute(select(hosts.c.mgmt_ip).where(hosts.c.mgmt_ip.is_not(None)))
             return {r.mgmt_ip for r in rows}
 
-    async def add(self, new: NewHost, *, now: dt.datetime) -> HostRecord:
-        values = {
-            "id": new.id,
-            "hostname": new.hostname,
-            "personality": new.personality,
-            "mgmt_ip": new.mgmt_ip,
-            "administrative": new.administrative,
-            "availability": new.availability,
-            "bm_type": new.bm_type,
-            "bm_ip": new.bm_ip,
-            "bm_username": new.bm_username,
-            "target_load": None,
-            "labels": dict(new.labels),
-            "hardware": dict(new.hardware),
-            "cpu_allocation_ratio": new.cpu_allocation_ratio,
-            "ram_allocation_ratio": new.ram_allocation_ratio,
-            "disk_allocation_ratio": new.disk_allocation_ratio,
-            "credential_hash": new.credential_hash,
-            "last_heartbeat_at": new.last_heartbeat_at,
-            "created_at": now,
-            "updated_at": now,
-        }
-        try:
-            async with self.store.write() as conn:
-                await conn.execute(insert(hosts).values(**values))
-        except IntegrityError as exc:
-            raise _conflict(exc) from exc
-        found = await self.get(new.id)
-        assert found is not None
-        return found
-
-    async def update(self, host_id: str, *, now: dt.datetime, **changes: Any) -> HostRecord:
-        try:
-            async with self.store.write() as conn:
-                await conn.execute(
-                    update(hosts).where(hosts.c.id == host_id).values(updated_at=now, **changes)
-                )
-        except IntegrityError as exc:
-            raise _conflict(exc) from exc
-        found = await self.get(host_id)
-        assert found is not None
-        return found
-
-    async def delete(self, host_id: str) -> None:
-        async with self.store.write() as conn:
-            await conn.execute(delete(hosts).where(hosts.c.id == host_id))
-
-    async def mark_silent_down(self, *, heard_before: float, now: dt.datetime) -> list[HostRecord]:
+    async def mark_silent_down(self, *, heard_before: float) -> list[HostRecord]:
         """Hosts reported available whose last heartbeat is older than ``heard_before``,
         now marked ``down``; returns them."""
         async with self.store.write() as conn:
@@ -277,78 +203,14 @@ class InventoryRepository:
                     & (hosts.c.last_heartbeat_at < heard_before)
                 )
             )
-            silent = [_host(r) for r in rows]
+            silent = self.mapper.all(rows)
             if silent:
                 await conn.execute(
                     update(hosts)
                     .where(hosts.c.id.in_([h.id for h in silent]))
-                    .values(availability="down", updated_at=now)
+                    .values(availability="down", updated_at=self.now())
                 )
         return silent
-
-    # Enrollment tokens ------------------------------------------------------------
-
-    async def add_token(
-        self,
-        *,
-        token_id: str,
-        token_hash: str,
-        hostname: str | None,
-        personality: str | None,
-        expires_at: float,
-        now: dt.datetime,
-    ) -> EnrollmentTokenRecord:
-        async with self.store.write() as conn:
-            await conn.execute(
-                insert(enrollment_tokens).values(
-                    id=token_id,
-                    token_hash=token_hash,
-                    hostname=hostname,
-                    personality=personality,
-                    expires_at=expires_at,
-                    used_at=None,
-                    used_by_host_id=None,
-                    created_at=now,
-                )
-            )
-        return EnrollmentTokenRecord(
-            id=token_id,
-            token_hash=token_hash,
-            hostname=hostname,
-            personality=personality,
-            expires_at=expires_at,
-            used_at=None,
-            used_by_host_id=None,
-            created_at=now,
-        )
-
-    async def list_tokens(self) -> list[EnrollmentTokenRecord]:
-        async with self.store.read() as conn:
-            rows = await conn.execute(
-                select(enrollment_tokens).order_by(enrollment_tokens.c.created_at)
-            )
-            return [_token(r) for r in rows]
-
-    async def token_by_hash(self, token_hash: str) -> EnrollmentTokenRecord | None:
-        async with self.store.read() as conn:
-            row = (
-                await conn.execute(
-                    select(enrollment_tokens).where(enrollment_tokens.c.token_hash == token_hash)
-                )
-            ).first()
-            return _token(row) if row else None
-
-    async def consume_token(self, token_id: str, *, host_id: str, used_at: float) -> bool:
-        """Mark the token used; False when someone else used it first (one-time)."""
-        async with self.store.write() as conn:
-            result = await conn.execute(
-                update(enrollment_tokens)
-                .where(
-                    (enrollment_tokens.c.id == token_id) & (enrollment_tokens.c.used_at.is_(None))
-                )
-                .values(used_at=used_at, used_by_host_id=host_id)
-            )
-            return bool(result.rowcount == 1)
 
     async def claim_agent(
         self,
@@ -357,7 +219,6 @@ class InventoryRepository:
         host_id: str,
         credential_hash: str,
         used_at: float,
-        now: dt.datetime,
         changes: Mapping[str, Any],
     ) -> HostRecord | None:
         """In one transaction: use the token and give the host its agent credential, but
@@ -367,10 +228,7 @@ class InventoryRepository:
             async with self.store.write() as conn:
                 used = await conn.execute(
                     update(enrollment_tokens)
-                    .where(
-                        (enrollment_tokens.c.id == token_id)
-                        & (enrollment_tokens.c.used_at.is_(None))
-                    )
+                    .where(_unused_token(token_id))
                     .values(used_at=used_at, used_by_host_id=host_id)
                 )
                 if used.rowcount != 1:
@@ -378,17 +236,42 @@ class InventoryRepository:
                 claimed = await conn.execute(
                     update(hosts)
                     .where((hosts.c.id == host_id) & (hosts.c.credential_hash.is_(None)))
-                    .values(credential_hash=credential_hash, updated_at=now, **changes)
+                    .values(credential_hash=credential_hash, updated_at=self.now(), **changes)
                 )
                 if claimed.rowcount != 1:
                     raise _NotClaimed
         except _NotClaimed:
             return None
-        return await self.get(host_id)
+        return await self.get(id=host_id)
 
-    async def delete_token(self, token_id: str) -> bool:
+
+class EnrollmentTokens(RecordRepository[EnrollmentTokenRecord, NewEnrollmentToken]):
+    """One-time secrets for host agents; only their SHA-256 is kept."""
+
+    table = enrollment_tokens
+    mapper = RecordMapper(EnrollmentTokenRecord)
+
+    async def by_hash(self, token_hash: str) -> EnrollmentTokenRecord | None:
+        async with self.store.read() as conn:
+            row = (await conn.execute(_TOKEN_BY_HASH, {"token_hash": token_hash})).first()
+            return self.mapper.one(row) if row else None
+
+    async def consume(self, token_id: str, *, host_id: str, used_at: float) -> bool:
+        """Mark the token used; False when someone else used it first (one-time)."""
         async with self.store.write() as conn:
             result = await conn.execute(
-                delete(enrollment_tokens).where(enrollment_tokens.c.id == token_id)
+                update(enrollment_tokens)
+                .where(_unused_token(token_id))
+                .values(used_at=used_at, used_by_host_id=host_id)
             )
             return bool(result.rowcount == 1)
+
+
+class InventoryRepository:
+    """What other rooms read of the inventory (the scheduler's and the fleet's hosts)."""
+
+    def __init__(self, store: Store):
+        self.hosts = Hosts(store)
+
+    async def list_hosts(self) -> list[HostRecord]:
+        return list(await self.hosts.list())

@@ -105,7 +105,7 @@ def action(
             writes=writes,
             status_code=status_code,
             body=body,
-            summary=(fn.__doc__ or "").strip().split("\n")[0],
+            summary=" ".join((fn.__doc__ or "").strip().split("\n\n")[0].split()),
         )
         return fn
 

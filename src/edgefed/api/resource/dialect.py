@@ -43,6 +43,20 @@ class Dialect:
         return template.format(**values)
 
 
+# edgefed's own API (``/edge/v1``: hosts, fleet): Keystone's fault shape, plain words.
+EDGE = Dialect(
+    body=BodyWording(
+        empty="The request body is empty: a JSON object is expected.",
+        malformed="Malformed JSON in request body.",
+        not_object="The request body must be a JSON object.",
+    ),
+    not_found="{title} {id} could not be found.",
+    forbidden="Policy doesn't allow {rule} to be performed ({why}).",
+    locked="{title} {id} is managed by sync source {origin}; change it there.",
+    keyed_bodies=False,
+)
+
+
 def kind_of(title: str) -> str:
     """ "Security group" → "SecurityGroup" (Neutron's fault types)."""
     return "".join(word[:1].upper() + word[1:] for word in title.split())

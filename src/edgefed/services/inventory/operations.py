@@ -1,8 +1,9 @@
-"""What the inventory does: host add/update/delete, lock/unlock, labels, upgrade, and the
-agent side (enrollment with a one-time token, heartbeats, marking silent hosts down).
+"""What the inventory does: host add/change, lock/unlock, labels, upgrade, and the agent
+side (enrollment with a one-time token, heartbeats, marking silent hosts down).
 
-The routes stay thin and call these; every rule is in ``rules`` or ``addressing`` so
-that the same checks apply whether a request comes from the CLI or from an agent.
+The routes (``hosts``, ``routes``) find the host and call these; every rule is in
+``rules`` or ``addressing``, so the same checks apply whether a request comes from the
+CLI or from an agent.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from edgefed.services.inventory.views import (
 )
 from edgefed.store.inventory import (
     EnrollmentTokenRecord,
+    EnrollmentTokens,
     HostRecord,
-    InventoryRepository,
+    Hosts,
     MgmtIpTaken,
+    NewEnrollmentToken,
     NewHost,
 )
 
@@ -47,29 +50,17 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def hosts_of(ctx: SiteContext) -> Hosts:
+    """The site's hosts, stamped by the site's clock."""
+    return Hosts(ctx.store, now=lambda: dt.datetime.fromtimestamp(ctx.clock(), dt.UTC))
+
+
 class HostInventory:
     def __init__(self, ctx: SiteContext):
         self.ctx = ctx
-        self.repo = InventoryRepository(ctx.store)
+        self.hosts = hosts_of(ctx)
+        self.tokens = EnrollmentTokens(ctx.store, now=self.hosts.now)
         self.network = ManagementNetwork.from_settings(ctx.settings)
-
-    def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.ctx.clock(), dt.UTC)
-
-    async def get(self, id_or_hostname: str) -> HostRecord:
-        host = await self.repo.get(id_or_hostname)
-        if host is None:
-            host = await self.repo.get(id_or_hostname.lower())
-        if host is None:
-            raise NotFound(f"Host {id_or_hostname} could not be found.")
-        return host
-
-    async def list_hosts(self, *, personality: str | None = None) -> list[HostRecord]:
-        found = await self.repo.list_hosts()
-        if personality is not None:
-            rules.check_personality(personality)
-            found = [h for h in found if h.personality == personality]
-        return found
 
     # Operator side -----------------------------------------------------------------
 
@@ -84,7 +75,7 @@ class HostInventory:
             rules.check_label(key, value)
         for name in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
             rules.check_allocation_ratio(name, getattr(body, name))
-        if await self.repo.get(hostname) is not None:
+        if await self.hosts.get(id=hostname) is not None:
             raise Conflict(f"A host named {hostname} already exists.")
         host_id = str(uuid.uuid4())
         host = await self._insert(
@@ -106,8 +97,8 @@ class HostInventory:
         log.info("host %s added as %s with mgmt ip %s", hostname, personality, host.mgmt_ip)
         return host
 
-    async def update(self, id_or_hostname: str, body: HostUpdate) -> HostRecord:
-        host = await self.get(id_or_hostname)
+    async def changes(self, host: HostRecord, body: HostUpdate) -> dict[str, Any]:
+        """What an update of ``host`` sets, every rule checked."""
         given = body.model_fields_set
         changes: dict[str, Any] = {}
         hostname = host.hostname
@@ -123,7 +114,7 @@ class HostInventory:
             if hostname != host.hostname:
                 if not host.locked:
                     raise Conflict("hostname can only be changed while the host is locked")
-                other = await self.repo.get(hostname)
+                other = await self.hosts.get(id=hostname)
                 if other is not None and other.id != host.id:
                     raise Conflict(f"A host named {hostname} already exists.")
                 changes["hostname"] = hostname
@@ -151,7 +142,7 @@ class HostInventory:
                 )
             if not host.locked:
                 raise Conflict("mgmt_ip can only be changed while the host is locked")
-            used = await self.repo.used_mgmt_ips() - {host.mgmt_ip or ""}
+            used = await self.hosts.used_mgmt_ips() - {host.mgmt_ip or ""}
             if not body.mgmt_ip:
                 raise ValidationFailed(
                     "mgmt_ip is required: the management network is static", field="mgmt_ip"
@@ -162,39 +153,38 @@ class HostInventory:
             if value is not None:
                 rules.check_allocation_ratio(name, value)
                 changes[name] = value
-        if not changes:
-            return host
-        return await self.repo.update(host.id, now=self._now(), **changes)
+        return changes
 
-    async def delete(self, id_or_hostname: str) -> None:
-        host = await self.get(id_or_hostname)
+    async def _set(self, host: HostRecord, **changes: Any) -> HostRecord:
+        updated = await self.hosts.update(id=host.id, changes=changes)
+        if updated is None:
+            raise NotFound(f"Host {host.hostname} could not be found.")
+        return updated
+
+    @staticmethod
+    def check_deletable(host: HostRecord) -> None:
         if not host.locked:
             raise Conflict(f"Host {host.hostname} is unlocked; lock it before deleting it.")
-        await self.repo.delete(host.id)
 
-    async def lock(self, id_or_hostname: str) -> HostRecord:
-        host = await self.get(id_or_hostname)
+    async def lock(self, host: HostRecord) -> HostRecord:
         if host.locked:
             raise Conflict(f"Host {host.hostname} is already locked.")
-        return await self.repo.update(host.id, now=self._now(), administrative="locked")
+        return await self._set(host, administrative="locked")
 
-    async def unlock(self, id_or_hostname: str) -> HostRecord:
-        host = await self.get(id_or_hostname)
+    async def unlock(self, host: HostRecord) -> HostRecord:
         if not host.locked:
             raise Conflict(f"Host {host.hostname} is already unlocked.")
         if host.personality is None:
             raise Conflict(f"Host {host.hostname} has no personality yet; set one first.")
-        return await self.repo.update(host.id, now=self._now(), administrative="unlocked")
+        return await self._set(host, administrative="unlocked")
 
-    async def upgrade(self, id_or_hostname: str, *, load: str) -> HostRecord:
-        host = await self.get(id_or_hostname)
+    async def upgrade(self, host: HostRecord, *, load: str) -> HostRecord:
         rules.check_upgrade_allowed(host.personality)
         if not host.locked:
             raise Conflict(f"Host {host.hostname} must be locked before it is upgraded.")
-        return await self.repo.update(host.id, now=self._now(), target_load=load)
+        return await self._set(host, target_load=load)
 
-    async def set_labels(self, id_or_hostname: str, body: LabelsUpdate) -> HostRecord:
-        host = await self.get(id_or_hostname)
+    async def set_labels(self, host: HostRecord, body: LabelsUpdate) -> HostRecord:
         labels = dict(host.labels)
         for key in body.remove:
             if key not in labels:
@@ -203,7 +193,7 @@ class HostInventory:
         for key, value in body.labels.items():
             rules.check_label(key, value)
             labels[key] = value
-        return await self.repo.update(host.id, now=self._now(), labels=labels)
+        return await self._set(host, labels=labels)
 
     # Enrollment tokens ---------------------------------------------------------------
 
@@ -213,18 +203,19 @@ class HostInventory:
         if hostname is not None:
             rules.check_hostname_for_personality(hostname, personality)
         secret = ENROLLMENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        record = await self.repo.add_token(
-            token_id=str(uuid.uuid4()),
-            token_hash=_sha256(secret),
-            hostname=hostname,
-            personality=personality,
-            expires_at=self.ctx.clock() + body.ttl_seconds,
-            now=self._now(),
+        record = await self.tokens.create(
+            new=NewEnrollmentToken(
+                id=str(uuid.uuid4()),
+                token_hash=_sha256(secret),
+                hostname=hostname,
+                personality=personality,
+                expires_at=self.ctx.clock() + body.ttl_seconds,
+            )
         )
         return record, secret
 
     async def revoke_token(self, token_id: str) -> None:
-        if not await self.repo.delete_token(token_id):
+        if not await self.tokens.delete(id=token_id):
             raise NotFound(f"Enrollment token {token_id} could not be found.")
 
     # Agent side ----------------------------------------------------------------------
@@ -237,7 +228,7 @@ class HostInventory:
         it, or reset its agent with ``DELETE /hosts/{host}/agent``). A host whose agent is
         enrolled keeps its identity and credential whatever token is presented.
         """
-        token = await self.repo.token_by_hash(_sha256(body.enrollment_token))
+        token = await self.tokens.by_hash(_sha256(body.enrollment_token))
         now = self.ctx.clock()
         if token is None:
             raise Unauthorized("The host enrollment token is not valid.")
@@ -249,12 +240,12 @@ class HostInventory:
         if token.hostname is not None and token.hostname != hostname:
             raise Forbidden(f"This enrollment token is for host {token.hostname}, not {hostname}.")
         secret = secrets.token_urlsafe(32)
-        host = await self.repo.by_hostname(hostname)
+        host = await self.hosts.by_hostname(hostname)
         if host is None:
             rules.check_hostname_for_personality(hostname, token.personality)
-            self.network.assign(body.mgmt_ip, used=await self.repo.used_mgmt_ips())  # 4xx first
+            self.network.assign(body.mgmt_ip, used=await self.hosts.used_mgmt_ips())  # 4xx first
             host_id = str(uuid.uuid4())
-            if not await self.repo.consume_token(token.id, host_id=host_id, used_at=now):
+            if not await self.tokens.consume(token.id, host_id=host_id, used_at=now):
                 raise Unauthorized("The host enrollment token has already been used (one-time).")
             personality = token.personality
             host = await self._insert(
@@ -293,12 +284,11 @@ class HostInventory:
             }
             if host.personality is None and token.personality is not None:
                 changes["personality"] = token.personality
-            claimed = await self.repo.claim_agent(
+            claimed = await self.hosts.claim_agent(
                 token_id=token.id,
                 host_id=host.id,
                 credential_hash=_sha256(secret),
                 used_at=now,
-                now=self._now(),
                 changes=changes,
             )
             if claimed is None:  # the token or the host went to a concurrent enrollment
@@ -307,13 +297,10 @@ class HostInventory:
         log.info("host %s enrolled its agent", hostname)
         return host, f"{host.id}.{secret}"
 
-    async def reset_agent(self, id_or_hostname: str) -> HostRecord:
+    async def reset_agent(self, host: HostRecord) -> HostRecord:
         """Forget the host's agent credential (a reinstalled or stolen machine): the next
         enrollment, with a token made for this hostname, gives it a new one."""
-        host = await self.get(id_or_hostname)
-        return await self.repo.update(
-            host.id, now=self._now(), credential_hash=None, availability="unknown"
-        )
+        return await self._set(host, credential_hash=None, availability="unknown")
 
     async def _insert(
         self, requested_ip: str | None, new_host: Callable[[str | None], NewHost]
@@ -322,9 +309,9 @@ class HostInventory:
         free address; two hosts added at the same moment can pick the same one, and the
         database refuses the second: it then takes the next free one (bounded)."""
         for attempt in range(ALLOCATION_ATTEMPTS):
-            mgmt_ip = self.network.assign(requested_ip, used=await self.repo.used_mgmt_ips())
+            mgmt_ip = self.network.assign(requested_ip, used=await self.hosts.used_mgmt_ips())
             try:
-                return await self.repo.add(new_host(mgmt_ip), now=self._now())
+                return await self.hosts.create(new=new_host(mgmt_ip))
             except MgmtIpTaken:
                 if requested_ip is not None or attempt == ALLOCATION_ATTEMPTS - 1:
                     raise
@@ -334,7 +321,7 @@ class HostInventory:
         if not credential:
             raise Unauthorized("A host credential (X-Host-Credential) is required.")
         host_id, _, secret = credential.partition(".")
-        host = await self.repo.get(host_id) if secret else None
+        host = await self.hosts.get(id=host_id) if secret else None
         if (
             host is None
             or host.credential_hash is None
@@ -352,13 +339,11 @@ class HostInventory:
             changes["hardware"] = hardware.model_dump()
         if host.availability == "down":
             log.warning("host %s is heartbeating again", host.hostname)
-        return await self.repo.update(host.id, now=self._now(), **changes)
+        return await self._set(host, **changes)
 
     async def mark_silent_hosts_down(self) -> list[HostRecord]:
         timeout = self.ctx.settings.host_heartbeat_timeout_seconds
-        down = await self.repo.mark_silent_down(
-            heard_before=self.ctx.clock() - timeout, now=self._now()
-        )
+        down = await self.hosts.mark_silent_down(heard_before=self.ctx.clock() - timeout)
         for host in down:
             # The fleet alarms service will raise "host down" from here once it exists.
             log.warning(
