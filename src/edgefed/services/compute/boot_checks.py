@@ -22,7 +22,7 @@ from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.services.compute.boot_request import BootRequest, Networks
 from edgefed.services.compute.image_source import image_for_boot
 from edgefed.services.compute.lookups import visible_flavor
-from edgefed.services.compute.quotas import check_server_quota
+from edgefed.services.compute.quota_limits import check_server_quota
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import FlavorRecord
 from edgefed.store.image import ImageRecord

@@ -25,7 +25,7 @@ from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.compute.body import invalid, read_json, req_str, section
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
-from edgefed.services.compute.quotas import over_quota, project_limits
+from edgefed.services.compute.quota_limits import over_quota, project_limits
 from edgefed.services.compute.server_views import usage_time
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import KeypairRecord

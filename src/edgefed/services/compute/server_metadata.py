@@ -17,7 +17,7 @@ from edgefed.core.errors import BadRequest, NotFound, OverQuota, ValidationFaile
 from edgefed.services.compute.body import read_json, string_map
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute
-from edgefed.services.compute.quotas import project_limits
+from edgefed.services.compute.quota_limits import project_limits
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import ServerRecord
 
