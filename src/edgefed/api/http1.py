@@ -3,11 +3,12 @@
 Sites talk to each other for every forwarded request, fan-out leg and sync push, so the
 inter-site client is on the hot path of the router and of sync. httpcore, under httpx,
 parses HTTP with the pure-Python ``h11`` and wraps every socket operation in an anyio
-stream: about a third of a millisecond of CPU per request and answer on this kind of
-machine. Here an ``asyncio.Protocol`` writes the request in one call and feeds the
-answer to llhttp, the C parser uvicorn itself uses (http1_connection.py); the answer's
-body is handed over as it arrives, with reading paused while the consumer lags (so
-large image transfers stream in bounded memory). This module is the pool.
+stream, at many times the CPU per request and answer of what follows (docs/bench.md,
+``bench http_client``, which also measures aiohttp). Here an ``asyncio.Protocol``
+writes the request in one call and feeds the answer to llhttp, the C parser uvicorn
+itself uses (http1_connection.py); the answer's body is handed over as it arrives, with
+reading paused while the consumer lags (so large image transfers stream in bounded
+memory). This module is the pool.
 
 ``Http1Pool`` is an ``httpx.AsyncBaseTransport`` for one origin: callers keep using
 ``httpx.Request``/``httpx.Response`` and the httpx exception types (``ConnectError``,
