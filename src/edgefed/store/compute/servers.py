@@ -2,9 +2,10 @@
 
 Capacity accounting is not a counter that could drift: the usage of a host is the sum of
 the resources of the live servers placed on it, and placing a server (``claim_host``)
-reads that sum and writes the choice in one write transaction, so two boots never both
-take the last slot of a host. A task-state change is a compare-and-set
-(``transition``), so two operations never both start on one server.
+reads that sum and writes the choice in one write transaction (serialised on PostgreSQL
+by an advisory lock), so two boots never both take the last slot of a host. A
+task-state change is a compare-and-set (``transition``), so two operations never both
+start on one server.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from edgefed.store.compute.records import (
 from edgefed.store.compute.tables import LIVE, instance_actions, servers
 from edgefed.store.engine import Store
 from edgefed.store.schema import utcnow
+
+# The advisory lock that serialises placements on PostgreSQL (an arbitrary constant key).
+PLACEMENT_LOCK = 0x65646766_0001
 
 
 class ServerRepository:
@@ -111,8 +115,16 @@ class ServerRepository:
     async def claim_host(
         self, server_id: str, *, choose: Callable[[dict[str, HostUsage]], str | None]
     ) -> str | None:
-        """Pick a host with ``choose(current usages)`` and record it, in one transaction."""
+        """Pick a host with ``choose(current usages)`` and record it, in one transaction.
+
+        SQLite has one writer, so the transaction alone keeps racing placements apart. On
+        PostgreSQL (read committed) two transactions would both read the same usage and
+        both take the last slot: each placement first takes a transaction-scoped advisory
+        lock, released at commit.
+        """
         async with self.store.write() as conn:
+            if not self.store.is_sqlite:
+                await conn.execute(select(func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
             usages = await _host_usages(conn)
             host = choose(usages)
             if host is not None:
