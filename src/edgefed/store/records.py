@@ -21,7 +21,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Table, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
@@ -142,16 +152,21 @@ class RecordRepository(Generic[R, N]):
     """One table's records: get, list (filters, ``limit``, ``after`` a marker), create,
     update, delete, as ``edgefed.api.resource.Repository`` names them.
 
-    ``order`` names the columns lists are sorted by (and paged along; the last should
-    be unique). ``now`` stamps ``created_at``/``updated_at`` where the table has them,
-    ``new_id`` fills an ``id`` a new record leaves empty. ``on_write`` runs after every
-    write (identity bumps its generation there); ``conflict`` words a unique or foreign
-    key violation as the service's 409.
+    ``key`` is the column a record is known by (``id``); ``scoped_by`` names columns
+    whose values the repository is given (``image_id`` for the members of one image):
+    it reads and writes only the records that have them. ``order`` names the columns
+    lists are sorted by, and paged along (the last should be unique). ``now`` stamps
+    ``created_at``/``updated_at`` where the table has them, ``new_id`` fills an ``id``
+    a new record leaves empty. ``on_write`` runs after every write (identity bumps its
+    generation there); ``conflict`` words a unique or foreign key violation as the
+    service's 409.
     """
 
     # Set by subclasses (class attributes: a repository is built per request, cheaply).
     table: Table
     mapper: RecordMapper[R]
+    key: str = "id"
+    scoped_by: tuple[str, ...] = ()
     order: tuple[str, ...] = ("created_at", "id")
     related: tuple[Related, ...] = ()
 
@@ -159,12 +174,16 @@ class RecordRepository(Generic[R, N]):
         self,
         store: Store,
         *,
+        scope: Mapping[str, object] | None = None,
         now: Clock = utcnow,
         new_id: Callable[[], str] = new_uuid,
         on_write: Callable[[], None] | None = None,
         conflict: ConflictWording = _generic_conflict,
     ):
         self.store = store
+        self.scope = dict(scope or {})
+        if set(self.scope) != set(self.scoped_by):
+            raise ValueError(f"{type(self).__name__} is scoped by {self.scoped_by}")
         self.now = now
         self.new_id = new_id
         self.on_write = on_write
@@ -174,14 +193,20 @@ class RecordRepository(Generic[R, N]):
 
     @classmethod
     def _statements(cls) -> tuple[Select[Any], Select[Any]]:
+        """Every record of the scope (in order), and one (``:id``)."""
         cached: tuple[Select[Any], Select[Any]] | None = cls.__dict__.get("_built")
         if cached is None:
-            columns = [cls.table.c[name] for name in cls.order]
-            every = select(cls.table).order_by(*columns)
-            by_id = select(cls.table).where(cls.table.c.id == bindparam("id"))
-            cached = (every, by_id)
+            table = cls.table
+            scoped = [table.c[name] == bindparam(name) for name in cls.scoped_by]
+            every = select(table).where(*scoped).order_by(*(table.c[n] for n in cls.order))
+            one = select(table).where(*scoped, table.c[cls.key] == bindparam("id"))
+            cached = (every, one)
             cls._built = cached  # type: ignore[attr-defined]
         return cached
+
+    def _one(self, id: str) -> ColumnElement[bool]:
+        table = self.table
+        return and_(table.c[self.key] == id, *(table.c[k] == v for k, v in self.scope.items()))
 
     # -- reads ------------------------------------------------------------------------
 
@@ -190,18 +215,19 @@ class RecordRepository(Generic[R, N]):
     ) -> list[R]:
         """The records of ``query``, with their ``related`` fields read in the same
         transaction."""
-        result = await conn.execute(query, params)
+        result = await conn.execute(query, {**self.scope, **(params or {})})
         if not self.related:
             return self.mapper.all(result)
         rows = list(result)
-        extras: dict[str, dict[str, Any]] = {row.id: {} for row in rows}
+        key = self.key
+        extras: dict[str, dict[str, Any]] = {getattr(row, key): {} for row in rows}
         for related in self.related if rows else ():
             found: dict[str, list[Any]] = {}
             for item in await conn.execute(related.query, {"ids": list(extras)}):
                 found.setdefault(getattr(item, related.key), []).append(related.item(item))
             for record_id, items in found.items():
                 extras[record_id][related.field] = tuple(items)
-        return [self.mapper.one(row, **extras[row.id]) for row in rows]
+        return [self.mapper.one(row, **extras[getattr(row, key)]) for row in rows]
 
     async def get(self, *, id: str) -> R | None:
         async with self.store.read() as conn:
@@ -227,7 +253,7 @@ class RecordRepository(Generic[R, N]):
         async with self.store.read() as conn:
             if after is not None:
                 columns = [table.c[name] for name in self.order]
-                marker = (await conn.execute(select(*columns).where(table.c.id == after))).first()
+                marker = (await conn.execute(select(*columns).where(self._one(after)))).first()
                 if marker is None:
                     raise LookupError(after)
                 query = query.where(tuple_(*columns) > tuple_(*marker))
@@ -242,7 +268,9 @@ class RecordRepository(Generic[R, N]):
             self.on_write()
 
     def stamped(self, values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` with the id and timestamps the table has and ``values`` lacks."""
+        """``values`` in the scope, with the id and timestamps the table has and
+        ``values`` lacks."""
+        values.update(self.scope)
         columns = self.table.c
         if "id" in columns and not values.get("id"):
             values["id"] = self.new_id()
@@ -262,12 +290,12 @@ class RecordRepository(Generic[R, N]):
             raise self.conflict(exc, values) from exc
         finally:
             self._written()
-        found = await self.get(id=str(values["id"]))
+        found = await self.get(id=str(values[self.key]))
         assert found is not None
         return found
 
     def check_columns(self, names: Iterable[str]) -> None:
-        unknown = set(names) - (set(self.table.c.keys()) - {"id"})
+        unknown = set(names) - (set(self.table.c.keys()) - {self.key, *self.scoped_by})
         if unknown:
             raise ValueError(f"{self.table.name}: cannot set {sorted(unknown)}")
 
@@ -280,7 +308,7 @@ class RecordRepository(Generic[R, N]):
         try:
             async with self.store.write() as conn:
                 result = await conn.execute(
-                    update(self.table).where(self.table.c.id == id).values(**values)
+                    update(self.table).where(self._one(id)).values(**values)
                 )
         except IntegrityError as exc:
             raise self.conflict(exc, values) from exc
@@ -294,7 +322,7 @@ class RecordRepository(Generic[R, N]):
         """Delete one record; whether there was one."""
         try:
             async with self.store.write() as conn:
-                result = await conn.execute(delete(self.table).where(self.table.c.id == id))
+                result = await conn.execute(delete(self.table).where(self._one(id)))
         finally:
             self._written()
         return bool(result.rowcount)

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from edgefed.core.errors import Conflict, PayloadTooLarge
+from edgefed.core.errors import Conflict, Gone, PayloadTooLarge
 from edgefed.store.engine import Store
-from edgefed.store.image import BlobStore, ImageRepository, blob_path
+from edgefed.store.image import (
+    BlobStore,
+    ImageData,
+    ImageMembers,
+    ImageRepository,
+    Images,
+    blob_path,
+)
 
 
 @pytest.fixture
@@ -78,3 +85,60 @@ async def test_interrupted_upload_recovers_to_queued(store: Store, tmp_path: Pat
     assert await repo.recover_interrupted_uploads(data_dir=tmp_path) == 1
     assert (await repo.require(rec.id)).status == "queued"
     assert list((tmp_path / "images" / "tmp").iterdir()) == []
+
+
+async def test_members_belong_to_one_image_and_page_in_order(store: Store) -> None:
+    repo = ImageRepository(store)
+    a, b = await repo.create(owner="p1", name="a"), await repo.create(owner="p1", name="b")
+    for project in ("m1", "m2", "m3"):
+        await repo.add_member(a.id, project)
+    await repo.add_member(b.id, "m1")
+    with pytest.raises(Conflict, match=f"Member m2 already exists for image {a.id}."):
+        await repo.add_member(a.id, "m2")
+    of_a = ImageMembers(store, a.id)
+    assert [m.member_id for m in await of_a.list()] == ["m1", "m2", "m3"]
+    assert [m.member_id for m in await of_a.list(limit=1, after="m1")] == ["m2"]
+    with pytest.raises(LookupError):
+        await of_a.list(after="m9")
+    accepted = await of_a.update(id="m1", changes={"status": "accepted"})
+    assert accepted is not None and accepted.status == "accepted"
+    assert (await ImageMembers(store, b.id).get(id="m1")).status == "pending"  # type: ignore[union-attr]
+    assert await ImageMembers(store, b.id).get(id="m2") is None
+    assert await of_a.update(id="m9", changes={"status": "accepted"}) is None
+    assert await of_a.delete(id="m2") and not await of_a.delete(id="m2")
+    # Deleting the image takes its members with it, not another image's.
+    assert await Images(store).delete(id=a.id)
+    assert await of_a.list() == [] and len(await ImageMembers(store, b.id).list()) == 1
+
+
+async def test_data_goes_queued_saving_active_or_back_to_queued(
+    store: Store, tmp_path: Path
+) -> None:
+    repo, data = ImageRepository(store), ImageData(store)
+    rec = await repo.create(owner="p1", name="a")
+    blobs = BlobStore(tmp_path)
+    assert (await data.begin(rec.id)).status == "saving"
+    pending = await blobs.write_bytes(b"abc", max_bytes=10)
+    done = await data.finish(rec.id, pending=pending, blobs=blobs)
+    assert (done.status, done.size, done.checksum) == ("active", 3, hashlib.md5(b"abc").hexdigest())
+    with pytest.raises(Conflict):
+        await data.begin(rec.id)
+    # Staged: uploading with data, then imported.
+    staged = await repo.create(owner="p1", name="s")
+    with pytest.raises(Conflict, match="needs to be staged"):
+        await data.activate_staged(staged.id)
+    await data.begin(staged.id, status="uploading")
+    pending = await blobs.write_bytes(b"xyz", max_bytes=10)
+    await data.finish(staged.id, pending=pending, blobs=blobs, final_status="uploading")
+    assert (await data.activate_staged(staged.id)).status == "active"
+    # An upload that fails goes back to queued; an image deleted meanwhile is Gone.
+    cut = await repo.create(owner="p1", name="c")
+    await data.begin(cut.id)
+    await data.abort(cut.id)
+    assert (await repo.require(cut.id)).status == "queued"
+    await data.begin(cut.id)
+    await Images(store).delete(id=cut.id)
+    pending = await blobs.write_bytes(b"late", max_bytes=10)
+    with pytest.raises(Gone):
+        await data.finish(cut.id, pending=pending, blobs=blobs)
+    assert not pending.tmp_path.exists()

@@ -1,4 +1,5 @@
-"""Who may see and change an image (Glance's default policy, secure-RBAC flavour).
+"""Who may see and change an image (Glance's default policy, secure-RBAC flavour), and
+how Glance words it.
 
 - admin: every image, every action; only admin may make an image ``public``.
 - the owner project: reader role reads, member role writes.
@@ -12,8 +13,23 @@ existence does not leak. An image delivered by a sync source is read-only here.
 from __future__ import annotations
 
 from edgefed.api.auth import Principal
-from edgefed.core.errors import Forbidden, Locked, NotFound
-from edgefed.store.image import ImageRecord, ImageRepository
+from edgefed.api.bodies import BodyWording
+from edgefed.api.resource import Access, Call, Dialect
+from edgefed.core.errors import Forbidden
+from edgefed.store.image import ImageMembers, ImageRecord
+
+GLANCE = Dialect(
+    body=BodyWording(
+        empty="The request body is empty; a JSON document is required.",
+        malformed="Malformed JSON in request body: {error}",
+        not_object="The request body must be a JSON object.",
+    ),
+    not_found="No {key} found with ID {id}",
+    forbidden="You are not authorized to {verb} {key} {id} ({why}).",
+    locked="{title} {id} is synchronised from site {origin}; change it there, not here.",
+    keyed_views=False,
+    keyed_bodies=False,
+)
 
 
 def is_owner_reader(principal: Principal, record: ImageRecord) -> bool:
@@ -34,39 +50,27 @@ def can_write(principal: Principal, record: ImageRecord) -> bool:
     )
 
 
-async def visible_image(repo: ImageRepository, principal: Principal, image_id: str) -> ImageRecord:
-    """The image if the caller may see it; NotFound otherwise."""
-    record = await repo.get(image_id)
-    if record is not None and await _can_see(repo, principal, record):
-        return record
-    raise NotFound(f"No image found with ID {image_id}")
-
-
-async def _can_see(repo: ImageRepository, principal: Principal, record: ImageRecord) -> bool:
-    if principal.is_admin or is_owner_reader(principal, record):
-        return True
-    if record.visibility in ("public", "community"):
-        return True
-    if record.visibility == "shared" and principal.project_id is not None:
-        return await repo.member(record.id, principal.project_id) is not None
-    return False
-
-
-def require_write(principal: Principal, record: ImageRecord, action: str) -> None:
-    if not can_write(principal, record):
-        raise Forbidden(
-            f"You are not authorized to {action} image {record.id} "
-            "(the member role on the owner project is required)."
+class ImageAccess(Access[ImageRecord]):
+    def may_read(self, call: Call, record: ImageRecord) -> bool:
+        principal = call.principal
+        return (
+            principal.is_admin
+            or is_owner_reader(principal, record)
+            or record.visibility in ("public", "community")
         )
 
+    async def readable(self, call: Call, record: ImageRecord) -> bool:
+        if self.may_read(call, record):
+            return True
+        project_id = call.principal.project_id
+        if record.visibility == "shared" and project_id is not None:
+            return await ImageMembers(call.ctx.store, record.id).get(id=project_id) is not None
+        return False
 
-def require_unlocked(record: ImageRecord) -> None:
-    if record.origin is not None:
-        raise Locked(
-            f"Image {record.id} is synchronised from site {record.origin}; "
-            f"change it there, not here.",
-            source=record.origin,
-        )
+    def check_write(self, call: Call, record: ImageRecord, verb: str) -> None:
+        if not can_write(call.principal, record):
+            why = "the member role on the owner project is required"
+            raise call.refuse(verb, why, id=record.id)
 
 
 def require_may_publicize(principal: Principal, visibility: str | None) -> None:

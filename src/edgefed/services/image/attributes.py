@@ -10,10 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
-from starlette.requests import Request
-
-from edgefed.core.errors import BadRequest, Forbidden, ValidationFailed
+from edgefed.core.errors import Forbidden, ValidationFailed
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
@@ -58,16 +55,6 @@ BASE = frozenset(
 )
 MAX_TAGS = 128
 MAX_STRING = 255
-
-
-async def json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        raise BadRequest("The request body is empty; a JSON document is required.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"Malformed JSON in request body: {exc}") from exc
 
 
 def refuse_read_only(name: str) -> None:

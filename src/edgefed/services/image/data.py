@@ -6,6 +6,9 @@ memory) while the three digests are computed; the image becomes ``active`` only 
 the blob is fsync'd and in place. A failed upload puts the image back to ``queued``.
 Downloads stream the blob in chunks and honour a single byte range (resumable
 transfers between sites depend on it).
+
+Each is an action of the image resource (``images.Image``): the kit has found the
+image the caller sees and, for what writes, checked the policy and the sync lock.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ import binascii
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from edgefed.api.auth import Principal, current_principal
-from edgefed.api.context import site_context
+from edgefed.api.resource import Call, action
 from edgefed.core.errors import (
     BadRequest,
     Forbidden,
@@ -30,11 +31,7 @@ from edgefed.core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from edgefed.services.image.access import require_unlocked, require_write, visible_image
-from edgefed.services.image.attributes import json_body
-from edgefed.store.image import CHUNK_SIZE, BlobStore, ImageRecord, ImageRepository
-
-router = APIRouter()
+from edgefed.store.image import CHUNK_SIZE, BlobStore, ImageData, ImageRecord, Images
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -78,68 +75,55 @@ def _expected_md5(request: Request) -> str | None:
     return digest.hex()
 
 
-async def _receive(
-    request: Request, principal: Principal, image_id: str, *, staging: bool
-) -> ImageRecord:
-    ctx = site_context(request)
-    repo = ImageRepository(ctx.store)
-    record = await visible_image(repo, principal, image_id)
-    require_write(principal, record, "upload data to")
-    require_unlocked(record)
+async def _receive(call: Call, record: ImageRecord, *, staging: bool) -> ImageRecord:
+    request, settings = call.request, call.ctx.settings
     _require_octet_stream(request)
-    max_bytes = ctx.settings.max_image_bytes
-    _declared_length(request, max_bytes)
+    _declared_length(request, settings.max_image_bytes)
     expected_md5 = _expected_md5(request)
     if not staging and (record.disk_format is None or record.container_format is None):
         raise BadRequest(
             "Properties disk_format, container_format must be set prior to saving data."
         )
-    await repo.begin_upload(image_id, status="uploading" if staging else "saving")
-    blobs = BlobStore(ctx.settings.data_dir)
+    uploads = ImageData(call.ctx.store)
+    await uploads.begin(record.id, status="uploading" if staging else "saving")
+    blobs = BlobStore(settings.data_dir)
     try:
-        pending = await blobs.write_stream(request.stream(), max_bytes=max_bytes, label=image_id)
+        pending = await blobs.write_stream(
+            request.stream(), max_bytes=settings.max_image_bytes, label=record.id
+        )
         if expected_md5 is not None and pending.info.md5 != expected_md5:
             blobs.discard(pending)
             raise BadRequest(
                 f"Content-MD5 mismatch: the header says {expected_md5}, "
                 f"the data received has {pending.info.md5}."
             )
-        return await repo.finish_upload(
-            image_id,
+        return await uploads.finish(
+            record.id,
             pending=pending,
             blobs=blobs,
             final_status="uploading" if staging else "active",
         )
     except BaseException:
-        await asyncio.shield(repo.abort_upload(image_id))
+        await asyncio.shield(uploads.abort(record.id))
         raise
 
 
-@router.put("/v2/images/{image_id}/file", status_code=204)
-async def upload(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Response:
-    await _receive(request, principal, image_id, staging=False)
-    return Response(status_code=204)
+@action("PUT", "/file", writes=True, status_code=204, verb="upload data to")
+async def upload(self: object, call: Call, repo: Images, record: ImageRecord) -> None:
+    """Upload the image's data."""
+    await _receive(call, record, staging=False)
 
 
-@router.put("/v2/images/{image_id}/stage", status_code=204)
-async def stage(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Response:
-    await _receive(request, principal, image_id, staging=True)
-    return Response(status_code=204)
+@action("PUT", "/stage", writes=True, status_code=204, verb="upload data to")
+async def stage(self: object, call: Call, repo: Images, record: ImageRecord) -> None:
+    """Stage the image's data for a glance-direct import."""
+    await _receive(call, record, staging=True)
 
 
-@router.post("/v2/images/{image_id}/import", status_code=202)
-async def import_image(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Response:
-    repo = ImageRepository(site_context(request).store)
-    record = await visible_image(repo, principal, image_id)
-    require_write(principal, record, "import")
-    require_unlocked(record)
-    body = await json_body(request)
+@action("POST", "/import", writes=True, status_code=202, verb="import")
+async def import_image(self: object, call: Call, repo: Images, record: ImageRecord) -> None:
+    """Import staged data (glance-direct)."""
+    body = await call.body()
     method = body.get("method") if isinstance(body, dict) else None
     name = method.get("name") if isinstance(method, dict) else None
     if name != "glance-direct":
@@ -147,8 +131,7 @@ async def import_image(
             f"Import method {name!r} is not supported here; supported: glance-direct "
             "(field 'method.name')."
         )
-    await repo.activate_staged(image_id)
-    return Response(status_code=202)
+    await ImageData(call.ctx.store).activate_staged(record.id)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -204,25 +187,22 @@ async def _read_file(path: Path, start: int, length: int) -> AsyncIterator[bytes
         fh.close()
 
 
-@router.get("/v2/images/{image_id}/file")
-async def download(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Response:
-    ctx = site_context(request)
-    repo = ImageRepository(ctx.store)
-    record = await visible_image(repo, principal, image_id)
-    if record.status == "deactivated" and not principal.is_admin:
+@action("GET", "/file")
+async def download(self: object, call: Call, repo: Images, record: ImageRecord) -> Response:
+    """Download the image's data (one byte range at most)."""
+    if record.status == "deactivated" and not call.principal.is_admin:
         raise Forbidden(
             "The requested image has been deactivated. Image data download is forbidden."
         )
     if record.status not in ("active", "deactivated") or record.blob_sha256 is None:
         return Response(status_code=204)
-    path = BlobStore(ctx.settings.data_dir).path(record.blob_sha256)
+    path = BlobStore(call.ctx.settings.data_dir).path(record.blob_sha256)
     if not path.exists():
-        raise Unavailable(f"The data of image {image_id} is missing from this site's store.")
+        raise Unavailable(f"The data of image {record.id} is missing from this site's store.")
     size = record.size or 0
     headers = {"Accept-Ranges": "bytes", "Content-Type": OCTET_STREAM}
-    byte_range = parse_range(request.headers["range"], size) if "range" in request.headers else None
+    ranged = call.request.headers.get("range")
+    byte_range = parse_range(ranged, size) if ranged is not None else None
     if byte_range is None:
         headers["Content-Length"] = str(size)
         if record.checksum:

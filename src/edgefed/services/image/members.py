@@ -1,129 +1,94 @@
-"""Image members: the owner shares a ``shared`` image with other projects.
+"""Image members, declared as a resource nested in images (as openstacksdk's ``Member``).
 
-The owner adds and removes members; each member (and only the member) accepts or
-rejects; an accepted image shows in the member's image list. A member sees its own
-membership, the owner sees all of them.
+The owner adds and removes members of a ``shared`` image; each member (and only the
+member) accepts or rejects; an accepted image shows in the member's image list. A
+member sees its own membership, the owner sees all of them.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any
 
-from edgefed.api.auth import Principal, current_principal
-from edgefed.api.context import site_context
-from edgefed.api.responses import Json
-from edgefed.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
-from edgefed.services.image.access import (
-    can_write,
-    require_unlocked,
-    require_write,
-    visible_image,
-)
-from edgefed.services.image.attributes import MAX_STRING, MEMBER_STATUSES, json_body
+from edgefed.api.resource import Access, Call, Resource
+from edgefed.core.errors import BadRequest, Forbidden, ValidationFailed
+from edgefed.services.image.access import GLANCE, can_write
+from edgefed.services.image.attributes import MAX_STRING, MEMBER_STATUSES
+from edgefed.services.image.images import IMAGE
 from edgefed.services.image.views import member_view
-from edgefed.store.image import ImageRecord, ImageRepository, MemberRecord
-
-router = APIRouter()
+from edgefed.store.image import ImageMembers, MemberRecord, NewMember
 
 
-def _repo(request: Request) -> ImageRepository:
-    return ImageRepository(site_context(request).store)
+class MemberAccess(Access[MemberRecord]):
+    """Seen by whoever may change the image, and by the member itself."""
 
-
-def _may_see_member(principal: Principal, record: ImageRecord, member: MemberRecord) -> bool:
-    return can_write(principal, record) or principal.project_id == member.member_id
-
-
-@router.post("/v2/images/{image_id}/members")
-async def add_member(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Json:
-    repo = _repo(request)
-    record = await visible_image(repo, principal, image_id)
-    require_write(principal, record, "share")
-    require_unlocked(record)
-    body = await json_body(request)
-    member_id = body.get("member") if isinstance(body, dict) else None
-    if not isinstance(member_id, str) or not member_id or len(member_id) > MAX_STRING:
-        raise ValidationFailed(
-            "'member' is required: the ID of the project to share with", field="member"
+    def may_read(self, call: Call, member: MemberRecord) -> bool:
+        return (
+            can_write(call.principal, call.parent) or call.principal.project_id == member.member_id
         )
-    if record.visibility != "shared":
-        raise Forbidden(
-            f"Only shared images have members; image {image_id} is {record.visibility}."
-        )
-    member = await repo.add_member(image_id, member_id)
-    return Json(member_view(member))
+
+    def check_write(self, call: Call, member: MemberRecord, verb: str) -> None:
+        principal = call.principal
+        if verb == "update" and principal.project_id != member.member_id and not principal.is_admin:
+            raise Forbidden("Only the member itself may accept or reject a shared image.")
+        if verb == "delete" and not can_write(principal, call.parent):
+            raise Forbidden("Only the image owner may remove a member.")
 
 
-@router.get("/v2/images/{image_id}/members")
-async def list_members(
-    image_id: str, request: Request, principal: Principal = Depends(current_principal)
-) -> Json:
-    repo = _repo(request)
-    record = await visible_image(repo, principal, image_id)
-    members = [m for m in await repo.members(image_id) if _may_see_member(principal, record, m)]
-    return Json({"members": [member_view(m) for m in members], "schema": "/v2/schemas/members"})
+class Member(Resource[MemberRecord, ImageMembers]):
+    key = "member"
+    collection_key = "members"
+    path = "/v2/images/{image_id}/members"
+    id_param = "member_id"
+    dialect = GLANCE
+    parent = IMAGE
+    access = MemberAccess()
+    not_found_message = "Member {id} not found for image {parent}."
+    read_body_first = False
+    update_method = "PUT"
+    create_status = 200
+
+    def repository(self, call: Call) -> ImageMembers:
+        return ImageMembers(call.ctx.store, call.parent.id)
+
+    def id_of(self, member: MemberRecord) -> str:
+        return member.member_id
+
+    def view(self, member: MemberRecord, call: Call) -> dict[str, Any]:
+        return member_view(member)
+
+    def collection(self, call: Call, views: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"members": views, "schema": "/v2/schemas/members"}
+
+    async def create(self, call: Call, repo: ImageMembers) -> MemberRecord:
+        image = call.parent
+        IMAGE.access.check_write(call.of(IMAGE), image, "share")
+        IMAGE.check_unlocked(call, image)
+        body = await call.body()
+        member_id = body.get("member") if isinstance(body, dict) else None
+        if not isinstance(member_id, str) or not member_id or len(member_id) > MAX_STRING:
+            raise ValidationFailed(
+                "'member' is required: the ID of the project to share with", field="member"
+            )
+        if image.visibility != "shared":
+            raise Forbidden(
+                f"Only shared images have members; image {image.id} is {image.visibility}."
+            )
+        return await repo.create(new=NewMember(member_id))
+
+    async def changes(self, call: Call, repo: ImageMembers, member: MemberRecord) -> dict[str, Any]:
+        body = await call.body()
+        status = body.get("status") if isinstance(body, dict) else None
+        if status not in MEMBER_STATUSES:
+            raise ValidationFailed(
+                f"Invalid status {status!r}: must be one of {', '.join(MEMBER_STATUSES)}",
+                field="status",
+            )
+        if isinstance(body, dict) and set(body) - {"status"}:
+            raise BadRequest(f"Unexpected member attributes: {sorted(set(body) - {'status'})}")
+        return {"status": str(status)}
+
+    async def before_delete(self, call: Call, repo: ImageMembers, member: MemberRecord) -> None:
+        IMAGE.check_unlocked(call, call.parent)
 
 
-@router.get("/v2/images/{image_id}/members/{member_id}")
-async def show_member(
-    image_id: str,
-    member_id: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-) -> Json:
-    repo = _repo(request)
-    record = await visible_image(repo, principal, image_id)
-    member = await repo.member(image_id, member_id)
-    if member is None or not _may_see_member(principal, record, member):
-        raise NotFound(f"Member {member_id} not found for image {image_id}.")
-    return Json(member_view(member))
-
-
-@router.put("/v2/images/{image_id}/members/{member_id}")
-async def update_member(
-    image_id: str,
-    member_id: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-) -> Json:
-    repo = _repo(request)
-    record = await visible_image(repo, principal, image_id)
-    member = await repo.member(image_id, member_id)
-    if member is None or not _may_see_member(principal, record, member):
-        raise NotFound(f"Member {member_id} not found for image {image_id}.")
-    if principal.project_id != member_id and not principal.is_admin:
-        raise Forbidden("Only the member itself may accept or reject a shared image.")
-    body = await json_body(request)
-    status = body.get("status") if isinstance(body, dict) else None
-    if status not in MEMBER_STATUSES:
-        raise ValidationFailed(
-            f"Invalid status {status!r}: must be one of {', '.join(MEMBER_STATUSES)}",
-            field="status",
-        )
-    if isinstance(body, dict) and set(body) - {"status"}:
-        raise BadRequest(f"Unexpected member attributes: {sorted(set(body) - {'status'})}")
-    updated = await repo.set_member_status(image_id, member_id, str(status))
-    return Json(member_view(updated))
-
-
-@router.delete("/v2/images/{image_id}/members/{member_id}", status_code=204)
-async def remove_member(
-    image_id: str,
-    member_id: str,
-    request: Request,
-    principal: Principal = Depends(current_principal),
-) -> Response:
-    repo = _repo(request)
-    record = await visible_image(repo, principal, image_id)
-    if not can_write(principal, record):
-        member = await repo.member(image_id, member_id)
-        if member is None or principal.project_id != member_id:
-            raise NotFound(f"Member {member_id} not found for image {image_id}.")
-        raise Forbidden("Only the image owner may remove a member.")
-    require_unlocked(record)
-    await repo.remove_member(image_id, member_id)
-    return Response(status_code=204)
+MEMBER = Member()

@@ -12,16 +12,15 @@ from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
 from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
-from edgefed.services.image import data, images, members, schemas, versions
-from edgefed.store.image import ImageRepository
+from edgefed.services.image import images, schemas, versions
+from edgefed.services.image.members import MEMBER
+from edgefed.store.image import ImageData
 
 log = logging.getLogger("edgefed.image")
 
 
 async def _on_start(ctx: SiteContext) -> None:
-    recovered = await ImageRepository(ctx.store).recover_interrupted_uploads(
-        data_dir=ctx.settings.data_dir
-    )
+    recovered = await ImageData(ctx.store).recover(data_dir=ctx.settings.data_dir)
     if recovered:
         log.warning("%d interrupted image upload(s) put back to queued", recovered)
 
@@ -33,9 +32,12 @@ def build() -> ServiceSpec:
     # first, the busiest: a request's route is found by trying them in order, and no
     # path of one part matches a path of another.
     router = APIRouter(
-        routes=routes_of(
-            images.router, versions.router, schemas.router, data.router, members.router
-        )
+        routes=[
+            *routes_of(images.router),
+            *images.IMAGE.routes(),
+            *routes_of(versions.router, schemas.router),
+            *MEMBER.routes(),
+        ]
     )
     return ServiceSpec(
         name="image",
