@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 R_co = TypeVar("R_co", covariant=True)
 N_contra = TypeVar("N_contra", contravariant=True)
 
-# Column (record field) -> value; a list, tuple or set matches any of its values.
+# Record field -> value; a list, tuple or set matches any of its values.
 Filters = Mapping[str, object]
 
 
