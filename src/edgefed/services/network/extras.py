@@ -16,7 +16,7 @@ from edgefed.api.policy import require_admin
 from edgefed.api.resource import READ_ONLY, Call, ProjectOwned
 from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
-from edgefed.core.errors import Forbidden, NotFound
+from edgefed.core.errors import Forbidden
 from edgefed.services.network.neutron import NEUTRON, NeutronResource, bad_input, select, standard
 from edgefed.store.network import NetworkQuotas, SecurityGroupRecord, SecurityGroups
 
@@ -46,12 +46,10 @@ class SecurityGroup(NeutronResource[SecurityGroupRecord, SecurityGroups]):
     # Only the owner project reads them (no role needed: the default group is made on
     # the first read of a project-scoped token).
     access = ProjectOwned[SecurityGroupRecord](project=lambda g: g.project_id)
+    not_found_message = "Security group {id} does not exist"
 
     def repository(self, call: Call) -> SecurityGroups:
         return SecurityGroups(call.ctx.store, ensure_for=call.principal.project_id)
-
-    def not_found(self, id: str) -> NotFound:
-        return NotFound(f"Security group {id} does not exist", kind="SecurityGroupNotFound")
 
     def view(self, group: SecurityGroupRecord, call: Call) -> dict[str, Any]:
         return {

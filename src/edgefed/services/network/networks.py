@@ -6,9 +6,11 @@ from typing import Any
 
 from edgefed.api.resource import Call, ProjectOwned
 from edgefed.services.network.neutron import (
+    STRING,
     NeutronResource,
     bad_input,
     flag,
+    neutron_body,
     owner_for,
     require_admin_flags,
     standard,
@@ -25,7 +27,6 @@ FLAGS = (
     ("shared", "shared", False),
     ("router:external", "external", False),
 )
-_STRING: dict[str, Any] = {"type": "string", "maxLength": 255}
 
 
 class Network(NeutronResource[NetworkRecord, Networks]):
@@ -33,18 +34,15 @@ class Network(NeutronResource[NetworkRecord, Networks]):
     collection_key = "networks"
     path = "/v2.0/networks"
     access = ProjectOwned[NetworkRecord](project=lambda n: n.project_id, shared=lambda n: n.shared)
-    body_schema = {
-        "type": "object",
-        "properties": {
-            "name": _STRING,
-            "description": _STRING,
+    body_schema = neutron_body(
+        {
             "admin_state_up": {"type": "boolean"},
             "shared": {"type": "boolean"},
             "router:external": {"type": "boolean"},
             "mtu": {"type": "integer", "minimum": 68, "maximum": 9000},
-            "project_id": _STRING,
-        },
-    }
+            "project_id": STRING,
+        }
+    )
 
     def repository(self, call: Call) -> Networks:
         return Networks(call.ctx.store)

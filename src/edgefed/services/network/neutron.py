@@ -91,6 +91,21 @@ def pick(params: QueryParams, view: dict[str, Any]) -> dict[str, Any]:
     return {k: view[k] for k in fields if k in view} if fields else view
 
 
+STRING: dict[str, Any] = {"type": "string", "maxLength": 255}
+
+
+def neutron_body(properties: dict[str, Any], *, required: Sequence[str] = ()) -> dict[str, Any]:
+    """A Neutron body's JSON schema, for OpenAPI: the attributes every resource takes
+    (name, description), and ``properties``."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"name": STRING, "description": STRING, **properties},
+    }
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
 def listed(*names: str) -> dict[str, Filter]:
     """Filters a list pushes to the store (exact values, several allowed), beyond the
     attribute filters ``select`` applies to every view."""

@@ -8,9 +8,11 @@ from typing import Any
 from edgefed.api.resource import Call, ProjectOwned
 from edgefed.services.network.networks import NETWORK
 from edgefed.services.network.neutron import (
+    STRING,
     NeutronResource,
     bad_input,
     listed,
+    neutron_body,
     owner_for,
     standard,
     text,
@@ -20,7 +22,6 @@ from edgefed.services.network.subnets import SUBNET
 from edgefed.store.network import NewPort, PortRecord, Ports, Subnets
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_STRING: dict[str, Any] = {"type": "string", "maxLength": 255}
 
 
 class Port(NeutronResource[PortRecord, Ports]):
@@ -29,10 +30,8 @@ class Port(NeutronResource[PortRecord, Ports]):
     path = "/v2.0/ports"
     access = ProjectOwned[PortRecord](project=lambda p: p.project_id)
     filters = listed("network_id", "device_id")
-    body_schema = {
-        "type": "object",
-        "required": ["network_id"],
-        "properties": {
+    body_schema = neutron_body(
+        {
             "network_id": {"type": "string"},
             "fixed_ips": {
                 "type": "array",
@@ -46,13 +45,12 @@ class Port(NeutronResource[PortRecord, Ports]):
             },
             "mac_address": {"type": "string"},
             "admin_state_up": {"type": "boolean"},
-            "name": _STRING,
-            "description": _STRING,
-            "device_id": _STRING,
-            "device_owner": _STRING,
-            "project_id": _STRING,
+            "device_id": STRING,
+            "device_owner": STRING,
+            "project_id": STRING,
         },
-    }
+        required=("network_id",),
+    )
 
     def repository(self, call: Call) -> Ports:
         return Ports(call.ctx.store)

@@ -14,13 +14,12 @@ from edgefed.services.network.neutron import (
     bad_input,
     flag,
     listed,
+    neutron_body,
     standard,
     text,
     texts,
 )
 from edgefed.store.network import Networks, NewSubnet, SubnetRecord, Subnets
-
-_STRING: dict[str, Any] = {"type": "string", "maxLength": 255}
 
 
 class SubnetAccess(ProjectOwned[SubnetRecord]):
@@ -46,10 +45,8 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
     path = "/v2.0/subnets"
     access: ProjectOwned[SubnetRecord] = SubnetAccess()
     filters = listed("network_id")
-    body_schema = {
-        "type": "object",
-        "required": ["network_id", "cidr"],
-        "properties": {
+    body_schema = neutron_body(
+        {
             "network_id": {"type": "string"},
             "cidr": {"type": "string"},
             "ip_version": {"type": "integer", "enum": [4, 6]},
@@ -63,10 +60,9 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
             },
             "dns_nameservers": {"type": "array", "items": {"type": "string"}},
             "enable_dhcp": {"type": "boolean"},
-            "name": _STRING,
-            "description": _STRING,
         },
-    }
+        required=("network_id", "cidr"),
+    )
 
     def repository(self, call: Call) -> Subnets:
         return Subnets(call.ctx.store)
