@@ -445,3 +445,16 @@ def test_the_openapi_document_says_what_each_route_takes(client) -> None:
     assert "/network/v2.0/shelves" in doc["paths"]
     assert set(doc["paths"]["/network/v2.0/shelves/{shelf_id}"]) == {"get"}
     assert doc["paths"]["/network/v2.0/gadgets"]["post"]["responses"].keys() == {"201"}
+
+
+def test_declared_attributes_are_copied_under_their_wire_names() -> None:
+    class Labelled(Shelf):
+        attributes = ("id", ("label", "name"), "shared")
+
+    class Single(Shelf):
+        attributes = (("only", "project_id"),)
+
+    widget = Widget("w1", "one", "alpha", shared=True)
+    assert Labelled().copy(widget) == {"id": "w1", "label": "one", "shared": True}
+    assert Single().copy(widget) == {"only": "alpha"}
+    assert Shelf().copy(widget) == {}

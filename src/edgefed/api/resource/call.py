@@ -38,6 +38,12 @@ class Call:
         self.parent: Any = None
         self._body: Any = _UNREAD
 
+    def of(self, resource: Resource[Any, Any]) -> Call:
+        """This call as ``resource``'s (a parent's policy, in the parent's words)."""
+        other = Call(self.request, self.principal, self.ctx, resource)
+        other._body = self._body
+        return other
+
     @property
     def query(self) -> QueryParams:
         return self.request.query_params
@@ -77,4 +83,4 @@ class Call:
         return self.resource.refuse(verb, why, id=id, rule=rule)
 
     def not_found(self, id: str) -> NotFound:
-        return self.resource.not_found(id)
+        return self.resource.not_found(id, self)

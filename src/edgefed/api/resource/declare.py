@@ -25,6 +25,7 @@ lock (409), the hook, the write, ``after_write``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -72,6 +73,8 @@ class Action:
     path: str
     name: str
     handler: Callable[..., Awaitable[Any]]
+    # The word the policy and its refusal use ("upload data to"); default: ``name``.
+    verb: str = ""
     writes: bool = False
     status_code: int = 200
     body: type[BaseModel] | None = None
@@ -86,11 +89,12 @@ def action(
     status_code: int = 200,
     body: type[BaseModel] | None = None,
     name: str | None = None,
+    verb: str | None = None,
 ) -> Callable[[F], F]:
     """Mark a method ``(self, call, repo, record) -> result`` as a route on one record.
 
-    ``writes``: the policy's ``check_write`` (with the action's ``name`` as verb) and
-    the sync lock apply. ``body``: a pydantic model FastAPI validates and documents
+    ``writes``: the policy's ``check_write`` (with ``verb``, by default the action's
+    ``name``) and the sync lock apply. ``body``: a pydantic model FastAPI validates and documents
     (``call.model(Model)``); without it the action reads ``await call.body()`` itself.
     The result: None (an empty answer, ``status_code``, 204 by default), a record
     (rendered by the view), a dict (JSON) or a Response.
@@ -101,6 +105,7 @@ def action(
             method=method,
             path=path,
             name=name or fn.__name__,
+            verb=verb or name or fn.__name__,
             handler=fn,
             writes=writes,
             status_code=status_code,
@@ -116,6 +121,12 @@ class Resource(Generic[R, P]):
     """Subclass and declare; see the module docstring and docs/resources.md."""
 
     # -- the declaration ---------------------------------------------------------------
+    # The repository, built per call on the site's store (or override ``repository``).
+    store_class: Callable[..., P] | None = None
+    # Record attributes shown as they are, in order (openstacksdk's ``resource.Body``):
+    # "name", or ("router:external", "external") for a wire name of its own. ``view``
+    # starts from them (``copy``) and adds what is computed.
+    attributes: tuple[str | tuple[str, str], ...] = ()
     key: str
     collection_key: str
     # Below the service's prefix, with the parent's id parameter for a nested resource:
@@ -128,6 +139,9 @@ class Resource(Generic[R, P]):
     id_param: str = ""
     # The resource in a sentence ("Network", "Security group"; default: from the key).
     title: str = ""
+    # This resource's 404 sentence, when it is not the dialect's (``{parent}``: the id
+    # of the enclosing record).
+    not_found_message: str = ""
     parent: Resource[Any, Any] | None = None
     filters: Mapping[str, Filter] = {}
     # limit/marker paging pushed to the repository.
@@ -165,14 +179,28 @@ class Resource(Generic[R, P]):
         self.kind = kind_of(self.title)
         self.id_param = self.id_param or f"{self.key}_id"
         self.update_method = self.update_method or self.dialect.update_method
+        pairs = [(a, a) if isinstance(a, str) else a for a in self.attributes]
+        self._wire = tuple(wire for wire, _ in pairs)
+        # One C call reads every attribute (a tuple; a lone value for one attribute).
+        self._read = operator.attrgetter(*(attr for _, attr in pairs)) if pairs else None
 
     # -- hooks (override what the verbs need) -----------------------------------------
 
     def repository(self, call: Call) -> P:
-        raise NotImplementedError
+        if self.store_class is None:
+            raise NotImplementedError(f"{type(self).__name__}: no store_class or repository()")
+        return self.store_class(call.ctx.store)
+
+    def copy(self, record: R) -> dict[str, Any]:
+        """The declared ``attributes`` of ``record``, by their wire names."""
+        if self._read is None:
+            return {}
+        values = self._read(record)
+        return dict(zip(self._wire, values if len(self._wire) > 1 else (values,), strict=True))
 
     def view(self, record: R, call: Call) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record on the wire; by default its declared ``attributes``."""
+        return self.copy(record)
 
     def id_of(self, record: R) -> str:
         return str(record.id)  # type: ignore[attr-defined]
@@ -229,17 +257,19 @@ class Resource(Generic[R, P]):
 
     # -- what routes and custom handlers use ----------------------------------------------
 
-    def words(self, **values: str) -> dict[str, str]:
+    def words(self, call: Call | None = None, **values: str) -> dict[str, str]:
+        parent = call.parent if call is not None else None
         return {
             "title": self.title,
             "Kind": self.kind,
             "key": self.key,
             "collection": self.collection_key,
+            "parent": self.parent.id_of(parent) if self.parent and parent is not None else "",
             **values,
         }
 
-    def not_found(self, id: str) -> NotFound:
-        return not_found(self.dialect, self.words(id=id))
+    def not_found(self, id: str, call: Call | None = None) -> NotFound:
+        return not_found(self.dialect, self.words(call, id=id), self.not_found_message)
 
     def refuse(self, verb: str, why: str, *, id: str = "", rule: str = "") -> Forbidden:
         """The policy's 403; ``{rule}`` is ``<verb>_<key>`` unless given."""
@@ -253,7 +283,7 @@ class Resource(Generic[R, P]):
         """The record the caller may see, or this resource's 404."""
         found: R | None = await (repo or self.repository(call)).get(id=id)
         if found is None or not await self.access.readable(call, found):
-            raise self.not_found(id)
+            raise self.not_found(id, call)
         return found
 
     def check_unlocked(self, call: Call, record: R) -> None:

@@ -62,10 +62,10 @@ def kind_of(title: str) -> str:
     return "".join(word[:1].upper() + word[1:] for word in title.split())
 
 
-def not_found(dialect: Dialect, words: dict[str, str]) -> NotFound:
+def not_found(dialect: Dialect, words: dict[str, str], template: str = "") -> NotFound:
     kind = dialect.not_found_kind
     return NotFound(
-        dialect.words(dialect.not_found, **words),
+        dialect.words(template or dialect.not_found, **words),
         kind=dialect.words(kind, **words) if kind else None,
     )
 

@@ -115,7 +115,7 @@ def _update(res: Resource[Any, Any]) -> Endpoint:
         if changes:
             updated = await repo.update(id=res.id_of(record), changes=changes)
             if updated is None:
-                raise res.not_found(res.id_of(record))
+                raise res.not_found(res.id_of(record), call)
         await res.after_write(call, "update", record, updated)
         return res.render(call, updated)
 
@@ -132,7 +132,7 @@ def _delete(res: Resource[Any, Any]) -> Endpoint:
         res.check_unlocked(call, record)
         await res.before_delete(call, repo, record)
         if not await repo.delete(id=res.id_of(record)):
-            raise res.not_found(res.id_of(record))
+            raise res.not_found(res.id_of(record), call)
         await res.after_write(call, "delete", record, None)
         return Response(status_code=204)
 
@@ -143,14 +143,14 @@ def _action(res: Resource[Any, Any], action: Action) -> Endpoint:
     async def endpoint(request: Request, body: Any = None) -> Response:
         call: Call | None = request.scope.get(_CALL)
         if call is None or call.resource is not res:
-            call = await begin(res, request, action.name)
+            call = await begin(res, request, action.verb)
         if body is not None:
             call.given_body(body)
         await _parent(call)
         repo = res.repository(call)
         record = await res.find(call, call.path(res.id_param), repo)
         if action.writes:
-            res.access.check_write(call, record, action.name)
+            res.access.check_write(call, record, action.verb)
             res.check_unlocked(call, record)
         result = await action.handler(res, call, repo, record)
         return _respond(res, call, result, action.status_code)
@@ -268,5 +268,5 @@ def build_routes(res: Resource[Any, Any]) -> list[BaseRoute]:
     for action in res.actions:
         add(item + action.path, action.method, _action(res, action),
             name=f"{action.name}_{res.key}", summary=action.summary or action.name,
-            status_code=action.status_code, body=action.body, gate=action.name)  # fmt: skip
+            status_code=action.status_code, body=action.body, gate=action.verb)  # fmt: skip
     return list(router.routes)

@@ -4,6 +4,7 @@ written by hand (``listing``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
@@ -31,16 +32,37 @@ from edgefed.services.image.attributes import (
 )
 from edgefed.services.image.listing import links, select_images
 from edgefed.services.image.patch import apply_patch, require_patch_media_type
-from edgefed.services.image.views import image_view
 from edgefed.store.image import ImageRecord, Images, NewImage
 
 IMPORT_METHODS = "glance-direct"
+
+
+def timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Image(Resource[ImageRecord, Images]):
     key = "image"
     collection_key = "images"
     path = "/v2/images"
+    attributes = (
+        "id",
+        "name",
+        "status",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "owner",
+        "container_format",
+        "disk_format",
+        "min_disk",
+        "min_ram",
+        "size",
+        "virtual_size",
+        "checksum",
+        "os_hash_algo",
+        "os_hash_value",
+    )
     dialect = GLANCE
     verbs = frozenset({"show", "create", "update", "delete"})
     access = ImageAccess()
@@ -66,7 +88,21 @@ class Image(Resource[ImageRecord, Images]):
         return Images(call.ctx.store, data_dir=call.ctx.settings.data_dir)
 
     def view(self, record: ImageRecord, call: Call) -> dict[str, Any]:
-        return image_view(record)
+        """Glance's image document: extra properties at the top level, then the base
+        attributes and links."""
+        doc: dict[str, Any] = {
+            **record.properties,
+            **self.copy(record),
+            "tags": list(record.tags),
+            "created_at": timestamp(record.created_at),
+            "updated_at": timestamp(record.updated_at),
+            "self": f"/v2/images/{record.id}",
+            "file": f"/v2/images/{record.id}/file",
+            "schema": "/v2/schemas/image",
+        }
+        if record.origin is not None:
+            doc["edgefed:origin"] = record.origin
+        return doc
 
     def origin(self, call: Call, record: ImageRecord) -> str | None:
         return record.origin
@@ -179,7 +215,7 @@ async def list_images(request: Request) -> Json:
         member_statuses=dict(statuses),
     )
     return Json(
-        {"images": [image_view(r) for r in page.images], **links(request.query_params, page)}
+        {"images": [IMAGE.view(r, call) for r in page.images], **links(request.query_params, page)}
     )
 
 

@@ -13,8 +13,7 @@ from edgefed.api.resource import Access, Call, Resource
 from edgefed.core.errors import BadRequest, Forbidden, ValidationFailed
 from edgefed.services.image.access import GLANCE, can_write
 from edgefed.services.image.attributes import MAX_STRING, MEMBER_STATUSES
-from edgefed.services.image.images import IMAGE
-from edgefed.services.image.views import member_view
+from edgefed.services.image.images import IMAGE, timestamp
 from edgefed.store.image import ImageMembers, MemberRecord, NewMember
 
 
@@ -39,6 +38,7 @@ class Member(Resource[MemberRecord, ImageMembers]):
     collection_key = "members"
     path = "/v2/images/{image_id}/members"
     id_param = "member_id"
+    attributes = ("image_id", "member_id", "status")
     dialect = GLANCE
     parent = IMAGE
     access = MemberAccess()
@@ -54,7 +54,12 @@ class Member(Resource[MemberRecord, ImageMembers]):
         return member.member_id
 
     def view(self, member: MemberRecord, call: Call) -> dict[str, Any]:
-        return member_view(member)
+        return {
+            **self.copy(member),
+            "created_at": timestamp(member.created_at),
+            "updated_at": timestamp(member.updated_at),
+            "schema": "/v2/schemas/member",
+        }
 
     def collection(self, call: Call, views: list[dict[str, Any]]) -> dict[str, Any]:
         return {"members": views, "schema": "/v2/schemas/members"}

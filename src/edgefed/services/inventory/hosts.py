@@ -13,7 +13,9 @@ from edgefed.services.inventory.views import (
     HostUpdate,
     LabelsUpdate,
     UpgradeRequest,
-    host_view,
+    capacity,
+    epoch_iso,
+    iso,
 )
 from edgefed.store.inventory import HostRecord, Hosts
 
@@ -27,6 +29,23 @@ class Host(Resource[HostRecord, Hosts]):
     collection_key = "hosts"
     path = ""
     id_param = "host"
+    attributes = (
+        "id",
+        "hostname",
+        "personality",
+        "mgmt_ip",
+        "administrative",
+        "availability",
+        "bm_type",
+        "bm_ip",
+        "bm_username",
+        "target_load",
+        "labels",
+        "hardware",
+        "cpu_allocation_ratio",
+        "ram_allocation_ratio",
+        "disk_allocation_ratio",
+    )
     dialect = EDGE
     access = AdminOnly[HostRecord]("hosts inventory")
     filters = {
@@ -81,3 +100,15 @@ class Host(Resource[HostRecord, Hosts]):
 
 
 HOST = Host()
+
+
+def host_view(host: HostRecord) -> dict[str, Any]:
+    """A host on the wire (for operators and for its agent)."""
+    return {
+        **HOST.copy(host),
+        "capacity": capacity(host),
+        "agent_enrolled": host.credential_hash is not None,
+        "last_heartbeat_at": epoch_iso(host.last_heartbeat_at),
+        "created_at": iso(host.created_at),
+        "updated_at": iso(host.updated_at),
+    }

@@ -15,13 +15,12 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
-from edgefed.services.inventory.hosts import HOST
+from edgefed.services.inventory.hosts import HOST, host_view
 from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
 from edgefed.services.inventory.views import (
     EnrollRequest,
     HeartbeatRequest,
     TokenCreate,
-    host_view,
     token_view,
 )
 

@@ -105,14 +105,14 @@ class HeartbeatRequest(BaseModel):
     hardware: Hardware | None = None
 
 
-def _iso(value: dt.datetime) -> str:
+def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _epoch_iso(value: float | None) -> str | None:
+def epoch_iso(value: float | None) -> str | None:
     if value is None:
         return None
-    return _iso(dt.datetime.fromtimestamp(value, dt.UTC))
+    return iso(dt.datetime.fromtimestamp(value, dt.UTC))
 
 
 def capacity(host: HostRecord) -> dict[str, int]:
@@ -123,31 +123,6 @@ def capacity(host: HostRecord) -> dict[str, int]:
         "vcpus": int(hw.get("cpus") or 0),
         "memory_mb": int(hw.get("memory_mb") or 0),
         "disk_gb": int(sum(float(d.get("size_gb") or 0) for d in disks)),
-    }
-
-
-def host_view(host: HostRecord) -> dict[str, Any]:
-    return {
-        "id": host.id,
-        "hostname": host.hostname,
-        "personality": host.personality,
-        "mgmt_ip": host.mgmt_ip,
-        "administrative": host.administrative,
-        "availability": host.availability,
-        "bm_type": host.bm_type,
-        "bm_ip": host.bm_ip,
-        "bm_username": host.bm_username,
-        "target_load": host.target_load,
-        "labels": host.labels,
-        "hardware": host.hardware,
-        "capacity": capacity(host),
-        "cpu_allocation_ratio": host.cpu_allocation_ratio,
-        "ram_allocation_ratio": host.ram_allocation_ratio,
-        "disk_allocation_ratio": host.disk_allocation_ratio,
-        "agent_enrolled": host.credential_hash is not None,
-        "last_heartbeat_at": _epoch_iso(host.last_heartbeat_at),
-        "created_at": _iso(host.created_at),
-        "updated_at": _iso(host.updated_at),
     }
 
 
@@ -162,8 +137,8 @@ def token_view(token: EnrollmentTokenRecord, *, now: float) -> dict[str, Any]:
         "id": token.id,
         "hostname": token.hostname,
         "personality": token.personality,
-        "expires_at": _epoch_iso(token.expires_at),
+        "expires_at": epoch_iso(token.expires_at),
         "state": state,
         "used_by_host_id": token.used_by_host_id,
-        "created_at": _iso(token.created_at),
+        "created_at": iso(token.created_at),
     }

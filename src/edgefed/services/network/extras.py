@@ -41,6 +41,7 @@ class SecurityGroup(NeutronResource[SecurityGroupRecord, SecurityGroups]):
     key = "security_group"
     collection_key = "security_groups"
     path = "/v2.0/security-groups"
+    attributes = (("security_group_rules", "rules"),)
     id_param = "group_id"
     verbs = READ_ONLY
     # Only the owner project reads them (no role needed: the default group is made on
@@ -52,14 +53,7 @@ class SecurityGroup(NeutronResource[SecurityGroupRecord, SecurityGroups]):
         return SecurityGroups(call.ctx.store, ensure_for=call.principal.project_id)
 
     def view(self, group: SecurityGroupRecord, call: Call) -> dict[str, Any]:
-        return {
-            "id": group.id,
-            "name": group.name,
-            "security_group_rules": group.rules,
-            "stateful": True,
-            "shared": False,
-            **standard(group),
-        }
+        return {**self.copy(group), "stateful": True, "shared": False, **standard(group)}
 
 
 SECURITY_GROUP = SecurityGroup()

@@ -33,6 +33,15 @@ class Network(NeutronResource[NetworkRecord, Networks]):
     key = "network"
     collection_key = "networks"
     path = "/v2.0/networks"
+    store_class = Networks
+    attributes = (
+        "admin_state_up",
+        "status",
+        "shared",
+        ("router:external", "external"),
+        "is_default",
+        "mtu",
+    )
     access = ProjectOwned[NetworkRecord](project=lambda n: n.project_id, shared=lambda n: n.shared)
     body_schema = neutron_body(
         {
@@ -44,20 +53,10 @@ class Network(NeutronResource[NetworkRecord, Networks]):
         }
     )
 
-    def repository(self, call: Call) -> Networks:
-        return Networks(call.ctx.store)
-
     def view(self, network: NetworkRecord, call: Call) -> dict[str, Any]:
         return {
-            "id": network.id,
-            "name": network.name,
-            "admin_state_up": network.admin_state_up,
-            "status": network.status,
+            **self.copy(network),
             "subnets": list(network.subnet_ids),
-            "shared": network.shared,
-            "router:external": network.external,
-            "is_default": network.is_default,
-            "mtu": network.mtu,
             "availability_zones": ["nova"],
             "availability_zone_hints": [],
             "ipv4_address_scope": None,

@@ -43,6 +43,10 @@ def stamp(value: dt.datetime) -> str:
 
 class Owned(Protocol):
     @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
     def project_id(self) -> str: ...
     @property
     def description(self) -> str: ...
@@ -55,6 +59,8 @@ class Owned(Protocol):
 def standard(record: Owned) -> dict[str, Any]:
     """Neutron's standard attributes, the same on every resource's view."""
     return {
+        "id": record.id,
+        "name": record.name,
         "tenant_id": record.project_id,
         "project_id": record.project_id,
         "description": record.description,

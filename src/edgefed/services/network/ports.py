@@ -28,6 +28,15 @@ class Port(NeutronResource[PortRecord, Ports]):
     key = "port"
     collection_key = "ports"
     path = "/v2.0/ports"
+    store_class = Ports
+    attributes = (
+        "network_id",
+        "mac_address",
+        "admin_state_up",
+        "status",
+        "device_id",
+        "device_owner",
+    )
     access = ProjectOwned[PortRecord](project=lambda p: p.project_id)
     filters = listed("network_id", "device_id")
     body_schema = neutron_body(
@@ -52,19 +61,9 @@ class Port(NeutronResource[PortRecord, Ports]):
         required=("network_id",),
     )
 
-    def repository(self, call: Call) -> Ports:
-        return Ports(call.ctx.store)
-
     def view(self, port: PortRecord, call: Call) -> dict[str, Any]:
         return {
-            "id": port.id,
-            "name": port.name,
-            "network_id": port.network_id,
-            "mac_address": port.mac_address,
-            "admin_state_up": port.admin_state_up,
-            "status": port.status,
-            "device_id": port.device_id,
-            "device_owner": port.device_owner,
+            **self.copy(port),
             "fixed_ips": [
                 {"subnet_id": ip.subnet_id, "ip_address": ip.ip_address} for ip in port.fixed_ips
             ],

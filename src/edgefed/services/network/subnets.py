@@ -43,6 +43,17 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
     key = "subnet"
     collection_key = "subnets"
     path = "/v2.0/subnets"
+    store_class = Subnets
+    attributes = (
+        "network_id",
+        "cidr",
+        "ip_version",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "host_routes",
+        "enable_dhcp",
+    )
     access: ProjectOwned[SubnetRecord] = SubnetAccess()
     filters = listed("network_id")
     body_schema = neutron_body(
@@ -64,21 +75,9 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
         required=("network_id", "cidr"),
     )
 
-    def repository(self, call: Call) -> Subnets:
-        return Subnets(call.ctx.store)
-
     def view(self, subnet: SubnetRecord, call: Call) -> dict[str, Any]:
         return {
-            "id": subnet.id,
-            "name": subnet.name,
-            "network_id": subnet.network_id,
-            "cidr": subnet.cidr,
-            "ip_version": subnet.ip_version,
-            "gateway_ip": subnet.gateway_ip,
-            "allocation_pools": subnet.allocation_pools,
-            "dns_nameservers": subnet.dns_nameservers,
-            "host_routes": subnet.host_routes,
-            "enable_dhcp": subnet.enable_dhcp,
+            **self.copy(subnet),
             "ipv6_ra_mode": None,
             "ipv6_address_mode": None,
             "subnetpool_id": None,
