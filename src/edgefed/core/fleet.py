@@ -46,6 +46,11 @@ class MissingAuthority(ValidationFailed):
     """An entry was enrolled or revoked by a site this registry does not know (yet)."""
 
 
+class RevokedAuthority(ValidationFailed):
+    """An entry was enrolled or revoked by an authority that is revoked now: it cannot be
+    taken any more, yet it is no forgery (sites that took it earlier still hold it)."""
+
+
 def _canonical(doc: Mapping[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 

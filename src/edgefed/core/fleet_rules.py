@@ -28,6 +28,7 @@ from edgefed.core.fleet import (
     Enrollment,
     MissingAuthority,
     Revocation,
+    RevokedAuthority,
     Rotation,
     SiteEntry,
     verify_signature,
@@ -95,8 +96,9 @@ def check_incoming(
     trust_roots: bool = False,
 ) -> bool:
     """Whether ``incoming`` replaces ``local``: True if it is valid and newer, False if it
-    is not newer (nothing to do); ValidationFailed if it is forged or not allowed, and
-    MissingAuthority if it names an authority ``known`` lacks. ``trust_roots`` accepts a
+    is not newer (nothing to do); ValidationFailed if it is forged or not allowed,
+    MissingAuthority if it names an authority ``known`` lacks, and RevokedAuthority if it
+    names one that is revoked now. ``trust_roots`` accepts a
     self-enrolled founder (only while joining, from the issuer the operator pinned)."""
     name = incoming.name
     if local is not None and not supersedes(state_of(incoming), state_of(local)):
@@ -155,7 +157,7 @@ def _check_enrollment(
                 field="enrollment",
             )
         if not authority.authority or not authority.active:
-            raise ValidationFailed(
+            raise (RevokedAuthority if authority.authority else ValidationFailed)(
                 f"site {entry.name} was enrolled by {enrollment.by}, which is not an active "
                 "fleet authority",
                 field="enrollment",
@@ -199,6 +201,11 @@ def _check_revocation(entry: SiteEntry, known: Mapping[str, SiteEntry]) -> None:
     if authority is None:
         raise MissingAuthority(
             f"site {entry.name} was revoked by {revocation.by}, unknown here", field="revocation"
+        )
+    if authority.authority and not authority.active and revocation.by != entry.name:
+        raise RevokedAuthority(
+            f"site {entry.name} was revoked by {revocation.by}, which is revoked itself",
+            field="revocation",
         )
     if not authority.authority or not authority.active or revocation.by == entry.name:
         raise ValidationFailed(

@@ -3,7 +3,8 @@
 Writes go to the store first, then to the in-memory view, so an entry a site has
 acknowledged survives a crash. Every incoming entry passes ``core.fleet.check_incoming``
 (signatures, enrollment by an authority, rotations, revocations, every field) and a
-batch is taken whole or not at all: one forged entry and nothing of it is stored.
+batch is taken whole or not at all: one forged entry and nothing of it is stored. An
+entry that an authority revoked since signed is left out of its batch, never taken.
 
 A site started without a join token founds its own fleet: it enrolls itself, as an
 authority. A site that joins is enrolled by the authority that issued its token.
@@ -38,7 +39,7 @@ from edgefed.core.errors import (
     ValidationFailed,
 )
 from edgefed.core.files import write_private
-from edgefed.core.fleet import MissingAuthority, Rotation, SiteEntry
+from edgefed.core.fleet import MissingAuthority, RevokedAuthority, Rotation, SiteEntry
 from edgefed.core.fleet_rules import (
     check_incoming,
     enrollment_for,
@@ -76,13 +77,12 @@ def rotate_key(data_dir: Path, *, now: float) -> Rotation:
     site publishes at its next start. Tokens signed with the old key stop working."""
     keys = data_dir / "keys"
     current = keys / "signing.pem"
+    name = _site_name_of(data_dir)
     if (keys / ROTATION_FILE).exists():
         raise RuntimeError(f"a rotation is already pending in {keys}; start the site first")
     old = Ed25519PrivateKey.from_pem(current.read_bytes())
     new = Ed25519PrivateKey.generate()
-    rotation = rotation_for(
-        _site_name_of(data_dir), old=old, new_key=public_key_b64(new.public_key()), at=now
-    )
+    rotation = rotation_for(name, old=old, new_key=public_key_b64(new.public_key()), at=now)
     write_private(keys / "signing.pem.old", old.to_pem())
     write_private(keys / ROTATION_FILE, orjson.dumps(rotation.to_json()))
     write_private(current, new.to_pem())
@@ -114,6 +114,19 @@ class Registry:
 
     async def load(self) -> None:
         """Load the durable registry and (re)publish this site's own entry."""
+        await self._load()
+        self._forget_published_rotation()
+
+    def _forget_published_rotation(self) -> None:
+        """A rotation in ``keys/`` that this site's entry carries is done: the next
+        ``edgefed site rotate-key`` may prepare another."""
+        data_dir = self.ctx.settings.data_dir
+        rotation = pending_rotation(data_dir)
+        mine = self.view.entries.get(self.ctx.name)
+        if rotation is not None and mine is not None and rotation in mine.rotations:
+            (data_dir / "keys" / ROTATION_FILE).unlink()
+
+    async def _load(self) -> None:
         self.view.apply(await self.repo.all())
         current = self.view.entries.get(self.ctx.name)
         if current is not None and current.revocation is not None:
@@ -221,6 +234,13 @@ class Registry:
                 except MissingAuthority as exc:
                     missing = missing or exc
                     waiting.append(entry)
+                    continue
+                except RevokedAuthority as exc:
+                    # Signed by an authority revoked since (before its revocation, or
+                    # by whoever holds its key now): never taken, but no forgery of the
+                    # sender's either. Left out, so that it does not keep the rest of
+                    # the batch (the revocation itself, often) from this site.
+                    log.info("registry entry %s left out: %s", entry.name, exc.message)
                     continue
                 if wins:
                     winners[entry.name] = known[entry.name] = entry
