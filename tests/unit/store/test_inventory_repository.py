@@ -26,8 +26,9 @@ NOW = dt.datetime(2030, 5, 1, 12, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
+    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
+    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
     try:
         yield store
     finally:

@@ -27,8 +27,9 @@ from edgefed.store.network import (
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
+    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
+    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
     try:
         yield store
     finally:
@@ -149,6 +150,10 @@ async def test_a_network_knows_its_subnets_and_keeps_what_is_in_use(store: Store
 
 async def test_the_auto_network_exists_once_per_project(store: Store) -> None:
     repo = NetworkRepository(store)
+    # Servers booted at once into a project without a network make one between them.
+    made = await asyncio.gather(*(repo.ensure_default_network("alpha") for _ in range(5)))
+    assert len({n.id for n in made}) == 1
+    assert len(await Networks(store).list(filters={"project_id": "alpha"})) == 1
     first = await repo.ensure_default_network("alpha")
     again = await repo.ensure_default_network("alpha")
     assert again.id == first.id and first.is_default and len(first.subnet_ids) == 1

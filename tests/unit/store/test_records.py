@@ -77,8 +77,9 @@ class Ticks:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite:///{tmp_path / 'site.db'}")
+async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
+    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
+    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
     async with store.write() as conn:
         await conn.run_sync(test_metadata.create_all)
     try:

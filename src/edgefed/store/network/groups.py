@@ -10,6 +10,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select
 
 from edgefed.core.ids import new_uuid
 from edgefed.store.engine import Store
+from edgefed.store.network.ports import DEFAULTS_LOCK, serialise
 from edgefed.store.network.tables import (
     SecurityGroupRecord,
     network_quotas,
@@ -54,12 +55,14 @@ class SecurityGroups(RecordRepository[SecurityGroupRecord, SecurityGroupRecord])
 
     async def ensure_default(self, project_id: str) -> SecurityGroupRecord:
         """The project's ``default`` group, created with Neutron's default rules if missing
-        (looked for first without the write lock: it exists but once per project)."""
+        (looked for first without the write lock: it exists but once per project). Made
+        in one write transaction, serialised on PostgreSQL: racing first uses make one."""
         async with self.store.read() as conn:
             row = (await conn.execute(_DEFAULT_OF, {"project_id": project_id})).first()
         if row is not None:
             return self.mapper.one(row)
         async with self.store.write() as conn:
+            await serialise(self.store, conn, DEFAULTS_LOCK)
             row = (await conn.execute(_DEFAULT_OF, {"project_id": project_id})).first()
             if row is None:
                 group_id = new_uuid()

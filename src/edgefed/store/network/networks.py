@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from sqlalchemy import and_, bindparam, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, insert, select
 
 from edgefed.core.errors import Conflict
-from edgefed.store.network.ports import default_pools
+from edgefed.store.engine import AsyncConnection
+from edgefed.store.network.ports import DEFAULTS_LOCK, default_pools, serialise
 from edgefed.store.network.tables import (
     NetworkRecord,
     NewNetwork,
@@ -18,7 +19,7 @@ from edgefed.store.network.tables import (
     ports,
     subnets,
 )
-from edgefed.store.records import RecordMapper, RecordRepository, Related
+from edgefed.store.records import RecordMapper, RecordRepository, Related, column_values
 
 DEFAULT_NETWORK_NAME = "default"
 DEFAULT_SUBNET_CIDR = "10.0.0.0/24"
@@ -64,34 +65,58 @@ class Networks(RecordRepository[NetworkRecord, NewNetwork]):
     async def project_default(self, project_id: str) -> NetworkRecord | None:
         """The network a server of ``project_id`` lands on when it asks for "auto": its
         default network, else its oldest, that has a subnet."""
-        candidates = await self.list(filters={"project_id": project_id})
-        with_subnets = [n for n in candidates if n.subnet_ids]
-        with_subnets.sort(key=lambda n: not n.is_default)  # stable: oldest first otherwise
-        return with_subnets[0] if with_subnets else None
+        async with self.store.read() as conn:
+            found = await _default_of(conn, project_id)
+        return await self.get(id=found) if found else None
 
     async def ensure_default(self, project_id: str) -> NetworkRecord:
-        """The project's network for "auto" allocation, created (with a subnet) if missing."""
+        """The project's network for "auto" allocation, created (with a subnet) if missing,
+        in one write transaction (serialised on PostgreSQL): racing boots make one."""
         found = await self.project_default(project_id)
         if found is not None:
             return found
-        network = await self.create(
-            new=NewNetwork(name=DEFAULT_NETWORK_NAME, project_id=project_id, is_default=True)
+        async with self.store.write() as conn:
+            await serialise(self.store, conn, DEFAULTS_LOCK)
+            network_id = await _default_of(conn, project_id)
+            if network_id is None:
+                network = self.stamped(
+                    column_values(
+                        NewNetwork(
+                            name=DEFAULT_NETWORK_NAME, project_id=project_id, is_default=True
+                        )
+                    )
+                )
+                gateway = str(ipaddress.ip_network(DEFAULT_SUBNET_CIDR).network_address + 1)
+                subnet = NewSubnet(
+                    network_id=network["id"],
+                    project_id=project_id,
+                    name=f"{DEFAULT_NETWORK_NAME}-subnet",
+                    cidr=DEFAULT_SUBNET_CIDR,
+                    ip_version=4,
+                    gateway_ip=gateway,
+                    allocation_pools=default_pools(DEFAULT_SUBNET_CIDR, gateway),
+                )
+                await conn.execute(insert(networks).values(**network))
+                subnet_values = Subnets(self.store, now=self.now).stamped(column_values(subnet))
+                await conn.execute(insert(subnets).values(**subnet_values))
+                network_id = network["id"]
+        made = await self.get(id=network_id)
+        assert made is not None
+        return made
+
+
+async def _default_of(conn: AsyncConnection, project_id: str) -> str | None:
+    """The id of the project's "auto" network: its default, else its oldest, with a subnet."""
+    has_subnet = select(subnets.c.id).where(subnets.c.network_id == networks.c.id).exists()
+    row = (
+        await conn.execute(
+            select(networks.c.id)
+            .where(networks.c.project_id == project_id, has_subnet)
+            .order_by(networks.c.is_default.desc(), networks.c.created_at, networks.c.id)
+            .limit(1)
         )
-        gateway = str(ipaddress.ip_network(DEFAULT_SUBNET_CIDR).network_address + 1)
-        await Subnets(self.store).create(
-            new=NewSubnet(
-                network_id=network.id,
-                project_id=project_id,
-                name=f"{DEFAULT_NETWORK_NAME}-subnet",
-                cidr=DEFAULT_SUBNET_CIDR,
-                ip_version=4,
-                gateway_ip=gateway,
-                allocation_pools=default_pools(DEFAULT_SUBNET_CIDR, gateway),
-            )
-        )
-        found = await self.get(id=network.id)
-        assert found is not None
-        return found
+    ).first()
+    return None if row is None else str(row.id)
 
 
 class Subnets(RecordRepository[SubnetRecord, NewSubnet]):

@@ -13,11 +13,11 @@ import ipaddress
 import random
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from edgefed.core.errors import Conflict
-from edgefed.store.engine import AsyncConnection
+from edgefed.store.engine import AsyncConnection, Store
 from edgefed.store.network.tables import (
     FixedIp,
     NewPort,
@@ -30,6 +30,10 @@ from edgefed.store.network.tables import (
 from edgefed.store.records import RecordMapper, RecordRepository, Related, column_values
 
 _SUBNETS = RecordMapper(SubnetRecord)
+# Advisory locks (arbitrary constant keys) that serialise, on PostgreSQL, what SQLite's
+# single writer serialises anyway: address allocation, and the defaults made on first use.
+ALLOCATION_LOCK = 0x65646766_0101
+DEFAULTS_LOCK = 0x65646766_0102
 _FIXED_IPS = select(ip_allocations).where(
     ip_allocations.c.port_id.in_(bindparam("ids", expanding=True))
 )
@@ -76,6 +80,13 @@ def first_free(subnet: SubnetRecord, used: set[str]) -> str | None:
     return None
 
 
+async def serialise(store: Store, conn: AsyncConnection, key: int) -> None:
+    """Hold ``key`` until this write transaction ends (PostgreSQL, read committed, lets
+    two transactions read the same free address; SQLite has one writer)."""
+    if not store.is_sqlite:
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def random_mac() -> str:
     tail = [random.randint(0, 255) for _ in range(3)]
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)
@@ -94,7 +105,8 @@ class Ports(RecordRepository[PortRecord, NewPort]):
     )
 
     async def create(self, *, new: NewPort) -> PortRecord:
-        """A port with fixed IPs: those requested, or the first free one.
+        """A port with fixed IPs: those requested, or the first free one (racing ports
+        get different ones).
 
         ValueError for a requested address that is not an IP address; 409 for one
         outside the network's subnets, a subnet without free addresses, or an address
@@ -107,6 +119,7 @@ class Ports(RecordRepository[PortRecord, NewPort]):
         values = self.stamped(values)
         try:
             async with self.store.write() as conn:
+                await serialise(self.store, conn, ALLOCATION_LOCK)
                 await conn.execute(insert(ports).values(**values))
                 await _allocate(conn, new.network_id, values["id"], requested)
         except IntegrityError as exc:
