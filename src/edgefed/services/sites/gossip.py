@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -68,7 +68,9 @@ def parse_digest(raw: Any) -> Digest:
             or not isinstance(value[2], int)
             or not 0 <= value[2] <= MAX_VERSION
         ):
-            raise ValueError(f"digest entry {name!r} must be [enrolled_at, revoked, version]")
+            raise ValueError(
+                f"digest entry {str(name)[:64]!r} must be [enrolled_at, revoked, version]"
+            )
         out[str(name)] = (float(value[0]), value[1], value[2])
     return out
 
@@ -212,7 +214,11 @@ async def gossip_round(registry: Registry) -> int:
     return sum(results)
 
 
-async def join_until_done(registry: Registry, token: EnrollmentToken) -> None:
+async def join_until_done(
+    registry: Registry, token: EnrollmentToken, *, backoff: Sequence[float] = JOIN_BACKOFF
+) -> None:
+    """Join through the token's issuer, retrying with ``backoff`` (the last delay
+    repeats, jittered) until it answers; at once if this site knows the issuer."""
     for attempt in range(10_000):
         if token.issuer in registry.view.entries:
             return
@@ -220,7 +226,7 @@ async def join_until_done(registry: Registry, token: EnrollmentToken) -> None:
             await registry.join_with(token)
             return
         except EdgefedError as exc:
-            delay = JOIN_BACKOFF[min(attempt, len(JOIN_BACKOFF) - 1)]
+            delay = backoff[min(attempt, len(backoff) - 1)]
             log.warning(
                 "joining through %s failed (%s); retrying in %.0fs",
                 token.issuer,
