@@ -66,3 +66,25 @@ async def read_object(
     if not isinstance(body, dict):
         raise wording.refuse(wording.not_object, key=key or "")
     return dict(body)
+
+
+def parse_object(raw: bytes, wording: BodyWording) -> dict[str, Any]:
+    """The JSON object in ``raw`` (a site-to-site body, read once for its signature)."""
+    body = parse_json(raw, wording)
+    if not isinstance(body, dict):
+        raise wording.refuse(wording.not_object)
+    return body
+
+
+# edgefed's own API (/edge/v1: fleet, sync, hosts) and its site-to-site calls.
+EDGE_BODY = BodyWording(
+    empty="The request body is empty: a JSON object is expected.",
+    malformed="Malformed JSON in request body.",
+    not_object="The request body must be a JSON object.",
+)
+# Nova's words (its JSON-schema validation answers these as 400s).
+NOVA_BODY = BodyWording(
+    empty="The request body is empty: a JSON object is expected.",
+    malformed="Malformed request body: it is not valid JSON.",
+    not_object="Malformed request body: a JSON object is expected.",
+)

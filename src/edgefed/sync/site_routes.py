@@ -10,10 +10,10 @@ only what concerns it, with the same answer for "missing" and "not marked for yo
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
+from edgefed.api.bodies import EDGE_BODY, parse_object
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound
 from edgefed.store.sync import ACCEPTED, KINDS, valid_sha256
@@ -57,8 +57,9 @@ async def push(request: Request) -> Json:
     sender, raw = await verified_sender(request, ctx)
     if not await engine.is_source(sender):
         raise Forbidden(f"site {sender} is not a sync source of {ctx.name} (register first)")
+    body = parse_object(raw, EDGE_BODY)
     try:
-        items = orjson.loads(raw)["items"]
+        items = body["items"]
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise TypeError
     except (ValueError, KeyError, TypeError) as exc:
@@ -106,8 +107,8 @@ async def pull(request: Request) -> Json:
     sender, raw = await verified_sender(request, engine.ctx)
     if sender not in await engine.repo.list_receivers():
         raise Forbidden(f"site {sender} is not an accepted sync receiver of {engine.ctx.name}")
+    doc = parse_object(raw, EDGE_BODY)
     try:
-        doc = orjson.loads(raw)
         kind, key = doc["kind"], doc["id"]
         if not isinstance(kind, str) or not isinstance(key, str) or not 0 < len(key) <= 512:
             raise TypeError

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgefed.api.bodies import BodyWording
+from edgefed.api.bodies import EDGE_BODY, BodyWording
 from edgefed.core.errors import Forbidden, Locked, NotFound
 
 
@@ -45,11 +45,7 @@ class Dialect:
 
 # edgefed's own API (``/edge/v1``: hosts, fleet): Keystone's fault shape, plain words.
 EDGE = Dialect(
-    body=BodyWording(
-        empty="The request body is empty: a JSON object is expected.",
-        malformed="Malformed JSON in request body.",
-        not_object="The request body must be a JSON object.",
-    ),
+    body=EDGE_BODY,
     not_found="{title} {id} could not be found.",
     forbidden="Policy doesn't allow {rule} to be performed ({why}).",
     locked="{title} {id} is managed by sync source {origin}; change it there.",

@@ -7,25 +7,16 @@ check it field by field with these helpers, so the messages name the field.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
-from edgefed.core.errors import BadRequest, ValidationFailed
+from edgefed.api.bodies import NOVA_BODY, read_object
+from edgefed.core.errors import ValidationFailed
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        raise BadRequest("The request body is empty: a JSON object is expected.")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest("Malformed request body: it is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("Malformed request body: a JSON object is expected.")
-    return body
+    return await read_object(request, NOVA_BODY)
 
 
 def section(body: dict[str, Any], key: str) -> dict[str, Any]:

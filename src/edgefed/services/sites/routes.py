@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
+from edgefed.api.bodies import EDGE_BODY, parse_object
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
@@ -195,8 +195,8 @@ async def accept_join(request: Request) -> Json:
     reg = registry_of(request)
     ctx = reg.ctx
     raw = await request.body()
+    payload = parse_object(raw, EDGE_BODY)
     try:
-        payload = orjson.loads(raw)
         token_id = str(payload["token_id"])[:64]
         secret = str(payload["secret"])[:256]
         entry = SiteEntry.from_json(payload["site"])
@@ -278,10 +278,8 @@ async def gossip(request: Request) -> Response:
     ctx = reg.ctx
     raw = await request.body()
     sender = verified_site(request, ctx, raw)
+    payload = parse_object(raw, EDGE_BODY)
     try:
-        payload = orjson.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError("not an object")
         incoming = [SiteEntry.from_json(e) for e in payload.get("sites") or []]
         digest = parse_digest(payload["digest"]) if "digest" in payload else None
         revocations = parse_revocation_digest(payload.get("revocations"))
