@@ -138,7 +138,9 @@ async def download(
                         fh.seek(0)
                         fh.truncate()
                         written = 0
-                    async for chunk in r.aiter_bytes(CHUNK):
+                    # As the bytes arrive: with a chunk size, httpx would hold up to
+                    # that much back, and a cut would lose it (the resume starts over).
+                    async for chunk in r.aiter_bytes():
                         fh.write(chunk)
                         written += len(chunk)
                 break
