@@ -27,7 +27,7 @@ import orjson
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
 from edgefed.api.remote import FORWARDED_HEADER, describe_http_error
-from edgefed.core.errors import BadRequest
+from edgefed.core.errors import BadRequest, ValidationFailed
 from edgefed.core.scope import parse_expr
 from edgefed.core.scope_resolve import sites_of
 from edgefed.services.fleet.access import can_see, require_all
@@ -80,7 +80,7 @@ def resolve_targets(
     try:
         names = list(sites_of(parse_expr(scope), ctx.fleet))
     except BadRequest as exc:
-        raise BadRequest(f"Invalid scope {scope!r}: {exc.message}", field="scope") from exc
+        raise ValidationFailed(f"Invalid scope {scope!r}: {exc.message}", field="scope") from exc
     if explicit:
         require_all(ctx, principal, names, "look at these sites")
     return [n for n in names if can_see(ctx, principal, n)]

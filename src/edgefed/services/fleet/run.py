@@ -99,7 +99,9 @@ async def run(
     try:
         sites = sites_of(parse_expr(spec.scope), ctx.fleet)
     except BadRequest as exc:
-        raise BadRequest(f"Invalid scope {spec.scope!r}: {exc.message}", field="scope") from exc
+        raise ValidationFailed(
+            f"Invalid scope {spec.scope!r}: {exc.message}", field="scope"
+        ) from exc
     require_all(ctx, principal, sites, f"run {spec.method} {spec.path}")
     headers = {"X-Auth-Token": principal.token, "X-Scope": f"{{{service}: {spec.scope}}}"}
     content = None
