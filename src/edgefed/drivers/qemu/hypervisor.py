@@ -1,0 +1,324 @@
+"""``QemuHypervisor``: real QEMU guests on this host, behind the driver's operations.
+
+It runs in the host agent, one per host, over one state directory (``layout.py``).
+The operations are those of ``drivers.base.ComputeDriver``, by instance id, plus
+what only a real hypervisor has: console output, diagnostics, hot-plug of block
+devices, and an asynchronous ``adopt`` that finds the guests still running after the
+agent restarted. ``spawn`` takes a ``GuestSpec`` (``GuestSpec.from_instance`` maps the
+compute service's ``InstanceSpec``) since a real guest needs NICs, keys and images the
+fake never did.
+
+Operations on one guest are serialised by its lock; different guests proceed in
+parallel. The hypervisor keeps nothing that matters in memory: closing it (or killing
+its process) leaves every guest running, and a new one over the same state directory
+carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from edgefed.drivers.base import HypervisorInfo, PowerState, Snapshot
+from edgefed.drivers.qemu import accel, configdrive, transfer
+from edgefed.drivers.qemu.cmdline import DiskPlan, LaunchPlan, NicPlan
+from edgefed.drivers.qemu.disks import GiB, ScratchBases, create_root_disk
+from edgefed.drivers.qemu.errors import GuestNotFound, QemuError
+from edgefed.drivers.qemu.guest import Guest
+from edgefed.drivers.qemu.images import ImageCache
+from edgefed.drivers.qemu.layout import GuestFiles, StateLayout
+from edgefed.drivers.qemu.process import running_pid
+from edgefed.drivers.qemu.settings import PowerListener, QemuSettings
+from edgefed.drivers.qemu.spec import BlockDevice, GuestSpec, canonical_uuid
+
+
+class QemuHypervisor:
+    name = "qemu"
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        settings: QemuSettings | None = None,
+        on_change: PowerListener | None = None,
+    ) -> None:
+        self.settings = settings or QemuSettings()
+        self.layout = StateLayout(state_dir)
+        self.images = ImageCache(self.layout.images, qemu_img=self.settings.qemu_img)
+        self.scratch = ScratchBases(self.layout.images, qemu_img=self.settings.qemu_img)
+        self.on_change = on_change
+        self._facts: accel.HostFacts | None = None
+        self._guests: dict[str, Guest] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+
+    async def open(self) -> accel.HostFacts:
+        """Prepare the state directory and decide the accelerator; idempotent."""
+        if self._facts is None:
+            self.layout.prepare()
+            forced = None if self.settings.accel == "auto" else self.settings.accel
+            self._facts = await accel.host_facts(
+                state_dir=self.layout.root,
+                qemu=self.settings.qemu,
+                forced=forced,
+                deadline=self.settings.probe_deadline,
+            )
+            self._maintenance = asyncio.create_task(self._maintain(), name="qemu-maintenance")
+        return self._facts
+
+    async def __aenter__(self) -> QemuHypervisor:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def facts(self) -> accel.HostFacts:
+        if self._facts is None:
+            raise QemuError("the hypervisor is not open yet (await open())")
+        return self._facts
+
+    async def close(self) -> None:
+        """Let go of every guest (they keep running) and stop the maintenance loop."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        for guest in self._guests.values():
+            await guest.detach()
+        self._guests.clear()
+        self.layout.remove_alias()
+        self._facts = None
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.maintenance_interval)
+            for guest in list(self._guests.values()):
+                with contextlib.suppress(OSError):
+                    guest.console.rotate()
+
+    # -- guests by id ------------------------------------------------------------------
+
+    def _load(self, instance_id: str) -> Guest:
+        try:
+            guest_id = canonical_uuid(instance_id)
+        except QemuError:
+            raise GuestNotFound(instance_id) from None
+        guest = self._guests.get(guest_id)
+        if guest is not None:
+            return guest
+        files = self.layout.guest(guest_id)
+        try:
+            plan = LaunchPlan.from_json(files.record.read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            raise GuestNotFound(instance_id) from None
+        guest = Guest(files=files, plan=plan, settings=self.settings, on_change=self.on_change)
+        self._guests[guest_id] = guest
+        return guest
+
+    def guest_ids(self) -> list[str]:
+        """Every guest this host has (running or not), from the state directory."""
+        return self.layout.guest_ids()
+
+    async def adopt(self) -> dict[str, PowerState]:
+        """After a restart: attach to every running guest; each guest's power state."""
+        await self.open()
+        states: dict[str, PowerState] = {}
+        for guest_id in self.guest_ids():
+            guest = self._load(guest_id)
+            async with guest.lock:
+                with contextlib.suppress(QemuError):
+                    await guest.attach()
+            states[guest_id] = guest.power_state()
+        return states
+
+    def power_state(self, instance_id: str) -> PowerState:
+        try:
+            return self._load(instance_id).power_state()
+        except GuestNotFound:
+            return PowerState.NOSTATE
+
+    def hypervisor(self, host: str) -> HypervisorInfo:
+        return HypervisorInfo(
+            hypervisor_type=self.facts.hypervisor_type,
+            hypervisor_version=self.facts.hypervisor_version,
+            host_ip=self.settings.host_ip,
+        )
+
+    # -- spawn and destroy ------------------------------------------------------------------
+
+    async def spawn(self, spec: GuestSpec) -> None:
+        """Disks, config drive, QEMU: returns once the guest runs (not once it booted)."""
+        facts = await self.open()
+        with contextlib.suppress(GuestNotFound):
+            existing = self._load(spec.id)
+            async with existing.lock:
+                if await existing.attach():
+                    return  # a spawn that already happened (the service retried after a crash)
+            await self.destroy(spec.id)
+        files = self.layout.guest(spec.id)
+        files.directory.mkdir(mode=0o700)
+        guest: Guest | None = None
+        try:
+            plan = await self._prepare(spec, files, facts.accel)
+            guest = Guest(files=files, plan=plan, settings=self.settings, on_change=self.on_change)
+            self._guests[spec.id] = guest
+            async with guest.lock:
+                guest.save_plan()
+                await guest.launch()
+        except BaseException:
+            if guest is not None:
+                with contextlib.suppress(Exception):
+                    await guest.hard_stop()
+            self._guests.pop(spec.id, None)
+            await asyncio.to_thread(shutil.rmtree, files.directory, True)
+            raise
+
+    async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
+        base = await self.images.ensure(
+            spec.image.path,
+            checksum=spec.image.checksum,
+            declared_format=spec.image.disk_format,
+            root_disk_bytes=spec.root_gb * GiB,
+        )
+        await create_root_disk(
+            files.root_disk, base=base, root_gb=spec.root_gb, qemu_img=self.settings.qemu_img
+        )
+        disks = [DiskPlan(node="root", path=str(files.root_disk), format="qcow2", boot=True)]
+        if spec.ephemeral_gb:
+            await self.scratch.overlay(
+                files.ephemeral_disk, await self.scratch.ephemeral(spec.ephemeral_gb)
+            )
+            disks.append(
+                DiskPlan(node="ephemeral0", path=str(files.ephemeral_disk), format="qcow2")
+            )
+        if spec.swap_mb:
+            await self.scratch.overlay(files.swap_disk, await self.scratch.swap(spec.swap_mb))
+            disks.append(DiskPlan(node="swap0", path=str(files.swap_disk), format="qcow2"))
+        await asyncio.to_thread(
+            configdrive.build_config_drive,
+            files.config_drive,
+            spec.metadata(),
+            [nic.config() for nic in spec.nics],
+        )
+        disks.append(
+            DiskPlan(node="config", path=str(files.config_drive), format="raw", read_only=True)
+        )
+        kernel = initrd = None
+        if spec.kernel is not None:
+            kernel = str(
+                (await self.images.ensure(spec.kernel.path, checksum=spec.kernel.checksum)).path
+            )
+        if spec.ramdisk is not None:
+            initrd = str(
+                (await self.images.ensure(spec.ramdisk.path, checksum=spec.ramdisk.checksum)).path
+            )
+        return LaunchPlan(
+            id=spec.id,
+            name=spec.name,
+            vcpus=spec.vcpus,
+            ram_mb=spec.ram_mb,
+            accel=accel_name,
+            machine=self.settings.machine,
+            disks=tuple(disks),
+            nics=tuple(NicPlan(tap=nic.tap, mac=nic.mac) for nic in spec.nics),
+            kernel=kernel,
+            initrd=initrd,
+            append=spec.append if kernel else None,
+            netns=spec.netns,
+            created_at=time.time(),
+        )
+
+    async def destroy(self, instance_id: str) -> None:
+        """Kill the guest's QEMU and remove everything it owns; unknown ids are fine."""
+        try:
+            guest = self._load(instance_id)
+        except GuestNotFound:
+            return
+        async with guest.lock:
+            if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
+                with contextlib.suppress(QemuError):
+                    await guest.attach()
+                if guest.process is not None:
+                    await guest.process.terminate(grace=self.settings.kill_grace)
+            await guest.detach()
+            self._guests.pop(guest.id, None)
+            await asyncio.to_thread(shutil.rmtree, guest.files.directory, True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def stop(self, instance_id: str, *, timeout: float | None = None) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await guest.stop(timeout=timeout)
+
+    async def start(self, instance_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await guest.start()
+
+    async def reboot(self, instance_id: str, *, hard: bool) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await guest.reboot(hard=hard)
+
+    async def pause(self, instance_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await guest.pause()
+
+    async def unpause(self, instance_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await guest.unpause()
+
+    async def suspend(self, instance_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await transfer.suspend(guest)
+
+    async def resume(self, instance_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await transfer.resume(guest)
+
+    async def snapshot(self, instance_id: str, *, target: Path | None = None) -> Snapshot:
+        """A standalone compressed qcow2 of the root disk; the caller removes the file."""
+        guest = self._load(instance_id)
+        if target is None:
+            target = self.layout.snapshots / f"{guest.id}-{time.time_ns()}.qcow2"
+        async with guest.lock:
+            await transfer.snapshot(guest, target)
+        return Snapshot(path=target, disk_format="qcow2")
+
+    # -- what a real hypervisor adds ------------------------------------------------------------
+
+    def console_output(self, instance_id: str, *, lines: int | None = None) -> str:
+        return self._load(instance_id).console.output(lines=lines)
+
+    async def diagnostics(self, instance_id: str) -> dict[str, Any]:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            return await guest.diagnostics()
+
+    async def attach_block(self, instance_id: str, device: BlockDevice) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await transfer.attach_block(guest, device)
+
+    async def detach_block(self, instance_id: str, device_id: str) -> None:
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await transfer.detach_block(guest, device_id)
+
+    def pid(self, instance_id: str) -> int | None:
+        """The guest's QEMU process id while it runs (for metrics and tests)."""
+        guest = self._load(instance_id)
+        if guest.process is not None and guest.process.alive():
+            return guest.process.pid
+        return running_pid(guest.files.pidfile, guest.id)

@@ -1,0 +1,206 @@
+"""Moving a guest's bytes: suspend to a file, resume from it, snapshot, hot-plug.
+
+- **suspend**: pause, ``migrate`` the machine's state to ``suspend.state`` through a
+  file descriptor passed over QMP (``getfd``: QEMU never opens a path or runs a
+  ``cat`` for it), then ``quit``. The state is written to a partial file and renamed
+  once complete, so a half-written state is never resumed.
+- **resume**: a new QEMU from the same plan with ``-incoming defer``, the state file
+  passed the same way to ``migrate-incoming``, then ``cont``; the file is removed.
+- **snapshot** (``createImage``): a running guest's root disk is copied by a backup
+  job (``drive-backup sync=full compress=true``: point-in-time, crash-consistent, the
+  guest keeps running) into a compressed qcow2 with no backing file; a stopped
+  guest's disk goes through ``qemu-img convert -c``. Either way the copy boots alone.
+- **hot-plug**: ``blockdev-add`` + ``device_add virtio-blk-pci``; unplug waits for
+  the guest to release the device (``DEVICE_DELETED``) before ``blockdev-del``.
+  Attached volumes are recorded in the plan and plugged again at the next launch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+
+from edgefed.drivers.base import PowerState
+from edgefed.drivers.qemu.cmdline import DiskPlan
+from edgefed.drivers.qemu.disks import convert_standalone
+from edgefed.drivers.qemu.errors import InvalidGuestState, QemuError, QmpError
+from edgefed.drivers.qemu.guest import STATE_NAMES, Guest
+from edgefed.drivers.qemu.qmp import Event, QmpClient
+from edgefed.drivers.qemu.spec import BlockDevice
+
+
+def _migration_done(event: Event) -> bool:
+    return event.get("data", {}).get("status") in ("completed", "failed", "cancelled")
+
+
+async def _migration_events(monitor: QmpClient) -> None:
+    """MIGRATION events are off unless asked for (QEMU's "events" capability)."""
+    await monitor.execute(
+        "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
+    )
+
+
+async def _pass_fd(monitor: QmpClient, name: str, path: Path, flags: int) -> None:
+    fd = os.open(path, flags, 0o600)
+    try:
+        await monitor.execute("getfd", {"fdname": name}, fds=[fd])
+    finally:
+        os.close(fd)  # QEMU holds its own copy now
+
+
+async def suspend(guest: Guest) -> None:
+    state = guest.power_state()
+    if state == PowerState.SUSPENDED:
+        return
+    if state not in (PowerState.RUNNING, PowerState.PAUSED):
+        raise InvalidGuestState(guest.id, "suspend", STATE_NAMES[state])
+    await guest.attach()
+    monitor = guest.monitor()
+    settings = guest.settings
+    partial = guest.files.suspend_state.with_name("suspend.state.partial")
+    await monitor.execute("stop")
+    await _migration_events(monitor)
+    await _pass_fd(monitor, "suspend", partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    done = monitor.expect("MIGRATION", where=_migration_done)
+    try:
+        await monitor.execute("migrate", {"uri": "fd:suspend"})
+        event = await done.wait(timeout=settings.migrate_timeout)
+    except QmpError:
+        with contextlib.suppress(QmpError):
+            await monitor.execute("migrate_cancel")
+        event = {"data": {"status": "failed"}}
+    if event["data"]["status"] != "completed":
+        partial.unlink(missing_ok=True)
+        if state == PowerState.RUNNING:
+            await monitor.execute("cont")
+        raise QemuError(f"suspending guest {guest.id} failed: the state could not be saved")
+    os.replace(partial, guest.files.suspend_state)
+    await guest.hard_stop()
+
+
+async def resume(guest: Guest) -> None:
+    state = guest.power_state()
+    if state in (PowerState.RUNNING, PowerState.PAUSED):
+        if state == PowerState.PAUSED:
+            raise InvalidGuestState(guest.id, "resume", "paused")
+        return
+    if state != PowerState.SUSPENDED:
+        raise InvalidGuestState(guest.id, "resume", STATE_NAMES[state])
+    await guest.launch(incoming=True)
+    monitor = guest.monitor()
+    try:
+        await _migration_events(monitor)
+        await _pass_fd(monitor, "resume", guest.files.suspend_state, os.O_RDONLY)
+        done = monitor.expect("MIGRATION", where=_migration_done)
+        await monitor.execute("migrate-incoming", {"uri": "fd:resume"})
+        event = await done.wait(timeout=guest.settings.migrate_timeout)
+        if event["data"]["status"] != "completed":
+            raise QemuError(f"resuming guest {guest.id} failed: the saved state was refused")
+        status = (await monitor.execute("query-status"))["status"]
+        if status != "running":
+            await monitor.execute("cont")
+    except BaseException:
+        await guest.hard_stop()  # the state file stays: the resume can be tried again
+        raise
+    guest.files.suspend_state.unlink(missing_ok=True)
+
+
+async def snapshot(guest: Guest, target: Path) -> None:
+    """A standalone compressed qcow2 copy of the root disk at ``target``."""
+    state = guest.power_state()
+    if state not in (PowerState.RUNNING, PowerState.PAUSED):
+        await convert_standalone(guest.files.root_disk, target, qemu_img=guest.settings.qemu_img)
+        return
+    await guest.attach()
+    monitor = guest.monitor()
+    partial = target.with_name(f".{target.name}.partial")
+    job = f"snapshot-{os.getpid()}"
+    done = monitor.expect(
+        ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"),
+        where=lambda event: event.get("data", {}).get("device") == job,
+    )
+    try:
+        await monitor.execute(
+            "drive-backup",
+            {
+                "job-id": job,
+                "device": "root",
+                "target": str(partial),
+                "format": "qcow2",
+                "sync": "full",
+                "mode": "absolute-paths",
+                "compress": True,
+            },
+        )
+        try:
+            event = await done.wait(timeout=guest.settings.snapshot_timeout)
+        except QmpError:
+            with contextlib.suppress(QmpError):
+                await monitor.execute("block-job-cancel", {"device": job, "force": True})
+            raise
+        data = event.get("data", {})
+        if event.get("event") != "BLOCK_JOB_COMPLETED" or data.get("error"):
+            raise QemuError(
+                f"the snapshot of guest {guest.id} failed: {data.get('error', 'cancelled')}"
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+async def attach_block(guest: Guest, device: BlockDevice) -> None:
+    if any(v.node == device.device_id for v in guest.plan.volumes):
+        raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
+    disk = DiskPlan(
+        node=device.device_id,
+        path=str(device.path),
+        format=device.disk_format,
+        read_only=device.read_only,
+        serial=device.device_id,
+    )
+    if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
+        await guest.attach()
+        monitor = guest.monitor()
+        await monitor.execute(
+            "blockdev-add",
+            {
+                "driver": disk.format,
+                "node-name": disk.node,
+                "read-only": disk.read_only,
+                "file": {"driver": "file", "filename": disk.path},
+            },
+        )
+        try:
+            await monitor.execute(
+                "device_add",
+                {
+                    "driver": "virtio-blk-pci",
+                    "drive": disk.node,
+                    "id": f"{disk.node}-disk",
+                    "serial": disk.serial[:20],
+                },
+            )
+        except QmpError:
+            await monitor.execute("blockdev-del", {"node-name": disk.node})
+            raise
+    guest.plan = dataclasses.replace(guest.plan, volumes=(*guest.plan.volumes, disk))
+    guest.save_plan()
+
+
+async def detach_block(guest: Guest, device_id: str) -> None:
+    if not any(v.node == device_id for v in guest.plan.volumes):
+        raise InvalidGuestState(guest.id, f"detach {device_id} from", "not using it")
+    if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
+        await guest.attach()
+        monitor = guest.monitor()
+        deleted = monitor.expect(
+            "DEVICE_DELETED", where=lambda e: e.get("data", {}).get("device") == f"{device_id}-disk"
+        )
+        await monitor.execute("device_del", {"id": f"{device_id}-disk"})
+        await deleted.wait(timeout=guest.settings.hotplug_timeout)
+        await monitor.execute("blockdev-del", {"node-name": device_id})
+    volumes = tuple(v for v in guest.plan.volumes if v.node != device_id)
+    guest.plan = dataclasses.replace(guest.plan, volumes=volumes)
+    guest.save_plan()
