@@ -10,6 +10,13 @@ SYSTEM_STAMP := .cache/system-deps
 # debootstrap for the Debian root file system the provisioning test runs its roles in,
 # chromium for the dashboard's browser tests (Playwright drives the system browser).
 DEBIAN_PACKAGES := postgresql debootstrap chromium
+# The QEMU driver (docs/qemu.md): QEMU and qemu-img; the guest image's build tools
+# (busybox-static for its userland; syslinux, mtools, dosfstools and fdisk for its boot
+# disk); dnsmasq and nftables for the guests' networks. Without recommends:
+# qemu-system-x86 alone recommends a desktop's worth of packages.
+QEMU_PACKAGES := qemu-system-x86 qemu-utils busybox-static syslinux syslinux-common mtools \
+	dosfstools fdisk dnsmasq-base nftables
+GUEST_IMAGE := .cache/guest-image
 PYTEST_ARGS ?=
 # Test processes: the suite mostly waits on site processes and CLI calls.
 JOBS ?= 3
@@ -20,18 +27,19 @@ POSTGRES_TESTS ?= tests/unit tests/multisite tests/e2e/test_identity_cli.py \
 	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_durability.py \
 	tests/e2e/test_api_fuzz.py
 
-.PHONY: run test test-sqlite lint format unit e2e bench migrations clean system-deps venv
+.PHONY: run test test-sqlite lint format unit e2e bench migrations clean system-deps venv \
+	guest-image
 
-run: venv
+run: venv system-deps guest-image
 	$(BIN)/edgefed up
 
-test: venv system-deps lint
+test: venv system-deps guest-image lint
 	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile --database=postgres \
 		$(POSTGRES_TESTS)
 
 # The suite on SQLite only (faster feedback while developing).
-test-sqlite: venv system-deps lint
+test-sqlite: venv system-deps guest-image lint
 	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -47,12 +55,20 @@ system-deps: $(SYSTEM_STAMP)
 $(SYSTEM_STAMP): Makefile
 	@mkdir -p .cache
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	bare=""; for p in $(QEMU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || bare="$$bare $$p"; done; \
+	if [ -n "$$missing$$bare" ]; then \
+	  echo "installing Debian packages:$$missing$$bare"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	  $$SUDO apt-get update -q || exit 1; \
+	  if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing || exit 1; fi; \
+	  if [ -n "$$bare" ]; then DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$bare || exit 1; fi; \
 	fi
 	touch $(SYSTEM_STAMP)
+
+# The tiny guest the QEMU driver's tests, make run and the benchmarks boot: built from
+# Debian packages (apt-get download) into .cache/guest-image, a no-op when up to date.
+guest-image: venv system-deps
+	$(BIN)/python -m edgefed.guest_image --out $(GUEST_IMAGE)
 
 lint: venv
 	$(BIN)/ruff check src tests bench
@@ -67,10 +83,10 @@ format: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit tests/multisite
 
-e2e: venv system-deps
+e2e: venv system-deps guest-image
 	$(BIN)/pytest -q tests/e2e
 
-bench: venv system-deps
+bench: venv system-deps guest-image
 	$(BIN)/python -m bench
 
 # Pre-release: regenerate the single initial migration from the tables.
