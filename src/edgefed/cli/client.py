@@ -61,10 +61,13 @@ def print_json(value: Any) -> None:
 
 
 def run_command(
-    args: argparse.Namespace, command: Callable[[argparse.Namespace, OperatorClient], int]
+    args: argparse.Namespace,
+    command: Callable[[argparse.Namespace, OperatorClient], int],
+    *,
+    transport: httpx.BaseTransport | None = None,
 ) -> int:
     try:
-        return command(args, OperatorClient(args))
+        return command(args, OperatorClient(args, transport=transport))
     except CommandError as exc:
         print(f"edgefed: {exc}", file=sys.stderr)
         return 1

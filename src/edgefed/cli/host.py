@@ -52,16 +52,17 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class SiteClient:
-    """An admin session with one site's inventory."""
+    """An admin session with one site's inventory; ``transport`` replaces the network
+    (tests drive in-process sites through it)."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None):
         site_url = args.site_url
         if not site_url and args.os_auth_url:
             site_url = args.os_auth_url.rstrip("/").removesuffix("/v3").removesuffix("/identity")
         if not site_url:
             raise CommandError("give --site-url (or EDGEFED_SITE_URL, or OS_AUTH_URL)")
         self.base = site_url.rstrip("/")
-        self.http = httpx.Client(timeout=30.0)
+        self.http = httpx.Client(timeout=30.0, transport=transport)
         self.token = args.os_token or self._login(args)
 
     def _login(self, args: argparse.Namespace) -> str:
@@ -273,9 +274,9 @@ OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace, SiteClient], None]] =
 }
 
 
-def run_operator(args: argparse.Namespace) -> int:
+def run_operator(args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None) -> int:
     try:
-        OPERATOR_COMMANDS[args.host_command](args, SiteClient(args))
+        OPERATOR_COMMANDS[args.host_command](args, SiteClient(args, transport=transport))
     except CommandError as exc:
         print(f"edgefed: {exc}", file=sys.stderr)
         return 1
