@@ -43,6 +43,8 @@ class AgentConfig:
     hostname: str | None = None
     mgmt_ip: str | None = None
     interval_seconds: float = 10.0
+    # Seconds between enrollment attempts while the site does not answer.
+    enroll_backoff: tuple[float, ...] = ENROLL_BACKOFF
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -103,7 +105,7 @@ class HostAgent:
     def _post_with_retries(self, url: str, body: dict[str, Any]) -> httpx.Response:
         """POST, retrying transport errors (a slow or flaky link) with bounded backoff;
         an answer, even a refusal, is returned at once."""
-        for delay in ENROLL_BACKOFF:
+        for delay in self.config.enroll_backoff:
             try:
                 return self.client.post(url, json=body)
             except httpx.HTTPError as exc:
