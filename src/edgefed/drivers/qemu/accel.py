@@ -71,14 +71,20 @@ class HostFacts:
 
 
 async def run_probe(
-    *, qemu: str, accel: str, cpu: str, deadline: float, firmware: Path = FIRMWARE
+    *,
+    qemu: str,
+    accel: str,
+    cpu: str,
+    deadline: float,
+    firmware: Path = FIRMWARE,
+    device: Path = Path("/dev/kvm"),
 ) -> ProbeResult:
     """Boot the probe firmware under ``accel``; whether it finished within ``deadline``."""
     if accel == "kvm":
-        if not os.path.exists("/dev/kvm"):
-            return ProbeResult(accel, False, "no /dev/kvm")
-        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            return ProbeResult(accel, False, "/dev/kvm is not readable and writable")
+        if not device.exists():
+            return ProbeResult(accel, False, f"no {device}")
+        if not os.access(device, os.R_OK | os.W_OK):
+            return ProbeResult(accel, False, f"{device} is not readable and writable")
     started = time.monotonic()
     argv = [
         qemu, "-accel", accel, "-cpu", cpu, "-machine", "pc", "-nodefaults", "-no-user-config",

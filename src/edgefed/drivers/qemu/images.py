@@ -137,6 +137,7 @@ def parse_checksum(checksum: str | None) -> tuple[str, str | None]:
     if not checksum:
         return DEFAULT_ALGORITHM, None
     algo, sep, digest = checksum.partition(":")
+    algo = algo.lower()
     if not sep:
         algo, digest = {32: "md5", 64: "sha256", 128: "sha512"}.get(len(checksum), "?"), checksum
     if algo not in hashlib.algorithms_guaranteed:
@@ -183,9 +184,10 @@ class ImageCache:
     ) -> BaseImage:
         """The cached, checked copy of ``source``; copied and checked the first time."""
         algo, digest = parse_checksum(checksum)
+        if digest is not None and (image := self._cached(f"{algo}-{digest}")) is not None:
+            return await self._fits(image, declared_format, root_disk_bytes)
         stat = _stat(source)
-        seen = self._seen.get((str(source), stat.st_size, stat.st_mtime_ns))
-        digest = digest or seen
+        digest = digest or self._seen.get((str(source), stat.st_size, stat.st_mtime_ns))
         if digest is not None and (image := self._cached(f"{algo}-{digest}")) is not None:
             return await self._fits(image, declared_format, root_disk_bytes)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+"""Fixtures of the QEMU driver's tests: the tiny guest image and state directories.
+
+Tests that run QEMU are skipped, saying why, only where it is not installed; ``make
+test`` installs it (system-deps) and builds the guest image (guest-image), so in CI
+they run. The image is built here too when missing (apt-get download), under a lock
+so that xdist workers do not build it twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefed.guest_image import GuestImage, build_guest_image
+
+REPO = Path(__file__).resolve().parents[4]
+IMAGE_DIR = REPO / ".cache" / "guest-image"
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> GuestImage:
+    """The tiny guest, built once (a no-op when ``make guest-image`` already did)."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (make system-deps installs it)")
+    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_guest_image(IMAGE_DIR)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A hypervisor's state directory; the test fails if a guest's QEMU still runs there."""
+    path = tmp_path / "qemu-state"
+    yield path
+    leftovers = list((path / "guests").glob("*/qemu.pid")) if path.exists() else []
+    assert not leftovers, f"guests left behind: {leftovers}"
