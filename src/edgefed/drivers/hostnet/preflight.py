@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+from pathlib import Path
 
 from edgefed.drivers.hostnet.devices import Devices
 from edgefed.drivers.hostnet.errors import HostNetError
@@ -47,3 +49,22 @@ async def check_namespace(devices: Devices) -> None:
         )
     if value != "1":
         raise HostNetError(step, f"{BRIDGE_NF} is {value}, and could not be set to 1")
+
+
+def check_state_dir(directory: Path) -> None:
+    """dnsmasq drops its privileges (to ``nobody``) before it reads its hosts file, so
+    every directory down to the site's must let others through (``o+x``)."""
+    step = f"check the state directory {directory}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        closed = [d for d in (directory, *directory.parents) if not d.stat().st_mode & stat.S_IXOTH]
+    except OSError as exc:
+        raise HostNetError(step, str(exc)) from exc
+    if closed:
+        raise HostNetError(
+            step,
+            f"dnsmasq runs as nobody and cannot pass {closed[-1]} "
+            f"(mode {stat.S_IMODE(closed[-1].stat().st_mode):o}): choose a state_dir "
+            "others may traverse, such as /var/lib/edgefed/hostnet",
+        )

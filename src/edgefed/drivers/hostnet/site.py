@@ -81,6 +81,7 @@ class SiteNetwork:
         if self._started:
             return
         preflight.check_tools(dnsmasq=self.settings.dnsmasq)
+        preflight.check_state_dir(self.directory)
         await self.devices.ensure_namespace()
         await preflight.check_namespace(self.devices)
         self._started = True
