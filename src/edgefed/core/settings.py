@@ -37,7 +37,8 @@ from typing import Any
 
 from edgefed.core.errors import ValidationFailed
 
-SITE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+# \Z, not $: "$" also matches before a final newline, and "Berlin\n" is no site name.
+SITE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}\Z")
 
 
 @dataclass(frozen=True, slots=True)
