@@ -245,16 +245,13 @@ async def test_unknown_ids_are_404(site, admin_headers):
 
 async def test_locked_rows_refuse_local_writes(site, admin_headers):
     """A row received from a sync source may only change there (409 naming the source)."""
-    from edgefed.services.identity.state import state_for
-    from edgefed.store.identity import projects
+    from edgefed.store.identity import IdentityStore, ProjectRecord
 
-    ctx = site.app.state.ctx
+    repos = IdentityStore(site.app.state.ctx.store)
     pid = predictable_id("project", "synced", domain_id="default")
-    await state_for(ctx).repo.upsert(
-        projects,
-        {"id": pid, "name": "synced", "domain_id": "default", "description": "", "enabled": True,
-         "tags": [], "extra": {}, "origin": "Paris"},
-    )  # fmt: skip
+    await repos.projects.upsert(
+        record=ProjectRecord(id=pid, name="synced", domain_id="default", origin="Paris")
+    )
     r = await site.client.patch(
         f"{V3}/projects/{pid}", json={"project": {"description": "x"}}, headers=admin_headers
     )
@@ -266,23 +263,30 @@ async def test_locked_rows_refuse_local_writes(site, admin_headers):
 
 
 async def test_locked_users_groups_roles_and_assignments(site, admin_headers):
-    from edgefed.services.identity.state import state_for
-    from edgefed.store.identity import groups, roles, users
+    from edgefed.store.identity import (
+        AssignmentRecord,
+        GroupRecord,
+        IdentityStore,
+        RoleRecord,
+        UserRecord,
+    )
 
     c, h = site.client, admin_headers
-    repo = state_for(site.app.state.ctx).repo
+    repos = IdentityStore(site.app.state.ctx.store)
     uid = predictable_id("user", "synced-user", domain_id="default")
     gid = predictable_id("group", "synced-group", domain_id="default")
     rid = predictable_id("role", "synced-role", domain_id="")
-    await repo.upsert(users, {"id": uid, "name": "synced-user", "domain_id": "default",
-                              "enabled": True, "extra": {}, "origin": "Paris"})  # fmt: skip
-    await repo.upsert(groups, {"id": gid, "name": "synced-group", "domain_id": "default",
-                               "description": "", "extra": {}, "origin": "Paris"})  # fmt: skip
-    await repo.upsert(roles, {"id": rid, "name": "synced-role", "description": "", "extra": {},
-                              "origin": "Paris"})  # fmt: skip
+    await repos.users.upsert(
+        record=UserRecord(id=uid, name="synced-user", domain_id="default", origin="Paris")
+    )
+    await repos.groups.upsert(
+        record=GroupRecord(id=gid, name="synced-group", domain_id="default", origin="Paris")
+    )
+    await repos.roles.upsert(record=RoleRecord(id=rid, name="synced-role", origin="Paris"))
     pid = predictable_id("project", "admin", domain_id="default")
-    await repo.grant(actor_type="user", actor_id=uid, target_type="project", target_id=pid,
-                     role_id=rid, origin="Paris")  # fmt: skip
+    await repos.assignments.grant(
+        assignment=AssignmentRecord("user", uid, "project", pid, rid, origin="Paris")
+    )
     refused = [
         await c.patch(f"{V3}/users/{uid}", json={"user": {"enabled": False}}, headers=h),
         await c.delete(f"{V3}/users/{uid}", headers=h),

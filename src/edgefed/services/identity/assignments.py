@@ -1,170 +1,132 @@
-"""Role assignments: grants on projects, domains and the system; GET /v3/role_assignments.
+"""Grants: the roles of a user or a group on a project, a domain or the system.
 
-Grant paths are Keystone's: ``/v3/{projects|domains}/{id}/{users|groups}/{id}/roles/{id}``
-and ``/v3/system/{users|groups}/{id}/roles/{id}`` (PUT grant, HEAD/GET check, DELETE
-revoke) and the same without the role ID to list. Removing a grant revokes the tokens
-it backed (the user's, or every member's of a group, on that scope).
+Keystone's paths: ``/v3/{projects|domains}/{id}/{users|groups}/{id}/roles/{role_id}``
+and ``/v3/system/{users|groups}/{id}/roles/{role_id}`` (PUT grant, HEAD/GET check,
+DELETE revoke), and the same without the role to list. Each (target, actor) pair is a
+``Grant``: a list of roles nested in the target (found first, its 404), whose custom
+actions grant, check and revoke one role (found next, its 404). Removing a grant revokes
+the tokens it backed: the user's, or every member's of the group, on that project.
+Admin only; a user may check and list its own grants.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from edgefed.api.resource import Call, Resource, action
+from edgefed.core.errors import Locked, NotFound
+from edgefed.services.identity.domains import DOMAIN
+from edgefed.services.identity.groups import GROUP
+from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, itself
+from edgefed.services.identity.projects import PROJECT
+from edgefed.services.identity.revoking import revoke_users
+from edgefed.services.identity.roles import ROLE
+from edgefed.services.identity.state import state_for
+from edgefed.services.identity.users import USER
+from edgefed.store.identity import AssignmentRecord, RoleRecord, Roles
 
-from edgefed.api.auth import Principal, current_principal
-from edgefed.api.responses import Json
-from edgefed.core.errors import NotFound
-from edgefed.services.identity.common import must_get
-from edgefed.services.identity.guard import authorize, ensure_local
-from edgefed.services.identity.revoking import revoke_user
-from edgefed.services.identity.state import IdentityState, identity_state
-from edgefed.services.identity.views import collection, role_view
-from edgefed.store.identity import domains, groups, projects, roles, users
-
-router = APIRouter()
-
-TARGET_TABLES = {"project": projects, "domain": domains}
-ACTOR_TABLES = {"user": users, "group": groups}
 SYSTEM_ID = "all"
 
 
-def grant_path(target_type: str, target_id: str, actor_type: str, actor_id: str) -> str:
-    if target_type == "system":
-        return f"/system/{actor_type}s/{actor_id}/roles"
-    return f"/{target_type}s/{target_id}/{actor_type}s/{actor_id}/roles"
+def _own_grants(call: Call, id: str | None) -> bool:
+    return itself(call, call.path("user_id"))
 
 
-async def _check_parties(
-    state: IdentityState, target_type: str, target_id: str, actor_type: str, actor_id: str
-) -> None:
-    if target_type != "system":
-        await must_get(state, TARGET_TABLES[target_type], target_id, target_type)
-    await must_get(state, ACTOR_TABLES[actor_type], actor_id, actor_type)
+class Grant(KeystoneResource[RoleRecord, Roles]):
+    key = "role"
+    collection_key = "roles"
+    verbs = frozenset({"list"})
 
+    def __init__(self, target: Resource[Any, Any] | None, actor: Resource[Any, Any]):
+        self.target_type = target.key if target is not None else "system"
+        self.actor = actor
+        self.parent = target
+        actors = f"{actor.collection_key}/{{{actor.id_param}}}"
+        if target is None:
+            self.path = f"/v3/system/{actors}/roles"
+        else:
+            self.path = f"/v3/{target.collection_key}/{{{target.id_param}}}/{actors}/roles"
+        own = dict.fromkeys(("list", "check_grant"), _own_grants) if actor is USER else {}
+        rules = {"list": "list_grants"}
+        if target is None:
+            rules["create_grant"] = "create_system_grant"
+        self.access = KeystonePolicy(own=own, rules=rules)
+        super().__init__()
 
-async def _revoke_backed_tokens(
-    state: IdentityState, target_type: str, target_id: str, actor_type: str, actor_id: str
-) -> None:
-    user_ids = [actor_id]
-    if actor_type == "group":
-        user_ids = [m["id"] for m in await state.repo.members_of(actor_id)]
-    for user_id in user_ids:
-        await revoke_user(
-            state, user_id, project_id=target_id if target_type == "project" else None
-        )
+    def repository(self, call: Call) -> Roles:
+        return state_for(call.ctx).repos.roles
 
+    def view(self, role: RoleRecord, call: Call) -> dict[str, Any]:
+        return ROLE.view(role, call)
 
-Handler = Callable[..., Awaitable[Response]]
+    async def _actor_id(self, call: Call) -> str:
+        """The user or the group of the path, which must exist."""
+        actor = await self.actor.find(call, call.path(self.actor.id_param))
+        return str(actor.id)
 
-
-def _grant_handlers(target_type: str, actor_type: str) -> dict[str, Handler]:
-    def ids(request: Request) -> tuple[str, str]:
-        params = request.path_params
-        return params.get("target_id", SYSTEM_ID), params["actor_id"]
-
-    async def put(
-        request: Request,
-        role_id: str,
-        principal: Principal = Depends(current_principal),
-        state: IdentityState = Depends(identity_state),
-    ) -> Response:
-        authorize(principal, f"create_{'system_' if target_type == 'system' else ''}grant")
-        target_id, actor_id = ids(request)
-        await _check_parties(state, target_type, target_id, actor_type, actor_id)
-        await must_get(state, roles, role_id, "role")
-        await state.repo.grant(
-            actor_type=actor_type,
-            actor_id=actor_id,
-            target_type=target_type,
+    async def _assignment(self, call: Call, role: RoleRecord) -> AssignmentRecord:
+        target_id = call.parent.id if call.parent is not None else SYSTEM_ID
+        return AssignmentRecord(
+            actor_type=self.actor.key,
+            actor_id=await self._actor_id(call),
+            target_type=self.target_type,
             target_id=target_id,
-            role_id=role_id,
+            role_id=role.id,
         )
-        return Response(status_code=204)
 
-    async def check(
-        request: Request,
-        role_id: str,
-        principal: Principal = Depends(current_principal),
-        state: IdentityState = Depends(identity_state),
-    ) -> Response:
-        target_id, actor_id = ids(request)
-        authorize(principal, "check_grant", self_user_id=actor_id if actor_type == "user" else None)
-        await _check_parties(state, target_type, target_id, actor_type, actor_id)
-        await must_get(state, roles, role_id, "role")
-        found = await state.repo.get_assignment(
-            actor_type=actor_type,
-            actor_id=actor_id,
-            target_type=target_type,
+    async def _held(self, call: Call, role: RoleRecord) -> AssignmentRecord:
+        assignment = await state_for(call.ctx).repos.assignments.find(
+            assignment=await self._assignment(call, role)
+        )
+        if assignment is None:
+            raise NotFound(f"Could not find role assignment with role: {role.id}.")
+        return assignment
+
+    async def records(self, call: Call, repo: Roles) -> Sequence[RoleRecord]:
+        target_id = call.parent.id if call.parent is not None else SYSTEM_ID
+        held = await state_for(call.ctx).repos.assignments.list(
+            actors=[(self.actor.key, await self._actor_id(call))],
+            target_type=self.target_type,
             target_id=target_id,
-            role_id=role_id,
         )
-        if found is None:
-            raise NotFound(f"Could not find role assignment with role: {role_id}.")
-        return Response(status_code=204)
+        return await repo.list(filters={"id": {a.role_id for a in held}})
 
-    async def remove(
-        request: Request,
-        role_id: str,
-        principal: Principal = Depends(current_principal),
-        state: IdentityState = Depends(identity_state),
-    ) -> Response:
-        authorize(principal, "revoke_grant")
-        target_id, actor_id = ids(request)
-        await _check_parties(state, target_type, target_id, actor_type, actor_id)
-        key = {
-            "actor_type": actor_type,
-            "actor_id": actor_id,
-            "target_type": target_type,
-            "target_id": target_id,
-            "role_id": role_id,
-        }
-        found = await state.repo.get_assignment(**key)
-        if found is None:
-            raise NotFound(f"Could not find role assignment with role: {role_id}.")
-        ensure_local({"origin": found["origin"], "name": "Role assignment"}, "Role assignment")
-        await state.repo.revoke(**key)
-        await _revoke_backed_tokens(state, target_type, target_id, actor_type, actor_id)
-        return Response(status_code=204)
+    @action("PUT", "", status_code=204, verb="create_grant")
+    async def grant(self, call: Call, repo: Roles, role: RoleRecord) -> None:
+        """Grant a role (nothing changes when it is held already)."""
+        assignment = await self._assignment(call, role)
+        await state_for(call.ctx).repos.assignments.grant(assignment=assignment)
 
-    async def listing(
-        request: Request,
-        principal: Principal = Depends(current_principal),
-        state: IdentityState = Depends(identity_state),
-    ) -> Json:
-        target_id, actor_id = ids(request)
-        authorize(principal, "list_grants", self_user_id=actor_id if actor_type == "user" else None)
-        await _check_parties(state, target_type, target_id, actor_type, actor_id)
-        rows = await state.repo.list_assignments(
-            actors=[(actor_type, actor_id)], target_type=target_type, target_id=target_id
-        )
-        found = await state.repo.list_rows(roles, filters={"id": {r["role_id"] for r in rows}})
-        return Json(
-            collection(
-                state,
-                "roles",
-                (role_view(state, r) for r in found),
-                path=grant_path(target_type, target_id, actor_type, actor_id),
+    @action("HEAD", "", status_code=204, verb="check_grant")
+    async def check(self, call: Call, repo: Roles, role: RoleRecord) -> None:
+        """Whether a role is granted (204) or not (404)."""
+        await self._held(call, role)
+
+    @action("GET", "", status_code=204, verb="check_grant", name="check_get")
+    async def check_get(self, call: Call, repo: Roles, role: RoleRecord) -> None:
+        """Whether a role is granted (204) or not (404)."""
+        await self._held(call, role)
+
+    @action("DELETE", "", status_code=204, verb="revoke_grant")
+    async def revoke(self, call: Call, repo: Roles, role: RoleRecord) -> None:
+        """Revoke a role, and the tokens it backed."""
+        held = await self._held(call, role)
+        if held.origin:
+            raise Locked(
+                f"Role assignment of role {role.id} is managed by sync source {held.origin}; "
+                "change it there.",
+                source=held.origin,
             )
-        )
-
-    return {"put": put, "check": check, "remove": remove, "listing": listing}
-
-
-def _register() -> None:
-    for target_type in ("project", "domain", "system"):
-        for actor_type in ("user", "group"):
-            if target_type == "system":
-                base = f"/v3/system/{actor_type}s/{{actor_id}}/roles"
-            else:
-                base = f"/v3/{target_type}s/{{target_id}}/{actor_type}s/{{actor_id}}/roles"
-            handlers = _grant_handlers(target_type, actor_type)
-            one = base + "/{role_id}"
-            router.add_api_route(one, handlers["put"], methods=["PUT"], status_code=204)
-            router.add_api_route(one, handlers["check"], methods=["HEAD", "GET"], status_code=204)
-            router.add_api_route(one, handlers["remove"], methods=["DELETE"], status_code=204)
-            router.add_api_route(base, handlers["listing"], methods=["GET"])
+        state = state_for(call.ctx)
+        await state.repos.assignments.revoke(assignment=held)
+        users = [held.actor_id]
+        if held.actor_type == "group":
+            users = [m.id for m in await state.repos.users.in_group(held.actor_id)]
+        project_id = held.target_id if held.target_type == "project" else None
+        await revoke_users(state, users, project_id=project_id)
 
 
-_register()
+GRANTS = tuple(
+    Grant(target, actor) for target in (PROJECT, DOMAIN, None) for actor in (USER, GROUP)
+)

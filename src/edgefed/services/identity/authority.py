@@ -27,8 +27,8 @@ from edgefed.core.errors import Unauthorized
 from edgefed.core.ids import predictable_id
 from edgefed.services.identity.grants import direct_role_ids, role_graph
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import domains, ensure_shadow, projects, users
-from edgefed.store.mappings import MappingRepository, MappingRule
+from edgefed.store.identity.mappings import MappingRules
+from edgefed.store.mappings import MappingRule
 
 log = logging.getLogger("edgefed.identity.authority")
 
@@ -72,7 +72,7 @@ class IdentityAuthority:
     async def rules(self) -> list[MappingRule]:
         generation = self.state.generation
         if self._rules_generation != generation:
-            rules = await MappingRepository(self.state.ctx.store).all()
+            rules = list(await MappingRules(self.state.ctx.store).list())
             if self.state.generation == generation:
                 self._rules, self._rules_generation = rules, generation
             return rules
@@ -83,9 +83,9 @@ class IdentityAuthority:
         issuer = str(claims["iss"])
         user = claims["user"]
         user_id = str(user["id"])
-        local = await state.repo.get(users, user_id)
-        owned = local is not None and local["origin"] == issuer
-        if owned and local is not None and not local["enabled"]:
+        local = await state.repos.users.get(id=user_id)
+        owned = local is not None and local.origin == issuer
+        if owned and local is not None and not local.enabled:
             raise Unauthorized(f"The account is disabled for user: {user_id}.")
         here = user_id if local is None or owned else foreign_user_id(issuer, user_id)
         scope = scope_of(claims)
@@ -107,14 +107,15 @@ class IdentityAuthority:
         kind, target_id = scope
         if kind == "system":
             return True
-        row = await self.state.repo.get(projects if kind == "project" else domains, target_id)
-        return row is not None and bool(row["enabled"])
+        repos = self.state.repos
+        found = await (repos.projects if kind == "project" else repos.domains).get(id=target_id)
+        return found is not None and found.enabled
 
     async def _shadow(self, issuer: str, user: Mapping[str, Any]) -> None:
         """Bookkeeping (seed 001): the user becomes visible here, owned by its home site,
         so an operator can see who acted and grant it roles. Never authority by itself."""
         try:
-            created = await ensure_shadow(self.state.ctx.store, issuer=issuer, user=user)
+            created = await self.state.repos.users.ensure_shadow(issuer=issuer, user=user)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("no shadow for a user of %s: %s", issuer, exc)
             return

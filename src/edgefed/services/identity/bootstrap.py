@@ -12,7 +12,13 @@ from edgefed.api.context import SiteContext
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, predictable_id
 from edgefed.services.identity.passwords import hash_secret
 from edgefed.services.identity.state import state_for
-from edgefed.store.identity import domains, projects, roles, users
+from edgefed.store.identity import (
+    AssignmentRecord,
+    DomainRecord,
+    ProjectRecord,
+    RoleRecord,
+    UserRecord,
+)
 
 DEFAULT_ROLES = ("admin", "member", "reader")
 DEFAULT_IMPLICATIONS = (("admin", "member"), ("member", "reader"))
@@ -23,75 +29,46 @@ def role_id(name: str) -> str:
 
 
 async def bootstrap(ctx: SiteContext) -> None:
-    state = state_for(ctx)
-    repo = state.repo
+    repos = state_for(ctx).repos
     settings = ctx.settings
-    if await repo.get(domains, DEFAULT_DOMAIN_ID) is None:
-        await repo.create(
-            domains,
-            {
-                "id": DEFAULT_DOMAIN_ID,
-                "name": DEFAULT_DOMAIN_NAME,
-                "description": "The default domain",
-                "enabled": True,
-                "tags": [],
-                "extra": {},
-            },
-            what="domain",
+    if await repos.domains.get(id=DEFAULT_DOMAIN_ID) is None:
+        default = DomainRecord(
+            id=DEFAULT_DOMAIN_ID, name=DEFAULT_DOMAIN_NAME, description="The default domain"
         )
+        await repos.domains.create(new=default)
     for name in DEFAULT_ROLES:
-        if await repo.get(roles, role_id(name)) is None:
-            await repo.create(
-                roles,
-                {"id": role_id(name), "name": name, "description": "", "extra": {}},
-                what="role",
-            )
-    existing = set(await repo.implications())
+        if await repos.roles.get(id=role_id(name)) is None:
+            await repos.roles.create(new=RoleRecord(id=role_id(name), name=name))
+    existing = set(await repos.implications.pairs())
     for prior, implied in DEFAULT_IMPLICATIONS:
         if (role_id(prior), role_id(implied)) not in existing:
-            await repo.add_implication(role_id(prior), role_id(implied))
+            await repos.implications.add(prior_id=role_id(prior), implied_id=role_id(implied))
     project_id = predictable_id("project", settings.admin_project, domain_id=DEFAULT_DOMAIN_ID)
-    if await repo.get(projects, project_id) is None:
-        await repo.create(
-            projects,
-            {
-                "id": project_id,
-                "name": settings.admin_project,
-                "domain_id": DEFAULT_DOMAIN_ID,
-                "description": "Bootstrap project for initializing the cloud.",
-                "enabled": True,
-                "tags": [],
-                "extra": {},
-            },
-            what="project",
+    if await repos.projects.get(id=project_id) is None:
+        project = ProjectRecord(
+            id=project_id,
+            name=settings.admin_project,
+            domain_id=DEFAULT_DOMAIN_ID,
+            description="Bootstrap project for initializing the cloud.",
         )
+        await repos.projects.create(new=project)
     user_id = predictable_id("user", settings.admin_user, domain_id=DEFAULT_DOMAIN_ID)
-    if await repo.get(users, user_id) is None:
-        await repo.create(
-            users,
-            {
-                "id": user_id,
-                "name": settings.admin_user,
-                "domain_id": DEFAULT_DOMAIN_ID,
-                "enabled": True,
-                "password_hash": await hash_secret(settings.admin_password),
-                "password_set_at": ctx.clock(),
-                "extra": {},
-            },
-            what="user",
+    if await repos.users.get(id=user_id) is None:
+        admin = UserRecord(
+            id=user_id,
+            name=settings.admin_user,
+            domain_id=DEFAULT_DOMAIN_ID,
+            password_hash=await hash_secret(settings.admin_password),
+            password_set_at=ctx.clock(),
         )
-    admin_role = role_id("admin")
-    await repo.grant(
-        actor_type="user",
-        actor_id=user_id,
-        target_type="project",
-        target_id=project_id,
-        role_id=admin_role,
-    )
-    await repo.grant(
-        actor_type="user",
-        actor_id=user_id,
-        target_type="system",
-        target_id="all",
-        role_id=admin_role,
-    )
+        await repos.users.create(new=admin)
+    for target_type, target_id in (("project", project_id), ("system", "all")):
+        await repos.assignments.grant(
+            assignment=AssignmentRecord(
+                actor_type="user",
+                actor_id=user_id,
+                target_type=target_type,
+                target_id=target_id,
+                role_id=role_id("admin"),
+            )
+        )

@@ -2,22 +2,30 @@
 
 Generated entries come from the site's own services (``ctx.catalog_entries``) crossed
 with the fleet (``ctx.fleet_sites()``); their IDs are uuid5s, so they are the same on
-every site and in every response. Services and endpoints created through the API are
-added after them. The rendered catalog is cached until the fleet or the identity data
-changes, so putting it in a token body costs nothing.
+every site and in every response. They are records like the stored ones, never stored:
+``WithGenerated`` lists them first and finds them by id, and the resources refuse to
+change them (409). Services and endpoints created through the API are added after them.
+The rendered catalog is cached until the fleet or the identity data changes, so putting
+it in a token body costs nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
+from edgefed.api.resource import Call, Filters
+from edgefed.core.errors import Conflict
 from edgefed.core.ids import EDGEFED_NAMESPACE
+from edgefed.services.identity.keystone import KeystoneResource
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import endpoints, services
+from edgefed.store.identity import EndpointRecord, IdentityRecords, RegionRecord, ServiceRecord
 
+R = TypeVar("R")
 INTERFACES = ("public", "internal", "admin")
+GENERATED = "is generated from the fleet registry and cannot be changed through the API."
+_COLLECTIONS = (list, tuple, set, frozenset)
 
 
 def generated_service_id(service_type: str) -> str:
@@ -28,32 +36,26 @@ def generated_endpoint_id(site: str, service_type: str, interface: str) -> str:
     return uuid.uuid5(EDGEFED_NAMESPACE, f"endpoint:{site}/{service_type}/{interface}").hex
 
 
-@dataclass(frozen=True, slots=True)
-class GeneratedService:
-    id: str
-    type: str
-    name: str
+def generated_regions(state: IdentityState) -> dict[str, RegionRecord]:
+    """One region per fleet site, named after it."""
+    return {
+        name: RegionRecord(id=name, description=f"edgefed site {name}")
+        for name in sorted(state.ctx.fleet_sites())
+    }
 
 
-@dataclass(frozen=True, slots=True)
-class GeneratedEndpoint:
-    id: str
-    service_id: str
-    region_id: str
-    interface: str
-    url: str
-
-
-def generated_services(state: IdentityState) -> list[GeneratedService]:
-    seen: dict[str, GeneratedService] = {}
+def generated_services(state: IdentityState) -> dict[str, ServiceRecord]:
+    """One service per type this site serves."""
+    found: dict[str, ServiceRecord] = {}
     for entry in state.ctx.catalog_entries:
         sid = generated_service_id(entry.type)
-        seen.setdefault(sid, GeneratedService(id=sid, type=entry.type, name=entry.name))
-    return list(seen.values())
+        found.setdefault(sid, ServiceRecord(id=sid, type=entry.type, name=entry.name))
+    return found
 
 
-def generated_endpoints(state: IdentityState) -> list[GeneratedEndpoint]:
-    found: list[GeneratedEndpoint] = []
+def generated_endpoints(state: IdentityState) -> dict[str, EndpointRecord]:
+    """Three endpoints (public, internal, admin) per fleet site and service."""
+    found: dict[str, EndpointRecord] = {}
     internal = state.ctx.settings.internal_url
     for site, public_url in sorted(state.ctx.fleet_sites().items()):
         for entry in state.ctx.catalog_entries:
@@ -62,16 +64,87 @@ def generated_endpoints(state: IdentityState) -> list[GeneratedEndpoint]:
                 # operator next to the site keeps working when its WAN link is cut).
                 local = site == state.ctx.name and interface != "public" and internal
                 site_url = internal if local and internal else public_url
-                found.append(
-                    GeneratedEndpoint(
-                        id=generated_endpoint_id(site, entry.type, interface),
-                        service_id=generated_service_id(entry.type),
-                        region_id=site,
-                        interface=interface,
-                        url=site_url.rstrip("/") + entry.path,
-                    )
+                endpoint = EndpointRecord(
+                    id=generated_endpoint_id(site, entry.type, interface),
+                    service_id=generated_service_id(entry.type),
+                    region_id=site,
+                    interface=interface,
+                    url=site_url.rstrip("/") + entry.path,
                 )
+                found[endpoint.id] = endpoint
     return found
+
+
+def _matches(record: Any, filters: Filters | None) -> bool:
+    """Whether ``record`` has the values of ``filters`` (a collection: any of them)."""
+    for name, value in (filters or {}).items():
+        actual = getattr(record, name)
+        if isinstance(value, _COLLECTIONS):
+            if actual not in value:
+                return False
+        elif actual != value:
+            return False
+    return True
+
+
+class WithGenerated(Generic[R]):
+    """A catalog repository with the generated records first: found and listed (and
+    filtered) as the stored ones are; writes go to the stored ones only."""
+
+    def __init__(self, stored: IdentityRecords[R], generated: Mapping[str, R]):
+        self.stored = stored
+        self.generated = generated
+
+    async def get(self, *, id: str) -> R | None:
+        found = self.generated.get(id)
+        return found if found is not None else await self.stored.get(id=id)
+
+    async def list(
+        self, *, filters: Filters | None = None, limit: int | None = None, after: str | None = None
+    ) -> Sequence[R]:
+        made = [record for record in self.generated.values() if _matches(record, filters)]
+        return [*made, *await self.stored.list(filters=filters)]
+
+    async def create(self, *, new: R) -> R:
+        return await self.stored.create(new=new)
+
+    async def update(self, *, id: str, changes: Mapping[str, Any]) -> R | None:
+        return await self.stored.update(id=id, changes=changes)
+
+    async def delete(self, *, id: str) -> bool:
+        return await self.stored.delete(id=id)
+
+
+class CatalogResource(KeystoneResource[R, WithGenerated[R]]):
+    """A catalog entity: the records ``generated`` from the fleet (read-only: 409) and
+    the ``stored`` ones."""
+
+    def generated(self, call: Call) -> Mapping[str, R]:
+        raise NotImplementedError
+
+    def stored(self, call: Call) -> IdentityRecords[R]:
+        raise NotImplementedError
+
+    def repository(self, call: Call) -> WithGenerated[R]:
+        return WithGenerated(self.stored(call), self.generated(call))
+
+    def refuse_generated(self, id: str) -> Conflict:
+        return Conflict(f"{self.title} {id} {GENERATED}")
+
+    def check_unlocked(self, call: Call, record: R) -> None:
+        id = self.id_of(record)
+        if id in self.generated(call):
+            raise self.refuse_generated(id)
+
+
+def _entry(endpoint: EndpointRecord) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "interface": endpoint.interface,
+        "region": endpoint.region_id,
+        "region_id": endpoint.region_id,
+        "url": endpoint.url,
+    }
 
 
 async def token_catalog(state: IdentityState) -> list[dict[str, Any]]:
@@ -79,35 +152,24 @@ async def token_catalog(state: IdentityState) -> list[dict[str, Any]]:
     key = (tuple(sorted(state.ctx.fleet_sites().items())), state.generation)
     if state.catalog_key == key:
         return state.catalog
+    enabled = {"enabled": True}
+    services = [
+        *generated_services(state).values(),
+        *await state.repos.services.list(filters=enabled),
+    ]
     by_service: dict[str, dict[str, Any]] = {}
-    for svc in generated_services(state):
-        by_service[svc.id] = {"endpoints": [], "id": svc.id, "type": svc.type, "name": svc.name}
-    for ep in generated_endpoints(state):
-        by_service[ep.service_id]["endpoints"].append(
-            {
-                "id": ep.id,
-                "interface": ep.interface,
-                "region": ep.region_id,
-                "region_id": ep.region_id,
-                "url": ep.url,
-            }
-        )
-    for row in await state.repo.list_rows(services, filters={"enabled": True}):
+    for svc in services:
         by_service.setdefault(
-            row["id"], {"endpoints": [], "id": row["id"], "type": row["type"], "name": row["name"]}
+            svc.id, {"endpoints": [], "id": svc.id, "type": svc.type, "name": svc.name}
         )
-    for row in await state.repo.list_rows(endpoints, filters={"enabled": True}, order_by="id"):
-        entry = by_service.get(row["service_id"])
+    endpoints = [
+        *generated_endpoints(state).values(),
+        *await state.repos.endpoints.list(filters=enabled),
+    ]
+    for endpoint in endpoints:
+        entry = by_service.get(endpoint.service_id)
         if entry is not None:
-            entry["endpoints"].append(
-                {
-                    "id": row["id"],
-                    "interface": row["interface"],
-                    "region": row["region_id"],
-                    "region_id": row["region_id"],
-                    "url": row["url"],
-                }
-            )
+            entry["endpoints"].append(_entry(endpoint))
     state.catalog = list(by_service.values())
     state.catalog_key = key
     return state.catalog

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import Row, roles
+from edgefed.store.identity import DomainRecord, ProjectRecord, UserRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +43,10 @@ class RoleGraph:
 class ScopeGrant:
     """What a token for (user, scope) asserts: the user, the target and the roles."""
 
-    user: Row
-    user_domain: Row
-    target: Row | None
-    target_domain: Row | None
+    user: UserRecord
+    user_domain: DomainRecord
+    target: ProjectRecord | DomainRecord | None
+    target_domain: DomainRecord | None
     roles: list[dict[str, str]]
 
 
@@ -55,12 +55,12 @@ async def role_graph(state: IdentityState) -> RoleGraph:
     if state.role_graph is not None and state.roles_generation == generation:
         graph: RoleGraph = state.role_graph
         return graph
-    all_roles = await state.repo.list_rows(roles)
+    all_roles = await state.repos.roles.list()
     edges: dict[str, list[str]] = {}
-    for prior, implied in await state.repo.implications():
+    for prior, implied in await state.repos.implications.pairs():
         edges.setdefault(prior, []).append(implied)
     graph = RoleGraph(
-        names={r["id"]: r["name"] for r in all_roles},
+        names={r.id: r.name for r in all_roles},
         implies={k: tuple(v) for k, v in edges.items()},
     )
     state.role_graph, state.roles_generation = graph, generation
@@ -71,11 +71,10 @@ async def direct_role_ids(
     state: IdentityState, *, user_id: str, target_type: str, target_id: str
 ) -> set[str]:
     """Roles assigned on the target to the user or one of its groups (not expanded)."""
-    actors = [("user", user_id)] + [("group", g["id"]) for g in await state.repo.groups_of(user_id)]
-    rows = await state.repo.list_assignments(
-        actors=actors, target_type=target_type, target_id=target_id
-    )
-    return {r["role_id"] for r in rows}
+    repos = state.repos
+    actors = [("user", user_id)] + [("group", g) for g in await repos.members.group_ids_of(user_id)]
+    held = await repos.assignments.list(actors=actors, target_type=target_type, target_id=target_id)
+    return {a.role_id for a in held}
 
 
 async def effective_roles(

@@ -21,7 +21,7 @@ from edgefed.services.identity.names import id_by_name
 from edgefed.services.identity.passwords import login_throttle, verify_secret
 from edgefed.services.identity.scopes import SYSTEM_TARGET, UNSCOPED, grant_for
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import Row, app_credentials, domains, projects, users
+from edgefed.store.identity import AppCredentialRecord
 
 AUTH_REQUIRED = "The request you have made requires authentication."
 SUPPORTED_METHODS = ("password", "token", "application_credential")
@@ -57,7 +57,7 @@ class Authenticated:
     methods: list[str]
     expires_at: float | None = None
     audit_chain: str | None = None
-    app_credential: Row | None = None
+    app_credential: AppCredentialRecord | None = None
 
 
 async def _domain_id(state: IdentityState, ref: dict[str, Any], where: str) -> str:
@@ -65,7 +65,7 @@ async def _domain_id(state: IdentityState, ref: dict[str, Any], where: str) -> s
         return _string(ref["id"], f"{where}.id")
     if "name" in ref:
         name = _string(ref["name"], f"{where}.name")
-        found = await id_by_name(state, domains, name, domain_id=None)
+        found = await id_by_name(state, "domain", name, domain_id=None)
         if found is None:
             raise Unauthorized(f"Could not find domain: {name}.")
         return found
@@ -78,7 +78,7 @@ async def _user_id(state: IdentityState, ref: dict[str, Any], where: str) -> str
     name = _string(_required(ref, "name", where), f"{where}.name")
     domain = _object(_required(ref, "domain", where), f"{where}.domain")
     domain_id = await _domain_id(state, domain, f"{where}.domain")
-    found = await id_by_name(state, users, name, domain_id=domain_id)
+    found = await id_by_name(state, "user", name, domain_id=domain_id)
     if found is None:
         raise Unauthorized(AUTH_REQUIRED)
     return found
@@ -90,12 +90,12 @@ async def _password(state: IdentityState, body: dict[str, Any]) -> Authenticated
     if not isinstance(password, str):
         raise ValidationFailed("password must be a string", field="password.user.password")
     user_id = await _user_id(state, user_ref, "password.user")
-    user = await state.repo.get(users, user_id)
+    user = await state.repos.users.get(id=user_id)
     if user is None:
         raise Unauthorized(AUTH_REQUIRED)
     throttle = login_throttle(state.ctx)
     throttle.check_not_locked(user_id)  # a locked account costs no hashing
-    if not await throttle.verify(user["password_hash"], password):
+    if not await throttle.verify(user.password_hash, password):
         throttle.failed(user_id)
         raise Unauthorized(AUTH_REQUIRED)
     throttle.succeeded(user_id)
@@ -120,24 +120,24 @@ def _token(
 
 async def _app_credential(state: IdentityState, body: dict[str, Any]) -> Authenticated:
     secret = _string(_required(body, "secret", "application_credential"), "secret")
+    credentials = state.repos.credentials
+    credential: AppCredentialRecord | None
     if "id" in body:
-        row = await state.repo.get(
-            app_credentials, _string(body["id"], "application_credential.id")
-        )
+        credential = await credentials.get(id=_string(body["id"], "application_credential.id"))
     else:
         name = _string(_required(body, "name", "application_credential"), "name")
         user_ref = _object(_required(body, "user", "application_credential"), "user")
         user_id = await _user_id(state, user_ref, "application_credential.user")
-        found = await state.repo.list_rows(
-            app_credentials, filters={"user_id": user_id, "name": name}
-        )
-        row = found[0] if found else None
-    if row is None or not await verify_secret(row["secret_hash"], secret):
+        found = await credentials.list(filters={"user_id": user_id, "name": name}, limit=1)
+        credential = found[0] if found else None
+    if credential is None or not await verify_secret(credential.secret_hash, secret):
         raise Unauthorized("Invalid application credential.")
-    if row["expires_at"] is not None and row["expires_at"] <= state.ctx.clock():
+    if credential.expires_at is not None and credential.expires_at <= state.ctx.clock():
         raise Unauthorized("Application credential has expired.")
     return Authenticated(
-        user_id=row["user_id"], methods=["application_credential"], app_credential=row
+        user_id=credential.user_id,
+        methods=["application_credential"],
+        app_credential=credential,
     )
 
 
@@ -164,11 +164,11 @@ async def requested_target(state: IdentityState, scope: Any, who: Authenticated)
     if who.app_credential is not None:
         if scope is not None:
             raise Unauthorized("Application credentials cannot request a scope.")
-        return "project", str(who.app_credential["project_id"])
+        return "project", who.app_credential.project_id
     if scope is None or scope == "unscoped":
         unscoped = await grant_for(state, user_id=who.user_id, target_type=UNSCOPED[0],
                                    target_id=UNSCOPED[1])  # fmt: skip
-        default_project = unscoped.user["default_project_id"]
+        default_project = unscoped.user.default_project_id
         if default_project:
             try:
                 await grant_for(
@@ -186,7 +186,7 @@ async def requested_target(state: IdentityState, scope: Any, who: Authenticated)
         name = _string(_required(ref, "name", "scope.project"), "scope.project.name")
         domain = _object(_required(ref, "domain", "scope.project"), "scope.project.domain")
         domain_id = await _domain_id(state, domain, "scope.project.domain")
-        found = await id_by_name(state, projects, name, domain_id=domain_id)
+        found = await id_by_name(state, "project", name, domain_id=domain_id)
         if found is None:
             raise Unauthorized(f"Could not find project: {name}.")
         return "project", found
@@ -234,10 +234,10 @@ def check_scope_shape(scope: Any) -> None:
 
 
 async def restrict_to_app_credential(
-    state: IdentityState, grant: ScopeGrant, credential: Row
+    state: IdentityState, grant: ScopeGrant, credential: AppCredentialRecord
 ) -> list[dict[str, str]]:
     graph = await role_graph(state)
-    allowed = graph.expand(set(credential["role_ids"]))
+    allowed = graph.expand(set(credential.role_ids))
     roles = [r for r in grant.roles if r["id"] in allowed]
     if not roles:
         raise Unauthorized("The application credential's roles are no longer assigned to its user.")
@@ -266,28 +266,29 @@ def build_claims(
         "chain": who.audit_chain or audit,
         "methods": who.methods,
         "user": {
-            "id": user["id"],
-            "name": user["name"],
-            "domain": {"id": grant.user_domain["id"], "name": grant.user_domain["name"]},
+            "id": user.id,
+            "name": user.name,
+            "domain": {"id": grant.user_domain.id, "name": grant.user_domain.name},
         },
     }
     target = grant.target
     if target_type == "project" and target is not None and grant.target_domain is not None:
         claims["project"] = {
-            "id": target["id"],
-            "name": target["name"],
-            "domain": {"id": grant.target_domain["id"], "name": grant.target_domain["name"]},
+            "id": target.id,
+            "name": target.name,
+            "domain": {"id": grant.target_domain.id, "name": grant.target_domain.name},
         }
     elif target_type == "domain" and target is not None:
-        claims["domain"] = {"id": target["id"], "name": target["name"]}
+        claims["domain"] = {"id": target.id, "name": target.name}
     elif target_type == "system":
         claims["system"] = {"all": True}
     if target_type != UNSCOPED[0]:
         claims["roles"] = roles
-    if who.app_credential is not None:
+    credential = who.app_credential
+    if credential is not None:
         claims["application_credential"] = {
-            "id": who.app_credential["id"],
-            "name": who.app_credential["name"],
-            "restricted": not who.app_credential["unrestricted"],
+            "id": credential.id,
+            "name": credential.name,
+            "restricted": not credential.unrestricted,
         }
     return claims

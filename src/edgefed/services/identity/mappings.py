@@ -9,25 +9,22 @@ start; rules made through the API stay until deleted. Admin only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
-from starlette.responses import Response
 
-from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import SiteContext
-from edgefed.api.policy import require_admin
-from edgefed.api.responses import Json
-from edgefed.core.errors import NotFound, ValidationFailed
+from edgefed.api.resource import Call
+from edgefed.core.errors import ValidationFailed
 from edgefed.core.ids import domain_id_for, is_uuid, new_hex_id, predictable_id
 from edgefed.core.settings import MappingSpec
-from edgefed.services.identity.state import IdentityState, identity_state
-from edgefed.services.identity.views import collection
-from edgefed.store.mappings import MappingRepository, MappingRule
+from edgefed.services.identity.grants import role_graph
+from edgefed.services.identity.keystone import KeystoneResource
+from edgefed.services.identity.state import state_for
+from edgefed.store.identity.mappings import MappingRules
+from edgefed.store.mappings import MappingRule
 
-router = APIRouter()
-PATH = "/v3/OS-EDGE/mappings"
 NAME = r"^[^\x00-\x1f]{1,255}$"
 
 
@@ -87,58 +84,47 @@ def rule_from(spec: MappingSpec | MappingCreate, *, source: str, now: float) -> 
     )
 
 
-def view(state: IdentityState, rule: MappingRule) -> dict[str, Any]:
-    graph_names = state.role_graph.names if state.role_graph is not None else {}
-    out: dict[str, Any] = {
-        "id": rule.id,
-        "site": rule.site,
-        "user_domain": rule.user_domain,
-        "user": rule.user_name,
-        "role": {"id": rule.role_id, "name": graph_names.get(rule.role_id)},
-        "source": rule.source,
-    }
-    if rule.target_type == "system":
-        out["system"] = {"all": True}
-    else:
-        out[rule.target_type] = {"id": rule.target_id}
-    return out
+class Mapping(KeystoneResource[MappingRule, MappingRules]):
+    key = "mapping"
+    collection_key = "mappings"
+    path = "/v3/OS-EDGE/mappings"
+    verbs = frozenset({"list", "create", "delete"})
+    create_body = MappingBody
+
+    def repository(self, call: Call) -> MappingRules:
+        return MappingRules(call.ctx.store)
+
+    def view(self, rule: MappingRule, call: Call) -> dict[str, Any]:
+        graph = state_for(call.ctx).role_graph
+        names: dict[str, str] = graph.names if graph is not None else {}
+        out: dict[str, Any] = {
+            "id": rule.id,
+            "site": rule.site,
+            "user_domain": rule.user_domain,
+            "user": rule.user_name,
+            "role": {"id": rule.role_id, "name": names.get(rule.role_id)},
+            "source": rule.source,
+        }
+        if rule.target_type == "system":
+            out["system"] = {"all": True}
+        else:
+            out[rule.target_type] = {"id": rule.target_id}
+        return out
+
+    async def records(self, call: Call, repo: MappingRules) -> Sequence[MappingRule]:
+        await role_graph(state_for(call.ctx))  # the roles' names, for the views
+        return await repo.list()
+
+    async def create(self, call: Call, repo: MappingRules) -> MappingRule:
+        rule = rule_from(call.model(MappingBody).mapping, source="api", now=call.ctx.clock())
+        await role_graph(state_for(call.ctx))  # the role's name, for the view
+        return await repo.create(new=rule)
+
+
+MAPPING = Mapping()
 
 
 async def install_config_mappings(ctx: SiteContext) -> None:
     """Make the config file's rules the ``config`` rules of this site."""
     rules = [rule_from(spec, source="config", now=ctx.clock()) for spec in ctx.settings.mapping]
-    await MappingRepository(ctx.store).replace_source("config", rules)
-
-
-@router.get(PATH)
-async def list_mappings(
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    require_admin(principal, "identity:list_mappings")
-    rules = await MappingRepository(state.ctx.store).all()
-    return Json(collection(state, "mappings", (view(state, r) for r in rules), path=PATH[3:]))
-
-
-@router.post(PATH, status_code=201)
-async def create_mapping(
-    body: MappingBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    require_admin(principal, "identity:create_mapping")
-    rule = rule_from(body.mapping, source="api", now=state.ctx.clock())
-    await MappingRepository(state.ctx.store).add(rule)
-    return Json({"mapping": view(state, rule)}, status_code=201)
-
-
-@router.delete(PATH + "/{mapping_id}", status_code=204)
-async def delete_mapping(
-    mapping_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    require_admin(principal, "identity:delete_mapping")
-    if not await MappingRepository(state.ctx.store).delete(mapping_id):
-        raise NotFound(f"Could not find mapping: {mapping_id}.")
-    return Response(status_code=204)
+    await MappingRules(ctx.store).replace_source("config", rules)

@@ -1,156 +1,140 @@
-"""/v3/projects: CRUD with Keystone's filters (name, domain_id, enabled, parent_id, tags)."""
+"""/v3/projects: CRUD with Keystone's filters (name, domain_id, enabled, parent_id, tags).
+
+A token scoped to a project may read that project. Disabling or deleting a project
+revokes the tokens scoped to it; a project with children is not deleted.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from collections.abc import Sequence
+from typing import Any
 
-from edgefed.api.auth import Principal, current_principal
-from edgefed.api.responses import Json
-from edgefed.core.errors import Forbidden, NotFound, ValidationFailed
+from edgefed.api.resource import Call, Filter
+from edgefed.core.errors import Forbidden, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
-from edgefed.services.identity.common import must_get, query_flag, refuse_immutable
-from edgefed.services.identity.guard import authorize, ensure_local
-from edgefed.services.identity.revoking import revoke
+from edgefed.services.identity.keystone import (
+    ENABLED,
+    KeystonePolicy,
+    KeystoneResource,
+    changes_of,
+    disables,
+    exact,
+    query_flag,
+)
+from edgefed.services.identity.revoking import revoke_scope
 from edgefed.services.identity.schemas import ProjectCreateBody, ProjectUpdateBody
-from edgefed.services.identity.state import IdentityState, identity_state
-from edgefed.services.identity.views import collection, project_view
-from edgefed.store.identity import domains, projects
-from edgefed.store.revocations import RevocationEvent
-
-router = APIRouter()
+from edgefed.services.identity.state import state_for
+from edgefed.store.identity import ProjectRecord, Projects
 
 
-@router.post("/v3/projects", status_code=201)
-async def create_project(
-    body: ProjectCreateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "create_project")
-    p = body.project
-    if p.is_domain:
-        raise ValidationFailed("Projects acting as domains are not supported.", field="is_domain")
-    domain_id = p.domain_id or DEFAULT_DOMAIN_ID
-    parent_id = p.parent_id
-    if parent_id is not None and parent_id != domain_id:
-        parent = await state.repo.get(projects, parent_id)
-        if parent is None:
-            raise NotFound(f"Could not find project: {parent_id}.")
-        if p.domain_id is None:
-            domain_id = parent["domain_id"]
-        elif parent["domain_id"] != domain_id:
-            raise ValidationFailed(
-                "The parent project must be in the same domain.", field="parent_id"
-            )
-    else:
-        parent_id = None
-    if await state.repo.get(domains, domain_id) is None:
-        raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
-    row = await state.repo.create(
-        projects,
-        {
-            "id": predictable_id("project", p.name, domain_id=domain_id),
-            "name": p.name,
-            "domain_id": domain_id,
-            "parent_id": parent_id,
-            "description": p.description or "",
-            "enabled": p.enabled,
-            "tags": p.tags,
-            "extra": p.extras(),
-        },
-        what="project",
-    )
-    return Json({"project": project_view(state, row)}, status_code=201)
-
-
-@router.get("/v3/projects")
-async def list_projects(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "list_projects")
-    q = request.query_params
-    if query_flag(q.get("is_domain")):
-        return Json(collection(state, "projects", [], path="/projects"))
-    rows = await state.repo.list_rows(
-        projects,
-        filters={
-            "name": q.get("name"),
-            "domain_id": q.get("domain_id"),
-            "enabled": query_flag(q.get("enabled")),
-        },
-    )
-    parent = q.get("parent_id")
-    if parent is not None:
-        rows = [r for r in rows if (r["parent_id"] or r["domain_id"]) == parent]
-    wanted = _tags(q.get("tags"))
-    if wanted:
-        rows = [r for r in rows if wanted <= set(r["tags"])]
-    any_tags = _tags(q.get("tags-any"))
-    if any_tags:
-        rows = [r for r in rows if any_tags & set(r["tags"])]
-    return Json(
-        collection(state, "projects", (project_view(state, r) for r in rows), path="/projects")
-    )
+def _own_project(call: Call, id: str | None) -> bool:
+    return id is not None and call.principal.project_id == id
 
 
 def _tags(raw: str | None) -> set[str]:
     return {t for t in (raw or "").split(",") if t}
 
 
-@router.get("/v3/projects/{project_id}")
-async def get_project(
-    project_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    if principal.project_id != project_id:
-        authorize(principal, "get_project")
-    row = await must_get(state, projects, project_id, "project")
-    return Json({"project": project_view(state, row)})
+class Project(KeystoneResource[ProjectRecord, Projects]):
+    key = "project"
+    collection_key = "projects"
+    path = "/v3/projects"
+    attributes = ("id", "name", "domain_id", "description", "enabled")
+    access = KeystonePolicy(anyone={"get_auth_projects"}, own={"show": _own_project})
+    filters = {
+        **exact("name", "domain_id"),
+        **ENABLED,
+        # Not pushed to the store: read by ``records``.
+        "parent_id": Filter(description="Only the children of this project (or domain)."),
+        "tags": Filter(description="Only projects with all these tags (comma-separated)."),
+        "tags-any": Filter(description="Only projects with any of these tags."),
+        "is_domain": Filter(description="Projects acting as domains (there are none)."),
+    }
+    create_body = ProjectCreateBody
+    update_body = ProjectUpdateBody
+
+    def repository(self, call: Call) -> Projects:
+        return state_for(call.ctx).repos.projects
+
+    def view(self, project: ProjectRecord, call: Call) -> dict[str, Any]:
+        return {
+            **project.extra,
+            **self.copy(project),
+            "parent_id": project.parent_id or project.domain_id,
+            "is_domain": False,
+            "tags": list(project.tags),
+            "options": {},
+            "links": self.links(call, project),
+        }
+
+    async def records(self, call: Call, repo: Projects) -> Sequence[ProjectRecord]:
+        q = call.query
+        if query_flag(q.get("is_domain")):
+            return []
+        found = await super().records(call, repo)
+        parent = q.get("parent_id")
+        if parent is not None:
+            found = [p for p in found if (p.parent_id or p.domain_id) == parent]
+        wanted = _tags(q.get("tags"))
+        if wanted:
+            found = [p for p in found if wanted <= set(p.tags)]
+        any_tags = _tags(q.get("tags-any"))
+        if any_tags:
+            found = [p for p in found if any_tags & set(p.tags)]
+        return found
+
+    async def create(self, call: Call, repo: Projects) -> ProjectRecord:
+        p = call.model(ProjectCreateBody).project
+        if p.is_domain:
+            raise ValidationFailed(
+                "Projects acting as domains are not supported.", field="is_domain"
+            )
+        domain_id = p.domain_id or DEFAULT_DOMAIN_ID
+        parent_id = p.parent_id
+        if parent_id is not None and parent_id != domain_id:
+            parent = await self.find(call, parent_id, repo)
+            if p.domain_id is None:
+                domain_id = parent.domain_id
+            elif parent.domain_id != domain_id:
+                raise ValidationFailed(
+                    "The parent project must be in the same domain.", field="parent_id"
+                )
+        else:
+            parent_id = None
+        if await state_for(call.ctx).repos.domains.get(id=domain_id) is None:
+            raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
+        new = ProjectRecord(
+            id=predictable_id("project", p.name, domain_id=domain_id),
+            name=p.name,
+            domain_id=domain_id,
+            parent_id=parent_id,
+            description=p.description or "",
+            enabled=p.enabled,
+            tags=tuple(p.tags),
+            extra=p.extras(),
+        )
+        return await repo.create(new=new)
+
+    async def changes(self, call: Call, repo: Projects, project: ProjectRecord) -> dict[str, Any]:
+        return changes_of(
+            call.model(ProjectUpdateBody).project,
+            project.extra,
+            required=("name", "enabled", "tags"),
+            immutable=("domain_id", "parent_id", "is_domain"),
+        )
+
+    async def before_delete(self, call: Call, repo: Projects, project: ProjectRecord) -> None:
+        if await repo.list(filters={"parent_id": project.id}, limit=1):
+            raise Forbidden(f"Cannot delete project {project.id}: it has child projects.")
+
+    async def after_write(
+        self, call: Call, verb: str, before: ProjectRecord | None, after: ProjectRecord | None
+    ) -> None:
+        if verb == "delete" and before is not None:
+            await revoke_scope(state_for(call.ctx), project_id=before.id)
+        elif verb == "update" and after is not None:
+            if disables(call.model(ProjectUpdateBody).project):
+                await revoke_scope(state_for(call.ctx), project_id=after.id)
 
 
-@router.patch("/v3/projects/{project_id}")
-async def update_project(
-    project_id: str,
-    body: ProjectUpdateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "update_project")
-    row = await must_get(state, projects, project_id, "project")
-    ensure_local(row, "Project")
-    refuse_immutable(body.project.extras(), "domain_id", "parent_id", "is_domain")
-    changes = body.project.given()
-    for key in ("name", "enabled", "tags"):
-        if key in changes and changes[key] is None:
-            raise ValidationFailed(f"Invalid input for field '{key}': None", field=key)
-    if "description" in changes and changes["description"] is None:
-        changes["description"] = ""
-    if body.project.extras():
-        changes["extra"] = {**row["extra"], **body.project.extras()}
-    updated = (
-        await state.repo.update(projects, project_id, changes, what="project") if changes else row
-    )
-    assert updated is not None
-    if changes.get("enabled") is False:
-        await revoke(state, RevocationEvent(issued_before=state.ctx.clock(), project_id=project_id))
-    return Json({"project": project_view(state, updated)})
-
-
-@router.delete("/v3/projects/{project_id}", status_code=204)
-async def delete_project(
-    project_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    authorize(principal, "delete_project")
-    row = await must_get(state, projects, project_id, "project")
-    ensure_local(row, "Project")
-    if await state.repo.list_rows(projects, filters={"parent_id": project_id}):
-        raise Forbidden(f"Cannot delete project {project_id}: it has child projects.")
-    await state.repo.delete(projects, project_id)
-    await revoke(state, RevocationEvent(issued_before=state.ctx.clock(), project_id=project_id))
-    return Response(status_code=204)
+PROJECT = Project()

@@ -1,242 +1,179 @@
 """/v3/roles and implied roles (/v3/roles/{prior}/implies/{implied}, /v3/role_inferences).
 
-Roles are global (ID = uuid5 of the name, same on every site). The default chain is
-admin → member → reader; Keystone forbids implying ``admin`` and cycles.
+Roles are global (ID = uuid5 of the name, same on every site) and readable by anyone
+authenticated. The default chain is admin → member → reader; Keystone forbids implying
+``admin`` and cycles. Deleting a role revokes the tokens of whoever held it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from fastapi import APIRouter
+from starlette.requests import Request
 
-from edgefed.api.auth import Principal, current_principal
+from edgefed.api.resource import Call, Filter, action
+from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from edgefed.core.ids import predictable_id
-from edgefed.services.identity.common import must_get, refuse_immutable
-from edgefed.services.identity.grants import role_graph
-from edgefed.services.identity.guard import authorize, ensure_local
-from edgefed.services.identity.revoking import revoke_user
+from edgefed.services.identity.grants import RoleGraph, role_graph
+from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, changes_of, exact
+from edgefed.services.identity.revoking import revoke_later, revoke_pending
 from edgefed.services.identity.schemas import RoleCreateBody, RoleUpdateBody
-from edgefed.services.identity.state import IdentityState, identity_state
-from edgefed.services.identity.views import api_url, collection, role_ref, role_view
-from edgefed.store.identity import roles
+from edgefed.services.identity.state import state_for
+from edgefed.store.identity import RoleRecord, Roles
 
-router = APIRouter()
 PROHIBITED_IMPLIED = frozenset({"admin"})
+READ = ("list", "show", "list_implied_roles", "get_implied_role", "check_implied_role",
+        "list_role_inferences")  # fmt: skip
 
 
-@router.post("/v3/roles", status_code=201)
-async def create_role(
-    body: RoleCreateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "create_role")
-    r = body.role
-    if r.domain_id is not None:
-        raise ValidationFailed("Domain-specific roles are not supported.", field="domain_id")
-    row = await state.repo.create(
-        roles,
-        {
-            "id": predictable_id("role", r.name, domain_id=""),
-            "name": r.name,
-            "description": r.description or "",
-            "extra": r.extras(),
-        },
-        what="role",
-    )
-    return Json({"role": role_view(state, row)}, status_code=201)
+class Role(KeystoneResource[RoleRecord, Roles]):
+    key = "role"
+    collection_key = "roles"
+    path = "/v3/roles"
+    attributes = ("id", "name", "domain_id", "description")
+    access = KeystonePolicy(anyone=READ)
+    filters = {**exact("name"), "domain_id": Filter(description="Domain roles (none here).")}
+    create_body = RoleCreateBody
+    update_body = RoleUpdateBody
 
+    def repository(self, call: Call) -> Roles:
+        return state_for(call.ctx).repos.roles
 
-@router.get("/v3/roles")
-async def list_roles(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    q = request.query_params
-    if q.get("domain_id"):
-        return Json(collection(state, "roles", [], path="/roles"))
-    rows = await state.repo.list_rows(roles, filters={"name": q.get("name")})
-    return Json(collection(state, "roles", (role_view(state, r) for r in rows), path="/roles"))
+    def view(self, role: RoleRecord, call: Call) -> dict[str, Any]:
+        return {**role.extra, **self.copy(role), "options": {}, "links": self.links(call, role)}
 
+    def ref(self, call: Call, role_id: str, name: str) -> dict[str, Any]:
+        return {"id": role_id, "name": name, "links": {"self": self.url(call, f"/roles/{role_id}")}}
 
-@router.get("/v3/roles/{role_id}")
-async def get_role(
-    role_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    row = await must_get(state, roles, role_id, "role")
-    return Json({"role": role_view(state, row)})
+    async def records(self, call: Call, repo: Roles) -> Sequence[RoleRecord]:
+        if call.query.get("domain_id"):
+            return []
+        return await super().records(call, repo)
 
-
-@router.patch("/v3/roles/{role_id}")
-async def update_role(
-    role_id: str,
-    body: RoleUpdateBody,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "update_role")
-    row = await must_get(state, roles, role_id, "role")
-    ensure_local(row, "Role")
-    refuse_immutable(body.role.extras(), "domain_id")
-    changes = body.role.given()
-    if "name" in changes and changes["name"] is None:
-        raise ValidationFailed("Invalid input for field 'name': None", field="name")
-    if "description" in changes and changes["description"] is None:
-        changes["description"] = ""
-    if body.role.extras():
-        changes["extra"] = {**row["extra"], **body.role.extras()}
-    updated = await state.repo.update(roles, role_id, changes, what="role")
-    assert updated is not None
-    return Json({"role": role_view(state, updated)})
-
-
-@router.delete("/v3/roles/{role_id}", status_code=204)
-async def delete_role(
-    role_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    authorize(principal, "delete_role")
-    row = await must_get(state, roles, role_id, "role")
-    ensure_local(row, "Role")
-    holders = await state.repo.list_assignments(role_ids=[role_id])
-    await state.repo.delete(roles, role_id)
-    for user_id in {a["actor_id"] for a in holders if a["actor_type"] == "user"}:
-        await revoke_user(state, user_id)
-    for group_id in {a["actor_id"] for a in holders if a["actor_type"] == "group"}:
-        for member in await state.repo.members_of(group_id):
-            await revoke_user(state, member["id"])
-    return Response(status_code=204)
-
-
-# ---- implied roles ---------------------------------------------------------------------
-
-
-def _inference(state: IdentityState, prior: dict[str, Any], implied: Any) -> dict[str, Any]:
-    return {"prior_role": role_ref(state, prior["id"], prior["name"]), "implies": implied}
-
-
-@router.put("/v3/roles/{prior_id}/implies/{implied_id}", status_code=201)
-async def create_implied_role(
-    prior_id: str,
-    implied_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    authorize(principal, "create_implied_role")
-    prior = await must_get(state, roles, prior_id, "role")
-    implied = await must_get(state, roles, implied_id, "role")
-    if implied["name"] in PROHIBITED_IMPLIED:
-        raise Forbidden(f"{implied['name']} may not be an implied role.")
-    graph = await role_graph(state)
-    if prior_id in graph.expand({implied_id}):
-        raise BadRequest(
-            f"Role {implied_id} already implies {prior_id}: this inference would make a cycle."
+    async def create(self, call: Call, repo: Roles) -> RoleRecord:
+        r = call.model(RoleCreateBody).role
+        if r.domain_id is not None:
+            raise ValidationFailed("Domain-specific roles are not supported.", field="domain_id")
+        new = RoleRecord(
+            id=predictable_id("role", r.name, domain_id=""),
+            name=r.name,
+            description=r.description or "",
+            extra=r.extras(),
         )
-    await state.repo.add_implication(prior_id, implied_id)
-    return Json(
-        {
-            "role_inference": _inference(
-                state, prior, role_ref(state, implied["id"], implied["name"])
-            ),
-            "links": {"self": api_url(state, f"/roles/{prior_id}/implies/{implied_id}")},
-        },
-        status_code=201,
-    )
+        return await repo.create(new=new)
 
+    async def changes(self, call: Call, repo: Roles, role: RoleRecord) -> dict[str, Any]:
+        return changes_of(
+            call.model(RoleUpdateBody).role,
+            role.extra,
+            required=("name",),
+            immutable=("domain_id",),
+        )
 
-async def _existing_inference(
-    state: IdentityState, prior_id: str, implied_id: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    prior = await must_get(state, roles, prior_id, "role")
-    implied = await must_get(state, roles, implied_id, "role")
-    if (prior_id, implied_id) not in set(await state.repo.implications()):
-        raise NotFound(f"{prior_id} does not imply {implied_id}.")
-    return prior, implied
+    async def before_delete(self, call: Call, repo: Roles, role: RoleRecord) -> None:
+        # Who holds the role (directly or through a group): read now, revoked once the
+        # role and its assignments are gone.
+        repos = state_for(call.ctx).repos
+        holders = await repos.assignments.list(role_ids=[role.id])
+        users = {a.actor_id for a in holders if a.actor_type == "user"}
+        for group_id in sorted({a.actor_id for a in holders if a.actor_type == "group"}):
+            users.update(m.id for m in await repos.users.in_group(group_id))
+        revoke_later(call, sorted(users))
 
+    async def after_write(
+        self, call: Call, verb: str, before: RoleRecord | None, after: RoleRecord | None
+    ) -> None:
+        if verb == "delete":
+            await revoke_pending(call)
 
-@router.get("/v3/roles/{prior_id}/implies/{implied_id}")
-async def get_implied_role(
-    prior_id: str,
-    implied_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    prior, implied = await _existing_inference(state, prior_id, implied_id)
-    return Json(
-        {
-            "role_inference": _inference(
-                state, prior, role_ref(state, implied["id"], implied["name"])
-            ),
-            "links": {"self": api_url(state, f"/roles/{prior_id}/implies/{implied_id}")},
+    # -- implied roles ---------------------------------------------------------------------
+
+    def inference(self, call: Call, prior: RoleRecord, implies: Any, path: str) -> dict[str, Any]:
+        return {
+            "role_inference": {
+                "prior_role": self.ref(call, prior.id, prior.name),
+                "implies": implies,
+            },
+            "links": {"self": self.url(call, path)},
         }
-    )
+
+    async def _implied(self, call: Call, prior: RoleRecord) -> RoleRecord:
+        """The implied role of the path, which ``prior`` must imply."""
+        implied = await self.find(call, call.path("implied_id"))
+        pairs = await state_for(call.ctx).repos.implications.pairs()
+        if (prior.id, implied.id) not in pairs:
+            raise NotFound(f"{prior.id} does not imply {implied.id}.")
+        return implied
+
+    @action("PUT", "/implies/{implied_id}", status_code=201, verb="create_implied_role")
+    async def imply(self, call: Call, repo: Roles, prior: RoleRecord) -> Json:
+        """Make a role imply another."""
+        implied = await self.find(call, call.path("implied_id"))
+        if implied.name in PROHIBITED_IMPLIED:
+            raise Forbidden(f"{implied.name} may not be an implied role.")
+        state = state_for(call.ctx)
+        if prior.id in (await role_graph(state)).expand({implied.id}):
+            raise BadRequest(
+                f"Role {implied.id} already implies {prior.id}: this inference would make a cycle."
+            )
+        await state.repos.implications.add(prior_id=prior.id, implied_id=implied.id)
+        ref = self.ref(call, implied.id, implied.name)
+        path = f"/roles/{prior.id}/implies/{implied.id}"
+        return Json(self.inference(call, prior, ref, path), status_code=201)
+
+    @action("GET", "/implies/{implied_id}", verb="get_implied_role")
+    async def implication(self, call: Call, repo: Roles, prior: RoleRecord) -> dict[str, Any]:
+        """Show that a role implies another."""
+        implied = await self._implied(call, prior)
+        ref = self.ref(call, implied.id, implied.name)
+        return self.inference(call, prior, ref, f"/roles/{prior.id}/implies/{implied.id}")
+
+    @action("HEAD", "/implies/{implied_id}", status_code=204, verb="check_implied_role")
+    async def check_implication(self, call: Call, repo: Roles, prior: RoleRecord) -> None:
+        """Check that a role implies another."""
+        await self._implied(call, prior)
+
+    @action("DELETE", "/implies/{implied_id}", status_code=204, verb="delete_implied_role")
+    async def unimply(self, call: Call, repo: Roles, prior: RoleRecord) -> None:
+        """Make a role stop implying another."""
+        implied = await self._implied(call, prior)
+        await state_for(call.ctx).repos.implications.remove(
+            prior_id=prior.id, implied_id=implied.id
+        )
+
+    @action("GET", "/implies", verb="list_implied_roles")
+    async def implied_roles(self, call: Call, repo: Roles, prior: RoleRecord) -> dict[str, Any]:
+        """The roles a role implies (directly)."""
+        graph = await role_graph(state_for(call.ctx))
+        implies = [self.ref(call, i, graph.names[i]) for i in graph.implies.get(prior.id, ())]
+        return self.inference(call, prior, implies, f"/roles/{prior.id}/implies")
+
+    def inferences(self, call: Call, graph: RoleGraph) -> list[dict[str, Any]]:
+        return [
+            {
+                "prior_role": self.ref(call, prior, graph.names[prior]),
+                "implies": [self.ref(call, i, graph.names[i]) for i in implied],
+            }
+            for prior, implied in sorted(graph.implies.items(), key=lambda kv: graph.names[kv[0]])
+        ]
 
 
-@router.head("/v3/roles/{prior_id}/implies/{implied_id}", status_code=204)
-async def check_implied_role(
-    prior_id: str,
-    implied_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    await _existing_inference(state, prior_id, implied_id)
-    return Response(status_code=204)
-
-
-@router.delete("/v3/roles/{prior_id}/implies/{implied_id}", status_code=204)
-async def delete_implied_role(
-    prior_id: str,
-    implied_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    authorize(principal, "delete_implied_role")
-    await _existing_inference(state, prior_id, implied_id)
-    await state.repo.remove_implication(prior_id, implied_id)
-    return Response(status_code=204)
-
-
-@router.get("/v3/roles/{prior_id}/implies")
-async def list_implied_roles(
-    prior_id: str,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    prior = await must_get(state, roles, prior_id, "role")
-    graph = await role_graph(state)
-    implied = [role_ref(state, i, graph.names[i]) for i in graph.implies.get(prior_id, ())]
-    return Json(
-        {
-            "role_inference": _inference(state, prior, implied),
-            "links": {"self": api_url(state, f"/roles/{prior_id}/implies")},
-        }
-    )
+ROLE = Role()
+router = APIRouter()
 
 
 @router.get("/v3/role_inferences")
-async def list_role_inferences(
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    graph = await role_graph(state)
-    inferences = [
-        {
-            "prior_role": role_ref(state, prior, graph.names[prior]),
-            "implies": [role_ref(state, i, graph.names[i]) for i in implied],
-        }
-        for prior, implied in sorted(graph.implies.items(), key=lambda kv: graph.names[kv[0]])
-    ]
+async def list_role_inferences(request: Request) -> Json:
+    """Every role's implied roles."""
+    call = await begin(ROLE, request, "list_role_inferences")
+    graph = await role_graph(state_for(call.ctx))
     return Json(
         {
-            "role_inferences": inferences,
-            "links": {"self": api_url(state, "/role_inferences"), "previous": None, "next": None},
+            "role_inferences": ROLE.inferences(call, graph),
+            "links": {"self": ROLE.url(call, "/role_inferences"), "previous": None, "next": None},
         }
     )

@@ -21,7 +21,7 @@ Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
 RESERVED = frozenset({"id", "links", "options", "password", "original_password"})
 
 
-class _Open(BaseModel):
+class Open(BaseModel):
     """A body that keeps unknown properties (Keystone's ``additionalProperties: true``)."""
 
     model_config = ConfigDict(extra="allow")
@@ -44,14 +44,14 @@ class _Closed(BaseModel):
 # ---- domains ------------------------------------------------------------------------
 
 
-class DomainCreate(_Open):
+class DomainCreate(Open):
     name: Name64
     description: StrictStr | None = None
     enabled: StrictBool = True
     tags: list[Tag] = Field(default_factory=list)
 
 
-class DomainUpdate(_Open):
+class DomainUpdate(Open):
     name: Name64 | None = None
     description: StrictStr | None = None
     enabled: StrictBool | None = None
@@ -69,7 +69,7 @@ class DomainUpdateBody(_Closed):
 # ---- projects -----------------------------------------------------------------------
 
 
-class ProjectCreate(_Open):
+class ProjectCreate(Open):
     name: Name64
     domain_id: Id | None = None
     parent_id: Id | None = None
@@ -79,7 +79,7 @@ class ProjectCreate(_Open):
     tags: list[Tag] = Field(default_factory=list)
 
 
-class ProjectUpdate(_Open):
+class ProjectUpdate(Open):
     name: Name64 | None = None
     description: StrictStr | None = None
     enabled: StrictBool | None = None
@@ -97,7 +97,7 @@ class ProjectUpdateBody(_Closed):
 # ---- users --------------------------------------------------------------------------
 
 
-class UserCreate(_Open):
+class UserCreate(Open):
     name: Name255
     domain_id: Id | None = None
     default_project_id: Id | None = None
@@ -105,7 +105,7 @@ class UserCreate(_Open):
     password: StrictStr | None = None
 
 
-class UserUpdate(_Open):
+class UserUpdate(Open):
     name: Name255 | None = None
     default_project_id: Id | None = None
     enabled: StrictBool | None = None
@@ -132,13 +132,13 @@ class PasswordChangeBody(_Closed):
 # ---- groups -------------------------------------------------------------------------
 
 
-class GroupCreate(_Open):
+class GroupCreate(Open):
     name: Name64
     domain_id: Id | None = None
     description: StrictStr | None = None
 
 
-class GroupUpdate(_Open):
+class GroupUpdate(Open):
     name: Name64 | None = None
     description: StrictStr | None = None
 
@@ -154,13 +154,13 @@ class GroupUpdateBody(_Closed):
 # ---- roles --------------------------------------------------------------------------
 
 
-class RoleCreate(_Open):
+class RoleCreate(Open):
     name: Name255
     domain_id: Id | None = None
     description: StrictStr | None = None
 
 
-class RoleUpdate(_Open):
+class RoleUpdate(Open):
     name: Name255 | None = None
     description: StrictStr | None = None
 
@@ -176,13 +176,13 @@ class RoleUpdateBody(_Closed):
 # ---- regions, services, endpoints -----------------------------------------------------
 
 
-class RegionCreate(_Open):
+class RegionCreate(Open):
     id: Name255 | None = None
     description: StrictStr | None = None
     parent_region_id: Name255 | None = None
 
 
-class RegionUpdate(_Open):
+class RegionUpdate(Open):
     description: StrictStr | None = None
     parent_region_id: Name255 | None = None
 
@@ -195,14 +195,14 @@ class RegionUpdateBody(_Closed):
     region: RegionUpdate
 
 
-class ServiceCreate(_Open):
+class ServiceCreate(Open):
     type: Name255
     name: StrictStr | None = None
     description: StrictStr | None = None
     enabled: StrictBool = True
 
 
-class ServiceUpdate(_Open):
+class ServiceUpdate(Open):
     type: Name255 | None = None
     name: StrictStr | None = None
     description: StrictStr | None = None
@@ -221,7 +221,7 @@ Interface = Annotated[str, StringConstraints(strict=True, pattern="^(public|inte
 Url = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=2048)]
 
 
-class EndpointCreate(_Open):
+class EndpointCreate(Open):
     service_id: Id
     interface: Interface
     url: Url
@@ -230,7 +230,7 @@ class EndpointCreate(_Open):
     enabled: StrictBool = True
 
 
-class EndpointUpdate(_Open):
+class EndpointUpdate(Open):
     service_id: Id | None = None
     interface: Interface | None = None
     url: Url | None = None

@@ -15,17 +15,17 @@ from edgefed.services.identity.grants import (
     remember_grant,
 )
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import Row, domains, projects, users
+from edgefed.store.identity import DomainRecord, ProjectRecord
 
 UNSCOPED = ("unscoped", "")
 SYSTEM_TARGET = "all"
 
 
-async def _enabled_domain(state: IdentityState, domain_id: str) -> Row:
-    domain = await state.repo.get(domains, domain_id)
+async def _enabled_domain(state: IdentityState, domain_id: str) -> DomainRecord:
+    domain = await state.repos.domains.get(id=domain_id)
     if domain is None:
         raise Unauthorized(f"Could not find domain: {domain_id}.")
-    if not domain["enabled"]:
+    if not domain.enabled:
         raise Unauthorized(f"Domain {domain_id} is disabled.")
     return domain
 
@@ -39,22 +39,23 @@ async def grant_for(
     if grant is not None:
         return grant
     generation = state.generation
-    user = await state.repo.get(users, user_id)
+    user = await state.repos.users.get(id=user_id)
     if user is None:
         raise Unauthorized("The request you have made requires authentication.")
-    if not user["enabled"]:
+    if not user.enabled:
         raise Unauthorized(f"The account is disabled for user: {user_id}.")
-    user_domain = await _enabled_domain(state, user["domain_id"])
-    target: Row | None = None
-    target_domain: Row | None = None
+    user_domain = await _enabled_domain(state, user.domain_id)
+    target: ProjectRecord | DomainRecord | None = None
+    target_domain: DomainRecord | None = None
     role_refs: list[dict[str, str]] = []
     if target_type == "project":
-        target = await state.repo.get(projects, target_id)
-        if target is None:
+        project = await state.repos.projects.get(id=target_id)
+        if project is None:
             raise Unauthorized(f"Could not find project: {target_id}.")
-        if not target["enabled"]:
+        if not project.enabled:
             raise Unauthorized(f"Project {target_id} is disabled.")
-        target_domain = await _enabled_domain(state, target["domain_id"])
+        target = project
+        target_domain = await _enabled_domain(state, project.domain_id)
     elif target_type == "domain":
         target = await _enabled_domain(state, target_id)
     if target_type != UNSCOPED[0]:

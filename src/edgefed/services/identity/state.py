@@ -1,4 +1,4 @@
-"""Per-site state of the identity service: the repository and the hot-path caches.
+"""Per-site state of the identity service: its repositories and the hot-path caches.
 
 Caches are keyed by the store's identity generation (bumped on every identity write),
 so a change to users, projects, roles, groups or assignments makes them stale at once
@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from edgefed.api.context import SiteContext, site_context
-from edgefed.store.identity import IdentityRepository, identity_generation
+from edgefed.store.identity import IdentityStore, identity_generation
 
 _BODY_CACHE_SIZE = 4096
 
@@ -22,14 +22,14 @@ _BODY_CACHE_SIZE = 4096
 @dataclass
 class IdentityState:
     ctx: SiteContext
-    repo: IdentityRepository
+    repos: IdentityStore
     # (user_id, target_type, target_id) -> ScopeGrant, valid for `grants_generation`.
     grants: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     grants_generation: int = -1
     # Role names and implications, valid for `roles_generation`.
     role_graph: Any = None
     roles_generation: int = -1
-    # (table name, domain_id, name) -> id of existing rows, valid for `names_generation`.
+    # (kind, domain_id, name) -> id of existing records, valid for `names_generation`.
     names: dict[tuple[str, str, str], str] = field(default_factory=dict)
     names_generation: int = -1
     # Rendered catalog, valid for `catalog_key`.
@@ -58,5 +58,5 @@ def state_for(ctx: SiteContext) -> IdentityState:
     # Token validation (the hot path) comes here: a lookup, no closure to build.
     state = ctx.slots.get(IdentityState)
     if state is None:
-        state = ctx.slots.put(IdentityState(ctx=ctx, repo=IdentityRepository(ctx.store)))
+        state = ctx.slots.put(IdentityState(ctx=ctx, repos=IdentityStore(ctx.store)))
     return state

@@ -8,9 +8,6 @@ restart) and adds it to the in-memory list every request checks.
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -21,10 +18,13 @@ from edgefed.api.auth import (
     authenticator,
     current_principal,
 )
+from edgefed.api.bodies import read_object
 from edgefed.api.context import site_context
+from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from edgefed.services.identity.catalog import token_catalog
+from edgefed.services.identity.domains import DOMAIN
 from edgefed.services.identity.grants import effective_roles
 from edgefed.services.identity.issuance import (
     authenticate,
@@ -33,12 +33,13 @@ from edgefed.services.identity.issuance import (
     requested_target,
     restrict_to_app_credential,
 )
+from edgefed.services.identity.keystone import KEYSTONE
+from edgefed.services.identity.projects import PROJECT
 from edgefed.services.identity.revoking import revoke
 from edgefed.services.identity.scopes import grant_for
 from edgefed.services.identity.state import IdentityState, identity_state, state_for
 from edgefed.services.identity.token_body import rendered_body
-from edgefed.services.identity.views import collection, domain_view, project_view
-from edgefed.store.identity import domains, projects
+from edgefed.services.identity.views import collection
 from edgefed.store.revocations import RevocationEvent
 
 router = APIRouter()
@@ -70,14 +71,7 @@ async def validate_token(request: Request) -> Response:
 @router.post("/v3/auth/tokens", status_code=201)
 async def issue_token(request: Request) -> Response:
     state = state_for(site_context(request))
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("Malformed JSON in request body.") from exc
-    if not isinstance(body, dict) or not isinstance(body.get("auth"), dict):
-        raise BadRequest("'auth' is a required property")
-    auth: dict[str, Any] = body["auth"]
+    auth = await read_object(request, KEYSTONE.body, key="auth")
     identity = auth.get("identity")
     if not isinstance(identity, dict):
         raise BadRequest("'identity' is a required property of 'auth'")
@@ -159,34 +153,31 @@ async def auth_catalog(
 
 
 async def _targets_with_roles(state: IdentityState, user_id: str, target_type: str) -> set[str]:
+    repos = state.repos
     actors = [("user", user_id)]
-    actors += [("group", g["id"]) for g in await state.repo.groups_of(user_id)]
-    rows = await state.repo.list_assignments(actors=actors, target_type=target_type)
-    return {r["target_id"] for r in rows}
+    actors += [("group", g) for g in await repos.members.group_ids_of(user_id)]
+    held = await repos.assignments.list(actors=actors, target_type=target_type)
+    return {a.target_id for a in held}
 
 
 @router.get("/v3/auth/projects")
-async def auth_projects(
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    ids = await _targets_with_roles(state, principal.user_id, "project")
-    rows = await state.repo.list_rows(projects, filters={"id": ids, "enabled": True})
-    return Json(
-        collection(state, "projects", (project_view(state, r) for r in rows), path="/auth/projects")
-    )
+async def auth_projects(request: Request) -> Json:
+    """The enabled projects where the caller holds a role."""
+    call = await begin(PROJECT, request, "get_auth_projects")
+    repos = state_for(call.ctx).repos
+    ids = await _targets_with_roles(state_for(call.ctx), call.principal.user_id, "project")
+    found = await repos.projects.list(filters={"id": ids, "enabled": True})
+    return Json(PROJECT.collection(call, [PROJECT.view(p, call) for p in found]))
 
 
 @router.get("/v3/auth/domains")
-async def auth_domains(
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Json:
-    ids = await _targets_with_roles(state, principal.user_id, "domain")
-    rows = await state.repo.list_rows(domains, filters={"id": ids, "enabled": True})
-    return Json(
-        collection(state, "domains", (domain_view(state, r) for r in rows), path="/auth/domains")
-    )
+async def auth_domains(request: Request) -> Json:
+    """The enabled domains where the caller holds a role."""
+    call = await begin(DOMAIN, request, "get_auth_domains")
+    repos = state_for(call.ctx).repos
+    ids = await _targets_with_roles(state_for(call.ctx), call.principal.user_id, "domain")
+    found = await repos.domains.list(filters={"id": ids, "enabled": True})
+    return Json(DOMAIN.collection(call, [DOMAIN.view(d, call) for d in found]))
 
 
 @router.get("/v3/auth/system")

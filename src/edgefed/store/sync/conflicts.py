@@ -127,5 +127,5 @@ class ConflictRepository:
             key_values = kind.key_values(str(conflict["held_key"]))
             where = and_(*(kind.table.c[c] == v for c, v in key_values.items()))
             result = await conn.execute(update(kind.table).where(where).values(origin=source))
-        identity._bump(self.store)
+        identity.mark_identity_changed(self.store)
         return bool(result.rowcount)

@@ -84,7 +84,7 @@ class SyncReceiver:
                     results.append(rejection(item, 400, f"the database refused it: {exc.orig}"))
                 else:
                     revocations += mine
-        identity._bump(self.store)
+        identity.mark_identity_changed(self.store)
         return PushOutcome(results, revocations)
 
 
