@@ -99,8 +99,8 @@ async def test_a_request_signed_for_another_site_or_seen_before_is_refused(
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (b"not json", "malformed gossip body"),
-        ([], "not an object"),
+        (b"not json", "Malformed JSON"),
+        ([], "must be a JSON object"),
         ({"digest": []}, "must be an object"),
         ({"sites": "Lyon"}, "a site entry must be an object"),
         ({"revocations": {"Paris": "x"}}, "must be a number"),
