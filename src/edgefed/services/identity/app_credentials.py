@@ -124,8 +124,7 @@ class AppCredential(KeystoneResource[AppCredentialRecord, AppCredentials]):
     query_doc = {"name": "Only the credential of this name."}
     create_body = AppCredentialCreateBody
 
-    def repository(self, call: Call) -> AppCredentials:
-        return state_for(call.ctx).repos.credentials
+    store_class = AppCredentials
 
     def links(self, call: Call, credential: AppCredentialRecord) -> dict[str, str]:
         path = f"/users/{credential.user_id}/application_credentials/{credential.id}"

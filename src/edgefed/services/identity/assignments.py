@@ -18,7 +18,12 @@ from edgefed.api.resource import Call, Resource, action
 from edgefed.core.errors import Locked, NotFound
 from edgefed.services.identity.domains import DOMAIN
 from edgefed.services.identity.groups import GROUP
-from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, itself
+from edgefed.services.identity.keystone import (
+    KeystonePolicy,
+    KeystoneResource,
+    head_and_get,
+    itself,
+)
 from edgefed.services.identity.projects import PROJECT
 from edgefed.services.identity.revoking import revoke_users
 from edgefed.services.identity.roles import ROLE
@@ -54,8 +59,7 @@ class Grant(KeystoneResource[RoleRecord, Roles]):
         self.access = KeystonePolicy(own=own, rules=rules)
         super().__init__()
 
-    def repository(self, call: Call) -> Roles:
-        return state_for(call.ctx).repos.roles
+    store_class = Roles
 
     def view(self, role: RoleRecord, call: Call) -> dict[str, Any]:
         return ROLE.view(role, call)
@@ -98,15 +102,12 @@ class Grant(KeystoneResource[RoleRecord, Roles]):
         assignment = await self._assignment(call, role)
         await state_for(call.ctx).repos.assignments.grant(assignment=assignment)
 
-    @action("HEAD", "", status_code=204, verb="check_grant")
-    async def check(self, call: Call, repo: Roles, role: RoleRecord) -> None:
-        """Whether a role is granted (204) or not (404)."""
+    async def _check(self, call: Call, repo: Roles, role: RoleRecord) -> None:
         await self._held(call, role)
 
-    @action("GET", "", status_code=204, verb="check_grant", name="check_get")
-    async def check_get(self, call: Call, repo: Roles, role: RoleRecord) -> None:
-        """Whether a role is granted (204) or not (404)."""
-        await self._held(call, role)
+    check, check_get = head_and_get(
+        "", verb="check_grant", summary="Whether a role is granted (204) or not (404)."
+    )(_check)
 
     @action("DELETE", "", status_code=204, verb="revoke_grant")
     async def revoke(self, call: Call, repo: Roles, role: RoleRecord) -> None:

@@ -39,10 +39,12 @@ async def bootstrap(ctx: SiteContext) -> None:
     for name in DEFAULT_ROLES:
         if await repos.roles.get(id=role_id(name)) is None:
             await repos.roles.create(new=RoleRecord(id=role_id(name), name=name))
-    existing = set(await repos.implications.pairs())
+    existing = set(await repos.implications.all())
     for prior, implied in DEFAULT_IMPLICATIONS:
         if (role_id(prior), role_id(implied)) not in existing:
-            await repos.implications.add(prior_id=role_id(prior), implied_id=role_id(implied))
+            await repos.implications.add(
+                prior_role_id=role_id(prior), implied_role_id=role_id(implied)
+            )
     project_id = predictable_id("project", settings.admin_project, domain_id=DEFAULT_DOMAIN_ID)
     if await repos.projects.get(id=project_id) is None:
         project = ProjectRecord(

@@ -12,14 +12,15 @@ it in a token body costs nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from edgefed.api.resource import Call, Filters
 from edgefed.core.errors import Conflict
 from edgefed.core.ids import EDGEFED_NAMESPACE
 from edgefed.services.identity.keystone import KeystoneResource
-from edgefed.services.identity.state import IdentityState
+from edgefed.services.identity.state import IdentityState, state_for
+from edgefed.store.engine import Store
 from edgefed.store.identity import EndpointRecord, IdentityRecords, RegionRecord, ServiceRecord
 
 R = TypeVar("R")
@@ -116,17 +117,18 @@ class WithGenerated(Generic[R]):
 
 
 class CatalogResource(KeystoneResource[R, WithGenerated[R]]):
-    """A catalog entity: the records ``generated`` from the fleet (read-only: 409) and
-    the ``stored`` ones."""
+    """A catalog entity: the records ``generate`` makes from the fleet (read-only: 409)
+    and those of the ``stored`` repository. A null in an update leaves a field as it is."""
+
+    stored: Callable[[Store], IdentityRecords[R]]
+    generate: Callable[[IdentityState], Mapping[str, R]]
+    nulls_ignored = True
 
     def generated(self, call: Call) -> Mapping[str, R]:
-        raise NotImplementedError
-
-    def stored(self, call: Call) -> IdentityRecords[R]:
-        raise NotImplementedError
+        return self.generate(state_for(call.ctx))
 
     def repository(self, call: Call) -> WithGenerated[R]:
-        return WithGenerated(self.stored(call), self.generated(call))
+        return WithGenerated(self.stored(call.ctx.store), self.generated(call))
 
     def refuse_generated(self, id: str) -> Conflict:
         return Conflict(f"{self.title} {id} {GENERATED}")
@@ -137,14 +139,13 @@ class CatalogResource(KeystoneResource[R, WithGenerated[R]]):
             raise self.refuse_generated(id)
 
 
+# An endpoint in a token's catalog: wire name, record attribute.
+_ENTRY = (("id", "id"), ("interface", "interface"), ("region", "region_id"),
+          ("region_id", "region_id"), ("url", "url"))  # fmt: skip
+
+
 def _entry(endpoint: EndpointRecord) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "interface": endpoint.interface,
-        "region": endpoint.region_id,
-        "region_id": endpoint.region_id,
-        "url": endpoint.url,
-    }
+    return {wire: getattr(endpoint, attr) for wire, attr in _ENTRY}
 
 
 async def token_catalog(state: IdentityState) -> list[dict[str, Any]]:

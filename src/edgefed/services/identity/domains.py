@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from edgefed.api.resource import Call
-from edgefed.core.errors import Forbidden
+from edgefed.core.errors import Forbidden, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, domain_id_for
 from edgefed.services.identity.keystone import (
     ENABLED,
     KeystonePolicy,
     KeystoneResource,
-    changes_of,
     disables,
     exact,
 )
@@ -33,20 +32,13 @@ class Domain(KeystoneResource[DomainRecord, Domains]):
     # A domain by ID is readable by anyone authenticated (clients resolve names).
     access = KeystonePolicy(anyone={"show", "get_auth_domains"})
     filters = {**exact("name"), **ENABLED}
+    store_class = Domains
     create_body = DomainCreateBody
     update_body = DomainUpdateBody
-
-    def repository(self, call: Call) -> Domains:
-        return state_for(call.ctx).repos.domains
+    required = ("name", "enabled", "tags")
 
     def view(self, domain: DomainRecord, call: Call) -> dict[str, Any]:
-        return {
-            **domain.extra,
-            **self.copy(domain),
-            "tags": list(domain.tags),
-            "options": {},
-            "links": self.links(call, domain),
-        }
+        return {**super().view(domain, call), "tags": list(domain.tags), "options": {}}
 
     async def create(self, call: Call, repo: Domains) -> DomainRecord:
         d = call.model(DomainCreateBody).domain
@@ -61,9 +53,7 @@ class Domain(KeystoneResource[DomainRecord, Domains]):
         return await repo.create(new=new)
 
     async def changes(self, call: Call, repo: Domains, domain: DomainRecord) -> dict[str, Any]:
-        changes = changes_of(
-            call.model(DomainUpdateBody).domain, domain.extra, required=("name", "enabled", "tags")
-        )
+        changes = await super().changes(call, repo, domain)
         if domain.id == DEFAULT_DOMAIN_ID:
             if "name" in changes:
                 raise Forbidden("The default domain cannot be renamed.")
@@ -90,3 +80,10 @@ class Domain(KeystoneResource[DomainRecord, Domains]):
 
 
 DOMAIN = Domain()
+
+
+async def require_domain(call: Call, domain_id: str) -> str:
+    """The domain a new project, user or group is made in, which must exist (400)."""
+    if await state_for(call.ctx).repos.domains.get(id=domain_id) is None:
+        raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
+    return domain_id

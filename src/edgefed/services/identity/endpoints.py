@@ -8,7 +8,6 @@ cannot be changed through the API (409). Deleting a service deletes its endpoint
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from edgefed.api.resource import Call
@@ -25,22 +24,13 @@ from edgefed.services.identity.regions import REGION
 from edgefed.services.identity.schemas import (
     EndpointCreateBody,
     EndpointUpdateBody,
-    Open,
     ServiceCreateBody,
     ServiceUpdateBody,
 )
 from edgefed.services.identity.state import state_for
-from edgefed.store.identity import EndpointRecord, IdentityRecords, ServiceRecord
+from edgefed.store.identity import EndpointRecord, Endpoints, ServiceRecord, Services
 
 READ = KeystonePolicy(anyone={"list", "show"})
-
-
-def _given(body: Open, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """What an update body sets (a null leaves a field as it is)."""
-    changes = {k: v for k, v in body.given().items() if v is not None}
-    if body.extras():
-        changes["extra"] = {**extra, **body.extras()}
-    return changes
 
 
 class Service(CatalogResource[ServiceRecord]):
@@ -52,15 +42,8 @@ class Service(CatalogResource[ServiceRecord]):
     filters = exact("type", "name")
     create_body = ServiceCreateBody
     update_body = ServiceUpdateBody
-
-    def generated(self, call: Call) -> Mapping[str, ServiceRecord]:
-        return generated_services(state_for(call.ctx))
-
-    def stored(self, call: Call) -> IdentityRecords[ServiceRecord]:
-        return state_for(call.ctx).repos.services
-
-    def view(self, service: ServiceRecord, call: Call) -> dict[str, Any]:
-        return {**service.extra, **self.copy(service), "links": self.links(call, service)}
+    stored = Services
+    generate = staticmethod(generated_services)
 
     async def create(self, call: Call, repo: WithGenerated[ServiceRecord]) -> ServiceRecord:
         s = call.model(ServiceCreateBody).service
@@ -73,11 +56,6 @@ class Service(CatalogResource[ServiceRecord]):
             extra=s.extras(),
         )
         return await repo.create(new=new)
-
-    async def changes(
-        self, call: Call, repo: WithGenerated[ServiceRecord], service: ServiceRecord
-    ) -> dict[str, Any]:
-        return _given(call.model(ServiceUpdateBody).service, service.extra)
 
 
 SERVICE = Service()
@@ -93,15 +71,8 @@ class Endpoint(CatalogResource[EndpointRecord]):
     filters = {**exact("service_id", "interface", "region_id"), **ENABLED}
     create_body = EndpointCreateBody
     update_body = EndpointUpdateBody
-
-    def generated(self, call: Call) -> Mapping[str, EndpointRecord]:
-        return generated_endpoints(state_for(call.ctx))
-
-    def stored(self, call: Call) -> IdentityRecords[EndpointRecord]:
-        return state_for(call.ctx).repos.endpoints
-
-    def view(self, endpoint: EndpointRecord, call: Call) -> dict[str, Any]:
-        return {**endpoint.extra, **self.copy(endpoint), "links": self.links(call, endpoint)}
+    stored = Endpoints
+    generate = staticmethod(generated_endpoints)
 
     async def _check_service(self, call: Call, service_id: str) -> None:
         """An endpoint belongs to a service created through the API."""
@@ -130,7 +101,7 @@ class Endpoint(CatalogResource[EndpointRecord]):
     async def changes(
         self, call: Call, repo: WithGenerated[EndpointRecord], endpoint: EndpointRecord
     ) -> dict[str, Any]:
-        changes = _given(call.model(EndpointUpdateBody).endpoint, endpoint.extra)
+        changes = await super().changes(call, repo, endpoint)
         if "region" in changes:
             changes["region_id"] = changes.pop("region")
         if "region_id" in changes:

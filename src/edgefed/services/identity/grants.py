@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefed.services.identity.state import IdentityState
-from edgefed.store.identity import DomainRecord, ProjectRecord, UserRecord
+from edgefed.store.identity import AssignmentRecord, DomainRecord, ProjectRecord, UserRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ async def role_graph(state: IdentityState) -> RoleGraph:
         return graph
     all_roles = await state.repos.roles.list()
     edges: dict[str, list[str]] = {}
-    for prior, implied in await state.repos.implications.pairs():
+    for prior, implied in await state.repos.implications.all():
         edges.setdefault(prior, []).append(implied)
     graph = RoleGraph(
         names={r.id: r.name for r in all_roles},
@@ -67,13 +67,21 @@ async def role_graph(state: IdentityState) -> RoleGraph:
     return graph
 
 
+async def held_by(
+    state: IdentityState, *, user_id: str, target_type: str, target_id: str | None = None
+) -> list[AssignmentRecord]:
+    """The assignments of the user or one of its groups on the target (on every target
+    of that type when ``target_id`` is None)."""
+    repos = state.repos
+    actors = [("user", user_id)] + [("group", g) for g in await repos.members.group_ids_of(user_id)]
+    return await repos.assignments.list(actors=actors, target_type=target_type, target_id=target_id)
+
+
 async def direct_role_ids(
     state: IdentityState, *, user_id: str, target_type: str, target_id: str
 ) -> set[str]:
     """Roles assigned on the target to the user or one of its groups (not expanded)."""
-    repos = state.repos
-    actors = [("user", user_id)] + [("group", g) for g in await repos.members.group_ids_of(user_id)]
-    held = await repos.assignments.list(actors=actors, target_type=target_type, target_id=target_id)
+    held = await held_by(state, user_id=user_id, target_type=target_type, target_id=target_id)
     return {a.role_id for a in held}
 
 

@@ -3,12 +3,10 @@ roles it gave them are gone. Membership is ``members.py``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgefed.api.resource import Call
-from edgefed.core.errors import ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
-from edgefed.services.identity.keystone import KeystoneResource, changes_of, exact
+from edgefed.services.identity.domains import require_domain
+from edgefed.services.identity.keystone import KeystoneResource, exact
 from edgefed.services.identity.revoking import revoke_later, revoke_pending
 from edgefed.services.identity.schemas import GroupCreateBody, GroupUpdateBody
 from edgefed.services.identity.state import state_for
@@ -21,20 +19,15 @@ class Group(KeystoneResource[GroupRecord, Groups]):
     path = "/v3/groups"
     attributes = ("id", "name", "domain_id", "description")
     filters = exact("name", "domain_id")
+    store_class = Groups
     create_body = GroupCreateBody
     update_body = GroupUpdateBody
-
-    def repository(self, call: Call) -> Groups:
-        return state_for(call.ctx).repos.groups
-
-    def view(self, group: GroupRecord, call: Call) -> dict[str, Any]:
-        return {**group.extra, **self.copy(group), "links": self.links(call, group)}
+    required = ("name",)
+    immutable = ("domain_id",)
 
     async def create(self, call: Call, repo: Groups) -> GroupRecord:
         g = call.model(GroupCreateBody).group
-        domain_id = g.domain_id or DEFAULT_DOMAIN_ID
-        if await state_for(call.ctx).repos.domains.get(id=domain_id) is None:
-            raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
+        domain_id = await require_domain(call, g.domain_id or DEFAULT_DOMAIN_ID)
         new = GroupRecord(
             id=predictable_id("group", g.name, domain_id=domain_id),
             name=g.name,
@@ -43,14 +36,6 @@ class Group(KeystoneResource[GroupRecord, Groups]):
             extra=g.extras(),
         )
         return await repo.create(new=new)
-
-    async def changes(self, call: Call, repo: Groups, group: GroupRecord) -> dict[str, Any]:
-        return changes_of(
-            call.model(GroupUpdateBody).group,
-            group.extra,
-            required=("name",),
-            immutable=("domain_id",),
-        )
 
     async def before_delete(self, call: Call, repo: Groups, group: GroupRecord) -> None:
         # Who loses the group's roles: read now, revoked once it is gone.

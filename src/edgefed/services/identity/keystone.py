@@ -11,16 +11,17 @@ validated, as Keystone enforces the policy before its schema.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from edgefed.api.bodies import BodyWording
-from edgefed.api.resource import CRUD, Access, Call, Dialect, Filter, Repository, Resource
+from edgefed.api.resource import CRUD, Access, Call, Dialect, Filter, Repository, Resource, action
 from edgefed.core.errors import ValidationFailed
 from edgefed.services.identity.schemas import Open
 
 R = TypeVar("R")
 P = TypeVar("P", bound=Repository[Any, Any])
+Check = Callable[[Any, Call, Any, Any], Awaitable[None]]
 
 KEYSTONE = Dialect(
     body=BodyWording(
@@ -111,10 +112,28 @@ ADMIN_ONLY = KeystonePolicy()
 
 class KeystoneResource(Resource[R, P]):
     """An identity resource: Keystone's words, links and collection envelope; a record
-    received from a sync source (``origin``) changes only there."""
+    received from a sync source (``origin``) changes only there. Its view is its
+    ``extra`` attributes, its declared ``attributes`` and its links; an update sets what
+    the body names (``changes_of``), the ``required`` fields never null."""
 
     dialect = KEYSTONE
     access: Access[Any] = ADMIN_ONLY
+    # Update: fields that may not be set to null, fields that may not change at all.
+    required: tuple[str, ...] = ()
+    immutable: tuple[str, ...] = ()
+    # Update: a null leaves a field as it is (the catalog's), instead of setting it.
+    nulls_ignored = False
+
+    def view(self, record: R, call: Call) -> dict[str, Any]:
+        extra: dict[str, Any] = getattr(record, "extra", {})
+        return {**extra, **self.copy(record), "links": self.links(call, record)}
+
+    async def changes(self, call: Call, repo: P, record: R) -> dict[str, Any]:
+        body = getattr(await call.body(), self.key)
+        extra: dict[str, Any] = getattr(record, "extra", {})
+        if self.nulls_ignored:
+            return ignoring_nulls(body, extra)
+        return changes_of(body, extra, required=self.required, immutable=self.immutable)
 
     def url(self, call: Call, path: str) -> str:
         return f"{call.ctx.public_url}/identity/v3{path}"
@@ -158,6 +177,34 @@ def changes_of(
     if extras:
         changes["extra"] = {**extra, **extras}
     return changes
+
+
+def ignoring_nulls(body: Open, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """What an update body sets when a null leaves a field as it is."""
+    changes = {k: v for k, v in body.given().items() if v is not None}
+    if body.extras():
+        changes["extra"] = {**extra, **body.extras()}
+    return changes
+
+
+def head_and_get(path: str, *, verb: str, summary: str) -> Callable[[Check], tuple[Check, Check]]:
+    """Keystone answers a check (204, or 404) on HEAD and on GET alike: two actions of
+    one handler (``check, check_get = head_and_get(…)(_check)``)."""
+
+    def mark(check: Check) -> tuple[Check, Check]:
+        async def head(self: Any, call: Call, repo: Any, record: Any) -> None:
+            await check(self, call, repo, record)
+
+        async def get(self: Any, call: Call, repo: Any, record: Any) -> None:
+            await check(self, call, repo, record)
+
+        head.__doc__ = get.__doc__ = summary
+        return (
+            action("HEAD", path, status_code=204, verb=verb, name="check")(head),
+            action("GET", path, status_code=204, verb=verb, name="check_get")(get),
+        )
+
+    return mark
 
 
 def disables(body: Open) -> bool:

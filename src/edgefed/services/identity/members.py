@@ -12,7 +12,12 @@ from typing import Any
 from edgefed.api.resource import Call, action
 from edgefed.core.errors import NotFound
 from edgefed.services.identity.groups import GROUP
-from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, itself
+from edgefed.services.identity.keystone import (
+    KeystonePolicy,
+    KeystoneResource,
+    head_and_get,
+    itself,
+)
 from edgefed.services.identity.revoking import revoke_user
 from edgefed.services.identity.state import state_for
 from edgefed.services.identity.users import USER
@@ -34,8 +39,7 @@ class Member(KeystoneResource[UserRecord, Users]):
         rules={"list": "list_users_in_group"},
     )
 
-    def repository(self, call: Call) -> Users:
-        return state_for(call.ctx).repos.users
+    store_class = Users
 
     def view(self, user: UserRecord, call: Call) -> dict[str, Any]:
         return USER.view(user, call)
@@ -49,20 +53,14 @@ class Member(KeystoneResource[UserRecord, Users]):
         GROUP.check_unlocked(call.of(GROUP), call.parent)
         await state_for(call.ctx).repos.members.add(group_id=call.parent.id, user_id=user.id)
 
-    async def _check(self, call: Call, user: UserRecord) -> None:
+    async def _check(self, call: Call, repo: Users, user: UserRecord) -> None:
         members = state_for(call.ctx).repos.members
         if not await members.contains(group_id=call.parent.id, user_id=user.id):
             raise _not_in(call, user)
 
-    @action("HEAD", "", status_code=204, verb="check_user_in_group")
-    async def check(self, call: Call, repo: Users, user: UserRecord) -> None:
-        """Whether a user is in a group (204) or not (404)."""
-        await self._check(call, user)
-
-    @action("GET", "", status_code=204, verb="check_user_in_group", name="check_get")
-    async def check_get(self, call: Call, repo: Users, user: UserRecord) -> None:
-        """Whether a user is in a group (204) or not (404)."""
-        await self._check(call, user)
+    check, check_get = head_and_get(
+        "", verb="check_user_in_group", summary="Whether a user is in a group (204) or not (404)."
+    )(_check)
 
     @action("DELETE", "", status_code=204, verb="remove_user_from_group")
     async def remove(self, call: Call, repo: Users, user: UserRecord) -> None:

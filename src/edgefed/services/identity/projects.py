@@ -12,11 +12,11 @@ from typing import Any
 from edgefed.api.resource import Call, Filter
 from edgefed.core.errors import Forbidden, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
+from edgefed.services.identity.domains import require_domain
 from edgefed.services.identity.keystone import (
     ENABLED,
     KeystonePolicy,
     KeystoneResource,
-    changes_of,
     disables,
     exact,
     query_flag,
@@ -50,21 +50,19 @@ class Project(KeystoneResource[ProjectRecord, Projects]):
         "tags-any": Filter(description="Only projects with any of these tags."),
         "is_domain": Filter(description="Projects acting as domains (there are none)."),
     }
+    store_class = Projects
     create_body = ProjectCreateBody
     update_body = ProjectUpdateBody
-
-    def repository(self, call: Call) -> Projects:
-        return state_for(call.ctx).repos.projects
+    required = ("name", "enabled", "tags")
+    immutable = ("domain_id", "parent_id", "is_domain")
 
     def view(self, project: ProjectRecord, call: Call) -> dict[str, Any]:
         return {
-            **project.extra,
-            **self.copy(project),
+            **super().view(project, call),
             "parent_id": project.parent_id or project.domain_id,
             "is_domain": False,
             "tags": list(project.tags),
             "options": {},
-            "links": self.links(call, project),
         }
 
     async def records(self, call: Call, repo: Projects) -> Sequence[ProjectRecord]:
@@ -101,8 +99,7 @@ class Project(KeystoneResource[ProjectRecord, Projects]):
                 )
         else:
             parent_id = None
-        if await state_for(call.ctx).repos.domains.get(id=domain_id) is None:
-            raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
+        await require_domain(call, domain_id)
         new = ProjectRecord(
             id=predictable_id("project", p.name, domain_id=domain_id),
             name=p.name,
@@ -114,14 +111,6 @@ class Project(KeystoneResource[ProjectRecord, Projects]):
             extra=p.extras(),
         )
         return await repo.create(new=new)
-
-    async def changes(self, call: Call, repo: Projects, project: ProjectRecord) -> dict[str, Any]:
-        return changes_of(
-            call.model(ProjectUpdateBody).project,
-            project.extra,
-            required=("name", "enabled", "tags"),
-            immutable=("domain_id", "parent_id", "is_domain"),
-        )
 
     async def before_delete(self, call: Call, repo: Projects, project: ProjectRecord) -> None:
         if await repo.list(filters={"parent_id": project.id}, limit=1):

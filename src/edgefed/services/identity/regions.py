@@ -4,16 +4,12 @@ cannot be changed through the API (409)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from edgefed.api.resource import Call
 from edgefed.core.ids import new_hex_id
 from edgefed.services.identity.catalog import CatalogResource, WithGenerated, generated_regions
-from edgefed.services.identity.keystone import KeystonePolicy, changes_of, exact
+from edgefed.services.identity.keystone import KeystonePolicy, exact
 from edgefed.services.identity.schemas import RegionCreateBody, RegionUpdateBody
-from edgefed.services.identity.state import state_for
-from edgefed.store.identity import IdentityRecords, RegionRecord
+from edgefed.store.identity import RegionRecord, Regions
 
 
 class Region(CatalogResource[RegionRecord]):
@@ -25,15 +21,10 @@ class Region(CatalogResource[RegionRecord]):
     filters = exact("parent_region_id")
     create_body = RegionCreateBody
     update_body = RegionUpdateBody
-
-    def generated(self, call: Call) -> Mapping[str, RegionRecord]:
-        return generated_regions(state_for(call.ctx))
-
-    def stored(self, call: Call) -> IdentityRecords[RegionRecord]:
-        return state_for(call.ctx).repos.regions
-
-    def view(self, region: RegionRecord, call: Call) -> dict[str, Any]:
-        return {**region.extra, **self.copy(region), "links": self.links(call, region)}
+    stored = Regions
+    generate = staticmethod(generated_regions)
+    # A null description is empty, a null parent none (not left as they are).
+    nulls_ignored = False
 
     async def create(self, call: Call, repo: WithGenerated[RegionRecord]) -> RegionRecord:
         r = call.model(RegionCreateBody).region
@@ -47,11 +38,6 @@ class Region(CatalogResource[RegionRecord]):
             extra=r.extras(),
         )
         return await repo.create(new=new)
-
-    async def changes(
-        self, call: Call, repo: WithGenerated[RegionRecord], region: RegionRecord
-    ) -> dict[str, Any]:
-        return changes_of(call.model(RegionUpdateBody).region, region.extra)
 
 
 REGION = Region()

@@ -19,7 +19,7 @@ from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from edgefed.core.ids import predictable_id
 from edgefed.services.identity.grants import RoleGraph, role_graph
-from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, changes_of, exact
+from edgefed.services.identity.keystone import KeystonePolicy, KeystoneResource, exact
 from edgefed.services.identity.revoking import revoke_later, revoke_pending
 from edgefed.services.identity.schemas import RoleCreateBody, RoleUpdateBody
 from edgefed.services.identity.state import state_for
@@ -37,14 +37,14 @@ class Role(KeystoneResource[RoleRecord, Roles]):
     attributes = ("id", "name", "domain_id", "description")
     access = KeystonePolicy(anyone=READ)
     filters = {**exact("name"), "domain_id": Filter(description="Domain roles (none here).")}
+    store_class = Roles
     create_body = RoleCreateBody
     update_body = RoleUpdateBody
-
-    def repository(self, call: Call) -> Roles:
-        return state_for(call.ctx).repos.roles
+    required = ("name",)
+    immutable = ("domain_id",)
 
     def view(self, role: RoleRecord, call: Call) -> dict[str, Any]:
-        return {**role.extra, **self.copy(role), "options": {}, "links": self.links(call, role)}
+        return {**super().view(role, call), "options": {}}
 
     def ref(self, call: Call, role_id: str, name: str) -> dict[str, Any]:
         return {"id": role_id, "name": name, "links": {"self": self.url(call, f"/roles/{role_id}")}}
@@ -65,14 +65,6 @@ class Role(KeystoneResource[RoleRecord, Roles]):
             extra=r.extras(),
         )
         return await repo.create(new=new)
-
-    async def changes(self, call: Call, repo: Roles, role: RoleRecord) -> dict[str, Any]:
-        return changes_of(
-            call.model(RoleUpdateBody).role,
-            role.extra,
-            required=("name",),
-            immutable=("domain_id",),
-        )
 
     async def before_delete(self, call: Call, repo: Roles, role: RoleRecord) -> None:
         # Who holds the role (directly or through a group): read now, revoked once the
@@ -104,8 +96,8 @@ class Role(KeystoneResource[RoleRecord, Roles]):
     async def _implied(self, call: Call, prior: RoleRecord) -> RoleRecord:
         """The implied role of the path, which ``prior`` must imply."""
         implied = await self.find(call, call.path("implied_id"))
-        pairs = await state_for(call.ctx).repos.implications.pairs()
-        if (prior.id, implied.id) not in pairs:
+        implications = state_for(call.ctx).repos.implications
+        if not await implications.contains(prior_role_id=prior.id, implied_role_id=implied.id):
             raise NotFound(f"{prior.id} does not imply {implied.id}.")
         return implied
 
@@ -120,7 +112,7 @@ class Role(KeystoneResource[RoleRecord, Roles]):
             raise BadRequest(
                 f"Role {implied.id} already implies {prior.id}: this inference would make a cycle."
             )
-        await state.repos.implications.add(prior_id=prior.id, implied_id=implied.id)
+        await state.repos.implications.add(prior_role_id=prior.id, implied_role_id=implied.id)
         ref = self.ref(call, implied.id, implied.name)
         path = f"/roles/{prior.id}/implies/{implied.id}"
         return Json(self.inference(call, prior, ref, path), status_code=201)
@@ -142,7 +134,7 @@ class Role(KeystoneResource[RoleRecord, Roles]):
         """Make a role stop implying another."""
         implied = await self._implied(call, prior)
         await state_for(call.ctx).repos.implications.remove(
-            prior_id=prior.id, implied_id=implied.id
+            prior_role_id=prior.id, implied_role_id=implied.id
         )
 
     @action("GET", "/implies", verb="list_implied_roles")

@@ -8,6 +8,8 @@ restart) and adds it to the in-memory list every request checks.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -20,12 +22,13 @@ from edgefed.api.auth import (
 )
 from edgefed.api.bodies import read_object
 from edgefed.api.context import site_context
+from edgefed.api.resource import Resource
 from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from edgefed.services.identity.catalog import token_catalog
 from edgefed.services.identity.domains import DOMAIN
-from edgefed.services.identity.grants import effective_roles
+from edgefed.services.identity.grants import effective_roles, held_by
 from edgefed.services.identity.issuance import (
     authenticate,
     build_claims,
@@ -116,22 +119,16 @@ async def _subject(request: Request, state: IdentityState, principal: Principal)
 
 
 @router.head("/v3/auth/tokens")
-async def check_token(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    subject = await _subject(request, state, principal)
+async def check_token(request: Request) -> Response:
+    state = state_for(site_context(request))
+    subject = await _subject(request, state, await _caller(request))
     return Response(status_code=200, headers={"X-Subject-Token": subject.token})
 
 
 @router.delete("/v3/auth/tokens", status_code=204)
-async def revoke_token(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: IdentityState = Depends(identity_state),
-) -> Response:
-    subject = await _subject(request, state, principal)
+async def revoke_token(request: Request) -> Response:
+    state = state_for(site_context(request))
+    subject = await _subject(request, state, await _caller(request))
     await revoke(
         state,
         RevocationEvent(issued_before=state.ctx.clock(), audit_id=str(subject.claims["jti"])),
@@ -152,32 +149,25 @@ async def auth_catalog(
     )
 
 
-async def _targets_with_roles(state: IdentityState, user_id: str, target_type: str) -> set[str]:
-    repos = state.repos
-    actors = [("user", user_id)]
-    actors += [("group", g) for g in await repos.members.group_ids_of(user_id)]
-    held = await repos.assignments.list(actors=actors, target_type=target_type)
-    return {a.target_id for a in held}
+async def _scopes(request: Request, resource: Resource[Any, Any], target_type: str) -> Json:
+    """The enabled projects (or domains) where the caller holds a role."""
+    call = await begin(resource, request, f"get_auth_{resource.collection_key}")
+    state = state_for(call.ctx)
+    held = await held_by(state, user_id=call.principal.user_id, target_type=target_type)
+    found = await resource.repository(call).list(
+        filters={"id": {a.target_id for a in held}, "enabled": True}
+    )
+    return Json(resource.collection(call, [resource.view(r, call) for r in found]))
 
 
 @router.get("/v3/auth/projects")
 async def auth_projects(request: Request) -> Json:
-    """The enabled projects where the caller holds a role."""
-    call = await begin(PROJECT, request, "get_auth_projects")
-    repos = state_for(call.ctx).repos
-    ids = await _targets_with_roles(state_for(call.ctx), call.principal.user_id, "project")
-    found = await repos.projects.list(filters={"id": ids, "enabled": True})
-    return Json(PROJECT.collection(call, [PROJECT.view(p, call) for p in found]))
+    return await _scopes(request, PROJECT, "project")
 
 
 @router.get("/v3/auth/domains")
 async def auth_domains(request: Request) -> Json:
-    """The enabled domains where the caller holds a role."""
-    call = await begin(DOMAIN, request, "get_auth_domains")
-    repos = state_for(call.ctx).repos
-    ids = await _targets_with_roles(state_for(call.ctx), call.principal.user_id, "domain")
-    found = await repos.domains.list(filters={"id": ids, "enabled": True})
-    return Json(DOMAIN.collection(call, [DOMAIN.view(d, call) for d in found]))
+    return await _scopes(request, DOMAIN, "domain")
 
 
 @router.get("/v3/auth/system")

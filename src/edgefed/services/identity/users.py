@@ -12,12 +12,13 @@ from typing import Any
 from edgefed.api.resource import Call, action
 from edgefed.core.errors import Unauthorized, ValidationFailed
 from edgefed.core.ids import DEFAULT_DOMAIN_ID, predictable_id
+from edgefed.services.identity.domains import require_domain
+from edgefed.services.identity.grants import held_by
 from edgefed.services.identity.groups import GROUP
 from edgefed.services.identity.keystone import (
     ENABLED,
     KeystonePolicy,
     KeystoneResource,
-    changes_of,
     disables,
     exact,
     itself,
@@ -39,20 +40,14 @@ class User(KeystoneResource[UserRecord, Users]):
     attributes = ("id", "name", "domain_id", "enabled")
     access = KeystonePolicy(own=dict.fromkeys(SELF_SERVICE, itself))
     filters = {**exact("name", "domain_id"), **ENABLED}
+    store_class = Users
     create_body = UserCreateBody
     update_body = UserUpdateBody
-
-    def repository(self, call: Call) -> Users:
-        return state_for(call.ctx).repos.users
+    required = ("name", "enabled")
+    immutable = ("domain_id",)
 
     def view(self, user: UserRecord, call: Call) -> dict[str, Any]:
-        view = {
-            **user.extra,
-            **self.copy(user),
-            "password_expires_at": None,
-            "options": {},
-            "links": self.links(call, user),
-        }
+        view = {**super().view(user, call), "password_expires_at": None, "options": {}}
         if user.default_project_id:
             view["default_project_id"] = user.default_project_id
         return view
@@ -60,9 +55,7 @@ class User(KeystoneResource[UserRecord, Users]):
     async def create(self, call: Call, repo: Users) -> UserRecord:
         u = call.model(UserCreateBody).user
         repos = state_for(call.ctx).repos
-        domain_id = u.domain_id or DEFAULT_DOMAIN_ID
-        if await repos.domains.get(id=domain_id) is None:
-            raise ValidationFailed(f"Could not find domain: {domain_id}.", field="domain_id")
+        domain_id = await require_domain(call, u.domain_id or DEFAULT_DOMAIN_ID)
         if u.default_project_id and await repos.projects.get(id=u.default_project_id) is None:
             raise ValidationFailed(
                 f"Could not find project: {u.default_project_id}.", field="default_project_id"
@@ -81,12 +74,7 @@ class User(KeystoneResource[UserRecord, Users]):
         return await repo.create(new=new)
 
     async def changes(self, call: Call, repo: Users, user: UserRecord) -> dict[str, Any]:
-        changes = changes_of(
-            call.model(UserUpdateBody).user,
-            user.extra,
-            required=("name", "enabled"),
-            immutable=("domain_id",),
-        )
+        changes = await super().changes(call, repo, user)
         password = changes.pop("password", None)
         if password is not None:
             changes["password_hash"] = await hash_secret(password)
@@ -120,11 +108,9 @@ class User(KeystoneResource[UserRecord, Users]):
     @action("GET", "/projects", verb="list_user_projects")
     async def projects(self, call: Call, repo: Users, user: UserRecord) -> dict[str, Any]:
         """The projects where the user (or one of its groups) holds a role."""
-        repos = state_for(call.ctx).repos
-        actors = [("user", user.id)]
-        actors += [("group", g) for g in await repos.members.group_ids_of(user.id)]
-        held = await repos.assignments.list(actors=actors, target_type="project")
-        found = await repos.projects.list(filters={"id": {a.target_id for a in held}})
+        state = state_for(call.ctx)
+        held = await held_by(state, user_id=user.id, target_type="project")
+        found = await state.repos.projects.list(filters={"id": {a.target_id for a in held}})
         return PROJECT.collection(call, [PROJECT.view(p, call) for p in found])
 
     @action("GET", "/groups", verb="list_groups_for_user")

@@ -31,13 +31,7 @@ class Services(IdentityRecords[ServiceRecord]):
 
     async def delete(self, *, id: str) -> bool:
         """The service and its endpoints."""
-        try:
-            async with self.store.write() as conn:
-                await conn.execute(delete(endpoints).where(endpoints.c.service_id == id))
-                result = await conn.execute(delete(services).where(services.c.id == id))
-        finally:
-            self._written()
-        return bool(result.rowcount)
+        return await self.delete_with(id, delete(endpoints).where(endpoints.c.service_id == id))
 
 
 class Endpoints(IdentityRecords[EndpointRecord]):

@@ -8,13 +8,12 @@ memberships of the user or of the group.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
+from sqlalchemy.sql import Executable, Select
 
-from edgefed.store.engine import AsyncConnection, Store
-from edgefed.store.identity.base import IdentityRecords
-from edgefed.store.identity.generation import mark_identity_changed
+from edgefed.store.identity.base import IdentityRecords, Pairs
 from edgefed.store.identity.records import DomainRecord, GroupRecord, ProjectRecord, UserRecord
 from edgefed.store.identity.tables import (
     assignments,
@@ -25,6 +24,8 @@ from edgefed.store.identity.tables import (
     users,
 )
 from edgefed.store.records import RecordMapper, column_values
+
+A = TypeVar("A", UserRecord, GroupRecord)
 
 
 class Domains(IdentityRecords[DomainRecord]):
@@ -40,44 +41,32 @@ class Projects(IdentityRecords[ProjectRecord]):
 
     async def delete(self, *, id: str) -> bool:
         """The project and the role assignments on it."""
-        try:
-            async with self.store.write() as conn:
-                result = await conn.execute(delete(projects).where(projects.c.id == id))
-                await conn.execute(
-                    delete(assignments).where(
-                        assignments.c.target_type == "project", assignments.c.target_id == id
-                    )
-                )
-        finally:
-            self._written()
-        return bool(result.rowcount)
+        return await self.delete_with(
+            id,
+            delete(assignments).where(
+                assignments.c.target_type == "project", assignments.c.target_id == id
+            ),
+        )
 
 
-class Users(IdentityRecords[UserRecord]):
-    table = users
-    mapper = RecordMapper(UserRecord)
-    what = "user"
+class _Actors(IdentityRecords[A]):
+    """Users and groups: they hold role assignments and memberships, which go with them."""
+
+    actor_type: ClassVar[str]
 
     async def delete(self, *, id: str) -> bool:
-        """The user, its role assignments and its group memberships."""
-        try:
-            async with self.store.write() as conn:
-                result = await conn.execute(delete(users).where(users.c.id == id))
-                await _delete_actor(conn, "user", id)
-        finally:
-            self._written()
-        return bool(result.rowcount)
+        """The record, its role assignments and its group memberships."""
+        return await self.delete_with(id, *_hanging_on(self.actor_type, id))
+
+
+class Users(_Actors[UserRecord]):
+    table = users
+    mapper = RecordMapper(UserRecord)
+    what = actor_type = "user"
 
     async def in_group(self, group_id: str) -> list[UserRecord]:
         """The members of ``group_id``, by name."""
-        query = (
-            select(users)
-            .join(group_members, group_members.c.user_id == users.c.id)
-            .where(group_members.c.group_id == group_id)
-            .order_by(users.c.name, users.c.id)
-        )
-        async with self.store.read() as conn:
-            return self.mapper.all(await conn.execute(query))
+        return await self.records_of(_paired(users, "user_id", with_=("group_id", group_id)))
 
     async def ensure_shadow(self, *, issuer: str, user: Mapping[str, Any]) -> bool:
         """Create, idempotently, the record of a user of another fleet site (seed 001:
@@ -117,73 +106,21 @@ class Users(IdentityRecords[UserRecord]):
         return True
 
 
-class Groups(IdentityRecords[GroupRecord]):
+class Groups(_Actors[GroupRecord]):
     table = groups
     mapper = RecordMapper(GroupRecord)
-    what = "group"
-
-    async def delete(self, *, id: str) -> bool:
-        """The group, its role assignments and its memberships."""
-        try:
-            async with self.store.write() as conn:
-                result = await conn.execute(delete(groups).where(groups.c.id == id))
-                await _delete_actor(conn, "group", id)
-        finally:
-            self._written()
-        return bool(result.rowcount)
+    what = actor_type = "group"
 
     async def of_user(self, user_id: str) -> list[GroupRecord]:
         """The groups ``user_id`` is in, by name."""
-        query = (
-            select(groups)
-            .join(group_members, group_members.c.group_id == groups.c.id)
-            .where(group_members.c.user_id == user_id)
-            .order_by(groups.c.name, groups.c.id)
-        )
-        async with self.store.read() as conn:
-            return self.mapper.all(await conn.execute(query))
+        return await self.records_of(_paired(groups, "group_id", with_=("user_id", user_id)))
 
 
-class GroupMembers:
-    """Who is in which group: (group, user) pairs."""
+class GroupMembers(Pairs):
+    """Who is in which group: ``group_id=…, user_id=…``."""
 
-    def __init__(self, store: Store):
-        self.store = store
-
-    def _pair(self, group_id: str, user_id: str) -> Any:
-        return and_(group_members.c.group_id == group_id, group_members.c.user_id == user_id)
-
-    async def add(self, *, group_id: str, user_id: str) -> None:
-        """Put the user in the group (nothing when it is in already)."""
-        try:
-            async with self.store.write() as conn:
-                found = await conn.execute(
-                    select(group_members).where(self._pair(group_id, user_id))
-                )
-                if found.first() is None:
-                    await conn.execute(
-                        insert(group_members).values(group_id=group_id, user_id=user_id)
-                    )
-        finally:
-            mark_identity_changed(self.store)
-
-    async def remove(self, *, group_id: str, user_id: str) -> bool:
-        """Take the user out of the group; whether it was in."""
-        try:
-            async with self.store.write() as conn:
-                result = await conn.execute(
-                    delete(group_members).where(self._pair(group_id, user_id))
-                )
-        finally:
-            mark_identity_changed(self.store)
-        return bool(result.rowcount)
-
-    async def contains(self, *, group_id: str, user_id: str) -> bool:
-        async with self.store.read() as conn:
-            found = await conn.execute(
-                select(group_members.c.user_id).where(self._pair(group_id, user_id))
-            )
-            return found.first() is not None
+    table = group_members
+    columns = ("group_id", "user_id")
 
     async def group_ids_of(self, user_id: str) -> list[str]:
         """The ids of the groups ``user_id`` is in (the grant path needs no more)."""
@@ -192,11 +129,24 @@ class GroupMembers:
             return [str(row[0]) for row in await conn.execute(query)]
 
 
-async def _delete_actor(conn: AsyncConnection, actor_type: str, actor_id: str) -> None:
-    await conn.execute(
+def _paired(table: Table, column: str, *, with_: tuple[str, str]) -> Select[Any]:
+    """The rows of ``table`` (users, groups) whose id is paired (in ``column`` of the
+    memberships) with the id ``with_`` names, by name."""
+    other, other_id = with_
+    return (
+        select(table)
+        .join(group_members, group_members.c[column] == table.c.id)
+        .where(group_members.c[other] == other_id)
+        .order_by(table.c.name, table.c.id)
+    )
+
+
+def _hanging_on(actor_type: str, actor_id: str) -> tuple[Executable, Executable]:
+    """The role assignments and the memberships of a user or a group."""
+    column = group_members.c.user_id if actor_type == "user" else group_members.c.group_id
+    return (
         delete(assignments).where(
             assignments.c.actor_type == actor_type, assignments.c.actor_id == actor_id
-        )
+        ),
+        delete(group_members).where(column == actor_id),
     )
-    column = group_members.c.user_id if actor_type == "user" else group_members.c.group_id
-    await conn.execute(delete(group_members).where(column == actor_id))

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, or_, select
 
 from edgefed.store.engine import Store
-from edgefed.store.identity.base import IdentityRecords
+from edgefed.store.identity.base import IdentityRecords, Pairs
 from edgefed.store.identity.generation import mark_identity_changed
 from edgefed.store.identity.records import AssignmentRecord, RoleRecord
 from edgefed.store.identity.tables import assignments, role_implications, roles
@@ -28,50 +28,12 @@ class Roles(IdentityRecords[RoleRecord]):
     what = "role"
 
 
-class RoleImplications:
-    """(prior role, implied role) pairs: holding the prior role gives the implied one."""
+class RoleImplications(Pairs):
+    """Which role implies which: ``prior_role_id=…, implied_role_id=…`` (holding the
+    prior role gives the implied one)."""
 
-    def __init__(self, store: Store):
-        self.store = store
-
-    def _pair(self, prior_id: str, implied_id: str) -> Any:
-        return and_(
-            role_implications.c.prior_role_id == prior_id,
-            role_implications.c.implied_role_id == implied_id,
-        )
-
-    async def pairs(self) -> list[tuple[str, str]]:
-        async with self.store.read() as conn:
-            rows = await conn.execute(select(role_implications))
-            return [(row.prior_role_id, row.implied_role_id) for row in rows]
-
-    async def add(self, *, prior_id: str, implied_id: str) -> bool:
-        """True when it was added, False when it existed already."""
-        try:
-            async with self.store.write() as conn:
-                found = await conn.execute(
-                    select(role_implications).where(self._pair(prior_id, implied_id))
-                )
-                if found.first() is not None:
-                    return False
-                await conn.execute(
-                    insert(role_implications).values(
-                        prior_role_id=prior_id, implied_role_id=implied_id
-                    )
-                )
-        finally:
-            mark_identity_changed(self.store)
-        return True
-
-    async def remove(self, *, prior_id: str, implied_id: str) -> bool:
-        try:
-            async with self.store.write() as conn:
-                result = await conn.execute(
-                    delete(role_implications).where(self._pair(prior_id, implied_id))
-                )
-        finally:
-            mark_identity_changed(self.store)
-        return bool(result.rowcount)
+    table = role_implications
+    columns = ("prior_role_id", "implied_role_id")
 
 
 class Assignments:
