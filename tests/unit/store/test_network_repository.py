@@ -179,7 +179,7 @@ async def test_one_default_security_group_per_project_even_when_asked_at_once(st
         "default",
     ]
     rules = made[0].rules
-    assert {(r["direction"], r["ethertype"]) for r in rules} == {
+    assert {(r.direction, r.ethertype) for r in rules} == {
         ("egress", "IPv4"), ("egress", "IPv6"), ("ingress", "IPv4"), ("ingress", "IPv6"),
     }  # fmt: skip
 
@@ -196,6 +196,7 @@ async def test_quotas_keep_what_was_set_until_reset(store: Store) -> None:
         "subnet": 1,
         "port": 0,
         "security_group": 0,
+        "security_group_rule": 0,
     }
     await quotas.reset("alpha")
     assert await quotas.limits("alpha") == {}

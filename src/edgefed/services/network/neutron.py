@@ -193,3 +193,36 @@ def require_admin_flags(
         if name in data and (verb == "update" or data[name] is not False):
             rule = f"{verb}_{call.resource.key}:{name}"
             raise call.refuse(verb, f"only an admin may set '{name}'", rule=rule)
+
+
+def bad_request(message: str) -> BadRequest:
+    """Neutron's API-layer refusal of a body (``HTTPBadRequest``), before any plugin
+    check: a required attribute missing, an unknown one, a value not among those
+    allowed."""
+    return BadRequest(message, kind="HTTPBadRequest")
+
+
+def invalid_attribute(name: str, reason: str) -> BadRequest:
+    return bad_request(f"Invalid input for {name}. Reason: {reason}.")
+
+
+def required(data: dict[str, Any], name: str) -> Any:
+    if data.get(name) is None:
+        raise bad_request(f"Failed to parse request. Required attribute '{name}' not specified")
+    return data[name]
+
+
+def known_only(data: dict[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise bad_request(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+
+
+def one_of(data: dict[str, Any], name: str, values: Sequence[str], default: str) -> str:
+    """An attribute that takes one of ``values``."""
+    value = data.get(name)
+    if value is None:
+        return default
+    if value not in values:
+        raise invalid_attribute(name, f"'{value}' is not in {list(values)}")
+    return str(value)

@@ -1,4 +1,5 @@
-"""Ports: fixed IPs allocated from the network's subnets, never the same address twice."""
+"""Ports: fixed IPs allocated from the network's subnets, never the same address twice;
+security groups of the port's project (its default group when none is named)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from typing import Any
 
 from edgefed.api.resource import Call, ProjectOwned
+from edgefed.services.network.groups import SECURITY_GROUP
 from edgefed.services.network.networks import NETWORK
 from edgefed.services.network.neutron import (
     STRING,
@@ -19,9 +21,11 @@ from edgefed.services.network.neutron import (
     texts,
 )
 from edgefed.services.network.subnets import SUBNET
-from edgefed.store.network import NewPort, PortRecord, Ports, Subnets
+from edgefed.store.network import NewPort, PortRecord, Ports, SecurityGroups, Subnets
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+# Ports Neutron leaves unfiltered when no group is named (DHCP, routers).
+TRUSTED_OWNER = "network:"
 
 
 class Port(NeutronResource[PortRecord, Ports]):
@@ -57,6 +61,7 @@ class Port(NeutronResource[PortRecord, Ports]):
             "device_id": STRING,
             "device_owner": STRING,
             "project_id": STRING,
+            "security_groups": {"type": "array", "items": {"type": "string"}},
         },
         required=("network_id",),
     )
@@ -82,6 +87,9 @@ class Port(NeutronResource[PortRecord, Ports]):
         network = await NETWORK.find(call, str(data["network_id"]))
         project_id = owner_for(call, data)
         requested = await _requested_ips(call, data.get("fixed_ips"))
+        groups = await _groups(call, data, project_id)
+        if groups is None and text(data, "device_owner").startswith(TRUSTED_OWNER):
+            groups = []  # Neutron filters no DHCP or router port
         mac = data.get("mac_address")
         if mac is not None and (not isinstance(mac, str) or not MAC_RE.match(mac.lower())):
             raise bad_input(f"'{mac}' is not a valid MAC address (field 'mac_address')")
@@ -95,6 +103,7 @@ class Port(NeutronResource[PortRecord, Ports]):
             device_owner=text(data, "device_owner"),
             mac_address=mac.lower() if isinstance(mac, str) else None,
             admin_state_up=bool(data.get("admin_state_up", True)),
+            security_groups=groups,
         )
         try:
             return await repo.create(new=new)
@@ -106,7 +115,28 @@ class Port(NeutronResource[PortRecord, Ports]):
         changes: dict[str, Any] = texts(data, ("name", "description", "device_id", "device_owner"))
         if "admin_state_up" in data:
             changes["admin_state_up"] = bool(data["admin_state_up"])
+        groups = await _groups(call, data, port.project_id)
+        if groups is not None:
+            changes["security_groups"] = groups
         return changes
+
+
+async def _groups(call: Call, data: dict[str, Any], project_id: str) -> list[str] | None:
+    """The ``security_groups`` asked for: ids of groups of the port's project (404 naming
+    those that are not); None when the body does not say."""
+    if data.get("port_security_enabled") is False:
+        raise bad_input("disabling port security is not supported by this cloud")
+    asked = data.get("security_groups")
+    if asked is None:
+        return None
+    if not isinstance(asked, list) or not all(isinstance(g, str) for g in asked):
+        raise bad_input(f"'{asked}' is not a list of security group ids (field 'security_groups')")
+    groups = SecurityGroups(call.ctx.store, ensure_for=project_id)
+    found = {g.id for g in await groups.list(filters={"project_id": project_id, "id": asked})}
+    missing = [g for g in dict.fromkeys(asked) if g not in found]
+    if missing:
+        raise SECURITY_GROUP.not_found(", ".join(missing))
+    return list(dict.fromkeys(asked))
 
 
 async def _requested_ips(call: Call, fixed: Any) -> list[dict[str, str]] | None:

@@ -1,6 +1,7 @@
 """The network service (a minimal Neutron v2.0 under ``/network``).
 
-Networks, subnets with IPAM, ports, a default security group per project and quotas.
+Networks, subnets with IPAM, ports, security groups and their rules (a default group
+per project) and quotas.
 The compute service plugs servers in through the same store repository
 (``edgefed.store.network``), never through this package.
 """
@@ -16,9 +17,11 @@ from edgefed.api.context import site_context
 from edgefed.api.responses import Json
 from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.core.errors import NotFound
-from edgefed.services.network import extras
+from edgefed.services.network import quotas
+from edgefed.services.network.groups import SECURITY_GROUP
 from edgefed.services.network.networks import NETWORK
 from edgefed.services.network.ports import PORT
+from edgefed.services.network.rules import SECURITY_GROUP_RULE
 from edgefed.services.network.subnets import SUBNET
 
 RESOURCES = (
@@ -26,6 +29,7 @@ RESOURCES = (
     ("subnet", "subnets"),
     ("port", "ports"),
     ("security_group", "security-groups"),
+    ("security_group_rule", "security-group-rules"),
     ("quota", "quotas"),
 )
 EXTENSIONS = (
@@ -103,12 +107,12 @@ def build() -> ServiceSpec:
         router.add_api_route(path, resources, methods=["GET"], include_in_schema=False)
     router.add_api_route("/v2.0/extensions", list_extensions, methods=["GET"])
     router.add_api_route("/v2.0/extensions/{alias}", show_extension, methods=["GET"])
-    declared = (NETWORK, SUBNET, PORT, extras.SECURITY_GROUP)
+    declared = (NETWORK, SUBNET, PORT, SECURITY_GROUP, SECURITY_GROUP_RULE)
     router = APIRouter(
         routes=[
             *routes_of(router),
             *(route for resource in declared for route in resource.routes()),
-            *routes_of(extras.router),
+            *routes_of(quotas.router),
         ]
     )
     return ServiceSpec(

@@ -1,9 +1,12 @@
-"""The network service's store: networks, subnets, ports with IPAM, security groups, quotas.
+"""The network service's store: networks, subnets, ports with IPAM, security groups and
+their rules, quotas.
 
 The network API reads and writes through the repositories of each kind (``Networks``,
-``Subnets``, ``Ports``, ``SecurityGroups``, ``NetworkQuotas``). The compute service,
-which gives each server its ports and never imports the network service, goes through
-``NetworkRepository``: the calls it makes, over the same repositories.
+``Subnets``, ``Ports``, ``SecurityGroups``, ``SecurityGroupRules``, ``NetworkQuotas``).
+The compute service, which gives each server its ports and never imports the network
+service, goes through ``NetworkRepository``: the calls it makes, over the same
+repositories, including ``port_security``: the rules that apply to some ports, as
+plain records, for the host that enforces them.
 """
 
 from __future__ import annotations
@@ -13,28 +16,38 @@ from typing import Any
 
 from edgefed.core.errors import NotFound
 from edgefed.store.engine import Store
-from edgefed.store.network.groups import NetworkQuotas, SecurityGroups
+from edgefed.store.network.groups import SecurityGroups
 from edgefed.store.network.networks import (
     DEFAULT_NETWORK_NAME,
     DEFAULT_SUBNET_CIDR,
     Networks,
     Subnets,
 )
+from edgefed.store.network.port_security import PortSecurity, SecurityView, port_security
 from edgefed.store.network.ports import Ports, default_pools, first_free
+from edgefed.store.network.protocols import IP_PROTOCOLS, protocol_number
+from edgefed.store.network.quotas import NetworkQuotas
+from edgefed.store.network.rules import SecurityGroupRules
 from edgefed.store.network.tables import (
+    DEFAULT_GROUP_NAME,
     FixedIp,
     NetworkRecord,
     NewNetwork,
     NewPort,
+    NewSecurityGroup,
+    NewSecurityGroupRule,
     NewSubnet,
     PortRecord,
     SecurityGroupRecord,
+    SecurityGroupRuleRecord,
     SubnetRecord,
 )
 
 __all__ = [
+    "DEFAULT_GROUP_NAME",
     "DEFAULT_NETWORK_NAME",
     "DEFAULT_SUBNET_CIDR",
+    "IP_PROTOCOLS",
     "FixedIp",
     "NetworkQuotas",
     "NetworkRecord",
@@ -42,15 +55,23 @@ __all__ = [
     "Networks",
     "NewNetwork",
     "NewPort",
+    "NewSecurityGroup",
+    "NewSecurityGroupRule",
     "NewSubnet",
     "PortRecord",
+    "PortSecurity",
     "Ports",
     "SecurityGroupRecord",
+    "SecurityGroupRuleRecord",
+    "SecurityGroupRules",
     "SecurityGroups",
+    "SecurityView",
     "SubnetRecord",
     "Subnets",
     "default_pools",
     "first_free",
+    "port_security",
+    "protocol_number",
 ]
 
 
@@ -74,6 +95,27 @@ class NetworkRepository:
 
     async def ensure_default_security_group(self, project_id: str) -> SecurityGroupRecord:
         return await self.security_groups.ensure_default(project_id)
+
+    async def find_security_groups(
+        self, project_id: str, refs: Sequence[str]
+    ) -> list[SecurityGroupRecord]:
+        """The project's groups by id or name (a server's ``security_groups``, the
+        default group made first); LookupError naming those not found."""
+        await self.security_groups.ensure_default(project_id)
+        return await self.security_groups.of_project(project_id, refs)
+
+    async def port_security(
+        self,
+        *,
+        port_ids: Sequence[str] | None = None,
+        network_ids: Sequence[str] | None = None,
+        device_ids: Sequence[str] | None = None,
+    ) -> SecurityView:
+        """The rules that apply to these ports and the members of the groups they name,
+        as plain records (see ``port_security``)."""
+        return await port_security(
+            self.store, port_ids=port_ids, network_ids=network_ids, device_ids=device_ids
+        )
 
     async def get_port(self, port_id: str) -> PortRecord | None:
         return await self.ports.get(id=port_id)

@@ -8,7 +8,8 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select
 
 from edgefed.core.errors import Conflict
 from edgefed.store.engine import AsyncConnection
-from edgefed.store.network.ports import DEFAULTS_LOCK, default_pools, serialise
+from edgefed.store.network.locks import DEFAULTS_LOCK, serialise
+from edgefed.store.network.ports import default_pools, delete_ports
 from edgefed.store.network.tables import (
     NetworkRecord,
     NewNetwork,
@@ -56,8 +57,8 @@ class Networks(RecordRepository[NetworkRecord, NewNetwork]):
                     "There are one or more ports still in use on the network.",
                     kind="NetworkInUse",
                 )
-            await conn.execute(delete(ip_allocations).where(ip_allocations.c.network_id == id))
-            await conn.execute(delete(ports).where(ports.c.network_id == id))
+            unused = await conn.execute(select(ports.c.id).where(ports.c.network_id == id))
+            await delete_ports(conn, [row.id for row in unused])
             await conn.execute(delete(subnets).where(subnets.c.network_id == id))
             result = await conn.execute(delete(networks).where(networks.c.id == id))
         return bool(result.rowcount)

@@ -5,6 +5,10 @@ first IPv4 subnet (its first subnet when it has no IPv4 one). Allocation happens
 write transaction that inserts the port, and ``(subnet_id, ip_address)`` is the
 allocations table's primary key: two requests racing for one address cannot both get
 it, the second fails the constraint (409 ``IpAddressAlreadyAllocated``).
+
+A port's security groups are rows of the bindings table, written in the port's
+transactions; a port made without saying gets its project's default group, as in
+Neutron.
 """
 
 from __future__ import annotations
@@ -12,30 +16,35 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from edgefed.core.errors import Conflict
-from edgefed.store.engine import AsyncConnection, Store
+from edgefed.store.engine import AsyncConnection
+from edgefed.store.network.groups import SecurityGroups
+from edgefed.store.network.locks import ALLOCATION_LOCK, serialise
 from edgefed.store.network.tables import (
     FixedIp,
     NewPort,
     PortRecord,
     SubnetRecord,
     ip_allocations,
+    port_security_groups,
     ports,
     subnets,
 )
 from edgefed.store.records import RecordMapper, RecordRepository, Related, column_values
 
 _SUBNETS = RecordMapper(SubnetRecord)
-# Advisory locks (arbitrary constant keys) that serialise, on PostgreSQL, what SQLite's
-# single writer serialises anyway: address allocation, and the defaults made on first use.
-ALLOCATION_LOCK = 0x65646766_0101
-DEFAULTS_LOCK = 0x65646766_0102
 _FIXED_IPS = select(ip_allocations).where(
     ip_allocations.c.port_id.in_(bindparam("ids", expanding=True))
+)
+_GROUPS_OF = (
+    select(port_security_groups)
+    .where(port_security_groups.c.port_id.in_(bindparam("ids", expanding=True)))
+    .order_by(port_security_groups.c.security_group_id)
 )
 
 
@@ -80,13 +89,6 @@ def first_free(subnet: SubnetRecord, used: set[str]) -> str | None:
     return None
 
 
-async def serialise(store: Store, conn: AsyncConnection, key: int) -> None:
-    """Hold ``key`` until this write transaction ends (PostgreSQL, read committed, lets
-    two transactions read the same free address; SQLite has one writer)."""
-    if not store.is_sqlite:
-        await conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-
 def random_mac() -> str:
     tail = [random.randint(0, 255) for _ in range(3)]
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)
@@ -102,6 +104,7 @@ class Ports(RecordRepository[PortRecord, NewPort]):
             key="port_id",
             item=lambda row: FixedIp(row.subnet_id, row.ip_address),
         ),
+        Related("security_groups", _GROUPS_OF, key="port_id", item=lambda r: r.security_group_id),
     )
 
     async def create(self, *, new: NewPort) -> PortRecord:
@@ -115,13 +118,16 @@ class Ports(RecordRepository[PortRecord, NewPort]):
         values = column_values(new)
         requested = values.pop("requested_ips")
         values["mac_address"] = values["mac_address"] or random_mac()
-        values["security_groups"] = list(values["security_groups"])
+        groups = values.pop("security_groups")
+        if groups is None:
+            groups = [(await SecurityGroups(self.store).ensure_default(new.project_id)).id]
         values = self.stamped(values)
         try:
             async with self.store.write() as conn:
                 await serialise(self.store, conn, ALLOCATION_LOCK)
                 await conn.execute(insert(ports).values(**values))
                 await _allocate(conn, new.network_id, values["id"], requested)
+                await bind_groups(conn, values["id"], groups)
         except IntegrityError as exc:
             raise Conflict(
                 f"IP address or MAC address already in use on network {new.network_id}.",
@@ -131,11 +137,23 @@ class Ports(RecordRepository[PortRecord, NewPort]):
         assert found is not None
         return found
 
+    async def update(self, *, id: str, changes: Mapping[str, Any]) -> PortRecord | None:
+        """Set ``changes``; ``security_groups`` (ids) replaces the port's groups."""
+        changes = dict(changes)
+        groups = changes.pop("security_groups", None)
+        self.check_columns(changes)
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(ports).where(ports.c.id == id).values(updated_at=self.now(), **changes)
+            )
+            if result.rowcount and groups is not None:
+                await bind_groups(conn, id, groups)
+        return await self.get(id=id) if result.rowcount else None
+
     async def delete(self, *, id: str) -> bool:
         async with self.store.write() as conn:
-            await conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == id))
-            result = await conn.execute(delete(ports).where(ports.c.id == id))
-        return bool(result.rowcount)
+            result = await delete_ports(conn, [id])
+        return bool(result)
 
     async def delete_of_device(self, device_id: str) -> None:
         """Delete the ports of a server (and free their addresses)."""
@@ -146,9 +164,30 @@ class Ports(RecordRepository[PortRecord, NewPort]):
                     select(ports.c.id).where(ports.c.device_id == device_id)
                 )
             ]
-            if ids:
-                await conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id.in_(ids)))
-                await conn.execute(delete(ports).where(ports.c.id.in_(ids)))
+            await delete_ports(conn, ids)
+
+
+async def delete_ports(conn: AsyncConnection, ids: Sequence[str]) -> int:
+    """Delete ports with their addresses and group bindings; how many there were."""
+    if not ids:
+        return 0
+    await conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id.in_(ids)))
+    await conn.execute(delete(port_security_groups).where(port_security_groups.c.port_id.in_(ids)))
+    result = await conn.execute(delete(ports).where(ports.c.id.in_(ids)))
+    return int(result.rowcount)
+
+
+async def bind_groups(conn: AsyncConnection, port_id: str, group_ids: Sequence[str]) -> None:
+    """Make ``group_ids`` the port's security groups."""
+    await conn.execute(
+        delete(port_security_groups).where(port_security_groups.c.port_id == port_id)
+    )
+    wanted = list(dict.fromkeys(group_ids))
+    if wanted:
+        await conn.execute(
+            insert(port_security_groups),
+            [{"port_id": port_id, "security_group_id": g} for g in wanted],
+        )
 
 
 async def _allocate(

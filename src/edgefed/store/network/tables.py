@@ -14,7 +14,11 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, Integer, String, Table, Text
 
+from edgefed.store.network.protocols import protocol_number
 from edgefed.store.schema import JsonDoc, UtcDateTime, metadata
+
+# The group every project has, made on first use with Neutron's default rules.
+DEFAULT_GROUP_NAME = "default"
 
 networks = Table(
     "net_networks",
@@ -65,7 +69,6 @@ ports = Table(
     Column("device_owner", String(255), nullable=False, default=""),
     Column("admin_state_up", Boolean, nullable=False, default=True),
     Column("status", String(16), nullable=False, default="DOWN"),
-    Column("security_groups", JsonDoc, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -86,9 +89,38 @@ security_groups = Table(
     Column("project_id", String(64), nullable=False, index=True),
     Column("name", String(255), nullable=False),
     Column("description", Text, nullable=False, default=""),
-    Column("rules", JsonDoc, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Rows, as Neutron keeps them: a rule is found by id, listed by group, and a group's
+# deletion takes the rules that name it as their remote group.
+security_group_rules = Table(
+    "net_security_group_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("security_group_id", String(36), nullable=False, index=True),
+    Column("project_id", String(64), nullable=False, index=True),
+    Column("direction", String(16), nullable=False),
+    Column("ethertype", String(8), nullable=False),
+    # As given: a name ("tcp") or a number as text ("6"); NULL for any.
+    Column("protocol", String(40), nullable=True),
+    Column("port_range_min", Integer, nullable=True),
+    Column("port_range_max", Integer, nullable=True),
+    Column("remote_ip_prefix", String(64), nullable=True),
+    Column("remote_group_id", String(36), nullable=True, index=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Which groups a port is in (Neutron's securitygroupportbindings): "is this group in
+# use" and "who are its members" are queries, not scans of every port.
+port_security_groups = Table(
+    "net_port_security_groups",
+    metadata,
+    Column("port_id", String(36), primary_key=True),
+    Column("security_group_id", String(36), primary_key=True, index=True),
 )
 
 network_quotas = Table(
@@ -154,10 +186,33 @@ class PortRecord:
     device_owner: str
     admin_state_up: bool
     status: str
-    security_groups: list[str]
     created_at: dt.datetime
     updated_at: dt.datetime
     fixed_ips: tuple[FixedIp, ...] = ()
+    # The ids of its security groups (from the bindings table).
+    security_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroupRuleRecord:
+    id: str
+    security_group_id: str
+    project_id: str
+    direction: str
+    ethertype: str
+    protocol: str | None
+    port_range_min: int | None
+    port_range_max: int | None
+    remote_ip_prefix: str | None
+    remote_group_id: str | None
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def protocol_number(self) -> int | None:
+        """The protocol as the host enforces it: its number, None for any."""
+        return protocol_number(self.protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +221,14 @@ class SecurityGroupRecord:
     project_id: str
     name: str
     description: str
-    rules: list[dict[str, Any]]
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Its rules, oldest first (from the rules table).
+    rules: tuple[SecurityGroupRuleRecord, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_GROUP_NAME
 
 
 # What a create takes: the fields a caller chooses; ids and timestamps are the store's.
@@ -213,7 +273,29 @@ class NewPort:
     mac_address: str | None = None
     admin_state_up: bool = True
     status: str = "DOWN"
-    security_groups: Sequence[str] = ()
+    # None: the project's default group (made if missing), as Neutron; (): none.
+    security_groups: Sequence[str] | None = None
     # Fixed IPs asked for ({subnet_id and/or ip_address} each); None: the first free
     # address of the network's first IPv4 subnet (or its first subnet).
     requested_ips: Sequence[Mapping[str, str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSecurityGroup:
+    name: str
+    project_id: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewSecurityGroupRule:
+    security_group_id: str
+    project_id: str
+    direction: str
+    ethertype: str = "IPv4"
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+    description: str = ""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 00:57:21.970745
+Create Date: 2026-12-07 02:39:50.975940
 """
 
 from __future__ import annotations
@@ -340,6 +340,21 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "net_port_security_groups",
+        sa.Column("port_id", sa.String(length=36), nullable=False),
+        sa.Column("security_group_id", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "port_id", "security_group_id", name=op.f("pk_net_port_security_groups")
+        ),
+    )
+    with op.batch_alter_table("net_port_security_groups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_net_port_security_groups_security_group_id"),
+            ["security_group_id"],
+            unique=False,
+        )
+
+    op.create_table(
         "net_ports",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("network_id", sa.String(length=36), nullable=False),
@@ -351,7 +366,6 @@ def upgrade() -> None:
         sa.Column("device_owner", sa.String(length=255), nullable=False),
         sa.Column("admin_state_up", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("security_groups", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
         sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_net_ports")),
@@ -369,12 +383,43 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("project_id", "resource", name=op.f("pk_net_quotas")),
     )
     op.create_table(
+        "net_security_group_rules",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("security_group_id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("direction", sa.String(length=16), nullable=False),
+        sa.Column("ethertype", sa.String(length=8), nullable=False),
+        sa.Column("protocol", sa.String(length=40), nullable=True),
+        sa.Column("port_range_min", sa.Integer(), nullable=True),
+        sa.Column("port_range_max", sa.Integer(), nullable=True),
+        sa.Column("remote_ip_prefix", sa.String(length=64), nullable=True),
+        sa.Column("remote_group_id", sa.String(length=36), nullable=True),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_net_security_group_rules")),
+    )
+    with op.batch_alter_table("net_security_group_rules", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_net_security_group_rules_project_id"), ["project_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_net_security_group_rules_remote_group_id"),
+            ["remote_group_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_net_security_group_rules_security_group_id"),
+            ["security_group_id"],
+            unique=False,
+        )
+
+    op.create_table(
         "net_security_groups",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("project_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column("rules", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
         sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_net_security_groups")),
@@ -718,12 +763,22 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_net_security_groups_project_id"))
 
     op.drop_table("net_security_groups")
+    with op.batch_alter_table("net_security_group_rules", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_net_security_group_rules_security_group_id"))
+        batch_op.drop_index(batch_op.f("ix_net_security_group_rules_remote_group_id"))
+        batch_op.drop_index(batch_op.f("ix_net_security_group_rules_project_id"))
+
+    op.drop_table("net_security_group_rules")
     op.drop_table("net_quotas")
     with op.batch_alter_table("net_ports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_net_ports_network_id"))
         batch_op.drop_index(batch_op.f("ix_net_ports_device_id"))
 
     op.drop_table("net_ports")
+    with op.batch_alter_table("net_port_security_groups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_net_port_security_groups_security_group_id"))
+
+    op.drop_table("net_port_security_groups")
     with op.batch_alter_table("net_networks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_net_networks_project_id"))
 

@@ -1,9 +1,7 @@
-"""Security groups (read-only: a default group per project, as Neutron creates it) and
-quotas (a document per project, not records: hand-written routes)."""
+"""Network quotas: a document per project, not records (hand-written routes), and the
+limit a create checks against."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
@@ -13,12 +11,11 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.bodies import read_object
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
-from edgefed.api.resource import READ_ONLY, Call, ProjectOwned
-from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
 from edgefed.core.errors import Forbidden
-from edgefed.services.network.neutron import NEUTRON, NeutronResource, bad_input, select, standard
-from edgefed.store.network import NetworkQuotas, SecurityGroupRecord, SecurityGroups
+from edgefed.services.network.neutron import NEUTRON, bad_input
+from edgefed.store.engine import Store
+from edgefed.store.network import NetworkQuotas
 
 router = APIRouter()
 
@@ -37,37 +34,10 @@ QUOTA_DEFAULTS = {
 MAX_LIMIT = 2**31 - 1
 
 
-class SecurityGroup(NeutronResource[SecurityGroupRecord, SecurityGroups]):
-    key = "security_group"
-    collection_key = "security_groups"
-    path = "/v2.0/security-groups"
-    attributes = (("security_group_rules", "rules"),)
-    id_param = "group_id"
-    verbs = READ_ONLY
-    # Only the owner project reads them (no role needed: the default group is made on
-    # the first read of a project-scoped token).
-    access = ProjectOwned[SecurityGroupRecord](project=lambda g: g.project_id)
-    not_found_message = "Security group {id} does not exist"
-
-    def repository(self, call: Call) -> SecurityGroups:
-        return SecurityGroups(call.ctx.store, ensure_for=call.principal.project_id)
-
-    def view(self, group: SecurityGroupRecord, call: Call) -> dict[str, Any]:
-        return {**self.copy(group), "stateful": True, "shared": False, **standard(group)}
-
-
-SECURITY_GROUP = SecurityGroup()
-
-
-@router.get("/v2.0/security-group-rules")
-async def list_security_group_rules(request: Request) -> Json:
-    call = await begin(SECURITY_GROUP, request, "list")
-    groups = SECURITY_GROUP.repository(call)
-    visible = await SECURITY_GROUP.access.visible(call, await groups.list())
-    return Json({"security_group_rules": select(call.query, [r for g in visible for r in g.rules])})
-
-
-# -- quotas --------------------------------------------------------------------------------
+async def limit_of(store: Store, project_id: str, resource: str) -> int:
+    """The project's limit for ``resource`` (-1: none)."""
+    limits = await NetworkQuotas(store).limits(project_id)
+    return limits.get(resource, QUOTA_DEFAULTS[resource])
 
 
 def _quotas(request: Request) -> NetworkQuotas:
