@@ -23,7 +23,11 @@ JOBS ?= 3
 # The same suite again with every site on PostgreSQL (a throw-away server the suite starts):
 # everything that runs a site on the suite's database; fleets of real processes (which keep
 # their own SQLite) and the browser are covered by the first pass.
-POSTGRES_TESTS ?= tests/unit tests/multisite tests/e2e/test_identity_cli.py \
+# Unit tests of rooms that never open a store (drivers, CLI, WAN, agent, core, bench, web,
+# provisioning) run once.
+POSTGRES_TESTS ?= $(addprefix tests/unit/,api compute fleet identity image inventory network \
+	router sites store sync) tests/unit/test_app_background.py tests/unit/test_site_footprint.py \
+	tests/multisite tests/security tests/e2e/test_identity_cli.py \
 	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_durability.py \
 	tests/e2e/test_api_fuzz.py
 

@@ -61,6 +61,10 @@ class HypervisorInfo:
     hypervisor_type: str
     hypervisor_version: int
     host_ip: str
+    # What ``openstack hypervisor show`` adds: the CPU model guests get and how they run
+    # ("kvm" or "tcg" for QEMU; the driver's own word otherwise).
+    cpu_model: str = "unknown"
+    accel: str = "none"
 
 
 @runtime_checkable
@@ -88,6 +92,14 @@ class ComputeDriver(Protocol):
     async def snapshot(self, instance_id: str) -> Snapshot: ...
 
     def power_state(self, instance_id: str) -> PowerState: ...
+
+    async def console_output(self, instance_id: str, *, lines: int | None = None) -> str:
+        """The guest's serial console so far (the last ``lines`` lines when given)."""
+        ...
+
+    async def diagnostics(self, instance_id: str) -> dict[str, object]:
+        """Nova's server diagnostics: state, CPU, memory, disks and NICs, as the driver knows."""
+        ...
 
     def adopt(self, instances: Sequence[tuple[InstanceSpec, PowerState]]) -> None:
         """After a restart: the instances the service knows, in the state it recorded."""

@@ -99,12 +99,33 @@ class FakeDriver:
         instance = self.instances.get(instance_id)
         return PowerState.NOSTATE if instance is None else instance.power
 
+    async def console_output(self, instance_id: str, *, lines: int | None = None) -> str:
+        instance = self._get(instance_id)
+        log = [f"fake console of {instance.spec.name}", f"power state {instance.power.name}"]
+        return "\n".join(log[-lines:] if lines else log) + "\n"
+
+    async def diagnostics(self, instance_id: str) -> dict[str, object]:
+        instance = self._get(instance_id)
+        return {
+            "state": instance.power.name.lower(),
+            "driver": "fake",
+            "hypervisor": "fake",
+            "num_cpus": instance.spec.vcpus,
+            "memory_details": {"maximum": instance.spec.ram_mb, "used": 0},
+        }
+
     def adopt(self, instances: Sequence[tuple[InstanceSpec, PowerState]]) -> None:
         for spec, power in instances:
             self.instances[spec.id] = FakeInstance(spec=spec, power=power)
 
     def hypervisor(self, host: str) -> HypervisorInfo:
-        return HypervisorInfo(hypervisor_type="fake", hypervisor_version=1000, host_ip="127.0.0.1")
+        return HypervisorInfo(
+            hypervisor_type="fake",
+            hypervisor_version=1000,
+            host_ip="127.0.0.1",
+            cpu_model="fake",
+            accel="none",
+        )
 
     async def close(self) -> None:
         self.instances.clear()
