@@ -27,7 +27,7 @@ JOBS ?= 3
 # provisioning) run once.
 POSTGRES_TESTS ?= $(addprefix tests/unit/,api compute fleet identity image inventory network \
 	router sites store sync) tests/unit/test_app_background.py tests/unit/test_site_footprint.py \
-	tests/multisite tests/security tests/e2e/test_identity_cli.py \
+	tests/multisite tests/e2e/test_identity_cli.py \
 	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_durability.py \
 	tests/e2e/test_api_fuzz.py
 
