@@ -27,7 +27,7 @@ from edgefed.testkit.process import LowPorts
 
 RTT_MS = 50.0
 SIZES = (2, 8, 32)
-ROUNDS = 21  # fan-outs per figure (its median): one is ~70 ms, the median of 7 moved by +-3 ms
+ROUNDS = 21  # fan-outs per figure (its median): a median of 7 moved too much between runs
 HOP_SAMPLES = 400
 
 

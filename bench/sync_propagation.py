@@ -134,8 +134,8 @@ def one_change(source: httpx.Client, receivers: list[str], label: str) -> dict[s
             return {name: done[name] - answered for name in receivers}
         # Bounded poll; the figure comes from the recorded ack times, so the poll only
         # decides when the next trial starts. Every poll is a progress report the source
-        # computes on the loop that pushes (~5 ms of its CPU): at 20 ms the observer
-        # took a quarter of the source's time and delayed what it measured.
+        # computes on the loop that pushes: polled every 20 ms, the observer took a
+        # good share of the source's time and delayed what it measured.
         time.sleep(0.1)
     raise TimeoutError(f"{label} was not acknowledged by every receiver within {WAIT_S} s")
 

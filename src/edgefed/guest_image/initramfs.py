@@ -72,7 +72,7 @@ def module_depends(module: bytes) -> list[str]:
 def strip_signature(module: bytes) -> bytes:
     """Drop a module's appended PKCS#7 signature.
 
-    The kernel then skips the RSA check, about 50 ms a module under TCG; it logs "module
+    The kernel then skips the RSA check, which is slow under TCG; it logs "module
     verification failed" once and taints itself, as signature enforcement is off. The
     trailer is ``struct module_signature`` (12 bytes, the signature's length last, big
     endian) before the magic.

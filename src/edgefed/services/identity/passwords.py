@@ -65,7 +65,7 @@ class LoginThrottle:
       hashing); a successful login resets the count. 0 turns the lockout off (Keystone's
       default: a lockout also lets anyone lock a user out).
     - At most ``password_check_concurrency`` argon2 verifications run at a time (each
-      takes ~20 MiB and tens of milliseconds of a core), and at most
+      holds its memory cost and keeps a core busy for its passes), and at most
       ``password_check_queue`` more wait; past that a login is refused with 429 at once.
       However many guesses arrive, they burn that many cores at most and the rest of the
       site keeps answering.
