@@ -16,6 +16,7 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Conflict, NotFound
+from edgefed.services.compute import consoles
 from edgefed.services.compute.body import opt_str, read_json, req_str, string_map
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
@@ -70,6 +71,10 @@ async def server_action(
     if len(body) != 1:
         raise BadRequest("There is either no action or more than one action in the request body.")
     action, data = next(iter(body.items()))
+    if action == consoles.ACTION:
+        # Reads only: no lock check, no instance action recorded (as Nova).
+        server = await get_server(state, principal, server_id)
+        return await consoles.console_output(state, principal, server, data)
     server = await get_server(state, principal, server_id, write=True)
     if server.locked and not principal.is_admin and action not in ("unlock", "lock"):
         raise Conflict(f"Instance {server.id} is locked")
