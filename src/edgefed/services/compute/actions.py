@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
+from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound
-from edgefed.services.compute import consoles
+from edgefed.services.compute import consoles, diagnostics
 from edgefed.services.compute.body import opt_str, read_json, req_str, string_map
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
@@ -203,3 +204,8 @@ async def show_instance_action(
             view["events"] = []
             return Json({"instanceAction": view})
     raise NotFound(f"Action for request_id {request_id} on instance {server_id} not found")
+
+
+# GET /servers/{id}/diagnostics is this router's too (service.py builds the compute
+# router from these modules' routes).
+router.routes.extend(routes_of(diagnostics.router))
