@@ -63,8 +63,9 @@ def build_services() -> list[ServiceSpec]:
         build_identity(),
         build_image(),
         build_network(),
-        build_compute(),
+        # Before compute: it opens the command channel the qemu driver sends work on.
         build_inventory(),
+        build_compute(),
         build_fleet(),
         build_sync(),
     ]

@@ -2,7 +2,7 @@
 
 Handlers reach it through ``site_context(request)``; nothing is global. What one room
 offers another is a typed field holding a Protocol of ``api/`` (``fleet``, ``authority``,
-``revoker``, ``sync_status``), filled by the service that implements it; a service's
+``revoker``, ``sync_status``, ``host_commands``), filled by the service that implements it; a service's
 private state sits in ``slots``, found by its class (api/slots.py).
 """
 
@@ -30,6 +30,7 @@ from edgefed.store.engine import Store
 
 if TYPE_CHECKING:
     from edgefed.api.fleetview import FleetView
+    from edgefed.api.hostcommands import HostCommandQueue
     from edgefed.api.metrics import RequestMetrics
 
 
@@ -72,6 +73,8 @@ class SiteContext:
     revoker: Revoker | None = None
     # The sync engine's figures for fleet operations (the sync service; None without it).
     sync_status: SyncStatus | None = None
+    # The command channel to the host agents (the inventory service; None before it starts).
+    host_commands: HostCommandQueue | None = None
     # Counters and latencies of the requests this site served (the app's middleware).
     request_metrics: RequestMetrics | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).

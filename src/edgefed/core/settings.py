@@ -128,8 +128,23 @@ class SiteSettings:
     password_check_queue: int = 64
     location: Location = field(default_factory=Location)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # "fake" (simulated, in this process) or "qemu" (real guests through host agents).
     compute_driver: str = "fake"
     compute_hosts: tuple[HostSpec, ...] = ()
+    # The qemu driver: seconds an agent has to answer a spawn, and any other operation
+    # (more than the guest's ACPI shutdown timeout); an agent's poll waits at most
+    # agent_poll_wait_seconds for a command.
+    agent_spawn_timeout_seconds: float = 300.0
+    agent_command_timeout_seconds: float = 120.0
+    agent_poll_wait_seconds: float = 20.0
+    # All-in-one: with the qemu driver, `edgefed site serve` also runs a host agent for
+    # this machine (as host local_agent_hostname, default "<site>-local"): its state in
+    # <data_dir>/agent, its network state (dnsmasq runs as nobody: a directory others
+    # may traverse) in agent_hostnet_dir; QEMU's accelerator "auto", "kvm" or "tcg".
+    local_agent: bool = True
+    local_agent_hostname: str | None = None
+    agent_hostnet_dir: str = "/run/edgefed/hostnet"
+    agent_accel: str = "auto"
     # How long the fake driver keeps a server in BUILD (and in other transitions).
     fake_transition_seconds: float = 0.2
     # The scheduler's overcommit: capacity = physical * ratio (Nova's initial_*_allocation_ratio).
@@ -205,6 +220,13 @@ class SiteSettings:
             )
         if not self.lockout_duration > 0:
             raise ValidationFailed("lockout_duration must be above 0", field="lockout_duration")
+        if self.compute_driver not in ("fake", "qemu"):
+            raise ValidationFailed(
+                f"unknown compute driver {self.compute_driver!r} (known: fake, qemu)",
+                field="compute_driver",
+            )
+        if self.agent_accel not in ("auto", "kvm", "tcg"):
+            raise ValidationFailed("agent_accel must be auto, kvm or tcg", field="agent_accel")
         if not SITE_NAME_RE.match(self.name):
             raise ValidationFailed(
                 f"site name {self.name!r} must start with a letter and use only letters, "
@@ -240,6 +262,18 @@ class SiteSettings:
         if self.compute_hosts:
             return self.compute_hosts
         return (HostSpec(name=f"{self.name.lower()}-compute-1"),)
+
+    @property
+    def local_agent_host(self) -> str:
+        """The hostname of the all-in-one agent (an RFC 1123 label)."""
+        if self.local_agent_hostname:
+            return self.local_agent_hostname
+        slug = re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")
+        return f"{slug[:50]}-local"
+
+    @property
+    def runs_local_agent(self) -> bool:
+        return self.compute_driver == "qemu" and self.local_agent
 
     def with_port(self, port: int) -> SiteSettings:
         """The same settings once the listening port is known (for ``port = 0``)."""

@@ -10,8 +10,8 @@ Errors are ``DriverError``; the compute service turns them into a server fault.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -31,9 +31,55 @@ class DriverError(Exception):
     """The hypervisor could not do what it was asked."""
 
 
+class HostUnavailable(DriverError):
+    """The host that runs the instance did not answer: its agent is gone or too slow.
+
+    Nothing is known of the guest then, unlike a ``DriverError`` that the hypervisor
+    itself raised (which leaves the guest as it was)."""
+
+
+# Told of a guest whose power state changed by itself (it powered off, crashed), or
+# that a host reported after a restart: (instance id, its power state now).
+PowerListener = Callable[[str, PowerState], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageData:
+    """An image a guest boots from (its root disk, or a kernel or ramdisk of one)."""
+
+    id: str
+    disk_format: str | None = None
+    container_format: str | None = None
+    # "sha256:<hex>" of the data, which whoever copies it checks.
+    checksum: str | None = None
+    size: int | None = None
+    # The data on the site's machine (an agent on that machine reads it there).
+    path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NicSpec:
+    """One port of the server, as the host wires it and the guest configures it."""
+
+    port_id: str
+    network_id: str
+    mac: str
+    fixed_ips: tuple[str, ...] = ()
+    # The first IPv4 subnet of the port: its CIDR, gateway and name servers.
+    cidr: str | None = None
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+    mtu: int = 1500
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """What a driver needs to run one server."""
+    """What a driver needs to run one server.
+
+    The first fields are all the fake driver reads; a real hypervisor needs the rest:
+    the flavor's disks, the images' data, the ports, and what the guest's config drive
+    tells it (keys, user data, metadata).
+    """
 
     id: str
     name: str
@@ -44,7 +90,21 @@ class InstanceSpec:
     image_id: str | None = None
     # The base image's data on this site, when there is any.
     image_path: Path | None = None
-    user_data: str | None = None
+    user_data: str | None = None  # base64, as the API keeps it
+    root_gb: int = 0  # the flavor's root disk (0: the image's size)
+    ephemeral_gb: int = 0
+    swap_mb: int = 0
+    image: ImageData | None = None
+    kernel: ImageData | None = None  # the image's kernel_id: direct kernel boot
+    ramdisk: ImageData | None = None  # its ramdisk_id
+    kernel_cmdline: str | None = None  # its os_command_line
+    nics: tuple[NicSpec, ...] = ()
+    public_keys: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    hostname: str | None = None
+    project_id: str = ""
+    availability_zone: str = "nova"
+    launch_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,5 +166,9 @@ class ComputeDriver(Protocol):
         ...
 
     def hypervisor(self, host: str) -> HypervisorInfo: ...
+
+    def watch_power(self, listener: PowerListener) -> None:
+        """Call ``listener`` when a guest's power changes other than by an operation."""
+        ...
 
     async def close(self) -> None: ...

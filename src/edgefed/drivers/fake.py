@@ -18,6 +18,7 @@ from edgefed.drivers.base import (
     DriverError,
     HypervisorInfo,
     InstanceSpec,
+    PowerListener,
     PowerState,
     Snapshot,
 )
@@ -126,6 +127,10 @@ class FakeDriver:
             cpu_model="fake",
             accel="none",
         )
+
+    def watch_power(self, listener: PowerListener) -> None:
+        # A simulated guest never changes by itself.
+        return None
 
     async def close(self) -> None:
         self.instances.clear()

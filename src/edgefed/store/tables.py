@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgefed.store import (  # noqa: F401
     alarms,
+    commands,
     compute,
     fleet,
     identity,

@@ -3,7 +3,8 @@ before the answer.
 
 Nova validates a create against what exists before it answers 202: the image (active,
 visible to the caller; fetched from the scope's image site when the request says so),
-the flavor (visible, large enough for the image), the key pair, each network or port
+the flavor (visible, large enough for the image), on a QEMU site an image it can run
+(raw or qcow2 with its kernel and ramdisk), the key pair, each network or port
 (the caller's, shared, or free), the availability zone, and the project's quota for
 every server asked for. A boot that passes is recorded in BUILD and handed to the
 lifecycle; anything a user could fix is a 400 (409 for a port in use, 403 over quota)
@@ -64,6 +65,9 @@ async def check_boot(
         raise BadRequest("Flavor's memory is too small for requested image.")
     if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
         raise BadRequest("Flavor's disk is too small for requested image.")
+    check_image_fits(image, flavor)
+    if state.ctx.settings.compute_driver == "qemu":
+        await check_runnable(state, image)
     key_data = None
     if boot.key_name is not None:
         keypair = await state.keypairs.get(user_id=principal.user_id, name=boot.key_name)
@@ -112,3 +116,56 @@ async def check_networks(
             )
         if port.device_id:
             raise Conflict(f"Port {item['port']} is still in use.")
+
+
+GiB = 1024**3
+# What the qemu driver boots: a disk image in these formats, with no container.
+RUNNABLE_DISK_FORMATS = ("raw", "qcow2")
+RUNNABLE_CONTAINERS = (None, "bare")
+# A kernel_id / ramdisk_id image (Glance's aki / ari, or plain data).
+BOOT_FILE_FORMATS = (None, "aki", "ari", "raw")
+
+
+def check_image_fits(image: ImageRecord, flavor: FlavorRecord) -> None:
+    """Nova's FlavorDiskSmallerThanImage: a flavor with a root disk must hold the
+    image's data and its virtual size (0 GB: the disk takes the image's size)."""
+    if not flavor.disk:
+        return
+    flavor_bytes = flavor.disk * GiB
+    for what, size in (("image", image.size), ("image's virtual size", image.virtual_size)):
+        if size is not None and size > flavor_bytes:
+            raise BadRequest(
+                f"Flavor's disk is too small for requested image. Flavor disk is "
+                f"{flavor_bytes} bytes, {what} is {size} bytes."
+            )
+
+
+async def check_runnable(state: ComputeState, image: ImageRecord) -> None:
+    """The image is one the site's hypervisor (QEMU) can boot, and so are the kernel
+    and ramdisk images it names."""
+    if image.disk_format is not None and image.disk_format not in RUNNABLE_DISK_FORMATS:
+        raise BadRequest(
+            f"Image {image.id} is in disk format {image.disk_format}, which this site cannot "
+            f"run (it runs {' and '.join(RUNNABLE_DISK_FORMATS)})."
+        )
+    if image.container_format not in RUNNABLE_CONTAINERS:
+        raise BadRequest(
+            f"Image {image.id} is in container format {image.container_format}, which this "
+            "site cannot run (it runs bare images)."
+        )
+    if not image.blob_sha256:
+        raise BadRequest(f"Image {image.id} has no data at this site.")
+    for key in ("kernel_id", "ramdisk_id"):
+        ref = image.properties.get(key)
+        if not ref:
+            continue
+        found = await state.images.get(str(ref))
+        if found is None or found.status != "active" or not found.blob_sha256:
+            raise BadRequest(f"Image {image.id} names {key} {ref}, which has no data here.")
+        if found.disk_format not in BOOT_FILE_FORMATS:
+            raise BadRequest(
+                f"Image {image.id} names {key} {ref}, in disk format {found.disk_format}, "
+                "which is no kernel or ramdisk format (aki, ari, raw)."
+            )
+    if image.properties.get("ramdisk_id") and not image.properties.get("kernel_id"):
+        raise BadRequest(f"Image {image.id} names a ramdisk_id but no kernel_id.")

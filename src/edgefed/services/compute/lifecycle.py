@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from edgefed.core.errors import EdgefedError
-from edgefed.drivers.base import ComputeDriver, DriverError, InstanceSpec, PowerState
+from edgefed.drivers.base import (
+    ComputeDriver,
+    DriverError,
+    HostUnavailable,
+    InstanceSpec,
+    PowerState,
+)
+from edgefed.services.compute.instance_spec import instance_spec
 from edgefed.services.compute.scheduler import NO_VALID_HOST, Request, Scheduler
 from edgefed.store.compute import ServerRecord, ServerRepository
-from edgefed.store.image import BlobStore, ImageRepository, blob_path
+from edgefed.store.image import BlobStore, ImageRepository
 from edgefed.store.network import NetworkRepository
 from edgefed.store.schema import utcnow
 
@@ -182,22 +189,8 @@ class ServerLifecycle:
         )
 
     async def _spec(self, server: ServerRecord) -> InstanceSpec:
-        image_path: Path | None = None
-        if server.image_id:
-            image = await self.images.get(server.image_id)
-            if image is not None and image.blob_sha256:
-                image_path = blob_path(self.data_dir, image)
-        assert server.host is not None
-        return InstanceSpec(
-            id=server.id,
-            name=server.name,
-            host=server.host,
-            vcpus=server.vcpus,
-            ram_mb=server.ram,
-            disk_gb=server.disk,
-            image_id=server.image_id,
-            image_path=image_path,
-            user_data=server.user_data,
+        return await instance_spec(
+            server, images=self.images, networks=self.networks, data_dir=self.data_dir
         )
 
     async def _plug_network(self, server: ServerRecord) -> None:
@@ -247,6 +240,17 @@ class ServerLifecycle:
             call = getattr(self.driver, method)
         try:
             await call(server_id)
+        except HostUnavailable as exc:
+            # Nothing is known of the guest: shown as SHUTOFF, with the reason.
+            await self.servers.transition(
+                server_id,
+                expect_task=[task_state],
+                vm_state="stopped",
+                task_state=None,
+                power_state=int(PowerState.NOSTATE),
+                fault=fault(f"{method} failed: {exc}", code=503),
+            )
+            return
         except DriverError as exc:
             await self.servers.transition(
                 server_id,
@@ -299,6 +303,43 @@ class ServerLifecycle:
             await self.servers.transition(
                 server_id, expect_task=["image_snapshot"], task_state=None
             )
+
+    # -- what the hypervisor reports -----------------------------------------------------
+    async def power_changed(self, server_id: str, power: PowerState) -> None:
+        """A guest changed by itself, or its host reported it after a restart: record it
+        (Nova's power state sync). A guest that powered off makes its server SHUTOFF; a
+        guest its host no longer has makes it ERROR; a guest of a deleted server is
+        destroyed. Servers with an operation under way are left to it."""
+        server = await self.servers.get(server_id, include_deleted=True)
+        if server is None:
+            return
+        if server.vm_state == "deleted":
+            if power != PowerState.NOSTATE and server_id not in self._tasks:
+                log.info("destroying the guest of deleted server %s", server_id)
+                self._run(server_id, self._reap(server_id))
+            return
+        if server.task_state is not None or server.vm_state in ("building", "error"):
+            return
+        changes: dict[str, Any] = {"power_state": int(power)}
+        if power == PowerState.NOSTATE:
+            changes.update(
+                vm_state="error",
+                fault=fault(f"The guest of server {server_id} is gone from host {server.host}."),
+            )
+        elif server.vm_state == "active" and power in (PowerState.SHUTDOWN, PowerState.CRASHED):
+            changes["vm_state"] = "stopped"
+        elif server.vm_state == "stopped" and power == PowerState.RUNNING:
+            changes["vm_state"] = "active"
+        if server.power_state == int(power) and len(changes) == 1:
+            return
+        log.info("server %s: the hypervisor reports power state %s", server_id, power.name)
+        await self.servers.transition(server_id, expect_task=[None], **changes)
+
+    async def _reap(self, server_id: str) -> None:
+        try:
+            await self.driver.destroy(server_id)
+        except DriverError as exc:
+            log.warning("destroying the guest of deleted server %s: %s", server_id, exc)
 
     # -- after a restart --------------------------------------------------------------
     async def recover(self) -> int:

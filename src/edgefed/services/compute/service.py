@@ -61,7 +61,7 @@ async def version_v21(request: Request) -> Json:
 
 async def on_start(ctx: SiteContext) -> None:
     settings = ctx.settings
-    driver = load_driver(settings)
+    driver = load_driver(settings, store=ctx.store, queue=ctx.host_commands)
     scheduler = Scheduler(
         source=InventoryHostSource(InventoryRepository(ctx.store), SettingsHostSource(settings)),
         ratios=Ratios(
@@ -82,6 +82,7 @@ async def on_start(ctx: SiteContext) -> None:
         data_dir=settings.data_dir,
         max_image_bytes=settings.max_image_bytes,
     )
+    driver.watch_power(lifecycle.power_changed)
     state = ComputeState(
         ctx=ctx,
         driver=driver,

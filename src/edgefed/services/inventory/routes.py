@@ -15,6 +15,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.services.inventory import agent_channel
 from edgefed.services.inventory.hosts import HOST, host_view
 from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
 from edgefed.services.inventory.views import (
@@ -86,6 +87,7 @@ async def heartbeat(body: HeartbeatRequest, request: Request) -> Json:
     )
 
 
-# Hosts ------------------------------------------------------------------------------
+# The command channel (agent_channel.py), then hosts --------------------------------
 
+router.routes.extend(agent_channel.router.routes)
 router.routes.extend(HOST.routes())

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 02:39:50.975940
+Create Date: 2026-12-07 03:09:39.080225
 """
 
 from __future__ import annotations
@@ -172,6 +172,25 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_fleet_sites")),
     )
+    op.create_table(
+        "host_commands",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("server_id", sa.String(length=36), nullable=True),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("payload", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("result", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=True),
+        sa.Column("error", sa.String(length=2000), nullable=True),
+        sa.Column("deadline", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("sent_at", sa.Float(), nullable=True),
+        sa.Column("finished_at", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_host_commands")),
+    )
+    with op.batch_alter_table("host_commands", schema=None) as batch_op:
+        batch_op.create_index("ix_host_commands_host_state", ["host", "state"], unique=False)
+
     op.create_table(
         "identity_domains",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -800,6 +819,10 @@ def downgrade() -> None:
     op.drop_table("identity_mappings")
     op.drop_table("identity_endpoints")
     op.drop_table("identity_domains")
+    with op.batch_alter_table("host_commands", schema=None) as batch_op:
+        batch_op.drop_index("ix_host_commands_host_state")
+
+    op.drop_table("host_commands")
     op.drop_table("fleet_sites")
     with op.batch_alter_table("fleet_alarms", schema=None) as batch_op:
         batch_op.drop_index("ix_fleet_alarms_state_type_entity")

@@ -1,0 +1,235 @@
+"""``AgentDriver``: the compute driver of a site whose guests run on host agents.
+
+Each operation becomes a command for the agent of the instance's host
+(``api.hostcommands``), and returns when the agent answered: a spawn once QEMU runs
+there, a stop once it has stopped. An answer with an error is a ``DriverError`` with
+the agent's words; no answer before the deadline, or a host whose agent went down, is
+a ``HostUnavailable`` naming the host and the wait, so the server gets a fault that
+says why instead of staying in a task state.
+
+The driver knows which host runs an instance from the spawn, from ``adopt`` after a
+restart, and from the servers' records otherwise. What agents report of their guests
+(power changes, the guests found after an agent restart) is kept for
+``power_state`` and passed to the compute service's listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgefed.api.hostcommands import GuestReport, HostCommandQueue
+from edgefed.drivers.base import (
+    DriverError,
+    HostUnavailable,
+    HypervisorInfo,
+    InstanceSpec,
+    PowerListener,
+    PowerState,
+    Snapshot,
+)
+from edgefed.drivers.wire import instance_to_json
+from edgefed.store.compute import ServerRepository
+from edgefed.store.inventory import InventoryRepository
+
+log = logging.getLogger("edgefed.drivers.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandTimeouts:
+    """Seconds an agent has to answer, by kind of work."""
+
+    spawn: float = 300.0  # copying and converting an image can take minutes
+    power: float = 120.0  # an ACPI power-off waits up to QEMU's shutdown timeout
+    snapshot: float = 1800.0
+    query: float = 15.0  # console output, diagnostics
+
+
+class AgentDriver:
+    name = "qemu"
+
+    def __init__(
+        self,
+        *,
+        queue: HostCommandQueue,
+        servers: ServerRepository,
+        inventory: InventoryRepository,
+        timeouts: CommandTimeouts | None = None,
+    ) -> None:
+        self.queue = queue
+        self.servers = servers
+        self.inventory = inventory
+        self.timeouts = timeouts or CommandTimeouts()
+        self._hosts: dict[str, str] = {}
+        self._power: dict[str, PowerState] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
+        self._listener: PowerListener | None = None
+        queue.listen(self._on_report)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _host(self, instance_id: str) -> str | None:
+        host = self._hosts.get(instance_id)
+        if host is None:
+            server = await self.servers.get(instance_id, include_deleted=True)
+            host = server.host if server is not None else None
+            if host is not None:
+                self._hosts[instance_id] = host
+        return host
+
+    async def _refusal(self, host: str) -> str | None:
+        """Why ``host`` cannot take a command now (unknown, its agent down), or None."""
+        found = {h.hostname: h for h in await self.inventory.list_hosts()}.get(host)
+        if found is None:
+            return f"host {host} is not in the site's inventory"
+        if found.credential_hash is None:
+            return f"host {host} has no enrolled agent"
+        if found.availability == "down":
+            return f"host {host} is down: its agent stopped sending heartbeats"
+        return None
+
+    async def _call(
+        self,
+        instance_id: str,
+        kind: str,
+        *,
+        timeout: float,
+        host: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        host = host or await self._host(instance_id)
+        if host is None:
+            raise DriverError(f"instance {instance_id} has no host")
+        refusal = await self._refusal(host)
+        if refusal is not None:
+            raise HostUnavailable(refusal)
+        record = await self.queue.submit(
+            host=host, kind=kind, server_id=instance_id, payload=payload, timeout=timeout
+        )
+        if record.state == "done":
+            result = record.result or {}
+            if "power_state" in result:
+                self._power[instance_id] = PowerState(int(result["power_state"]))
+            return result
+        error = record.error or "the command failed"
+        if record.sent_at is None or error.startswith(("the agent of host", "host ")):
+            raise HostUnavailable(error)
+        raise DriverError(error)
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        self._hosts[spec.id] = spec.host
+        await self._call(
+            spec.id,
+            "spawn",
+            host=spec.host,
+            timeout=self.timeouts.spawn,
+            payload={"instance": instance_to_json(spec)},
+        )
+        self._power[spec.id] = PowerState.RUNNING
+
+    async def _power_op(self, instance_id: str, kind: str, **payload: Any) -> None:
+        await self._call(instance_id, kind, timeout=self.timeouts.power, payload=payload)
+
+    async def stop(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "stop")
+        self._power[instance_id] = PowerState.SHUTDOWN
+
+    async def start(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "start")
+        self._power[instance_id] = PowerState.RUNNING
+
+    async def reboot(self, instance_id: str, *, hard: bool) -> None:
+        await self._power_op(instance_id, "reboot", hard=hard)
+        self._power[instance_id] = PowerState.RUNNING
+
+    async def pause(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "pause")
+        self._power[instance_id] = PowerState.PAUSED
+
+    async def unpause(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "unpause")
+        self._power[instance_id] = PowerState.RUNNING
+
+    async def suspend(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "suspend")
+        self._power[instance_id] = PowerState.SUSPENDED
+
+    async def resume(self, instance_id: str) -> None:
+        await self._power_op(instance_id, "resume")
+        self._power[instance_id] = PowerState.RUNNING
+
+    async def destroy(self, instance_id: str) -> None:
+        host = await self._host(instance_id)
+        if host is None:
+            return  # never placed: nothing runs anywhere
+        await self._call(instance_id, "destroy", host=host, timeout=self.timeouts.power)
+        self._hosts.pop(instance_id, None)
+        self._power.pop(instance_id, None)
+
+    async def snapshot(self, instance_id: str) -> Snapshot:
+        """The agent writes a standalone qcow2 the site reads (an agent on the site's
+        machine: the path is shared)."""
+        result = await self._call(instance_id, "snapshot", timeout=self.timeouts.snapshot)
+        path = result.get("path")
+        if not isinstance(path, str):
+            raise DriverError("the agent's snapshot names no file")
+        return Snapshot(path=Path(path), disk_format=str(result.get("disk_format") or "qcow2"))
+
+    def power_state(self, instance_id: str) -> PowerState:
+        return self._power.get(instance_id, PowerState.NOSTATE)
+
+    async def console_output(self, instance_id: str, *, lines: int | None = None) -> str:
+        result = await self._call(
+            instance_id, "console", timeout=self.timeouts.query, payload={"lines": lines}
+        )
+        return str(result.get("output") or "")
+
+    async def diagnostics(self, instance_id: str) -> dict[str, object]:
+        result = await self._call(instance_id, "diagnostics", timeout=self.timeouts.query)
+        diagnostics = result.get("diagnostics")
+        return dict(diagnostics) if isinstance(diagnostics, dict) else {}
+
+    def adopt(self, instances: Sequence[tuple[InstanceSpec, PowerState]]) -> None:
+        for spec, power in instances:
+            self._hosts[spec.id] = spec.host
+            self._power[spec.id] = power
+
+    def hypervisor(self, host: str) -> HypervisorInfo:
+        facts = self._facts.get(host, {})
+        return HypervisorInfo(
+            hypervisor_type=str(facts.get("hypervisor_type") or "QEMU"),
+            hypervisor_version=int(facts.get("hypervisor_version") or 0),
+            host_ip=str(facts.get("host_ip") or "127.0.0.1"),
+            cpu_model=str(facts.get("cpu_model") or "unknown"),
+            accel=str(facts.get("accel") or "none"),
+        )
+
+    def watch_power(self, listener: PowerListener) -> None:
+        self._listener = listener
+
+    async def close(self) -> None:
+        self._hosts.clear()
+        self._power.clear()
+
+    # -- what agents report ------------------------------------------------------------------
+
+    async def _on_report(self, report: GuestReport) -> None:
+        if report.facts:
+            self._facts[report.host] = dict(report.facts)
+        changes: dict[str, PowerState] = {}
+        for guest_id, power in report.guests.items():
+            changes[guest_id] = PowerState(power)
+            self._hosts.setdefault(guest_id, report.host)
+        if report.full:
+            for guest_id, host in list(self._hosts.items()):
+                if host == report.host and guest_id not in report.guests:
+                    changes[guest_id] = PowerState.NOSTATE
+        for guest_id, power in changes.items():
+            self._power[guest_id] = power
+            if self._listener is not None:
+                await self._listener(guest_id, power)

@@ -1,0 +1,112 @@
+"""The command channel's routes for host agents, under ``/edge/v1/hosts/agent``.
+
+An agent authenticates every call with its host credential (``X-Host-Credential``)
+and only ever sees its own host's share: the commands queued for it (a long poll,
+``POST /agent/commands``), its answers (``POST /agent/commands/{id}``: 404 for a
+command that is not its own open one, which then stays as it was), what it reports
+of its guests (``POST /agent/guests``) and its network plan (``GET /agent/network``,
+with an ETag). The queue is ``SiteContext.host_commands`` (api/hostcommands.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgefed.api.context import SiteContext, site_context
+from edgefed.api.hostcommands import GuestReport, HostCommandQueue
+from edgefed.api.responses import Json
+from edgefed.core.errors import NotFound, Unavailable
+from edgefed.drivers.agent_network import host_plan
+from edgefed.drivers.planwire import plan_to_json
+from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
+from edgefed.store.inventory import HostRecord
+
+router = APIRouter()
+
+
+class PollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait: float = Field(default=20.0, ge=0, le=300)
+    # The agent lost what it had been sent (it restarted): send it again.
+    restarted: bool = False
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    result: dict[str, Any] | None = None
+    error: str | None = Field(default=None, max_length=4000)
+
+
+class GuestsReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    guests: dict[str, int] = Field(default_factory=dict, max_length=4096)
+    full: bool = False
+    facts: dict[str, Any] = Field(default_factory=dict, max_length=64)
+
+
+def queue_of(ctx: SiteContext) -> HostCommandQueue:
+    if ctx.host_commands is None:
+        raise Unavailable("The host command channel is not running yet.")
+    return ctx.host_commands
+
+
+async def _agent(request: Request) -> tuple[SiteContext, HostRecord]:
+    ctx = site_context(request)
+    host = await HostInventory(ctx).authenticate_agent(request.headers.get(CREDENTIAL_HEADER))
+    return ctx, host
+
+
+@router.post("/agent/commands")
+async def poll_commands(body: PollRequest, request: Request) -> Json:
+    ctx, host = await _agent(request)
+    queue = queue_of(ctx)
+    wait = min(body.wait, ctx.settings.agent_poll_wait_seconds)
+    found = await queue.poll(host=host.hostname, wait=wait, restarted=body.restarted)
+    return Json(
+        {
+            "site_instance": queue.instance,
+            "commands": [
+                {"id": c.id, "kind": c.kind, "server_id": c.server_id, "payload": c.payload}
+                for c in found
+            ],
+        }
+    )
+
+
+@router.post("/agent/commands/{command_id}", status_code=204)
+async def answer_command(command_id: str, body: AnswerRequest, request: Request) -> Response:
+    ctx, host = await _agent(request)
+    record = await queue_of(ctx).answer(
+        host=host.hostname, command_id=command_id, result=body.result, error=body.error
+    )
+    if record is None:
+        raise NotFound(f"Host {host.hostname} has no open command {command_id}.")
+    return Response(status_code=204)
+
+
+@router.post("/agent/guests", status_code=204)
+async def report_guests(body: GuestsReport, request: Request) -> Response:
+    ctx, host = await _agent(request)
+    await queue_of(ctx).report(
+        GuestReport(host=host.hostname, guests=body.guests, full=body.full, facts=body.facts)
+    )
+    return Response(status_code=204)
+
+
+@router.get("/agent/network")
+async def network_plan(request: Request) -> Response:
+    ctx, host = await _agent(request)
+    doc = plan_to_json(await host_plan(ctx.store, host.hostname))
+    body = json.dumps(doc, sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
