@@ -3,33 +3,14 @@ project, a ``reader`` only reads; ``shared`` and ``router:external`` need ``admi
 
 from __future__ import annotations
 
+from tests.unit.network.neutron_kit import N, as_, network, policy_refused
+
 from edgefed.testkit.inprocess import InProcessSite
-from edgefed.testkit.tokens import forge_token
-
-N = "/network/v2.0"
-
-
-def as_(site: InProcessSite, role: str, project: str = "alpha") -> dict[str, str]:
-    ctx = site.app.state.ctx
-    return {"X-Auth-Token": forge_token(ctx, user=f"{role}-{project}", project=project, role=role)}
-
-
-async def _network(site: InProcessSite, headers: dict[str, str]) -> dict:
-    r = await site.client.post(f"{N}/networks", json={"network": {"name": "n"}}, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()["network"]
-
-
-def _policy_refused(r, rule: str) -> None:
-    assert r.status_code == 403, r.text
-    fault = r.json()["NeutronError"]
-    assert fault["type"] == "PolicyNotAuthorized"
-    assert f"rule:{rule} is disallowed by policy" in fault["message"]
 
 
 async def test_a_reader_reads_but_writes_nothing(site: InProcessSite) -> None:
     member, reader = as_(site, "member"), as_(site, "reader")
-    net = await _network(site, member)
+    net = await network(site, member)
     r = await site.client.post(
         f"{N}/subnets",
         json={"subnet": {"network_id": net["id"], "cidr": "10.1.0.0/24"}},
@@ -46,12 +27,12 @@ async def test_a_reader_reads_but_writes_nothing(site: InProcessSite) -> None:
     assert (await site.client.get(f"{N}/ports/{port['id']}", headers=reader)).status_code == 200
     # Every write is refused, naming the rule.
     r = await site.client.post(f"{N}/networks", json={"network": {"name": "x"}}, headers=reader)
-    _policy_refused(r, "create_network")
+    policy_refused(r, "create_network")
     r = await site.client.put(
         f"{N}/networks/{net['id']}", json={"network": {"name": "y"}}, headers=reader
     )
-    _policy_refused(r, "update_network")
-    _policy_refused(
+    policy_refused(r, "update_network")
+    policy_refused(
         await site.client.delete(f"{N}/networks/{net['id']}", headers=reader), "delete_network"
     )
     r = await site.client.post(
@@ -59,23 +40,23 @@ async def test_a_reader_reads_but_writes_nothing(site: InProcessSite) -> None:
         json={"subnet": {"network_id": net["id"], "cidr": "10.2.0.0/24"}},
         headers=reader,
     )
-    _policy_refused(r, "create_subnet")
+    policy_refused(r, "create_subnet")
     r = await site.client.put(
         f"{N}/subnets/{subnet['id']}", json={"subnet": {"name": "y"}}, headers=reader
     )
-    _policy_refused(r, "update_subnet")
-    _policy_refused(
+    policy_refused(r, "update_subnet")
+    policy_refused(
         await site.client.delete(f"{N}/subnets/{subnet['id']}", headers=reader), "delete_subnet"
     )
     r = await site.client.post(
         f"{N}/ports", json={"port": {"network_id": net["id"]}}, headers=reader
     )
-    _policy_refused(r, "create_port")
+    policy_refused(r, "create_port")
     r = await site.client.put(
         f"{N}/ports/{port['id']}", json={"port": {"name": "y"}}, headers=reader
     )
-    _policy_refused(r, "update_port")
-    _policy_refused(
+    policy_refused(r, "update_port")
+    policy_refused(
         await site.client.delete(f"{N}/ports/{port['id']}", headers=reader), "delete_port"
     )
     # Nothing changed.
@@ -90,7 +71,7 @@ async def test_shared_and_external_need_admin_on_create_and_update(site: InProce
         r = await site.client.post(
             f"{N}/networks", json={"network": {"name": "s", flag: True}}, headers=member
         )
-        _policy_refused(r, f"create_network:{flag}")
+        policy_refused(r, f"create_network:{flag}")
     # Their default value is no privilege.
     r = await site.client.post(
         f"{N}/networks", json={"network": {"name": "s", "shared": False}}, headers=member
@@ -101,7 +82,7 @@ async def test_shared_and_external_need_admin_on_create_and_update(site: InProce
         r = await site.client.put(
             f"{N}/networks/{net['id']}", json={"network": {flag: True}}, headers=member
         )
-        _policy_refused(r, f"update_network:{flag}")
+        policy_refused(r, f"update_network:{flag}")
     r = await site.client.get(f"{N}/networks/{net['id']}", headers=member)
     assert r.json()["network"]["shared"] is False
     assert r.json()["network"]["router:external"] is False

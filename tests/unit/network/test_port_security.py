@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.network.neutron_kit import N, as_, default_group, group, post, rule
 from tests.unit.network.nft_model import Packet, parse, verdict
-from tests.unit.network.test_security_groups import as_, default_group, group, post, rule
 
 from edgefed.drivers.hostnet import render
 from edgefed.drivers.hostnet.from_store import firewall_plan
 from edgefed.store.network import NetworkRepository
 from edgefed.testkit.inprocess import InProcessSite
-
-N = "/network/v2.0"
 
 
 async def ports(site: InProcessSite, h: dict[str, str], *groups: list[str]) -> list[dict[str, Any]]:

@@ -6,45 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.unit.network.neutron_kit import (
+    N,
+    as_,
+    default_group,
+    fault,
+    group,
+    post,
+    rule,
+)
 
 from edgefed.testkit.inprocess import InProcessSite
-from edgefed.testkit.tokens import forge_token
-
-N = "/network/v2.0"
-
-
-def as_(site: InProcessSite, role: str = "member", project: str = "alpha") -> dict[str, str]:
-    ctx = site.app.state.ctx
-    return {"X-Auth-Token": forge_token(ctx, user=f"{role}-{project}", project=project, role=role)}
-
-
-async def post(site: InProcessSite, h: dict[str, str], path: str, key: str, **body: Any):
-    return await site.client.post(f"{N}/{path}", json={key: body}, headers=h)
-
-
-async def group(site: InProcessSite, h: dict[str, str], name: str = "web") -> dict[str, Any]:
-    r = await post(site, h, "security-groups", "security_group", name=name)
-    assert r.status_code == 201, r.text
-    return r.json()["security_group"]
-
-
-async def default_group(site: InProcessSite, h: dict[str, str]) -> dict[str, Any]:
-    r = await site.client.get(f"{N}/security-groups?name=default", headers=h)
-    (found,) = r.json()["security_groups"]
-    return found
-
-
-async def rule(site: InProcessSite, h: dict[str, str], group_id: str, **body: Any):
-    return await post(
-        site, h, "security-group-rules", "security_group_rule", security_group_id=group_id, **body
-    )
-
-
-def fault(r, status: int, kind: str, message: str = "") -> None:
-    assert r.status_code == status, r.text
-    error = r.json()["NeutronError"]
-    assert error["type"] == kind, error
-    assert message in error["message"], error
 
 
 def shape(rule: dict[str, Any]) -> tuple[Any, ...]:
