@@ -33,7 +33,6 @@ def test_the_gateway_defaults_to_the_first_address_and_may_be_none() -> None:
     ("data", "says"),
     [
         ({"cidr": "300.1.1.0/24"}, "'300.1.1.0/24' is not a valid IP subnet (field 'cidr')"),
-        ({}, "'None' is not a valid IP subnet"),
         ({"cidr": "10.0.0.0/24", "ip_version": 5}, "5 is not in [4, 6] (field 'ip_version')"),
         ({"cidr": "10.0.0.0/24", "ip_version": 6}, "Cidr 10.0.0.0/24 does not match ip_version 6"),
         ({"cidr": "10.0.0.0/31"}, "Cidr 10.0.0.0/31 is too small"),
@@ -47,6 +46,14 @@ def test_a_bad_request_names_what_is_wrong(data: dict[str, object], says: str) -
     with pytest.raises(BadRequest) as exc:
         plan(**data)
     assert says in refused(exc)
+
+
+def test_no_cidr_is_neutrons_refusal_without_a_subnet_pool() -> None:
+    with pytest.raises(BadRequest) as exc:
+        plan()
+    assert exc.value.message == (
+        "Bad subnets request: a subnetpool must be specified in the absence of a cidr."
+    )
 
 
 def test_subnets_of_one_network_never_overlap() -> None:

@@ -32,12 +32,14 @@ def plan_subnet(data: dict[str, Any], *, network_id: str, taken: Iterable[str]) 
     """The CIDR, gateway and DNS servers of a new subnet of ``network_id``, whose other
     subnets have the CIDRs ``taken``; 400 ``InvalidInput`` naming what is wrong."""
     raw_cidr = data.get("cidr")
+    if raw_cidr is None:  # Neutron would take one from a subnet pool; there are none here
+        raise BadRequest(
+            "Bad subnets request: a subnetpool must be specified in the absence of a cidr."
+        )
     try:
         net = ipaddress.ip_network(str(raw_cidr), strict=False)
     except ValueError as exc:
         raise bad_input(f"'{raw_cidr}' is not a valid IP subnet (field 'cidr')") from exc
-    if raw_cidr is None:
-        raise bad_input("'cidr' is required")
     version = data.get("ip_version", net.version)
     if version not in (4, 6):
         raise bad_input(f"{version} is not in [4, 6] (field 'ip_version')")

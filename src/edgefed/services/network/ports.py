@@ -16,6 +16,7 @@ from edgefed.services.network.neutron import (
     listed,
     neutron_body,
     owner_for,
+    required,
     standard,
     text,
     texts,
@@ -82,9 +83,7 @@ class Port(NeutronResource[PortRecord, Ports]):
 
     async def create(self, call: Call, repo: Ports) -> PortRecord:
         data = await call.body()
-        if not data.get("network_id"):
-            raise bad_input("'network_id' is required")
-        network = await NETWORK.find(call, str(data["network_id"]))
+        network = await NETWORK.find(call, str(required(data, "network_id")))
         project_id = owner_for(call, data)
         requested = await _requested_ips(call, data.get("fixed_ips"))
         groups = await _groups(call, data, project_id)

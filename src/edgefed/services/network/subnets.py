@@ -15,6 +15,7 @@ from edgefed.services.network.neutron import (
     flag,
     listed,
     neutron_body,
+    required,
     standard,
     text,
     texts,
@@ -88,9 +89,7 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
 
     async def create(self, call: Call, repo: Subnets) -> SubnetRecord:
         data = await call.body()
-        if not data.get("network_id"):
-            raise bad_input("'network_id' is required")
-        network = await NETWORK.find(call, str(data["network_id"]))
+        network = await NETWORK.find(call, str(required(data, "network_id")))
         self.access.check_owner(call, network.project_id, "create", id=network.id)
         taken = [s.cidr for s in await repo.list(filters={"network_id": network.id})]
         plan = ipam.plan_subnet(data, network_id=network.id, taken=taken)
