@@ -5,8 +5,6 @@ reads and takes a host's capacity in one transaction, so racing boots never over
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,15 +20,6 @@ from edgefed.store.compute import (
 )
 from edgefed.store.compute.tables import keypairs, quotas
 from edgefed.store.engine import Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
-    opened = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def flavor(flavor_id: str, name: str | None = None, **extra: Any) -> dict[str, Any]:

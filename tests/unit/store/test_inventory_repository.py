@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -23,16 +21,6 @@ from edgefed.store.inventory import (
 )
 
 NOW = dt.datetime(2030, 5, 1, 12, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
-    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
-    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def host(name: str, ip: str | None, **extra: object) -> NewHost:

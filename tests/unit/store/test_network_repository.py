@@ -5,8 +5,6 @@ server gets ("auto") exist exactly once per project."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -24,16 +22,6 @@ from edgefed.store.network import (
     Subnets,
     default_pools,
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
-    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
-    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def network_with_subnet(store: Store, cidr: str = "192.168.5.0/29") -> tuple[str, str]:
