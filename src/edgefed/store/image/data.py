@@ -35,17 +35,18 @@ class ImageData:
     async def begin(self, image_id: str, *, status: str = "saving") -> ImageRecord:
         """``queued`` → ``saving`` (or ``uploading`` when staging); Conflict otherwise."""
         async with self.store.write() as conn:
-            row = (
-                await conn.execute(select(images.c.status).where(images.c.id == image_id))
-            ).first()
-            if row is None:
-                raise NotFound(f"No image found with ID {image_id}")
-            if row.status != "queued":
+            # Compare and set: on PostgreSQL a racing upload may have read ``queued`` too.
+            queued = (images.c.id == image_id) & (images.c.status == "queued")
+            if not await set_status(conn, queued, status):
+                row = (
+                    await conn.execute(select(images.c.status).where(images.c.id == image_id))
+                ).first()
+                if row is None:
+                    raise NotFound(f"No image found with ID {image_id}")
                 raise Conflict(
                     f"Image {image_id} is {row.status}: data can only be uploaded to a queued "
                     "image."
                 )
-            await set_status(conn, images.c.id == image_id, status)
         return await self._reread(image_id)
 
     async def abort(self, image_id: str) -> None:

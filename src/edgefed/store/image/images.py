@@ -87,6 +87,8 @@ class Images(RecordRepository[ImageRecord, NewImage]):
                     blobs.place(blob)
                     blob = None
                 await conn.execute(insert(images).values(**values))
+        except IntegrityError as exc:  # a racing create of the same id (PostgreSQL)
+            raise _exists(exc, values) from exc
         finally:
             if blob is not None and blobs is not None:
                 blobs.discard(blob)
