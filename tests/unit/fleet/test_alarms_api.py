@@ -12,6 +12,7 @@ import httpx
 from edgefed.core.settings import HostSpec
 from edgefed.services.fleet.monitor import HealthMonitor
 from edgefed.store.image import ImageRepository
+from edgefed.store.inventory import InventoryRepository, NewHost
 from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
@@ -118,6 +119,33 @@ async def test_capacity_alarm_raised_and_cleared(tmp_path: Path) -> None:
         r = await site.client.delete(f"/compute/v2.1/servers/{server_id}", headers=h)
         assert r.status_code == 204
         assert await capacity_alarms_once(site, monitor, want=False) == []
+
+
+async def test_capacity_alarm_of_an_enrolled_host(tmp_path: Path) -> None:
+    """The settings' host is large, the enrolled one small: the alarm follows the host
+    the server really runs on."""
+    settings = site_settings(
+        tmp_path / "b",
+        compute_hosts=(HostSpec(name="big-1", vcpus=64, ram_mb=10**6, disk_gb=10**4),),
+        capacity_alarm_percent=40.0,
+    )
+    async with run_site(settings) as site:
+        await InventoryRepository(ctx_of(site).store).hosts.create(
+            new=NewHost(
+                id="e1",
+                hostname="edge-1",
+                personality="worker",
+                mgmt_ip=None,
+                administrative="unlocked",
+                availability="available",
+                hardware={"cpus": 2, "memory_mb": 1024, "disks": [{"name": "d", "size_gb": 20}]},
+                ram_allocation_ratio=1.0,
+            )
+        )
+        monitor = HealthMonitor(ctx_of(site))
+        await _boot_tiny(site)
+        alarms = await capacity_alarms_once(site, monitor, want=True)
+        assert [a["entity"] for a in alarms] == ["site=Berlin.resource=ram_mb"]
 
 
 async def test_peer_unreachable_alarm_follows_a_cut(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from edgefed.core.settings import HostSpec
 from edgefed.services.fleet.report import own_report
 from edgefed.store.alarms import AlarmRepository, Severity
+from edgefed.store.image import ImageRepository
 from edgefed.store.inventory import InventoryRepository, NewHost
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.inprocess_fleet import admin, ctx_of
+from edgefed.testkit.wait import eventually
 
 
 async def raise_alarm(site: InProcessSite, type: str, severity: Severity, entity: str) -> None:
@@ -35,26 +37,87 @@ async def test_capacity_is_each_hosts_size_times_the_allocation_ratios(tmp_path:
         disk_allocation_ratio=1.0,
     )
     async with run_site(settings) as site:
+        # A host of the inventory that runs no servers changes nothing.
         await InventoryRepository(ctx_of(site).store).hosts.create(
-            new=NewHost(
-                id="h2", hostname="b2", personality="edgeworker", mgmt_ip=None, availability="down"
-            )
+            new=NewHost(id="s1", hostname="store-1", personality="storage", mgmt_ip=None)
         )
         r = await site.client.get("/edge/v1/telemetry", headers=admin(site))
         assert r.status_code == 200
         telemetry = r.json()["telemetry"]
         hosts = {h["name"]: h for h in telemetry["hosts"]}
+        assert set(hosts) == {"b1", "b2"}
         assert hosts["b1"]["vcpus"] == {"total": 32, "used": 0}
         assert hosts["b1"]["ram_mb"] == {"total": 6144, "used": 0}
         assert hosts["b2"]["disk_gb"] == {"total": 10, "used": 0}
-        assert (hosts["b1"]["availability"], hosts["b2"]["availability"]) == ("available", "down")
+        assert hosts["b1"]["availability"] == hosts["b2"]["availability"] == "available"
         assert telemetry["capacity"]["vcpus"] == {"total": 40, "used": 0, "percent": 0.0}
         assert telemetry["servers"] == {"total": 0, "by_state": {}}
         assert telemetry["site"] == "Berlin"
         r = await site.client.get("/metrics")
         families = {f.name: f for f in text_string_to_metric_families(r.text)}
         up = {s.labels["host"]: s.value for s in families["edgefed_host_up"].samples}
-        assert up == {"b1": 1.0, "b2": 0.0}
+        assert up == {"b1": 1.0, "b2": 1.0}
+
+
+async def test_enrolled_hosts_replace_the_settings_and_show_their_use(tmp_path: Path) -> None:
+    """A real enrolled host with a server on it: its reported size times its own
+    ratios, and what the server takes (it showed 0 used while telemetry read only the
+    settings' hosts)."""
+    settings = site_settings(
+        tmp_path / "berlin", compute_hosts=(HostSpec(name="b1", vcpus=8, ram_mb=4096),)
+    )
+    hw = {"cpus": 4, "memory_mb": 2048, "disks": [{"name": "vda", "size_gb": 30}]}
+    async with run_site(settings) as site:
+        hosts_repo = InventoryRepository(ctx_of(site).store).hosts
+        for name, availability in (("edge-1", "available"), ("edge-2", "down")):
+            await hosts_repo.create(
+                new=NewHost(
+                    id=f"id-{name}",
+                    hostname=name,
+                    personality="edgeworker" if name == "edge-2" else "worker",
+                    mgmt_ip=None,
+                    administrative="unlocked",
+                    availability=availability,
+                    hardware=hw,
+                    cpu_allocation_ratio=2.0,
+                    ram_allocation_ratio=1.0,
+                    disk_allocation_ratio=1.0,
+                )
+            )
+        headers = {**admin(site), "OpenStack-API-Version": "compute 2.96"}
+        image = await ImageRepository(ctx_of(site).store).create(
+            owner=None,
+            name="img",
+            disk_format="raw",
+            container_format="bare",
+            visibility="public",
+            data=b"disk",
+            data_dir=settings.data_dir,
+        )
+        body = {"name": "vm", "imageRef": image.id, "flavorRef": "2", "networks": "none"}
+        r = await site.client.post("/compute/v2.1/servers", json={"server": body}, headers=headers)
+        assert r.status_code == 202, r.text
+        server_id = r.json()["server"]["id"]
+
+        async def active() -> bool:
+            r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=headers)
+            return bool(r.json()["server"]["status"] == "ACTIVE")
+
+        await eventually(active, within=10, every=0.01, what="the server ACTIVE")
+        telemetry = (await site.client.get("/edge/v1/telemetry", headers=admin(site))).json()
+        hosts = {h["name"]: h for h in telemetry["telemetry"]["hosts"]}
+        assert set(hosts) == {"edge-1", "edge-2"}
+        assert hosts["edge-1"]["vcpus"] == {"total": 8, "used": 1}
+        assert hosts["edge-1"]["ram_mb"] == {"total": 2048, "used": 2048}
+        assert hosts["edge-1"]["disk_gb"] == {"total": 30, "used": 20}
+        assert hosts["edge-1"]["servers"] == 1
+        assert hosts["edge-2"]["availability"] == "down" and hosts["edge-2"]["servers"] == 0
+        capacity = telemetry["telemetry"]["capacity"]
+        assert capacity["ram_mb"] == {"total": 4096, "used": 2048, "percent": 50.0}
+        r = await site.client.get("/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}
+        used = {s.labels["host"]: s.value for s in families["edgefed_used_memory_bytes"].samples}
+        assert used == {"edge-1": 2048 * 1024 * 1024, "edge-2": 0}
 
 
 async def test_telemetry_counts_requests_alarms_and_sync_when_there_is_sync(

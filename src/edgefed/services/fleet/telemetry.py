@@ -3,14 +3,19 @@ servers by state, request rates and latencies, RTTs to the other sites, alarm co
 and sync queue depth, lag and per-peer delivery state when the sync service reports
 them (``sync_health``; ``null`` on a site without it).
 
-Capacity is what the scheduler sees: each compute host's physical size times the
-site's allocation ratios; usage is the sum of the live servers placed on the host
-(read from compute's repository, so it never drifts from what the scheduler decides).
+Capacity is what the scheduler sees: the hosts inventory's compute hosts (personality
+``worker`` or ``edgeworker``), each the size its agent reported times the host's own
+allocation ratios, or, while the inventory has none, the settings' ``compute_hosts``
+times the site's ratios; usage is the sum of the live servers placed on the host (read
+from compute's repository, so it never drifts from what the scheduler decides). The
+rule is the compute scheduler's (services/compute/scheduler.py), which this room may
+not import.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from edgefed.api.context import SiteContext
@@ -18,37 +23,71 @@ from edgefed.api.metrics import RequestMetrics
 from edgefed.services.fleet.sync_health import read_sync_telemetry
 from edgefed.store.alarms import AlarmRepository
 from edgefed.store.compute import ServerRepository
-from edgefed.store.inventory import InventoryRepository
+from edgefed.store.inventory import HostRecord, InventoryRepository
 
 RESOURCES = (("vcpus", "vcpus"), ("ram_mb", "ram_mb"), ("disk_gb", "disk_gb"))
+COMPUTE_PERSONALITIES = ("worker", "edgeworker")
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeHost:
+    """A host the scheduler places servers on: what it may hand out, ratios applied."""
+
+    name: str
+    availability: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+def _from_inventory(host: HostRecord) -> ComputeHost:
+    hw = host.hardware or {}
+    disks = hw.get("disks") or []
+    disk_gb = sum(float(d.get("size_gb") or 0) for d in disks if isinstance(d, dict))
+    return ComputeHost(
+        name=host.hostname,
+        availability=host.availability,
+        vcpus=int(int(hw.get("cpus") or 0) * host.cpu_allocation_ratio),
+        ram_mb=int(int(hw.get("memory_mb") or 0) * host.ram_allocation_ratio),
+        disk_gb=int(int(disk_gb) * host.disk_allocation_ratio),
+    )
+
+
+async def compute_hosts(ctx: SiteContext) -> list[ComputeHost]:
+    """The inventory's compute hosts; the settings' while it has none."""
+    enrolled = [
+        h
+        for h in await InventoryRepository(ctx.store).list_hosts()
+        if h.personality in COMPUTE_PERSONALITIES
+    ]
+    if enrolled:
+        return [_from_inventory(h) for h in sorted(enrolled, key=lambda h: h.hostname)]
+    s = ctx.settings
+    return [
+        ComputeHost(
+            name=host.name,
+            availability="available",
+            vcpus=int(host.vcpus * s.cpu_allocation_ratio),
+            ram_mb=int(host.ram_mb * s.ram_allocation_ratio),
+            disk_gb=int(host.disk_gb * s.disk_allocation_ratio),
+        )
+        for host in s.hosts
+    ]
 
 
 async def host_capacity(ctx: SiteContext) -> list[dict[str, Any]]:
-    s = ctx.settings
     usages = await ServerRepository(ctx.store).host_usages()
-    availability = {
-        h.hostname: h.availability for h in await InventoryRepository(ctx.store).list_hosts()
-    }
     rows = []
-    for host in s.hosts:
+    for host in await compute_hosts(ctx):
         used = usages.get(host.name)
         rows.append(
             {
                 "name": host.name,
-                "availability": availability.get(host.name, "available"),
+                "availability": host.availability,
                 "servers": used.servers if used else 0,
-                "vcpus": {
-                    "total": int(host.vcpus * s.cpu_allocation_ratio),
-                    "used": used.vcpus if used else 0,
-                },
-                "ram_mb": {
-                    "total": int(host.ram_mb * s.ram_allocation_ratio),
-                    "used": used.ram_mb if used else 0,
-                },
-                "disk_gb": {
-                    "total": int(host.disk_gb * s.disk_allocation_ratio),
-                    "used": used.disk_gb if used else 0,
-                },
+                "vcpus": {"total": host.vcpus, "used": used.vcpus if used else 0},
+                "ram_mb": {"total": host.ram_mb, "used": used.ram_mb if used else 0},
+                "disk_gb": {"total": host.disk_gb, "used": used.disk_gb if used else 0},
             }
         )
     return rows
