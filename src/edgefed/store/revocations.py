@@ -51,6 +51,10 @@ revocation_events = Table(
     UniqueConstraint("origin", "seq", name="uq_revocation_events_origin_seq"),
 )
 
+# Held while this site numbers an event: on PostgreSQL two revocations made at once
+# would otherwise read the same last number and the second would fail (an arbitrary key).
+_NUMBERING_LOCK = 0x65646766_0201
+
 _FIELDS = tuple(f.name for f in dataclasses.fields(RevocationEvent))
 
 
@@ -78,6 +82,8 @@ class RevocationRepository:
     ) -> RevocationEvent:
         """Number ``event`` as this site's next one, sign it and store it; the event."""
         async with self.store.write() as conn:
+            if not self.store.is_sqlite:  # PostgreSQL: racing revocations take turns
+                await conn.execute(select(func.pg_advisory_xact_lock(_NUMBERING_LOCK)))
             last = (
                 await conn.execute(
                     select(func.max(revocation_events.c.seq)).where(
