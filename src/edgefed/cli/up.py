@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from edgefed.cli.serve import READY_PREFIX
+from edgefed.cli.up_seed import seed_images
 from edgefed.core.files import write_private
 from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import fleet_admin_mappings, mapping_toml
@@ -367,6 +368,11 @@ async def _up(args: argparse.Namespace) -> int:
                 f"{ca.cert_file.resolve()}\n  (clouds.yaml says so; for `edgefed` commands: "
                 f"export SSL_CERT_FILE={ca.cert_file.resolve()})"
             )
+        # Every site gets the tiny guest image (cli/up_seed.py), when it was built.
+        seeded = await seed_images(
+            [(s.name, s.url) for s in sites], password=password, verify=_verify(ca)
+        )
+        print("", *(f"  {line}" for line in seeded), sep="\n")
         print(f"\n  admin user: admin   password: {password}   project: admin")
         print(f"  dashboard:  {sites[0].url}/dashboard")
         print(f"  clouds.yaml: {clouds}\n")
