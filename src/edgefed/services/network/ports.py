@@ -13,6 +13,7 @@ from edgefed.services.network.neutron import (
     STRING,
     NeutronResource,
     bad_input,
+    flag,
     listed,
     neutron_body,
     owner_for,
@@ -21,6 +22,7 @@ from edgefed.services.network.neutron import (
     text,
     texts,
 )
+from edgefed.services.network.quotas import limit_of
 from edgefed.services.network.subnets import SUBNET
 from edgefed.store.network import NewPort, PortRecord, Ports, SecurityGroups, Subnets
 
@@ -101,11 +103,13 @@ class Port(NeutronResource[PortRecord, Ports]):
             device_id=text(data, "device_id"),
             device_owner=text(data, "device_owner"),
             mac_address=mac.lower() if isinstance(mac, str) else None,
-            admin_state_up=bool(data.get("admin_state_up", True)),
+            admin_state_up=flag(data, "admin_state_up", True),
             security_groups=groups,
         )
         try:
-            return await repo.create(new=new)
+            return await repo.create(
+                new=new, limit=await limit_of(call.ctx.store, project_id, "port")
+            )
         except ValueError as exc:
             raise bad_input(f"invalid fixed IP: {exc}") from exc
 
@@ -113,7 +117,7 @@ class Port(NeutronResource[PortRecord, Ports]):
         data = await call.body()
         changes: dict[str, Any] = texts(data, ("name", "description", "device_id", "device_owner"))
         if "admin_state_up" in data:
-            changes["admin_state_up"] = bool(data["admin_state_up"])
+            changes["admin_state_up"] = flag(data, "admin_state_up", True)
         groups = await _groups(call, data, port.project_id)
         if groups is not None:
             changes["security_groups"] = groups
