@@ -17,6 +17,7 @@ from edgefed.services.network.neutron import (
     text,
     texts,
 )
+from edgefed.services.network.quotas import limit_of
 from edgefed.store.network import NetworkRecord, Networks, NewNetwork
 
 # Network attributes only an admin may set (Neutron's create/update_network:<attr> rules).
@@ -84,7 +85,7 @@ class Network(NeutronResource[NetworkRecord, Networks]):
             external=external,
             mtu=mtu,
         )
-        return await repo.create(new=new)
+        return await repo.add(new=new, limit=await limit_of(call.ctx.store, project_id, "network"))
 
     async def changes(self, call: Call, repo: Networks, network: NetworkRecord) -> dict[str, Any]:
         data = await call.body()

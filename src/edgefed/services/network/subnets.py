@@ -20,6 +20,7 @@ from edgefed.services.network.neutron import (
     text,
     texts,
 )
+from edgefed.services.network.quotas import limit_of
 from edgefed.store.network import Networks, NewSubnet, SubnetRecord, Subnets
 
 
@@ -106,7 +107,8 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
             host_routes=data.get("host_routes") or [],
             enable_dhcp=flag(data, "enable_dhcp", True),
         )
-        return await repo.create(new=new)
+        limit = await limit_of(call.ctx.store, network.project_id, "subnet")
+        return await repo.add(new=new, limit=limit)
 
     async def changes(self, call: Call, repo: Subnets, subnet: SubnetRecord) -> dict[str, Any]:
         data = await call.body()

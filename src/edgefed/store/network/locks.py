@@ -16,6 +16,7 @@ from edgefed.store.engine import AsyncConnection, Store
 ALLOCATION_LOCK = 0x65646766_0101  # address allocation
 DEFAULTS_LOCK = 0x65646766_0102  # the defaults made on first use
 SECURITY_LOCK = 0x65646766_0103  # groups and rules: quotas, duplicates
+QUOTA_LOCK = 0x65646766_0104  # networks and subnets: counts against their quotas
 
 
 async def serialise(store: Store, conn: AsyncConnection, key: int) -> None:

@@ -1,14 +1,17 @@
-"""Networks and subnets as records: a network knows its subnets; neither goes while in use."""
+"""Networks and subnets as records: a network knows its subnets; neither goes while in
+use; a project makes them within its quota."""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select
 
 from edgefed.core.errors import Conflict
 from edgefed.store.engine import AsyncConnection
-from edgefed.store.network.locks import DEFAULTS_LOCK, serialise
+from edgefed.store.network.groups import count_of, over_quota
+from edgefed.store.network.locks import DEFAULTS_LOCK, QUOTA_LOCK, serialise
 from edgefed.store.network.ports import default_pools, delete_ports
 from edgefed.store.network.tables import (
     NetworkRecord,
@@ -25,6 +28,30 @@ from edgefed.store.records import RecordMapper, RecordRepository, Related, colum
 DEFAULT_NETWORK_NAME = "default"
 DEFAULT_SUBNET_CIDR = "10.0.0.0/24"
 
+
+async def add_within(
+    repo: RecordRepository[Any, Any],
+    table: Table,
+    resource: str,
+    values: dict[str, Any],
+    limit: int,
+) -> str:
+    """Insert ``values`` (stamped) into ``table``; 409 ``OverQuota`` naming ``resource``
+    when the project has ``limit`` rows already (-1: no limit). Counted and inserted in
+    one write transaction, serialised on PostgreSQL: racing creates do not both fit."""
+    values = repo.stamped(values)
+    try:
+        async with repo.store.write() as conn:
+            await serialise(repo.store, conn, QUOTA_LOCK)
+            if 0 <= limit <= await count_of(conn, table, values["project_id"]):
+                raise over_quota(resource)
+            await conn.execute(insert(table).values(**values))
+    finally:
+        if repo.on_write is not None:
+            repo.on_write()
+    return str(values["id"])
+
+
 _SUBNETS_OF = (
     select(subnets.c.id, subnets.c.network_id)
     .where(subnets.c.network_id.in_(bindparam("ids", expanding=True)))
@@ -36,6 +63,14 @@ class Networks(RecordRepository[NetworkRecord, NewNetwork]):
     table = networks
     mapper = RecordMapper(NetworkRecord)
     related = (Related("subnet_ids", _SUBNETS_OF, key="network_id", item=lambda row: row.id),)
+
+    async def add(self, *, new: NewNetwork, limit: int) -> NetworkRecord:
+        """The new network; 409 ``OverQuota`` when its project has ``limit`` (-1: none)."""
+        made = await self.get(
+            id=await add_within(self, networks, "network", column_values(new), limit)
+        )
+        assert made is not None
+        return made
 
     async def shared_ids(self) -> set[str]:
         async with self.store.read() as conn:
@@ -123,6 +158,14 @@ async def _default_of(conn: AsyncConnection, project_id: str) -> str | None:
 class Subnets(RecordRepository[SubnetRecord, NewSubnet]):
     table = subnets
     mapper = RecordMapper(SubnetRecord)
+
+    async def add(self, *, new: NewSubnet, limit: int) -> SubnetRecord:
+        """The new subnet; 409 ``OverQuota`` when its project has ``limit`` (-1: none)."""
+        made = await self.get(
+            id=await add_within(self, subnets, "subnet", column_values(new), limit)
+        )
+        assert made is not None
+        return made
 
     async def delete(self, *, id: str) -> bool:
         """Delete the subnet; 409 while a port holds one of its addresses."""

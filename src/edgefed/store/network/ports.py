@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from edgefed.core.errors import Conflict
 from edgefed.store.engine import AsyncConnection
-from edgefed.store.network.groups import SecurityGroups
+from edgefed.store.network.groups import SecurityGroups, count_of, over_quota
 from edgefed.store.network.locks import ALLOCATION_LOCK, serialise
 from edgefed.store.network.tables import (
     FixedIp,
@@ -107,13 +107,14 @@ class Ports(RecordRepository[PortRecord, NewPort]):
         Related("security_groups", _GROUPS_OF, key="port_id", item=lambda r: r.security_group_id),
     )
 
-    async def create(self, *, new: NewPort) -> PortRecord:
+    async def create(self, *, new: NewPort, limit: int = -1) -> PortRecord:
         """A port with fixed IPs: those requested, or the first free one (racing ports
         get different ones).
 
         ValueError for a requested address that is not an IP address; 409 for one
         outside the network's subnets, a subnet without free addresses, or an address
-        or MAC already taken.
+        or MAC already taken; 409 ``OverQuota`` when the project has ``limit`` ports
+        (-1, the compute service's: no limit).
         """
         values = column_values(new)
         requested = values.pop("requested_ips")
@@ -125,6 +126,8 @@ class Ports(RecordRepository[PortRecord, NewPort]):
         try:
             async with self.store.write() as conn:
                 await serialise(self.store, conn, ALLOCATION_LOCK)
+                if 0 <= limit <= await count_of(conn, ports, new.project_id):
+                    raise over_quota("port")
                 await conn.execute(insert(ports).values(**values))
                 await _allocate(conn, new.network_id, values["id"], requested)
                 await bind_groups(conn, values["id"], groups)
