@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from network_support import network_with_subnet
 
 from edgefed.core.errors import Conflict
 from edgefed.store.engine import Store
@@ -14,26 +15,12 @@ from edgefed.store.network import (
     NetworkQuotas,
     NetworkRepository,
     Networks,
-    NewNetwork,
     NewPort,
     NewSubnet,
     Ports,
     SecurityGroups,
     Subnets,
-    default_pools,
 )
-
-
-async def network_with_subnet(store: Store, cidr: str = "192.168.5.0/29") -> tuple[str, str]:
-    network = await Networks(store).create(new=NewNetwork(name="n", project_id="alpha"))
-    gateway = cidr.rsplit(".", 1)[0] + ".1"
-    subnet = await Subnets(store).create(
-        new=NewSubnet(
-            network_id=network.id, project_id="alpha", cidr=cidr, ip_version=4,
-            gateway_ip=gateway, allocation_pools=default_pools(cidr, gateway),
-        )
-    )  # fmt: skip
-    return network.id, subnet.id
 
 
 def kind(exc: pytest.ExceptionInfo[Conflict]) -> str | None:
