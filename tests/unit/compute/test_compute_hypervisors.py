@@ -151,3 +151,11 @@ async def test_uptime_is_not_known_then_gone(site, h):
     hyp = (await detail(site, at(h, "2.88"))).json()["hypervisors"][0]
     r = await site.client.get(f"{C}/os-hypervisors/{hyp['id']}/uptime", headers=at(h, "2.88"))
     assert r.status_code == 404
+
+
+async def test_no_aggregates(site, h):
+    r = await site.client.get(f"{C}/os-aggregates", headers=h)
+    assert r.status_code == 200 and r.json() == {"aggregates": []}
+    r = await site.client.get(f"{C}/os-aggregates/1", headers=h)
+    assert r.status_code == 404
+    assert r.json()["itemNotFound"]["message"] == "Aggregate 1 could not be found."

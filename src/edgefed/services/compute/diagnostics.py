@@ -50,7 +50,9 @@ STATE_NAMES = {
 PRIMITIVE_FIELDS = ("hypervisor", "hypervisor_os", "uptime", "num_cpus", "num_nics", "num_disks")
 LIST_FIELDS = {
     "cpu_details": ("id", "time", "utilisation"),
-    "disk_details": ("read_bytes", "read_requests", "write_bytes", "write_requests", "errors_count"),
+    "disk_details": (
+        "read_bytes", "read_requests", "write_bytes", "write_requests", "errors_count",
+    ),
     "nic_details": (
         "mac_address", "rx_octets", "rx_errors", "rx_drop", "rx_packets", "rx_rate",
         "tx_octets", "tx_errors", "tx_drop", "tx_packets", "tx_rate",

@@ -10,7 +10,8 @@ and a JSON string before.
 Hypervisor ids are uuids from 2.53 on (uuid5 of the host name, stable across restarts)
 and small integers before; from 2.53 ``hypervisor_hostname_pattern`` and
 ``with_servers`` take the place of the old search and servers routes; the usage fields
-disappear at 2.88 and so do /statistics and /uptime, exactly as in Nova.
+disappear at 2.88 and so do /statistics and /uptime, exactly as in Nova. Host
+aggregates are not kept: their list is empty.
 """
 
 from __future__ import annotations
@@ -305,6 +306,27 @@ async def hypervisor_uptime(
     await _one(state, hypervisor, version)
     # The agents report no uptime of their hosts; clients take 501 as "not known".
     raise NotSupported("Virt driver does not implement host uptime function.")
+
+
+@router.get("/v2.1/os-aggregates")
+async def list_aggregates(
+    principal: Principal = Depends(current_principal),
+    state: ComputeState = Depends(compute_state),
+) -> Json:
+    """No host aggregates here (zones come from the settings): the empty list that
+    ``openstack hypervisor show`` reads to name a host's aggregates."""
+    require_admin(principal, "os_compute_api:os-aggregates:index")
+    return Json({"aggregates": []})
+
+
+@router.get("/v2.1/os-aggregates/{aggregate_id}")
+async def show_aggregate(
+    aggregate_id: str,
+    principal: Principal = Depends(current_principal),
+    state: ComputeState = Depends(compute_state),
+) -> Json:
+    require_admin(principal, "os_compute_api:os-aggregates:show")
+    raise NotFound(f"Aggregate {aggregate_id} could not be found.")
 
 
 @router.get("/v2.1/os-availability-zone")
