@@ -32,6 +32,9 @@ class Severity(StrEnum):
 
 
 SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
+# Held while an alarm is looked for and raised: on PostgreSQL two raises at once would
+# otherwise both find none active and both insert one (an arbitrary constant key).
+_RAISE_LOCK = 0x65646766_0301
 
 alarms = Table(
     "fleet_alarms",
@@ -106,6 +109,8 @@ class AlarmRepository:
         """(the active alarm for (type, entity), whether it was newly raised)."""
         key = and_(alarms.c.state == ACTIVE, alarms.c.type == type, alarms.c.entity == entity)
         async with self.store.write() as conn:
+            if not self.store.is_sqlite:  # PostgreSQL: racing raises of one alarm take turns
+                await conn.execute(select(func.pg_advisory_xact_lock(_RAISE_LOCK)))
             row = (await conn.execute(select(alarms).where(key))).first()
             if row is not None:
                 current = _record(row)
