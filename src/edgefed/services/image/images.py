@@ -223,4 +223,6 @@ def _readable(call: Call, record: ImageRecord, statuses: Any) -> bool:
     principal = call.principal
     if record.owner == principal.project_id:
         return bool(principal.role_names & {"reader", "member"})
-    return record.visibility in ("public", "community") or record.id in statuses
+    if record.visibility == "shared":
+        return record.id in statuses  # a member: memberships count while it is shared
+    return record.visibility in ("public", "community")
