@@ -17,6 +17,7 @@ from typing import Any
 from edgefed.core.errors import BadRequest, Conflict, Forbidden, UnsupportedMediaType
 from edgefed.services.image.attributes import (
     BASE,
+    MAX_TAGS,
     READ_ONLY,
     validate_base,
     validate_property,
@@ -103,6 +104,8 @@ def apply_patch(record: ImageRecord, operations: Any) -> PatchResult:
         else:
             properties[name] = validate_property(name, value)
         touched.add("properties")
+    if "tags" in touched and len(base["tags"]) > MAX_TAGS:
+        raise Forbidden(f"An image may have at most {MAX_TAGS} tags.")
     result = PatchResult()
     for name in touched:
         result.changes[name] = properties if name == "properties" else base[name]
