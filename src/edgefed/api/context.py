@@ -2,8 +2,9 @@
 
 Handlers reach it through ``site_context(request)``; nothing is global. What one room
 offers another is a typed field holding a Protocol of ``api/`` (``fleet``, ``authority``,
-``revoker``, ``sync_status``, ``host_commands``), filled by the service that implements it; a service's
-private state sits in ``slots``, found by its class (api/slots.py).
+``revoker``, ``sync_status``, ``host_commands``, ``guest_metrics``), filled by the
+service that implements it; a service's private state sits in ``slots``, found by its
+class (api/slots.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from edgefed.store.engine import Store
 
 if TYPE_CHECKING:
     from edgefed.api.fleetview import FleetView
+    from edgefed.api.guestmetrics import GuestMetrics
     from edgefed.api.hostcommands import HostCommandQueue
     from edgefed.api.metrics import RequestMetrics
 
@@ -75,6 +77,8 @@ class SiteContext:
     sync_status: SyncStatus | None = None
     # The command channel to the host agents (the inventory service; None before it starts).
     host_commands: HostCommandQueue | None = None
+    # Each guest's power, size and counters for /metrics (compute; None without it).
+    guest_metrics: GuestMetrics | None = None
     # Counters and latencies of the requests this site served (the app's middleware).
     request_metrics: RequestMetrics | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).

@@ -22,6 +22,7 @@ from edgefed.services.compute import (
     quotas,
     servers,
 )
+from edgefed.services.compute.guest_metrics import GuestMetricsCache
 from edgefed.services.compute.lifecycle import ServerLifecycle
 from edgefed.services.compute.microversion import (
     MicroversionRoute,
@@ -96,11 +97,13 @@ async def on_start(ctx: SiteContext) -> None:
         images=image_repo,
     )
     ctx.slots.put(state)
+    ctx.guest_metrics = GuestMetricsCache(servers=server_repo, driver=driver)
     await flavors.seed_default_flavors(state.flavors)
     await lifecycle.recover()
 
 
 async def on_stop(ctx: SiteContext) -> None:
+    ctx.guest_metrics = None
     state = ctx.slots.get(ComputeState)
     if state is not None:
         await state.lifecycle.stop()

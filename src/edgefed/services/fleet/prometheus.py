@@ -3,17 +3,20 @@
 Names follow Prometheus conventions: an ``edgefed_`` prefix, base units in the name
 (``_bytes``, ``_seconds``), ``_total`` only on counters, per-host and per-peer values
 as labels (sum them in PromQL for the site). The values come from the same telemetry
-snapshot as the JSON at ``/edge/v1/telemetry``, gathered fresh for every scrape.
+snapshot as the JSON at ``/edge/v1/telemetry``, gathered fresh for every scrape, and
+per guest from compute's ``GuestMetrics`` port (its counters cached there). Guests are
+labelled by server id, project and host, never by name: ``/metrics`` asks for no token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from edgefed.api.guestmetrics import GuestSample
 from edgefed.services.fleet.health import Condition, PeerHealth
 
 MIB = 1024 * 1024
@@ -25,9 +28,15 @@ BREAKER_VALUE = {"closed": 0.0, "half-open": 0.5, "open": 1.0}
 class SnapshotCollector:
     """A prometheus_client collector over one telemetry snapshot."""
 
-    def __init__(self, snapshot: dict[str, Any], peers: dict[str, PeerHealth]):
+    def __init__(
+        self,
+        snapshot: dict[str, Any],
+        peers: dict[str, PeerHealth],
+        guests: Sequence[GuestSample] = (),
+    ):
         self.snapshot = snapshot
         self.peers = peers
+        self.guests = guests
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
@@ -86,6 +95,53 @@ class SnapshotCollector:
         yield up
         yield rtt
         yield from sync_metrics(site, snap.get("sync"))
+        yield from guest_metrics(site, self.guests)
+
+
+GUEST_LABELS = ["site", "server", "project", "host"]
+# (family, help, attribute): counters from the driver's diagnostics.
+GUEST_COUNTERS = (
+    ("edgefed_guest_cpu_seconds", "CPU time the guest's vCPUs used.", "cpu_time_seconds"),
+    ("edgefed_guest_disk_read_bytes", "Bytes the guest read from its disks.", "disk_read_bytes"),
+    ("edgefed_guest_disk_write_bytes", "Bytes the guest wrote to its disks.", "disk_write_bytes"),
+    ("edgefed_guest_network_receive_bytes", "Bytes the guest's NICs received.", "net_rx_bytes"),
+    ("edgefed_guest_network_transmit_bytes", "Bytes the guest's NICs sent.", "net_tx_bytes"),
+)
+
+
+def guest_metrics(site: str, guests: Sequence[GuestSample]) -> Iterator[Metric]:
+    """One series per live server placed on a host; counters where the driver gives them."""
+    power = GaugeMetricFamily(
+        "edgefed_guest_power_state",
+        "A server's power state (Nova's: 1 running, 3 paused, 4 shutdown, 7 suspended).",
+        labels=GUEST_LABELS,
+    )
+    vcpus = GaugeMetricFamily("edgefed_guest_vcpus", "A server's vCPUs.", labels=GUEST_LABELS)
+    memory = GaugeMetricFamily(
+        "edgefed_guest_memory_bytes", "A server's RAM (its flavor's).", labels=GUEST_LABELS
+    )
+    used = GaugeMetricFamily(
+        "edgefed_guest_memory_used_bytes",
+        "Memory the guest's hypervisor process holds.",
+        labels=GUEST_LABELS,
+    )
+    families = [
+        (CounterMetricFamily(name, what, labels=GUEST_LABELS), attr)
+        for name, what, attr in GUEST_COUNTERS
+    ]
+    for guest in guests:
+        labels = [site, guest.server_id, guest.project_id, guest.host]
+        power.add_metric(labels, guest.power_state)
+        vcpus.add_metric(labels, guest.vcpus)
+        memory.add_metric(labels, guest.ram_mb * MIB)
+        if guest.memory_used_mb is not None:
+            used.add_metric(labels, guest.memory_used_mb * MIB)
+        for family, attr in families:
+            value = getattr(guest, attr)
+            if value is not None:
+                family.add_metric(labels, value)
+    yield from (power, vcpus, memory, used)
+    yield from (family for family, _ in families)
 
 
 def sync_metrics(site: str, sync: dict[str, Any] | None) -> Iterator[Metric]:
@@ -138,7 +194,9 @@ def sync_metrics(site: str, sync: dict[str, Any] | None) -> Iterator[Metric]:
     yield from (depth, lag, pending, failing, oldest, breaker, conflicts)
 
 
-def exposition(snapshot: dict[str, Any], peers: dict[str, PeerHealth]) -> bytes:
+def exposition(
+    snapshot: dict[str, Any], peers: dict[str, PeerHealth], guests: Sequence[GuestSample] = ()
+) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot, peers))
+    registry.register(SnapshotCollector(snapshot, peers, guests))
     return bytes(generate_latest(registry))

@@ -134,7 +134,8 @@ async def prometheus_metrics(request: Request) -> Response:
     ctx = site_context(request)
     metrics = metrics_of(request)
     snapshot = await telemetry.collect(ctx, metrics)
-    body = exposition(snapshot, peer_health(ctx))
+    guests = await ctx.guest_metrics.samples() if ctx.guest_metrics is not None else ()
+    body = exposition(snapshot, peer_health(ctx), guests)
     if metrics is not None:
         body = metrics.exposition() + body
     return Response(content=body, media_type=CONTENT_TYPE)
