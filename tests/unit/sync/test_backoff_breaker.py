@@ -5,17 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from sync_support import FakeClock
 
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_backoff_grows_then_repeats_its_last_delay_within_jitter() -> None:
@@ -33,7 +26,7 @@ def test_backoff_refuses_nonsense() -> None:
 
 
 def test_breaker_opens_after_threshold_probes_after_cooldown_and_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = Breaker(threshold=3, cooldown=5.0, clock=clock)
     for _ in range(2):
         assert breaker.allow()
@@ -53,7 +46,7 @@ def test_breaker_opens_after_threshold_probes_after_cooldown_and_closes() -> Non
 
 
 def test_a_failed_probe_reopens_with_a_longer_cooldown() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = Breaker(threshold=1, cooldown=2.0, max_cooldown=5.0, clock=clock)
     breaker.record_failure()
     clock.now += 2.0

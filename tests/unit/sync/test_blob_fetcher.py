@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sync_support import FakeClock
 
 from edgefed.store.image import images
 from edgefed.store.sync import Fetch, SyncReceiver, SyncRepository
@@ -24,14 +25,6 @@ from edgefed.testkit.inprocess import InProcessSite
 DATA = b"a disk image, not a large one " * 100
 SHA = hashlib.sha256(DATA).hexdigest()
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Central:
@@ -80,7 +73,7 @@ async def receiver(site: InProcessSite) -> tuple[InProcessSite, SyncRepository]:
 
 
 def fetcher_for(
-    site: InProcessSite, repo: SyncRepository, central: Central, clock: Clock
+    site: InProcessSite, repo: SyncRepository, central: Central, clock: FakeClock
 ) -> BlobFetcher:
     ctx = dataclasses.replace(
         site.app.state.ctx,
@@ -104,7 +97,7 @@ async def the_fetch(repo: SyncRepository) -> Fetch:
 
 async def test_a_cut_download_resumes_where_it_stopped(receiver: Any) -> None:
     site, repo = receiver
-    central, clock = Central(serve(DATA)), Clock()
+    central, clock = Central(serve(DATA)), FakeClock(5000.0)
     fetcher = fetcher_for(site, repo, central, clock)
     fetcher.partial_dir.mkdir(parents=True, exist_ok=True)
     (fetcher.partial_dir / f"{SHA}.part").write_bytes(DATA[:1000])  # what a cut left
@@ -123,7 +116,7 @@ async def test_a_blob_that_is_not_what_it_was_called_is_dropped_and_fetched_agai
     receiver: Any,
 ) -> None:
     site, repo = receiver
-    central, clock = Central(serve(DATA.upper())), Clock()
+    central, clock = Central(serve(DATA.upper())), FakeClock(5000.0)
     fetcher = fetcher_for(site, repo, central, clock)
 
     assert not await fetcher.fetch(await the_fetch(repo))
@@ -139,7 +132,7 @@ async def test_a_blob_that_is_not_what_it_was_called_is_dropped_and_fetched_agai
 
 async def test_a_source_sending_more_than_announced_is_cut_off(receiver: Any) -> None:
     site, repo = receiver
-    central, clock = Central(serve(DATA + b"and then some more")), Clock()
+    central, clock = Central(serve(DATA + b"and then some more")), FakeClock(5000.0)
     fetcher = fetcher_for(site, repo, central, clock)
 
     assert not await fetcher.fetch(await the_fetch(repo))
@@ -151,7 +144,7 @@ async def test_a_source_sending_more_than_announced_is_cut_off(receiver: Any) ->
 
 async def test_a_refused_range_starts_over(receiver: Any) -> None:
     site, repo = receiver
-    central, clock = Central(lambda _r: httpx.Response(416)), Clock()
+    central, clock = Central(lambda _r: httpx.Response(416)), FakeClock(5000.0)
     fetcher = fetcher_for(site, repo, central, clock)
     fetcher.partial_dir.mkdir(parents=True, exist_ok=True)
     (fetcher.partial_dir / f"{SHA}.part").write_bytes(b"stale bytes")
@@ -163,7 +156,7 @@ async def test_a_refused_range_starts_over(receiver: Any) -> None:
 
 async def test_a_fetch_that_names_no_sha256_is_never_requested(receiver: Any) -> None:
     site, repo = receiver
-    central, clock = Central(serve(DATA)), Clock()
+    central, clock = Central(serve(DATA)), FakeClock(5000.0)
     fetcher = fetcher_for(site, repo, central, clock)
     bad = dataclasses.replace(await the_fetch(repo), sha256="../keys/signing.pem")
 

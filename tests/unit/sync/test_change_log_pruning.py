@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sync_support import create, engine_of
 
 from edgefed.store.sync import SyncRepository
 from edgefed.sync.state import SyncEngine
 from edgefed.testkit.inprocess import InProcessSite
-
-
-def engine_of(site: InProcessSite) -> SyncEngine:
-    engine = site.app.state.ctx.slots.require(SyncEngine)
-    return engine
-
-
-async def create(site: InProcessSite, headers: dict[str, str], path: str, body: Any) -> Any:
-    r = await site.client.post(path, json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 async def route_everything(engine: SyncEngine) -> None:

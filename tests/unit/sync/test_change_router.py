@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sync_support import FakeClock
 
 from edgefed.core.scope_resolve import StaticFleetView
 from edgefed.store.compute import FlavorRepository
@@ -18,21 +19,13 @@ from edgefed.sync.state import SyncEngine
 from edgefed.testkit.inprocess import InProcessSite
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def routed(
     site: InProcessSite,
-) -> tuple[ChangeRouter, SyncRepository, list[OutboxEntry], Clock, Any]:
+) -> tuple[ChangeRouter, SyncRepository, list[OutboxEntry], FakeClock, Any]:
     """A router of Berlin's changes towards Denver (an accepted receiver), driven by hand."""
     await site.app.state.ctx.slots.require(SyncEngine).router.stop()  # this test routes
-    clock, queued = Clock(), []
+    clock, queued = FakeClock(1000.0), []
     ctx = dataclasses.replace(
         site.app.state.ctx, clock=clock, fleet=StaticFleetView(sites=("Berlin", "Denver"))
     )

@@ -4,108 +4,19 @@ answer, when it backs off and when its breaker stops it. The peer is an httpx
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import random
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from sync_support import Denver, FakeClock, each, queue, states, worker_for
 
-from edgefed.store.compute import FlavorRepository
-from edgefed.store.sync import OutboxEntry, SyncRepository, delivery_rank
-from edgefed.sync.backoff import Backoff
-from edgefed.sync.breaker import CLOSED, OPEN, Breaker
-from edgefed.sync.delivery import PeerWorker
-from edgefed.sync.payloads import PayloadCache
-from edgefed.sync.settler import Settler
-from edgefed.testkit.inprocess import InProcessSite
-
-Answer = Callable[[list[dict[str, Any]]], httpx.Response]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Denver:
-    """The receiving site: what it got, and how it answers each push."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.pushes: list[list[dict[str, Any]]] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/edge/v1/sync/push"
-        items = json.loads(request.content)["items"]
-        self.pushes.append(items)
-        return self.answer(items)
-
-
-def each(verdict: str | Callable[[dict[str, Any]], dict[str, Any]]) -> Answer:
-    """An answer giving every item ``verdict`` (a status, or a function of the item)."""
-
-    def result(item: dict[str, Any]) -> dict[str, Any]:
-        if callable(verdict):
-            return verdict(item)
-        return {"kind": item["kind"], "key": item["key"], "status": verdict}
-
-    return lambda items: httpx.Response(200, json={"results": [result(i) for i in items]})
-
-
-@pytest.fixture
-async def berlin(site: InProcessSite) -> tuple[InProcessSite, SyncRepository]:
-    flavors = FlavorRepository(site.app.state.ctx.store)
-    for n in range(3):
-        await flavors.create(values={"id": f"f{n}", "name": f"f{n}", "vcpus": 1, "ram": 64,
-                                     "disk": 0})  # fmt: skip
-    return site, SyncRepository(site.app.state.ctx.store)
-
-
-async def queue(repo: SyncRepository, *refs: tuple[str, str], op: str = "upsert") -> None:
-    versions = await repo.versions_of(refs)
-    entries = [
-        OutboxEntry("Denver", kind, key, versions[(kind, key)][0] or 1, op,
-                    rank=delivery_rank(kind, op))
-        for kind, key in refs
-    ]  # fmt: skip
-    await repo.enqueue(entries, now=0.0, force=False)
-
-
-def worker_for(
-    site: InProcessSite, repo: SyncRepository, denver: Denver, clock: Clock, *, threshold: int = 2
-) -> PeerWorker:
-    ctx = dataclasses.replace(
-        site.app.state.ctx,
-        http=httpx.AsyncClient(transport=httpx.MockTransport(denver.handle)),
-        peers={"Denver": "http://denver.test"},
-        clock=clock,
-    )
-    return PeerWorker(
-        ctx=ctx, repo=repo, target="Denver",
-        backoff=Backoff((10.0, 20.0), jitter=0.0),
-        breaker=Breaker(threshold=threshold, cooldown=30.0, clock=clock),
-        batch_size=10, concurrency=1,
-        forwarded_targets=lambda kind, key: "Lyon,Nice" if key == "f0" else None,
-        settler=Settler(repo), payloads=PayloadCache(), rng=random.Random(1),
-    )  # fmt: skip
-
-
-async def states(repo: SyncRepository) -> dict[str, tuple[str, int, float]]:
-    return {
-        str(r["key"]): (str(r["state"]), int(r["attempts"]), float(r["next_at"]))
-        for r in await repo.entries(target="Denver", limit=100)
-    }
+from edgefed.store.sync import OutboxEntry
+from edgefed.sync.breaker import CLOSED, OPEN
 
 
 async def test_a_push_sends_current_rows_parents_first_with_their_targets(berlin: Any) -> None:
     site, repo = berlin
-    denver, clock = Denver(each("applied")), Clock()
+    denver, clock = Denver(each("applied")), FakeClock()
     await queue(repo, ("flavor_access", "f1|p1"), ("flavor", "f0"), ("flavor", "gone"))
     worker = worker_for(site, repo, denver, clock)
 
@@ -131,7 +42,7 @@ async def test_each_answer_settles_its_own_item(berlin: Any) -> None:
                 "f2": {"status": "rejected", "code": 422, "error": "unknown parent"}}  # fmt: skip
     denver, clock = (
         Denver(each(lambda i: {"kind": i["kind"], "key": i["key"], **verdicts[i["key"]]})),
-        Clock(),
+        FakeClock(),
     )
     await queue(repo, ("flavor", "f0"), ("flavor", "f1"), ("flavor", "f2"))
 
@@ -148,7 +59,7 @@ async def test_each_answer_settles_its_own_item(berlin: Any) -> None:
 
 async def test_a_failed_item_waits_for_its_backoff_then_goes_again(berlin: Any) -> None:
     site, repo = berlin
-    denver, clock = Denver(each("rejected")), Clock()
+    denver, clock = Denver(each("rejected")), FakeClock()
     await queue(repo, ("flavor", "f0"))
     worker = worker_for(site, repo, denver, clock)
     await worker.step()
@@ -168,7 +79,7 @@ async def test_failed_pushes_open_the_breaker_which_lets_one_probe_through(
     def refuse(_items: list[dict[str, Any]]) -> httpx.Response:
         return httpx.Response(503, text="overloaded")
 
-    denver, clock = Denver(refuse), Clock()
+    denver, clock = Denver(refuse), FakeClock()
     await queue(repo, ("flavor", "f0"))
     worker = worker_for(site, repo, denver, clock, threshold=2)
     for _ in range(2):
@@ -192,7 +103,7 @@ async def test_a_transport_error_fails_the_whole_batch(berlin: Any) -> None:
     def cut(_items: list[dict[str, Any]]) -> httpx.Response:
         raise httpx.ConnectError("the link is cut")
 
-    denver, clock = Denver(cut), Clock()
+    denver, clock = Denver(cut), FakeClock()
     await queue(repo, ("flavor", "f0"), ("flavor", "f1"))
     worker = worker_for(site, repo, denver, clock)
     await worker.step()
@@ -206,7 +117,7 @@ async def test_rows_handed_over_fresh_are_pushed_without_reading_the_outbox(
     berlin: Any,
 ) -> None:
     site, repo = berlin
-    denver, clock = Denver(each("applied")), Clock()
+    denver, clock = Denver(each("applied")), FakeClock()
     worker = worker_for(site, repo, denver, clock)
     assert await worker.step() > 0  # an empty outbox: the peer is known clear
     assert worker.known_clear

@@ -7,15 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sync_support import engine_of
 
 from edgefed.core.errors import ValidationFailed
 from edgefed.store.sync import Mark
-from edgefed.sync.state import SyncEngine
 from edgefed.testkit.inprocess import InProcessSite
-
-
-def engine_of(site: InProcessSite) -> SyncEngine:
-    return site.app.state.ctx.slots.require(SyncEngine)
 
 
 async def test_a_mark_names_a_kind_a_key_of_that_kind_and_a_target_set(

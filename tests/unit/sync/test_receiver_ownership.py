@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select
+from sync_support import create
 
 from edgefed.core.ids import predictable_id
 from edgefed.store.identity import projects
@@ -72,12 +73,6 @@ def assignment(
     row = {"actor_type": actor_type, "actor_id": actor, "target_type": target_type,
            "target_id": target, "role_id": role}  # fmt: skip
     return item("role_assignment", key, version, None if delete else row)
-
-
-async def create(site: InProcessSite, headers: dict[str, str], path: str, body: Any) -> Any:
-    r = await site.client.post(path, json=body, headers=headers)
-    assert r.status_code in (200, 201), r.text
-    return r.json()
 
 
 def nested(depth: int) -> Any:
