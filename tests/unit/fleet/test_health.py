@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgefed.services.fleet.health import Condition, PeerWatch, assess_peer
+from fleet_kit import assess
+
+from edgefed.services.fleet.health import Condition, PeerWatch
 from edgefed.testkit.inprocess_fleet import ctx_of, fleet
-
-
-def assess(**overrides: object):
-    values: dict[str, object] = {
-        "name": "Denver",
-        "now": 100.0,
-        "last_contact": 99.0,
-        "watched_since": 0.0,
-        "timeout": 6.0,
-        "rtt_ms": 20.0,
-        "degraded_rtt_ms": 500.0,
-    }
-    values.update(overrides)
-    return assess_peer(**values)  # type: ignore[arg-type]
 
 
 def test_a_peer_heard_within_the_timeout_is_online() -> None:

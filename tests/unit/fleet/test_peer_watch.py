@@ -9,28 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_kit import assess
 
 from edgefed.api.context import Keyring
 from edgefed.api.fleetview import FleetView
 from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.fleet import SiteEntry
 from edgefed.core.tokens import public_key_b64
-from edgefed.services.fleet.health import PROBE_PATH, Condition, PeerHealth, PeerWatch, assess_peer
+from edgefed.services.fleet.health import PROBE_PATH, Condition, PeerHealth, PeerWatch
 from edgefed.testkit.inprocess import site_settings
-
-
-def assess(**overrides: Any) -> PeerHealth:
-    values: dict[str, Any] = {
-        "name": "Denver",
-        "now": 100.0,
-        "last_contact": 99.0,
-        "watched_since": 0.0,
-        "timeout": 6.0,
-        "rtt_ms": 20.0,
-        "degraded_rtt_ms": 500.0,
-    }
-    values.update(overrides)
-    return assess_peer(**values)
 
 
 def test_a_peer_answering_exactly_at_the_timeout_is_still_online() -> None:

@@ -57,11 +57,16 @@ async def quiet_site(tmp_path: Path) -> AsyncIterator[InProcessSite]:
         yield site
 
 
-async def sync_alarms(site: InProcessSite) -> list[dict[str, Any]]:
-    r = await site.client.get("/edge/v1/alarms?type=sync_failing", headers=admin(site))
+async def alarms_of(site: InProcessSite, kind: str) -> list[dict[str, Any]]:
+    """This site's alarms of type ``kind`` (``sync_failing``, ``sync_conflict``)."""
+    r = await site.client.get(f"/edge/v1/alarms?type={kind}", headers=admin(site))
     assert r.status_code == 200, r.text
     alarms: list[dict[str, Any]] = r.json()["alarms"]
     return alarms
+
+
+async def sync_alarms(site: InProcessSite) -> list[dict[str, Any]]:
+    return await alarms_of(site, "sync_failing")
 
 
 async def test_an_open_breaker_raises_sync_failing_at_once_and_recovery_clears_it(
@@ -179,10 +184,7 @@ async def test_the_real_sync_service_fills_the_sync_slot(quiet_site: InProcessSi
 
 
 async def sync_conflict_alarms(site: InProcessSite) -> list[dict[str, Any]]:
-    r = await site.client.get("/edge/v1/alarms?type=sync_conflict", headers=admin(site))
-    assert r.status_code == 200, r.text
-    alarms: list[dict[str, Any]] = r.json()["alarms"]
-    return alarms
+    return await alarms_of(site, "sync_conflict")
 
 
 async def test_conflicts_with_a_source_raise_sync_conflict_until_resolved(
