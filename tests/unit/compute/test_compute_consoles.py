@@ -8,6 +8,7 @@ import pytest
 from compute_testkit import V, boot, wait_for
 
 from edgefed.core.ids import predictable_id
+from edgefed.drivers.base import HostUnavailable
 from edgefed.services.compute.consoles import last_lines, parse_length
 from edgefed.services.compute.state import ComputeState
 from edgefed.testkit.inprocess import InProcessSite
@@ -164,6 +165,21 @@ async def test_console_output_404_and_409(site, h, image_id):
     assert r.json()["itemNotFound"]["message"] == "Guest does not have a console available."
     r = await console(site, h, sid)
     assert "not known to the fake hypervisor" in r.json()["itemNotFound"]["message"]
+
+
+async def test_console_output_409_when_the_host_does_not_answer(site, h, image_id, monkeypatch):
+    sid = await active_server(site, h, image_id)
+
+    async def unreachable(instance_id: str, *, lines: int | None = None) -> str:
+        raise HostUnavailable("host edge-1 is down: its agent stopped sending heartbeats")
+
+    monkeypatch.setattr(state_of(site).driver, "console_output", unreachable)
+    r = await console(site, h, sid)
+    assert r.status_code == 409
+    assert r.json()["conflictingRequest"]["message"] == (
+        f"Cannot read the console of instance {sid}: "
+        "host edge-1 is down: its agent stopped sending heartbeats"
+    )
 
 
 def test_parse_length_and_last_lines():

@@ -2,8 +2,9 @@
 
 Nova's rules, kept here: ``length`` is an integer, a string of digits or null, at least
 -1; null and -1 mean the whole log, 0 an empty one, N the last N lines. A server not yet
-placed on a host has no console (409 "not ready"); one the hypervisor does not know
-(gone under us) answers 404 "Guest does not have a console available." Control
+placed on a host has no console (409 "not ready"), nor one whose host does not answer
+(409 naming why: its agent is down or too slow); one the hypervisor does not know (gone
+under us) answers 404 "Guest does not have a console available." Control
 characters other than tab and newline are removed, as Nova does (a serial console is
 full of carriage returns and escape sequences). The console is readable in every state
 once the server has a host (Nova's libvirt driver reads its log file), and on a locked
@@ -20,7 +21,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.policy import require_write
 from edgefed.api.responses import Json
 from edgefed.core.errors import Conflict, NotFound, ValidationFailed
-from edgefed.drivers.base import DriverError
+from edgefed.drivers.base import DriverError, HostUnavailable
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import ServerRecord
 
@@ -91,6 +92,8 @@ async def console_output(
         return Json({"output": ""})
     try:
         text = await state.driver.console_output(server.id, lines=lines)
+    except HostUnavailable as exc:
+        raise Conflict(f"Cannot read the console of instance {server.id}: {exc}") from exc
     except DriverError as exc:
         log.info("console of %s: %s", server.id, exc)
         message = "Guest does not have a console available."
