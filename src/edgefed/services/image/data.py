@@ -157,11 +157,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
             raise _unsatisfiable(f"range {header!r} selects no bytes", size)
         return max(0, size - suffix), size - 1
     start = int(first)
+    if start >= size:
+        raise _unsatisfiable(f"range {header!r} starts past the end ({size} bytes)", size)
     end = int(last) if last else size - 1
     if end < start:
         raise _unsatisfiable(f"range {header!r} ends before it starts", size)
-    if start >= size:
-        raise _unsatisfiable(f"range {header!r} starts past the end ({size} bytes)", size)
     return start, min(end, size - 1)
 
 
