@@ -136,11 +136,23 @@ class HostAgent:
         saved = state.load(self.config.state_dir)
         if saved is not None and saved.site_url == self.site_url:
             self.state = saved
-            if self.heartbeat():
+            if self._first_heartbeat():
                 return saved
             log.warning("the site refused the saved credential; enrolling again")
         self.state = self.enroll()
         return self.state
+
+    def _first_heartbeat(self) -> bool:
+        """A restarted agent's first beat, retried while the site does not answer (it
+        may be restarting too)."""
+        for delay in self.config.enroll_backoff:
+            try:
+                return self.heartbeat()
+            except httpx.HTTPError as exc:
+                log.warning("no answer from the site (%s); retrying in %ss", exc, delay)
+                if self.stopping.wait(delay):
+                    break
+        return self.heartbeat()
 
     def run(self, *, on_ready: Callable[[state.AgentState], None] | None = None) -> None:
         enrolled = self.start()

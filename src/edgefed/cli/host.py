@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from edgefed.cli import agent_command
 from edgefed.core.errors import EdgefedError
 
 HOSTS = "/edge/v1/hosts"
@@ -286,37 +285,6 @@ def run_operator(args: argparse.Namespace, *, transport: httpx.BaseTransport | N
     return 0
 
 
-def run_agent(args: argparse.Namespace) -> int:
-    from edgefed.agent.runner import READY_PREFIX, AgentConfig, AgentError, HostAgent
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
-    config = AgentConfig(
-        site_url=args.site,
-        state_dir=args.state_dir,
-        enroll_token=args.enroll_token or _env("EDGEFED_ENROLL_TOKEN"),
-        hostname=args.hostname,
-        mgmt_ip=args.mgmt_ip,
-        interval_seconds=args.interval,
-    )
-    agent = HostAgent(config)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-
-    def ready(state: Any) -> None:
-        print(f"{READY_PREFIX} host={state.hostname} id={state.host_id}", flush=True)
-
-    try:
-        agent.run(on_ready=ready)
-    except AgentError as exc:
-        print(f"edgefed: {exc}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as exc:
-        print(f"edgefed: cannot reach the site: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="host_command", required=True)
 
@@ -370,13 +338,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ssh-user")
     p.add_argument("--become", action="store_true", help="sudo on the host")
 
-    p = sub.add_parser("agent", help="run the host agent on this host")
-    p.add_argument("--site", required=True, help="the site's URL")
-    p.add_argument("--enroll-token", help="one-time enrollment token (or EDGEFED_ENROLL_TOKEN)")
-    p.add_argument(
-        "--state-dir", type=Path, default=Path("/var/lib/edgefed-agent"), help="agent state"
-    )
-    p.add_argument("--hostname", help="hostname to enroll as (default: this machine's)")
-    p.add_argument("--mgmt-ip", help="management IP (static management networks only)")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between heartbeats")
-    p.set_defaults(func=run_agent)
+    agent_command.add_parser(sub)

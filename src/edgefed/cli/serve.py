@@ -2,7 +2,9 @@
 
 The CLI binds the listening socket itself, so ``--port 0`` works: the real port is
 known before the app starts and goes into the catalog. When the site is ready it
-prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait for.
+prints one line, ``EDGEFED READY name=… url=…``, which tools and tests wait for. With
+the qemu driver it then starts a host agent for this machine (cli/local_agent.py),
+and stops it (leaving the guests running) when it stops.
 
 With ``tls`` (``--tls``) the one port serves HTTPS: the context, built here before
 uvicorn starts (``api.tls.server_context``: the site-key certificate for other sites,
@@ -15,6 +17,7 @@ keys, certificates, image blobs are 0600, its directories 0700 (docs/tls.md).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import importlib.util
 import logging
@@ -61,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", help="debug, info, warning, error")
     parser.add_argument(
+        "--compute-driver",
+        choices=("fake", "qemu"),
+        help="fake (simulated guests) or qemu (real guests through host agents)",
+    )
+    parser.add_argument(
         "--tls",
         action="store_true",
         default=None,
@@ -80,6 +88,7 @@ def settings_from_args(args: argparse.Namespace) -> SiteSettings:
         "database_url": args.database_url,
         "admin_password": args.admin_password or os.environ.get("EDGEFED_ADMIN_PASSWORD"),
         "log_level": args.log_level,
+        "compute_driver": getattr(args, "compute_driver", None),
         "tls": args.tls,
         "tls_cert_file": args.tls_cert_file,
         "tls_key_file": args.tls_key_file,
@@ -152,7 +161,13 @@ async def serve(
     from edgefed.app import create_app
 
     config_class, server_class = uvicorn_server()
-    app = create_app(settings, on_ready=announce)
+    ready = asyncio.Event()
+
+    def on_ready(ctx: SiteContext) -> None:
+        announce(ctx)
+        ready.set()
+
+    app = create_app(settings, on_ready=on_ready)
     # uvicorn builds its own context from file names; ours (two certificates, chosen by
     # server name) goes in through its factory hook.
     ssl_options: dict[str, Any] = {}
@@ -175,7 +190,24 @@ async def serve(
         **ssl_options,
     )
     server = server_class(config)
-    await server.serve(sockets=[sock])
+    agent = None
+    if settings.runs_local_agent:
+        from edgefed.cli.local_agent import LocalAgent
+
+        # The listening socket is inheritable and uvloop's spawn does not close it: an
+        # agent holding it would keep a restarted site from listening.
+        sock.set_inheritable(False)
+        agent = LocalAgent(settings)
+        starter = asyncio.create_task(ready.wait())
+        starter.add_done_callback(lambda _: agent.start())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if agent is not None:
+            # Closed first: the agent's last calls are refused at once, not left waiting.
+            sock.close()
+            starter.cancel()
+            await agent.stop()
     if not server.started:
         raise SystemExit(1)
 

@@ -1,0 +1,247 @@
+"""The agent's side of the command channel: ``CommandLoop``.
+
+It long-polls the site for its host's commands (each poll bounded: the site answers
+after at most ``poll_wait`` seconds, empty-handed if need be), runs each command as a
+task, and posts the answer, retrying while the site does not answer. A site that
+restarts is noticed by its new ``site_instance``, or by the polls that fail meanwhile:
+the agent then reports every guest it has again (``full``), so the site re-adopts
+them. The first poll after the agent starts says ``restarted``: commands it had been
+sent and never answered are sent again.
+
+Guests that change by themselves (powered off, crashed) are reported as they change;
+the network plan is fetched every ``network_interval`` seconds (with its ETag) and
+applied when it changed, and before every spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from edgefed.agent.guests import GuestRunner
+from edgefed.drivers.base import PowerState
+from edgefed.drivers.hostnet import SiteNetwork
+from edgefed.drivers.planwire import plan_from_json
+
+log = logging.getLogger("edgefed.agent.channel")
+
+AGENT_PATH = "/edge/v1/hosts/agent"
+CREDENTIAL_HEADER = "X-Host-Credential"
+# Seconds between attempts while the site does not answer (the last one repeats).
+RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    poll_wait: float = 20.0
+    network_interval: float = 2.0
+    # How long an answer is retried while the site does not take it.
+    answer_patience: float = 600.0
+
+
+class CredentialRefused(Exception):
+    """The site no longer accepts this host's credential."""
+
+
+class CommandLoop:
+    def __init__(
+        self,
+        *,
+        site_url: str,
+        credential: Callable[[], str],
+        runner: GuestRunner,
+        network: SiteNetwork | None,
+        client: httpx.AsyncClient,
+        settings: ChannelSettings | None = None,
+    ) -> None:
+        self.site_url = site_url.rstrip("/")
+        self.credential = credential
+        self.runner = runner
+        self.network = network
+        self.client = client
+        self.settings = settings or ChannelSettings()
+        self.site_instance: str | None = None
+        self._plan_etag: str | None = None
+        self._network_lock = asyncio.Lock()
+        self._changes: asyncio.Queue[tuple[str, PowerState]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    def _headers(self) -> dict[str, str]:
+        return {CREDENTIAL_HEADER: self.credential()}
+
+    def _url(self, path: str) -> str:
+        return f"{self.site_url}{AGENT_PATH}{path}"
+
+    def guest_changed(self, guest_id: str, power: PowerState) -> None:
+        """QEMU's listener (called on the loop): report it."""
+        self._changes.put_nowait((guest_id, power))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until ``stop()``: adopt, report, poll and run commands, sync the network."""
+        await self.runner.adopt()
+        background = [
+            asyncio.create_task(self._report_changes(), name="agent-reports"),
+            asyncio.create_task(self._network_loop(), name="agent-network"),
+        ]
+        try:
+            await self._poll_loop()
+        finally:
+            for task in [*background, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*background, *self._tasks, return_exceptions=True)
+
+    async def _poll_loop(self) -> None:
+        restarted = True
+        failures = 0
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                poll = asyncio.create_task(self._poll(restarted))
+                await asyncio.wait([poll, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not poll.done():
+                    poll.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await poll
+                    return
+                try:
+                    doc = poll.result()
+                except httpx.HTTPError as exc:
+                    delay = RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+                    failures += 1
+                    self.site_instance = None  # report everything once it is back
+                    log.warning("no answer from the site (%r); polling again in %ss", exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._stopping.wait()
+                    continue
+                failures = 0
+                restarted = False
+                if doc.get("site_instance") != self.site_instance:
+                    await self.report_all()
+                    self.site_instance = doc.get("site_instance")
+                for command in doc.get("commands") or ():
+                    task = asyncio.create_task(self._execute(command))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            stopping.cancel()
+
+    async def _poll(self, restarted: bool) -> dict[str, Any]:
+        r = await self.client.post(
+            self._url("/commands"),
+            json={"wait": self.settings.poll_wait, "restarted": restarted},
+            headers=self._headers(),
+            timeout=self.settings.poll_wait + 15.0,
+        )
+        if r.status_code == 401:
+            raise CredentialRefused("the site refused this host's credential")
+        if r.status_code != 200:
+            raise httpx.HTTPStatusError(
+                f"polling answered {r.status_code}", request=r.request, response=r
+            )
+        doc: dict[str, Any] = r.json()
+        return doc
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def _execute(self, command: dict[str, Any]) -> None:
+        command_id = str(command.get("id"))
+        kind = str(command.get("kind"))
+        body: dict[str, Any]
+        try:
+            result = await self.runner.run(
+                kind, command.get("server_id"), command.get("payload") or {}
+            )
+            body = {"result": result}
+            log.info("command %s (%s of %s) done", command_id, kind, command.get("server_id"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("command %s (%s) failed: %s", command_id, kind, exc)
+            body = {"error": str(exc) or type(exc).__name__}
+        await self._answer(command_id, body)
+
+    async def _answer(self, command_id: str, body: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.answer_patience
+        attempt = 0
+        while True:
+            try:
+                r = await self.client.post(
+                    self._url(f"/commands/{command_id}"), json=body, headers=self._headers()
+                )
+                if r.status_code in (204, 404):
+                    # 404: the site failed or forgot the command meanwhile (its deadline).
+                    return
+                log.warning("the site refused the answer to %s: %s", command_id, r.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("answering %s: %r", command_id, exc)
+            if loop.time() > give_up:
+                log.error("gave up answering command %s", command_id)
+                return
+            await asyncio.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+            attempt += 1
+
+    # -- reports ---------------------------------------------------------------------------
+
+    async def report_all(self) -> None:
+        """Every guest this host has, with the hypervisor's facts."""
+        guests = {g: int(self.runner.hv.power_state(g)) for g in self.runner.hv.guest_ids()}
+        await self._report({"guests": guests, "full": True, "facts": self.runner.facts()})
+
+    async def _report(self, body: dict[str, Any]) -> None:
+        r = await self.client.post(self._url("/guests"), json=body, headers=self._headers())
+        if r.status_code != 204:
+            log.warning("the site refused a guest report: %s", r.status_code)
+
+    async def _report_changes(self) -> None:
+        while True:
+            guest_id, power = await self._changes.get()
+            changes = {guest_id: int(power)}
+            while not self._changes.empty():
+                more_id, more = self._changes.get_nowait()
+                changes[more_id] = int(more)
+            for attempt in range(len(RETRY_BACKOFF)):
+                try:
+                    await self._report({"guests": changes})
+                    break
+                except httpx.HTTPError as exc:
+                    log.warning("reporting %s: %r", changes, exc)
+                    await asyncio.sleep(RETRY_BACKOFF[attempt])
+
+    # -- the network -----------------------------------------------------------------------
+
+    async def sync_network(self) -> None:
+        """Fetch this host's network plan and apply it if it changed."""
+        if self.network is None:
+            return
+        async with self._network_lock:
+            headers = self._headers()
+            if self._plan_etag is not None:
+                headers["If-None-Match"] = self._plan_etag
+            r = await self.client.get(self._url("/network"), headers=headers)
+            if r.status_code == 304:
+                return
+            r.raise_for_status()
+            await self.network.apply(plan_from_json(r.json()))
+            self._plan_etag = r.headers.get("etag")
+
+    async def _network_loop(self) -> None:
+        while True:
+            try:
+                await self.sync_network()
+            except Exception as exc:
+                log.warning("network sync failed, retrying: %r", exc)
+            await asyncio.sleep(self.settings.network_interval)

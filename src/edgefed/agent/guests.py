@@ -1,0 +1,155 @@
+"""What the agent does with a command: ``GuestRunner`` runs it on this host.
+
+Guests run under QEMU (``drivers.qemu.QemuHypervisor``), their ports are taps on the
+site's bridges (``drivers.hostnet.SiteNetwork``): a spawn first makes the host's
+network match the site's plan (the new server's ports are in it), then starts QEMU in
+the site's namespace, next to its taps. Every command is idempotent, because an agent
+that restarted is sent again what it had not answered: a spawn of a guest that runs
+attaches to it, a destroy of one that is gone does nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from edgefed.drivers.base import InstanceSpec, NicSpec, PowerState
+from edgefed.drivers.hostnet import SiteNetwork, tap_name
+from edgefed.drivers.qemu import GuestSpec, ImageSource, Nic, QemuHypervisor
+from edgefed.drivers.qemu.spec import decode_user_data
+from edgefed.drivers.wire import instance_from_json
+
+log = logging.getLogger("edgefed.agent.guests")
+
+KINDS = (
+    "spawn",
+    "stop",
+    "start",
+    "reboot",
+    "pause",
+    "unpause",
+    "suspend",
+    "resume",
+    "destroy",
+    "snapshot",
+    "console",
+    "diagnostics",
+)
+
+
+class CommandRefused(Exception):
+    """A command this agent does not know, or whose payload it cannot use."""
+
+
+def guest_nic(nic: NicSpec) -> Nic:
+    address = None
+    for ip in nic.fixed_ips:
+        if ipaddress.ip_address(ip).version == 4 and nic.cidr is not None:
+            prefix = ipaddress.ip_network(nic.cidr, strict=False).prefixlen
+            address = f"{ip}/{prefix}"
+            break
+    return Nic(
+        tap=tap_name(nic.port_id),
+        mac=nic.mac,
+        port_id=nic.port_id,
+        network_id=nic.network_id,
+        mtu=nic.mtu,
+        address=address,
+        gateway=nic.gateway,
+        dns=nic.dns,
+    )
+
+
+def guest_spec(spec: InstanceSpec, *, netns: str | None) -> GuestSpec:
+    """The compute service's spec as QEMU's: images from their data on this machine."""
+    image = spec.image
+    if image is None or image.path is None:
+        raise CommandRefused(f"server {spec.id} has no image data this host can read")
+    kernel = ramdisk = None
+    if spec.kernel is not None and spec.kernel.path is not None:
+        kernel = ImageSource(path=spec.kernel.path, checksum=spec.kernel.checksum)
+    if spec.ramdisk is not None and spec.ramdisk.path is not None:
+        ramdisk = ImageSource(path=spec.ramdisk.path, checksum=spec.ramdisk.checksum)
+    return GuestSpec(
+        id=spec.id,
+        name=spec.name,
+        vcpus=spec.vcpus,
+        ram_mb=spec.ram_mb,
+        image=ImageSource(path=image.path, checksum=image.checksum, disk_format=image.disk_format),
+        root_gb=spec.root_gb,
+        ephemeral_gb=spec.ephemeral_gb,
+        swap_mb=spec.swap_mb,
+        kernel=kernel,
+        ramdisk=ramdisk,
+        kernel_cmdline=spec.kernel_cmdline,
+        nics=tuple(guest_nic(n) for n in spec.nics),
+        netns=netns if spec.nics else None,
+        hostname=spec.hostname,
+        project_id=spec.project_id,
+        availability_zone=spec.availability_zone,
+        launch_index=spec.launch_index,
+        public_keys=dict(spec.public_keys),
+        meta=dict(spec.metadata),
+        user_data=decode_user_data(spec.user_data),
+    )
+
+
+class GuestRunner:
+    def __init__(
+        self,
+        hypervisor: QemuHypervisor,
+        *,
+        network: SiteNetwork | None,
+        sync_network: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.hv = hypervisor
+        self.network = network
+        self.sync_network = sync_network
+
+    async def adopt(self) -> dict[str, PowerState]:
+        """Attach to the guests a previous run left (running or not)."""
+        return await self.hv.adopt()
+
+    def facts(self) -> dict[str, Any]:
+        facts = self.hv.facts
+        return {
+            "hypervisor_type": facts.hypervisor_type,
+            "hypervisor_version": facts.hypervisor_version,
+            "cpu_model": facts.cpu_model,
+            "accel": facts.accel,
+            "host_ip": self.hv.settings.host_ip,
+        }
+
+    async def run(
+        self, kind: str, server_id: str | None, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise CommandRefused(f"this agent does not know the command {kind!r}")
+        if kind == "spawn":
+            spec = instance_from_json(payload.get("instance"))
+            if spec.nics:
+                await self.sync_network()
+            netns = self.network.namespace if self.network is not None else None
+            await self.hv.spawn(guest_spec(spec, netns=netns))
+            return {"power_state": int(self.hv.power_state(spec.id))}
+        if server_id is None:
+            raise CommandRefused(f"a {kind} command names no server")
+        if kind == "destroy":
+            await self.hv.destroy(server_id)
+            return {}
+        if kind == "reboot":
+            await self.hv.reboot(server_id, hard=bool(payload.get("hard")))
+        elif kind == "snapshot":
+            snap = await self.hv.snapshot(server_id)
+            return {"path": str(snap.path), "disk_format": snap.disk_format}
+        elif kind == "console":
+            lines = payload.get("lines")
+            output = self.hv.console_output(server_id, lines=int(lines) if lines else None)
+            return {"output": output}
+        elif kind == "diagnostics":
+            return {"diagnostics": await self.hv.diagnostics(server_id)}
+        else:
+            await getattr(self.hv, kind)(server_id)
+        return {"power_state": int(self.hv.power_state(server_id))}

@@ -1,0 +1,262 @@
+"""Real guests through the real ``openstack`` CLI: an all-in-one site (``edgefed site
+serve`` with the qemu driver starts its own host agent), QEMU under TCG, the tiny
+guest image, the site's network in its own namespace.
+
+Two guests are booted, once each, on one network with a key pair and user data;
+everything after that works on those two: the console log, a ping from one to the
+other, a security group rule that opens and closes a port, stop/start/reboot/delete
+on the real QEMU processes, kill -9 of the agent (the guests keep running and the
+restarted agent adopts them), and a restart of the site (re-adopted through the
+agent). Every wait is a bounded poll of what the test asserts (``until``); the site,
+its agent, the guests and the namespace are removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork, namespace_name
+from edgefed.drivers.qemu import QemuHypervisor
+from edgefed.guest_image import build_guest_image
+from edgefed.testkit.agents import host_json
+from edgefed.testkit.osc import OpenStackCLI
+from edgefed.testkit.process import SiteProcess
+from edgefed.testkit.wait import until
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_DIR = REPO / ".cache" / "guest-image"
+TAG = f"qg{os.getpid()}"
+SITE = f"Q{TAG}"
+SUBNET, GATEWAY, IP_A, IP_B = "10.78.0.0/24", "10.78.0.1", "10.78.0.11", "10.78.0.12"
+BOOT = 180.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
+
+
+def _host_ready() -> bool:
+    tools = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
+    return (
+        os.geteuid() == 0
+        and all(shutil.which(t) for t in tools)
+        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    )
+
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+]
+
+
+def user_data(marker: str, ping: str | None = None) -> str:
+    script = f"#!/bin/sh\necho USERDATA-{marker}-$(hostname)\n"
+    if ping is not None:
+        # In the guest, in the background: the test waits for the marker, not for this.
+        script += (
+            f"(for i in $(seq 120); do ping -c 1 -W 1 {ping} >/dev/null 2>&1 && "
+            f"{{ echo PEER-PING-OK-{ping}; break; }}; sleep 1; done) &\n"
+        )
+    return script
+
+
+def qemu_pid(server_id: str) -> int | None:
+    """The QEMU process running the guest (found by its -uuid), or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and b"-uuid" in argv and server_id.encode() in argv:
+            if any(b"qemu-system" in a for a in argv[:1]):
+                return int(pid)
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def guest_disk() -> Path:
+    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_guest_image(IMAGE_DIR).disk
+
+
+async def _remove_everything(state_dir: Path, hostnet_dir: Path) -> None:
+    if state_dir.exists():
+        hv = QemuHypervisor(state_dir=state_dir)
+        await hv.open()
+        for guest_id in hv.guest_ids():
+            await hv.destroy(guest_id)
+        await hv.close()
+    await SiteNetwork(SITE, settings=HostNetSettings(state_dir=hostnet_dir)).teardown()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]:
+    # Not under pytest's private directory: dnsmasq, running as nobody, must reach it.
+    hostnet_dir = Path("/run") / f"edgefed-test-{TAG}"
+    data_dir = tmp_path_factory.mktemp("qemu-site")
+    proc = SiteProcess(
+        name=SITE,
+        data_dir=data_dir,
+        extra_config=(
+            'compute_driver = "qemu"\n'
+            f'agent_hostnet_dir = "{hostnet_dir}"\n'
+            'agent_accel = "tcg"\n'
+            "host_heartbeat_timeout_seconds = 6.0\n"
+            "agent_poll_wait_seconds = 5.0\n"
+        ),
+    )
+    try:
+        yield proc.start()
+    finally:
+        print(proc.log_tail(80))  # shown when the test failed
+        proc.stop()  # stops its agent too; guests outlive both, so they go here
+        asyncio.run(_remove_everything(data_dir / "agent" / "qemu", hostnet_dir))
+        shutil.rmtree(hostnet_dir, ignore_errors=True)
+
+
+def host_fetches(url: str) -> bool:
+    """Whether the host (the site's namespace, on the network's gateway address) gets
+    a page from a guest."""
+    argv = ["ip", "netns", "exec", namespace_name(SITE), "busybox", "timeout", "3",
+            "busybox", "wget", "-q", "-O", "-", url]  # fmt: skip
+    said = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    return said.returncode == 0
+
+
+def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_disk, tmp_path):
+    osc = OpenStackCLI(auth_url=site.auth_url, password=site.password, timeout=180)
+    image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
+                     "--file", str(guest_disk), "--public", "tiny")["id"]  # fmt: skip
+    osc.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "g.tiny")
+    net = osc.json("network", "create", "g-net")["id"]
+    osc.run("subnet", "create", "--network", net, "--subnet-range", SUBNET, "--gateway", GATEWAY,
+            "g-subnet")  # fmt: skip
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")],
+                   check=True)  # fmt: skip
+    osc.run("keypair", "create", "--public-key", str(tmp_path / "key.pub"), "g-key")
+    public_key = (tmp_path / "key.pub").read_text().split()[1]
+
+    # A formats QEMU cannot run is refused before anything is built.
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(b"\0" * 4096)
+    bad = osc.json("image", "create", "--disk-format", "iso", "--container-format", "bare",
+                   "--file", str(iso), "not-runnable")["id"]  # fmt: skip
+    refused = osc.run("server", "create", "--image", bad, "--flavor", "g.tiny", "--nic",
+                      f"net-id={net}", "x", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "disk format iso" in refused.stderr
+
+    # The site's own host takes guests once its agent has enrolled and reported.
+    host = f"{SITE.lower()}-local"
+    until(lambda: host_json(site, host)["availability"] == "available", within=60,
+          what="the local agent enrolled")  # fmt: skip
+
+    ids = {}
+    for name, ip, data in (
+        ("guest-a", IP_A, user_data("A", ping=IP_B)),
+        ("guest-b", IP_B, user_data("B")),
+    ):
+        (tmp_path / f"{name}.sh").write_text(data)
+        ids[name] = osc.json(
+            "server", "create", "--image", image, "--flavor", "g.tiny", "--key-name", "g-key",
+            "--nic", f"net-id={net},v4-fixed-ip={ip}", "--user-data", str(tmp_path / f"{name}.sh"),
+            name,
+        )["id"]  # fmt: skip
+    a, b = ids["guest-a"], ids["guest-b"]
+
+    def status(server: str) -> str:
+        return str(osc.json("server", "show", server)["status"])
+
+    def console(server: str) -> str:
+        return osc.run("console", "log", "show", server).stdout
+
+    def active(server: str) -> bool:
+        shown = osc.json("server", "show", server)
+        assert shown["status"] != "ERROR", shown.get("fault")
+        return shown["status"] == "ACTIVE"
+
+    for server in (a, b):
+        until(lambda s=server: active(s), within=BOOT, every=1, what=f"{server} ACTIVE")
+        assert qemu_pid(server) is not None
+    shown = osc.json("server", "show", a)
+    assert shown["OS-EXT-SRV-ATTR:host"] == host
+    assert IP_A in str(shown["addresses"])
+
+    # The guests boot as OpenStack guests: config drive, key, user data; A pings B.
+    until(lambda: "EDGEFED-GUEST ready" in console(b), within=BOOT, every=1, what="B ready")
+    until(lambda: "EDGEFED-GUEST ready" in console(a), within=BOOT, every=1, what="A ready")
+    log_a = console(a)
+    assert f"uuid={a} name=guest-a" in log_a
+    assert "USERDATA-A-guest-a" in log_a
+    assert "USERDATA-B-guest-b" in console(b)
+    until(lambda: f"PEER-PING-OK-{IP_B}" in console(a), within=120, every=1, what="A pings B")
+    assert public_key  # the key reached the config drive: the guest wrote authorized_keys
+
+    # Security groups: the host is not in the default group, so B's web page is closed
+    # to it until a rule opens port 80, and closed again once the rule is gone.
+    url = f"http://{IP_B}/"
+    assert not host_fetches(url)
+    rule = osc.json("security", "group", "rule", "create", "--protocol", "tcp", "--dst-port",
+                    "80", "--remote-ip", "0.0.0.0/0", "default")["id"]  # fmt: skip
+    until(lambda: host_fetches(url), within=30, every=0.5, what="port 80 open")
+    osc.run("security", "group", "rule", "delete", rule)
+    until(lambda: not host_fetches(url), within=30, every=0.5, what="port 80 closed")
+
+    # Stop, start, reboot: the real QEMU process goes and a new one comes.
+    pid_a = qemu_pid(a)
+    assert pid_a is not None
+    osc.run("server", "stop", a)
+    until(lambda: status(a) == "SHUTOFF", within=120, every=1, what="A SHUTOFF")
+    assert qemu_pid(a) is None and not alive(pid_a)
+    osc.run("server", "start", a)
+    until(lambda: status(a) == "ACTIVE", within=120, every=1, what="A ACTIVE again")
+    new_a = qemu_pid(a)
+    assert new_a is not None and new_a != pid_a
+    pid_b = qemu_pid(b)
+    assert pid_b is not None
+    osc.run("server", "reboot", "--hard", b)
+    until(lambda: status(b) == "ACTIVE" and qemu_pid(b) not in (None, pid_b), within=120,
+          every=1, what="B rebooted into a new QEMU")  # fmt: skip
+
+    # kill -9 of the agent: the guests keep running; the site starts it again and the
+    # new agent adopts them (it answers for them).
+    agent_pid_file = site.data_dir / "agent" / "agent.pid"
+    agent_pid = int(agent_pid_file.read_text())
+    running = {a: qemu_pid(a), b: qemu_pid(b)}
+    os.kill(agent_pid, signal.SIGKILL)
+    until(lambda: not alive(agent_pid), within=10, what="the agent gone")
+    assert all(pid is not None and alive(pid) for pid in running.values())
+    until(lambda: int(agent_pid_file.read_text()) != agent_pid, within=30, what="a new agent")
+    assert "EDGEFED-GUEST ready" in console(b)
+    assert {s: qemu_pid(s) for s in running} == running
+    assert status(a) == status(b) == "ACTIVE"
+
+    # A restart of the site: its agent restarts with it and re-adopts the guests.
+    site.restart()
+    osc = OpenStackCLI(auth_url=site.auth_url, password=site.password, timeout=180)
+    assert status(a) == status(b) == "ACTIVE"
+    until(lambda: "EDGEFED-GUEST ready" in console(a), within=60, every=1, what="A after restart")
+    assert {s: qemu_pid(s) for s in running} == running
+
+    # Delete: the QEMU processes go, and so do the servers.
+    for server, pid in running.items():
+        assert pid is not None
+        osc.run("server", "delete", server)
+        until(lambda p=pid: not alive(p), within=60, what=f"QEMU {pid} gone")
+    until(lambda: not osc.json("server", "list"), within=60, what="no servers")
