@@ -23,6 +23,7 @@ from tests.unit.network.neutron_kit import (
 )
 
 from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.tokens import forge_token
 
 # -- create -------------------------------------------------------------------------------
 
@@ -139,8 +140,7 @@ async def test_another_projects_network_does_not_exist_for_the_caller(site) -> N
         message,
     )
     fault(await delete(site, beta, f"networks/{ours['id']}"), 404, "NetworkNotFound", message)
-    # Even an admin of beta's project changes nothing it cannot see... but an admin
-    # sees everything.
+    # An admin sees everything.
     r = await get(site, admin(site), f"networks/{ours['id']}")
     assert r.json()["network"]["name"] == "ours"
     assert names(await listed(site, admin(site), "networks", "networks")) == ["ours"]
@@ -162,11 +162,18 @@ async def test_a_shared_network_is_seen_by_everyone_and_changed_by_its_owner(sit
     assert r.status_code == 200 and r.json()["network"]["name"] == "still-public"
 
 
-async def test_a_caller_without_a_project_sees_no_project_network(site) -> None:
-    await network(site, as_(site), "ours")
-    unscoped = {"X-Auth-Token": ""}
-    r = await get(site, unscoped, "networks")
-    assert r.status_code == 401
+async def test_a_caller_without_a_project_sees_and_makes_no_network(site) -> None:
+    ours = await network(site, as_(site), "ours")
+    ctx = site.app.state.ctx
+    unscoped = {"X-Auth-Token": forge_token(ctx, user="u", project=None, role="member")}
+    assert await listed(site, unscoped, "networks", "networks") == []
+    fault(await get(site, unscoped, f"networks/{ours['id']}"), 404, "NetworkNotFound")
+    fault(
+        await post(site, unscoped, "networks", "network", name="x"),
+        400,
+        "BadRequest",
+        "A project-scoped token (or project_id) is needed.",
+    )
 
 
 # -- update ---------------------------------------------------------------------------------
