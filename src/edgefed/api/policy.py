@@ -13,6 +13,20 @@ from __future__ import annotations
 from edgefed.api.auth import Principal
 from edgefed.core.errors import Forbidden
 
+# A region operator holds a role named ``region:<value>`` (docs/fleet.md): the fleet
+# views and the sites registry show it the sites of those regions only.
+REGION_ROLE_PREFIX = "region:"
+
+
+def region_roles(principal: Principal) -> frozenset[str]:
+    """The regions the caller's ``region:<value>`` roles name (none: empty)."""
+    size = len(REGION_ROLE_PREFIX)
+    return frozenset(
+        name[size:]
+        for name in principal.role_names
+        if name.startswith(REGION_ROLE_PREFIX) and len(name) > size
+    )
+
 
 def require_admin(principal: Principal, action: str) -> None:
     if not principal.is_admin:

@@ -15,20 +15,15 @@ from collections.abc import Iterable
 
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
+from edgefed.api.policy import region_roles
 from edgefed.core.errors import Forbidden
-
-REGION_ROLE_PREFIX = "region:"
 
 
 def bound_regions(principal: Principal) -> frozenset[str] | None:
     """The regions the caller is bound to, or None for every site (admin)."""
     if principal.is_admin:
         return None
-    regions = frozenset(
-        name[len(REGION_ROLE_PREFIX) :]
-        for name in principal.role_names
-        if name.startswith(REGION_ROLE_PREFIX) and len(name) > len(REGION_ROLE_PREFIX)
-    )
+    regions = region_roles(principal)
     if not regions:
         raise Forbidden(
             "Fleet operations need the admin role or a region operator role (region:<name>)."

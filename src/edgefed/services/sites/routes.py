@@ -12,7 +12,7 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.bodies import EDGE_BODY, parse_object
 from edgefed.api.context import site_context
-from edgefed.api.policy import require_admin
+from edgefed.api.policy import region_roles, require_admin
 from edgefed.api.responses import Json
 from edgefed.api.sitecalls import check_signed, verified_site
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
@@ -72,14 +72,18 @@ async def ping() -> Response:
 @router.get("/fleet/sites")
 async def list_sites(request: Request, principal: Principal = Depends(current_principal)) -> Json:
     reg = registry_of(request)
-    entries = reg.entries()
-    # A region operator (a region:<name> role and no admin, as services/fleet/access.py
-    # defines it) sees the sites of its regions only, here as on every fleet API.
-    prefix = "region:"
-    regions = {r[len(prefix) :] for r in principal.role_names if r.startswith(prefix)} - {""}
-    if regions and not principal.is_admin:
-        entries = [e for e in entries if reg.view.labels_of(e.name).get("region", "") in regions]
+    entries = [e for e in reg.entries() if _in_regions(reg, principal, e.name)]
     return Json({"sites": [_with_health(reg, e) for e in entries]})
+
+
+def _in_regions(reg: Registry, principal: Principal, name: str) -> bool:
+    """Whether the caller sees the site ``name``: a region operator (a region:<name>
+    role and no admin, as services/fleet/access.py has it) sees the sites of its
+    regions only, here as on every fleet API."""
+    regions = region_roles(principal)
+    if not regions or principal.is_admin:
+        return True
+    return reg.view.labels_of(name).get("region", "") in regions
 
 
 def _with_health(reg: Registry, entry: SiteEntry) -> dict[str, Any]:
@@ -95,13 +99,8 @@ async def show_site(
 ) -> Json:
     reg = registry_of(request)
     entry = reg.view.entries.get(name)
-    # A site outside a region operator's regions is not there for it (as in list_sites).
-    prefix = "region:"
-    regions = {r[len(prefix) :] for r in principal.role_names if r.startswith(prefix)} - {""}
-    if regions and not principal.is_admin and entry is not None:
-        if reg.view.labels_of(name).get("region", "") not in regions:
-            entry = None
-    if entry is None:
+    # A site outside a region operator's regions is not there for it.
+    if entry is None or not _in_regions(reg, principal, name):
         raise NotFound(f"site {name} is not in the fleet registry")
     return Json({"site": _with_health(reg, entry)})
 
