@@ -9,6 +9,7 @@ from edgefed.api.paging import MAX_LIMIT, page, parse_limit
 from edgefed.api.policy import (
     can_read_project,
     can_write_project,
+    region_roles,
     require_admin,
     require_project_scope,
     require_read,
@@ -61,6 +62,15 @@ def test_admin_only_calls_name_the_action() -> None:
     require_admin(principal("admin"), "fleet:revoke_site")
     with pytest.raises(Forbidden, match="fleet:revoke_site.*admin role required"):
         require_admin(principal("member", "reader"), "fleet:revoke_site")
+
+
+def test_region_roles_name_the_regions_a_caller_operates() -> None:
+    assert region_roles(principal("region:eu", "region:us", "member")) == {"eu", "us"}
+    # A bare prefix, a look-alike or no region role binds no region; admin changes nothing
+    # here (the fleet views decide what an admin's region roles mean).
+    assert region_roles(principal("region:", "regional", "eu")) == frozenset()
+    assert region_roles(principal("admin", "region:eu")) == {"eu"}
+    assert region_roles(principal()) == frozenset()
 
 
 def test_project_scope_is_required_where_a_call_acts_in_a_project() -> None:
