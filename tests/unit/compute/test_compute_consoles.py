@@ -48,9 +48,11 @@ async def test_console_output_whole_and_tail(site, h, image_id):
     for length in (None, -1, "-1"):
         r = await console(site, h, sid, {"length": length})
         assert r.json() == {"output": FULL}, length
-    for length in (1, "1"):
+    # Nova's tail: the last N pieces split at newlines, the last one empty here.
+    for length in (2, "2"):
         r = await console(site, h, sid, {"length": length})
         assert r.json() == {"output": "power state RUNNING\n"}, length
+    assert (await console(site, h, sid, {"length": 1})).json() == {"output": ""}
     assert (await console(site, h, sid, {"length": 0})).json() == {"output": ""}
     assert (await console(site, h, sid, {"length": 50})).json() == {"output": FULL}
     # Reading the console is no instance action.
@@ -103,9 +105,10 @@ async def test_console_output_keeps_tabs_and_newlines_only(site, h, image_id, mo
     monkeypatch.setattr(state_of(site).driver, "console_output", noisy)
     r = await console(site, h, sid)
     assert r.json() == {"output": "boot\n[32mOK[0m\tdone\nlogin: \n"}
-    # A driver that ignores ``lines`` is cut here.
-    r = await console(site, h, sid, {"length": 1})
-    assert r.json() == {"output": "login: \n"}
+    # A driver that ignores ``lines`` is cut here, as Tempest counts: 3 pieces.
+    r = await console(site, h, sid, {"length": 3})
+    assert r.json() == {"output": "[32mOK[0m\tdone\nlogin: \n"}
+    assert len(r.json()["output"].split("\n")) == 3
 
 
 async def test_console_output_of_a_stopped_or_locked_server(site, h, image_id):
@@ -188,4 +191,6 @@ def test_parse_length_and_last_lines():
     assert parse_length({"length": "12"}) == 12
     assert last_lines("a\nb\nc", 2) == "b\nc"
     assert last_lines("a\nb\n", 5) == "a\nb\n"
-    assert last_lines(last_lines("a\nb\nc\n", 2), 2) == "b\nc\n"
+    assert last_lines("a\nb\nc\n", 2) == "c\n"
+    # What a driver that kept the last N lines hands over is cut the same.
+    assert last_lines("b\nc\n", 2) == last_lines("a\nb\nc\n", 2)
