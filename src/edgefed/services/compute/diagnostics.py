@@ -4,8 +4,9 @@ From microversion 2.48 the answer has Nova's standardized shape (every field pre
 null where the driver does not know; lists of CPUs, disks and NICs with fixed keys);
 before, the free-form dictionary of Nova's libvirt driver (``cpu0_time``, ``memory``,
 ``vda_read``, ``vnet0_rx``…), made here from the same figures so both versions agree.
-``driver`` is this site's driver (``qemu``, ``fake``), not one of Nova's names: clients
-show it, none checks it.
+``driver`` is this site's driver (``qemu``, ``fake``), not one of Nova's virt drivers
+(``libvirt``…): the CLI and openstacksdk show it as it is, Tempest's response schema
+would refuse it.
 
 As Nova: admin only (a member sees 403 for a server of its project, 404 for another's);
 409 before the server has a host and while it is not running ("Cannot 'get_diagnostics'
