@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
+from sqlalchemy import insert
 
 from edgefed.store.compute import FlavorRepository
+from edgefed.store.engine import Store
+from edgefed.store.identity import domains
 from edgefed.store.sync import SyncRepository
 from edgefed.testkit.inprocess import InProcessSite
 
@@ -18,3 +24,16 @@ async def berlin(site: InProcessSite) -> tuple[InProcessSite, SyncRepository]:
             values={"id": f"f{n}", "name": f"f{n}", "vcpus": 1, "ram": 64, "disk": 0}
         )
     return site, SyncRepository(site.app.state.ctx.store)
+
+
+@pytest.fixture
+async def repo(tmp_path: Path, database_url: str | None) -> AsyncIterator[SyncRepository]:
+    """The sync tables of a bare store (no site), with the default domain that received
+    projects belong to."""
+    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
+    async with store.write() as conn:
+        await conn.execute(insert(domains).values(id="default", name="Default"))
+    try:
+        yield SyncRepository(store)
+    finally:
+        await store.close()

@@ -4,16 +4,9 @@ delivered (a bare store: the report is a function of the sync tables)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-from sqlalchemy import insert
-
-from edgefed.store.engine import Store
-from edgefed.store.identity import domains
 from edgefed.store.sync import (
     OutboxEntry,
     Outcome,
@@ -25,17 +18,6 @@ from edgefed.store.sync import (
 from edgefed.sync.progress import local_report
 
 BERLIN = SimpleNamespace(name="Berlin")
-
-
-@pytest.fixture
-async def repo(tmp_path: Path, database_url: str | None) -> AsyncIterator[SyncRepository]:
-    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
-    async with store.write() as conn:
-        await conn.execute(insert(domains).values(id="default", name="Default"))
-    try:
-        yield SyncRepository(store)
-    finally:
-        await store.close()
 
 
 def project(pid: str, version: int, name: str | None = None) -> dict[str, Any]:
