@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from edgefed.cli.up_seed import tiny_guest
 from edgefed.testkit.fleet_process import password_token
 from edgefed.testkit.osc import openstack_binary
 
@@ -115,6 +116,19 @@ def test_up_starts_three_sites_and_stops_them(tmp_path: Path) -> None:
         for name in ("berlin", "denver", "paris"):
             assert (tmp_path / name / "site.db").exists()
         assert_private(tmp_path)
+        # make run builds the tiny guest first: every site can boot it.
+        if tiny_guest() is not None:
+            for name, url in urls.items():
+                assert f"{name}: image edgefed-tiny " in output
+                token = password_token(url, password.group(1))
+                r = httpx.get(
+                    f"{url}/image/v2/images?name=edgefed-tiny",
+                    headers={"X-Auth-Token": token},
+                    timeout=10,
+                )
+                (image,) = r.json()["images"]
+                assert (image["status"], image["disk_format"]) == ("active", "qcow2")
+                assert image["visibility"] == "public" and image["os_type"] == "linux"
     for url in urls.values():
         assert not _port_open(url), f"{url} still listening after edgefed up stopped"
     assert "stopped Berlin" in "".join(lines)
