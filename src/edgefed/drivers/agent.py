@@ -223,8 +223,12 @@ class AgentDriver:
             self._facts[report.host] = dict(report.facts)
         changes: dict[str, PowerState] = {}
         for guest_id, power in report.guests.items():
+            host = await self._host(guest_id)
+            if host != report.host:
+                # Not a server of that host: a host speaks for its own guests only.
+                log.warning("host %s reported guest %s of %s", report.host, guest_id, host)
+                continue
             changes[guest_id] = PowerState(power)
-            self._hosts.setdefault(guest_id, report.host)
         if report.full:
             for guest_id, host in list(self._hosts.items()):
                 if host == report.host and guest_id not in report.guests:

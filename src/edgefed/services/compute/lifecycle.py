@@ -241,7 +241,9 @@ class ServerLifecycle:
         try:
             await call(server_id)
         except HostUnavailable as exc:
-            # Nothing is known of the guest: shown as SHUTOFF, with the reason.
+            # Nothing is known of the guest: shown as SHUTOFF, with the reason (in the
+            # fault, and as the action's message: the API shows a fault in ERROR only).
+            await self.servers.note_last_action(server_id, f"{method} failed: {exc}")
             await self.servers.transition(
                 server_id,
                 expect_task=[task_state],

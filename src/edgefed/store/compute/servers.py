@@ -150,6 +150,23 @@ class ServerRepository:
                 )
             )
 
+    async def note_last_action(self, server_id: str, message: str) -> None:
+        """Say how the server's latest action ended (Nova's action message, "Error")."""
+        async with self.store.write() as conn:
+            last = (
+                await conn.execute(
+                    select(func.max(instance_actions.c.id)).where(
+                        instance_actions.c.server_id == server_id
+                    )
+                )
+            ).scalar_one()
+            if last is not None:
+                await conn.execute(
+                    update(instance_actions)
+                    .where(instance_actions.c.id == last)
+                    .values(message=message, updated_at=utcnow())
+                )
+
     async def actions(self, server_id: str) -> list[InstanceActionRecord]:
         async with self.store.read() as conn:
             rows = await conn.execute(

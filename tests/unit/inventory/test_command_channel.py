@@ -1,0 +1,238 @@
+"""The command channel between a qemu site and its host agents, with agents played by
+the test over HTTP: each host sees and answers only its own commands; no answer, or a
+host gone down, gives the server a fault that says why instead of leaving it in BUILD;
+a spawn in flight survives a restart of the site; what agents report of their guests
+reaches the servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FakeClock, signed_token
+from edgefed.store.commands import HostCommands
+from edgefed.store.image import ImageRepository
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.wait import eventually
+
+HOSTS = "/edge/v1/hosts"
+AGENT = f"{HOSTS}/agent"
+HW = {"cpus": 8, "memory_mb": 16384, "disks": [{"name": "sda", "size_gb": 240}], "nics": []}
+V = {"OpenStack-API-Version": "compute 2.96"}
+
+
+def qemu_settings(tmp_path: Path, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "compute_driver": "qemu",
+        "local_agent": False,
+        "host_heartbeat_timeout_seconds": 30.0,
+        "agent_spawn_timeout_seconds": 10.0,
+        "agent_command_timeout_seconds": 10.0,
+        "agent_poll_wait_seconds": 0.5,
+        **overrides,
+    }
+    return site_settings(tmp_path / "site", **values)
+
+
+@pytest.fixture
+async def site(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InProcessSite]:
+    async with run_site(qemu_settings(tmp_path), clock=clock) as s:
+        yield s
+
+
+async def agent_headers(site: InProcessSite, hostname: str) -> dict[str, str]:
+    admin = {"X-Auth-Token": signed_token(site)}
+    r = await site.client.post(
+        f"{HOSTS}/enrollment-tokens",
+        json={"hostname": hostname, "personality": "worker"},
+        headers=admin,
+    )
+    token = r.json()["enrollment_token"]["token"]
+    r = await site.client.post(
+        f"{AGENT}/enroll", json={"enrollment_token": token, "hostname": hostname, "hardware": HW}
+    )
+    assert r.status_code == 201, r.text
+    headers = {"X-Host-Credential": r.json()["credential"]}
+    r = await site.client.post(f"{HOSTS}/{hostname}/unlock", headers=admin)
+    assert r.status_code == 200, r.text
+    return headers
+
+
+async def poll(site: InProcessSite, headers: dict[str, str], **body: Any) -> list[dict[str, Any]]:
+    r = await site.client.post(f"{AGENT}/commands", json={"wait": 0.5, **body}, headers=headers)
+    assert r.status_code == 200, r.text
+    return list(r.json()["commands"])
+
+
+async def poll_until(site: InProcessSite, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    async def got() -> bool:
+        found.extend(await poll(site, headers, **body))
+        return bool(found)
+
+    await eventually(got, within=10, what="a command for the agent")
+    return found[0]
+
+
+async def answer(site: InProcessSite, headers: dict[str, str], command_id: str, **body: Any) -> int:
+    r = await site.client.post(f"{AGENT}/commands/{command_id}", json=body, headers=headers)
+    return r.status_code
+
+
+async def boot(site: InProcessSite, name: str = "vm") -> str:
+    ctx = site.app.state.ctx
+    image = await ImageRepository(ctx.store).create(
+        owner=None,
+        name="tiny",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
+        data=b"qcow2 stand-in" * 64,
+        data_dir=site.settings.data_dir,
+    )
+    headers = {"X-Auth-Token": await site.token(), **V}
+    server = {"name": name, "imageRef": image.id, "flavorRef": "1", "networks": "auto"}
+    r = await site.client.post("/compute/v2.1/servers", json={"server": server}, headers=headers)
+    assert r.status_code == 202, r.text
+    return str(r.json()["server"]["id"])
+
+
+async def server(site: InProcessSite, server_id: str) -> dict[str, Any]:
+    headers = {"X-Auth-Token": await site.token(), **V}
+    r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json()["server"])
+
+
+async def reaches(site: InProcessSite, server_id: str, status: str, within: float = 10) -> dict:
+    last: dict[str, Any] = {}
+
+    async def check() -> bool:
+        last.update(await server(site, server_id))
+        return bool(last["status"] == status)
+
+    await eventually(check, within=within, every=0.02, what=f"{server_id} {status}")
+    return last
+
+
+async def test_each_agent_gets_and_answers_only_its_own_host_s_commands(site):
+    edge1 = await agent_headers(site, "edge-1")
+    edge2 = await agent_headers(site, "edge-2")
+    server_id = await boot(site)
+    first = await asyncio.gather(poll(site, edge1), poll(site, edge2))
+    commands = [c for found in first for c in found]
+    assert [c["kind"] for c in commands] == ["spawn"]
+    owner, other = (edge1, edge2) if first[0] else (edge2, edge1)
+    command = commands[0]
+    spec = command["payload"]["instance"]
+    assert spec["id"] == server_id and spec["image"]["checksum"].startswith("sha256:")
+    assert spec["nics"] and spec["nics"][0]["fixed_ips"]
+
+    # The other host can neither see nor answer it, and its try leaves nothing behind.
+    before = await HostCommands(site.app.state.ctx.store).get(command["id"])
+    assert await poll(site, other) == []
+    assert await answer(site, other, command["id"], result={"power_state": 1}) == 404
+    assert await answer(site, {"X-Host-Credential": "x.y"}, command["id"], result={}) == 401
+    assert await HostCommands(site.app.state.ctx.store).get(command["id"]) == before
+    assert (await server(site, server_id))["status"] == "BUILD"
+
+    assert await answer(site, owner, command["id"], result={"power_state": 1}) == 204
+    shown = await reaches(site, server_id, "ACTIVE")
+    assert shown["OS-EXT-STS:power_state"] == 1
+    assert await answer(site, owner, command["id"], result={}) == 404  # answered once
+
+
+async def test_an_agent_that_does_not_answer_leaves_the_server_in_error_saying_why(tmp_path, clock):
+    settings = qemu_settings(tmp_path, agent_spawn_timeout_seconds=0.3)
+    async with run_site(settings, clock=clock) as site:
+        await agent_headers(site, "edge-1")
+        server_id = await boot(site)
+        shown = await reaches(site, server_id, "ERROR")
+        assert "did not answer the spawn command within 0.3 s" in shown["fault"]["message"]
+        assert "edge-1" in shown["fault"]["message"]
+
+
+async def test_an_agent_error_is_the_server_s_fault(site):
+    edge1 = await agent_headers(site, "edge-1")
+    server_id = await boot(site)
+    command = await poll_until(site, edge1)
+    assert await answer(site, edge1, command["id"], error="qemu-img: image is corrupt") == 204
+    shown = await reaches(site, server_id, "ERROR")
+    assert "qemu-img: image is corrupt" in shown["fault"]["message"]
+
+
+async def test_a_host_gone_down_fails_its_work_and_stopping_shows_shutoff(tmp_path, clock):
+    settings = qemu_settings(tmp_path, host_heartbeat_timeout_seconds=1.0)
+    async with run_site(settings, clock=clock) as site:
+        edge1 = await agent_headers(site, "edge-1")
+        server_id = await boot(site)
+        command = await poll_until(site, edge1)
+        assert await answer(site, edge1, command["id"], result={"power_state": 1}) == 204
+        await reaches(site, server_id, "ACTIVE")
+
+        # A stop is queued; the agent falls silent: the host goes down, the stop fails.
+        headers = {"X-Auth-Token": await site.token(), **V}
+        r = await site.client.post(
+            f"/compute/v2.1/servers/{server_id}/action", json={"os-stop": None}, headers=headers
+        )
+        assert r.status_code == 202
+        clock.advance(5)
+        shown = await reaches(site, server_id, "SHUTOFF")
+        assert shown["OS-EXT-STS:power_state"] == 0
+        r = await site.client.get(
+            f"/compute/v2.1/servers/{server_id}/os-instance-actions", headers=headers
+        )
+        last = r.json()["instanceActions"][0]
+        assert last["action"] == "stop"
+        assert "host edge-1 is down: its agent sent no heartbeat" in last["message"]
+
+
+async def test_a_spawn_in_flight_survives_a_restart_of_the_site(tmp_path, clock):
+    settings = qemu_settings(tmp_path)
+    async with run_site(settings, clock=clock) as site:
+        edge1 = await agent_headers(site, "edge-1")
+        server_id = await boot(site)
+        command = await poll_until(site, edge1)  # sent, not answered: the site stops
+    async with run_site(settings, clock=clock) as site:
+        assert (await server(site, server_id))["status"] == "BUILD"
+        # The agent restarted too: the command it had is sent again, the same one.
+        again = await poll_until(site, edge1, restarted=True)
+        assert again["id"] == command["id"]
+        open_ = await HostCommands(site.app.state.ctx.store).open_commands()
+        assert [c.id for c in open_] == [command["id"]]
+        assert await answer(site, edge1, again["id"], result={"power_state": 1}) == 204
+        await reaches(site, server_id, "ACTIVE")
+
+
+async def test_what_agents_report_of_their_guests_reaches_the_servers(site):
+    edge1 = await agent_headers(site, "edge-1")
+    a, b = await boot(site, "a"), await boot(site, "b")
+    for _ in range(2):
+        command = await poll_until(site, edge1)
+        assert await answer(site, edge1, command["id"], result={"power_state": 1}) == 204
+    await reaches(site, a, "ACTIVE")
+    await reaches(site, b, "ACTIVE")
+
+    # Guest a powered off by itself: its server is SHUTOFF.
+    r = await site.client.post(f"{AGENT}/guests", json={"guests": {a: 4}}, headers=edge1)
+    assert r.status_code == 204
+    await reaches(site, a, "SHUTOFF")
+    # After a restart the agent lists what it has: b is gone from the host.
+    facts = {"hypervisor_type": "QEMU", "hypervisor_version": 7002022, "accel": "tcg"}
+    r = await site.client.post(
+        f"{AGENT}/guests", json={"guests": {a: 4}, "full": True, "facts": facts}, headers=edge1
+    )
+    assert r.status_code == 204
+    shown = await reaches(site, b, "ERROR")
+    assert "gone from host edge-1" in shown["fault"]["message"]
+    assert (await server(site, a))["status"] == "SHUTOFF"
+    # Another host cannot report on them.
+    edge2 = await agent_headers(site, "edge-2")
+    r = await site.client.post(f"{AGENT}/guests", json={"guests": {a: 1}}, headers=edge2)
+    assert r.status_code == 204
+    assert (await server(site, a))["status"] == "SHUTOFF"
