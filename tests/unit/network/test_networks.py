@@ -354,3 +354,36 @@ async def test_a_reader_lists_and_shows_the_projects_networks(site) -> None:
     await _three(site)
     reader = as_(site, "reader")
     assert names(await listed(site, reader, "networks", "networks")) == ["ext", "green", "red"]
+
+
+async def test_the_mtu_is_changed_within_its_bounds(site) -> None:
+    h = as_(site)
+    net = await network(site, h, "n")
+    r = await put(site, h, f"networks/{net['id']}", "network", mtu=9000)
+    assert r.status_code == 200 and r.json()["network"]["mtu"] == 9000
+    fault(
+        await put(site, h, f"networks/{net['id']}", "network", mtu=9001),
+        400,
+        "InvalidInput",
+        "'9001' is not a valid MTU (68-9000) (field 'mtu')",
+    )
+    assert (await get(site, h, f"networks/{net['id']}")).json()["network"]["mtu"] == 9000
+
+
+async def test_an_update_naming_a_read_only_attribute_changes_nothing(site) -> None:
+    h = as_(site)
+    net = await network(site, h, "n")
+    for attribute, value in (
+        ("project_id", project_id("beta")),
+        ("tenant_id", project_id("beta")),
+        ("status", "DOWN"),
+        ("subnets", []),
+        ("id", "new-id"),
+    ):
+        fault(
+            await put(site, h, f"networks/{net['id']}", "network", name="m", **{attribute: value}),
+            400,
+            "HTTPBadRequest",
+            f"Cannot update read-only attribute {attribute}",
+        )
+    assert (await get(site, h, f"networks/{net['id']}")).json()["network"] == net

@@ -3,6 +3,7 @@ which network, updates, and what a refusal leaves behind (nothing)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.unit.network.neutron_kit import (
@@ -310,3 +311,57 @@ async def test_ports_filter_by_network_device_and_any_attribute(site) -> None:
     }
     found = await listed(site, h, "ports?name=c&fields=id&fields=fixed_ips", "ports")
     assert found == [{"id": pc["id"], "fixed_ips": pc["fixed_ips"]}]
+
+
+async def test_racing_requests_for_one_address_get_it_once(site) -> None:
+    h = as_(site)
+    net, sub = await _lan(site)
+    asked = [{"ip_address": "10.1.0.7"}]
+    answers = await asyncio.gather(
+        *(post(site, h, "ports", "port", network_id=net["id"], fixed_ips=asked) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409]
+    for r in answers:
+        if r.status_code == 409:
+            fault(r, 409, "IpAddressAlreadyAllocated")
+    (holder,) = await listed(site, h, "ports", "ports")
+    assert holder["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.1.0.7"}]
+
+
+async def test_racing_ports_fill_a_subnet_without_sharing_an_address(site) -> None:
+    h = as_(site)
+    net, _ = await _lan(site, "10.3.0.0/29")  # five addresses: .2 to .6
+    answers = await asyncio.gather(
+        *(post(site, h, "ports", "port", network_id=net["id"]) for _ in range(7))
+    )
+    made = [r.json()["port"] for r in answers if r.status_code == 201]
+    assert sorted(addresses(p)[0] for p in made) == [f"10.3.0.{n}" for n in range(2, 7)]
+    refusals = [r for r in answers if r.status_code != 201]
+    assert len(refusals) == 2
+    for r in refusals:
+        fault(r, 409, "IpAddressGenerationFailure", "No more IP addresses available")
+
+
+async def test_an_update_of_what_a_port_cannot_change_is_refused_not_ignored(site) -> None:
+    h = as_(site)
+    net, sub = await _lan(site)
+    made = await port(site, h, net["id"])
+    other = await network(site, h, "other")
+    for attribute, value in (("network_id", other["id"]), ("project_id", "p"), ("status", "UP")):
+        fault(
+            await put(site, h, f"ports/{made['id']}", "port", name="x", **{attribute: value}),
+            400,
+            "HTTPBadRequest",
+            f"Cannot update read-only attribute {attribute}",
+        )
+    for attribute, value in (
+        ("fixed_ips", [{"subnet_id": sub["id"], "ip_address": "10.1.0.9"}]),
+        ("mac_address", "fa:16:3e:00:00:99"),
+    ):
+        fault(
+            await put(site, h, f"ports/{made['id']}", "port", name="x", **{attribute: value}),
+            400,
+            "InvalidInput",
+            f"updating '{attribute}' is not supported by this cloud",
+        )
+    assert (await get(site, h, f"ports/{made['id']}")).json()["port"] == made

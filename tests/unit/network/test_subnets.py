@@ -405,3 +405,34 @@ async def test_subnets_filter_by_network_and_any_attribute(site) -> None:
     assert await ids(f"network_id={b['id']}&ip_version=4") == {sb["id"]}
     found = await listed(site, h, "subnets?name=s6&fields=cidr&fields=gateway_ip", "subnets")
     assert found == [{"cidr": "fd00:3::/64", "gateway_ip": "fd00:3::1"}]
+
+
+async def test_an_update_of_what_a_subnet_cannot_change_is_refused_not_ignored(site) -> None:
+    h = as_(site)
+    net = await network(site, h)
+    made = await subnet(site, h, net["id"], "10.1.0.0/24")
+    other = await network(site, h, "other")
+    for attribute, value in (
+        ("cidr", "10.9.0.0/24"),
+        ("network_id", other["id"]),
+        ("ip_version", 6),
+        ("project_id", project_id("beta")),
+    ):
+        fault(
+            await put(site, h, f"subnets/{made['id']}", "subnet", name="x", **{attribute: value}),
+            400,
+            "HTTPBadRequest",
+            f"Cannot update read-only attribute {attribute}",
+        )
+    for attribute, value in (
+        ("gateway_ip", "10.1.0.254"),
+        ("allocation_pools", [{"start": "10.1.0.100", "end": "10.1.0.200"}]),
+        ("host_routes", [{"destination": "0.0.0.0/0", "nexthop": "10.1.0.1"}]),
+    ):
+        fault(
+            await put(site, h, f"subnets/{made['id']}", "subnet", name="x", **{attribute: value}),
+            400,
+            "InvalidInput",
+            f"updating '{attribute}' is not supported by this cloud",
+        )
+    assert (await get(site, h, f"subnets/{made['id']}")).json()["subnet"] == made

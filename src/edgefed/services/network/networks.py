@@ -9,6 +9,7 @@ from edgefed.services.network.neutron import (
     STRING,
     NeutronResource,
     bad_input,
+    fixed_on_update,
     flag,
     neutron_body,
     owner_for,
@@ -22,6 +23,8 @@ from edgefed.store.network import NetworkRecord, Networks, NewNetwork
 
 # Network attributes only an admin may set (Neutron's create/update_network:<attr> rules).
 ADMIN_FLAGS = ("shared", "router:external")
+# What an update may not name (Neutron's allow_put=False attributes).
+READ_ONLY = ("id", "project_id", "tenant_id", "status", "subnets")
 # Boolean attributes an update may set: wire name -> field, default.
 FLAGS = (
     ("admin_state_up", "admin_state_up", True),
@@ -73,9 +76,7 @@ class Network(NeutronResource[NetworkRecord, Networks]):
         shared = flag(data, "shared", False)
         external = flag(data, "router:external", False)
         require_admin_flags(call, data, ADMIN_FLAGS, verb="create")
-        mtu = data.get("mtu", 1500)
-        if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 9000:
-            raise bad_input(f"'{mtu}' is not a valid MTU (68-9000) (field 'mtu')")
+        mtu = _mtu(data.get("mtu", 1500))
         new = NewNetwork(
             name=text(data, "name"),
             project_id=project_id,
@@ -90,11 +91,20 @@ class Network(NeutronResource[NetworkRecord, Networks]):
     async def changes(self, call: Call, repo: Networks, network: NetworkRecord) -> dict[str, Any]:
         data = await call.body()
         require_admin_flags(call, data, ADMIN_FLAGS, verb="update")
+        fixed_on_update(data, read_only=READ_ONLY)
         changes: dict[str, Any] = texts(data, ("name", "description"))
+        if "mtu" in data:
+            changes["mtu"] = _mtu(data["mtu"])
         for name, field, default in FLAGS:
             if name in data:
                 changes[field] = flag(data, name, default)
         return changes
+
+
+def _mtu(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 68 <= value <= 9000:
+        raise bad_input(f"'{value}' is not a valid MTU (68-9000) (field 'mtu')")
+    return value
 
 
 NETWORK = Network()

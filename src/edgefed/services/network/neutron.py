@@ -206,6 +206,20 @@ def invalid_attribute(name: str, reason: str) -> BadRequest:
     return bad_request(f"Invalid input for {name}. Reason: {reason}.")
 
 
+def fixed_on_update(
+    data: dict[str, Any], *, read_only: Sequence[str], unsupported: Sequence[str] = ()
+) -> None:
+    """Refuse an update that names what it cannot change, rather than answer 200 and
+    change nothing: Neutron's read-only attributes in its words, and those Neutron
+    changes but this cloud does not."""
+    for name in read_only:
+        if name in data:
+            raise bad_request(f"Cannot update read-only attribute {name}")
+    for name in unsupported:
+        if name in data:
+            raise bad_input(f"updating '{name}' is not supported by this cloud")
+
+
 def required(data: dict[str, Any], name: str) -> Any:
     if data.get(name) is None:
         raise bad_request(f"Failed to parse request. Required attribute '{name}' not specified")

@@ -13,6 +13,7 @@ from edgefed.services.network.neutron import (
     STRING,
     NeutronResource,
     bad_input,
+    fixed_on_update,
     flag,
     listed,
     neutron_body,
@@ -27,6 +28,10 @@ from edgefed.services.network.subnets import SUBNET
 from edgefed.store.network import NewPort, PortRecord, Ports, SecurityGroups, Subnets
 
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+# What an update may not name: Neutron's read-only attributes, and those Neutron
+# changes but this cloud does not.
+READ_ONLY = ("id", "network_id", "project_id", "tenant_id", "status")
+UNSUPPORTED_UPDATES = ("fixed_ips", "mac_address")
 # Ports Neutron leaves unfiltered when no group is named (DHCP, routers).
 TRUSTED_OWNER = "network:"
 
@@ -115,6 +120,7 @@ class Port(NeutronResource[PortRecord, Ports]):
 
     async def changes(self, call: Call, repo: Ports, port: PortRecord) -> dict[str, Any]:
         data = await call.body()
+        fixed_on_update(data, read_only=READ_ONLY, unsupported=UNSUPPORTED_UPDATES)
         changes: dict[str, Any] = texts(data, ("name", "description", "device_id", "device_owner"))
         if "admin_state_up" in data:
             changes["admin_state_up"] = flag(data, "admin_state_up", True)

@@ -12,6 +12,7 @@ from edgefed.services.network.networks import NETWORK
 from edgefed.services.network.neutron import (
     NeutronResource,
     bad_input,
+    fixed_on_update,
     flag,
     listed,
     neutron_body,
@@ -22,6 +23,11 @@ from edgefed.services.network.neutron import (
 )
 from edgefed.services.network.quotas import limit_of
 from edgefed.store.network import Networks, NewSubnet, SubnetRecord, Subnets
+
+# What an update may not name: Neutron's read-only attributes, and those Neutron
+# changes but this cloud does not (the addresses handed out follow the pools).
+READ_ONLY = ("id", "network_id", "cidr", "ip_version", "project_id", "tenant_id", "subnetpool_id")
+UNSUPPORTED_UPDATES = ("gateway_ip", "allocation_pools", "host_routes")
 
 
 class SubnetAccess(ProjectOwned[SubnetRecord]):
@@ -112,6 +118,7 @@ class Subnet(NeutronResource[SubnetRecord, Subnets]):
 
     async def changes(self, call: Call, repo: Subnets, subnet: SubnetRecord) -> dict[str, Any]:
         data = await call.body()
+        fixed_on_update(data, read_only=READ_ONLY, unsupported=UNSUPPORTED_UPDATES)
         changes: dict[str, Any] = texts(data, ("name", "description"))
         if "enable_dhcp" in data:
             changes["enable_dhcp"] = flag(data, "enable_dhcp", True)
