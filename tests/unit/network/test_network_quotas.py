@@ -3,6 +3,8 @@ and the limits a create is held to (409 ``OverQuota``, nothing made)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.unit.network.neutron_kit import (
     admin,
     as_,
@@ -202,3 +204,33 @@ async def test_ports_on_a_shared_network_count_for_whoever_makes_them(site) -> N
     )
     # The network's owner is not held to beta's limit.
     await port(site, admin(site), shared["id"])
+
+
+async def test_racing_creates_do_not_overshoot_a_limit(site) -> None:
+    h = as_(site)
+    await limit(site, ALPHA, network=3)
+    answers = await asyncio.gather(
+        *(post(site, h, "networks", "network", name=f"n{n}") for n in range(6))
+    )
+    assert sorted(r.status_code for r in answers) == [201] * 3 + [409] * 3
+    for r in answers:
+        if r.status_code == 409:
+            over_quota(r, "network")
+    assert len(await listed(site, h, "networks", "networks")) == 3
+
+
+async def test_racing_ports_share_a_limit_and_never_an_address(site) -> None:
+    h = as_(site)
+    await limit(site, ALPHA, port=4)
+    net = await network(site, h)
+    await subnet(site, h, net["id"], "10.1.0.0/24")
+    answers = await asyncio.gather(
+        *(post(site, h, "ports", "port", network_id=net["id"]) for _ in range(7))
+    )
+    made = [r.json()["port"] for r in answers if r.status_code == 201]
+    assert len(made) == 4
+    assert all(
+        r.json()["NeutronError"]["type"] == "OverQuota" for r in answers if r.status_code != 201
+    )
+    addresses = {p["fixed_ips"][0]["ip_address"] for p in made}
+    assert addresses == {"10.1.0.2", "10.1.0.3", "10.1.0.4", "10.1.0.5"}
