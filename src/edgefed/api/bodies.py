@@ -6,8 +6,9 @@ show those sentences to people; so the reader is one, the wording is the service
 a ``BodyWording``.
 
 ``BodyLimit`` (api/middleware.py) has bounded the size and the nesting before any of
-this runs. The parser is orjson: strict RFC 8259 JSON, so ``NaN``, integers beyond 64
-bits and lone surrogates are a 400 here rather than a 500 from the database later.
+this runs. The parser is orjson: strict RFC 8259 JSON, so ``NaN``, ``Infinity`` and
+lone surrogates are a 400 here rather than a 500 from the database later; an integer
+beyond 64 bits is read as a float, which no integer attribute takes.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def parse_object(raw: bytes, wording: BodyWording) -> dict[str, Any]:
     """The JSON object in ``raw`` (a site-to-site body, read once for its signature)."""
     body = parse_json(raw, wording)
     if not isinstance(body, dict):
-        raise wording.refuse(wording.not_object)
+        raise wording.refuse(wording.not_object, key="")
     return body
 
 
