@@ -2,7 +2,7 @@
 
 Handlers reach it through ``site_context(request)``; nothing is global. What one room
 offers another is a typed field holding a Protocol of ``api/`` (``fleet``, ``authority``,
-``revoker``, ``sync_status``, ``host_commands``, ``guest_metrics``), filled by the
+``revoker``, ``sync_status``, ``host_commands``, ``guest_metrics``, ``images``), filled by the
 service that implements it; a service's private state sits in ``slots``, found by its
 class (api/slots.py).
 """
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from edgefed.api.fleetview import FleetView
     from edgefed.api.guestmetrics import GuestMetrics
     from edgefed.api.hostcommands import HostCommandQueue
+    from edgefed.api.images import ImageCatalog
     from edgefed.api.metrics import RequestMetrics
 
 
@@ -79,6 +80,9 @@ class SiteContext:
     host_commands: HostCommandQueue | None = None
     # Each guest's power, size and counters for /metrics (compute; None without it).
     guest_metrics: GuestMetrics | None = None
+    # Images the caller may see, and images made of files (the image service; None
+    # before it starts).
+    images: ImageCatalog | None = None
     # Counters and latencies of the requests this site served (the app's middleware).
     request_metrics: RequestMetrics | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from edgefed.api.context import SiteContext
 from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.services.image import images, schemas, versions
+from edgefed.services.image.catalog import LocalImages
 from edgefed.services.image.members import MEMBER
 from edgefed.store.image import ImageData
 
@@ -20,6 +21,7 @@ log = logging.getLogger("edgefed.image")
 
 
 async def _on_start(ctx: SiteContext) -> None:
+    ctx.images = LocalImages(ctx)
     recovered = await ImageData(ctx.store).recover(data_dir=ctx.settings.data_dir)
     if recovered:
         log.warning("%d interrupted image upload(s) put back to queued", recovered)
