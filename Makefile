@@ -35,7 +35,7 @@ POSTGRES_TESTS ?= $(addprefix tests/unit/,api compute fleet identity image inven
 	guest-image
 
 run: venv system-deps guest-image
-	$(BIN)/edgefed up
+	$(BIN)/edgefed up --compute-driver auto
 
 test: venv system-deps guest-image lint
 	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)

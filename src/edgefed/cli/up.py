@@ -24,32 +24,30 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import ssl
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import httpx
 
 from edgefed.cli.serve import READY_PREFIX
+from edgefed.cli.up_config import (
+    choose_driver,
+    mode_mismatch,
+    private_dir,
+    set_join_token,
+    site_config,
+)
 from edgefed.cli.up_seed import seed_images
 from edgefed.core.files import write_private
-from edgefed.core.localca import LocalCA, ensure_local_ca, issue_server_certificate
-from edgefed.core.settings import fleet_admin_mappings, mapping_toml
+from edgefed.core.localca import LocalCA, ensure_local_ca
 
 if TYPE_CHECKING:
     # Imported only when --rtt asks for the emulator.
-    from edgefed.wan import Wan
+    pass
 
-DEFAULT_SITES = {
-    "Berlin": {"lat": 52.520, "lon": 13.405, "country": "DE", "region": "eu"},
-    "Denver": {"lat": 39.739, "lon": -104.990, "country": "US", "region": "us"},
-    "Paris": {"lat": 48.857, "lon": 2.352, "country": "FR", "region": "eu"},
-}
 READY_TIMEOUT = 60.0
 
 
@@ -80,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve HTTPS: sites pin each other's keys; clients trust a local CA (clouds.yaml)",
     )
+    parser.add_argument(
+        "--compute-driver",
+        choices=("fake", "qemu", "auto"),
+        default="fake",
+        help="fake: simulated guests; qemu: real guests (QEMU) through a host agent each "
+        "site starts for this machine; auto: qemu when this machine can (make run)",
+    )
 
 
 def _rtt(text: str) -> float:
@@ -95,12 +100,6 @@ def _rtt(text: str) -> float:
     return rtt
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
-
-
 def _password(directory: Path) -> str:
     path = directory / "admin-password"
     if path.exists():
@@ -109,119 +108,6 @@ def _password(directory: Path) -> str:
     password = secrets.token_urlsafe(12)
     write_private(path, password + "\n")
     return password
-
-
-def _mode_mismatch(directory: Path, names: list[str], tls: bool) -> str | None:
-    """Why this directory cannot be started with(out) ``--tls``, if it cannot: its
-    registries hold the other scheme's endpoints, which no site would serve any more."""
-    for name in names:
-        try:
-            last = tomllib.loads((directory / name.lower() / "site.toml").read_text())
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-        if bool(last.get("tls", False)) != tls:
-            was = "with" if not tls else "without"
-            return (
-                f"{directory} holds a fleet started {was} --tls (its registries name "
-                f"{'https' if not tls else 'http'}:// endpoints); start it the same way, "
-                "or use another --dir"
-            )
-    return None
-
-
-def _config(
-    directory: Path,
-    name: str,
-    index: int,
-    args: argparse.Namespace,
-    wan: Wan | None = None,
-    ca: LocalCA | None = None,
-) -> Path:
-    site_dir = _private_dir((directory / name.lower()).resolve())
-    path = site_dir / "site.toml"
-    last_port, last_link_port = _last_ports(path)
-    loc = DEFAULT_SITES.get(name, {"lat": 0.0, "lon": 0.0, "country": "", "region": ""})
-    port = args.base_port + index if args.base_port else _pick_port(args.host, last_port)
-    extra = []
-    scheme = "https" if ca is not None else "http"
-    if ca is not None:
-        # What clients see (the CLI checks it against clouds.yaml's cacert); other sites
-        # get the site-key certificate and pin the key.
-        tls_dir = _private_dir(directory.resolve() / "tls")
-        cert, key = tls_dir / f"{name.lower()}.pem", tls_dir / f"{name.lower()}-key.pem"
-        issue_server_certificate(
-            ca,
-            hosts=["127.0.0.1", "localhost", args.host],
-            cert_file=cert,
-            key_file=key,
-            name=f"edgefed site {name}",
-        )
-        extra += ["tls = true", f'tls_cert_file = "{cert}"', f'tls_key_file = "{key}"']
-    if wan is not None:
-        from edgefed.wan import LinkProfile
-
-        link = wan.add_link(
-            server=name,
-            target=(args.host, port),
-            profile=LinkProfile(rtt_ms=args.rtt),
-            listen_port=_pick_port("127.0.0.1", last_link_port),
-        )
-        extra.append(f'public_url = "{scheme}://127.0.0.1:{link.port}"')
-    lines = [
-        f'name = "{name}"',
-        f'host = "{args.host}"',
-        f"port = {port}",
-        *extra,
-        f'data_dir = "{site_dir}"',
-        f'labels = {{ region = "{loc["region"]}" }}',
-        # One operator for the whole try-out fleet: every site's admin is an admin here
-        # (docs/fleet-trust.md: a real fleet maps only what it needs).
-        mapping_toml(fleet_admin_mappings()).rstrip(),
-        "",
-        "[location]",
-        f"lat = {loc['lat']}",
-        f"lon = {loc['lon']}",
-        f'country = "{loc["country"]}"',
-        f'region = "{loc["region"]}"',
-    ]
-    write_private(path, "\n".join(lines) + "\n")
-    return path
-
-
-def _last_ports(config: Path) -> tuple[int, int]:
-    """The port a site listened on and its WAN link's port, the last time it ran from
-    this directory (0 when unknown).
-
-    Every site's registry keeps the endpoints the others published; if all of them
-    came back on new ports, none could reach another to tell it (a second
-    ``edgefed up --rtt 50ms`` in one directory was a fleet of strangers).
-    """
-    try:
-        last = tomllib.loads(config.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return 0, 0
-    port = last.get("port")
-    link_port = urlsplit(str(last.get("public_url", ""))).port
-    return (port if isinstance(port, int) else 0), (link_port or 0)
-
-
-def _pick_port(host: str, wanted: int) -> int:
-    """``wanted`` if it is free to listen on, else any free port."""
-    with socket.socket() as s:
-        # As the site and the link bind: a port left in TIME_WAIT by the last run is free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for port in (wanted, 0) if wanted else (0,):
-            with contextlib.suppress(OSError):
-                s.bind((host, port))
-                return int(s.getsockname()[1])
-    raise OSError(f"no free port on {host}")
-
-
-def _set_join_token(config: Path, token: str) -> None:
-    lines = [ln for ln in config.read_text().splitlines() if not ln.startswith("join_token")]
-    first_table = next((i for i, ln in enumerate(lines) if ln.startswith("[")), len(lines))
-    head, tail = lines[:first_table], lines[first_table:]
-    write_private(config, "\n".join([*head, f'join_token = "{token}"', *tail]) + "\n")
 
 
 async def _enrollment_tokens(
@@ -317,19 +203,25 @@ def _clouds_yaml(
 
 async def _up(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.sites.split(",") if n.strip()]
-    directory: Path = _private_dir(args.dir)
-    mismatch = _mode_mismatch(directory, names, args.tls)
+    directory: Path = private_dir(args.dir)
+    mismatch = mode_mismatch(directory, names, args.tls)
     if mismatch is not None:
         print(f"edgefed up: {mismatch}", file=sys.stderr)
         return 2
+    args.compute_driver, fallback = choose_driver(args.compute_driver)
+    if fallback is not None:
+        print(f"edgefed up: simulated guests (fake driver): {fallback}", file=sys.stderr)
+    if args.tls and args.compute_driver == "qemu":
+        print("edgefed up: --tls with real guests is not supported yet", file=sys.stderr)
+        return 2
     password = _password(directory)
-    ca = ensure_local_ca(_private_dir(directory / "tls")) if args.tls else None
+    ca = ensure_local_ca(private_dir(directory / "tls")) if args.tls else None
     wan = None
     if args.rtt is not None:
         from edgefed.wan import Wan
 
         wan = Wan().start()
-    configs = [_config(directory, n, i, args, wan, ca) for i, n in enumerate(names)]
+    configs = [site_config(directory, n, i, args, wan, ca) for i, n in enumerate(names)]
     # The first site starts alone; it enrolls the others, which join it as they start.
     results: list[RunningSite | BaseException] = list(
         await asyncio.gather(_start(names[0], configs[0], password), return_exceptions=True)
@@ -338,7 +230,7 @@ async def _up(args: argparse.Namespace) -> int:
         try:
             tokens = await _enrollment_tokens(results[0], password, names[1:], ca)
             for config, token in zip(configs[1:], tokens, strict=True):
-                _set_join_token(config, token)
+                set_join_token(config, token)
         except (httpx.HTTPError, KeyError) as exc:
             print(f"edgefed up: could not enroll the other sites ({exc})", file=sys.stderr)
         results += await asyncio.gather(
@@ -380,6 +272,9 @@ async def _up(args: argparse.Namespace) -> int:
         print(f"  export OS_CLIENT_CONFIG_FILE={clouds}")
         print(f"  openstack --os-cloud {sites[0].name.lower()} token issue")
         print(f"  openstack --os-cloud {sites[0].name.lower()} server list\n")
+        if args.compute_driver == "qemu":
+            print("  guests are real (QEMU): each site runs a host agent for this machine;")
+            print("  Ctrl-C leaves them running, the next `edgefed up` adopts them\n")
         print("Ctrl-C stops every site.", flush=True)
         waiters = [asyncio.create_task(s.process.wait()) for s in sites]
         stopper = asyncio.create_task(stop.wait())

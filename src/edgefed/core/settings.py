@@ -225,6 +225,12 @@ class SiteSettings:
                 f"unknown compute driver {self.compute_driver!r} (known: fake, qemu)",
                 field="compute_driver",
             )
+        if self.tls and self.runs_local_agent:
+            raise ValidationFailed(
+                "the local host agent does not speak TLS yet: set local_agent = false and "
+                "run `edgefed host agent --guests` yourself, or serve without tls",
+                field="local_agent",
+            )
         if self.agent_accel not in ("auto", "kvm", "tcg"):
             raise ValidationFailed("agent_accel must be auto, kvm or tcg", field="agent_accel")
         if not SITE_NAME_RE.match(self.name):
