@@ -14,6 +14,7 @@ from edgefed.store import (  # noqa: F401
     network,
     revocations,
     sync,
+    volume,
 )
 from edgefed.store.schema import metadata
 

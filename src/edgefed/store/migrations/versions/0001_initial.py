@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 03:09:39.080225
+Create Date: 2026-12-07 03:46:03.195714
 """
 
 from __future__ import annotations
@@ -589,6 +589,109 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_sources")),
     )
     op.create_table(
+        "vol_attachments",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("volume_id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("instance_uuid", sa.String(length=36), nullable=True),
+        sa.Column("attached_host", sa.String(length=255), nullable=True),
+        sa.Column("mountpoint", sa.String(length=255), nullable=True),
+        sa.Column("attach_mode", sa.String(length=8), nullable=False),
+        sa.Column("attach_status", sa.String(length=16), nullable=False),
+        sa.Column("connector", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("connection_info", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("attach_time", edgefed.store.schema.UtcDateTime(), nullable=True),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vol_attachments")),
+    )
+    with op.batch_alter_table("vol_attachments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_vol_attachments_volume_id"), ["volume_id"], unique=False
+        )
+
+    op.create_table(
+        "vol_metadata",
+        sa.Column("resource_id", sa.String(length=36), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.PrimaryKeyConstraint("resource_id", "key", name=op.f("pk_vol_metadata")),
+    )
+    op.create_table(
+        "vol_quotas",
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("resource", sa.String(length=255), nullable=False),
+        sa.Column("hard_limit", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "resource", name=op.f("pk_vol_quotas")),
+    )
+    op.create_table(
+        "vol_snapshots",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("volume_id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("progress", sa.String(length=8), nullable=False),
+        sa.Column("volume_type_id", sa.String(length=36), nullable=False),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vol_snapshots")),
+    )
+    with op.batch_alter_table("vol_snapshots", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_vol_snapshots_project_id"), ["project_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_vol_snapshots_volume_id"), ["volume_id"], unique=False)
+
+    op.create_table(
+        "vol_types",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("is_public", sa.Boolean(), nullable=False),
+        sa.Column("extra_specs", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vol_types")),
+        sa.UniqueConstraint("name", name=op.f("uq_vol_types_name")),
+    )
+    op.create_table(
+        "vol_volumes",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("attach_status", sa.String(length=16), nullable=False),
+        sa.Column("availability_zone", sa.String(length=255), nullable=False),
+        sa.Column("volume_type_id", sa.String(length=36), nullable=False),
+        sa.Column("bootable", sa.Boolean(), nullable=False),
+        sa.Column("readonly", sa.Boolean(), nullable=False),
+        sa.Column("multiattach", sa.Boolean(), nullable=False),
+        sa.Column("snapshot_id", sa.String(length=36), nullable=True),
+        sa.Column("source_volid", sa.String(length=36), nullable=True),
+        sa.Column("image_id", sa.String(length=36), nullable=True),
+        sa.Column("image_metadata", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("migration_status", sa.String(length=32), nullable=True),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vol_volumes")),
+    )
+    with op.batch_alter_table("vol_volumes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_vol_volumes_project_id"), ["project_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_vol_volumes_snapshot_id"), ["snapshot_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_vol_volumes_volume_type_id"), ["volume_type_id"], unique=False
+        )
+
+    op.create_table(
         "identity_assignments",
         sa.Column("actor_type", sa.String(length=8), nullable=False),
         sa.Column("actor_id", sa.String(length=64), nullable=False),
@@ -758,6 +861,24 @@ def downgrade() -> None:
     op.drop_table("identity_projects")
     op.drop_table("identity_groups")
     op.drop_table("identity_assignments")
+    with op.batch_alter_table("vol_volumes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_vol_volumes_volume_type_id"))
+        batch_op.drop_index(batch_op.f("ix_vol_volumes_snapshot_id"))
+        batch_op.drop_index(batch_op.f("ix_vol_volumes_project_id"))
+
+    op.drop_table("vol_volumes")
+    op.drop_table("vol_types")
+    with op.batch_alter_table("vol_snapshots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_vol_snapshots_volume_id"))
+        batch_op.drop_index(batch_op.f("ix_vol_snapshots_project_id"))
+
+    op.drop_table("vol_snapshots")
+    op.drop_table("vol_quotas")
+    op.drop_table("vol_metadata")
+    with op.batch_alter_table("vol_attachments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_vol_attachments_volume_id"))
+
+    op.drop_table("vol_attachments")
     op.drop_table("sync_sources")
     op.drop_table("sync_receivers")
     with op.batch_alter_table("sync_outbox", schema=None) as batch_op:
