@@ -97,6 +97,20 @@ async def rule(site: InProcessSite, h: Headers, group_id: str, **body: Any) -> h
     )
 
 
+Case = tuple[dict[str, Any], int, str, str]
+
+
+async def refused_updates(
+    site: InProcessSite, h: Headers, path: str, key: str, cases: list[Case]
+) -> None:
+    """``PUT path`` with each body of ``cases`` (body, status, type, message): each is
+    refused as its case says, and the resource is after them all as it was before."""
+    before = (await get(site, h, path)).json()[key]
+    for body, status, kind, message in cases:
+        fault(await put(site, h, path, key, **body), status, kind, message)
+    assert (await get(site, h, path)).json()[key] == before
+
+
 def fault(r: httpx.Response, status: int, kind: str, message: str = "") -> None:
     """``r`` is Neutron's fault: ``status``, the type ``kind``, ``message`` in its message."""
     assert r.status_code == status, r.text
