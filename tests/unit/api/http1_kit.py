@@ -1,34 +1,20 @@
 """A scripted loopback HTTP/1.1 server and helpers for the pool's tests (test_http1*.py).
 
-Every test runs on both event loops a site may use: asyncio's and uvloop's (their
-transports differ: uvloop's is not an ``asyncio.Transport`` subclass).
+Every test runs on both event loops a site may use (conftest.py's ``run``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
-import uvloop
 
 from edgefed.api.http1 import Http1Pool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=factory) as r:
-            r.run(asyncio.wait_for(coro, 20))
-
-    return runner
 
 
 class Scripted:

@@ -11,11 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from http1_kit import PauseSpy, Scripted, answer, echo, pool, read_request, run, serving
+from http1_kit import PauseSpy, Scripted, answer, echo, pool, read_request, serving
 
 from edgefed.api.http1_connection import HIGH_WATER
-
-__all__ = ["run"]  # a fixture: pytest finds it here by name
 
 
 def test_answers_reuse_one_kept_alive_connection(run: Any) -> None:

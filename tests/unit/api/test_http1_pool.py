@@ -10,11 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from http1_kit import Scripted, answer, echo, read_request, run
+from http1_kit import Scripted, answer, echo, read_request
 
 from edgefed.api.http1 import Http1Pool
-
-__all__ = ["run"]  # a fixture: pytest finds it here by name
 
 
 class Clock:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvloop
 
 from edgefed.api.peer_transport import PeerTransport
 from edgefed.api.tls import (
@@ -30,17 +28,6 @@ from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.localca import ensure_local_ca, issue_server_certificate
 from edgefed.core.settings import SiteSettings
 from edgefed.core.tokens import b64url
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=factory) as r:
-            r.run(asyncio.wait_for(coro, 20))
-
-    return runner
 
 
 def key_context(
