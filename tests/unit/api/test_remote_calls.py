@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from edgefed.api.context import Keyring
-from edgefed.api.fleetview import FleetView
 from edgefed.api.remote import (
     FORWARDED_HEADER,
     RemoteAnswer,
@@ -23,26 +21,15 @@ from edgefed.api.remote import (
     download,
     scope_entry,
 )
-from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.errors import BadRequest, Unavailable
-from edgefed.core.fleet import SiteEntry
 from edgefed.core.scope import parse_expr, parse_scope
-from edgefed.core.tokens import public_key_b64
+from edgefed.testkit.fleet_views import fleet_view
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def context(handler: Handler, *, sites: tuple[str, ...] = ("Berlin", "Paris", "Rome")) -> Any:
-    keyring = Keyring()
-    fleet = FleetView(self_name="Berlin", keyring=keyring, peers={})
-    fleet.apply(
-        SiteEntry(
-            name=n,
-            endpoint=f"http://{n.lower()}.test",
-            public_key=public_key_b64(Ed25519PrivateKey.generate().public_key()),
-        )
-        for n in sites
-    )
+    fleet = fleet_view("Berlin", sites)
     ctx = SimpleNamespace(
         name="Berlin",
         fleet=fleet,

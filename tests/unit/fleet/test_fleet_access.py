@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 from edgefed.api.auth import Principal
-from edgefed.api.context import Keyring
-from edgefed.api.fleetview import FleetView
-from edgefed.core.ed25519 import Ed25519PrivateKey
 from edgefed.core.errors import Forbidden
 from edgefed.core.fleet import SiteEntry
 from edgefed.core.settings import Location
-from edgefed.core.tokens import public_key_b64
 from edgefed.services.fleet.access import (
     bound_regions,
     can_see,
@@ -24,6 +20,7 @@ from edgefed.services.fleet.access import (
     require_this_site,
     visible,
 )
+from edgefed.testkit.fleet_views import fleet_view, site_entry
 
 
 def caller(*roles: str) -> Principal:
@@ -32,21 +29,12 @@ def caller(*roles: str) -> Principal:
 
 
 def entry(name: str, *, region: str = "", labels: dict[str, str] | None = None) -> SiteEntry:
-    return SiteEntry(
-        name=name,
-        endpoint=f"http://{name.lower()}.test",
-        public_key=public_key_b64(Ed25519PrivateKey.generate().public_key()),
-        location=Location(region=region),
-        labels=labels or {},
-    )
+    return site_entry(name, location=Location(region=region), labels=labels or {})
 
 
 def context(*entries: SiteEntry, name: str = "Berlin", own: dict[str, str] | None = None) -> Any:
     """A site context with the fleet view ``entries`` (None: no fleet yet)."""
-    fleet = None
-    if entries:
-        fleet = FleetView(self_name=name, keyring=Keyring(), peers={})
-        fleet.apply(entries)
+    fleet = fleet_view(name, entries) if entries else None
     settings = SimpleNamespace(labels=own or {}, location=Location(region=""))
     return SimpleNamespace(name=name, fleet=fleet, settings=settings)
 

@@ -11,12 +11,8 @@ import httpx
 import pytest
 from fleet_kit import assess
 
-from edgefed.api.context import Keyring
-from edgefed.api.fleetview import FleetView
-from edgefed.core.ed25519 import Ed25519PrivateKey
-from edgefed.core.fleet import SiteEntry
-from edgefed.core.tokens import public_key_b64
 from edgefed.services.fleet.health import PROBE_PATH, Condition, PeerHealth, PeerWatch
+from edgefed.testkit.fleet_views import fleet_view
 from edgefed.testkit.inprocess import site_settings
 
 
@@ -66,16 +62,7 @@ def test_health_renders_rounded() -> None:
 def watch(
     tmp_path: Path, handler: Any, clock: list[float], *, names: tuple[str, ...] = ("Paris",)
 ) -> PeerWatch:
-    keyring = Keyring()
-    fleet = FleetView(self_name="Berlin", keyring=keyring, peers={})
-    fleet.apply(
-        SiteEntry(
-            name=n,
-            endpoint=f"http://{n.lower()}.test",
-            public_key=public_key_b64(Ed25519PrivateKey.generate().public_key()),
-        )
-        for n in ("Berlin", *names)
-    )
+    fleet = fleet_view("Berlin", ("Berlin", *names))
     ctx = SimpleNamespace(
         name="Berlin",
         fleet=fleet,
