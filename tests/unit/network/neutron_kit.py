@@ -111,6 +111,27 @@ async def refused_updates(
     assert (await get(site, h, path)).json()[key] == before
 
 
+def fixed_attributes(
+    read_only: dict[str, Any], unsupported: dict[str, Any] | None = None
+) -> list[Case]:
+    """The refused cases of updates naming what cannot change: Neutron's read-only
+    attributes, and those this cloud does not change (``fixed_on_update``)."""
+    cases: list[Case] = [
+        (
+            {"name": "x", name: value},
+            400,
+            "HTTPBadRequest",
+            f"Cannot update read-only attribute {name}",
+        )
+        for name, value in read_only.items()
+    ]
+    cases += [
+        ({"name": "x", name: value}, 400, "InvalidInput", f"updating '{name}' is not supported")
+        for name, value in (unsupported or {}).items()
+    ]
+    return cases
+
+
 def fault(r: httpx.Response, status: int, kind: str, message: str = "") -> None:
     """``r`` is Neutron's fault: ``status``, the type ``kind``, ``message`` in its message."""
     assert r.status_code == status, r.text

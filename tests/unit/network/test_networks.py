@@ -10,6 +10,7 @@ from tests.unit.network.neutron_kit import (
     as_,
     delete,
     fault,
+    fixed_attributes,
     get,
     listed,
     names,
@@ -384,13 +385,5 @@ async def test_an_update_naming_a_read_only_attribute_changes_nothing(site) -> N
         "subnets": [],
         "id": "new-id",
     }
-    cases = [
-        (
-            {"name": "m", name: value},
-            400,
-            "HTTPBadRequest",
-            f"Cannot update read-only attribute {name}",
-        )
-        for name, value in read_only.items()
-    ]
+    cases = fixed_attributes(read_only)
     await refused_updates(site, h, f"networks/{net['id']}", "network", cases)
