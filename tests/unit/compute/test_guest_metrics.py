@@ -13,6 +13,7 @@ from edgefed.drivers.base import DriverError
 from edgefed.services.compute.guest_metrics import GuestMetricsCache, counters
 from edgefed.services.compute.state import ComputeState
 from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.wait import eventually
 
 C = "/compute/v2.1"
 
@@ -48,6 +49,9 @@ class Driver:
             raise answer
         if answer == "hang":
             await asyncio.sleep(3600)
+        if isinstance(answer, tuple):  # ("slow", seconds, diagnostics)
+            await asyncio.sleep(answer[1])
+            answer = answer[2]
         return dict(answer or {})
 
 
@@ -113,6 +117,33 @@ async def test_counters_are_cached_and_refreshed_in_bounded_time(site, h, image_
     clock.now += 20
     samples = {s.server_id: s for s in await cache.samples()}
     assert samples[one].power_state == 4 and samples[one].cpu_time_seconds is None
+    # The hanging call is still the only one for that guest; stopping cancels it.
+    assert driver.calls.count(two) == 2
+    await cache.close()
+
+
+async def test_a_slow_guest_lands_in_the_cache_after_the_scrape(site, h, image_id):
+    """A scrape does not wait for every guest; what answers later is there next time."""
+    one, two = await booted(site, h, image_id, 2)
+    state = site.app.state.ctx.slots.require(ComputeState)
+    driver, clock = Driver(), Clock()
+    driver.answers = {one: diagnostics_of(10**9, 1), two: ("slow", 0.5, diagnostics_of(1, 42))}
+    cache = GuestMetricsCache(
+        servers=state.servers,
+        driver=driver,
+        max_age=15,
+        timeout=0.05,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    samples = {s.server_id: s for s in await cache.samples()}
+    assert samples[one].net_rx_bytes == 1 and samples[two].net_rx_bytes is None
+
+    async def landed() -> bool:
+        return {s.server_id: s for s in await cache.samples()}[two].net_rx_bytes == 42
+
+    await eventually(landed, within=5, every=0.05, what="the slow guest's counters")
+    assert driver.calls.count(two) == 1  # within max_age: no second call
+    await cache.close()
 
 
 async def test_metrics_show_each_guest(site, h, image_id):

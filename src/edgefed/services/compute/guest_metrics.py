@@ -3,17 +3,19 @@
 Power state, vCPUs and RAM come from the store at every call (one query). The counters
 come from the driver's diagnostics, which for the QEMU driver is a command to a host
 agent per guest: they are cached and refreshed at most every ``max_age`` seconds, a few
-guests at a time (``concurrency``) and within ``timeout`` seconds in all; a guest that
-did not answer in time keeps its previous figures, and one that stopped loses them.
-Prometheus scrapes every 15 s or so, so a refresh interval of that order keeps the
-agents' load at one diagnostics call per running guest per interval, whatever the number
-of scrapers.
+guests at a time (``concurrency``). A scrape waits at most ``timeout`` seconds for a
+refresh; what has not answered by then goes on in the background and lands in the cache
+for the next scrape (one call in flight per guest, never more), so with many guests
+every one gets its figures, not only the first few in the list. A guest that stopped
+loses its counters. Prometheus scrapes every 15 s or so, so a refresh interval of that
+order keeps the agents' load at one diagnostics call per running guest per interval,
+whatever the number of scrapers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,8 +74,10 @@ class GuestMetricsCache:
         self.concurrency = concurrency
         self.clock = clock
         self._counters: dict[str, dict[str, Any]] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
         self._refreshed: float | None = None
         self._lock = asyncio.Lock()
+        self._gate = asyncio.Semaphore(concurrency)
 
     async def samples(self) -> Sequence[GuestSample]:
         placed = [s for s in await self.servers.list_all(project_id=None) if s.host]
@@ -100,28 +104,36 @@ class GuestMetricsCache:
             self._refreshed = now
             alive = {s.id for s in running}
             self._counters = {k: v for k, v in self._counters.items() if k in alive}
-            gate = asyncio.Semaphore(self.concurrency)
+            for server in running:
+                if server.id not in self._inflight:
+                    task = asyncio.create_task(self._sample(server.id))
+                    self._inflight[server.id] = task
+                    task.add_done_callback(functools.partial(self._forget, server.id))
+            waiting = [self._inflight[s.id] for s in running if s.id in self._inflight]
+            if waiting:
+                _, late = await asyncio.wait(waiting, timeout=self.timeout)
+                if late:
+                    log.info("%d guests gave no diagnostics within %.1fs", len(late), self.timeout)
 
-            async def one(server_id: str) -> None:
-                async with gate:
-                    try:
-                        raw = await self.driver.diagnostics(server_id)
-                    except DriverError as exc:
-                        log.debug("no diagnostics for %s: %s", server_id, exc)
-                        return
-                    except Exception:  # one guest's trouble must not fail a scrape
-                        log.exception("diagnostics of %s failed", server_id)
-                        return
-                self._counters[server_id] = counters(raw)
+    def _forget(self, server_id: str, task: asyncio.Task[None]) -> None:
+        if self._inflight.get(server_id) is task:
+            del self._inflight[server_id]
 
-            tasks = [asyncio.create_task(one(s.id)) for s in running]
-            if not tasks:
+    async def _sample(self, server_id: str) -> None:
+        async with self._gate:
+            try:
+                raw = await self.driver.diagnostics(server_id)
+            except DriverError as exc:
+                log.debug("no diagnostics for %s: %s", server_id, exc)
                 return
-            _, late = await asyncio.wait(tasks, timeout=self.timeout)
-            for task in late:
-                task.cancel()
-            for task in late:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if late:
-                log.info("%d guests gave no diagnostics within %.1fs", len(late), self.timeout)
+            except Exception:  # one guest's trouble must not fail a scrape
+                log.exception("diagnostics of %s failed", server_id)
+                return
+        self._counters[server_id] = counters(raw)
+
+    async def close(self) -> None:
+        """Cancel the diagnostics still in flight (the service stops)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

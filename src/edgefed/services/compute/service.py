@@ -103,6 +103,8 @@ async def on_start(ctx: SiteContext) -> None:
 
 
 async def on_stop(ctx: SiteContext) -> None:
+    if isinstance(ctx.guest_metrics, GuestMetricsCache):
+        await ctx.guest_metrics.close()
     ctx.guest_metrics = None
     state = ctx.slots.get(ComputeState)
     if state is not None:
