@@ -9,7 +9,9 @@ milliseconds, migrating a new one most of a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,9 +26,14 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def migrate() -> None:
         store = await Store.open(f"sqlite:///{path}")
-        await store.close()  # the last connection's close folds the WAL into the file
+        await store.close()
 
     asyncio.run(migrate())
+    # One self-contained file to copy: the WAL folded in, whatever connection lingers.
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=DELETE")
+        tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+        assert tables.fetchone()[0] > 1, "the template database was not migrated"
     return path
 
 

@@ -6,7 +6,6 @@ token caches trust to know they are stale; a read never does."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,9 @@ from edgefed.store.sync import SyncReceiver
 
 
 @pytest.fixture
-async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
-    opened = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """A store with the default domain, roles r1 and r2, users u1 and u2, group g1."""
+    opened = await Store.open(store_url)
     repos = IdentityStore(opened)
     await repos.domains.create(new=DomainRecord(id="default", name="Default"))
     for role_id in ("r1", "r2"):

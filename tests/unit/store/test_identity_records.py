@@ -4,9 +4,6 @@ and a shadow user never lands on a user that exists."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from edgefed.core.errors import Conflict
@@ -26,14 +23,10 @@ from edgefed.store.identity import (
 
 
 @pytest.fixture
-async def repos(tmp_path: Path, database_url: str | None) -> AsyncIterator[IdentityStore]:
-    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
+async def repos(store: Store) -> IdentityStore:
     repos = IdentityStore(store)
     await repos.domains.create(new=DomainRecord(id="default", name="Default"))
-    try:
-        yield repos
-    finally:
-        await store.close()
+    return repos
 
 
 def grant(actor: str, actor_id: str, target: str, target_id: str, role: str) -> AssignmentRecord:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,9 +76,8 @@ class Ticks:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
-    # The suite's database: SQLite here, PostgreSQL in the suite's second pass.
-    store = await Store.open(database_url or f"sqlite:///{tmp_path / 'site.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(store_url)
     async with store.write() as conn:
         await conn.run_sync(test_metadata.create_all)
     try:
