@@ -143,6 +143,9 @@ class HostCommands:
                 .where((host_commands.c.host == host) & (host_commands.c.state == "queued"))
                 .order_by(host_commands.c.created_at, host_commands.c.id)
                 .limit(limit)
+                # PostgreSQL: a racing claim skips the rows this one holds (SQLite has
+                # one writer, and no FOR UPDATE to render).
+                .with_for_update(skip_locked=True)
             )
             found = self.mapper.all(rows)
             if found:
