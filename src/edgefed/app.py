@@ -43,6 +43,7 @@ from edgefed.services.image.service import build as build_image
 from edgefed.services.inventory.service import build as build_inventory
 from edgefed.services.network.service import build as build_network
 from edgefed.services.sites.service import build as build_sites
+from edgefed.services.volume.service import build as build_volume
 from edgefed.store.engine import Store
 from edgefed.store.revocations import RevocationRepository
 from edgefed.sync.service import build as build_sync
@@ -63,6 +64,8 @@ def build_services() -> list[ServiceSpec]:
         build_identity(),
         build_image(),
         build_network(),
+        # After image: it reads images through the port the image service fills.
+        build_volume(),
         # Before compute: it opens the command channel the qemu driver sends work on.
         build_inventory(),
         build_compute(),

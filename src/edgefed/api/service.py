@@ -35,7 +35,7 @@ def routes_of(*routers: APIRouter) -> list[BaseRoute]:
 
 # What ``add_api_route`` takes besides the path and the endpoint; an APIRoute keeps each
 # under the same name.
-_ROUTE_SETTINGS = tuple(
+ROUTE_SETTINGS = tuple(
     name
     for name in inspect.signature(APIRouter.add_api_route).parameters
     if name not in ("self", "path", "endpoint", "route_class_override")
@@ -58,7 +58,7 @@ def mount(target: APIRouter, routes: Sequence[BaseRoute], *, prefix: str) -> Non
     for route in routes:
         if not isinstance(route, APIRoute):
             raise ValueError(f"mount: {route!r} is not a FastAPI route")
-        settings = {name: getattr(route, name) for name in _ROUTE_SETTINGS if hasattr(route, name)}
+        settings = {name: getattr(route, name) for name in ROUTE_SETTINGS if hasattr(route, name)}
         target.add_api_route(
             prefix + route.path, route.endpoint, route_class_override=type(route), **settings
         )

@@ -1,0 +1,158 @@
+"""Where a volume's bytes live: the ``VolumeBackend`` seam, and its file implementation.
+
+The API records volumes; a backend holds their data. ``FileVolumeBackend`` keeps each
+volume as a sparse raw file in the site's data directory (``volumes/<id>.raw``) and
+each snapshot as a sparse copy (``volumes/snapshots/<id>.raw``), fsync'd (file and
+directory) before the call returns, so a create answered survives a crash. It is the
+site's own disk: the host agents' storage pools (files on the hosts, QMP hot-plug,
+NBD across sites: docs/volume.md) come behind the same Protocol later.
+
+A volume made from an image is allocated at its size; copying the image's data into it
+is still a seam (the record keeps the image it came from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+GIB = 1 << 30
+
+
+class VolumeBackend(Protocol):
+    async def create(self, *, volume_id: str, size_gb: int) -> None:
+        """Allocate an empty volume of ``size_gb``, durable before returning."""
+
+    async def clone(self, *, source: str, volume_id: str, size_gb: int) -> None:
+        """A new volume with the data of volume ``source`` (or of the snapshot
+        ``snapshot:<id>``), grown to ``size_gb``."""
+
+    async def snapshot(self, *, volume_id: str, snapshot_id: str) -> None:
+        """Keep the volume's data as it is now, as snapshot ``snapshot_id``."""
+
+    async def extend(self, *, volume_id: str, size_gb: int) -> None: ...
+
+    async def delete(self, *, volume_id: str) -> None:
+        """Drop the volume's data (nothing to do if there is none)."""
+
+    async def delete_snapshot(self, *, snapshot_id: str) -> None: ...
+
+    def connection_info(self, *, volume_id: str, mode: str) -> dict[str, Any]:
+        """What a host needs to reach the volume (os-brick's ``connection_info``)."""
+
+    def data_file(self, *, volume_id: str) -> Path | None:
+        """A file holding the volume's raw data now (an upload to an image reads it),
+        or None where the data is not a local file."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _allocate(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+
+
+def _sparse_copy(source: Path, target: Path, size: int) -> None:
+    """Copy the data extents of ``source`` only (a sparse file stays sparse), then set
+    the size; fsync'd."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    with open(source, "rb") as src, open(tmp, "wb") as dst:
+        end = os.fstat(src.fileno()).st_size
+        offset = 0
+        while offset < end:
+            try:
+                offset = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:
+                break  # no data after offset: the rest is a hole
+            hole = os.lseek(src.fileno(), offset, os.SEEK_HOLE)
+            while offset < hole:
+                chunk = os.pread(src.fileno(), min(8 << 20, hole - offset), offset)
+                if not chunk:
+                    break
+                os.pwrite(dst.fileno(), chunk, offset)
+                offset += len(chunk)
+        dst.truncate(max(size, end))
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        _fsync_dir(path.parent)
+
+
+class FileVolumeBackend:
+    """Volumes as sparse raw files under ``root`` (the site's ``data_dir/volumes``)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def volume_path(self, volume_id: str) -> Path:
+        return self.root / f"{volume_id}.raw"
+
+    def snapshot_path(self, snapshot_id: str) -> Path:
+        return self.root / "snapshots" / f"{snapshot_id}.raw"
+
+    def _source(self, source: str) -> Path:
+        kind, _, ident = source.partition(":")
+        return self.snapshot_path(ident) if kind == "snapshot" else self.volume_path(source)
+
+    async def create(self, *, volume_id: str, size_gb: int) -> None:
+        await asyncio.to_thread(_allocate, self.volume_path(volume_id), size_gb * GIB)
+
+    async def clone(self, *, source: str, volume_id: str, size_gb: int) -> None:
+        origin = self._source(source)
+        target = self.volume_path(volume_id)
+        if origin.exists():
+            await asyncio.to_thread(_sparse_copy, origin, target, size_gb * GIB)
+        else:  # a source recorded before its data was kept here
+            await asyncio.to_thread(_allocate, target, size_gb * GIB)
+
+    async def snapshot(self, *, volume_id: str, snapshot_id: str) -> None:
+        origin = self.volume_path(volume_id)
+        size = origin.stat().st_size if origin.exists() else 0
+        if origin.exists():
+            await asyncio.to_thread(_sparse_copy, origin, self.snapshot_path(snapshot_id), size)
+        else:
+            await asyncio.to_thread(_allocate, self.snapshot_path(snapshot_id), size)
+
+    async def extend(self, *, volume_id: str, size_gb: int) -> None:
+        await asyncio.to_thread(_allocate, self.volume_path(volume_id), size_gb * GIB)
+
+    async def delete(self, *, volume_id: str) -> None:
+        await asyncio.to_thread(_remove, self.volume_path(volume_id))
+
+    async def delete_snapshot(self, *, snapshot_id: str) -> None:
+        await asyncio.to_thread(_remove, self.snapshot_path(snapshot_id))
+
+    def connection_info(self, *, volume_id: str, mode: str) -> dict[str, Any]:
+        return {
+            "driver_volume_type": "local",
+            "data": {
+                "device_path": str(self.volume_path(volume_id)),
+                "volume_id": volume_id,
+                "access_mode": mode,
+                "encrypted": False,
+            },
+        }
+
+    def data_file(self, *, volume_id: str) -> Path | None:
+        path = self.volume_path(volume_id)
+        return path if path.exists() else None

@@ -1,0 +1,112 @@
+"""The list of volumes and of snapshots: Cinder's filters, sort keys and pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from edgefed.api.resource import Call
+from edgefed.core.errors import NotFound
+from edgefed.services.volume import microversion as mv
+from edgefed.services.volume.cinder import (
+    all_tenants,
+    boolean,
+    invalid_input,
+    limit_of,
+    sort_keys,
+    version,
+)
+from edgefed.store.volume import Page
+
+MAX_INT = 2**31 - 1
+PAGING = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir", "offset", "with_count"})
+TENANCY = frozenset({"all_tenants", "all_projects"})
+
+
+def metadata_filter(raw: str) -> dict[str, str]:
+    """``metadata={"k": "v"}`` (JSON; Cinder also reads Python's dict notation)."""
+    try:
+        value = json.loads(raw.replace("'", '"'))
+    except ValueError as exc:
+        raise invalid_input(f"Invalid metadata filter: {raw}") from exc
+    if not isinstance(value, dict):
+        raise invalid_input(f"Invalid metadata filter: {raw}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def page_of(
+    call: Call,
+    *,
+    columns: Mapping[str, str],
+    sortable: Iterable[str],
+    parse: Mapping[str, Any] | None = None,
+) -> Page:
+    """The page a list asks for: query parameters named in ``columns`` (parameter →
+    column) filter, ``metadata`` filters, unknown ones are refused (400); the caller's
+    project unless an admin asks for ``all_tenants``."""
+    params = call.query
+    filters: dict[str, object] = {}
+    wanted: dict[str, str] = {}
+    unknown: list[str] = []
+    for name in params:
+        if name in PAGING or name in TENANCY:
+            continue
+        value = params[name]
+        if name == "metadata":
+            wanted = metadata_filter(value)
+        elif name in columns:
+            reader = (parse or {}).get(name)
+            filters[columns[name]] = reader(call, value) if reader else value
+        elif name == "project_id" and call.principal.is_admin:
+            filters["project_id"] = value
+        else:
+            unknown.append(name)
+    if unknown:
+        raise invalid_input(
+            f"Invalid filters {', '.join(sorted(unknown))} are found in query options."
+        )
+    if not all_tenants(call) and "project_id" not in filters:
+        filters["project_id"] = call.principal.project_id or ""
+    return Page(
+        filters=filters,
+        metadata=wanted,
+        sort=sort_keys(params, sortable),
+        limit=limit_of(params),
+        marker=params.get("marker") or None,
+    )
+
+
+def bootable(call: Call, value: str) -> bool:
+    """Since 3.2 a bootable filter is read as a boolean (before, any value was true)."""
+    if version(call) < mv.BOOTABLE_FILTER:
+        return True
+    return boolean(value, "bootable")
+
+
+def size(call: Call, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise invalid_input(f"Invalid size filter: {value}") from exc
+    if not 0 <= number <= MAX_INT:
+        raise invalid_input(f"Invalid size filter: {value}")
+    return number
+
+
+def marker_missing(marker: str | None) -> NotFound:
+    return NotFound(f"Marker {marker} could not be found.")
+
+
+def next_links(
+    call: Call, collection: str, items: list[dict[str, Any]], page: Page
+) -> list[dict[str, str]]:
+    """Cinder's ``<collection>_links``: a ``next`` link when the page is full."""
+    if page.limit is None or len(items) < page.limit or not items:
+        return []
+    query = [(k, v) for k, v in call.query.multi_items() if k != "marker"]
+    query.append(("marker", items[-1]["id"]))
+    rest = urlencode(query)
+    path = call.request.url.path
+    return [{"href": f"{call.ctx.public_url}{path}?{rest}", "rel": "next"}]

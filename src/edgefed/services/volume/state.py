@@ -1,0 +1,19 @@
+"""The volume service's private state on the site context (``ctx.slots``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgefed.api.resource import Call
+from edgefed.services.volume.backend import VolumeBackend
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeState:
+    backend: VolumeBackend
+    # The host name volumes show in ``os-vol-host-attr:host`` (Cinder's host@backend#pool).
+    host: str
+
+
+def state_of(call: Call) -> VolumeState:
+    return call.ctx.slots.require(VolumeState)

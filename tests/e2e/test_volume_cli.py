@@ -1,0 +1,114 @@
+"""Block Storage through the real ``openstack`` CLI (openstacksdk's block_storage v3)
+against a real ``edgefed site serve`` process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def image(osc, tmp_path_factory) -> str:
+    disk = Path(tmp_path_factory.mktemp("img")) / "tiny.raw"
+    disk.write_bytes(b"a tiny raw disk" * 4096)
+    out = osc.json(
+        "image",
+        "create",
+        "--file",
+        str(disk),
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--public",
+        "tiny",
+    )
+    return str(out["id"])
+
+
+def test_volume_lifecycle(osc):
+    vol = osc.json("volume", "create", "--size", "1", "--description", "first", "vol1")
+    assert (vol["status"], vol["size"], vol["name"]) == ("available", 1, "vol1")
+    assert vol["type"] == "__DEFAULT__" and vol["bootable"] is False
+    listed = osc.json("volume", "list")
+    assert [(v["Name"], v["Status"], v["Size"]) for v in listed] == [("vol1", "available", 1)]
+    osc.run(
+        "volume",
+        "set",
+        "--name",
+        "vol1b",
+        "--property",
+        "tier=gold",
+        "--property",
+        "app=shop",
+        "--description",
+        "renamed",
+        "vol1",
+    )
+    shown = osc.json("volume", "show", "vol1b")
+    assert shown["description"] == "renamed"
+    assert shown["properties"] == {"tier": "gold", "app": "shop"}
+    osc.run("volume", "unset", "--property", "tier", "vol1b")
+    assert osc.json("volume", "show", "vol1b")["properties"] == {"app": "shop"}
+    osc.run("volume", "set", "--size", "2", "--bootable", "vol1b")
+    shown = osc.json("volume", "show", "vol1b")
+    assert (shown["size"], shown["bootable"]) == (2, True)
+    osc.run("volume", "delete", "vol1b")
+    assert osc.json("volume", "list") == []
+
+
+def test_snapshots(osc):
+    osc.json("volume", "create", "--size", "1", "snapped")
+    snap = osc.json("volume", "snapshot", "create", "--volume", "snapped", "snap1")
+    assert snap["status"] == "available" and snap["size"] == 1
+    listed = osc.json("volume", "snapshot", "list")
+    assert [(s["Name"], s["Status"]) for s in listed] == [("snap1", "available")]
+    # a volume with a snapshot is not deleted; the refusal says why
+    refused = osc.run("volume", "delete", "snapped", check=False)
+    assert refused.returncode != 0 and "have snapshots" in refused.stderr
+    restored = osc.json("volume", "create", "--snapshot", "snap1", "restored")
+    assert restored["size"] == 1 and restored["snapshot_id"] == snap["id"]
+    osc.run("volume", "snapshot", "delete", "snap1")
+    assert osc.json("volume", "snapshot", "list") == []
+    osc.run("volume", "delete", "snapped", "restored")
+
+
+def test_volume_types_with_properties(osc):
+    made = osc.json(
+        "volume", "type", "create", "--property", "tier=gold", "--description", "fast disks", "gold"
+    )
+    assert made["name"] == "gold"
+    shown = osc.json("volume", "type", "show", "gold")
+    assert shown["properties"] == {"tier": "gold"} and shown["is_public"] is True
+    names = {t["Name"] for t in osc.json("volume", "type", "list")}
+    assert {"__DEFAULT__", "gold"} <= names
+    vol = osc.json("volume", "create", "--size", "1", "--type", "gold", "golden")
+    assert vol["type"] == "gold"
+    unknown = osc.run("volume", "create", "--size", "1", "--type", "silver", "x", check=False)
+    assert unknown.returncode != 0 and "silver" in unknown.stderr
+    osc.run("volume", "delete", "golden")
+    osc.run("volume", "type", "delete", "gold")
+
+
+def test_volume_from_an_image(osc, image):
+    vol = osc.json("volume", "create", "--image", image, "--size", "1", "from-image")
+    assert vol["bootable"] is True and vol["status"] == "available"
+    shown = osc.json("volume", "show", "from-image")
+    assert shown["volume_image_metadata"]["image_id"] == image
+    osc.run("volume", "delete", "from-image")
+
+
+def test_quota_show_includes_the_volume_quotas(osc):
+    shown = osc.json("quota", "show")
+    limits = {r["Resource"]: r["Limit"] for r in shown}
+    assert (limits["volumes"], limits["gigabytes"], limits["snapshots"]) == (10, 1000, 10)
+    osc.run("quota", "set", "--volumes", "1", "admin")
+    osc.json("volume", "create", "--size", "1", "only")
+    refused = osc.run("volume", "create", "--size", "1", "second", check=False)
+    assert refused.returncode != 0
+    assert "Maximum number of volumes allowed (1) exceeded" in refused.stderr
+    osc.run("volume", "delete", "only")
+    osc.run("quota", "set", "--volumes", "10", "admin")
