@@ -26,9 +26,10 @@ JOBS ?= 3
 # Unit tests of rooms that never open a store (drivers, CLI, WAN, agent, core, bench, web,
 # provisioning) run once.
 POSTGRES_TESTS ?= $(addprefix tests/unit/,api compute fleet identity image inventory network \
-	router sites store sync) tests/unit/test_app_background.py tests/unit/test_site_footprint.py \
+	router sites store sync volume) tests/unit/test_app_background.py tests/unit/test_site_footprint.py \
 	tests/multisite tests/e2e/test_identity_cli.py \
-	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_durability.py \
+	tests/e2e/test_image_cli.py tests/e2e/test_compute_cli.py tests/e2e/test_volume_cli.py \
+	tests/e2e/test_durability.py \
 	tests/e2e/test_api_fuzz.py
 
 .PHONY: run test test-sqlite lint format unit e2e bench migrations clean system-deps venv \
