@@ -3,6 +3,7 @@ deactivated state, and what a delete takes with it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from image_testkit import patch, upload
@@ -161,3 +162,16 @@ async def test_a_deleted_images_tags_and_data_go_with_it(
     assert (await site.client.get(f"{IMAGES}?tag=gold", headers=admin_headers)).json()[
         "images"
     ] == []
+
+
+async def test_racing_images_with_one_id_make_one_image(site, admin_headers) -> None:
+    image_id = "6f2c1d9e-0b7a-4c55-9d3e-2a1b0c9d8e7f"
+    answers = await asyncio.gather(
+        *(
+            site.client.post(IMAGES, json={"id": image_id, "name": f"n{n}"}, headers=admin_headers)
+            for n in range(4)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409]
+    r = await site.client.get(IMAGES, headers=admin_headers)
+    assert [i["id"] for i in r.json()["images"]] == [image_id]

@@ -3,6 +3,7 @@ answers for itself, and what each party sees of the image and of the memberships
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -257,3 +258,11 @@ async def test_a_synced_image_is_shared_at_its_source_only(site, admin_headers) 
     assert r.status_code == 409, r.text
     assert "Paris" in r.json()["message"]
     assert await members(site, admin_headers, rec.id) == {}
+
+
+async def test_racing_adds_of_one_member_make_it_once(site, new_image, project_headers) -> None:
+    alice = project_headers("p-alice")
+    img = await new_image(alice)
+    answers = await asyncio.gather(*(add(site, alice, img["id"], "p-bob") for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 409, 409, 409]
+    assert await members(site, alice, img["id"]) == {"p-bob": "pending"}
