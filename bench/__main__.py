@@ -23,6 +23,7 @@ from bench import (
     fleet_status,
     http_client,
     identity,
+    qemu_boot,
     revocation,
     scope_fanout,
     site_footprint,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "tls": (tls_cost.run, tls_cost.render),
     "revocation": (revocation.run, revocation.render),
     "http_client": (http_client.run, http_client.render),
+    "qemu_boot": (qemu_boot.run, qemu_boot.render),
 }
 
 
