@@ -1,10 +1,15 @@
-"""The registry as operators see it: the sites with their RTTs, revoking one, and how
-far this site holds the fleet's revocation events."""
+"""The registry as operators see it: the sites with their RTTs, revoking one, how far
+this site holds the fleet's revocation events, and the enrollments an authority hands
+out."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sites_kit import Member, enrolled_by, registry_of
 
+from edgefed.services.sites.enrollment import EnrollmentToken
+from edgefed.services.sites.routes import MAX_ENROLLMENT_SECONDS
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of
 from edgefed.testkit.tokens import forge_token
@@ -90,3 +95,89 @@ async def test_the_revocation_state_shows_watermarks_and_arrivals_to_admins(
     assert (arrival["origin"], arrival["seq"]) == ("Berlin", 1)
     r = await site.client.get("/edge/v1/fleet/revocations", headers=member_headers(site))
     assert r.status_code == 403
+
+
+# -- enrollments --------------------------------------------------------------------------------
+
+ENROLL = "/edge/v1/fleet/enrollments"
+
+
+async def enroll(site: InProcessSite, headers: dict[str, str], **spec: Any):
+    return await site.client.post(ENROLL, json={"enrollment": spec}, headers=headers)
+
+
+async def test_an_enrollment_says_for_whom_until_when_and_whether_it_makes_an_authority(
+    site: InProcessSite,
+) -> None:
+    now = ctx_of(site).clock()
+    r = await enroll(site, admin(site), name="Lyon", expires_in=600, authority=True)
+    assert r.status_code == 201, r.text
+    made = r.json()["enrollment"]
+    assert (made["site"], made["authority"]) == ("Lyon", True)
+    assert now + 600 <= made["expires_at"] <= ctx_of(site).clock() + 600
+    token = EnrollmentToken.decode(made["token"])
+    assert (token.issuer, token.site_name, token.token_id) == ("Berlin", "Lyon", made["id"])
+    assert token.issuer_key == registry_of(site).public_key
+    # Each enrollment is a token of its own.
+    again = (await enroll(site, admin(site), name="Lyon")).json()["enrollment"]
+    assert again["id"] != made["id"] and again["token"] != made["token"]
+    assert again["authority"] is False
+
+
+async def test_an_enrollment_lasts_from_a_minute_to_a_week(site: InProcessSite) -> None:
+    for seconds in (60, MAX_ENROLLMENT_SECONDS):
+        r = await enroll(site, admin(site), name="Lyon", expires_in=seconds)
+        assert r.status_code == 201, (seconds, r.text)
+    for seconds in (59, MAX_ENROLLMENT_SECONDS + 1, "soon"):
+        r = await enroll(site, admin(site), name="Lyon", expires_in=seconds)
+        assert r.status_code == 400, (seconds, r.text)
+        assert "expires_in" in r.json()["error"]["message"]
+
+
+async def test_an_enrollment_names_a_site_as_site_names_go(site: InProcessSite) -> None:
+    for bad in ("", "1st", "has space", "x" * 64, "a/b"):
+        r = await enroll(site, admin(site), name=bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert "name" in r.json()["error"]["message"]
+    r = await enroll(site, admin(site), name="Lyon", colour="blue")
+    assert r.status_code == 400
+    assert "'colour' was unexpected" in r.json()["error"]["message"]
+    assert (await enroll(site, admin(site), name="L" + "y" * 62)).status_code == 201
+
+
+async def test_only_an_admin_at_an_authority_enrolls(site: InProcessSite) -> None:
+    r = await enroll(site, member_headers(site), name="Lyon")
+    assert r.status_code == 403
+    assert "fleet:create_enrollment" in r.json()["error"]["message"]
+    # Berlin as a member that Hub enrolled: it may not enroll in its turn.
+    hub = Member("Hub")
+    await registry_of(site).merge([enrolled_by(site, hub, authority=True)])
+    registry_of(site).view.entries["Berlin"] = Member(
+        "Berlin", key=ctx_of(site).signer.private_key
+    ).entry(by="Hub", by_key=hub.key)
+    r = await enroll(site, admin(site), name="Lyon")
+    assert r.status_code == 403
+    assert "Berlin is not a fleet authority and cannot enroll sites" in r.text
+
+
+# -- reading the registry ---------------------------------------------------------------------
+
+
+async def test_a_site_the_registry_does_not_hold_is_404_naming_it(site: InProcessSite) -> None:
+    r = await site.client.get("/edge/v1/fleet/sites/Atlantis", headers=admin(site))
+    assert r.status_code == 404
+    assert r.json()["error"]["message"] == "site Atlantis is not in the fleet registry"
+    r = await site.client.get("/edge/v1/fleet/sites/Berlin", headers=admin(site))
+    assert r.json()["site"]["self"] is True and r.json()["site"]["rtt_ms"] == 0.0
+
+
+async def test_the_registry_needs_a_token_but_the_site_card_and_ping_do_not(
+    site: InProcessSite,
+) -> None:
+    assert (await site.client.get("/edge/v1/fleet/sites")).status_code == 401
+    assert (await site.client.get("/edge/v1/fleet/sites/Berlin")).status_code == 401
+    assert (await site.client.get("/edge/v1/site")).status_code == 200
+    assert (await site.client.get("/edge/v1/ping")).status_code == 204
+    # Any project member reads the registry; changing it is an admin's.
+    r = await site.client.get("/edge/v1/fleet/sites", headers=member_headers(site))
+    assert [s["name"] for s in r.json()["sites"]] == ["Berlin"]
