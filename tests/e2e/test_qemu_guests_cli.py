@@ -51,6 +51,7 @@ def _host_ready() -> bool:
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timeout(900),  # three TCG boots and two restarts on a shared 2-core machine
     pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
 
@@ -253,6 +254,20 @@ def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_dis
     assert status(a) == status(b) == "ACTIVE"
     until(lambda: "EDGEFED-GUEST ready" in console(a), within=60, every=1, what="A after restart")
     assert {s: qemu_pid(s) for s in running} == running
+
+    # A snapshot is a real copy of the disk: a guest booted from it counts B's boots.
+    snap = osc.json("server", "image", "create", "--name", "snap-b", "--wait", b)
+    shown_image = osc.json("image", "show", snap["id"])
+    assert shown_image["status"] == "active" and shown_image["disk_format"] == "qcow2"
+    assert not list((site.data_dir / "agent" / "qemu" / "snapshots").iterdir())
+    c = osc.json("server", "create", "--image", snap["id"], "--flavor", "g.tiny", "--nic",
+                 "none", "guest-c")["id"]  # fmt: skip
+    until(lambda: active(c), within=BOOT, every=1, what="C from the snapshot ACTIVE")
+    until(lambda: "EDGEFED-GUEST ready" in console(c), within=BOOT, every=1, what="C ready")
+    counts = [int(line.rsplit("boot-count=", 1)[1].split()[0])
+              for line in console(c).splitlines() if "boot-count=" in line]  # fmt: skip
+    assert counts and counts[-1] >= 3  # B booted, rebooted; C is its third boot
+    running[c] = qemu_pid(c)
 
     # Delete: the QEMU processes go, and so do the servers.
     for server, pid in running.items():

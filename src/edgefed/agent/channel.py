@@ -39,7 +39,7 @@ RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
-    poll_wait: float = 20.0
+    poll_wait: float = 4.0
     network_interval: float = 2.0
     # How long an answer is retried while the site does not take it.
     answer_patience: float = 600.0

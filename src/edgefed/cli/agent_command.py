@@ -109,7 +109,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-network", action="store_true", help="guests without networks")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--poll-wait", type=float, default=20.0, help="seconds a command poll waits")
+    p.add_argument(
+        "--poll-wait", type=float, default=4.0, help="seconds a command poll waits (site caps it)"
+    )
     p.add_argument(
         "--network-interval", type=float, default=2.0, help="seconds between network syncs"
     )

@@ -133,10 +133,11 @@ class SiteSettings:
     compute_hosts: tuple[HostSpec, ...] = ()
     # The qemu driver: seconds an agent has to answer a spawn, and any other operation
     # (more than the guest's ACPI shutdown timeout); an agent's poll waits at most
-    # agent_poll_wait_seconds for a command.
+    # agent_poll_wait_seconds for a command: less than uvicorn's 5 s graceful shutdown,
+    # which would otherwise wait for the polls in flight (a command wakes a poll at once).
     agent_spawn_timeout_seconds: float = 300.0
     agent_command_timeout_seconds: float = 120.0
-    agent_poll_wait_seconds: float = 20.0
+    agent_poll_wait_seconds: float = 4.0
     # All-in-one: with the qemu driver, `edgefed site serve` also runs a host agent for
     # this machine (as host local_agent_hostname, default "<site>-local"): its state in
     # <data_dir>/agent, its network state (dnsmasq runs as nobody: a directory others

@@ -178,7 +178,11 @@ class AgentDriver:
         path = result.get("path")
         if not isinstance(path, str):
             raise DriverError("the agent's snapshot names no file")
-        return Snapshot(path=Path(path), disk_format=str(result.get("disk_format") or "qcow2"))
+        return Snapshot(
+            path=Path(path),
+            disk_format=str(result.get("disk_format") or "qcow2"),
+            temporary=True,
+        )
 
     def power_state(self, instance_id: str) -> PowerState:
         return self._power.get(instance_id, PowerState.NOSTATE)

@@ -113,7 +113,10 @@ class Snapshot:
 
     path: Path | None = None
     data: bytes | None = None
-    disk_format: str = "raw"
+    # The data's format; None: the source image's (the fake's disk is that image).
+    disk_format: str | None = None
+    # The file was made for this snapshot: whoever copied it removes it.
+    temporary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from compute_testkit import boot, make_image, wait_for
 
 from edgefed.drivers.base import Snapshot
@@ -69,11 +68,6 @@ async def test_snapshot_data_from_the_driver(site, h, image_id, monkeypatch):
     assert image is not None and image.status == "active" and image.size == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ServerLifecycle._snapshot keeps the source image's disk_format and ignores "
-    "Snapshot.disk_format (services/compute/lifecycle.py, not this room's)",
-)
 async def test_a_qcow2_snapshot_of_a_raw_image_is_a_qcow2_image(site, h, tmp_path, monkeypatch):
     """The QEMU driver snapshots to a standalone qcow2 whatever the base image was."""
     raw = await make_image(site, disk_format="raw", data=b"\0" * 4096)

@@ -290,10 +290,17 @@ class ServerLifecycle:
     async def _snapshot(self, server_id: str, image_id: str) -> None:
         try:
             snap = await self.driver.snapshot(server_id)
+            # The data's format, whatever the source image's was (QEMU writes qcow2).
+            if snap.disk_format is not None:
+                await self.images.update(image_id, disk_format=snap.disk_format)
             await self.images.begin_upload(image_id)
             blobs = BlobStore(self.data_dir)
             if snap.path is not None:
-                pending = await blobs.write_file(snap.path, max_bytes=self.max_image_bytes)
+                try:
+                    pending = await blobs.write_file(snap.path, max_bytes=self.max_image_bytes)
+                finally:
+                    if snap.temporary:
+                        snap.path.unlink(missing_ok=True)
             else:
                 pending = await blobs.write_bytes(snap.data or b"", max_bytes=self.max_image_bytes)
             await self.images.finish_upload(image_id, pending=pending, blobs=blobs)
