@@ -93,9 +93,12 @@ def test_volume_types_with_properties(osc):
     osc.run("volume", "type", "delete", "gold")
 
 
-def test_volume_from_an_image(osc, image):
+def test_volume_from_an_image(osc, image, site_process):
     vol = osc.json("volume", "create", "--image", image, "--size", "1", "from-image")
     assert vol["bootable"] is True and vol["status"] == "available"
+    # the image's bytes are the volume's first bytes, fsync'd before the answer
+    with open(Path(site_process.data_dir) / "volumes" / f"{vol['id']}.raw", "rb") as f:
+        assert f.read(15 * 4096) == b"a tiny raw disk" * 4096
     shown = osc.json("volume", "show", "from-image")
     assert shown["volume_image_metadata"]["image_id"] == image
     osc.run("volume", "delete", "from-image")

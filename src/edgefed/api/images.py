@@ -1,5 +1,5 @@
-"""What the image service offers other rooms: find an image the caller may see, and
-make an image of a file (the volume service's ``os-volume_upload_image``).
+"""What the image service offers other rooms: find an image the caller may see, read its
+bytes, and make an image of a file (the volume service's ``os-volume_upload_image``).
 
 The port the image service fills (``SiteContext.images``, None on a site without it).
 The volume service reads an image's size and formats to make a volume of it, and
@@ -33,6 +33,10 @@ class ImageFacts:
 class ImageCatalog(Protocol):
     async def find(self, *, image_id: str, principal: Principal) -> ImageFacts | None:
         """The image, if it exists and the caller may see it (Glance's visibility)."""
+        ...
+
+    async def data_file(self, *, image_id: str) -> Path | None:
+        """The file holding the image's bytes on this site, or None (no data here)."""
         ...
 
     async def create_from_file(

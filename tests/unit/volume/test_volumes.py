@@ -4,6 +4,8 @@ a create refuses and in which words, lists, updates and deletes."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,35 +131,54 @@ async def test_from_a_snapshot_and_from_a_volume_the_data_is_copied(site) -> Non
     fault(r, 400, "Volume size '1'GB cannot be smaller than original volume size 3GB.")
 
 
-async def test_from_an_image_it_is_bootable_and_keeps_the_images_facts(site) -> None:
+async def image_with(site, data: bytes, disk_format: str = "raw", **extra) -> dict:
     h = admin(site)
-    r = await site.client.post(
-        "/image/v2/images",
-        json={
-            "name": "cirros",
-            "disk_format": "raw",
-            "container_format": "bare",
-            "visibility": "public",
-            "min_disk": 2,
-        },
-        headers=h,
-    )
-    image = r.json()
+    body = {
+        "name": "cirros",
+        "disk_format": disk_format,
+        "container_format": "bare",
+        "visibility": "public",
+        **extra,
+    }
+    image = (await site.client.post("/image/v2/images", json=body, headers=h)).json()
     r = await site.client.put(
         f"/image/v2/images/{image['id']}/file",
-        content=b"x" * 1024,
+        content=data,
         headers={**h, "Content-Type": "application/octet-stream"},
     )
     assert r.status_code == 204, r.text
-    fault(
-        await post(site, as_(site), "volumes", {"volume": {"size": 1, "imageRef": image["id"]}}),
-        400,
-        "Volume size 1GB cannot be smaller than the image minDisk size 2GB.",
-    )
+    return image
+
+
+async def test_from_an_image_it_holds_its_bytes_and_keeps_its_facts(site) -> None:
+    image = await image_with(site, b"x" * 1024, min_disk=2)
+    r = await post(site, as_(site), "volumes", {"volume": {"size": 1, "imageRef": image["id"]}})
+    fault(r, 400, "Volume size 1GB cannot be smaller than the image minDisk size 2GB.")
     vol = await volume(site, as_(site), 2, imageRef=image["id"])
-    assert vol["bootable"] == "true"
+    assert vol["bootable"] == "true" and vol["status"] == "available"
     assert vol["volume_image_metadata"]["image_id"] == image["id"]
     assert vol["volume_image_metadata"]["image_name"] == "cirros"
+    path = data_file(site, vol["id"])
+    assert read_at(path, 0, 1025) == b"x" * 1024 + b"\0"
+    assert path.stat().st_size == 2 * GIB
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+async def test_a_qcow2_image_is_converted_to_raw(site, tmp_path) -> None:
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"boot sector" + bytes(65536 - 11))
+    qcow2 = tmp_path / "disk.qcow2"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)], check=True
+    )
+    image = await image_with(site, qcow2.read_bytes(), "qcow2")
+    vol = await volume(site, as_(site), 1, imageRef=image["id"])
+    assert read_at(data_file(site, vol["id"]), 0, 11) == b"boot sector"
+    # bytes that are not qcow2 are refused before any volume is made
+    bad = await image_with(site, b"not a qcow2 at all" * 100, "qcow2")
+    r = await post(site, as_(site), "volumes", {"volume": {"size": 1, "imageRef": bad["id"]}})
+    fault(r, 400, f"Image {bad['id']} cannot be read as qcow2")
+    assert len((await get(site, as_(site), "volumes")).json()["volumes"]) == 1
 
 
 async def test_list_filters_sorts_and_pages(site) -> None:

@@ -9,7 +9,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
 from edgefed.api.images import ImageFacts
 from edgefed.services.image.access import is_owner_reader, require_may_publicize
-from edgefed.store.image import ImageRecord, ImageRepository
+from edgefed.store.image import ImageRecord, ImageRepository, blob_path
 
 
 def facts(record: ImageRecord) -> ImageFacts:
@@ -49,6 +49,13 @@ class LocalImages:
             if await self.images.member(record.id, project_id) is not None:
                 return facts(record)
         return None
+
+    async def data_file(self, *, image_id: str) -> Path | None:
+        record = await self.images.get(image_id)
+        if record is None or record.blob_sha256 is None:
+            return None
+        path = blob_path(self.ctx.settings.data_dir, record)
+        return path if path.exists() else None
 
     async def create_from_file(
         self,

@@ -7,14 +7,15 @@ directory) before the call returns, so a create answered survives a crash. It is
 site's own disk: the host agents' storage pools (files on the hosts, QMP hot-plug,
 NBD across sites: docs/volume.md) come behind the same Protocol later.
 
-A volume made from an image is allocated at its size; copying the image's data into it
-is still a seam (the record keeps the image it came from).
+A volume made from an image gets the image's bytes: a raw image is copied (its data
+extents), another format is converted to raw by ``qemu-img``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,15 @@ class VolumeBackend(Protocol):
     async def clone(self, *, source: str, volume_id: str, size_gb: int) -> None:
         """A new volume with the data of volume ``source`` (or of the snapshot
         ``snapshot:<id>``), grown to ``size_gb``."""
+
+    async def image_size(self, *, image_file: Path, disk_format: str) -> int:
+        """The bytes a volume needs to hold the image (its virtual size); ValueError
+        when the image cannot be read in that format."""
+
+    async def write_image(
+        self, *, volume_id: str, image_file: Path, disk_format: str, size_gb: int
+    ) -> None:
+        """A new volume of ``size_gb`` holding the image's bytes, as raw."""
 
     async def snapshot(self, *, volume_id: str, snapshot_id: str) -> None:
         """Keep the volume's data as it is now, as snapshot ``snapshot_id``."""
@@ -98,6 +108,36 @@ def _remove(path: Path) -> None:
         _fsync_dir(path.parent)
 
 
+async def _qemu_img(*argv: str, timeout: float = 600.0) -> str:
+    """Run ``qemu-img``; ValueError with what it said when it fails or is missing."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "qemu-img", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise ValueError("qemu-img is not installed on this site") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError as exc:
+        proc.kill()
+        await proc.wait()
+        raise ValueError(f"qemu-img {argv[0]} took over {timeout}s") from exc
+    if proc.returncode != 0:
+        raise ValueError(err.decode(errors="replace").strip() or f"qemu-img {argv[0]} failed")
+    return out.decode()
+
+
+def _settle(tmp: Path, target: Path, size: int) -> None:
+    """Grow ``tmp`` to ``size``, fsync it, and put it in place of ``target``."""
+    with open(tmp, "r+b") as f:
+        if os.fstat(f.fileno()).st_size < size:
+            f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
 class FileVolumeBackend:
     """Volumes as sparse raw files under ``root`` (the site's ``data_dir/volumes``)."""
 
@@ -124,6 +164,26 @@ class FileVolumeBackend:
             await asyncio.to_thread(_sparse_copy, origin, target, size_gb * GIB)
         else:  # a source recorded before its data was kept here
             await asyncio.to_thread(_allocate, target, size_gb * GIB)
+
+    async def image_size(self, *, image_file: Path, disk_format: str) -> int:
+        if disk_format == "raw":
+            return image_file.stat().st_size
+        info = json.loads(
+            await _qemu_img("info", "-f", disk_format, "--output=json", str(image_file))
+        )
+        return int(info["virtual-size"])
+
+    async def write_image(
+        self, *, volume_id: str, image_file: Path, disk_format: str, size_gb: int
+    ) -> None:
+        target = self.volume_path(volume_id)
+        if disk_format == "raw":
+            await asyncio.to_thread(_sparse_copy, image_file, target, size_gb * GIB)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        await _qemu_img("convert", "-f", disk_format, "-O", "raw", str(image_file), str(tmp))
+        await asyncio.to_thread(_settle, tmp, target, size_gb * GIB)
 
     async def snapshot(self, *, volume_id: str, snapshot_id: str) -> None:
         origin = self.volume_path(volume_id)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgefed.api.resource import Call
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.cinder import invalid_input, invalid_volume
+from edgefed.services.volume.state import state_of
 from edgefed.store.volume import Snapshots, Volumes
 
 GIB = 1 << 30
@@ -27,6 +29,9 @@ class Source:
     image_metadata: dict[str, Any] = field(default_factory=dict)
     # What the backend copies from (``snapshot:<id>`` or a volume id), if anything.
     backend_ref: str | None = None
+    # The image's bytes on this site, and their format, for a volume made of an image.
+    image_file: Path | None = None
+    image_format: str = "raw"
     # The smallest volume the source fits in, and the refusal for a smaller one.
     min_size: int = 0
     too_small: str = ""
@@ -110,7 +115,19 @@ async def _from_image(call: Call, image_id: str) -> Source:
         raise BadRequest("Invalid image identifier or unable to access requested image.")
     if image.status != "active":
         raise invalid_input(f"Image {image.id} is not active.")
-    data_size = math.ceil((image.virtual_size or image.size or 0) / GIB)
+    image_file = await images.data_file(image_id=image.id) if images is not None else None
+    disk_format = image.disk_format or "raw"
+    virtual = image.virtual_size or image.size or 0
+    if image_file is not None:
+        try:
+            virtual = await state_of(call).backend.image_size(
+                image_file=image_file, disk_format=disk_format
+            )
+        except ValueError as exc:
+            raise invalid_input(
+                f"Image {image.id} cannot be read as {disk_format}: {exc}."
+            ) from exc
+    data_size = math.ceil(virtual / GIB)
     min_size = max(data_size, image.min_disk)
     if data_size >= image.min_disk:
         too_small = f"Size of specified image {data_size}GB is larger than volume size {{size}}GB."
@@ -134,6 +151,8 @@ async def _from_image(call: Call, image_id: str) -> Source:
         },
         min_size=min_size,
         too_small=too_small,
+        image_file=image_file,
+        image_format=disk_format,
     )
 
 

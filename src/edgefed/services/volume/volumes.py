@@ -198,13 +198,20 @@ class Volume(Resource[VolumeRecord, Volumes]):
         delete clears it) rather than a record without data that says ``available``."""
         backend = state_of(call).backend
         try:
-            if source.backend_ref is not None:
+            if source.image_file is not None:
+                await backend.write_image(
+                    volume_id=made.id,
+                    image_file=source.image_file,
+                    disk_format=source.image_format,
+                    size_gb=made.size,
+                )
+            elif source.backend_ref is not None:
                 await backend.clone(source=source.backend_ref, volume_id=made.id, size_gb=made.size)
             else:
                 await backend.create(volume_id=made.id, size_gb=made.size)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             await repo.transition(made.id, expect={}, values={"status": "error"})
-            raise invalid_volume(f"the volume's data could not be allocated: {exc}") from exc
+            raise invalid_volume(f"the volume's data could not be written: {exc}") from exc
 
     async def changes(self, call: Call, repo: Volumes, record: VolumeRecord) -> dict[str, Any]:
         data = await call.body()
