@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from edgefed.core.errors import NotFound
@@ -40,18 +40,27 @@ async def dashboard_root() -> Response:
 
 
 @router.get("/dashboard/")
-async def dashboard_index() -> Response:
-    return _file("index.html")
+async def dashboard_index(request: Request) -> Response:
+    return _file(request, "index.html")
 
 
 @router.get("/dashboard/{name}")
-async def dashboard_asset(name: str) -> Response:
-    return _file(name)
+async def dashboard_asset(request: Request, name: str) -> Response:
+    return _file(request, name)
 
 
-def _file(name: str) -> Response:
+def _file(request: Request, name: str) -> Response:
+    """The file, or 304 when the browser's copy is current: ``no-cache`` makes it ask
+    each time with the ETag it holds, and an unchanged file is not sent again."""
     path = (STATIC / name).resolve()
     suffix = path.suffix
     if path.parent != STATIC.resolve() or suffix not in MEDIA_TYPES or not path.is_file():
         raise NotFound(f"The dashboard has no file {name!r}.")
-    return FileResponse(path, media_type=MEDIA_TYPES[suffix], headers=HEADERS)
+    response = FileResponse(
+        path, media_type=MEDIA_TYPES[suffix], headers=HEADERS, stat_result=path.stat()
+    )
+    etag = response.headers["etag"]
+    held = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    if etag in held or "*" in held:
+        return Response(status_code=304, headers={**HEADERS, "ETag": etag})
+    return response

@@ -91,3 +91,46 @@ async def test_every_api_the_script_polls_answers_with_a_token(site: InProcessSi
         assert r.status_code == 200, (path, r.text)
         assert (await site.client.get(path)).status_code == 401
     assert '"/identity/v3/auth/tokens"' in script
+
+
+async def get_with(path: str, headers: dict[str, str]) -> httpx.Response:
+    transport = httpx.ASGITransport(app=dashboard_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://site") as client:
+        return await client.get(path, headers=headers, follow_redirects=False)
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/app.js", "/dashboard/style.css"])
+async def test_a_browser_revalidating_a_current_copy_gets_304_and_no_body(path: str) -> None:
+    first = await get(path)
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and etag.startswith('"')
+    again = await get_with(path, {"If-None-Match": etag})
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["etag"] == etag
+    # The policy headers come with the 304 too: the browser keeps revalidating.
+    assert again.headers["cache-control"] == "no-cache"
+    assert again.headers["content-security-policy"] == first.headers["content-security-policy"]
+    # One of several tags, or any.
+    for held in (f'"old", {etag}', "*"):
+        assert (await get_with(path, {"If-None-Match": held})).status_code == 304
+
+
+async def test_a_stale_or_foreign_tag_gets_the_file_again() -> None:
+    fresh = await get_with("/dashboard/app.js", {"If-None-Match": '"stale"'})
+    assert fresh.status_code == 200
+    assert fresh.content == (STATIC / "app.js").read_bytes()
+    # Another file's tag is no match for this one.
+    css_tag = (await get("/dashboard/style.css")).headers["etag"]
+    r = await get_with("/dashboard/app.js", {"If-None-Match": css_tag})
+    assert r.status_code == 200
+
+
+async def test_a_missing_file_is_404_whatever_tag_is_sent() -> None:
+    r = await get_with("/dashboard/nothing.js", {"If-None-Match": "*"})
+    assert r.status_code == 404
+
+
+async def test_the_site_answers_a_revalidation_with_304(site: InProcessSite) -> None:
+    first = await site.client.get("/dashboard/app.js")
+    r = await site.client.get("/dashboard/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert (r.status_code, r.content) == (304, b"")
