@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from edgefed.agent.guests import GuestRunner
-from edgefed.drivers.base import PowerState
+from edgefed.drivers.base import ImageData, PowerState
 from edgefed.drivers.hostnet import SiteNetwork
 from edgefed.drivers.planwire import plan_from_json
 
@@ -43,6 +46,10 @@ class ChannelSettings:
     network_interval: float = 2.0
     # How long an answer is retried while the site does not take it.
     answer_patience: float = 600.0
+
+
+class ImageUnavailable(Exception):
+    """The site did not give an image's data, or gave data that fails its checksum."""
 
 
 class CredentialRefused(Exception):
@@ -220,6 +227,35 @@ class CommandLoop:
                 except httpx.HTTPError as exc:
                     log.warning("reporting %s: %r", changes, exc)
                     await asyncio.sleep(RETRY_BACKOFF[attempt])
+
+    # -- image data -----------------------------------------------------------------------
+
+    async def fetch_image(self, image: ImageData, directory: Path) -> Path:
+        """The image's data from the site (for a host that cannot read the site's
+        files), checked against its sha256 as it arrives."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = directory / f"{image.id}.{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
+        try:
+            async with self.client.stream(
+                "GET", self._url(f"/images/{image.id}"), headers=self._headers(), timeout=None
+            ) as r:
+                if r.status_code != 200:
+                    raise ImageUnavailable(f"the site refused image {image.id} ({r.status_code})")
+                with target.open("wb") as out:
+                    async for chunk in r.aiter_bytes(1 << 20):
+                        digest.update(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+            expected = (image.checksum or "").removeprefix("sha256:")
+            if expected and digest.hexdigest() != expected:
+                raise ImageUnavailable(
+                    f"image {image.id} from the site does not match its sha256 "
+                    f"(expected {expected[:16]}…, got {digest.hexdigest()[:16]}…)"
+                )
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
 
     # -- the network -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from edgefed.agent.channel import ChannelSettings, CommandLoop
 from edgefed.agent.guests import GuestRunner
 from edgefed.agent.runner import HostAgent
 from edgefed.agent.state import AgentState
-from edgefed.drivers.base import PowerState
+from edgefed.drivers.base import ImageData, PowerState
 from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
 from edgefed.drivers.qemu import QemuHypervisor, QemuSettings
 
@@ -117,10 +117,15 @@ async def _serve(agent: HostAgent, config: GuestHostConfig) -> None:
         async def sync_network() -> None:
             await commands[0].sync_network()
 
+        async def fetch_image(image: ImageData) -> Path:
+            return await commands[0].fetch_image(image, hypervisor.layout.root / "incoming")
+
         loop = CommandLoop(
             site_url=agent.site_url,
             credential=lambda: agent.state.credential if agent.state else "",
-            runner=GuestRunner(hypervisor, network=network, sync_network=sync_network),
+            runner=GuestRunner(
+                hypervisor, network=network, sync_network=sync_network, fetch_image=fetch_image
+            ),
             network=network,
             client=client,
             settings=config.channel,

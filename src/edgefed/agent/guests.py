@@ -10,12 +10,16 @@ attaches to it, a destroy of one that is gone does nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ipaddress
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from edgefed.drivers.base import InstanceSpec, NicSpec, PowerState
+from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec, PowerState
 from edgefed.drivers.hostnet import SiteNetwork, tap_name
 from edgefed.drivers.qemu import GuestSpec, ImageSource, Nic, QemuHypervisor
 from edgefed.drivers.qemu.spec import decode_user_data
@@ -103,10 +107,42 @@ class GuestRunner:
         *,
         network: SiteNetwork | None,
         sync_network: Callable[[], Awaitable[None]],
+        fetch_image: Callable[[ImageData], Awaitable[Path]] | None = None,
     ) -> None:
         self.hv = hypervisor
         self.network = network
         self.sync_network = sync_network
+        self.fetch_image = fetch_image
+
+    async def _local(self, image: ImageData | None, fetched: list[Path]) -> ImageData | None:
+        """The image with its data on this machine: the site's file when this host can
+        read it (an agent on the site's machine), else a copy fetched from the site."""
+        if image is None or (image.path is not None and os.access(image.path, os.R_OK)):
+            return image
+        if self.fetch_image is None:
+            raise CommandRefused(f"image {image.id} has no data this host can read")
+        path = await self.fetch_image(image)
+        fetched.append(path)
+        return dataclasses.replace(image, path=path)
+
+    async def _spawn(self, spec: InstanceSpec) -> None:
+        fetched: list[Path] = []
+        try:
+            spec = dataclasses.replace(
+                spec,
+                image=await self._local(spec.image, fetched),
+                kernel=await self._local(spec.kernel, fetched),
+                ramdisk=await self._local(spec.ramdisk, fetched),
+            )
+            if spec.nics:
+                await self.sync_network()
+            netns = self.network.namespace if self.network is not None else None
+            await self.hv.spawn(guest_spec(spec, netns=netns))
+        finally:
+            # The hypervisor keeps its own checked copy in its image cache.
+            for path in fetched:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     async def adopt(self) -> dict[str, PowerState]:
         """Attach to the guests a previous run left (running or not)."""
@@ -129,10 +165,7 @@ class GuestRunner:
             raise CommandRefused(f"this agent does not know the command {kind!r}")
         if kind == "spawn":
             spec = instance_from_json(payload.get("instance"))
-            if spec.nics:
-                await self.sync_network()
-            netns = self.network.namespace if self.network is not None else None
-            await self.hv.spawn(guest_spec(spec, netns=netns))
+            await self._spawn(spec)
             return {"power_state": int(self.hv.power_state(spec.id))}
         if server_id is None:
             raise CommandRefused(f"a {kind} command names no server")

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from edgefed.agent.channel import ChannelSettings, CommandLoop
-from edgefed.drivers.base import PowerState
+from edgefed.agent.channel import ChannelSettings, CommandLoop, ImageUnavailable
+from edgefed.drivers.base import ImageData, PowerState
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.wait import eventually
@@ -136,3 +137,40 @@ async def test_the_loop_runs_the_site_s_commands_and_reports_its_guests(tmp_path
         finally:
             loop.stop()
             await asyncio.wait_for(running, 10)
+
+
+async def test_image_data_is_fetched_and_checked_by_its_hash(tmp_path: Path) -> None:
+    settings = site_settings(
+        tmp_path / "site", compute_driver="qemu", local_agent=False, agent_poll_wait_seconds=0.2
+    )
+    async with run_site(settings) as site:
+        cred = await credential(site, "edge-1")
+        headers = {"X-Auth-Token": await site.token(), **V}
+        data = b"the image's data" * 1000
+        image = await ImageRepository(site.app.state.ctx.store).create(
+            owner=None, name="tiny", disk_format="qcow2", container_format="bare",
+            visibility="public", data=data, data_dir=settings.data_dir,
+        )  # fmt: skip
+        body = {"name": "vm", "imageRef": image.id, "flavorRef": "1", "networks": "none"}
+        r = await site.client.post("/compute/v2.1/servers", json={"server": body}, headers=headers)
+        assert r.status_code == 202
+        queue = site.app.state.ctx.host_commands
+
+        async def placed() -> bool:
+            return bool(await queue.commands.open_commands())
+
+        await eventually(placed, within=10, what="the server placed on edge-1")
+        loop = CommandLoop(
+            site_url="http://berlin.test",
+            credential=lambda: cred,
+            runner=StandInRunner({}),  # type: ignore[arg-type]
+            network=None,
+            client=httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app)),
+        )
+        good = ImageData(id=image.id, checksum=f"sha256:{image.blob_sha256}")
+        path = await loop.fetch_image(good, tmp_path / "incoming")
+        assert path.read_bytes() == data
+        bad = ImageData(id=image.id, checksum="sha256:" + "0" * 64)
+        with pytest.raises(ImageUnavailable, match="does not match its sha256"):
+            await loop.fetch_image(bad, tmp_path / "incoming")
+        assert sorted(p.name for p in (tmp_path / "incoming").iterdir()) == [path.name]

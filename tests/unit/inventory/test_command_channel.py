@@ -236,3 +236,18 @@ async def test_what_agents_report_of_their_guests_reaches_the_servers(site):
     r = await site.client.post(f"{AGENT}/guests", json={"guests": {a: 1}}, headers=edge2)
     assert r.status_code == 204
     assert (await server(site, a))["status"] == "SHUTOFF"
+
+
+async def test_a_host_gets_the_data_of_the_images_its_servers_boot_only(site):
+    edge1 = await agent_headers(site, "edge-1")
+    edge2 = await agent_headers(site, "edge-2")
+    await boot(site)
+    command = await poll_until(site, edge1)
+    image = command["payload"]["instance"]["image"]
+    r = await site.client.get(f"{AGENT}/images/{image['id']}", headers=edge1)
+    assert r.status_code == 200 and r.content == b"qcow2 stand-in" * 64
+    assert f"sha256:{r.headers['x-image-sha256']}" == image["checksum"]
+    r = await site.client.get(f"{AGENT}/images/{image['id']}", headers=edge2)
+    assert r.status_code == 404
+    r = await site.client.get(f"{AGENT}/images/{image['id']}", headers={"X-Host-Credential": "a.b"})
+    assert r.status_code == 401

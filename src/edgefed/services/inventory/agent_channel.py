@@ -5,7 +5,9 @@ and only ever sees its own host's share: the commands queued for it (a long poll
 ``POST /agent/commands``), its answers (``POST /agent/commands/{id}``: 404 for a
 command that is not its own open one, which then stays as it was), what it reports
 of its guests (``POST /agent/guests``) and its network plan (``GET /agent/network``,
-with an ETag). The queue is ``SiteContext.host_commands`` (api/hostcommands.py).
+with an ETag) and the data of the images its servers boot from
+(``GET /agent/images/{id}``, for agents on other machines than the site's). The queue
+is ``SiteContext.host_commands`` (api/hostcommands.py).
 """
 
 from __future__ import annotations
@@ -112,3 +114,36 @@ async def network_plan(request: Request) -> Response:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+@router.get("/agent/images/{image_id}")
+async def image_data(image_id: str, request: Request) -> Response:
+    """The data of an image a live server of this host boots from (its image, or that
+    image's kernel_id or ramdisk_id); 404 for any other."""
+    from starlette.responses import FileResponse
+
+    from edgefed.store.compute import ServerRepository
+    from edgefed.store.image import ImageRepository, blob_path
+
+    ctx, host = await _agent(request)
+    images = ImageRepository(ctx.store)
+    wanted: set[str] = set()
+    for server in await ServerRepository(ctx.store).list_all(project_id=None):
+        if server.host != host.hostname or not server.image_id:
+            continue
+        wanted.add(server.image_id)
+        booted = await images.get(server.image_id)
+        if booted is not None:
+            wanted.update(
+                str(booted.properties[key])
+                for key in ("kernel_id", "ramdisk_id")
+                if booted.properties.get(key)
+            )
+    image = await images.get(image_id) if image_id in wanted else None
+    if image is None or not image.blob_sha256:
+        raise NotFound(f"Host {host.hostname} boots no image {image_id} with data here.")
+    return FileResponse(
+        blob_path(ctx.settings.data_dir, image),
+        media_type="application/octet-stream",
+        headers={"X-Image-Sha256": image.blob_sha256},
+    )
