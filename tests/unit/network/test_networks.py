@@ -324,6 +324,10 @@ async def test_lists_filter_on_any_attribute(site) -> None:
         "ext",
         "green",
     ]
+    # 1 and 0 as Neutron's boolean converter reads them; other words match nothing.
+    assert names(await listed(site, h, "networks?admin_state_up=0", "networks")) == ["red"]
+    assert names(await listed(site, h, "networks?router:external=1", "networks")) == ["ext"]
+    assert await listed(site, h, "networks?admin_state_up=no", "networks") == []
     assert await listed(site, h, "networks?name=blue", "networks") == []
     assert names(
         await listed(site, h, f"networks?project_id={project_id('alpha')}", "networks")

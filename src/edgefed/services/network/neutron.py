@@ -33,6 +33,7 @@ NEUTRON = Dialect(
     locked="{title} {id} is managed by sync source {origin}; change it there.",
     update_method="PUT",
 )
+BOOLEAN_WORDS = {"true": True, "1": True, "false": False, "0": False}
 IGNORED_PARAMS = frozenset({"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"})
 FIELDS_DOC = {"fields": "Attributes to show (repeat the parameter for several)."}
 
@@ -75,8 +76,8 @@ def _matches(view: dict[str, Any], name: str, values: list[str]) -> bool:
     if name not in view:
         return True
     actual = view[name]
-    if isinstance(actual, bool):
-        return str(actual).lower() in [v.lower() for v in values]
+    if isinstance(actual, bool):  # Neutron's convert_to_boolean: true/false, 1/0, any case
+        return any(BOOLEAN_WORDS.get(v.lower()) is actual for v in values)
     if isinstance(actual, list):
         return any(str(v) in [str(a) for a in actual] for v in values)
     return str(actual) in values
