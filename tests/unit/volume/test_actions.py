@@ -3,6 +3,8 @@ and the attachments API's state machine."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.unit.volume.cinder_kit import (
     action,
     admin,
@@ -281,3 +283,45 @@ async def test_attachment_refusals(site) -> None:
         409,
         "Volume attachments can not be updated if the volume is in an error state",
     )
+
+
+async def test_racing_reservations_of_one_volume_leave_one_winner(site) -> None:
+    h = as_(site)
+    vol = await volume(site, h)
+    servers = [f"8a5e0bf4-1111-4e6f-9d53-6a4c0f1a2b{i:02d}" for i in range(8)]
+    answers = await asyncio.gather(
+        *(
+            post(
+                site,
+                h,
+                "attachments",
+                {"attachment": {"volume_uuid": vol["id"], "instance_uuid": s}},
+            )
+            for s in servers
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [200] + [400] * 7
+    listed = (await get(site, h, f"attachments?volume_id={vol['id']}")).json()["attachments"]
+    assert len(listed) == 1 and await status(site, vol["id"]) == "reserved"
+
+
+async def test_a_delete_racing_a_reservation_never_leaves_an_attached_ghost(site) -> None:
+    h = as_(site)
+    vol = await volume(site, h)
+    reserve, remove = await asyncio.gather(
+        post(
+            site,
+            h,
+            "attachments",
+            {"attachment": {"volume_uuid": vol["id"], "instance_uuid": SERVER}},
+        ),
+        delete(site, h, f"volumes/{vol['id']}"),
+    )
+    # one of them wins; the other is refused, and what is left is consistent
+    assert sorted([reserve.status_code, remove.status_code]) in ([200, 400], [202, 404])
+    left = await get(site, h, f"volumes/{vol['id']}")
+    if remove.status_code == 202:
+        assert left.status_code == 404
+        assert (await get(site, h, "attachments")).json()["attachments"] == []
+    else:
+        assert left.json()["volume"]["status"] == "reserved"

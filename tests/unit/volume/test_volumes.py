@@ -24,6 +24,7 @@ from tests.unit.volume.cinder_kit import (
     volume,
 )
 
+from edgefed.services.volume.state import VolumeState
 from edgefed.testkit.inprocess import InProcessSite
 
 GIB = 1 << 30
@@ -331,3 +332,17 @@ async def test_the_file_is_fsynced_before_the_answer(site, monkeypatch) -> None:
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
     await volume(site, as_(site))
     assert len(synced) >= 2  # the file and its directory
+
+
+async def test_a_failed_write_leaves_the_volume_in_error_and_says_why(site, monkeypatch) -> None:
+    backend = site.app.state.ctx.slots.require(VolumeState).backend
+
+    async def full(*, volume_id: str, size_gb: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backend, "create", full)
+    r = await post(site, as_(site), "volumes", {"volume": {"size": 1, "name": "unlucky"}})
+    fault(r, 400, "the volume's data could not be written: [Errno 28] No space left on device")
+    (vol,) = (await get(site, as_(site), "volumes/detail")).json()["volumes"]
+    assert (vol["name"], vol["status"]) == ("unlucky", "error")
+    assert (await delete(site, as_(site), f"volumes/{vol['id']}")).status_code == 202

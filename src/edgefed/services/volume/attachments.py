@@ -29,6 +29,7 @@ from edgefed.services.volume.cinder import (
 )
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.views import attachment_view
+from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import AttachmentRecord, Attachments, StateConflict, Volumes
 
 FILTERS = {"volume_id": "volume_id", "status": "attach_status", "attach_status": "attach_status",
@@ -93,10 +94,7 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
         volume_id = data.get("volume_uuid")
         if not isinstance(volume_id, str) or not volume_id:
             raise invalid_field("attachment", data, "'volume_uuid' is a required property")
-        volumes = Volumes(call.ctx.store)
-        volume = await volumes.get(id=volume_id)
-        if volume is None or not self.access.may_read(call, volume):  # type: ignore[arg-type]
-            raise NotFound(f"Volume {volume_id} could not be found.")
+        volume = await VOLUME.find(call.of(VOLUME), volume_id)
         self.access.check_owner(call, volume.project_id, "create")
         connector = data.get("connector")
         if connector is not None and not isinstance(connector, dict):
@@ -114,6 +112,8 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
                 attach_mode=mode,
             )
         except StateConflict as exc:
+            if exc.status is None:  # deleted meanwhile
+                raise NotFound(f"Volume {volume_id} could not be found.") from exc
             if exc.reason == "error":
                 raise invalid_volume(
                     "Volume attachments can not be created if the volume is in an error "

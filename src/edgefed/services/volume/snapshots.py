@@ -26,6 +26,7 @@ from edgefed.services.volume.listing import marker_missing, next_links, page_of
 from edgefed.services.volume.quotas import volume_limits
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.views import snapshot_view
+from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import (
     Demand,
     MarkerNotFound,
@@ -34,7 +35,6 @@ from edgefed.store.volume import (
     SnapshotRecord,
     Snapshots,
     StateConflict,
-    Volumes,
 )
 
 CREATE_KEYS = ("name", "display_name", "description", "display_description", "volume_id",
@@ -82,12 +82,8 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
         volume_id = data.get("volume_id")
         if not isinstance(volume_id, str) or not volume_id:
             raise invalid_field("volume_id", volume_id, "'volume_id' is a required property")
-        volume = await Volumes(call.ctx.store).get(id=volume_id)
-        if volume is None or not await self.access.readable(call, volume):  # type: ignore[arg-type]
-            raise NotFound(f"Volume {volume_id} could not be found.")
-        ProjectOwned[Any](project=lambda v: v.project_id).check_owner(
-            call, volume.project_id, "create"
-        )
+        volume = await VOLUME.find(call.of(VOLUME), volume_id)
+        self.access.check_owner(call, volume.project_id, "create")
         force = boolean(data.get("force", False), "force")
         statuses = (
             ("available", "in-use")
@@ -101,6 +97,7 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
             user_id=call.principal.user_id,
             size=volume.size,
             volume_type_id=volume.volume_type_id,
+            status="creating",  # ``available`` once its data is kept
             name=optional_text(data, "name") or optional_text(data, "display_name"),
             description=optional_text(data, "description", max_len=65535)
             or optional_text(data, "display_description", max_len=65535),
@@ -131,8 +128,10 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
             raise over_limit(exc, what="snapshots") from exc
         try:
             await state_of(call).backend.snapshot(volume_id=volume.id, snapshot_id=made.id)
-        except OSError:
+        except OSError as exc:
             await repo.update(id=made.id, changes={"status": "error"})
+            raise BadRequest(f"Invalid snapshot: its data could not be kept: {exc}") from exc
+        await repo.update(id=made.id, changes={"status": "available"})
         return await self.find(call, made.id, repo)
 
     async def changes(self, call: Call, repo: Snapshots, record: SnapshotRecord) -> dict[str, Any]:

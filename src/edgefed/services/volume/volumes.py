@@ -168,6 +168,8 @@ class Volume(Resource[VolumeRecord, Volumes]):
             size=gigabytes,
             availability_zone=zone,
             volume_type_id=vtype.id,
+            # ``available`` once its data is written: a crash in between leaves the truth.
+            status="creating",
             name=name,
             description=description,
             bootable=source.bootable,
@@ -212,6 +214,9 @@ class Volume(Resource[VolumeRecord, Volumes]):
         except (OSError, ValueError) as exc:
             await repo.transition(made.id, expect={}, values={"status": "error"})
             raise invalid_volume(f"the volume's data could not be written: {exc}") from exc
+        await repo.transition(
+            made.id, expect={"status": ("creating",)}, values={"status": "available"}
+        )
 
     async def changes(self, call: Call, repo: Volumes, record: VolumeRecord) -> dict[str, Any]:
         data = await call.body()

@@ -28,7 +28,10 @@ class Attachments(RecordRepository[AttachmentRecord, AttachmentRecord]):
     mapper = RecordMapper(AttachmentRecord)
 
     async def _volume(self, conn: AsyncConnection, volume_id: str) -> Any:
-        row = (await conn.execute(select(volumes).where(volumes.c.id == volume_id))).first()
+        """The volume's row, locked to the end of the transaction on PostgreSQL (SQLite
+        has one writer): the changes of one volume's attachments take turns."""
+        query = select(volumes).where(volumes.c.id == volume_id).with_for_update()
+        row = (await conn.execute(query)).first()
         if row is None:
             raise StateConflict(None)
         return row
@@ -134,6 +137,7 @@ class Attachments(RecordRepository[AttachmentRecord, AttachmentRecord]):
             row = (await conn.execute(select(attachments).where(attachments.c.id == id))).first()
             if row is None:
                 raise StateConflict(None)
+            await self._volume(conn, row.volume_id)
             values: dict[str, Any] = {"attach_status": "attached", "attach_time": now}
             if mountpoint is not None:
                 values["mountpoint"] = mountpoint
@@ -191,7 +195,10 @@ class Attachments(RecordRepository[AttachmentRecord, AttachmentRecord]):
             row = (await conn.execute(select(attachments).where(attachments.c.id == id))).first()
             if row is None:
                 raise StateConflict(None)
-            await conn.execute(delete(attachments).where(attachments.c.id == id))
+            await self._volume(conn, row.volume_id)
+            gone = await conn.execute(delete(attachments).where(attachments.c.id == id))
+            if gone.rowcount == 0:  # removed by a request that held the volume first
+                raise StateConflict(None)
             others = await self._others(conn, row.volume_id, id)
             if any(o.attach_status == "attached" for o in others):
                 await self._set_volume(conn, row.volume_id, status="in-use")

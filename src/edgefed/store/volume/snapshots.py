@@ -51,7 +51,9 @@ class Snapshots(RecordRepository[SnapshotRecord, NewSnapshot]):
         async with self.store.write() as conn:
             await serialise(self.store, conn)
             row = (
-                await conn.execute(select(volumes.c.status).where(volumes.c.id == new.volume_id))
+                await conn.execute(
+                    select(volumes.c.status).where(volumes.c.id == new.volume_id).with_for_update()
+                )
             ).first()
             if row is None or row.status not in volume_statuses:
                 raise StateConflict(row.status if row is not None else None)

@@ -155,7 +155,8 @@ class Volumes(RecordRepository[VolumeRecord, NewVolume]):
         another status than ``snapshot_statuses``); StateConflict otherwise. The ids of
         the snapshots deleted with it."""
         async with self.store.write() as conn:
-            row = (await conn.execute(select(volumes).where(volumes.c.id == id))).first()
+            locked = select(volumes).where(volumes.c.id == id).with_for_update()
+            row = (await conn.execute(locked)).first()
             if row is None:
                 raise StateConflict(None)
             snaps = list(
