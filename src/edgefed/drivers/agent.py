@@ -115,8 +115,8 @@ class AgentDriver:
                 self._power[instance_id] = PowerState(int(result["power_state"]))
             return result
         error = record.error or "the command failed"
-        if record.sent_at is None or error.startswith(("the agent of host", "host ")):
-            raise HostUnavailable(error)
+        if (record.result or {}).get("unavailable"):
+            raise HostUnavailable(error)  # failed by the site: no agent answered
         raise DriverError(error)
 
     # -- operations --------------------------------------------------------------------------

@@ -197,7 +197,8 @@ class HostCommands:
         return await self.get(command_id)
 
     async def fail(self, ids: Sequence[str], *, error: str, now: float) -> list[str]:
-        """Fail those of ``ids`` still open; the ids it failed."""
+        """Fail those of ``ids`` still open, for the site (no agent answered): their
+        ``result`` says ``unavailable``; the ids it failed."""
         if not ids:
             return []
         async with self.store.write() as conn:
@@ -211,7 +212,12 @@ class HostCommands:
                 await conn.execute(
                     update(host_commands)
                     .where(host_commands.c.id.in_(failed))
-                    .values(state="failed", error=error[:2000], finished_at=now)
+                    .values(
+                        state="failed",
+                        error=error[:2000],
+                        result={"unavailable": True},
+                        finished_at=now,
+                    )
                 )
         return failed
 

@@ -124,6 +124,12 @@ async def test_each_agent_gets_and_answers_only_its_own_host_s_commands(site):
     edge1 = await agent_headers(site, "edge-1")
     edge2 = await agent_headers(site, "edge-2")
     server_id = await boot(site)
+    store = HostCommands(site.app.state.ctx.store)
+
+    async def queued() -> bool:
+        return bool(await store.open_commands())
+
+    await eventually(queued, within=10, what="the spawn queued")
     first = await asyncio.gather(poll(site, edge1), poll(site, edge2))
     commands = [c for found in first for c in found]
     assert [c["kind"] for c in commands] == ["spawn"]
