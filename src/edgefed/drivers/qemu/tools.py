@@ -31,6 +31,11 @@ async def run_tool(*argv: str, timeout: float, stdin: bytes | None = None) -> st
             process.kill()
         await process.wait()
         raise ToolFailed(f"{' '.join(argv[:3])} … did not finish within {timeout:g} s") from None
+    except asyncio.CancelledError:  # the caller gave up (a spawn whose other step failed)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         said = err.decode(errors="replace").strip() or f"exit status {process.returncode}"
         raise ToolFailed(f"{argv[0]} {argv[1] if len(argv) > 1 else ''}: {said[-800:]}")

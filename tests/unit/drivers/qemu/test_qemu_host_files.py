@@ -1,13 +1,20 @@
-"""What a guest leaves on the host: a capped console log, a pidfile that says who runs."""
+"""What a guest leaves on the host: a capped console log, a pidfile that says who runs,
+and no tool still running once its caller gave up."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from qemu_support import pid_alive
+
 from edgefed.drivers.qemu.console import ConsoleLog
 from edgefed.drivers.qemu.process import Process, running_pid
+from edgefed.drivers.qemu.tools import run_tool
+from edgefed.testkit.wait import eventually
 
 GUEST = "6a3c1f3e-8d2b-4f1a-9c77-1e2d3c4b5a69"
 
@@ -100,3 +107,21 @@ async def test_terminate_escalates_to_sigkill(tmp_path: Path) -> None:
         stubborn.kill()
         stubborn.wait()
     assert not pidfile.exists()
+
+
+async def test_a_tool_whose_caller_gives_up_is_killed(tmp_path: Path) -> None:
+    # a spawn runs qemu-img beside other steps and cancels it when one of them fails
+    pidfile = tmp_path / "tool.pid"
+    tool = asyncio.create_task(
+        run_tool("sh", "-c", f"echo $$ > {pidfile}; exec sleep 60", timeout=120)
+    )
+
+    async def started() -> bool:
+        return pidfile.exists() and pidfile.read_text().strip() != ""
+
+    await eventually(started, within=10, what="the tool's pid")
+    pid = int(pidfile.read_text())
+    tool.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tool
+    assert not pid_alive(pid)
