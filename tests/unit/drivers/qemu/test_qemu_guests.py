@@ -408,6 +408,30 @@ async def test_a_bad_image_is_refused_and_leaves_nothing(
     assert hv.power_state(guest_id) == PowerState.NOSTATE
 
 
+async def test_a_missing_kernel_fails_the_spawn_as_itself_and_leaves_nothing(
+    hv: QemuHypervisor, guest_image: GuestImage, tmp_path: Path
+) -> None:
+    # the boot images are cached while the disks and the config drive are being made:
+    # the failure comes out as raised, once the other jobs stopped
+    guest_id = str(uuid.uuid4())
+    spec = GuestSpec(
+        id=guest_id,
+        name="no-kernel",
+        vcpus=1,
+        ram_mb=64,
+        root_gb=1,
+        ephemeral_gb=1,
+        swap_mb=32,
+        image=ImageSource(guest_image.disk, disk_format="qcow2"),
+        kernel=ImageSource(tmp_path / "gone-vmlinuz"),
+    )
+    with pytest.raises(ImageRefused, match="not on this host") as refused:
+        await hv.spawn(spec)
+    assert refused.value.reason == "missing"
+    assert not hv.layout.guest(guest_id).directory.exists()
+    assert hv.power_state(guest_id) == PowerState.NOSTATE
+
+
 OWNER = """
 import asyncio, sys
 from pathlib import Path
