@@ -380,7 +380,7 @@ def render(results: dict[str, Any]) -> str:
         side = results[mode]
         lines.append(f"{title}, medians (spawn() returns after {side['spawn_call_s']:.3f} s)")
         for key, label in (
-            ("qemu_started", "QEMU process started"),
+            ("qemu_started", "QEMU started (its daemon)"),
             ("first_line", "first console line"),
             ("userspace", "userspace"),
             ("marker", "user-data marker"),
