@@ -257,3 +257,46 @@ async def test_a_host_gets_the_data_of_the_images_its_servers_boot_only(site):
     assert r.status_code == 404
     r = await site.client.get(f"{AGENT}/images/{image['id']}", headers={"X-Host-Credential": "a.b"})
     assert r.status_code == 401
+
+
+async def test_a_guest_deleted_while_its_agent_was_away_is_destroyed_when_it_returns(
+    tmp_path, clock
+):
+    settings = qemu_settings(tmp_path, host_heartbeat_timeout_seconds=1.0)
+    async with run_site(settings, clock=clock) as site:
+        edge1 = await agent_headers(site, "edge-1")
+        server_id = await boot(site)
+        command = await poll_until(site, edge1)
+        assert await answer(site, edge1, command["id"], result={"power_state": 1}) == 204
+        await reaches(site, server_id, "ACTIVE")
+
+        # The agent falls silent; the host goes down; the server is deleted anyway.
+        clock.advance(5)
+
+        async def down() -> bool:
+            r = await site.client.get(
+                f"{HOSTS}/edge-1", headers={"X-Auth-Token": signed_token(site)}
+            )
+            return bool(r.json()["host"]["availability"] == "down")
+
+        await eventually(down, within=10, what="edge-1 down")
+        headers = {"X-Auth-Token": await site.token(), **V}
+        r = await site.client.delete(f"/compute/v2.1/servers/{server_id}", headers=headers)
+        assert r.status_code == 204
+
+        async def gone() -> bool:
+            r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=headers)
+            return r.status_code == 404
+
+        await eventually(gone, within=10, what="the server deleted")
+
+        # The agent comes back and lists its guests: the site has it destroyed.
+        r = await site.client.post(f"{AGENT}/heartbeat", json={}, headers=edge1)
+        assert r.status_code == 200
+        r = await site.client.post(
+            f"{AGENT}/guests", json={"guests": {server_id: 1}, "full": True}, headers=edge1
+        )
+        assert r.status_code == 204
+        command = await poll_until(site, edge1)
+        assert (command["kind"], command["server_id"]) == ("destroy", server_id)
+        assert await answer(site, edge1, command["id"], result={}) == 204
