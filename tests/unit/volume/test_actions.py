@@ -13,6 +13,7 @@ from tests.unit.volume.cinder_kit import (
     fault,
     get,
     post,
+    project_id,
     put,
     shown,
     volume,
@@ -48,7 +49,7 @@ async def test_extend_grows_the_volume_and_its_file(site) -> None:
 async def test_extend_beyond_the_gigabytes_quota_is_413(site) -> None:
     h = as_(site)
     vol = await volume(site, h)
-    pid = vol["os-vol-tenant-attr:tenant_id"]
+    pid = project_id("alpha")
     await put(site, admin(site), f"os-quota-sets/{pid}", {"quota_set": {"gigabytes": 2}})
     fault(
         await action(site, h, vol["id"], "os-extend", {"new_size": 5}),

@@ -42,6 +42,7 @@ CREATE_KEYS = ("name", "display_name", "description", "display_description", "vo
 FILTERS = {"name": "name", "status": "status", "volume_id": "volume_id"}
 SORTABLE = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id")
 DELETABLE = ("available", "error", "error_deleting", "deleting")
+EXTENDED = "os-extended-snapshot-attributes:"
 
 
 class Snapshot(Resource[SnapshotRecord, Snapshots]):
@@ -56,6 +57,13 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
 
     def view(self, record: SnapshotRecord, call: Call) -> dict[str, Any]:
         return snapshot_view(record, call)
+
+    def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
+        """A create's or an update's answer has no extended attributes (Cinder's
+        extension extends show and the lists only)."""
+        if call.request.method in ("POST", "PUT"):
+            return {k: v for k, v in view.items() if not k.startswith(EXTENDED)}
+        return view
 
     async def records(self, call: Call, repo: Snapshots) -> list[SnapshotRecord]:
         page = page_of(call, columns=FILTERS, sortable=SORTABLE)

@@ -74,15 +74,27 @@ class VolumeType(Resource[VolumeTypeRecord, VolumeTypes]):
         specs = dict(record.extra_specs)
         if not call.principal.is_admin:
             specs = {k: v for k, v in specs.items() if k in USER_VISIBLE_SPECS}
-        return {
+        view: dict[str, Any] = {
             "id": record.id,
             "name": record.name,
             "description": record.description,
             "is_public": record.is_public,
             IS_PUBLIC: record.is_public,
             "extra_specs": specs,
-            "qos_specs_id": None,
         }
+        if call.principal.is_admin:  # Cinder's QoS policy: admins only
+            view["qos_specs_id"] = None
+        return view
+
+    def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
+        """Cinder answers a create and an update with its older view (no QoS id), and
+        its type access extension adds ``is_public`` to the create only."""
+        method = call.request.method
+        if method == "POST":
+            return {k: v for k, v in view.items() if k != "qos_specs_id"}
+        if method == "PUT":
+            return {k: v for k, v in view.items() if k not in ("qos_specs_id", IS_PUBLIC)}
+        return view
 
     async def records(self, call: Call, repo: VolumeTypes) -> list[VolumeTypeRecord]:
         await repo.ensure_default()

@@ -32,6 +32,16 @@ def attached(call: Call, attachment: AttachmentRecord) -> dict[str, Any]:
     }
 
 
+# Attributes Cinder's extensions add to show and the lists, not to create and update.
+EXTENSION_ATTRIBUTES = (
+    "os-vol-tenant-attr:tenant_id",
+    "os-vol-host-attr:host",
+    "os-vol-mig-status-attr:migstat",
+    "os-vol-mig-status-attr:name_id",
+    "volume_image_metadata",
+)
+
+
 def volume_view(volume: VolumeRecord, call: Call) -> dict[str, Any]:
     at = version(call)
     admin = call.principal.is_admin

@@ -37,7 +37,7 @@ from edgefed.services.volume.quotas import check_per_volume, volume_limits
 from edgefed.services.volume.sources import Source, source_of
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.types import type_for
-from edgefed.services.volume.views import volume_view
+from edgefed.services.volume.views import EXTENSION_ATTRIBUTES, volume_view
 from edgefed.store.volume import (
     Demand,
     MarkerNotFound,
@@ -113,6 +113,13 @@ class Volume(Resource[VolumeRecord, Volumes]):
 
     def view(self, record: VolumeRecord, call: Call) -> dict[str, Any]:
         return volume_view(record, call)
+
+    def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
+        """A create's or an update's answer has no extension attributes (Cinder's
+        extensions extend show and the lists only)."""
+        if call.request.method in ("POST", "PUT"):
+            return {k: v for k, v in view.items() if k not in EXTENSION_ATTRIBUTES}
+        return view
 
     async def records(self, call: Call, repo: Volumes) -> list[VolumeRecord]:
         page = page_of(call, columns=FILTERS, sortable=SORTABLE,
