@@ -206,6 +206,9 @@ async def test_list_filters_sorts_and_pages(site) -> None:
     assert page["volumes_links"][0]["rel"] == "next"
     rest = await get(site, h, f"volumes?sort=name:asc&limit=2&marker={page['volumes'][-1]['id']}")
     assert [v["name"] for v in rest.json()["volumes"]] == ["v3", "v4"]
+    skipped = await get(site, h, "volumes?sort=name:asc&limit=2&offset=1")
+    assert [v["name"] for v in skipped.json()["volumes"]] == ["v2", "v3"]
+    fault(await get(site, h, "volumes?offset=x"), 400, "offset param must be an integer")
     mixed = await get(site, h, "volumes/detail?sort=bootable:asc,size:desc&limit=3")
     assert [v["size"] for v in mixed.json()["volumes"]] == [4, 3, 2]
     assert made

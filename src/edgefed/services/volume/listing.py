@@ -75,7 +75,20 @@ def page_of(
         sort=sort_keys(params, sortable),
         limit=limit_of(params),
         marker=params.get("marker") or None,
+        offset=offset_of(params.get("offset")),
     )
+
+
+def offset_of(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise invalid_input("offset param must be an integer") from exc
+    if not 0 <= value <= MAX_INT:
+        raise invalid_input("offset param must be positive")
+    return value
 
 
 def bootable(call: Call, value: str) -> bool:

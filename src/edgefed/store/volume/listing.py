@@ -32,6 +32,7 @@ class Page:
     sort: SortKeys
     limit: int | None = None
     marker: str | None = None
+    offset: int = 0
 
 
 class MarkerNotFound(LookupError):
@@ -85,6 +86,8 @@ async def page_of(conn: AsyncConnection, table: Table, query: Select[Any], page:
     query = query.order_by(
         *(c.asc() if d == "asc" else c.desc() for c, d in zip(columns, directions, strict=True))
     )
+    if page.offset:
+        query = query.offset(page.offset)
     if page.limit is not None:
         query = query.limit(page.limit)
     return await conn.execute(query)
