@@ -20,3 +20,15 @@ def test_test_modules_outside_packages_have_unique_names() -> None:
             seen[path.name].append(path.relative_to(TESTS))
     clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
     assert clashes == {}
+
+
+def test_no_test_imports_a_conftest_by_name() -> None:
+    # "from conftest import" resolves to whichever conftest module the worker loaded first.
+    offenders = [
+        path.relative_to(TESTS)
+        for path in TESTS.rglob("*.py")
+        if path != Path(__file__).resolve()
+        and "from conftest import" in path.read_text()
+        or "import conftest" in path.read_text()
+    ]
+    assert offenders == []

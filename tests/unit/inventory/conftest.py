@@ -3,49 +3,14 @@ the site's own key (the inventory only needs a valid admin token, not Keystone).
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from inventory_support import FakeClock, signed_token
 
-from edgefed.core.tokens import new_audit_id
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
-
-
-class FakeClock:
-    """The site clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def signed_token(site: InProcessSite, *, roles: tuple[str, ...] = ("admin",)) -> str:
-    ctx = site.app.state.ctx
-    now = ctx.clock()
-    claims: dict[str, Any] = {
-        "iss": ctx.name,
-        "iat": now,
-        "exp": now + 3600,
-        "jti": new_audit_id(),
-        "chain": new_audit_id(),
-        "methods": ["password"],
-        "user": {"id": "u-test", "name": "tester", "domain": {"id": "default", "name": "Default"}},
-        "project": {
-            "id": "p-test",
-            "name": "admin",
-            "domain": {"id": "default", "name": "Default"},
-        },
-        "roles": [{"id": f"r-{r}", "name": r} for r in roles],
-    }
-    return str(ctx.signer.sign(claims))
 
 
 @pytest.fixture

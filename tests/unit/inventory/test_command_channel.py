@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inventory_support import FakeClock, signed_token
 
-from conftest import FakeClock, signed_token
 from edgefed.store.commands import HostCommands
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings

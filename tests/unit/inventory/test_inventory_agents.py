@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import signed_token
+from inventory_support import signed_token
+
 from edgefed.agent import hardware
 
 HOSTS = "/edge/v1/hosts"
