@@ -7,10 +7,12 @@ with one name make the second fail to collect when both land in one worker (whic
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
+CONFTEST_IMPORT = re.compile(r"^\s*(from conftest import|import conftest\b)", re.MULTILINE)
 
 
 def test_test_modules_outside_packages_have_unique_names() -> None:
@@ -27,8 +29,6 @@ def test_no_test_imports_a_conftest_by_name() -> None:
     offenders = [
         path.relative_to(TESTS)
         for path in TESTS.rglob("*.py")
-        if path != Path(__file__).resolve()
-        and "from conftest import" in path.read_text()
-        or "import conftest" in path.read_text()
+        if CONFTEST_IMPORT.search(path.read_text())
     ]
     assert offenders == []
