@@ -11,6 +11,12 @@ twice the cap are kept per guest.
 
 ``output`` is what ``os-getConsoleOutput`` returns: the last ``lines`` lines, at most
 100 KiB as Nova's libvirt driver gives.
+
+The same serial port is a unix socket (``serial.sock``) for an interactive client,
+which must read while connected: QEMU's UART waits for the socket, so a client that
+only writes stalls the guest's console once the socket's buffer is full (a few hundred
+one-byte writes), and the guest's kernel then waits ~10 ms per character of its own.
+With nobody connected, QEMU only logs.
 """
 
 from __future__ import annotations
