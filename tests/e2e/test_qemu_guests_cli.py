@@ -57,7 +57,11 @@ pytestmark = [
 
 
 def user_data(marker: str, ping: str | None = None) -> str:
-    script = f"#!/bin/sh\necho USERDATA-{marker}-$(hostname)\n"
+    # The key pair's public key, as the guest took it from its config drive.
+    script = (
+        f"#!/bin/sh\necho USERDATA-{marker}-$(hostname)\n"
+        "echo KEY-$(cut -d' ' -f2 /root/.ssh/authorized_keys | cut -c1-24)\n"
+    )
     if ping is not None:
         # In the guest, in the background: the test waits for the marker, not for this.
         script += (
@@ -207,7 +211,7 @@ def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_dis
     assert "USERDATA-A-guest-a" in log_a
     assert "USERDATA-B-guest-b" in console(b)
     until(lambda: f"PEER-PING-OK-{IP_B}" in console(a), within=120, every=1, what="A pings B")
-    assert public_key  # the key reached the config drive: the guest wrote authorized_keys
+    assert f"KEY-{public_key[:24]}" in log_a  # the key pair reached the guest
 
     # Security groups: the host is not in the default group, so B's web page is closed
     # to it until a rule opens port 80, and closed again once the rule is gone.
