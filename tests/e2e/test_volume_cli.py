@@ -107,6 +107,11 @@ def test_volume_from_an_image(osc, image, site_process):
         assert f.read(15 * 4096) == b"a tiny raw disk" * 4096
     shown = osc.json("volume", "show", "from-image")
     assert shown["volume_image_metadata"]["image_id"] == image
+    # and back: the volume as a qcow2 image, converted by qemu-img
+    osc.run("image", "create", "--volume", "from-image", "--disk-format", "qcow2", "back")
+    back = osc.json("image", "show", "back")
+    assert (back["status"], back["disk_format"]) == ("active", "qcow2")
+    assert osc.json("volume", "show", "from-image")["status"] == "available"
     osc.run("volume", "delete", "from-image")
 
 

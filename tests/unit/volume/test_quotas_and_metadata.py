@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from tests.unit.volume.cinder_kit import (
     action,
     admin,
@@ -131,7 +135,11 @@ async def test_upload_to_image_makes_an_active_raw_image(site, tmp_path, monkeyp
     small = tmp_path / "volume.raw"
     small.write_bytes(b"bootable bytes" + bytes(4082))
     backend = site.app.state.ctx.slots.require(VolumeState).backend
-    monkeypatch.setattr(backend, "data_file", lambda *, volume_id: small)
+
+    async def small_export(*, volume_id: str, disk_format: str, directory: Path) -> Path:
+        return small
+
+    monkeypatch.setattr(backend, "export_image", small_export)
     r = await action(
         site,
         h,
@@ -156,13 +164,41 @@ async def test_upload_to_image_makes_an_active_raw_image(site, tmp_path, monkeyp
             h,
             vol["id"],
             "os-volume_upload_image",
-            {"image_name": "q", "disk_format": "qcow2"},
+            {"image_name": "q", "disk_format": "iso"},
         ),
         400,
-        "disk_format qcow2 is not supported on this site (raw only).",
+        "Invalid disk-format 'iso' is specified. Allowed disk-formats are raw, qcow2, vmdk",
     )
     fault(
         await action(site, h, vol["id"], "os-volume_upload_image", {}),
         400,
         "'image_name' is a required property",
     )
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+async def test_upload_to_a_qcow2_image_converts_the_volume(site) -> None:
+    h = as_(site)
+    vol = await volume(site, h)
+    with open(site.app.state.ctx.settings.data_dir / "volumes" / f"{vol['id']}.raw", "r+b") as f:
+        f.write(b"boot sector")
+    r = await action(
+        site,
+        h,
+        vol["id"],
+        "os-volume_upload_image",
+        {"image_name": "small", "disk_format": "qcow2"},
+    )
+    assert r.status_code == 202, r.text
+    image_id = r.json()["os-volume_upload_image"]["image_id"]
+    image = (await site.client.get(f"/image/v2/images/{image_id}", headers=h)).json()
+    assert (image["status"], image["disk_format"]) == ("active", "qcow2")
+    assert image["size"] < 1 << 20  # the empty rest of the volume costs nothing in qcow2
+    data = await site.client.get(f"/image/v2/images/{image_id}/file", headers=h)
+    assert data.content[:4] == b"QFI\xfb"
+    # a volume made of that image holds the bytes again
+    again = await volume(site, h, 1, imageRef=image_id)
+    path = site.app.state.ctx.settings.data_dir / "volumes" / f"{again['id']}.raw"
+    with open(path, "rb") as f:
+        assert f.read(11) == b"boot sector"
+    assert not list((site.app.state.ctx.settings.data_dir / "volumes" / "exports").iterdir())

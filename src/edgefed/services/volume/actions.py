@@ -8,7 +8,9 @@ answers one it does not know.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -43,7 +45,8 @@ VOLUME_STATUSES = frozenset(
     "in-use detaching maintenance reserved restoring-backup error_restoring uploading "
     "downloading retyping extending error_extending".split()
 )
-UPLOAD_FORMATS = ("raw",)
+# Cinder's formats of an upload: raw as it is, the others converted by qemu-img.
+UPLOAD_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx")
 
 
 def _object(body: Any, action: str) -> dict[str, Any]:
@@ -156,8 +159,8 @@ async def force_delete(call: Call, repo: Volumes, volume: VolumeRecord, body: An
 
 
 async def upload_image(call: Call, repo: Volumes, volume: VolumeRecord, body: Any) -> Response:
-    """The volume's data as a new image of the caller's project (raw only: no
-    conversion here yet). The upload is done before the answer."""
+    """The volume's data as a new image of the caller's project, in the disk format
+    asked (converted by qemu-img unless raw). The upload is done before the answer."""
     data = _object(body, "os-volume_upload_image")
     name = optional_text(data, "image_name")
     if not name:
@@ -167,7 +170,10 @@ async def upload_image(call: Call, repo: Volumes, volume: VolumeRecord, body: An
     disk_format = data.get("disk_format") or "raw"
     container_format = data.get("container_format") or "bare"
     if disk_format not in UPLOAD_FORMATS:
-        raise invalid_input(f"disk_format {disk_format} is not supported on this site (raw only).")
+        raise invalid_input(
+            f"Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are "
+            f"{', '.join(UPLOAD_FORMATS)}."
+        )
     force = boolean(data.get("force", False), "force")
     visibility, protected = "private", False
     if version(call) >= mv.UPLOAD_VISIBILITY:
@@ -187,16 +193,25 @@ async def upload_image(call: Call, repo: Volumes, volume: VolumeRecord, body: An
         raise invalid_volume(
             f"Volume {volume.id} status must be available, but current status is: {exc.status}."
         ) from exc
+    exports = call.ctx.settings.data_dir / "volumes" / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
     try:
-        image = await images.create_from_file(
-            principal=call.principal,
-            name=name,
-            disk_format=disk_format,
-            container_format=container_format,
-            visibility=visibility,
-            protected=protected,
-            data_file=state_of(call).backend.data_file(volume_id=volume.id),
-        )
+        with tempfile.TemporaryDirectory(dir=exports) as directory:
+            try:
+                data_file = await state_of(call).backend.export_image(
+                    volume_id=volume.id, disk_format=disk_format, directory=Path(directory)
+                )
+            except ValueError as exc:
+                raise invalid_volume(f"its data could not be exported: {exc}") from exc
+            image = await images.create_from_file(
+                principal=call.principal,
+                name=name,
+                disk_format=disk_format,
+                container_format=container_format,
+                visibility=visibility,
+                protected=protected,
+                data_file=data_file,
+            )
     finally:
         await repo.transition(
             volume.id, expect={"status": ("uploading",)}, values={"status": volume.status}

@@ -53,9 +53,10 @@ class VolumeBackend(Protocol):
     def connection_info(self, *, volume_id: str, mode: str) -> dict[str, Any]:
         """What a host needs to reach the volume (os-brick's ``connection_info``)."""
 
-    def data_file(self, *, volume_id: str) -> Path | None:
-        """A file holding the volume's raw data now (an upload to an image reads it),
-        or None where the data is not a local file."""
+    async def export_image(self, *, volume_id: str, disk_format: str, directory: Path) -> Path:
+        """A file of the volume's data in ``disk_format`` (an upload to an image reads
+        it): the volume's own file for raw, else a conversion written in ``directory``;
+        ValueError when it cannot be made."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,6 +139,14 @@ def _settle(tmp: Path, target: Path, size: int) -> None:
     _fsync_dir(target.parent)
 
 
+# Glance's disk formats as qemu-img names them (the others are the same).
+_QEMU_NAMES = {"vhd": "vpc"}
+
+
+def qemu_format(disk_format: str) -> str:
+    return _QEMU_NAMES.get(disk_format, disk_format)
+
+
 class FileVolumeBackend:
     """Volumes as sparse raw files under ``root`` (the site's ``data_dir/volumes``)."""
 
@@ -169,7 +178,9 @@ class FileVolumeBackend:
         if disk_format == "raw":
             return image_file.stat().st_size
         info = json.loads(
-            await _qemu_img("info", "-f", disk_format, "--output=json", str(image_file))
+            await _qemu_img(
+                "info", "-f", qemu_format(disk_format), "--output=json", str(image_file)
+            )
         )
         return int(info["virtual-size"])
 
@@ -182,7 +193,9 @@ class FileVolumeBackend:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
-        await _qemu_img("convert", "-f", disk_format, "-O", "raw", str(image_file), str(tmp))
+        await _qemu_img(
+            "convert", "-f", qemu_format(disk_format), "-O", "raw", str(image_file), str(tmp)
+        )
         await asyncio.to_thread(_settle, tmp, target, size_gb * GIB)
 
     async def snapshot(self, *, volume_id: str, snapshot_id: str) -> None:
@@ -213,6 +226,14 @@ class FileVolumeBackend:
             },
         }
 
-    def data_file(self, *, volume_id: str) -> Path | None:
-        path = self.volume_path(volume_id)
-        return path if path.exists() else None
+    async def export_image(self, *, volume_id: str, disk_format: str, directory: Path) -> Path:
+        source = self.volume_path(volume_id)
+        if not source.exists():
+            raise ValueError(f"volume {volume_id} has no data on this site")
+        if disk_format == "raw":
+            return source
+        target = directory / f"{volume_id}.{disk_format}"
+        await _qemu_img(
+            "convert", "-f", "raw", "-O", qemu_format(disk_format), str(source), str(target)
+        )
+        return target
