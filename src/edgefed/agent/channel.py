@@ -78,6 +78,7 @@ class CommandLoop:
         self._network_lock = asyncio.Lock()
         self._changes: asyncio.Queue[tuple[str, PowerState]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._server_locks: dict[str, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
 
     def _headers(self) -> dict[str, str]:
@@ -164,6 +165,14 @@ class CommandLoop:
     # -- commands --------------------------------------------------------------------------
 
     async def _execute(self, command: dict[str, Any]) -> None:
+        """Run one command; the commands of one server run one at a time, in the order
+        the site sent them (a destroy waits for the spawn under way)."""
+        # (A lock per server the agent was ever sent: a few hundred bytes each.)
+        lock = self._server_locks.setdefault(str(command.get("server_id")), asyncio.Lock())
+        async with lock:
+            await self._execute_now(command)
+
+    async def _execute_now(self, command: dict[str, Any]) -> None:
         command_id = str(command.get("id"))
         kind = str(command.get("kind"))
         body: dict[str, Any]

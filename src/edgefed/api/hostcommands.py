@@ -75,6 +75,12 @@ class HostCommandQueue:
         a new one, with a fresh deadline: the agent could not answer a stopped site."""
         now = self.clock()
         record = None
+        if kind == "destroy" and server_id is not None:
+            # What the agent has not taken yet need not run at all (a spawn of a server
+            # deleted while it built); what it has, it runs before the destroy (in order).
+            await self.commands.drop_queued(
+                server_id=server_id, error="superseded by a destroy", now=now
+            )
         if reuse and server_id is not None:
             record = await self.commands.open_for(server_id=server_id, kind=kind)
             if record is not None:

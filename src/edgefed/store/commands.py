@@ -221,6 +221,18 @@ class HostCommands:
                 )
         return failed
 
+    async def drop_queued(self, *, server_id: str, error: str, now: float) -> int:
+        """Fail the server's commands no agent has yet (a destroy supersedes them)."""
+        async with self.store.write() as conn:
+            done = await conn.execute(
+                update(host_commands)
+                .where(
+                    (host_commands.c.server_id == server_id) & (host_commands.c.state == "queued")
+                )
+                .values(state="failed", error=error[:2000], finished_at=now)
+            )
+        return int(done.rowcount)
+
     async def extend(self, command_id: str, *, deadline: float) -> None:
         async with self.store.write() as conn:
             await conn.execute(

@@ -300,3 +300,29 @@ async def test_a_guest_deleted_while_its_agent_was_away_is_destroyed_when_it_ret
         command = await poll_until(site, edge1)
         assert (command["kind"], command["server_id"]) == ("destroy", server_id)
         assert await answer(site, edge1, command["id"], result={}) == 204
+
+
+async def test_a_delete_during_the_build_drops_the_spawn_no_agent_took(site):
+    edge1 = await agent_headers(site, "edge-1")
+    server_id = await boot(site)
+    store = HostCommands(site.app.state.ctx.store)
+
+    async def queued() -> bool:
+        return bool(await store.open_commands())
+
+    await eventually(queued, within=10, what="the spawn queued")
+    spawn = (await store.open_commands())[0]
+    headers = {"X-Auth-Token": await site.token(), **V}
+    r = await site.client.delete(f"/compute/v2.1/servers/{server_id}", headers=headers)
+    assert r.status_code == 204
+
+    async def dropped() -> bool:
+        found = await store.get(spawn.id)
+        return found is not None and found.error == "superseded by a destroy"
+
+    await eventually(dropped, within=10, what="the spawn dropped")
+    # The agent is sent the destroy only: the spawn it never took is not run at all.
+    command = await poll_until(site, edge1)
+    assert command["kind"] == "destroy"
+    assert await answer(site, edge1, command["id"], result={}) == 204
+    assert await poll(site, edge1) == []
