@@ -28,7 +28,7 @@ from edgefed.api.context import SiteContext
 from edgefed.core.errors import EdgefedError
 from edgefed.store.sync import OutboxEntry, SyncRepository, claim
 from edgefed.sync.backoff import Backoff
-from edgefed.sync.breaker import Breaker
+from edgefed.sync.breaker import CLOSED, Breaker
 from edgefed.sync.payloads import PayloadCache
 from edgefed.sync.peers import signed_call
 from edgefed.sync.settler import Settler
@@ -112,7 +112,10 @@ class PeerWorker:
             except Exception:
                 log.exception("sync push to %s failed unexpectedly", self.target)
                 pause = 1.0
-            if pause > 0 and not self.fresh:  # a hand-over while busy: take it at once
+            # A hand-over while busy is taken at once, unless the breaker holds this peer
+            # back: then the hand-over waits too (going round again would spin without
+            # yielding, freezing the site's event loop for the whole cool-down).
+            if pause > 0 and (not self.fresh or self.breaker.state != CLOSED):
                 wake.clear()
                 self._idle.append(wake)
                 try:

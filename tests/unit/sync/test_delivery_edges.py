@@ -4,6 +4,8 @@ it could not build, hand-overs past its batch, and the loops and per-peer table
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -191,3 +193,35 @@ async def test_delivery_keeps_one_worker_per_peer_and_wakes_those_with_work(
     finally:
         await delivery.stop()
     assert delivery.workers == {}
+
+
+async def test_an_open_breaker_holds_a_hand_over_without_spinning(berlin: Any) -> None:
+    site, repo = berlin
+    denver, clock = Denver(lambda _items: httpx.Response(503)), FakeClock()
+    await queue(repo, ("flavor", "f0"))
+    worker = worker_for(site, repo, denver, clock, threshold=1)
+    await worker.step()
+    assert worker.breaker.state == "open"
+    worker.offer([OutboxEntry("Denver", "flavor", "f1", 1, "upsert", rank=0)])
+
+    steps = 0
+    step = worker.step
+
+    async def counted() -> float:
+        nonlocal steps
+        steps += 1
+        if steps > 50:  # it spins without yielding: end it, the assertion says so
+            raise asyncio.CancelledError
+        return await step()
+
+    worker.step = counted  # type: ignore[method-assign]
+    loop = asyncio.create_task(worker._loop(asyncio.Event()))
+    for _ in range(5):  # let the loop run as far as it goes
+        await asyncio.sleep(0)
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    # One look, then a wait for the cool-down: the site's event loop stays free.
+    assert steps == 1
+    assert [e.key for e in worker.fresh] == ["f1"]  # kept for when the peer is back
+    assert len(denver.pushes) == 1
