@@ -145,3 +145,20 @@ async def test_pruning_forgets_old_answers_only(store: Store) -> None:
     assert await queue.get("old") is None
     assert await queue.get("new") is not None
     assert await queue.get("open") is not None
+
+
+async def test_a_destroy_drops_only_the_servers_commands_no_agent_has(store: Store) -> None:
+    queue = HostCommands(store)
+    await queue.add(command("taken", server_id="s1", at=1.0))
+    await queue.claim(host="h1", now=2.0)
+    await queue.add(command("waiting", server_id="s1", at=3.0))
+    await queue.add(command("other", server_id="s2", at=3.0))
+    dropped = await queue.drop_queued(server_id="s1", error="superseded by a destroy", now=4.0)
+    assert dropped == 1
+    waiting = await queue.get("waiting")
+    assert waiting is not None
+    assert (waiting.state, waiting.error) == ("failed", "superseded by a destroy")
+    taken = await queue.get("taken")
+    assert taken is not None and taken.state == "sent"  # the agent has it: it answers
+    other = await queue.get("other")
+    assert other is not None and other.state == "queued"
