@@ -166,7 +166,11 @@ class Store:
         if is_sqlite:
             _install_sqlite_pragmas(engine, sqlite_synchronous)
         store = cls(engine, is_sqlite=is_sqlite)
-        await store.migrate()
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()  # a refused database keeps no connection of ours
+            raise
         return store
 
     async def migrate(self) -> None:

@@ -88,3 +88,27 @@ async def test_a_database_from_a_newer_edgefed_is_refused_untouched(store_url: s
             assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [
                 ("0999_future",)
             ]
+
+
+async def test_a_refused_open_leaves_no_connection_behind(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL server counts the connections it serves")
+    import asyncpg
+
+    first = await Store.open(store_url)
+    try:
+        async with first.write() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0999_future'"))
+    finally:
+        await first.close()
+    with pytest.raises(Exception, match="0999_future"):
+        await Store.open(store_url)
+    db = await asyncpg.connect(store_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        others = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await db.close()
+    assert others == 0
