@@ -11,6 +11,18 @@ sent and never answered are sent again.
 Guests that change by themselves (powered off, crashed) are reported as they change;
 the network plan is fetched every ``network_interval`` seconds (with its ETag) and
 applied when it changed, and before every spawn.
+
+A report that was lost (the site did not take it within the retries) heals by itself:
+every ``resync_interval`` seconds the agent reports every guest again (``full``) if
+their states differ from the last full report the site took (a digest), and at least
+every ``resync_max_quiet`` seconds anyway, never while a command runs (its answer
+must not be overtaken by a report read before it).
+
+When its host booted (``hostboot.BootMarker``), the agent asks the site which of its
+guests it expects running (``GET /agent/guests``) before its first report, and starts
+those it finds powered off, as Nova's ``resume_guests_state_on_host_boot``: the
+servers stay ACTIVE, the others stay off. It acts on its own site's answer, over its
+authenticated channel, for guests it has only.
 """
 
 from __future__ import annotations
@@ -18,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +42,7 @@ from typing import Any
 import httpx
 
 from edgefed.agent.guests import GuestRunner
+from edgefed.agent.hostboot import BootMarker
 from edgefed.drivers.base import ImageData, PowerState
 from edgefed.drivers.hostnet import SiteNetwork
 from edgefed.drivers.planwire import plan_from_json
@@ -38,6 +53,8 @@ AGENT_PATH = "/edge/v1/hosts/agent"
 CREDENTIAL_HEADER = "X-Host-Credential"
 # Seconds between attempts while the site does not answer (the last one repeats).
 RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Guests started at once after the host booted.
+RESUME_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +63,10 @@ class ChannelSettings:
     network_interval: float = 2.0
     # How long an answer is retried while the site does not take it.
     answer_patience: float = 600.0
+    # How often the guests' states are compared with the last full report, and how
+    # long at most between two full reports (Nova syncs power states every 600 s).
+    resync_interval: float = 30.0
+    resync_max_quiet: float = 600.0
 
 
 class ImageUnavailable(Exception):
@@ -66,6 +87,8 @@ class CommandLoop:
         network: SiteNetwork | None,
         client: httpx.AsyncClient,
         settings: ChannelSettings | None = None,
+        boot: BootMarker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.site_url = site_url.rstrip("/")
         self.credential = credential
@@ -80,6 +103,16 @@ class CommandLoop:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server_locks: dict[str, asyncio.Lock] = {}
         self._stopping = asyncio.Event()
+        # Host reboot: whether the site is still to be asked which guests to start.
+        self.boot = boot
+        self._resume_pending = boot is not None and boot.booted()
+        # The periodic resync: the digest of the last full report the site took (None:
+        # a report was lost since), when, and the commands running now.
+        self.clock = clock
+        self._reported_digest: str | None = None
+        self._reported_at = 0.0
+        self._running = 0
+        self._report_gate = asyncio.Lock()
 
     def _headers(self) -> dict[str, str]:
         return {CREDENTIAL_HEADER: self.credential()}
@@ -102,6 +135,7 @@ class CommandLoop:
         background = [
             asyncio.create_task(self._report_changes(), name="agent-reports"),
             asyncio.create_task(self._network_loop(), name="agent-network"),
+            asyncio.create_task(self._resync_loop(), name="agent-resync"),
         ]
         try:
             await self._poll_loop()
@@ -136,9 +170,14 @@ class CommandLoop:
                     continue
                 failures = 0
                 restarted = False
+                if self._resume_pending:
+                    await self._resume_after_boot()
                 if doc.get("site_instance") != self.site_instance:
-                    await self.report_all()
-                    self.site_instance = doc.get("site_instance")
+                    try:
+                        await self.report_all()
+                        self.site_instance = doc.get("site_instance")
+                    except httpx.HTTPError as exc:
+                        log.warning("reporting every guest: %r; again after the next poll", exc)
                 for command in doc.get("commands") or ():
                     task = asyncio.create_task(self._execute(command))
                     self._tasks.add(task)
@@ -170,7 +209,12 @@ class CommandLoop:
         # (A lock per server the agent was ever sent: a few hundred bytes each.)
         lock = self._server_locks.setdefault(str(command.get("server_id")), asyncio.Lock())
         async with lock:
-            await self._execute_now(command)
+            async with self._report_gate:  # a full report on its way arrives first
+                self._running += 1
+            try:
+                await self._execute_now(command)
+            finally:
+                self._running -= 1
 
     async def _execute_now(self, command: dict[str, Any]) -> None:
         command_id = str(command.get("id"))
@@ -212,15 +256,50 @@ class CommandLoop:
 
     # -- reports ---------------------------------------------------------------------------
 
+    def _guest_states(self) -> dict[str, int]:
+        return {g: int(self.runner.hv.power_state(g)) for g in self.runner.hv.guest_ids()}
+
     async def report_all(self) -> None:
         """Every guest this host has, with the hypervisor's facts."""
-        guests = {g: int(self.runner.hv.power_state(g)) for g in self.runner.hv.guest_ids()}
-        await self._report({"guests": guests, "full": True, "facts": self.runner.facts()})
+        async with self._report_gate:
+            guests = self._guest_states()
+            if await self._report({"guests": guests, "full": True, "facts": self.runner.facts()}):
+                self._reported_digest, self._reported_at = _digest(guests), self.clock()
 
-    async def _report(self, body: dict[str, Any]) -> None:
+    async def resync(self) -> bool:
+        """Report every guest again if their states differ from the last full report
+        the site took, or if it is ``resync_max_quiet`` old; whether it reported. Not
+        before the first report (the poll loop makes it), nor while a command runs."""
+        if self.site_instance is None:
+            return False
+        async with self._report_gate:
+            if self._running:
+                return False
+            guests = self._guest_states()
+            digest = _digest(guests)
+            quiet = self.clock() - self._reported_at
+            if digest == self._reported_digest and quiet < self.settings.resync_max_quiet:
+                return False
+            if digest != self._reported_digest:
+                log.info("guest states differ from the last full report: reporting them all")
+            if await self._report({"guests": guests, "full": True}):
+                self._reported_digest, self._reported_at = digest, self.clock()
+            return True
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_interval)
+            try:
+                await self.resync()
+            except httpx.HTTPError as exc:
+                log.warning("resync of the guests' states failed: %r", exc)
+
+    async def _report(self, body: dict[str, Any]) -> bool:
         r = await self.client.post(self._url("/guests"), json=body, headers=self._headers())
         if r.status_code != 204:
             log.warning("the site refused a guest report: %s", r.status_code)
+            return False
+        return True
 
     async def _report_changes(self) -> None:
         while True:
@@ -231,11 +310,62 @@ class CommandLoop:
                 changes[more_id] = int(more)
             for attempt in range(len(RETRY_BACKOFF)):
                 try:
-                    await self._report({"guests": changes})
-                    break
+                    if await self._report({"guests": changes}):
+                        break
                 except httpx.HTTPError as exc:
                     log.warning("reporting %s: %r", changes, exc)
-                    await asyncio.sleep(RETRY_BACKOFF[attempt])
+                await asyncio.sleep(RETRY_BACKOFF[attempt])
+            else:
+                # Lost: the next resync reports every guest, whatever their digest.
+                self._reported_digest = None
+
+    # -- after the host booted -----------------------------------------------------------
+
+    async def _resume_after_boot(self) -> None:
+        """Ask the site which guests it expects running and start those found powered
+        off; once it answered, the host's boot is settled (an error leaves it pending
+        for the next poll)."""
+        try:
+            r = await self.client.get(self._url("/guests"), headers=self._headers())
+            r.raise_for_status()
+            doc = r.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("asking the site which guests to resume: %r", exc)
+            return
+        expected = {str(g) for g in doc.get("running") or ()}
+        off = (PowerState.SHUTDOWN, PowerState.CRASHED)
+        resume = [
+            g
+            for g in self.runner.hv.guest_ids()
+            if g in expected and self.runner.hv.power_state(g) in off
+        ]
+        if resume:
+            log.info("the host booted: starting %d guest(s) the site expects running", len(resume))
+            if self.network is not None:
+                try:
+                    await self.sync_network()  # their taps went with the boot
+                except Exception as exc:
+                    log.warning("network sync before resuming guests failed: %r", exc)
+            limit = asyncio.Semaphore(RESUME_CONCURRENCY)
+            await asyncio.gather(*(self._resume(g, limit) for g in resume))
+        self._resume_pending = False
+        assert self.boot is not None
+        self.boot.settle()
+
+    async def _resume(self, guest_id: str, limit: asyncio.Semaphore) -> None:
+        async with limit, self._server_locks.setdefault(guest_id, asyncio.Lock()):
+            async with self._report_gate:
+                self._running += 1
+            try:
+                await self.runner.run("start", guest_id, {})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not resume guest %s after the host booted: %s", guest_id, exc)
+                return
+            finally:
+                self._running -= 1
+        self.guest_changed(guest_id, self.runner.hv.power_state(guest_id))
 
     # -- image data -----------------------------------------------------------------------
 
@@ -290,3 +420,7 @@ class CommandLoop:
             except Exception as exc:
                 log.warning("network sync failed, retrying: %r", exc)
             await asyncio.sleep(self.settings.network_interval)
+
+
+def _digest(guests: dict[str, int]) -> str:
+    return hashlib.sha256(json.dumps(guests, sort_keys=True).encode()).hexdigest()

@@ -4,7 +4,9 @@ The heartbeat loop (``runner.HostAgent``) is synchronous and enrolls the host fi
 once it has a credential, the command channel (``channel.CommandLoop``) runs on an
 event loop in the calling thread with the QEMU hypervisor (asynchronous) and the
 site's network on this host. ``HostAgent.stop()`` (SIGTERM) ends both; guests keep
-running, and the next agent over the same state directory adopts them.
+running, and the next agent over the same state directory adopts them; when the host
+booted meanwhile (``hostboot.BootMarker``, kept next to the guests), it first starts
+those its site expects running (``channel.CommandLoop``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 
 from edgefed.agent.channel import ChannelSettings, CommandLoop
 from edgefed.agent.guests import GuestRunner
+from edgefed.agent.hostboot import BootMarker, read_boot_id
 from edgefed.agent.runner import HostAgent
 from edgefed.agent.state import AgentState
 from edgefed.drivers.base import ImageData, PowerState
@@ -38,6 +41,8 @@ class GuestHostConfig:
     hostnet_dir: Path | None
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     channel: ChannelSettings = field(default_factory=ChannelSettings)
+    # The boot id of this host (hostboot.read_boot_id); tests pass another.
+    boot_id: Callable[[], str | None] = read_boot_id
 
 
 def run_with_guests(
@@ -129,6 +134,8 @@ async def _serve(agent: HostAgent, config: GuestHostConfig) -> None:
             network=network,
             client=client,
             settings=config.channel,
+            # next to the guests: the boot under which they last ran
+            boot=BootMarker(config.qemu_state_dir / "agent-boot-id", boot_id=config.boot_id),
         )
         commands.append(loop)
         watcher = asyncio.create_task(asyncio.to_thread(agent.stopping.wait))

@@ -138,6 +138,9 @@ class SiteSettings:
     agent_spawn_timeout_seconds: float = 300.0
     agent_command_timeout_seconds: float = 120.0
     agent_poll_wait_seconds: float = 4.0
+    # As Nova's resume_guests_state_on_host_boot: an agent that finds, after its host
+    # booted, the guests of ACTIVE servers powered off, starts them again.
+    resume_guests_on_host_boot: bool = True
     # All-in-one: with the qemu driver, `edgefed site serve` also runs a host agent for
     # this machine (as host local_agent_hostname, default "<site>-local"): its state in
     # <data_dir>/agent, its network state (dnsmasq runs as nobody: a directory others

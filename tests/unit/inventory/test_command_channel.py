@@ -326,3 +326,39 @@ async def test_a_delete_during_the_build_drops_the_spawn_no_agent_took(site):
     assert command["kind"] == "destroy"
     assert await answer(site, edge1, command["id"], result={}) == 204
     assert await poll(site, edge1) == []
+
+
+async def test_an_agent_whose_host_booted_learns_which_of_its_guests_to_resume(tmp_path, clock):
+    async with run_site(qemu_settings(tmp_path), clock=clock) as site:
+        edge1 = await agent_headers(site, "edge-1")
+        a, b = await boot(site, "a"), await boot(site, "b")
+        for _ in range(2):
+            command = await poll_until(site, edge1)
+            assert await answer(site, edge1, command["id"], result={"power_state": 1}) == 204
+        await reaches(site, a, "ACTIVE")
+        await reaches(site, b, "ACTIVE")
+        r = await site.client.post(f"{AGENT}/guests", json={"guests": {b: 4}}, headers=edge1)
+        assert r.status_code == 204
+        await reaches(site, b, "SHUTOFF")
+
+        # Only the ACTIVE one is expected running, and only by its own host.
+        edge2 = await agent_headers(site, "edge-2")
+        r = await site.client.get(f"{AGENT}/guests", headers=edge1)
+        assert r.status_code == 200
+        assert r.json() == {"resume_on_host_boot": True, "running": [a]}
+        r = await site.client.get(f"{AGENT}/guests", headers=edge2)
+        assert r.json() == {"resume_on_host_boot": True, "running": []}
+        r = await site.client.get(f"{AGENT}/guests", headers={"X-Host-Credential": "a.b"})
+        assert r.status_code == 401
+
+
+async def test_resume_guests_on_host_boot_off_names_no_guest(tmp_path, clock):
+    settings = qemu_settings(tmp_path, resume_guests_on_host_boot=False)
+    async with run_site(settings, clock=clock) as site:
+        edge1 = await agent_headers(site, "edge-1")
+        a = await boot(site, "a")
+        command = await poll_until(site, edge1)
+        assert await answer(site, edge1, command["id"], result={"power_state": 1}) == 204
+        await reaches(site, a, "ACTIVE")
+        r = await site.client.get(f"{AGENT}/guests", headers=edge1)
+        assert r.json() == {"resume_on_host_boot": False, "running": []}

@@ -27,6 +27,8 @@ from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInvento
 from edgefed.store.inventory import HostRecord
 
 router = APIRouter()
+# Nova's power state RUNNING (drivers.base.PowerState), as servers record it.
+POWER_RUNNING = 1
 
 
 class PollRequest(BaseModel):
@@ -99,6 +101,29 @@ async def report_guests(body: GuestsReport, request: Request) -> Response:
         GuestReport(host=host.hostname, guests=body.guests, full=body.full, facts=body.facts)
     )
     return Response(status_code=204)
+
+
+@router.get("/agent/guests")
+async def intended_guests(request: Request) -> Json:
+    """What the site records of this host's guests, for an agent whose host booted:
+    ``running``, the servers it expects running (ACTIVE, powered on, no operation under
+    way); empty when ``resume_guests_on_host_boot`` is off. The agent starts those whose
+    guest it finds powered off, and only those it has."""
+    from edgefed.store.compute import ServerRepository
+
+    ctx, host = await _agent(request)
+    resume = ctx.settings.resume_guests_on_host_boot
+    running = []
+    if resume:
+        running = sorted(
+            s.id
+            for s in await ServerRepository(ctx.store).list_all(project_id=None)
+            if s.host == host.hostname
+            and s.vm_state == "active"
+            and s.task_state is None
+            and s.power_state == POWER_RUNNING
+        )
+    return Json({"resume_on_host_boot": resume, "running": running})
 
 
 @router.get("/agent/network")
