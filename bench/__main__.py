@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=2, help="identity: alternating rounds, the best is kept"
     )
+    parser.add_argument(
+        "--driver",
+        choices=("fake", "qemu"),
+        default="fake",
+        help="footprint: the site's compute driver (qemu also runs the local host agent)",
+    )
     args = parser.parse_args(argv)
     settings = {
         "duration_s": args.duration,
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_requests": args.max_requests,
         "starts": args.starts,
         "rounds": args.rounds,
+        "driver": args.driver,
     }
     OUT_DIR.mkdir(exist_ok=True)
     failed = 0
