@@ -1,4 +1,5 @@
-"""What a running site imports: the libraries an idle site must not carry.
+"""What a running site imports: the libraries an idle site must not carry (and the
+same for the host agent, the other long-lived process of an all-in-one site).
 
 Each of these was measured (docs/bench.md, ``python -m bench footprint``) and kept out of
 ``edgefed site serve`` on purpose; an innocent top-level import brings any of them back
@@ -95,3 +96,40 @@ def test_a_running_site_does_not_import_what_it_does_not_use(tmp_path: Path) -> 
         if any(m == name or m.startswith(name + ".") for m in loaded)
     }
     assert not found, f"a running site imported: {found}"
+
+
+AGENT_NOT_LOADED = {
+    "sqlalchemy": "the agent has no database; drivers/__init__.py names the store for types only",
+    "pycdlib": "imported by a spawn that writes a config drive (drivers/qemu/configdrive.py)",
+    "rich": "httpx's command line, blocked in cli/main.py for every command",
+    "click": "httpx's command line, blocked in cli/main.py for every command",
+    "fastapi": "the agent serves no HTTP",
+}
+
+AGENT_SCRIPT = r"""
+import importlib, json, pkgutil, sys
+
+from edgefed.cli import main  # the entry point of `edgefed host agent`
+
+main.build_parser(["host", "agent"])
+import edgefed.agent
+
+for info in pkgutil.iter_modules(edgefed.agent.__path__, "edgefed.agent."):
+    importlib.import_module(info.name)
+loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+print(json.dumps(loaded))
+"""
+
+
+def test_an_idle_host_agent_does_not_import_what_it_does_not_use() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", AGENT_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    found = {
+        name: why
+        for name, why in AGENT_NOT_LOADED.items()
+        if any(m == name or m.startswith(name + ".") for m in loaded)
+    }
+    assert not found, f"the host agent imported: {found}"

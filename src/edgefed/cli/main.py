@@ -12,7 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from edgefed import __version__
+# Every command, the host agent included (another long-lived process): httpx imports
+# its command-line client (rich, click, pygments, ≈ 5 MiB) whenever those happen to be
+# installed; a None entry makes that optional import fail, as in an install without
+# them. cli/serve.py does the same for whoever imports it directly.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from edgefed import __version__  # noqa: E402 - after the line above
 
 # command → (help, module whose add_arguments(parser) fills it in)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -10,12 +10,18 @@ driver class.
 
 from __future__ import annotations
 
-from edgefed.api.hostcommands import HostCommandQueue
+from typing import TYPE_CHECKING
+
 from edgefed.core.errors import ValidationFailed
 from edgefed.core.settings import SiteSettings
 from edgefed.drivers.base import ComputeDriver
 from edgefed.drivers.fake import FakeDriver
-from edgefed.store.engine import Store
+
+if TYPE_CHECKING:
+    # Annotations only: the host agent imports this package for ``drivers.qemu`` and
+    # would otherwise load the store, and with it SQLAlchemy (≈ 10 MiB), for nothing.
+    from edgefed.api.hostcommands import HostCommandQueue
+    from edgefed.store.engine import Store
 
 DRIVERS = ("fake", "qemu")
 

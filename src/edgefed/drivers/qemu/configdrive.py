@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pycdlib
-
 VOLUME_LABEL = "config-2"
 VERSIONS = (
     "2012-08-10",
@@ -174,6 +172,10 @@ def tree(metadata: InstanceMetadata, nics: Sequence[NicConfig]) -> dict[str, byt
 
 def write_iso(files: Mapping[str, bytes], target: Path) -> None:
     """An ISO 9660 image labelled ``config-2`` with ``files``, written atomically."""
+    # Imported here: only a spawn writes a config drive, and an idle host agent (which
+    # imports the driver) would otherwise keep pycdlib's modules resident.
+    import pycdlib
+
     iso = pycdlib.PyCdlib()
     # interchange level 4 (ISO 9660:1999) takes lower-case names and the label as is
     iso.new(
