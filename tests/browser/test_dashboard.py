@@ -66,11 +66,11 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             page.fill("input[name=password]", berlin.password)
             page.click("#login button[type=submit]")
             page.wait_for_selector("#sites tbody tr.site", timeout=15_000)
-            page.wait_for_function(
-                "document.querySelectorAll('#map circle').length === 3"
-                " && document.querySelectorAll('#sites tbody tr.site').length === 3",
-                timeout=15_000,
-            )
+            # Locator assertions, not wait_for_function: a string predicate is evaluated
+            # with eval, which the dashboard's Content-Security-Policy refuses at times.
+            expect = playwright_api.expect
+            expect(page.locator("#map circle")).to_have_count(3, timeout=15_000)
+            expect(page.locator("#sites tbody tr.site")).to_have_count(3, timeout=15_000)
             names = page.locator("#sites tbody tr.site td:first-child").all_inner_texts()
             assert sorted(names) == ["Berlin", "Denver", "Paris"]
             page.screenshot(path=str(SHOTS / "1-fleet.png"), full_page=True)
@@ -90,11 +90,8 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             assert "Site Paris" in page.inner_text("#detail-title")
             detail = page.locator("#detail-body")
             # The drill-down renders when the site's report arrives: wait for it.
-            page.wait_for_function(
-                "document.querySelectorAll('#detail-body .capacity-row').length === 3"
-                " && document.querySelector('#detail-body tr.host') !== null",
-                timeout=15_000,
-            )
+            expect(detail.locator(".capacity-row")).to_have_count(3, timeout=15_000)
+            page.wait_for_selector("#detail-body tr.host", timeout=15_000)
             assert detail.locator("[data-fact=region]").inner_text() == "eu"
             assert detail.locator(".capacity-row").count() == 3  # vCPUs, RAM, disk bars
             assert "paris-compute-1" in detail.locator("tr.host").first.inner_text()
