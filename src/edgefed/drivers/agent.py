@@ -45,7 +45,8 @@ class CommandTimeouts:
     spawn: float = 300.0  # copying and converting an image can take minutes
     power: float = 120.0  # an ACPI power-off waits up to QEMU's shutdown timeout
     snapshot: float = 1800.0
-    query: float = 15.0  # console output, diagnostics
+    # Console output, diagnostics: Nova waits rpc_response_timeout (60 s) for the same.
+    query: float = 60.0
 
 
 class AgentDriver:
