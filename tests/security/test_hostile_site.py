@@ -30,6 +30,7 @@ from edgefed.core.tokens import b64url_decode, public_key_b64
 from edgefed.services.sites.enrollment import EnrollmentToken
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
 from edgefed.testkit.hostile import HostileSite
+from edgefed.testkit.wait import until
 
 pytestmark = pytest.mark.e2e
 
@@ -206,12 +207,18 @@ def test_a_revoked_site_stays_revoked(fleet: ProcessFleet, paris: HostileSite) -
         r = paris.call(fleet["Berlin"].url, target="Berlin", method="POST",
                        path="/edge/v1/fleet/join", payload=payload)  # fmt: skip
         assert 400 <= r.status_code < 500, r.text
-    # A revocation is final for that key, whatever the gossip says after.
+    # A revocation is final for that key, whatever the gossip says after (once Denver has
+    # heard of it: before, Paris is still a member there, and the revocation still wins).
+    until(
+        lambda: registry(fleet, "Denver")["Paris"]["status"] == "revoked",
+        what="Denver learns that Paris was revoked",
+    )
     entry = signed(dataclasses.replace(mine, version=2**53 - 1, revocation=None), paris.key)
     r = paris.call(fleet["Denver"].url, target="Denver", method="POST", path=GOSSIP,
                    payload={"sites": [entry.to_json()]})  # fmt: skip
     assert r.status_code == 401  # not a member any more
     assert registry(fleet, "Berlin")["Paris"]["status"] == "revoked"
+    assert registry(fleet, "Denver")["Paris"]["status"] == "revoked"
     still_serving(fleet)
 
 
