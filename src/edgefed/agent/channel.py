@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import httpx
 
 from edgefed.agent.guests import GuestRunner
 from edgefed.agent.hostboot import BootMarker
+from edgefed.agent.image_fetch import download_image
 from edgefed.drivers.base import ImageData, PowerState
 from edgefed.drivers.hostnet import SiteNetwork
 from edgefed.drivers.planwire import plan_from_json
@@ -67,10 +67,6 @@ class ChannelSettings:
     # long at most between two full reports (Nova syncs power states every 600 s).
     resync_interval: float = 30.0
     resync_max_quiet: float = 600.0
-
-
-class ImageUnavailable(Exception):
-    """The site did not give an image's data, or gave data that fails its checksum."""
 
 
 class CredentialRefused(Exception):
@@ -370,31 +366,9 @@ class CommandLoop:
     # -- image data -----------------------------------------------------------------------
 
     async def fetch_image(self, image: ImageData, directory: Path) -> Path:
-        """The image's data from the site (for a host that cannot read the site's
-        files), checked against its sha256 as it arrives."""
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = directory / f"{image.id}.{uuid.uuid4().hex}.part"
-        digest = hashlib.sha256()
-        try:
-            async with self.client.stream(
-                "GET", self._url(f"/images/{image.id}"), headers=self._headers(), timeout=None
-            ) as r:
-                if r.status_code != 200:
-                    raise ImageUnavailable(f"the site refused image {image.id} ({r.status_code})")
-                with target.open("wb") as out:
-                    async for chunk in r.aiter_bytes(1 << 20):
-                        digest.update(chunk)
-                        await asyncio.to_thread(out.write, chunk)
-            expected = (image.checksum or "").removeprefix("sha256:")
-            if expected and digest.hexdigest() != expected:
-                raise ImageUnavailable(
-                    f"image {image.id} from the site does not match its sha256 "
-                    f"(expected {expected[:16]}…, got {digest.hexdigest()[:16]}…)"
-                )
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return target
+        """The image's data from the site, checked against its sha256 as it arrives."""
+        url = self._url(f"/images/{image.id}")
+        return await download_image(self.client, url, self._headers(), image, directory)
 
     # -- the network -----------------------------------------------------------------------
 

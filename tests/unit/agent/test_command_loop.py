@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from edgefed.agent.channel import ChannelSettings, CommandLoop, ImageUnavailable
+from edgefed.agent.channel import ChannelSettings, CommandLoop
 from edgefed.agent.hostboot import BootMarker
+from edgefed.agent.image_fetch import ImageUnavailable
 from edgefed.drivers.base import ImageData, PowerState
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
