@@ -49,7 +49,7 @@ def load_driver(
             timeouts=CommandTimeouts(
                 spawn=settings.agent_spawn_timeout_seconds,
                 power=settings.agent_command_timeout_seconds,
-                query=min(settings.agent_command_timeout_seconds, CommandTimeouts.query),
+                query=min(settings.agent_command_timeout_seconds, CommandTimeouts().query),
             ),
         )
     raise ValidationFailed(
