@@ -13,7 +13,6 @@ its agent, the guests and the namespace are removed at the end.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import shutil
@@ -23,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qemu_site import qemu_site
 
-from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork, namespace_name
-from edgefed.drivers.qemu import QemuHypervisor
+from edgefed.drivers.hostnet import namespace_name
 from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI
@@ -102,39 +101,15 @@ def guest_disk() -> Path:
         return build_guest_image(IMAGE_DIR).disk
 
 
-async def _remove_everything(state_dir: Path, hostnet_dir: Path) -> None:
-    if state_dir.exists():
-        hv = QemuHypervisor(state_dir=state_dir)
-        await hv.open()
-        for guest_id in hv.guest_ids():
-            await hv.destroy(guest_id)
-        await hv.close()
-    await SiteNetwork(SITE, settings=HostNetSettings(state_dir=hostnet_dir)).teardown()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]:
-    # Not under pytest's private directory: dnsmasq, running as nobody, must reach it.
-    hostnet_dir = Path("/run") / f"edgefed-test-{TAG}"
-    data_dir = tmp_path_factory.mktemp("qemu-site")
-    proc = SiteProcess(
-        name=SITE,
-        data_dir=data_dir,
-        extra_config=(
-            'compute_driver = "qemu"\n'
-            f'agent_hostnet_dir = "{hostnet_dir}"\n'
-            'agent_accel = "tcg"\n'
-            "host_heartbeat_timeout_seconds = 6.0\n"
-            "agent_poll_wait_seconds = 5.0\n"
-        ),
-    )
-    try:
-        yield proc.start()
-    finally:
-        print(proc.log_tail(80))  # shown when the test failed
-        proc.stop()  # stops its agent too; guests outlive both, so they go here
-        asyncio.run(_remove_everything(data_dir / "agent" / "qemu", hostnet_dir))
-        shutil.rmtree(hostnet_dir, ignore_errors=True)
+    with qemu_site(
+        SITE,
+        TAG,
+        tmp_path_factory.mktemp("qemu-site"),
+        extra="host_heartbeat_timeout_seconds = 6.0\n",
+    ) as proc:
+        yield proc
 
 
 def host_fetches(url: str) -> bool:

@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from qemu_site import qemu_site
 
 from edgefed.cli.up_seed import IMAGE_NAME, register, tiny_guest
-from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
-from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import password_token
@@ -60,38 +59,10 @@ def guest_image() -> Path:
     return IMAGE_DIR
 
 
-async def _remove_everything(state_dir: Path, hostnet_dir: Path) -> None:
-    if state_dir.exists():
-        hv = QemuHypervisor(state_dir=state_dir)
-        await hv.open()
-        for guest_id in hv.guest_ids():
-            await hv.destroy(guest_id)
-        await hv.close()
-    await SiteNetwork(SITE, settings=HostNetSettings(state_dir=hostnet_dir)).teardown()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]:
-    # Not under pytest's private directory: dnsmasq, running as nobody, must reach it.
-    hostnet_dir = Path("/run") / f"edgefed-test-{TAG}"
-    data_dir = tmp_path_factory.mktemp("guest-views")
-    proc = SiteProcess(
-        name=SITE,
-        data_dir=data_dir,
-        extra_config=(
-            'compute_driver = "qemu"\n'
-            f'agent_hostnet_dir = "{hostnet_dir}"\n'
-            'agent_accel = "tcg"\n'
-            "agent_poll_wait_seconds = 5.0\n"
-        ),
-    )
-    try:
-        yield proc.start()
-    finally:
-        print(proc.log_tail(80))  # shown when the test failed
-        proc.stop()  # stops its agent too; guests outlive both, so they go here
-        asyncio.run(_remove_everything(data_dir / "agent" / "qemu", hostnet_dir))
-        shutil.rmtree(hostnet_dir, ignore_errors=True)
+    with qemu_site(SITE, TAG, tmp_path_factory.mktemp("guest-views")) as proc:
+        yield proc
 
 
 async def _register(url: str, token: str, directory: Path) -> str:
