@@ -6,10 +6,17 @@ to its ``EDGEFED READY`` line, the median of several starts, on a fresh data
 directory (migrations, key generation, admin bootstrap) and on an existing one (a
 restart). Memory is VmRSS from /proc after a handful of typical requests (password
 token, validation, catalog, a list) and a short idle pause, plus the peak (VmHWM).
+
+With ``--driver qemu`` each site also runs its local host agent, which makes the site's
+network namespace on this host (``edgefed-bench``); its host network state goes to a
+directory of this run's own (not the shared ``/run/edgefed/hostnet``), and every site
+stopped for good is removed with everything it made (``testkit.qemu_site``): no agent,
+namespace, bridge, tap, dnsmasq or /run directory is left behind.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -21,6 +28,7 @@ import httpx
 
 from bench.cores import SERVER_CPU, pinned_children
 from edgefed.testkit.process import SiteProcess
+from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
 
 RSS_GOAL_MIB = 80.0
 
@@ -103,7 +111,20 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
     starts = int(settings.get("starts", 3))
     idle_s = float(settings.get("idle_s", 2.0))
     driver = str(settings.get("driver", "fake"))
-    extra = f'compute_driver = "{driver}"\n'
+    hostnet_dir = hostnet_dir_for(f"bench-footprint-{os.getpid()}")
+    # qemu: the accelerator the agent's probe picks, the agent's default poll
+    extra = (
+        qemu_config(hostnet_dir, accel="auto", poll_wait=None)
+        if driver == "qemu"
+        else f'compute_driver = "{driver}"\n'
+    )
+
+    def stop_for_good(site: SiteProcess) -> None:
+        if driver == "qemu":
+            remove_qemu_site(site, hostnet_dir)  # its agent, guests and host network
+        else:
+            site.stop()
+
     root = Path(tempfile.mkdtemp(prefix="edgefed-footprint-"))
     fresh: list[float] = []
     existing: list[float] = []
@@ -114,7 +135,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             print(f"bench footprint: start {i + 1}/{starts} on a fresh data dir…", flush=True)
             fresh.append(timed_start(site))
         finally:
-            site.stop()
+            stop_for_good(site)
     site = SiteProcess(name="Bench", data_dir=root / "fresh-0", extra_config=extra)
     try:
         for i in range(starts):
@@ -138,8 +159,10 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "agent_rss_mib_idle": agent_rss_mib(pid) if driver == "qemu" else None,
         }
     finally:
-        site.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            stop_for_good(site)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     rss = memory.get("rss_mib_idle", 0.0)
     return {
         "settings": {"starts": starts, "idle_s": idle_s, "driver": driver},

@@ -1,0 +1,113 @@
+"""A site process with the qemu driver and its own host agent, for end-to-end tests
+and benchmarks, and the removal of everything it leaves on the host once it stopped.
+
+By design a site's guests outlive its process and its agent (a new agent adopts them),
+and so does the site's network on the host: the namespace ``edgefed-<site>`` with its
+bridges, taps, dnsmasq servers and nft tables, and its state under
+``agent_hostnet_dir``. A test or a benchmark that started a site removes them when it
+is done with it: ``remove_qemu_site`` (``qemu_site`` does it on exit). The host network
+directory is a fresh one per site (``hostnet_dir_for``), never the shared default
+``/run/edgefed/hostnet``, so removing it touches nothing of any other site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
+from edgefed.drivers.qemu import QemuHypervisor
+from edgefed.testkit.process import SiteProcess
+
+# How long the local agent may take to exit after its site did (it dies with the site,
+# on SIGTERM: PR_SET_PDEATHSIG).
+AGENT_EXIT_S = 30.0
+
+
+def hostnet_dir_for(tag: str) -> Path:
+    """The site's host network directory: under /run, not a test's private temporary
+    directory, since dnsmasq (running as nobody) must reach it."""
+    return Path("/run") / f"edgefed-{tag}"
+
+
+def qemu_config(
+    hostnet_dir: Path, *, accel: str = "tcg", poll_wait: float | None = 5.0, extra: str = ""
+) -> str:
+    """``site.toml`` lines for a site with the qemu driver and its local agent;
+    ``poll_wait`` None keeps the site's default ``agent_poll_wait_seconds``."""
+    lines = f'compute_driver = "qemu"\nagent_hostnet_dir = "{hostnet_dir}"\n'
+    lines += f'agent_accel = "{accel}"\n'
+    if poll_wait is not None:
+        lines += f"agent_poll_wait_seconds = {poll_wait}\n"
+    return lines + extra
+
+
+def _agent_pid(agent_dir: Path) -> int | None:
+    """The local agent's pid, if its pidfile names a live agent of this site."""
+    try:
+        pid = int((agent_dir / "agent.pid").read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if state != "Z" and str(agent_dir).encode() in argv else None
+
+
+def _wait_agent_gone(agent_dir: Path, within: float = AGENT_EXIT_S) -> None:
+    """An agent still running would apply its network plan again after the teardown."""
+    deadline = time.monotonic() + within
+    while _agent_pid(agent_dir) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the host agent of {agent_dir} did not exit")
+        time.sleep(0.1)
+
+
+async def _remove_guests_and_network(site: str, state_dir: Path, hostnet_dir: Path) -> None:
+    if state_dir.exists():
+        hv = QemuHypervisor(state_dir=state_dir)
+        await hv.open()
+        for guest_id in hv.guest_ids():
+            await hv.destroy(guest_id)
+        await hv.close()
+    await SiteNetwork(site, settings=HostNetSettings(state_dir=hostnet_dir)).teardown()
+
+
+def remove_qemu_site(proc: SiteProcess, hostnet_dir: Path) -> None:
+    """Stop the site (if it still runs), wait for its agent to exit, then destroy its
+    guests, tear down its host network (namespace, bridges, taps, dnsmasq, nft) and
+    remove ``hostnet_dir``. Nothing of the site is left running on the host."""
+    proc.stop()
+    agent_dir = proc.data_dir / "agent"
+    _wait_agent_gone(agent_dir)
+    asyncio.run(_remove_guests_and_network(proc.name, agent_dir / "qemu", hostnet_dir))
+    shutil.rmtree(hostnet_dir, ignore_errors=True)
+
+
+@contextmanager
+def qemu_site(
+    name: str,
+    tag: str,
+    data_dir: Path,
+    *,
+    extra: str = "",
+    accel: str = "tcg",
+    poll_wait: float | None = 5.0,
+    show_log: bool = True,
+) -> Iterator[SiteProcess]:
+    """A started site with the qemu driver; everything it made is removed on exit."""
+    hostnet_dir = hostnet_dir_for(tag)
+    proc = SiteProcess(
+        name=name,
+        data_dir=data_dir,
+        extra_config=qemu_config(hostnet_dir, accel=accel, poll_wait=poll_wait, extra=extra),
+    )
+    try:
+        yield proc.start()
+    finally:
+        if show_log:
+            print(proc.log_tail(80))  # shown when the test failed
+        remove_qemu_site(proc, hostnet_dir)
