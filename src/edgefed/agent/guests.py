@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec, PowerState
+from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec, PowerState, VolumeDevice
 from edgefed.drivers.hostnet import SiteNetwork, tap_name
-from edgefed.drivers.qemu import GuestSpec, ImageSource, Nic, QemuHypervisor
+from edgefed.drivers.qemu import BlockDevice, GuestSpec, ImageSource, Nic, QemuHypervisor
 from edgefed.drivers.qemu.spec import decode_user_data
-from edgefed.drivers.wire import instance_from_json
+from edgefed.drivers.wire import instance_from_json, volume_from_json
 
 log = logging.getLogger("edgefed.agent.guests")
 
@@ -40,6 +40,8 @@ KINDS = (
     "snapshot",
     "console",
     "diagnostics",
+    "attach_volume",
+    "detach_volume",
 )
 
 
@@ -66,10 +68,31 @@ def guest_nic(nic: NicSpec) -> Nic:
     )
 
 
+def volume_node(volume_id: str) -> str:
+    """QEMU's name for a volume's disk (a letter, then at most 30 more characters)."""
+    return "v" + volume_id.replace("-", "")[:30]
+
+
+def block_device(volume: VolumeDevice) -> BlockDevice:
+    """A volume as QEMU's disk: its serial, as the guest sees it, is the volume id."""
+    if not os.access(volume.path, os.R_OK):
+        raise CommandRefused(
+            f"volume {volume.volume_id} is not on this host ({volume.path} cannot be read)"
+        )
+    return BlockDevice(
+        device_id=volume_node(volume.volume_id),
+        path=volume.path,
+        disk_format=volume.disk_format,
+        read_only=volume.read_only,
+        serial=volume.volume_id,
+    )
+
+
 def guest_spec(spec: InstanceSpec, *, netns: str | None) -> GuestSpec:
     """The compute service's spec as QEMU's: images from their data on this machine."""
     image = spec.image
-    if image is None or image.path is None:
+    root_volume = block_device(spec.root_volume) if spec.root_volume is not None else None
+    if root_volume is None and (image is None or image.path is None):
         raise CommandRefused(f"server {spec.id} has no image data this host can read")
     kernel = ramdisk = None
     if spec.kernel is not None and spec.kernel.path is not None:
@@ -81,7 +104,13 @@ def guest_spec(spec: InstanceSpec, *, netns: str | None) -> GuestSpec:
         name=spec.name,
         vcpus=spec.vcpus,
         ram_mb=spec.ram_mb,
-        image=ImageSource(path=image.path, checksum=image.checksum, disk_format=image.disk_format),
+        image=(
+            ImageSource(path=image.path, checksum=image.checksum, disk_format=image.disk_format)
+            if root_volume is None and image is not None and image.path is not None
+            else None
+        ),
+        root_volume=root_volume,
+        volumes=tuple(block_device(v) for v in spec.volumes),
         root_gb=spec.root_gb,
         ephemeral_gb=spec.ephemeral_gb,
         swap_mb=spec.swap_mb,
@@ -183,6 +212,14 @@ class GuestRunner:
             return {"output": output}
         elif kind == "diagnostics":
             return {"diagnostics": await self.hv.diagnostics(server_id)}
+        elif kind == "attach_volume":
+            volume = volume_from_json(payload.get("volume"))
+            await self.hv.attach_block(server_id, block_device(volume))
+        elif kind == "detach_volume":
+            volume_id = payload.get("volume_id")
+            if not isinstance(volume_id, str) or not volume_id:
+                raise CommandRefused("a detach_volume command names no volume")
+            await self.hv.detach_block(server_id, volume_node(volume_id))
         else:
             await getattr(self.hv, kind)(server_id)
         return {"power_state": int(self.hv.power_state(server_id))}

@@ -2,9 +2,9 @@
 
 Handlers reach it through ``site_context(request)``; nothing is global. What one room
 offers another is a typed field holding a Protocol of ``api/`` (``fleet``, ``authority``,
-``revoker``, ``sync_status``, ``host_commands``, ``guest_metrics``, ``images``), filled by the
-service that implements it; a service's private state sits in ``slots``, found by its
-class (api/slots.py).
+``revoker``, ``sync_status``, ``host_commands``, ``guest_metrics``, ``images``,
+``volumes``), filled by the service that implements it; a service's private state sits
+in ``slots``, found by its class (api/slots.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from edgefed.api.hostcommands import HostCommandQueue
     from edgefed.api.images import ImageCatalog
     from edgefed.api.metrics import RequestMetrics
+    from edgefed.api.volumes import VolumeCatalog
 
 
 @dataclass
@@ -83,6 +84,9 @@ class SiteContext:
     # Images the caller may see, and images made of files (the image service; None
     # before it starts).
     images: ImageCatalog | None = None
+    # Volumes the caller may see, and their attachments to this site's servers (the
+    # volume service; None before it starts).
+    volumes: VolumeCatalog | None = None
     # Counters and latencies of the requests this site served (the app's middleware).
     request_metrics: RequestMetrics | None = None
     # Nonces of signed site-to-site requests seen lately (replay protection).

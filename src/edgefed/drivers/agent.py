@@ -30,8 +30,9 @@ from edgefed.drivers.base import (
     PowerListener,
     PowerState,
     Snapshot,
+    VolumeDevice,
 )
-from edgefed.drivers.wire import instance_to_json
+from edgefed.drivers.wire import instance_to_json, volume_to_json
 from edgefed.store.compute import ServerRepository
 from edgefed.store.inventory import InventoryRepository
 
@@ -183,6 +184,23 @@ class AgentDriver:
             path=Path(path),
             disk_format=str(result.get("disk_format") or "qcow2"),
             temporary=True,
+        )
+
+    async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
+        await self._call(
+            instance_id,
+            "attach_volume",
+            timeout=self.timeouts.power,
+            payload={"volume": volume_to_json(volume)},
+        )
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        # The guest must release the disk first (an ACPI unplug): as long as a power-off.
+        await self._call(
+            instance_id,
+            "detach_volume",
+            timeout=self.timeouts.power,
+            payload={"volume_id": volume_id},
         )
 
     def power_state(self, instance_id: str) -> PowerState:

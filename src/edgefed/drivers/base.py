@@ -73,6 +73,18 @@ class NicSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeDevice:
+    """A volume to give a guest: a file on the site's machine (the volume service's
+    connection), seen by the guest as a virtio disk whose serial is the volume id
+    (its first 20 characters, as with Nova)."""
+
+    volume_id: str
+    path: Path
+    disk_format: str = "raw"
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceSpec:
     """What a driver needs to run one server.
 
@@ -105,6 +117,10 @@ class InstanceSpec:
     project_id: str = ""
     availability_zone: str = "nova"
     launch_index: int = 0
+    # Boot from volume: the root disk is this volume, not a copy of ``image``.
+    root_volume: VolumeDevice | None = None
+    # The volumes attached to the server, given to the guest at its spawn.
+    volumes: tuple[VolumeDevice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +169,16 @@ class ComputeDriver(Protocol):
     async def destroy(self, instance_id: str) -> None: ...
 
     async def snapshot(self, instance_id: str) -> Snapshot: ...
+
+    async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
+        """Give the guest the volume (hot-plugged when it runs, at its next start
+        otherwise); nothing to do when it already has it."""
+        ...
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        """Take the volume from the guest once the guest released it; nothing to do
+        when it does not have it."""
+        ...
 
     def power_state(self, instance_id: str) -> PowerState: ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgefed.drivers.base import (
     DriverError,
@@ -21,6 +21,7 @@ from edgefed.drivers.base import (
     PowerListener,
     PowerState,
     Snapshot,
+    VolumeDevice,
 )
 
 # A server whose name contains this marker fails to spawn: the fake's fault injection.
@@ -31,6 +32,7 @@ FAIL_MARKER = "fake-spawn-failure"
 class FakeInstance:
     spec: InstanceSpec
     power: PowerState
+    volumes: dict[str, VolumeDevice] = field(default_factory=dict)
 
 
 class FakeDriver:
@@ -95,6 +97,14 @@ class FakeDriver:
         if instance.spec.image_path is not None and instance.spec.image_path.exists():
             return Snapshot(path=instance.spec.image_path)
         return Snapshot(data=b"")
+
+    async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
+        await self._work()
+        self._get(instance_id).volumes[volume.volume_id] = volume
+
+    async def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        await self._work()
+        self._get(instance_id).volumes.pop(volume_id, None)
 
     def power_state(self, instance_id: str) -> PowerState:
         instance = self.instances.get(instance_id)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefed.drivers.base import DriverError, ImageData, InstanceSpec, NicSpec
+from edgefed.drivers.base import DriverError, ImageData, InstanceSpec, NicSpec, VolumeDevice
 
 
 def image_to_json(image: ImageData | None) -> dict[str, Any] | None:
@@ -69,6 +69,28 @@ def nic_from_json(raw: Any) -> NicSpec:
     )
 
 
+def volume_to_json(volume: VolumeDevice) -> dict[str, Any]:
+    return {
+        "volume_id": volume.volume_id,
+        "path": str(volume.path),
+        "disk_format": volume.disk_format,
+        "read_only": volume.read_only,
+    }
+
+
+def volume_from_json(raw: Any) -> VolumeDevice:
+    doc = _mapping(raw, "volume")
+    try:
+        return VolumeDevice(
+            volume_id=str(doc["volume_id"]),
+            path=Path(str(doc["path"])),
+            disk_format=str(doc.get("disk_format") or "raw"),
+            read_only=doc.get("read_only") is True,
+        )
+    except KeyError as exc:
+        raise DriverError(f"the volume document lacks {exc}") from exc
+
+
 def instance_to_json(spec: InstanceSpec) -> dict[str, Any]:
     return {
         "id": spec.id,
@@ -94,6 +116,8 @@ def instance_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "project_id": spec.project_id,
         "availability_zone": spec.availability_zone,
         "launch_index": spec.launch_index,
+        "root_volume": volume_to_json(spec.root_volume) if spec.root_volume else None,
+        "volumes": [volume_to_json(v) for v in spec.volumes],
     }
 
 
@@ -125,6 +149,8 @@ def instance_from_json(raw: Any) -> InstanceSpec:
             project_id=str(doc.get("project_id") or ""),
             availability_zone=str(doc.get("availability_zone") or "nova"),
             launch_index=int(doc.get("launch_index") or 0),
+            root_volume=volume_from_json(doc["root_volume"]) if doc.get("root_volume") else None,
+            volumes=tuple(volume_from_json(v) for v in doc.get("volumes") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DriverError(f"the instance document is not usable: {exc!r}") from exc

@@ -181,26 +181,36 @@ class QemuHypervisor:
             raise
 
     async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
-        base = await self.images.ensure(
-            spec.image.path,
-            checksum=spec.image.checksum,
-            declared_format=spec.image.disk_format,
-            root_disk_bytes=spec.root_gb * GiB,
-        )
+        jobs: list[Coroutine[Any, Any, object]] = []
+        if spec.root_volume is not None:  # boot from volume: the volume is the disk
+            disks = [_volume_disk(spec.root_volume, node="root", boot=True)]
+        else:
+            assert spec.image is not None  # GuestSpec holds one or the other
+            base = await self.images.ensure(
+                spec.image.path,
+                checksum=spec.image.checksum,
+                declared_format=spec.image.disk_format,
+                root_disk_bytes=spec.root_gb * GiB,
+            )
+            disks = [DiskPlan(node="root", path=str(files.root_disk), format="qcow2", boot=True)]
+            jobs.append(
+                create_root_disk(
+                    files.root_disk,
+                    base=base,
+                    root_gb=spec.root_gb,
+                    qemu_img=self.settings.qemu_img,
+                )
+            )
         # Once the image is accepted, the guest's files do not depend on each other: made
         # side by side (qemu-img in its processes, the ISO in a thread), QEMU starts sooner.
-        disks = [DiskPlan(node="root", path=str(files.root_disk), format="qcow2", boot=True)]
-        jobs: list[Coroutine[Any, Any, object]] = [
-            create_root_disk(
-                files.root_disk, base=base, root_gb=spec.root_gb, qemu_img=self.settings.qemu_img
-            ),
+        jobs.append(
             asyncio.to_thread(
                 configdrive.build_config_drive,
                 files.config_drive,
                 spec.metadata(),
                 [nic.config() for nic in spec.nics],
-            ),
-        ]
+            )
+        )
         if spec.ephemeral_gb:
             jobs.append(self._scratch_disk(files.ephemeral_disk, ephemeral_gb=spec.ephemeral_gb))
             disks.append(
@@ -232,6 +242,7 @@ class QemuHypervisor:
             accel=accel_name,
             machine=self.settings.machine,
             disks=tuple(disks),
+            volumes=tuple(_volume_disk(v, node=v.device_id) for v in spec.volumes),
             nics=tuple(NicPlan(tap=nic.tap, mac=nic.mac) for nic in spec.nics),
             kernel=kernel,
             initrd=initrd,
@@ -333,6 +344,17 @@ class QemuHypervisor:
         if guest.process is not None and guest.process.alive():
             return guest.process.pid
         return running_pid(guest.files.pidfile, guest.id)
+
+
+def _volume_disk(device: BlockDevice, *, node: str, boot: bool = False) -> DiskPlan:
+    return DiskPlan(
+        node=node,
+        path=str(device.path),
+        format=device.disk_format,
+        read_only=device.read_only,
+        serial=(device.serial or device.device_id)[:20],
+        boot=boot,
+    )
 
 
 async def _together(jobs: list[Coroutine[Any, Any, object]]) -> None:

@@ -80,10 +80,11 @@ class Nic:
 class BlockDevice:
     """A disk to hot-plug (a volume): a local raw or qcow2 file."""
 
-    device_id: str  # QEMU's id for it, and the virtio serial the guest sees
+    device_id: str  # QEMU's id for it, and the virtio serial the guest sees...
     path: Path
     disk_format: str = "raw"
     read_only: bool = False
+    serial: str | None = None  # ...unless this is given (its first 20 characters)
 
     def __post_init__(self) -> None:
         if not _DEVICE_ID.match(self.device_id):
@@ -100,7 +101,7 @@ class GuestSpec:
     name: str
     vcpus: int
     ram_mb: int
-    image: ImageSource
+    image: ImageSource | None  # None: boots from ``root_volume``
     root_gb: int = 0  # 0: the image's virtual size, as Nova does
     ephemeral_gb: int = 0
     swap_mb: int = 0
@@ -117,6 +118,8 @@ class GuestSpec:
     meta: Mapping[str, str] = field(default_factory=dict)
     user_data: bytes | None = None
     vendor_data: Mapping[str, Any] = field(default_factory=dict)
+    root_volume: BlockDevice | None = None  # boot from volume: the root disk itself
+    volumes: tuple[BlockDevice, ...] = ()  # plugged from the start
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", canonical_uuid(self.id))
@@ -126,6 +129,8 @@ class GuestSpec:
             )
         if min(self.root_gb, self.ephemeral_gb, self.swap_mb) < 0:
             raise QemuError("disk sizes cannot be negative")
+        if (self.image is None) == (self.root_volume is None):
+            raise QemuError("a guest boots from an image or from a volume (one of them)")
         if self.ramdisk is not None and self.kernel is None:
             raise QemuError("a ramdisk image needs a kernel image")
         if self.netns is not None and not _NETNS.match(self.netns):

@@ -151,14 +151,18 @@ async def snapshot(guest: Guest, target: Path) -> None:
 
 
 async def attach_block(guest: Guest, device: BlockDevice) -> None:
-    if any(v.node == device.device_id for v in guest.plan.volumes):
-        raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
+    """Plug the disk; nothing to do when the guest has it (a command sent again)."""
+    for volume in guest.plan.volumes:
+        if volume.node == device.device_id:
+            if volume.path == str(device.path):
+                return
+            raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
     disk = DiskPlan(
         node=device.device_id,
         path=str(device.path),
         format=device.disk_format,
         read_only=device.read_only,
-        serial=device.device_id,
+        serial=(device.serial or device.device_id)[:20],
     )
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
@@ -190,8 +194,9 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
 
 
 async def detach_block(guest: Guest, device_id: str) -> None:
+    """Unplug the disk once the guest released it; nothing to do when it has none."""
     if not any(v.node == device_id for v in guest.plan.volumes):
-        raise InvalidGuestState(guest.id, f"detach {device_id} from", "not using it")
+        return
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
         monitor = guest.monitor()

@@ -5,7 +5,7 @@ they were at boot, the image's data (its blob on this site, with the sha256 the 
 is checked against) and, for an image that names them, its ``kernel_id`` and
 ``ramdisk_id`` images and ``os_command_line``; the server's ports with their MAC,
 fixed IPs and the IPv4 subnet's gateway and name servers; the key pair, user data,
-metadata and hostname its config drive carries.
+metadata and hostname its config drive carries; its volumes' connections.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec
-from edgefed.store.compute import ServerRecord
+from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec, VolumeDevice
+from edgefed.store.compute import ServerRecord, mappings_of
 from edgefed.store.image import ImageRecord, ImageRepository, blob_path
 from edgefed.store.network import NetworkRepository
 from edgefed.store.network.networks import Subnets
@@ -39,6 +39,23 @@ async def _related(
         return None
     found = await images.get(ref)
     return image_data(data_dir, found) if found is not None and found.blob_sha256 else None
+
+
+def volume_devices(server: ServerRecord) -> list[tuple[bool, VolumeDevice]]:
+    """The server's connected volumes: (is it the root disk, the device)."""
+    return [
+        (
+            mapping.boot_index == 0,
+            VolumeDevice(
+                volume_id=mapping.volume_id,
+                path=Path(mapping.path),
+                disk_format=mapping.disk_format,
+                read_only=mapping.read_only,
+            ),
+        )
+        for mapping in mappings_of(server.volumes)
+        if mapping.path is not None
+    ]
 
 
 async def nics_of(networks: NetworkRepository, server_id: str) -> tuple[NicSpec, ...]:
@@ -85,6 +102,7 @@ async def instance_spec(
     properties = image.properties if image is not None else {}
     cmdline = properties.get("os_command_line")
     keys = {server.key_name: server.key_data} if server.key_name and server.key_data else {}
+    volumes = volume_devices(server)
     return InstanceSpec(
         id=server.id,
         name=server.name,
@@ -109,4 +127,6 @@ async def instance_spec(
         project_id=server.project_id,
         availability_zone=server.availability_zone or "nova",
         launch_index=server.launch_index,
+        root_volume=next((v for boot, v in volumes if boot), None),
+        volumes=tuple(v for boot, v in volumes if not boot),
     )

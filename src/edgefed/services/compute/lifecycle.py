@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from edgefed.api.volumes import VolumeCatalog
 from edgefed.core.errors import EdgefedError
 from edgefed.drivers.base import (
     ComputeDriver,
@@ -27,7 +28,7 @@ from edgefed.drivers.base import (
 )
 from edgefed.services.compute.instance_spec import instance_spec
 from edgefed.services.compute.scheduler import NO_VALID_HOST, Request, Scheduler
-from edgefed.store.compute import ServerRecord, ServerRepository
+from edgefed.store.compute import ServerRecord, ServerRepository, mappings_of
 from edgefed.store.image import BlobStore, ImageRepository
 from edgefed.store.network import NetworkRepository
 from edgefed.store.schema import utcnow
@@ -69,6 +70,7 @@ class ServerLifecycle:
         scheduler: Scheduler,
         data_dir: Path,
         max_image_bytes: int,
+        volumes: Callable[[], VolumeCatalog | None] = lambda: None,
     ):
         self.servers = servers
         self.networks = networks
@@ -77,6 +79,7 @@ class ServerLifecycle:
         self.scheduler = scheduler
         self.data_dir = data_dir
         self.max_image_bytes = max_image_bytes
+        self.volumes = volumes  # the volume service's port, once it has started
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- task bookkeeping -----------------------------------------------------------
@@ -278,6 +281,7 @@ class ServerLifecycle:
         except DriverError as exc:
             log.warning("destroying %s: %s (the record is deleted anyway)", server_id, exc)
         await self.networks.delete_ports_of_device(server_id)
+        await self._release_volumes(server_id)
         await self.servers.update(
             server_id,
             deleted=True,
@@ -286,6 +290,19 @@ class ServerLifecycle:
             power_state=int(PowerState.NOSTATE),
             terminated_at=utcnow(),
         )
+
+    async def _release_volumes(self, server_id: str) -> None:
+        """The deleted server's volumes are free again (deleted, when they were to be
+        deleted with it)."""
+        server = await self.servers.get(server_id, include_deleted=True)
+        catalog = self.volumes()
+        if server is None or catalog is None:
+            return
+        for mapping in mappings_of(server.volumes):
+            if mapping.attachment_id is not None:
+                await catalog.release(attachment_id=mapping.attachment_id)
+            if mapping.delete_on_termination:
+                await catalog.delete(volume_id=mapping.volume_id)
 
     async def _snapshot(self, server_id: str, image_id: str) -> None:
         try:

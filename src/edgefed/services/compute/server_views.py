@@ -16,7 +16,7 @@ from starlette.requests import Request
 from edgefed.api.auth import Principal
 from edgefed.services.compute.links import links
 from edgefed.services.compute.microversion import APIVersion
-from edgefed.store.compute import ServerRecord
+from edgefed.store.compute import ServerRecord, mappings_of
 from edgefed.store.network import NetworkRecord, PortRecord
 
 # (vm_state, task_state) -> status, as Nova's api/openstack/common.py maps them.
@@ -95,6 +95,16 @@ def flavor_view(request: Request, server: ServerRecord, version: APIVersion) -> 
     }
 
 
+def volumes_attached(server: ServerRecord, version: APIVersion) -> list[dict[str, Any]]:
+    shown = []
+    for mapping in mappings_of(server.volumes):
+        item: dict[str, Any] = {"id": mapping.volume_id}
+        if version.at_least("2.3"):
+            item["delete_on_termination"] = mapping.delete_on_termination
+        shown.append(item)
+    return shown
+
+
 def server_view(
     request: Request,
     server: ServerRecord,
@@ -135,7 +145,7 @@ def server_view(
         "OS-EXT-STS:task_state": server.task_state,
         "OS-EXT-STS:vm_state": server.vm_state,
         "OS-EXT-STS:power_state": server.power_state,
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": volumes_attached(server, version),
     }
     if status in ("ACTIVE", "BUILD", "REBOOT", "HARD_REBOOT"):
         view["progress"] = 100 if status == "ACTIVE" else 0

@@ -21,6 +21,7 @@ from edgefed.services.compute import (
     keypairs,
     quotas,
     servers,
+    volume_attachments,
 )
 from edgefed.services.compute.guest_metrics import GuestMetricsCache
 from edgefed.services.compute.lifecycle import ServerLifecycle
@@ -82,6 +83,7 @@ async def on_start(ctx: SiteContext) -> None:
         scheduler=scheduler,
         data_dir=settings.data_dir,
         max_image_bytes=settings.max_image_bytes,
+        volumes=lambda: ctx.volumes,
     )
     driver.watch_power(lifecycle.power_changed)
     state = ComputeState(
@@ -121,7 +123,7 @@ def build() -> ServiceSpec:
     v21 = APIRouter(route_class=MicroversionRoute)
     for path in ("/v2.1", "/v2.1/"):
         v21.add_api_route(path, version_v21, methods=["GET"], include_in_schema=False)
-    modules = (flavors, servers, actions, keypairs, quotas, hypervisors)
+    modules = (flavors, servers, actions, keypairs, quotas, hypervisors, volume_attachments)
     router = APIRouter(routes=routes_of(router, v21, *(m.router for m in modules)))
     return ServiceSpec(
         name="compute",

@@ -17,6 +17,7 @@ from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.services.volume import attachments, metadata, quotas, snapshots, types, volumes
 from edgefed.services.volume.actions import volume_action
 from edgefed.services.volume.backend import FileVolumeBackend
+from edgefed.services.volume.catalog import LocalVolumes
 from edgefed.services.volume.microversion import version_document, versioned
 from edgefed.services.volume.state import VolumeState
 
@@ -33,6 +34,7 @@ async def v3_versions(request: Request) -> Json:
 async def _on_start(ctx: SiteContext) -> None:
     backend = FileVolumeBackend(ctx.settings.data_dir / "volumes")
     ctx.slots.put(VolumeState(backend=backend, host=f"{ctx.name}@file#file"))
+    ctx.volumes = LocalVolumes(ctx)
 
 
 def build() -> ServiceSpec:

@@ -1,4 +1,5 @@
-"""Tables and repositories of the compute service: flavors, servers, keypairs, quotas.
+"""Tables and repositories of the compute service: flavors, servers (and their
+volumes), keypairs, quotas.
 
 The compute service never sees SQL: it calls the repositories (one module each), which
 return frozen records (records.py). Rows that arrived from a sync source carry its name
@@ -17,15 +18,27 @@ from edgefed.store.compute.records import (
     ServerRecord,
 )
 from edgefed.store.compute.servers import ServerRepository
+from edgefed.store.compute.volumes import (
+    DeviceInUse,
+    NoFreeDevice,
+    ServerVolumes,
+    VolumeMapping,
+    mappings_of,
+)
 
 __all__ = [
+    "DeviceInUse",
     "FlavorRecord",
     "FlavorRepository",
     "HostUsage",
     "InstanceActionRecord",
     "KeypairRecord",
     "KeypairRepository",
+    "NoFreeDevice",
     "QuotaRepository",
     "ServerRecord",
     "ServerRepository",
+    "ServerVolumes",
+    "VolumeMapping",
+    "mappings_of",
 ]

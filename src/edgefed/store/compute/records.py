@@ -7,7 +7,7 @@ store); ``HostUsage`` is computed, the sum of what live servers take from a host
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy.engine import Row
@@ -81,6 +81,8 @@ class ServerRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     deleted: bool
+    # Its volumes, in the order attached (``VolumeMapping.to_json`` each).
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,8 @@ servers = Table(
     Column("requested_networks", JsonDoc, nullable=True),
     Column("config_drive", String(16), nullable=False, default=""),
     Column("fault", JsonDoc, nullable=True),
+    # Its volumes (block device mappings of destination "volume"): store/compute/volumes.py
+    Column("volumes", JsonDoc, nullable=False, default=list),
     Column("reservation_id", String(64), nullable=False),
     Column("launch_index", Integer, nullable=False, default=0),
     Column("hostname", String(255), nullable=False),

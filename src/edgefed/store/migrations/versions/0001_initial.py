@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 03:46:03.195714
+Create Date: 2026-12-07 06:23:01.413886
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def upgrade() -> None:
         sa.Column("requested_networks", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=True),
         sa.Column("config_drive", sa.String(length=16), nullable=False),
         sa.Column("fault", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=True),
+        sa.Column("volumes", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
         sa.Column("reservation_id", sa.String(length=64), nullable=False),
         sa.Column("launch_index", sa.Integer(), nullable=False),
         sa.Column("hostname", sa.String(length=255), nullable=False),

@@ -1,0 +1,68 @@
+"""What the volume service offers other rooms: find a volume the caller may see, and
+attach it to a server of this site (reserve, connect, complete; release at detach).
+
+The port the volume service fills (``SiteContext.volumes``, None on a site without it).
+The compute service attaches volumes to its servers through it, as Nova calls Cinder's
+attachments API, without importing the volume service. Refusals are ``core.errors``
+classes whose message names the cause (a volume in use, in error, of another project).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from edgefed.api.auth import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeFacts:
+    id: str
+    name: str | None
+    project_id: str
+    size_gb: int
+    status: str
+    bootable: bool
+    multiattach: bool
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeConnection:
+    """How the server's host reaches the volume: a file on this site's machine."""
+
+    attachment_id: str
+    volume_id: str
+    path: Path
+    disk_format: str
+    read_only: bool
+
+
+class VolumeCatalog(Protocol):
+    async def find(self, *, volume_id: str, principal: Principal) -> VolumeFacts | None:
+        """The volume, if it exists and the caller may see it."""
+        ...
+
+    async def connect(
+        self, *, volume_id: str, server_id: str, host: str, principal: Principal
+    ) -> VolumeConnection:
+        """Reserve the volume for ``server_id`` and give its connection (an attachment
+        ``attaching``, the volume ``attaching``). NotFound for a volume the caller
+        cannot see; BadRequest naming the state when it cannot be attached now."""
+        ...
+
+    async def complete(self, *, attachment_id: str, mountpoint: str) -> None:
+        """The guest has the volume: the attachment ``attached``, the volume ``in-use``."""
+        ...
+
+    async def release(self, *, attachment_id: str) -> None:
+        """The attachment is gone (detached, or the attach failed); nothing to do when
+        it was already removed."""
+        ...
+
+    async def delete(self, *, volume_id: str) -> None:
+        """Delete a volume no server uses any more (``delete_on_termination``); nothing
+        to do when it is gone."""
+        ...

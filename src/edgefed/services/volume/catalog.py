@@ -1,0 +1,113 @@
+"""``LocalVolumes``: the volume service's side of the ``api.volumes`` port.
+
+The compute service attaches this site's volumes through it: ``connect`` makes an
+attachment with a connector (Cinder's ``attachment_create`` with one, as Nova's attach
+does), ``complete`` marks it attached once the guest has the disk, ``release`` deletes
+it. The connection is the backend's: a file on this site's machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgefed.api.volumes import VolumeConnection, VolumeFacts
+from edgefed.core.errors import BadRequest, NotFound
+from edgefed.services.volume.state import VolumeState
+from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
+
+if TYPE_CHECKING:
+    from edgefed.api.auth import Principal
+    from edgefed.api.context import SiteContext
+
+
+def facts(record: VolumeRecord) -> VolumeFacts:
+    return VolumeFacts(
+        id=record.id,
+        name=record.name,
+        project_id=record.project_id,
+        size_gb=record.size,
+        status=record.status,
+        bootable=record.bootable,
+        multiattach=record.multiattach,
+        readonly=record.readonly,
+    )
+
+
+class LocalVolumes:
+    """This site's volumes."""
+
+    def __init__(self, ctx: SiteContext):
+        self.ctx = ctx
+        self.volumes = Volumes(ctx.store)
+        self.attachments = Attachments(ctx.store)
+
+    async def _visible(self, volume_id: str, principal: Principal) -> VolumeRecord | None:
+        record = await self.volumes.get(id=volume_id)
+        if record is None:
+            return None
+        if principal.is_admin or record.project_id == principal.project_id:
+            return record
+        return None
+
+    async def find(self, *, volume_id: str, principal: Principal) -> VolumeFacts | None:
+        record = await self._visible(volume_id, principal)
+        return facts(record) if record is not None else None
+
+    async def connect(
+        self, *, volume_id: str, server_id: str, host: str, principal: Principal
+    ) -> VolumeConnection:
+        record = await self._visible(volume_id, principal)
+        if record is None:
+            raise NotFound(f"Volume {volume_id} could not be found.")
+        mode = "ro" if record.readonly else "rw"
+        backend = self.ctx.slots.require(VolumeState).backend
+        info = backend.connection_info(volume_id=volume_id, mode=mode)
+        try:
+            attachment = await self.attachments.reserve(
+                volume_id=volume_id,
+                project_id=record.project_id,
+                instance_uuid=server_id,
+                connector={"host": host, "initiator": "edgefed", "platform": "x86_64"},
+                connection_info=info,
+                attach_mode=mode,
+            )
+        except StateConflict as exc:
+            if exc.status is None:
+                raise NotFound(f"Volume {volume_id} could not be found.") from exc
+            wanted = "available" + (" or in-use" if record.multiattach else "")
+            raise BadRequest(
+                f"Invalid volume: Volume {volume_id} status must be {wanted} to attach, "
+                f"but the current status is {exc.status}."
+            ) from exc
+        return VolumeConnection(
+            attachment_id=attachment.id,
+            volume_id=volume_id,
+            path=Path(info["data"]["device_path"]),
+            disk_format="raw",
+            read_only=mode == "ro",
+        )
+
+    async def complete(self, *, attachment_id: str, mountpoint: str) -> None:
+        try:
+            await self.attachments.complete(attachment_id, mountpoint=mountpoint)
+        except StateConflict as exc:
+            raise NotFound(f"Volume attachment {attachment_id} could not be found.") from exc
+
+    async def release(self, *, attachment_id: str) -> None:
+        try:
+            await self.attachments.remove(attachment_id)
+        except StateConflict:
+            pass  # already gone
+
+    async def delete(self, *, volume_id: str) -> None:
+        try:
+            await self.volumes.remove(
+                volume_id,
+                statuses=("available", "error"),
+                cascade=False,
+                snapshot_statuses=(),
+            )
+        except StateConflict:
+            return  # gone, attached elsewhere, or has snapshots: it stays
+        await self.ctx.slots.require(VolumeState).backend.delete(volume_id=volume_id)
