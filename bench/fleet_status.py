@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from bench.site_footprint import proc_status
+from edgefed.core.settings import fleet_admin_mappings, mapping_toml
 from edgefed.testkit.fleet_process import password_token
 from edgefed.testkit.process import SiteProcess
 
@@ -55,8 +56,11 @@ REGISTER_DEADLINE_S = 300.0
 SETTLE_S = 5.0
 SETTLE_LIMIT_S = 120.0  # each new site probes every peer once: let that wave pass
 QUIET_CORES = 0.6
+# Every site's admin is an admin at every site (mapping rules, as ``edgefed up``): the
+# fan-outs below act as the first site's admin at the others.
 QUIET_CONFIG = (
     "gossip_interval_seconds = 30.0\nhealth_interval_seconds = 15.0\npeer_timeout_seconds = 300.0\n"
+    + mapping_toml(fleet_admin_mappings())
 )
 CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 
