@@ -45,12 +45,19 @@ class VolumeCatalog(Protocol):
         """The volume, if it exists and the caller may see it."""
         ...
 
-    async def connect(
-        self, *, volume_id: str, server_id: str, host: str, principal: Principal
-    ) -> VolumeConnection:
+    async def create(
+        self, *, principal: Principal, size_gb: int, name: str, image_id: str | None = None
+    ) -> VolumeFacts:
+        """A new volume of the caller's project, ``available`` (its data written): empty,
+        or holding the image's bytes. The volume service's 4xx when it cannot be made
+        (quota, an image too large or unknown)."""
+        ...
+
+    async def connect(self, *, volume_id: str, server_id: str, host: str) -> VolumeConnection:
         """Reserve the volume for ``server_id`` and give its connection (an attachment
-        ``attaching``, the volume ``attaching``). NotFound for a volume the caller
-        cannot see; BadRequest naming the state when it cannot be attached now."""
+        ``attaching``, the volume ``attaching``); the caller checked that the volume is
+        one it may use (``find``). BadRequest naming the state when it cannot be
+        attached now."""
         ...
 
     async def complete(self, *, attachment_id: str, mountpoint: str) -> None:

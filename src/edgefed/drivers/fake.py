@@ -56,7 +56,10 @@ class FakeDriver:
         await self._work()
         if FAIL_MARKER in spec.name:
             raise DriverError(f"the fake hypervisor refused to spawn {spec.name} (fault injection)")
-        self.instances[spec.id] = FakeInstance(spec=spec, power=PowerState.RUNNING)
+        volumes = [v for v in (spec.root_volume, *spec.volumes) if v is not None]
+        self.instances[spec.id] = FakeInstance(
+            spec=spec, power=PowerState.RUNNING, volumes={v.volume_id: v for v in volumes}
+        )
 
     async def stop(self, instance_id: str) -> None:
         await self._work()

@@ -1,11 +1,15 @@
-"""Helpers of the compute tests: an image to boot from, booting, waiting for a status."""
+"""Helpers of the compute tests: an image to boot from, booting, waiting for a status,
+volumes to attach."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgefed.drivers.fake import FakeDriver
+from edgefed.services.compute.state import ComputeState
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.tokens import forge_token
 from edgefed.testkit.wait import eventually
 
 V = {"OpenStack-API-Version": "compute 2.96"}
@@ -53,3 +57,35 @@ async def boot(
     r = await site.client.post("/compute/v2.1/servers", json={"server": server}, headers=headers)
     assert r.status_code == 202, r.text
     return r.json()["server"]
+
+
+# -- volumes (the volume service of the same site) -----------------------------------
+
+VOL = "/volume/v3"
+CINDER = {"OpenStack-API-Version": "volume 3.71"}
+
+
+def member(site: InProcessSite, project: str) -> dict[str, str]:
+    """A member of ``project`` at the highest compute microversion."""
+    token = forge_token(site.app.state.ctx, user=f"u-{project}", project=project, role="member")
+    return {"X-Auth-Token": token, **V}
+
+
+def fake(site: InProcessSite) -> FakeDriver:
+    driver = site.app.state.ctx.slots.require(ComputeState).driver
+    assert isinstance(driver, FakeDriver)
+    return driver
+
+
+async def new_volume(site: InProcessSite, h: dict[str, str], **body: Any) -> str:
+    r = await site.client.post(
+        f"{VOL}/volumes", json={"volume": {"size": 1, **body}}, headers={**h, **CINDER}
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["volume"]["id"])
+
+
+async def volume(site: InProcessSite, h: dict[str, str], volume_id: str) -> dict[str, Any]:
+    r = await site.client.get(f"{VOL}/volumes/{volume_id}", headers={**h, **CINDER})
+    assert r.status_code == 200, r.text
+    return r.json()["volume"]  # type: ignore[no-any-return]

@@ -42,14 +42,22 @@ def test_a_flavor_link_or_number_names_the_flavor() -> None:
             parse_boot_request(body(flavorRef=ref), LATEST)
 
 
-def test_the_image_may_come_from_a_block_device_mapping_but_not_a_volume() -> None:
+def test_the_image_may_come_from_a_block_device_mapping_or_the_root_be_a_volume() -> None:
     bdm = [{"source_type": "image", "uuid": IMAGE, "boot_index": 0}]
     assert parse_boot_request(body(imageRef="", block_device_mapping_v2=bdm), LATEST).image_ref == (
         IMAGE
     )
-    volume = [{"source_type": "volume", "uuid": IMAGE}]
-    with pytest.raises(BadRequest, match="volumes are not supported"):
-        parse_boot_request(body(block_device_mapping_v2=volume), LATEST)
+    root = [{"source_type": "volume", "uuid": IMAGE, "boot_index": "0"}]
+    asked = parse_boot_request(body(imageRef="", block_device_mapping_v2=root), LATEST)
+    assert asked.image_ref is None and asked.volumes[0].volume_id == IMAGE
+    assert asked.volumes[0].root
+    extra = [{"source_type": "volume", "uuid": IMAGE, "boot_index": -1}]
+    asked = parse_boot_request(body(block_device_mapping_v2=extra), LATEST)
+    assert asked.image_ref is not None and not asked.volumes[0].root
+    with pytest.raises(BadRequest, match="Boot sequence"):
+        parse_boot_request(body(block_device_mapping_v2=root), LATEST)  # an image and a root
+    with pytest.raises(BadRequest, match="multiple instances"):
+        parse_boot_request(body(block_device_mapping_v2=extra, max_count=2), LATEST)
     for ref in ("", "not-a-uuid", 12):
         with pytest.raises(BadRequest, match="Invalid imageRef provided"):
             parse_boot_request(body(imageRef=ref), LATEST)

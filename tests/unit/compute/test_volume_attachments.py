@@ -7,47 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from compute_testkit import boot, wait_for
+from compute_testkit import CINDER, VOL, boot, fake, member, new_volume, volume, wait_for
 
-from edgefed.drivers.fake import FakeDriver
-from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import ServerVolumes
 from edgefed.store.volume import Attachments
 from edgefed.testkit.inprocess import InProcessSite
-from edgefed.testkit.tokens import forge_token
 
 C = "/compute/v2.1"
-VOL = "/volume/v3"
-CINDER = {"OpenStack-API-Version": "volume 3.71"}
-
-
-def state_of(site: InProcessSite) -> ComputeState:
-    return site.app.state.ctx.slots.require(ComputeState)
-
-
-def member(site: InProcessSite, project: str) -> dict[str, str]:
-    token = forge_token(site.app.state.ctx, user=f"u-{project}", project=project, role="member")
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
-
-
-def fake(site: InProcessSite) -> FakeDriver:
-    driver = state_of(site).driver
-    assert isinstance(driver, FakeDriver)
-    return driver
-
-
-async def new_volume(site: InProcessSite, h: dict[str, str], **body: Any) -> str:
-    r = await site.client.post(
-        f"{VOL}/volumes", json={"volume": {"size": 1, **body}}, headers={**h, **CINDER}
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["volume"]["id"])
-
-
-async def volume(site: InProcessSite, h: dict[str, str], volume_id: str) -> dict[str, Any]:
-    r = await site.client.get(f"{VOL}/volumes/{volume_id}", headers={**h, **CINDER})
-    assert r.status_code == 200, r.text
-    return r.json()["volume"]  # type: ignore[no-any-return]
 
 
 async def attach(

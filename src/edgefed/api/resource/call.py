@@ -38,6 +38,18 @@ class Call:
         self.parent: Any = None
         self._body: Any = _UNREAD
 
+    @classmethod
+    def on_behalf(
+        cls, ctx: SiteContext, principal: Principal, resource: Resource[Any, Any], body: Any
+    ) -> Call:
+        """A create another room asks for through a port, as ``principal``, with ``body``
+        (what the request's JSON would have held): no client request behind it, so the
+        lowest microversion and no query."""
+        request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+        call = cls(request, principal, ctx, resource)
+        call._body = body
+        return call
+
     def of(self, resource: Resource[Any, Any]) -> Call:
         """This call as ``resource``'s (a parent's policy, in the parent's words)."""
         other = Call(self.request, self.principal, self.ctx, resource)

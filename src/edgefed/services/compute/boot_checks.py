@@ -33,7 +33,7 @@ from edgefed.store.image import ImageRecord
 class CheckedBoot:
     """What a boot request resolved to at this site."""
 
-    image: ImageRecord
+    image: ImageRecord | None  # None: boots from a volume
     flavor: FlavorRecord
     key_data: str | None
     zone: str | None  # the zone's name, without a ":host" suffix
@@ -48,26 +48,32 @@ async def check_boot(
     project_id: str,
 ) -> CheckedBoot:
     """The image, flavor, key and zone of ``boot``, or the error Nova answers."""
-    # The local image, or the one the request's scope says to fetch (and cache) from.
-    # None as well for an image the caller may not see: Nova answers as if it did not exist.
-    image = await image_for_boot(
-        site_context(request), state.images, request, principal, boot.image_ref
-    )
-    if image is None:
-        raise BadRequest(f"Image {boot.image_ref} could not be found.")
-    if image.status != "active":
-        raise BadRequest(f"Image {boot.image_ref} is not active.")
+    image = None
+    if boot.image_ref is not None:
+        # The local image, or the one the request's scope says to fetch (and cache) from.
+        # None as well for an image the caller may not see: Nova answers as if it did not
+        # exist.
+        image = await image_for_boot(
+            site_context(request), state.images, request, principal, boot.image_ref
+        )
+        if image is None:
+            raise BadRequest(f"Image {boot.image_ref} could not be found.")
+        if image.status != "active":
+            raise BadRequest(f"Image {boot.image_ref} is not active.")
     try:
         flavor = await visible_flavor(state, principal, boot.flavor_id)
     except NotFound as exc:
         raise BadRequest(f"Flavor {boot.flavor_id} could not be found.") from exc
-    if image.min_ram and flavor.ram < image.min_ram:
-        raise BadRequest("Flavor's memory is too small for requested image.")
-    if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
-        raise BadRequest("Flavor's disk is too small for requested image.")
-    check_image_fits(image, flavor)
-    if state.ctx.settings.compute_driver == "qemu":
-        await check_runnable(state, image)
+    if image is not None:
+        if image.min_ram and flavor.ram < image.min_ram:
+            raise BadRequest("Flavor's memory is too small for requested image.")
+        if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
+            raise BadRequest("Flavor's disk is too small for requested image.")
+        check_image_fits(image, flavor)
+        if state.ctx.settings.compute_driver == "qemu":
+            await check_runnable(state, image)
+    if boot.volumes:
+        await check_volumes(state, principal, boot)
     key_data = None
     if boot.key_name is not None:
         keypair = await state.keypairs.get(user_id=principal.user_id, name=boot.key_name)
@@ -89,6 +95,35 @@ async def check_boot(
         metadata_items=len(boot.metadata),
     )
     return CheckedBoot(image=image, flavor=flavor, key_data=key_data, zone=zone)
+
+
+async def check_volumes(state: ComputeState, principal: Principal, boot: BootRequest) -> None:
+    """Each volume asked for exists for the caller and is free; each image a volume is
+    to be made of exists for the caller and is active."""
+    volumes, images = state.ctx.volumes, state.ctx.images
+    if volumes is None or images is None:
+        raise BadRequest("This site has no volume service: servers cannot have volumes.")
+    for asked in boot.volumes:
+        if asked.volume_id is not None:
+            found = await volumes.find(volume_id=asked.volume_id, principal=principal)
+            if found is None:
+                raise BadRequest(f"Volume {asked.volume_id} could not be found.")
+            if found.status != "available" and not found.multiattach:
+                raise BadRequest(
+                    f"Block Device Mapping is Invalid: volume {asked.volume_id} is "
+                    f"{found.status}, not available."
+                )
+        if asked.image_id is not None:
+            image = await images.find(image_id=asked.image_id, principal=principal)
+            if image is None:
+                raise BadRequest(f"Image {asked.image_id} could not be found.")
+            if image.status != "active":
+                raise BadRequest(f"Image {asked.image_id} is not active.")
+            if asked.size_gb is not None and image.min_disk > asked.size_gb:
+                raise BadRequest(
+                    f"Block Device Mapping is Invalid: volume_size {asked.size_gb} GB is "
+                    f"smaller than image {asked.image_id}'s min_disk {image.min_disk} GB."
+                )
 
 
 async def check_networks(

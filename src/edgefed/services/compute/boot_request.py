@@ -15,6 +15,7 @@ from typing import Any
 
 from edgefed.core.errors import BadRequest, ValidationFailed
 from edgefed.core.ids import is_uuid
+from edgefed.services.compute.block_devices import VolumeRequest, parse_block_devices
 from edgefed.services.compute.body import invalid, opt_int, opt_str, req_str, string_map
 from edgefed.services.compute.microversion import APIVersion
 
@@ -27,7 +28,7 @@ Networks = str | list[dict[str, str]]
 @dataclass(frozen=True)
 class BootRequest:
     name: str
-    image_ref: str
+    image_ref: str | None  # None: boots from a volume
     flavor_id: str
     networks: Networks
     metadata: dict[str, str] = field(default_factory=dict)
@@ -41,13 +42,14 @@ class BootRequest:
     key_name: str | None = None
     config_drive: bool = False
     return_reservation_id: bool = False
+    volumes: list[VolumeRequest] = field(default_factory=list)
 
 
 def parse_boot_request(data: dict[str, Any], version: APIVersion) -> BootRequest:
     """The ``server`` section of a create body, checked; a 400 (or 422-style
     ``ValidationFailed``) naming the first mistake."""
     name = req_str(data, "name")
-    image_ref = _image_ref(data)
+    image_ref, volumes = parse_block_devices(data)
     flavor_ref = data.get("flavorRef")
     if not isinstance(flavor_ref, str | int) or isinstance(flavor_ref, bool) or flavor_ref == "":
         raise ValidationFailed(
@@ -62,6 +64,8 @@ def parse_boot_request(data: dict[str, Any], version: APIVersion) -> BootRequest
     max_count = opt_int(data, "max_count", minimum=1) or min_count
     if min_count > max_count:
         raise BadRequest("min_count must be <= max_count")
+    if max_count > 1 and any(v.volume_id for v in volumes):
+        raise BadRequest("Cannot attach one or more volumes to multiple instances")
     zone = opt_str(data, "availability_zone")
     tags = data.get("tags", []) if version.at_least("2.52") else []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -73,6 +77,7 @@ def parse_boot_request(data: dict[str, Any], version: APIVersion) -> BootRequest
     return BootRequest(
         name=name,
         image_ref=image_ref,
+        volumes=volumes,
         flavor_id=flavor_id,
         networks=networks,
         metadata=metadata,
@@ -87,25 +92,6 @@ def parse_boot_request(data: dict[str, Any], version: APIVersion) -> BootRequest
         config_drive=data.get("config_drive") in (True, "true", "True"),
         return_reservation_id=data.get("return_reservation_id") is True,
     )
-
-
-def _image_ref(data: dict[str, Any]) -> str:
-    """The image to boot: ``imageRef``, or the image of a block device mapping (volumes
-    are not supported on this site)."""
-    image_ref = data.get("imageRef") or ""
-    bdms = data.get("block_device_mapping_v2") or []
-    if not isinstance(bdms, list):
-        raise invalid("block_device_mapping_v2", f"{bdms!r} is not of type 'array'")
-    for bdm in bdms:
-        if not isinstance(bdm, dict):
-            raise invalid("block_device_mapping_v2", f"{bdm!r} is not of type 'object'")
-        if bdm.get("source_type") == "volume" or bdm.get("destination_type") == "volume":
-            raise BadRequest("Block device mappings of volumes are not supported on this site.")
-        if not image_ref and bdm.get("source_type") == "image" and bdm.get("uuid"):
-            image_ref = str(bdm["uuid"])
-    if not isinstance(image_ref, str) or not image_ref or not is_uuid(image_ref):
-        raise BadRequest("Invalid imageRef provided.")
-    return image_ref
 
 
 def parse_networks(data: dict[str, Any], version: APIVersion) -> Networks:

@@ -26,9 +26,14 @@ from edgefed.drivers.base import (
     InstanceSpec,
     PowerState,
 )
+from edgefed.services.compute.boot_volumes import (
+    complete_volumes,
+    connect_volumes,
+    release_volumes,
+)
 from edgefed.services.compute.instance_spec import instance_spec
 from edgefed.services.compute.scheduler import NO_VALID_HOST, Request, Scheduler
-from edgefed.store.compute import ServerRecord, ServerRepository, mappings_of
+from edgefed.store.compute import ServerRecord, ServerRepository, ServerVolumes
 from edgefed.store.image import BlobStore, ImageRepository
 from edgefed.store.network import NetworkRepository
 from edgefed.store.schema import utcnow
@@ -175,12 +180,23 @@ class ServerLifecycle:
         except EdgefedError as exc:
             await self._fail_build(server, f"Build of instance {server_id} aborted: {exc.message}")
             return
+        catalog, volumes = self.volumes(), ServerVolumes(self.servers.store)
+        if server.volumes and catalog is not None:
+            server = await self.servers.update(server_id, task_state="block_device_mapping")
+            try:
+                await connect_volumes(catalog, volumes, server)
+            except EdgefedError as exc:
+                message = f"Build of instance {server_id} aborted: {exc.message}"
+                await self._fail_build(server, message)
+                return
         server = await self.servers.update(server_id, task_state="spawning")
         try:
             await self.driver.spawn(await self._spec(server))
         except DriverError as exc:
             await self._fail_build(server, f"Build of instance {server_id} aborted: {exc}")
             return
+        if server.volumes and catalog is not None:
+            await complete_volumes(catalog, volumes, server_id)
         await self.servers.transition(
             server_id,
             expect_task=["spawning"],
@@ -281,7 +297,10 @@ class ServerLifecycle:
         except DriverError as exc:
             log.warning("destroying %s: %s (the record is deleted anyway)", server_id, exc)
         await self.networks.delete_ports_of_device(server_id)
-        await self._release_volumes(server_id)
+        catalog = self.volumes()
+        gone = await self.servers.get(server_id, include_deleted=True)
+        if catalog is not None and gone is not None:
+            await release_volumes(catalog, gone)
         await self.servers.update(
             server_id,
             deleted=True,
@@ -290,19 +309,6 @@ class ServerLifecycle:
             power_state=int(PowerState.NOSTATE),
             terminated_at=utcnow(),
         )
-
-    async def _release_volumes(self, server_id: str) -> None:
-        """The deleted server's volumes are free again (deleted, when they were to be
-        deleted with it)."""
-        server = await self.servers.get(server_id, include_deleted=True)
-        catalog = self.volumes()
-        if server is None or catalog is None:
-            return
-        for mapping in mappings_of(server.volumes):
-            if mapping.attachment_id is not None:
-                await catalog.release(attachment_id=mapping.attachment_id)
-            if mapping.delete_on_termination:
-                await catalog.delete(volume_id=mapping.volume_id)
 
     async def _snapshot(self, server_id: str, image_id: str) -> None:
         try:

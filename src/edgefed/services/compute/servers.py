@@ -27,6 +27,7 @@ from edgefed.services.compute import server_metadata
 from edgefed.services.compute.body import opt_str, read_json, req_str, section
 from edgefed.services.compute.boot_checks import CheckedBoot, check_boot
 from edgefed.services.compute.boot_request import BootRequest, parse_boot_request
+from edgefed.services.compute.boot_volumes import initial_mappings
 from edgefed.services.compute.links import links, next_link
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
@@ -92,12 +93,14 @@ async def create_server(
     reservation_id = f"r-{new_uuid()[:8]}"
     created: list[ServerRecord] = []
     for index in range(boot.max_count):
-        server = await state.servers.create(
-            values=_server_values(
-                state, principal, boot, checked, project_id=project_id,
-                reservation_id=reservation_id, index=index,
-            )
+        values = _server_values(
+            state, principal, boot, checked, project_id=project_id,
+            reservation_id=reservation_id, index=index,
         )  # fmt: skip
+        if boot.volumes and state.ctx.volumes is not None:
+            volumes = await initial_mappings(state.ctx.volumes, principal, boot.volumes)
+            values["volumes"] = [v.to_json() for v in volumes]
+        server = await state.servers.create(values=values)
         await state.servers.record_action(
             server_id=server.id,
             action="create",
@@ -139,7 +142,7 @@ def _server_values(
         "name": name,
         "project_id": project_id,
         "user_id": principal.user_id,
-        "image_id": checked.image.id,
+        "image_id": checked.image.id if checked.image is not None else None,
         "flavor_id": flavor.id,
         # The flavor as it was at boot: a later change of the flavor does not resize.
         "flavor": {

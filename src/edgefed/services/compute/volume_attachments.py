@@ -198,7 +198,7 @@ async def attach_volume(
         await catalog.release(attachment_id=mapping.attachment_id)
     try:
         connection = await catalog.connect(
-            volume_id=volume_id, server_id=server.id, host=server.host or "", principal=principal
+            volume_id=volume_id, server_id=server.id, host=server.host or ""
         )
     except BaseException:
         await repo.remove(server.id, volume_id)

@@ -9,11 +9,13 @@ it. The connection is the backend's: a file on this site's machine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from edgefed.api.resource import Call
 from edgefed.api.volumes import VolumeConnection, VolumeFacts
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.state import VolumeState
+from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
 
 if TYPE_CHECKING:
@@ -54,10 +56,17 @@ class LocalVolumes:
         record = await self._visible(volume_id, principal)
         return facts(record) if record is not None else None
 
-    async def connect(
-        self, *, volume_id: str, server_id: str, host: str, principal: Principal
-    ) -> VolumeConnection:
-        record = await self._visible(volume_id, principal)
+    async def create(
+        self, *, principal: Principal, size_gb: int, name: str, image_id: str | None = None
+    ) -> VolumeFacts:
+        body: dict[str, Any] = {"size": size_gb, "name": name}
+        if image_id is not None:
+            body["imageRef"] = image_id
+        call = Call.on_behalf(self.ctx, principal, VOLUME, body)
+        return facts(await VOLUME.create(call, VOLUME.repository(call)))
+
+    async def connect(self, *, volume_id: str, server_id: str, host: str) -> VolumeConnection:
+        record = await self.volumes.get(id=volume_id)
         if record is None:
             raise NotFound(f"Volume {volume_id} could not be found.")
         mode = "ro" if record.readonly else "rw"

@@ -19,6 +19,7 @@ from edgefed.store.compute.records import (
 )
 from edgefed.store.compute.servers import ServerRepository
 from edgefed.store.compute.volumes import (
+    DEVICE_NAMES,
     DeviceInUse,
     NoFreeDevice,
     ServerVolumes,
@@ -27,6 +28,7 @@ from edgefed.store.compute.volumes import (
 )
 
 __all__ = [
+    "DEVICE_NAMES",
     "DeviceInUse",
     "FlavorRecord",
     "FlavorRepository",
