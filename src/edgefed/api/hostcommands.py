@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +78,11 @@ class HostCommandQueue:
         if kind == "destroy" and server_id is not None:
             # What the agent has not taken yet need not run at all (a spawn of a server
             # deleted while it built); what it has, it runs before the destroy (in order).
-            await self.commands.drop_queued(
-                server_id=server_id, error="superseded by a destroy", now=now
+            # Their submitters learn it now, not at their deadline.
+            await self._settle(
+                await self.commands.drop_queued(
+                    server_id=server_id, error="superseded by a destroy", now=now
+                )
             )
         if reuse and server_id is not None:
             record = await self.commands.open_for(server_id=server_id, kind=kind)
@@ -125,14 +128,18 @@ class HostCommandQueue:
         if future is not None and not future.done():
             future.set_result(record)
 
+    async def _settle(self, command_ids: Sequence[str]) -> None:
+        """Hand the submitters of commands the site failed itself their answer."""
+        for command_id in command_ids:
+            record = await self.commands.get(command_id)
+            if record is not None:
+                self._resolve(record)
+
     async def fail_host(self, host: str, *, reason: str) -> int:
         """Fail every open command of ``host`` (its agent went away), saying why."""
         open_ = [c for c in await self.commands.open_commands() if c.host == host]
         failed = await self.commands.fail([c.id for c in open_], error=reason, now=self.clock())
-        for command_id in failed:
-            record = await self.commands.get(command_id)
-            if record is not None:
-                self._resolve(record)
+        await self._settle(failed)
         return len(failed)
 
     async def expire(self) -> int:

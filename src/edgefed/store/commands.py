@@ -221,17 +221,27 @@ class HostCommands:
                 )
         return failed
 
-    async def drop_queued(self, *, server_id: str, error: str, now: float) -> int:
-        """Fail the server's commands no agent has yet (a destroy supersedes them)."""
+    async def drop_queued(self, *, server_id: str, error: str, now: float) -> list[str]:
+        """Fail the server's commands no agent has yet (a destroy supersedes them); the
+        ids it failed, whose submitters are waiting for an answer."""
         async with self.store.write() as conn:
-            done = await conn.execute(
-                update(host_commands)
+            rows = await conn.execute(
+                select(host_commands.c.id)
                 .where(
                     (host_commands.c.server_id == server_id) & (host_commands.c.state == "queued")
                 )
-                .values(state="failed", error=error[:2000], finished_at=now)
+                # PostgreSQL: a claim racing this one either takes a row first (then it
+                # is no longer queued) or waits for this drop.
+                .with_for_update()
             )
-        return int(done.rowcount)
+            dropped = [r.id for r in rows]
+            if dropped:
+                await conn.execute(
+                    update(host_commands)
+                    .where(host_commands.c.id.in_(dropped))
+                    .values(state="failed", error=error[:2000], finished_at=now)
+                )
+        return dropped
 
     async def extend(self, command_id: str, *, deadline: float) -> None:
         async with self.store.write() as conn:

@@ -154,7 +154,7 @@ async def test_a_destroy_drops_only_the_servers_commands_no_agent_has(store: Sto
     await queue.add(command("waiting", server_id="s1", at=3.0))
     await queue.add(command("other", server_id="s2", at=3.0))
     dropped = await queue.drop_queued(server_id="s1", error="superseded by a destroy", now=4.0)
-    assert dropped == 1
+    assert dropped == ["waiting"]
     waiting = await queue.get("waiting")
     assert waiting is not None
     assert (waiting.state, waiting.error) == ("failed", "superseded by a destroy")
