@@ -23,6 +23,7 @@ from bench import (
     fleet_status,
     http_client,
     identity,
+    qemu_api,
     qemu_boot,
     revocation,
     scope_fanout,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "revocation": (revocation.run, revocation.render),
     "http_client": (http_client.run, http_client.render),
     "qemu_boot": (qemu_boot.run, qemu_boot.render),
+    "qemu_api": (qemu_api.run, qemu_api.render),
 }
 
 
