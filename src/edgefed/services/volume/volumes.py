@@ -257,6 +257,16 @@ async def list_detail(request: Request) -> Json:
     return Json(VOLUME.collection(call, [VOLUME.view(r, call) for r in records]))
 
 
+def why_not_deletable(record: VolumeRecord, refusal: StateConflict) -> str:
+    """Cinder's sentence lists every reason; this names the volume's own."""
+    servers = sorted({a.instance_uuid or a.attached_host or "?" for a in record.attachments})
+    if servers:
+        return f"Volume {record.id} is {refusal.status}, attached to {', '.join(servers)}."
+    if refusal.reason == "snapshots" or refusal.status in DELETABLE:
+        return f"Volume {record.id} has snapshots."
+    return f"Volume {record.id} is {refusal.status}."
+
+
 async def remove_volume(
     call: Call, repo: Volumes, record: VolumeRecord, *, statuses: tuple[str, ...], cascade: bool
 ) -> None:
@@ -271,7 +281,7 @@ async def remove_volume(
     except StateConflict as exc:
         if exc.status is None:
             raise VOLUME.not_found(record.id, call) from exc
-        raise invalid_volume(NOT_DELETABLE) from exc
+        raise invalid_volume(f"{NOT_DELETABLE} {why_not_deletable(record, exc)}") from exc
     backend = state_of(call).backend
     for snapshot_id in cascaded:
         await backend.delete_snapshot(snapshot_id=snapshot_id)
