@@ -114,6 +114,9 @@ class SiteSettings:
     public_url: str | None = None
     # This site's internal/admin catalog endpoints (default: the public URL).
     internal_url: str | None = None
+    # The address other sites' hosts reach this site's volume exports (NBD) on (default:
+    # the public URL's host name); the exports listen on ``host``.
+    volume_export_host: str | None = None
     database_url: str | None = None
     admin_user: str = "admin"
     admin_project: str = "admin"

@@ -23,6 +23,7 @@ from edgefed.services.volume.cinder import (
     optional_text,
     server_id,
 )
+from edgefed.services.volume.remote_attach import drop
 from edgefed.services.volume.state import state_of
 from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
 
@@ -140,7 +141,7 @@ async def detach(call: Call, repo: Volumes, volume: VolumeRecord, body: Any) -> 
             f"Volume attachment could not be found with filter: attachment_id = {wanted}."
         )
     try:
-        await Attachments(call.ctx.store).remove(found[0].id)
+        await drop(call.ctx, Attachments(call.ctx.store), found[0])
     except StateConflict as exc:
         raise NotFound(
             f"Volume attachment could not be found with filter: attachment_id = {found[0].id}."

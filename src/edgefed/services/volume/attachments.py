@@ -27,6 +27,7 @@ from edgefed.services.volume.cinder import (
     server_id,
     version,
 )
+from edgefed.services.volume.remote_attach import connect_for, drop
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.views import attachment_view
 from edgefed.services.volume.volumes import VOLUME
@@ -103,7 +104,7 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
         mode = mode_of(volume, data.get("mode")) if data.get("mode") or volume.readonly else "null"
         info = state_of(call).backend.connection_info(volume_id=volume.id, mode=mode)
         try:
-            return await repo.reserve(
+            made = await repo.reserve(
                 volume_id=volume.id,
                 project_id=volume.project_id,
                 instance_uuid=server_id(data, "instance_uuid"),
@@ -124,6 +125,7 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
                 f"Volume {volume.id} status must be {allowed_statuses} to reserve, but the "
                 f"current status is {exc.status}."
             ) from exc
+        return await connect_for(call.ctx, repo, made)
 
 
 ATTACHMENT = Attachment()
@@ -174,7 +176,7 @@ async def update_attachment(request: Request) -> Json:
             "Resource conflict: Volume attachments can not be updated if the volume is in an "
             f"error state. The Volume {volume.id} currently has a status of: {exc.status} "
         ) from exc
-    return ATTACHMENT.render(call, updated)
+    return ATTACHMENT.render(call, await connect_for(call.ctx, repo, updated))
 
 
 async def attachment_action(request: Request) -> Response:
@@ -193,9 +195,9 @@ async def attachment_action(request: Request) -> Response:
 
 async def delete_attachment(request: Request) -> Json:
     """Detach: the attachment goes; the volume's other attachments are answered."""
-    _, repo, record = await _writable(request, "delete")
+    call, repo, record = await _writable(request, "delete")
     try:
-        await repo.remove(record.id)
+        await drop(call.ctx, repo, record)
     except StateConflict as exc:
         raise not_found(record.id) from exc
     left = await repo.list(filters={"volume_id": record.volume_id})

@@ -8,6 +8,8 @@ the ``openstack`` CLI, looks for the latter first, then the former).
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter
 from starlette.requests import Request
 
@@ -18,7 +20,9 @@ from edgefed.services.volume import attachments, metadata, quotas, snapshots, ty
 from edgefed.services.volume.actions import volume_action
 from edgefed.services.volume.backend import FileVolumeBackend
 from edgefed.services.volume.catalog import LocalVolumes
+from edgefed.services.volume.exports import NbdExports
 from edgefed.services.volume.microversion import version_document, versioned
+from edgefed.services.volume.remote_attach import release_for_site, restore_exports
 from edgefed.services.volume.state import VolumeState
 
 
@@ -33,8 +37,18 @@ async def v3_versions(request: Request) -> Json:
 
 async def _on_start(ctx: SiteContext) -> None:
     backend = FileVolumeBackend(ctx.settings.data_dir / "volumes")
-    ctx.slots.put(VolumeState(backend=backend, host=f"{ctx.name}@file#file"))
+    exports = NbdExports(
+        ctx.settings.data_dir / "volumes" / "exports",
+        bind_host=ctx.settings.host,
+        advertised_host=(
+            ctx.settings.volume_export_host
+            or urlsplit(ctx.public_url).hostname
+            or ctx.settings.host
+        ),
+    )
+    ctx.slots.put(VolumeState(backend=backend, host=f"{ctx.name}@file#file", exports=exports))
     ctx.volumes = LocalVolumes(ctx)
+    await restore_exports(ctx)
 
 
 def build() -> ServiceSpec:
@@ -64,6 +78,10 @@ def build() -> ServiceSpec:
     first.add_api_route(
         "/v3/attachments/{attachment_id}/action", attachments.attachment_action,
         methods=["POST"], status_code=204,
+    )  # fmt: skip
+    first.add_api_route(  # a fleet site releases what its hosts hold (signed, no token)
+        "/v3/os-edge/attachments/{attachment_id}", release_for_site, methods=["DELETE"],
+        status_code=204,
     )  # fmt: skip
     api = [
         *routes_of(first),

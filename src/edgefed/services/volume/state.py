@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edgefed.api.resource import Call
 from edgefed.services.volume.backend import VolumeBackend
+from edgefed.services.volume.exports import NbdExports
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,8 @@ class VolumeState:
     backend: VolumeBackend
     # The host name volumes show in ``os-vol-host-attr:host`` (Cinder's host@backend#pool).
     host: str
+    # The exports of volumes attached at other sites (NBD over TLS, one per attachment).
+    exports: NbdExports
 
 
 def state_of(call: Call) -> VolumeState:

@@ -1,0 +1,161 @@
+"""Volumes exported to another site: one NBD export per attachment, over TLS with a
+pre-shared key made for that attachment alone.
+
+An attachment whose connector names another site (``{"site": "Berlin", ...}``) gets a
+``qemu-storage-daemon`` of its own: the volume's file, an NBD server on this site's
+address, ``tls-creds-psk`` whose only key is the attachment's (32 random bytes, the
+attachment id as the identity). The connection the attachment answers carries the
+address, export name, identity and key; nothing else can read or write the volume
+through that port, and deleting the attachment stops the daemon and removes its key
+(the grant is revoked). The daemons run detached (``--daemonize``) so that guests at
+the other site keep their disks while this site restarts; at start the site starts
+again the exports of its remote attachments whose daemon is gone, on the same port
+with the same key, so the guests' NBD clients reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("edgefed.volume.exports")
+
+QSD = "qemu-storage-daemon"
+EXPORT_NAME = "volume"
+START_TIMEOUT = 30.0
+
+
+class ExportFailed(Exception):
+    """The export could not be started (no daemon, no port, a path QEMU cannot parse)."""
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class NbdExports:
+    def __init__(self, root: Path, *, bind_host: str, advertised_host: str, qsd: str = QSD):
+        self.root = root
+        self.bind_host = bind_host
+        self.advertised_host = advertised_host
+        self.qsd = qsd
+
+    def _dir(self, attachment_id: str) -> Path:
+        if not attachment_id.replace("-", "").isalnum():
+            raise ExportFailed(f"{attachment_id!r} is not an attachment id")
+        return self.root / attachment_id
+
+    async def open(
+        self, *, attachment_id: str, volume_path: Path, read_only: bool
+    ) -> dict[str, Any]:
+        """Start the attachment's export; the ``data`` of its connection info."""
+        data = {
+            "host": self.advertised_host,
+            "port": 0,
+            "export": EXPORT_NAME,
+            "tls_psk_identity": attachment_id,
+            "tls_psk_key": secrets.token_hex(32),
+            "access_mode": "ro" if read_only else "rw",
+        }
+        for _ in range(3):  # a port taken between the probe and the daemon's bind
+            data["port"] = _free_port(self.bind_host)
+            try:
+                await self._start(attachment_id, volume_path, data)
+                return data
+            except ExportFailed as exc:
+                last = exc
+        raise last
+
+    async def _start(self, attachment_id: str, volume_path: Path, data: dict[str, Any]) -> None:
+        if shutil.which(self.qsd) is None:
+            raise ExportFailed(f"{self.qsd} is not installed: volumes cannot be exported")
+        if "," in str(volume_path):
+            raise ExportFailed(f"the volume path {volume_path} has a comma QEMU cannot parse")
+        directory = self._dir(attachment_id)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys = directory / "keys.psk"
+        fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{data['tls_psk_identity']}:{data['tls_psk_key']}\n")
+        read_only = data.get("access_mode") == "ro"
+        argv = [
+            self.qsd,
+            "--blockdev", f"driver=file,node-name=file0,filename={volume_path},"
+                          f"read-only={'on' if read_only else 'off'}",
+            "--blockdev", f"driver=raw,node-name=vol0,file=file0,"
+                          f"read-only={'on' if read_only else 'off'}",
+            "--object", f"tls-creds-psk,id=tls0,endpoint=server,dir={directory}",
+            "--nbd-server", f"addr.type=inet,addr.host={self.bind_host},"
+                            f"addr.port={data['port']},tls-creds=tls0",
+            "--export", f"type=nbd,id=exp0,node-name=vol0,name={EXPORT_NAME},"
+                        f"writable={'off' if read_only else 'on'}",
+            "--pidfile", str(directory / "qsd.pid"),
+            "--daemonize",
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+        except TimeoutError as exc:
+            proc.kill()
+            raise ExportFailed("the export's daemon did not start in time") from exc
+        if proc.returncode != 0:
+            raise ExportFailed(f"the export's daemon failed: {err.decode(errors='replace')[-300:]}")
+        log.info("exporting %s for attachment %s on port %s", volume_path, attachment_id,
+                 data["port"])  # fmt: skip
+
+    async def close(self, attachment_id: str) -> None:
+        """Stop the export and forget its key; nothing to do when there is none."""
+        directory = self._dir(attachment_id)
+        pidfile = directory / "qsd.pid"
+        if _alive(pidfile):
+            pid = int(pidfile.read_text().strip())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(100):  # bounded: 5 s, then KILL
+                if not _alive(pidfile):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def restore(self, *, attachment_id: str, volume_path: Path, data: dict[str, Any]) -> None:
+        """After a restart: the export runs again, same port and key, if it stopped."""
+        if _alive(self._dir(attachment_id) / "qsd.pid"):
+            return
+        await self._start(attachment_id, volume_path, data)
+
+    def exported(self) -> list[str]:
+        """The attachments whose export directory exists (running or not)."""
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())

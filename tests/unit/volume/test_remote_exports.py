@@ -1,0 +1,92 @@
+"""A volume attached by a host of another site is exported over NBD with TLS, for that
+attachment alone: the key in its connection reads and writes the volume's file, any
+other key is refused, and the detach stops the export (real qemu-storage-daemon and
+qemu-io on loopback)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cinder_kit import admin, delete, post, volume
+
+from edgefed.services.volume.state import VolumeState
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-storage-daemon") is None or shutil.which("qemu-io") is None,
+    reason="needs qemu-storage-daemon and qemu-io",
+)
+REMOTE = {"site": "Lisbon", "host": "lisbon-1", "initiator": "edgefed", "mountpoint": "/dev/vdb"}
+
+
+def qemu_io(data: dict[str, Any], tmp: Path, *commands: str, key: str | None = None) -> Any:
+    """Run ``commands`` against the export as an NBD client with the PSK ``key``."""
+    keys = tmp / "client"
+    keys.mkdir(exist_ok=True)
+    (keys / "keys.psk").write_text(f"{data['tls_psk_identity']}:{key or data['tls_psk_key']}\n")
+    (keys / "keys.psk").chmod(0o600)
+    argv = ["qemu-io", "--object",
+            f"tls-creds-psk,id=tls0,endpoint=client,dir={keys},"
+            f"username={data['tls_psk_identity']}",
+            "--image-opts",
+            f"driver=nbd,host={data['host']},port={data['port']},export={data['export']},"
+            "tls-creds=tls0"]  # fmt: skip
+    for command in commands:
+        argv += ["-c", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.fixture
+async def site(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
+    """A site whose exports are reached on loopback (its public name does not resolve)."""
+    settings = site_settings(
+        tmp_path / "paris", name="Paris", database_url=database_url,
+        volume_export_host="127.0.0.1",
+    )  # fmt: skip
+    async with run_site(settings) as s:
+        yield s
+
+
+async def test_an_attachment_for_another_site_is_an_nbd_export_of_its_own(
+    site: InProcessSite, tmp_path: Path
+) -> None:
+    h = admin(site)
+    vol = await volume(site, h)
+    body = {"attachment": {"volume_uuid": vol["id"], "instance_uuid": vol["id"],
+                           "connector": REMOTE}}  # fmt: skip
+    r = await post(site, h, "attachments", body)
+    assert r.status_code == 200, r.text
+    attachment = r.json()["attachment"]
+    info = attachment["connection_info"]
+    assert info["driver_volume_type"] == "nbd"
+    data = info["data"]
+    assert data["host"] == "127.0.0.1" and data["port"] > 0 and len(data["tls_psk_key"]) == 64
+
+    wrote = qemu_io(data, tmp_path, "write -P 0x5a 0 64k", "read -P 0x5a 0 64k")
+    assert wrote.returncode == 0 and "Pattern verification failed" not in wrote.stdout, wrote
+    volume_file = site.settings.data_dir / "volumes" / f"{vol['id']}.raw"
+    assert volume_file.read_bytes()[:65536] == b"Z" * 65536
+    wrong = qemu_io(data, tmp_path, "read 0 4k", key="00" * 32)
+    assert wrong.returncode != 0 or "read 4096/4096" not in wrong.stdout
+
+    r = await delete(site, h, f"attachments/{attachment['id']}")
+    assert r.status_code == 200, r.text
+    after = qemu_io(data, tmp_path, "read 0 4k")
+    assert after.returncode != 0  # the grant is gone with the attachment
+    exports = site.app.state.ctx.slots.require(VolumeState).exports
+    assert attachment["id"] not in exports.exported()
+
+
+async def test_this_sites_hosts_get_the_file(site: InProcessSite) -> None:
+    h = admin(site)
+    vol = await volume(site, h)
+    local = {**REMOTE, "site": site.settings.name}
+    body = {"attachment": {"volume_uuid": vol["id"], "instance_uuid": vol["id"],
+                           "connector": local}}  # fmt: skip
+    r = await post(site, h, "attachments", body)
+    assert r.json()["attachment"]["connection_info"]["driver_volume_type"] == "local"
