@@ -30,6 +30,7 @@ from bench import (
     site_footprint,
     sync_propagation,
     tls_cost,
+    volume,
 )
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "http_client": (http_client.run, http_client.render),
     "qemu_boot": (qemu_boot.run, qemu_boot.render),
     "qemu_api": (qemu_api.run, qemu_api.render),
+    "volume": (volume.run, volume.render),
 }
 
 

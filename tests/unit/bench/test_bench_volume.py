@@ -1,0 +1,186 @@
+"""bench volume's parsing, arithmetic and table on made-up rounds, and its I/O program
+on a small file (the benchmark itself needs root, QEMU and a minute)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.volume_io import (
+    MIB,
+    REGION,
+    SUITE,
+    GuestError,
+    IoTest,
+    attach_summary,
+    build_volio,
+    figures,
+    guest_script,
+    io_summary,
+    parse_fields,
+    parse_round,
+    parse_volio,
+)
+from bench.volume_local import ATTACH_GOAL_S, render
+
+SERIAL = "0123456789abcdef0123"
+
+
+def result(total_ms: float, p50_us: float, *, bs: int = MIB, ops: int = 64) -> dict[str, int]:
+    return {
+        "bs": bs,
+        "ops": ops,
+        "bytes": bs * ops,
+        "total_ns": int(total_ms * 1e6),
+        "sync_ns": 0,
+        "min_ns": int(p50_us * 500),
+        "p50_ns": int(p50_us * 1000),
+        "p90_ns": int(p50_us * 1500),
+        "p99_ns": int(p50_us * 2000),
+        "max_ns": int(p50_us * 3000),
+        "mean_ns": int(p50_us * 1100),
+    }
+
+
+def suite_round(total_ms: float, p50_us: float) -> dict[str, dict[str, int]]:
+    return {t.name: result(total_ms, p50_us, bs=t.bs, ops=t.ops or REGION // t.bs) for t in SUITE}
+
+
+def test_fields_and_a_guest_round_are_parsed_from_console_noise() -> None:
+    assert parse_fields("op=seqread bs=4096 noise total_ns=12") == {
+        "op": "seqread",
+        "bs": "4096",
+        "total_ns": "12",
+    }
+    console = (
+        "[   31.2] virtio_blk virtio3: [vdc] 2097152 512-byte logical blocks\r\n"
+        "VOLBENCH seen round=2 dev=vdc uptime=31.52\r\n"
+        "VOLIO round=1 test=seq-read op=seqread bs=1048576 ops=64 bytes=67108864 total_ns=9\r\n"
+        "VOLIO round=2 test=seq-read op=seqread bs=1048576 ops=64 bytes=67108864 total_ns=5\r\n"
+        "garbage VOLIO round=2 test=rand-read op=randread bs=4096 ops=10 bytes=40960 total_ns=7\n"
+    )
+    found = parse_round(console, 2)
+    assert sorted(found) == ["rand-read", "seq-read"]
+    assert found["seq-read"]["total_ns"] == 5 and found["rand-read"]["bs"] == 4096
+    assert "op" not in found["seq-read"]  # only numbers
+    with pytest.raises(GuestError, match="sync-write"):
+        parse_round("VOLIO round=3 test=sync-write error=open errno=2\n", 3)
+
+
+def test_a_host_line_with_an_error_raises() -> None:
+    assert parse_volio("op=seqread bs=1 ops=1 bytes=1 total_ns=3\n")["total_ns"] == 3
+    with pytest.raises(RuntimeError, match="errno=22"):
+        parse_volio("error=usage errno=22\n")
+
+
+def test_figures_count_the_final_sync_in_the_throughput() -> None:
+    f = figures(result(500.0, 250.0))  # 64 MiB in 0.5 s
+    assert f["mib_s"] == 128.0 and f["iops"] == 128.0
+    assert f["p50_us"] == 250.0 and f["p99_us"] == 500.0 and f["total_s"] == 0.5
+
+
+def test_ratios_are_the_medians_of_the_pairs() -> None:
+    anchor = [suite_round(100.0, 10.0), suite_round(200.0, 10.0), suite_round(100.0, 20.0)]
+    guest = [suite_round(400.0, 110.0), suite_round(400.0, 60.0), suite_round(400.0, 220.0)]
+    out = io_summary(anchor, guest)
+    seq = out["seq-write"]
+    assert seq["throughput_ratio"] == 0.25  # pairs: 0.25, 0.5, 0.25
+    assert seq["latency_ratio"] == 11.0  # pairs: 11, 6, 11
+    assert seq["added_p50_us"] == 100.0  # pairs: 100, 50, 200
+    assert seq["anchor"]["mib_s"] == 640.0 and seq["guest"]["mib_s"] == 160.0
+    assert set(out) == {t.name for t in SUITE}
+
+
+def test_attach_is_judged_on_the_median_seen_time() -> None:
+    cycles = [
+        {"attach_api": 0.1, "attach_guest_seen": 0.5},
+        {"attach_api": 0.2, "attach_guest_seen": 1.5},
+        {"attach_api": 0.1, "attach_guest_seen": 0.9},
+    ]
+    out = attach_summary(cycles, goal_s=1.0)
+    assert out["attach_guest_seen"] == {"median_s": 0.9, "best_s": 0.5, "worst_s": 1.5}
+    assert out["verdict"] == "PASS"
+    assert attach_summary(cycles[1:2], goal_s=1.0)["verdict"] == "MISS"
+    assert attach_summary([{"attach_api": 0.1}], goal_s=1.0)["verdict"] == "MISS"  # never seen
+
+
+def test_the_guest_script_runs_each_test_on_the_serial_it_waits_for() -> None:
+    script = guest_script(SERIAL, b"\x7fELF" + bytes(100)).decode()
+    assert f'[ "$s" = "{SERIAL}" ]' in script
+    for test in SUITE:
+        assert f"test={test.name} $(/run/volio {test.op} /dev/$dev {REGION} {test.bs}" in script
+    assert "direct,fsync" in script and "direct,dsync" in script
+    with pytest.raises(ValueError):
+        guest_script('x"; reboot; "', b"")
+    if shutil.which("busybox"):
+        subprocess.run(["busybox", "sh", "-n", "-c", script], check=True)
+
+
+def test_a_test_line_names_the_side_flags_and_its_sync() -> None:
+    test = IoTest("w", "randwrite", 4096, 10, "dsync", "label")
+    assert test.argv("v", "/f", "direct")[-1] == "direct,dsync"
+    assert test.argv("v", "/f", "")[-1] == "dsync"
+    assert IoTest("r", "seqread", MIB, 0, "", "l").argv("v", "/f", "", seed=7)[-2:] == ["7", "-"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_volio_runs_every_pattern_on_a_file(tmp_path: Path) -> None:
+    volio = build_volio(tmp_path)
+    assert volio.stat().st_size < 16 * 1024  # it travels in a guest's user data
+    data = tmp_path / "vol.raw"
+    with open(data, "wb") as f:
+        f.truncate(4 * MIB)
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(volio), *args], capture_output=True, text=True).stdout
+
+    for op, bs, ops, flags in (
+        ("seqwrite", MIB, 0, "fsync"),
+        ("seqread", MIB, 0, "-"),
+        ("randwrite", 4096, 50, "dsync"),
+        ("randread", 4096, 50, "-"),
+    ):
+        out = parse_volio(run(op, str(data), str(4 * MIB), str(bs), str(ops), "1", flags))
+        count = ops or 4
+        assert out["ops"] == count and out["bytes"] == count * bs
+        assert out["min_ns"] <= out["p50_ns"] <= out["p99_ns"] <= out["max_ns"] <= out["total_ns"]
+    assert data.stat().st_size == 4 * MIB  # written in place, never truncated
+    assert data.read_bytes()[:16] != bytes(16)
+    assert run("seqread", str(tmp_path / "none"), "4096", "4096", "0", "1", "-").startswith(
+        "error=open errno=2"
+    )
+    assert run("bogus", str(data), "4096", "4096", "0", "1", "-").startswith("error=op")
+
+
+def test_the_table_renders_every_part() -> None:
+    anchor = [suite_round(100.0, 10.0)]
+    guest = [suite_round(400.0, 110.0)]
+    cycle = {
+        "attach_api": 0.07,
+        "attach_command_queued": 0.03,
+        "attach_command_taken": 0.031,
+        "attach_command_answered": 0.05,
+        "attach_guest_kernel": 0.37,
+        "attach_guest_seen": 0.4,
+        "detach_api": 0.36,
+        "detach_command_taken": 0.007,
+        "detach_command_answered": 0.35,
+        "detach_guest_gone": 0.06,
+    }
+    direct = io_summary(anchor, guest)
+    local: dict[str, Any] = {
+        "attach": attach_summary([cycle], ATTACH_GOAL_S),
+        "io": io_summary(anchor, guest),
+        "host_direct": {name: side["anchor"] for name, side in direct.items()},
+        "idle_guest_qemu_cpu_share": 0.01,
+        "volume_gb": 1,
+        "region_mib": 64,
+        "rounds_count": 1,
+    }
+    table = render(local)
+    assert "PASS" in table and "400 ms" in table
+    for test in SUITE:
+        assert test.label in table
