@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from qemu_site import qemu_site
+from volume_guest import MIB, disk_watcher
 
 from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
@@ -34,7 +35,6 @@ IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"vg{os.getpid()}"
 SITE = f"V{TAG}"
 BOOT = 240.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
-MIB = 1 << 20
 
 
 def _host_ready() -> bool:
@@ -51,32 +51,6 @@ pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
-
-
-def disk_watcher(mode: str) -> str:
-    """User data: in the background, for each disk with a serial the guest has not seen
-    yet (a volume: its serial is the volume id), ``write`` 1 MiB of random data with
-    fsync first, then print ``VOL-<mode>-<serial>-<sha256 of its first MiB>``."""
-    write = (
-        "dd if=/dev/urandom of=$dev bs=65536 count=16 conv=fsync 2>/dev/null; sync\n"
-        if mode == "write"
-        else ""
-    )
-    return (
-        "#!/bin/sh\n"
-        "(seen=' '\n"
-        "for i in $(seq 900); do\n"
-        "  for d in /sys/block/vd*; do\n"
-        '    s=$(cat $d/serial 2>/dev/null); [ -n "$s" ] || continue\n'
-        '    case "$seen" in *" $s "*) continue;; esac\n'
-        '    seen="$seen$s "; dev=/dev/${d##*/}\n'
-        f"    {write}"
-        "    sum=$(dd if=$dev bs=65536 count=16 2>/dev/null | sha256sum | cut -c1-64)\n"
-        f'    echo "VOL-{mode}-$s-$sum"\n'
-        "  done\n"
-        "  sleep 1\n"
-        "done) > /dev/console 2>&1 &\n"
-    )
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def volume_node(volume_id: str) -> str:
 
 def block_device(volume: VolumeDevice) -> BlockDevice:
     """A volume as QEMU's disk: its serial, as the guest sees it, is the volume id."""
-    if not os.access(volume.path, os.R_OK):
+    if volume.nbd is None and not os.access(volume.path, os.R_OK):
         raise CommandRefused(
             f"volume {volume.volume_id} is not on this host ({volume.path} cannot be read)"
         )
@@ -85,6 +85,7 @@ def block_device(volume: VolumeDevice) -> BlockDevice:
         disk_format=volume.disk_format,
         read_only=volume.read_only,
         serial=volume.volume_id,
+        nbd=volume.nbd,
     )
 
 

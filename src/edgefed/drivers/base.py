@@ -13,7 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class PowerState(enum.IntEnum):
@@ -82,6 +82,9 @@ class VolumeDevice:
     path: Path
     disk_format: str = "raw"
     read_only: bool = False
+    # A volume of another site: its NBD export over TLS (host, port, export,
+    # tls_psk_identity, tls_psk_key), not a file here (``path`` is unused).
+    nbd: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ def volume_to_json(volume: VolumeDevice) -> dict[str, Any]:
         "path": str(volume.path),
         "disk_format": volume.disk_format,
         "read_only": volume.read_only,
+        "nbd": dict(volume.nbd) if volume.nbd is not None else None,
     }
 
 
@@ -86,6 +87,7 @@ def volume_from_json(raw: Any) -> VolumeDevice:
             path=Path(str(doc["path"])),
             disk_format=str(doc.get("disk_format") or "raw"),
             read_only=doc.get("read_only") is True,
+            nbd=dict(_mapping(doc["nbd"], "nbd")) if doc.get("nbd") is not None else None,
         )
     except KeyError as exc:
         raise DriverError(f"the volume document lacks {exc}") from exc

@@ -72,6 +72,8 @@ class ProcessFleet:
     # outside the kernel's ephemeral range, which other processes keep taking).
     pick_port: Callable[[], int] = free_port
     extra_config: str = ""
+    # Lines for one site's config only (a site with the qemu driver among fake ones).
+    site_config: dict[str, str] = field(default_factory=dict)
     # Every site's admin is an admin at every site (mapping rules, as ``edgefed up``).
     trust_admins: bool = True
     tls: bool = False
@@ -101,6 +103,7 @@ class ProcessFleet:
                         f'internal_url = "{scheme}://127.0.0.1:{port}"\n'
                         f"gossip_interval_seconds = {self.gossip_interval}\n"
                         f"labels = {{ {label_line} }}\n{self.extra_config}"
+                        + self.site_config.get(name, "")
                         + (mapping_toml(fleet_admin_mappings()) if self.trust_admins else "")
                     ),
                 )

@@ -49,7 +49,10 @@ async def site(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProc
         volume_export_host="127.0.0.1",
     )  # fmt: skip
     async with run_site(settings) as s:
-        yield s
+        try:
+            yield s
+        finally:  # exports outlive their site by design: a test removes its own
+            await s.app.state.ctx.slots.require(VolumeState).exports.close_all()
 
 
 async def test_an_attachment_for_another_site_is_an_nbd_export_of_its_own(

@@ -44,6 +44,9 @@ class DiskPlan:
     read_only: bool = False
     boot: bool = False
     serial: str = ""
+    # A volume of another site: an NBD export over TLS (host, port, export, identity,
+    # tls_id, psk_dir: the directory of its ``keys.psk``); ``path`` is unused then.
+    nbd: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +92,45 @@ def opt(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def blockdev(disk: DiskPlan) -> str:
-    node: dict[str, Any] = {
+# Seconds a remote volume's I/O waits for its NBD connection to come back before it
+# fails: a cut of the link stalls the guest's I/O for that long, then errors it.
+NBD_RECONNECT_DELAY = 3600
+
+
+def blockdev_node(disk: DiskPlan) -> dict[str, Any]:
+    """QEMU's ``blockdev-add`` arguments for the disk."""
+    file: dict[str, Any] = {"driver": "file", "filename": disk.path, "discard": "unmap"}
+    if disk.nbd is not None:
+        file = {
+            "driver": "nbd",
+            "server": {"type": "inet", "host": disk.nbd["host"], "port": str(disk.nbd["port"])},
+            "export": disk.nbd["export"],
+            "tls-creds": disk.nbd["tls_id"],
+            "reconnect-delay": NBD_RECONNECT_DELAY,
+        }
+    return {
         "driver": disk.format,
         "node-name": disk.node,
         "read-only": disk.read_only,
         "discard": "unmap",
-        "file": {"driver": "file", "filename": disk.path, "discard": "unmap"},
+        "file": file,
     }
-    return json.dumps(node, separators=(",", ":"))
+
+
+def tls_object(disk: DiskPlan) -> dict[str, Any]:
+    """The ``tls-creds-psk`` client object an NBD disk names."""
+    assert disk.nbd is not None
+    return {
+        "qom-type": "tls-creds-psk",
+        "id": disk.nbd["tls_id"],
+        "endpoint": "client",
+        "dir": disk.nbd["psk_dir"],
+        "username": disk.nbd["identity"],
+    }
+
+
+def blockdev(disk: DiskPlan) -> str:
+    return json.dumps(blockdev_node(disk), separators=(",", ":"))
 
 
 def disk_device(disk: DiskPlan) -> str:
@@ -144,6 +177,8 @@ def qemu_argv(
     if sandbox:
         argv += ["-sandbox", SANDBOX]
     for disk in (*plan.disks, *plan.volumes):
+        if disk.nbd is not None:
+            argv += ["-object", json.dumps(tls_object(disk), separators=(",", ":"))]
         argv += ["-blockdev", blockdev(disk), "-device", disk_device(disk)]
     for index, nic in enumerate(plan.nics):
         argv += [

@@ -183,7 +183,7 @@ class QemuHypervisor:
     async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
         jobs: list[Coroutine[Any, Any, object]] = []
         if spec.root_volume is not None:  # boot from volume: the volume is the disk
-            disks = [_volume_disk(spec.root_volume, node="root", boot=True)]
+            disks = [transfer.disk_of(files.directory, spec.root_volume, node="root", boot=True)]
         else:
             assert spec.image is not None  # GuestSpec holds one or the other
             base = await self.images.ensure(
@@ -242,7 +242,7 @@ class QemuHypervisor:
             accel=accel_name,
             machine=self.settings.machine,
             disks=tuple(disks),
-            volumes=tuple(_volume_disk(v, node=v.device_id) for v in spec.volumes),
+            volumes=tuple(transfer.disk_of(files.directory, v) for v in spec.volumes),
             nics=tuple(NicPlan(tap=nic.tap, mac=nic.mac) for nic in spec.nics),
             kernel=kernel,
             initrd=initrd,
@@ -344,17 +344,6 @@ class QemuHypervisor:
         if guest.process is not None and guest.process.alive():
             return guest.process.pid
         return running_pid(guest.files.pidfile, guest.id)
-
-
-def _volume_disk(device: BlockDevice, *, node: str, boot: bool = False) -> DiskPlan:
-    return DiskPlan(
-        node=node,
-        path=str(device.path),
-        format=device.disk_format,
-        read_only=device.read_only,
-        serial=(device.serial or device.device_id)[:20],
-        boot=boot,
-    )
 
 
 async def _together(jobs: list[Coroutine[Any, Any, object]]) -> None:

@@ -85,8 +85,15 @@ class BlockDevice:
     disk_format: str = "raw"
     read_only: bool = False
     serial: str | None = None  # ...unless this is given (its first 20 characters)
+    # A volume of another site instead of a file: its NBD export over TLS (host, port,
+    # export, tls_psk_identity, tls_psk_key).
+    nbd: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.nbd is not None:
+            missing = {"host", "port", "export", "tls_psk_identity", "tls_psk_key"} - set(self.nbd)
+            if missing:
+                raise QemuError(f"the NBD volume {self.device_id} lacks {sorted(missing)}")
         if not _DEVICE_ID.match(self.device_id):
             raise QemuError(f"{self.device_id!r} is not a usable device id")
         if self.disk_format not in ("raw", "qcow2"):

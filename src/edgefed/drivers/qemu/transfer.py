@@ -20,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 from edgefed.drivers.base import PowerState
-from edgefed.drivers.qemu.cmdline import DiskPlan
+from edgefed.drivers.qemu.cmdline import DiskPlan, blockdev_node, tls_object
 from edgefed.drivers.qemu.disks import convert_standalone
 from edgefed.drivers.qemu.errors import InvalidGuestState, QemuError, QmpError
 from edgefed.drivers.qemu.guest import STATE_NAMES, Guest
@@ -150,6 +151,42 @@ async def snapshot(guest: Guest, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _psk_dir(directory: Path, node: str) -> Path:
+    return directory / f"psk-{node}"
+
+
+def disk_of(
+    directory: Path, device: BlockDevice, *, node: str | None = None, boot: bool = False
+) -> DiskPlan:
+    """The device as a guest's plan holds it; an NBD volume's key written for QEMU
+    (``keys.psk`` in a directory of the guest's own, 0600)."""
+    node = node or device.device_id
+    nbd = None
+    if device.nbd is not None:
+        keys = _psk_dir(directory, node)
+        keys.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(keys / "keys.psk", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{device.nbd['tls_psk_identity']}:{device.nbd['tls_psk_key']}\n")
+        nbd = {
+            "host": str(device.nbd["host"]),
+            "port": int(device.nbd["port"]),
+            "export": str(device.nbd["export"]),
+            "identity": str(device.nbd["tls_psk_identity"]),
+            "tls_id": f"tls-{node}",
+            "psk_dir": str(keys),
+        }
+    return DiskPlan(
+        node=node,
+        path=str(device.path),
+        format=device.disk_format,
+        read_only=device.read_only,
+        serial=(device.serial or device.device_id)[:20],
+        boot=boot,
+        nbd=nbd,
+    )
+
+
 async def attach_block(guest: Guest, device: BlockDevice) -> None:
     """Plug the disk; nothing to do when the guest has it (a command sent again)."""
     for volume in guest.plan.volumes:
@@ -157,25 +194,13 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
             if volume.path == str(device.path):
                 return
             raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
-    disk = DiskPlan(
-        node=device.device_id,
-        path=str(device.path),
-        format=device.disk_format,
-        read_only=device.read_only,
-        serial=(device.serial or device.device_id)[:20],
-    )
+    disk = disk_of(guest.files.directory, device)
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
         monitor = guest.monitor()
-        await monitor.execute(
-            "blockdev-add",
-            {
-                "driver": disk.format,
-                "node-name": disk.node,
-                "read-only": disk.read_only,
-                "file": {"driver": "file", "filename": disk.path},
-            },
-        )
+        if disk.nbd is not None:
+            await monitor.execute("object-add", tls_object(disk))
+        await monitor.execute("blockdev-add", blockdev_node(disk))
         try:
             await monitor.execute(
                 "device_add",
@@ -188,6 +213,8 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
             )
         except QmpError:
             await monitor.execute("blockdev-del", {"node-name": disk.node})
+            if disk.nbd is not None:
+                await monitor.execute("object-del", {"id": disk.nbd["tls_id"]})
             raise
     guest.plan = dataclasses.replace(guest.plan, volumes=(*guest.plan.volumes, disk))
     guest.save_plan()
@@ -206,6 +233,9 @@ async def detach_block(guest: Guest, device_id: str) -> None:
         await monitor.execute("device_del", {"id": f"{device_id}-disk"})
         await deleted.wait(timeout=guest.settings.hotplug_timeout)
         await monitor.execute("blockdev-del", {"node-name": device_id})
+        if any(v.nbd is not None for v in guest.plan.volumes if v.node == device_id):
+            await monitor.execute("object-del", {"id": f"tls-{device_id}"})
+    shutil.rmtree(_psk_dir(guest.files.directory, device_id), ignore_errors=True)
     volumes = tuple(v for v in guest.plan.volumes if v.node != device_id)
     guest.plan = dataclasses.replace(guest.plan, volumes=volumes)
     guest.save_plan()

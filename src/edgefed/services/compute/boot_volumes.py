@@ -12,11 +12,15 @@ what was left ``attaching``.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 
 from edgefed.api.auth import Principal
 from edgefed.api.volumes import VolumeCatalog
+from edgefed.core.errors import EdgefedError
 from edgefed.services.compute.block_devices import VolumeRequest
+from edgefed.services.compute.volume_ends import VolumeEnd
 from edgefed.store.compute import (
     DEVICE_NAMES,
     ServerRecord,
@@ -24,6 +28,11 @@ from edgefed.store.compute import (
     VolumeMapping,
     mappings_of,
 )
+
+log = logging.getLogger("edgefed.compute.volumes")
+
+# Where a mapping's volume lives (None: nowhere this site can reach).
+EndFor = Callable[[VolumeMapping], VolumeEnd | None]
 
 
 async def initial_mappings(
@@ -71,41 +80,39 @@ async def initial_mappings(
     return mappings
 
 
-async def connect_volumes(
-    catalog: VolumeCatalog, repo: ServerVolumes, server: ServerRecord
-) -> None:
+async def connect_volumes(end_for: EndFor, repo: ServerVolumes, server: ServerRecord) -> None:
     """Give each volume not yet attached a connection for the server's host."""
     for mapping in mappings_of(server.volumes):
-        if mapping.state == "attached":
+        end = end_for(mapping)
+        if mapping.state == "attached" or end is None:
             continue
         if mapping.attachment_id is not None:  # a build interrupted: connect again
-            await catalog.release(attachment_id=mapping.attachment_id)
-        connection = await catalog.connect(
-            volume_id=mapping.volume_id, server_id=server.id, host=server.host or ""
-        )
-        await repo.change(
-            server.id,
-            mapping.volume_id,
-            attachment_id=connection.attachment_id,
-            path=str(connection.path),
-            disk_format=connection.disk_format,
-            read_only=connection.read_only,
-        )
+            await end.release(mapping.attachment_id)
+        _, connected = await end.connect(mapping, server)
+        await repo.change(server.id, mapping.volume_id, **connected)
 
 
-async def complete_volumes(catalog: VolumeCatalog, repo: ServerVolumes, server_id: str) -> None:
+async def complete_volumes(end_for: EndFor, repo: ServerVolumes, server_id: str) -> None:
     """The guest runs with its volumes: each attachment ``attached``."""
     for mapping in await repo.list(server_id):
-        if mapping.state != "attached" and mapping.attachment_id is not None:
-            await catalog.complete(attachment_id=mapping.attachment_id, mountpoint=mapping.device)
+        end = end_for(mapping)
+        if mapping.state != "attached" and mapping.attachment_id is not None and end:
+            await end.complete(mapping)
             await repo.change(server_id, mapping.volume_id, state="attached")
 
 
-async def release_volumes(catalog: VolumeCatalog, server: ServerRecord) -> None:
+async def release_volumes(end_for: EndFor, server: ServerRecord) -> None:
     """A deleted server's volumes are free again (deleted, when they were to be deleted
     with it)."""
     for mapping in mappings_of(server.volumes):
-        if mapping.attachment_id is not None:
-            await catalog.release(attachment_id=mapping.attachment_id)
-        if mapping.delete_on_termination:
-            await catalog.delete(volume_id=mapping.volume_id)
+        end = end_for(mapping)
+        if end is None:
+            continue
+        try:
+            if mapping.attachment_id is not None:
+                await end.release(mapping.attachment_id)
+            if mapping.delete_on_termination:
+                await end.delete(mapping.volume_id)
+        except EdgefedError as exc:  # the server goes anyway; its volume says where it was
+            log.warning("releasing volume %s of deleted server %s: %s", mapping.volume_id,
+                        server.id, exc)  # fmt: skip

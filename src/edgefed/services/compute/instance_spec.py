@@ -48,13 +48,14 @@ def volume_devices(server: ServerRecord) -> list[tuple[bool, VolumeDevice]]:
             mapping.boot_index == 0,
             VolumeDevice(
                 volume_id=mapping.volume_id,
-                path=Path(mapping.path),
+                path=Path(mapping.path or ""),
                 disk_format=mapping.disk_format,
                 read_only=mapping.read_only,
+                nbd=mapping.nbd,
             ),
         )
         for mapping in mappings_of(server.volumes)
-        if mapping.path is not None
+        if mapping.path is not None or mapping.nbd is not None
     ]
 
 

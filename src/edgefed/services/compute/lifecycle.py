@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from edgefed.api.volumes import VolumeCatalog
 from edgefed.core.errors import EdgefedError
 from edgefed.drivers.base import (
     ComputeDriver,
@@ -27,6 +26,7 @@ from edgefed.drivers.base import (
     PowerState,
 )
 from edgefed.services.compute.boot_volumes import (
+    EndFor,
     complete_volumes,
     connect_volumes,
     release_volumes,
@@ -75,7 +75,7 @@ class ServerLifecycle:
         scheduler: Scheduler,
         data_dir: Path,
         max_image_bytes: int,
-        volumes: Callable[[], VolumeCatalog | None] = lambda: None,
+        volume_end: EndFor = lambda mapping: None,
     ):
         self.servers = servers
         self.networks = networks
@@ -84,7 +84,7 @@ class ServerLifecycle:
         self.scheduler = scheduler
         self.data_dir = data_dir
         self.max_image_bytes = max_image_bytes
-        self.volumes = volumes  # the volume service's port, once it has started
+        self.volume_end = volume_end  # where each of a server's volumes lives
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- task bookkeeping -----------------------------------------------------------
@@ -180,11 +180,11 @@ class ServerLifecycle:
         except EdgefedError as exc:
             await self._fail_build(server, f"Build of instance {server_id} aborted: {exc.message}")
             return
-        catalog, volumes = self.volumes(), ServerVolumes(self.servers.store)
-        if server.volumes and catalog is not None:
+        volumes = ServerVolumes(self.servers.store)
+        if server.volumes:
             server = await self.servers.update(server_id, task_state="block_device_mapping")
             try:
-                await connect_volumes(catalog, volumes, server)
+                await connect_volumes(self.volume_end, volumes, server)
             except EdgefedError as exc:
                 message = f"Build of instance {server_id} aborted: {exc.message}"
                 await self._fail_build(server, message)
@@ -195,8 +195,8 @@ class ServerLifecycle:
         except DriverError as exc:
             await self._fail_build(server, f"Build of instance {server_id} aborted: {exc}")
             return
-        if server.volumes and catalog is not None:
-            await complete_volumes(catalog, volumes, server_id)
+        if server.volumes:
+            await complete_volumes(self.volume_end, volumes, server_id)
         await self.servers.transition(
             server_id,
             expect_task=["spawning"],
@@ -297,10 +297,9 @@ class ServerLifecycle:
         except DriverError as exc:
             log.warning("destroying %s: %s (the record is deleted anyway)", server_id, exc)
         await self.networks.delete_ports_of_device(server_id)
-        catalog = self.volumes()
         gone = await self.servers.get(server_id, include_deleted=True)
-        if catalog is not None and gone is not None:
-            await release_volumes(catalog, gone)
+        if gone is not None:
+            await release_volumes(self.volume_end, gone)
         await self.servers.update(
             server_id,
             deleted=True,

@@ -37,6 +37,7 @@ from edgefed.services.compute.scheduler import (
     SettingsHostSource,
 )
 from edgefed.services.compute.state import ComputeState
+from edgefed.services.compute.volume_ends import end_of
 from edgefed.store.compute import (
     FlavorRepository,
     KeypairRepository,
@@ -83,7 +84,7 @@ async def on_start(ctx: SiteContext) -> None:
         scheduler=scheduler,
         data_dir=settings.data_dir,
         max_image_bytes=settings.max_image_bytes,
-        volumes=lambda: ctx.volumes,
+        volume_end=lambda mapping: end_of(ctx, mapping),
     )
     driver.watch_power(lifecycle.power_changed)
     state = ComputeState(

@@ -9,6 +9,10 @@ answers once the guest has the disk. A failure on the way undoes what was done a
 answers a 4xx naming the cause; a site killed on the way leaves the mapping
 ``attaching``, and the same attach asked again completes it.
 
+A volume of another site (the request's scope names it: ``{volume: Paris}``) is
+attached the same way through that site's attachments API, as an NBD export over TLS
+made for this attachment (remote_volumes.py, volume_ends.py).
+
 A detach unplugs the disk (the guest releases it first), deletes the attachment and
 forgets the mapping; the root volume of a server booted from a volume cannot be
 detached.
@@ -26,14 +30,15 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.policy import require_read, require_write
 from edgefed.api.responses import Json
-from edgefed.api.volumes import VolumeCatalog
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.core.ids import is_uuid
-from edgefed.drivers.base import DriverError, VolumeDevice
+from edgefed.drivers.base import DriverError
 from edgefed.services.compute.body import invalid, opt_bool, opt_str, read_json, section
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
+from edgefed.services.compute.remote_volumes import find_remote
 from edgefed.services.compute.state import ComputeState, compute_state
+from edgefed.services.compute.volume_ends import end_of
 from edgefed.store.compute import (
     DeviceInUse,
     NoFreeDevice,
@@ -69,12 +74,6 @@ def attachment_view(
         view["attachment_id"] = mapping.attachment_id
         view["bdm_uuid"] = mapping.bdm_id
     return view
-
-
-def _catalog(state: ComputeState) -> VolumeCatalog:
-    if state.ctx.volumes is None:
-        raise BadRequest("This site has no volume service: volumes cannot be attached.")
-    return state.ctx.volumes
 
 
 def _check_state(principal: Principal, server: ServerRecord, action: str) -> None:
@@ -169,14 +168,34 @@ def _attach_body(data: dict[str, Any], version: APIVersion) -> dict[str, Any]:
     }
 
 
+async def _locate(
+    state: ComputeState, request: Request, principal: Principal, volume_id: str
+) -> str | None:
+    """The site holding the volume: None for this site's, else the scope's volume site."""
+    local = state.ctx.volumes
+    if local is not None and await local.find(volume_id=volume_id, principal=principal):
+        return None
+    remote = await find_remote(state.ctx, request, principal, volume_id)
+    if remote is None:
+        raise NotFound(f"Volume {volume_id} could not be found.")
+    if remote.status != "available" and not remote.multiattach:
+        raise BadRequest(
+            f"Invalid volume: Volume {volume_id} at {remote.site} status must be available "
+            f"to attach, but the current status is {remote.status}."
+        )
+    return remote.site
+
+
 async def attach_volume(
-    state: ComputeState, principal: Principal, server: ServerRecord, asked: dict[str, Any]
+    state: ComputeState,
+    request: Request,
+    principal: Principal,
+    server: ServerRecord,
+    asked: dict[str, Any],
 ) -> VolumeMapping:
     """Attach the volume to the server's guest, or finish an attach a crash interrupted."""
-    catalog = _catalog(state)
     volume_id = asked["volume_id"]
-    if await catalog.find(volume_id=volume_id, principal=principal) is None:
-        raise NotFound(f"Volume {volume_id} could not be found.")
+    site = await _locate(state, request, principal, volume_id)
     repo = ServerVolumes(state.ctx.store)
     try:
         mapping, new = await repo.add(
@@ -185,6 +204,7 @@ async def attach_volume(
             device=asked["device"],
             delete_on_termination=asked["delete_on_termination"],
             tag=asked["tag"],
+            site=site,
         )
     except DeviceInUse as exc:
         raise BadRequest(f"The supplied device path ({exc}) is in use.") from exc
@@ -194,36 +214,25 @@ async def attach_volume(
         raise BadRequest(
             f"Invalid volume: volume {volume_id} is already attached to instance {server.id}."
         )
-    if mapping.attachment_id is not None:  # an attach interrupted: start its half again
-        await catalog.release(attachment_id=mapping.attachment_id)
+    end = end_of(state.ctx, mapping, principal)
+    if end is None:
+        await repo.remove(server.id, volume_id)
+        raise BadRequest("This site has no volume service: volumes cannot be attached.")
     try:
-        connection = await catalog.connect(
-            volume_id=volume_id, server_id=server.id, host=server.host or ""
-        )
+        if mapping.attachment_id is not None:  # an attach interrupted: start its half again
+            await end.release(mapping.attachment_id)
+        device, connected = await end.connect(mapping, server)
     except BaseException:
         await repo.remove(server.id, volume_id)
         raise
-    mapping = await repo.change(
-        server.id,
-        volume_id,
-        attachment_id=connection.attachment_id,
-        path=str(connection.path),
-        disk_format=connection.disk_format,
-        read_only=connection.read_only,
-    )
-    device = VolumeDevice(
-        volume_id=volume_id,
-        path=connection.path,
-        disk_format=connection.disk_format,
-        read_only=connection.read_only,
-    )
+    mapping = await repo.change(server.id, volume_id, **connected)
     try:
         await state.driver.attach_volume(server.id, device)
     except DriverError as exc:
-        await catalog.release(attachment_id=connection.attachment_id)
+        await end.release(connected["attachment_id"])
         await repo.remove(server.id, volume_id)
         raise Conflict(f"Volume {volume_id} could not be attached to {server.id}: {exc}") from exc
-    await catalog.complete(attachment_id=connection.attachment_id, mountpoint=mapping.device)
+    await end.complete(mapping)
     return await repo.change(server.id, volume_id, state="attached")
 
 
@@ -240,7 +249,7 @@ async def create_attachment(
     server = await get_server(state, principal, server_id)
     require_write(principal, server.project_id, f"{POLICY}:create")
     _check_state(principal, server, "attach_volume")
-    mapping = await attach_volume(state, principal, server, asked)
+    mapping = await attach_volume(state, request, principal, server, asked)
     await _record(state, request, principal, server, "attach_volume")
     return Json({"volumeAttachment": attachment_view(server, mapping, version, created=True)})
 
@@ -263,8 +272,9 @@ async def delete_attachment(
         await state.driver.detach_volume(server.id, volume_id)
     except DriverError as exc:
         raise Conflict(f"Volume {volume_id} could not be detached from {server.id}: {exc}") from exc
-    if mapping.attachment_id is not None:
-        await _catalog(state).release(attachment_id=mapping.attachment_id)
+    end = end_of(state.ctx, mapping)
+    if mapping.attachment_id is not None and end is not None:
+        await end.release(mapping.attachment_id)
     await ServerVolumes(state.ctx.store).remove(server.id, volume_id)
     await _record(state, request, principal, server, "detach_volume")
     return Response(status_code=202)

@@ -115,19 +115,21 @@ class NbdExports:
             "--pidfile", str(directory / "qsd.pid"),
             "--daemonize",
         ]  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        # Output to a file, not a pipe: the daemon keeps what it inherited, and a pipe
+        # would stay open after the starting process has exited.
+        with open(directory / "qsd.log", "ab") as output:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output
+            )
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+            status = await asyncio.wait_for(proc.wait(), START_TIMEOUT)
         except TimeoutError as exc:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             raise ExportFailed("the export's daemon did not start in time") from exc
-        if proc.returncode != 0:
-            raise ExportFailed(f"the export's daemon failed: {err.decode(errors='replace')[-300:]}")
+        if status != 0:
+            said = (directory / "qsd.log").read_text(errors="replace")[-300:].strip()
+            raise ExportFailed(f"the export's daemon failed: {said or status}")
         log.info("exporting %s for attachment %s on port %s", volume_path, attachment_id,
                  data["port"])  # fmt: skip
 
@@ -153,6 +155,11 @@ class NbdExports:
         if _alive(self._dir(attachment_id) / "qsd.pid"):
             return
         await self._start(attachment_id, volume_path, data)
+
+    async def close_all(self) -> None:
+        """Stop every export (a test or a benchmark removing what its site left)."""
+        for attachment_id in self.exported():
+            await self.close(attachment_id)
 
     def exported(self) -> list[str]:
         """The attachments whose export directory exists (running or not)."""

@@ -57,6 +57,7 @@ async def connect_for(
         )
     except ExportFailed as exc:
         await drop(ctx, repo, record)
+        await state.exports.close(record.id)  # a daemon that started after all
         raise Conflict(
             f"Volume {record.volume_id} cannot be exported to another site: {exc}"
         ) from exc

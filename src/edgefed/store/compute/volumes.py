@@ -40,6 +40,9 @@ class VolumeMapping:
     path: str | None = None
     disk_format: str = "raw"
     read_only: bool = False
+    # A volume of another site: that site, and its NBD export for this attachment.
+    site: str | None = None
+    nbd: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +97,7 @@ class ServerVolumes:
         boot_index: int | None = None,
         delete_on_termination: bool = False,
         tag: str | None = None,
+        site: str | None = None,
     ) -> tuple[VolumeMapping, bool]:
         """Record the volume on the server (``attaching``), with ``device`` or the first
         free name; (the mapping, True) or, when the volume is already there, (that
@@ -118,6 +122,7 @@ class ServerVolumes:
                 boot_index=boot_index,
                 delete_on_termination=delete_on_termination,
                 tag=tag,
+                site=site,
             )
             await self._write(conn, server_id, [*mappings, mapping])
         return mapping, True

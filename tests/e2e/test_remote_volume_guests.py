@@ -1,0 +1,139 @@
+"""A guest in one site writes to a volume of another, through the real ``openstack``
+CLI: Berlin runs guests (qemu driver, its own agent, TCG), Paris holds the volume, the
+two are a fleet behind the WAN emulator (50 ms RTT for their API calls).
+
+``openstack --os-scope '{volume: Paris}' server add volume`` at Berlin attaches Paris's
+volume to Berlin's guest as an NBD export over TLS that Paris made for that
+attachment; the guest writes 1 MiB with fsync and prints its sha256, which Paris's
+file holds; ``volume show`` at Paris says where the volume is attached; the volume
+cannot be deleted while attached; ``server remove volume`` releases it at Paris.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from volume_guest import MIB, disk_watcher
+
+from edgefed.guest_image import build_guest_image
+from edgefed.services.volume.exports import NbdExports
+from edgefed.testkit.agents import host_json
+from edgefed.testkit.fleet_process import ProcessFleet
+from edgefed.testkit.osc import OpenStackCLI
+from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
+from edgefed.testkit.wait import until
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_DIR = REPO / ".cache" / "guest-image"
+TAG = f"rv{os.getpid()}"
+BERLIN, PARIS = f"B{TAG}", f"P{TAG}"
+BOOT = 240.0
+
+
+def _host_ready() -> bool:
+    tools = ("ip", "nft", "dnsmasq", "qemu-system-x86_64", "qemu-img", "qemu-storage-daemon")
+    return (
+        os.geteuid() == 0
+        and all(shutil.which(t) for t in tools)
+        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    )
+
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU and its storage daemon"),
+]
+
+
+@pytest.fixture(scope="module")
+def guest_disk() -> Path:
+    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_guest_image(IMAGE_DIR).disk
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
+    hostnet = hostnet_dir_for(f"test-{TAG}")
+    f = ProcessFleet(
+        root=tmp_path_factory.mktemp("remote-volumes"),
+        names=[BERLIN, PARIS],
+        rtt_ms=50.0,
+        site_config={
+            BERLIN: qemu_config(hostnet),
+            PARIS: 'volume_export_host = "127.0.0.1"\n',
+        },
+    )
+    try:
+        yield f.start()
+    finally:
+        for name in (BERLIN, PARIS):
+            if name in f.sites:
+                print(f.sites[name].log_tail(60))
+        f.stop()
+        if BERLIN in f.sites:
+            remove_qemu_site(f.sites[BERLIN], hostnet)
+        if PARIS in f.sites:  # exports outlive their site by design: remove this test's
+            exports = f.sites[PARIS].data_dir / "volumes" / "exports"
+            asyncio.run(NbdExports(exports, bind_host="", advertised_host="").close_all())
+
+
+def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_path):
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    # Each CLI picks its own site's endpoints from the fleet's catalog (regions are sites).
+    osc = OpenStackCLI(auth_url=berlin.auth_url, password=berlin.password, region=BERLIN,
+                       timeout=240)  # fmt: skip
+    at_paris = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
+                            timeout=120)  # fmt: skip
+    scoped = ("--os-scope", f"{{volume: {PARIS}}}")
+    image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
+                     "--file", str(guest_disk), "--public", "tiny")["id"]  # fmt: skip
+    osc.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "r.tiny")
+    until(lambda: host_json(berlin, f"{BERLIN.lower()}-local")["availability"] == "available",
+          within=60, what="Berlin's agent enrolled")  # fmt: skip
+    (tmp_path / "writer.sh").write_text(disk_watcher("write"))
+    writer = osc.json("server", "create", "--image", image, "--flavor", "r.tiny", "--nic", "none",
+                      "--user-data", str(tmp_path / "writer.sh"), "writer")["id"]  # fmt: skip
+    volume = at_paris.json("volume", "create", "--size", "1", "shop-db")["id"]
+
+    def console() -> str:
+        return osc.run("console", "log", "show", writer).stdout
+
+    def active() -> bool:
+        shown = osc.json("server", "show", writer)
+        assert shown["status"] != "ERROR", shown.get("fault")
+        return shown["status"] == "ACTIVE"
+
+    until(active, within=BOOT, every=1, what="writer ACTIVE")
+    until(lambda: "EDGEFED-GUEST ready" in console(), within=BOOT, every=1, what="writer booted")
+
+    # Not without the scope: Berlin has no such volume.
+    refused = osc.run("server", "add", "volume", writer, volume, check=False)
+    assert refused.returncode != 0
+    osc.run(*scoped, "server", "add", "volume", writer, volume)
+    shown = at_paris.json("volume", "show", volume)
+    assert shown["status"] == "in-use"
+    assert [a["server_id"] for a in shown["attachments"]] == [writer]
+
+    prefix = f"VOL-write-{volume[:20]}-"
+    until(lambda: prefix in console(), within=120, every=1, what="the guest wrote the volume")
+    written = console().split(prefix, 1)[1][:64]
+    with open(paris.data_dir / "volumes" / f"{volume}.raw", "rb") as f:
+        assert hashlib.sha256(f.read(MIB)).hexdigest() == written  # on Paris's disk
+
+    deleted = at_paris.run("volume", "delete", volume, check=False)
+    assert deleted.returncode != 0 and "in-use" in deleted.stderr
+
+    osc.run(*scoped, "server", "remove", "volume", writer, volume)
+    shown = at_paris.json("volume", "show", volume)
+    assert shown["status"] == "available" and shown["attachments"] == []
+    assert not list((paris.data_dir / "volumes" / "exports").glob("*"))  # the grant is gone
