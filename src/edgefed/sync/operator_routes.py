@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -25,6 +26,9 @@ from edgefed.sync.progress import MAX_DEPTH, tree
 from edgefed.sync.state import engine_of
 
 router = APIRouter()
+# A registration that failed with these never reached the source: it is not one. (After
+# a timeout, the source may have recorded it, and may push: it stays one.)
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 RECEIVERS_PATH = "/edge/v1/sync/receivers"  # where a receiver (un)registers at a source
 SYNC_CAPABILITY = "sync"
 
@@ -102,12 +106,18 @@ async def register_with_source(
         raise NotFound(f"site {source} is not an active member of this fleet")
     if SYNC_CAPABILITY not in entry.capabilities:
         raise Conflict(f"site {source} does not advertise the {SYNC_CAPABILITY!r} capability")
+    known = await engine.is_source(source)
+    # Before asking: a source that accepts at once pushes before it answers.
     await engine.add_source(source)
     try:
         r = await signed_call(ctx, source, "POST", RECEIVERS_PATH, {})
     except Exception as exc:
+        if not known and isinstance(exc, NOT_SENT):
+            await engine.remove_source(source)
         raise Unavailable(f"site {source} could not be reached to register: {exc!r}") from exc
     if r.status_code not in (201, 202):
+        if not known:
+            await engine.remove_source(source)
         raise Unavailable(f"site {source} refused the registration ({r.status_code}): {r.text}")
     answer = _json_or_text(r.content).get("registration", {})
     accepted = r.status_code == 201
