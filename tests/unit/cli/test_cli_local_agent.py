@@ -71,11 +71,25 @@ async def agent(tmp_path: Path) -> AsyncIterator[LocalAgent]:
         await supervised.stop(timeout=5)
 
 
-async def pauses_between_starts(
-    tmp_path: Path, agent: LocalAgent, caplog: pytest.LogCaptureFixture
-) -> list[str]:
-    """The pauses the supervisor announces while an agent that exits at once is
-    started four times."""
+@pytest.mark.parametrize(
+    ("healthy_seconds", "pauses"),
+    [
+        # Exits right after starting are failures: the pause grows, then stays at the last.
+        (local_agent.HEALTHY_SECONDS, ["0.02", "0.05", "0.05"]),
+        # An agent that ran long enough exited healthy: the first pause again.
+        (0.0, ["0.01", "0.01", "0.01"]),
+    ],
+)
+async def test_an_agent_that_exits_is_started_again_after_a_pause(
+    tmp_path: Path,
+    agent: LocalAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    healthy_seconds: float,
+    pauses: list[str],
+) -> None:
+    monkeypatch.setattr(local_agent, "RESTART_BACKOFF", (0.01, 0.02, 0.05))
+    monkeypatch.setattr(local_agent, "HEALTHY_SECONDS", healthy_seconds)
     agent.argv = script(tmp_path, "sys.exit(3)")
     with caplog.at_level(logging.WARNING, logger="edgefed.local_agent"):
         agent.start()
@@ -86,29 +100,7 @@ async def pauses_between_starts(
         await eventually(restarted, within=20, what="the agent started four times")
     announced = r"local host agent exited \(3\); starting it again in (\S+)s"
     found = (re.fullmatch(announced, r.getMessage()) for r in caplog.records)
-    return [m.group(1) for m in found if m][:3]
-
-
-async def test_an_agent_that_exits_is_started_again_after_a_growing_pause(
-    tmp_path: Path,
-    agent: LocalAgent,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    monkeypatch.setattr(local_agent, "RESTART_BACKOFF", (0.01, 0.02, 0.05))
-    # Exits right after starting are failures: the pause grows, then stays at the last.
-    assert await pauses_between_starts(tmp_path, agent, caplog) == ["0.02", "0.05", "0.05"]
-
-
-async def test_an_agent_that_ran_healthy_is_started_again_after_the_first_pause(
-    tmp_path: Path,
-    agent: LocalAgent,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    monkeypatch.setattr(local_agent, "RESTART_BACKOFF", (0.01, 0.02, 0.05))
-    monkeypatch.setattr(local_agent, "HEALTHY_SECONDS", 0.0)
-    assert await pauses_between_starts(tmp_path, agent, caplog) == ["0.01"] * 3
+    assert [m.group(1) for m in found if m][:3] == pauses
 
 
 async def test_stop_ends_the_agent_with_sigterm_and_starts_no_other(
