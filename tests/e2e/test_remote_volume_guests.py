@@ -6,7 +6,9 @@ two are a fleet behind the WAN emulator (50 ms RTT for their API calls).
 volume to Berlin's guest as an NBD export over TLS that Paris made for that
 attachment; the guest writes 1 MiB with fsync and prints its sha256, which Paris's
 file holds; ``volume show`` at Paris says where the volume is attached; the volume
-cannot be deleted while attached; ``server remove volume`` releases it at Paris.
+cannot be deleted while attached; ``server remove volume`` releases it at Paris. Then
+Paris is killed (site and export) while the guest writes another volume, and started
+again: the guest's writes resume and every block it acknowledged is on Paris's disk.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from volume_guest import MIB, disk_watcher
+from volume_guest import BLOCKS, MIB, acknowledged, disk_watcher, lost_blocks
 
 from edgefed.guest_image import build_guest_image
 from edgefed.services.volume.exports import NbdExports
@@ -136,4 +139,27 @@ def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_pa
     osc.run(*scoped, "server", "remove", "volume", writer, volume)
     shown = at_paris.json("volume", "show", volume)
     assert shown["status"] == "available" and shown["attachments"] == []
-    assert not list((paris.data_dir / "volumes" / "exports").glob("*"))  # the grant is gone
+    exports = paris.data_dir / "volumes" / "exports"
+    assert not list(exports.glob("*"))  # the grant is gone with the attachment
+
+    # Paris crashes while the guest writes (kill -9 of the site and of the export's
+    # daemon: the guest's NBD connection drops); once Paris is back, its export runs
+    # again with the same key, the guest's I/O resumes, nothing acknowledged is lost.
+    journal = at_paris.json("volume", "create", "--size", "1", "journal")["id"]
+    osc.run(*scoped, "server", "add", "volume", writer, journal)
+    until(lambda: 2 in acknowledged(console(), journal), within=120, every=0.5,
+          what="the guest writing the journal")  # fmt: skip
+    [export] = list(exports.iterdir())
+    paris.kill()
+    os.kill(int((export / "qsd.pid").read_text()), signal.SIGKILL)
+    before = acknowledged(console(), journal)
+    assert len(before) < BLOCKS, "the guest finished before the crash: nothing was cut"
+    paris.start()
+    done = f"VOL-write-{journal[:20]}-"
+    until(lambda: done in console(), within=180, every=1, what="the writes resumed")
+    text = console()
+    acks = acknowledged(text, journal)
+    assert set(acks) == set(range(BLOCKS)) and f"EIO-{journal[:20]}" not in text
+    assert lost_blocks(acks, paris.data_dir / "volumes" / f"{journal}.raw") == []
+    osc.run(*scoped, "server", "remove", "volume", writer, journal)
+    assert at_paris.json("volume", "show", journal)["status"] == "available"
