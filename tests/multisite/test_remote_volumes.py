@@ -11,9 +11,12 @@ from typing import Any
 
 from edgefed.api.sitecalls import signed_headers
 from edgefed.drivers.fake import FakeDriver
+from edgefed.services.compute.remote_volumes import release_owed
 from edgefed.services.compute.state import ComputeState
 from edgefed.services.volume.state import VolumeState
+from edgefed.store.compute import PendingReleases
 from edgefed.store.image import ImageRepository
+from edgefed.testkit.asgi_fleet import FleetTransport
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
 from edgefed.testkit.wait import eventually
@@ -116,3 +119,41 @@ async def uses_a_volume_of_paris(
     await ctx_of(berlin).slots.require(ComputeState).lifecycle.idle()
     shown = await paris_volume(paris, volume_id)
     assert shown["status"] == "available" and shown["attachments"] == []
+
+
+async def test_a_detach_during_a_cut_is_owed_and_completed_after_the_heal(
+    tmp_path: Path,
+) -> None:
+    transport = FleetTransport()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        try:
+            h = {**admin(berlin), **NOVA}
+            server_id = await active_server(berlin, h)
+            r = await paris.client.post(
+                "/volume/v3/volumes", json={"volume": {"size": 1}},
+                headers={**admin(paris), **CINDER},
+            )  # fmt: skip
+            volume_id = r.json()["volume"]["id"]
+            path = f"{C}/servers/{server_id}/os-volume_attachments"
+            attach = {"volumeAttachment": {"volumeId": volume_id}}
+            r = await berlin.client.post(path, json=attach, headers={**h, **PARIS})
+            assert r.status_code == 200, r.text
+
+            transport.cut.add("paris.test")
+            r = await berlin.client.delete(f"{path}/{volume_id}", headers=h)
+            assert r.status_code == 202, r.text  # done here: the guest let go of it
+            assert volume_id not in guest_volumes(berlin, server_id)
+            [owed] = await PendingReleases(ctx_of(berlin).store).owed()
+            assert owed.site == "Paris" and "did not answer" in (owed.last_error or "")
+            assert await release_owed(ctx_of(berlin)) == 1  # still cut: still owed
+            # Paris, not told yet, says the truth it knows: attached to Berlin's server.
+            assert (await paris_volume(paris, volume_id))["status"] == "in-use"
+
+            transport.cut.discard("paris.test")
+            assert await release_owed(ctx_of(berlin)) == 0
+            assert await PendingReleases(ctx_of(berlin).store).owed() == []
+            shown = await paris_volume(paris, volume_id)
+            assert shown["status"] == "available" and shown["attachments"] == []
+        finally:
+            await ctx_of(paris).slots.require(VolumeState).exports.close_all()

@@ -115,8 +115,14 @@ class SiteSettings:
     # This site's internal/admin catalog endpoints (default: the public URL).
     internal_url: str | None = None
     # The address other sites' hosts reach this site's volume exports (NBD) on (default:
-    # the public URL's host name); the exports listen on ``host``.
+    # the public URL's host name); the exports listen on ``host``, each on a free port, or
+    # on a port of ``volume_export_ports`` ("20100-20115", one export a port) when set, so
+    # that a firewall rule, or the WAN emulator of a benchmark, can stand in front of them.
     volume_export_host: str | None = None
+    volume_export_ports: str | None = None
+    # Seconds between two attempts to release another site's volume attachment that
+    # site could not be reached for (a detach during a cut completes after the heal).
+    remote_release_retry_seconds: float = 10.0
     database_url: str | None = None
     admin_user: str = "admin"
     admin_project: str = "admin"
@@ -248,6 +254,8 @@ class SiteSettings:
             )
         if not 0 <= self.port <= 65535:
             raise ValidationFailed(f"port {self.port} is out of range 0-65535", field="port")
+        if self.volume_export_ports is not None:
+            parse_port_range(self.volume_export_ports, field="volume_export_ports")
         if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValidationFailed(
                 "sqlite_synchronous must be FULL, NORMAL or EXTRA", field="sqlite_synchronous"
@@ -263,6 +271,13 @@ class SiteSettings:
                 "would call it in plain HTTP)",
                 field="public_url",
             )
+
+    @property
+    def volume_export_port_range(self) -> range | None:
+        """The ports volume exports may listen on; None: any free port."""
+        if self.volume_export_ports is None:
+            return None
+        return parse_port_range(self.volume_export_ports, field="volume_export_ports")
 
     @property
     def effective_database_url(self) -> str:
@@ -293,6 +308,25 @@ class SiteSettings:
         scheme = "https" if self.tls else "http"
         public = self.public_url or f"{scheme}://{self.host}:{port}"
         return dataclasses.replace(self, port=port, public_url=public)
+
+
+_PORT_RANGE_RE = re.compile(r"\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?\Z")
+
+
+def parse_port_range(value: object, *, field: str) -> range:
+    """``"20100-20115"`` (both ends included) or one port ``"20100"``, within 1-65535."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    match = _PORT_RANGE_RE.match(text) if isinstance(text, str) else None
+    if match is not None:
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if 1 <= first <= last <= 65535:
+            return range(first, last + 1)
+    raise ValidationFailed(
+        f"{field} must be a port range \"first-last\" (or one port) within 1-65535, first "
+        f"not above last, like \"20100-20115\"; not {value!r}",
+        field=field,
+    )
 
 
 def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,16 @@ with this host's connector, which names this site, so Paris answers an NBD expor
 for that attachment (address, export, TLS pre-shared key); ``os-complete`` once the
 guest has the disk. The release is a call signed by this site (no user token: a
 deleted server's volumes are released in the background), which Paris accepts only
-for attachments whose connector names this site.
+for attachments whose connector names this site. A release Paris cannot be reached
+for is recorded (store/compute/releases.py) and asked again until Paris answers: the
+detach is done here at once, and Paris's volume says it is attached until then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +29,15 @@ from edgefed.api.context import SiteContext
 from edgefed.api.remote import FORWARDED_HEADER, ask_scope, describe_http_error, scope_entry
 from edgefed.api.sitecalls import signed_headers
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unavailable
+from edgefed.store.compute import PendingReleases
+
+log = logging.getLogger("edgefed.compute.remote_volumes")
 
 ATTACH_VERSION = {"OpenStack-API-Version": "volume 3.54"}
+
+
+class SiteUnreachable(Conflict):
+    """The volume's site did not answer (a cut link, a site down)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +95,7 @@ async def _call(
             timeout=ctx.settings.scope_call_timeout_seconds,
         )
     except httpx.HTTPError as exc:
-        raise Conflict(f"site {site} did not answer: {describe_http_error(exc)}") from exc
+        raise SiteUnreachable(f"site {site} did not answer: {describe_http_error(exc)}") from exc
 
 
 def _refusal(site: str, r: httpx.Response) -> str:
@@ -141,10 +152,45 @@ async def complete_remote(
 
 
 async def release_remote(ctx: SiteContext, site: str, attachment_id: str) -> None:
-    """Release the attachment at its site (signed by this site); 409 when it cannot be
-    reached now."""
+    """Release the attachment at its site (signed by this site); SiteUnreachable when
+    it cannot be reached now, Conflict when it refused."""
     path = f"/volume/v3/os-edge/attachments/{attachment_id}"
     headers = signed_headers(ctx, target=site, method="DELETE", path=path, body=b"")
     r = await _call(ctx, site, "DELETE", path, headers=headers, body=None)
+    if r.status_code >= 500:
+        raise SiteUnreachable(f"The attachment {attachment_id} was not released: "
+                              f"{_refusal(site, r)}")  # fmt: skip
     if r.status_code != 204:
         raise Conflict(f"The attachment {attachment_id} was not released: {_refusal(site, r)}")
+
+
+async def release_owed(ctx: SiteContext) -> int:
+    """Ask again for the releases other sites were not reachable for; how many are
+    still owed."""
+    pending = PendingReleases(ctx.store)
+    left = 0
+    for owed in await pending.owed():
+        try:
+            await release_remote(ctx, owed.site, owed.attachment_id)
+        except SiteUnreachable as exc:
+            await pending.failed(owed.attachment_id, exc.message)
+            left += 1
+            continue
+        except Conflict as exc:  # refused for good (gone, or never ours): nothing to owe
+            log.warning("site %s refused the release of %s: %s", owed.site,
+                        owed.attachment_id, exc.message)  # fmt: skip
+        await pending.done(owed.attachment_id)
+        log.info("released attachment %s at %s after %d attempts", owed.attachment_id,
+                 owed.site, owed.attempts + 1)  # fmt: skip
+    return left
+
+
+async def release_later(ctx: SiteContext) -> None:
+    """The compute service's background job: owed releases, asked again every
+    ``remote_release_retry_seconds``."""
+    while True:
+        await asyncio.sleep(max(1.0, ctx.settings.remote_release_retry_seconds))
+        try:
+            await release_owed(ctx)
+        except Exception:  # one bad round must not end the job
+            log.exception("asking again for owed volume releases")

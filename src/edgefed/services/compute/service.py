@@ -30,6 +30,7 @@ from edgefed.services.compute.microversion import (
     legacy_document,
     version_document,
 )
+from edgefed.services.compute.remote_volumes import release_later
 from edgefed.services.compute.scheduler import (
     InventoryHostSource,
     Ratios,
@@ -133,4 +134,5 @@ def build() -> ServiceSpec:
         catalog=(CatalogEntry(type="compute", name="nova", path="/compute/v2.1"),),
         on_start=on_start,
         on_stop=on_stop,
+        background=(release_later,),
     )

@@ -18,11 +18,12 @@ from edgefed.core.errors import BadRequest
 from edgefed.drivers.base import VolumeDevice
 from edgefed.services.compute.remote_volumes import (
     RemoteVolume,
+    SiteUnreachable,
     complete_remote,
     connect_remote,
     release_remote,
 )
-from edgefed.store.compute import ServerRecord, VolumeMapping
+from edgefed.store.compute import PendingReleases, ServerRecord, VolumeMapping
 
 
 class VolumeEnd(Protocol):
@@ -97,7 +98,12 @@ class RemoteEnd:
         await complete_remote(self.ctx, self._caller(), self.site, mapping.attachment_id)
 
     async def release(self, attachment_id: str) -> None:
-        await release_remote(self.ctx, self.site, attachment_id)
+        try:
+            await release_remote(self.ctx, self.site, attachment_id)
+        except SiteUnreachable as exc:  # owed: asked again until the site answers
+            await PendingReleases(self.ctx.store).add(
+                attachment_id=attachment_id, site=self.site, error=exc.message
+            )
 
     async def delete(self, volume_id: str) -> None:
         """Another site's volume stays: only its owners delete it, at that site."""

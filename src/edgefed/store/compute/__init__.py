@@ -17,6 +17,7 @@ from edgefed.store.compute.records import (
     KeypairRecord,
     ServerRecord,
 )
+from edgefed.store.compute.releases import PendingRelease, PendingReleases
 from edgefed.store.compute.servers import ServerRepository
 from edgefed.store.compute.volumes import (
     DEVICE_NAMES,
@@ -37,6 +38,8 @@ __all__ = [
     "KeypairRecord",
     "KeypairRepository",
     "NoFreeDevice",
+    "PendingRelease",
+    "PendingReleases",
     "QuotaRepository",
     "ServerRecord",
     "ServerRepository",

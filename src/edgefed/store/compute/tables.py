@@ -130,3 +130,15 @@ instance_actions = Table(
 
 # A server that is not soft-deleted.
 LIVE = servers.c.deleted.is_(False)
+
+# Attachments of other sites' volumes this site released while their site could not be
+# reached: released again until the site answers (store/compute/releases.py).
+remote_releases = Table(
+    "compute_remote_releases",
+    metadata,
+    Column("attachment_id", String(64), primary_key=True),
+    Column("site", String(255), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)

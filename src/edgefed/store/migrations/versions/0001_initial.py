@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 06:23:01.413886
+Create Date: 2026-12-07 07:06:25.644152
 """
 
 from __future__ import annotations
@@ -83,6 +83,15 @@ def upgrade() -> None:
         sa.Column("hard_limit", sa.Integer(), nullable=False),
         sa.Column("origin", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("kind", "owner", "resource", name=op.f("pk_compute_quotas")),
+    )
+    op.create_table(
+        "compute_remote_releases",
+        sa.Column("attachment_id", sa.String(length=64), nullable=False),
+        sa.Column("site", sa.String(length=255), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("attachment_id", name=op.f("pk_compute_remote_releases")),
     )
     op.create_table(
         "compute_servers",
@@ -957,6 +966,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_compute_servers_deleted"))
 
     op.drop_table("compute_servers")
+    op.drop_table("compute_remote_releases")
     op.drop_table("compute_quotas")
     op.drop_table("compute_keypairs")
     with op.batch_alter_table("compute_instance_actions", schema=None) as batch_op:
