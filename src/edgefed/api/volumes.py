@@ -40,7 +40,23 @@ class VolumeConnection:
     read_only: bool
 
 
+@dataclass(frozen=True, slots=True)
+class VolumePool:
+    """The site's volume storage: its size and free space, what the volumes are sized
+    to, and what they may add up to (thin provisioning)."""
+
+    total_gb: float
+    free_gb: float
+    allocated_gb: int
+    capacity_gb: float
+    volumes: int
+
+
 class VolumeCatalog(Protocol):
+    async def pool(self) -> VolumePool:
+        """The volume pool's figures, for fleet status and telemetry."""
+        ...
+
     async def find(self, *, volume_id: str, principal: Principal) -> VolumeFacts | None:
         """The volume, if it exists and the caller may see it."""
         ...

@@ -123,6 +123,9 @@ class SiteSettings:
     # Seconds between two attempts to release another site's volume attachment that
     # site could not be reached for (a detach during a cut completes after the heal).
     remote_release_retry_seconds: float = 10.0
+    # Volumes are sparse: their sizes may add up to this times the pool's storage
+    # (Cinder's max_over_subscription_ratio, 20 by default).
+    volume_over_subscription_ratio: float = 20.0
     database_url: str | None = None
     admin_user: str = "admin"
     admin_project: str = "admin"
@@ -323,8 +326,8 @@ def parse_port_range(value: object, *, field: str) -> range:
         if 1 <= first <= last <= 65535:
             return range(first, last + 1)
     raise ValidationFailed(
-        f"{field} must be a port range \"first-last\" (or one port) within 1-65535, first "
-        f"not above last, like \"20100-20115\"; not {value!r}",
+        f'{field} must be a port range "first-last" (or one port) within 1-65535, first '
+        f'not above last, like "20100-20115"; not {value!r}',
         field=field,
     )
 

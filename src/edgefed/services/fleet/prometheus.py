@@ -62,6 +62,18 @@ class SnapshotCollector:
                 used.add_metric([site, host["name"]], host[key]["used"] * scale)
             yield cap
             yield used
+        pool = snap.get("volumes")
+        if pool is not None:
+            for name, key, what in (
+                ("edgefed_volume_storage_bytes", "total_gb", "Storage of the volume pool."),
+                ("edgefed_volume_free_bytes", "free_gb", "Free storage of the volume pool."),
+                ("edgefed_volume_allocated_bytes", "allocated_gb", "What volumes are sized to."),
+                ("edgefed_volume_capacity_bytes", "capacity_gb",
+                 "What volumes may be sized to in all (storage times over-subscription)."),
+            ):  # fmt: skip
+                gauge = GaugeMetricFamily(name, what, labels=["site"])
+                gauge.add_metric([site], pool[key] * GIB)
+                yield gauge
         down = GaugeMetricFamily(
             "edgefed_host_up", "1 when a compute host is available.", labels=["site", "host"]
         )

@@ -17,7 +17,14 @@ from edgefed.services.fleet.access import region_of
 from edgefed.services.fleet.alarms import alarm_json
 from edgefed.services.fleet.health import Condition
 from edgefed.services.fleet.monitor import PEER_UNREACHABLE, SYNC_FAILING
-from edgefed.services.fleet.telemetry import host_capacity, rtt_row, servers_by_state, site_capacity
+from edgefed.services.fleet.telemetry import (
+    host_capacity,
+    rtt_row,
+    servers_by_state,
+    site_capacity,
+    volume_pool,
+    with_volumes,
+)
 from edgefed.store.alarms import SEVERITY_ORDER, AlarmFilter, AlarmRepository, Severity
 
 MAX_ALARMS_PER_REPORT = 200
@@ -69,7 +76,7 @@ async def own_report(ctx: SiteContext) -> dict[str, Any]:
         "reason": reason,
         "reported_by": ctx.name,
         "reported_at": ctx.clock(),
-        "capacity": site_capacity(hosts),
+        "capacity": with_volumes(site_capacity(hosts), await volume_pool(ctx)),
         "hosts": len(hosts),
         "hosts_down": sum(1 for h in hosts if h["availability"] == "down"),
         "host_details": hosts,

@@ -14,6 +14,7 @@ not import.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,25 @@ def site_capacity(hosts: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+async def volume_pool(ctx: SiteContext) -> dict[str, Any] | None:
+    """The site's volume pool (None on a site without volumes)."""
+    if ctx.volumes is None:
+        return None
+    return dataclasses.asdict(await ctx.volumes.pool())
+
+
+def with_volumes(
+    capacity: dict[str, dict[str, float]], pool: dict[str, Any] | None
+) -> dict[str, dict[str, float]]:
+    """The site's capacity, volume storage included (``volume_gb``: what volumes are
+    sized to, of what they may add up to)."""
+    if pool is None:
+        return capacity
+    total, used = pool["capacity_gb"], pool["allocated_gb"]
+    percent = round(100.0 * used / total, 1) if total else 0.0
+    return {**capacity, "volume_gb": {"total": total, "used": used, "percent": percent}}
+
+
 async def servers_by_state(ctx: SiteContext) -> dict[str, Any]:
     servers = await ServerRepository(ctx.store).list_all(project_id=None)
     states = Counter(s.vm_state for s in servers)
@@ -120,11 +140,13 @@ def rtt_row(ctx: SiteContext) -> dict[str, float]:
 
 async def collect(ctx: SiteContext, metrics: RequestMetrics | None) -> dict[str, Any]:
     hosts = await host_capacity(ctx)
+    pool = await volume_pool(ctx)
     return {
         "site": ctx.name,
         "time": ctx.clock(),
-        "capacity": site_capacity(hosts),
+        "capacity": with_volumes(site_capacity(hosts), pool),
         "hosts": hosts,
+        "volumes": pool,
         "servers": await servers_by_state(ctx),
         "requests": metrics.window() if metrics is not None else {},
         "rtt_ms": rtt_row(ctx),

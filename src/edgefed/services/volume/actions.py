@@ -33,6 +33,7 @@ from edgefed.services.volume.cinder import (
     stamp,
     version,
 )
+from edgefed.services.volume.pool import check_room
 from edgefed.services.volume.quotas import check_per_volume, volume_limits
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.types import VOLUME_TYPE, types_of
@@ -79,6 +80,7 @@ async def extend(call: Call, repo: Volumes, volume: VolumeRecord, body: Any) -> 
         )
     limits = await volume_limits(call, volume.project_id)
     check_per_volume(limits, size)
+    await check_room(call.ctx, size - volume.size)
     try:
         await repo.transition(
             volume.id,

@@ -53,6 +53,9 @@ class VolumeBackend(Protocol):
     def connection_info(self, *, volume_id: str, mode: str) -> dict[str, Any]:
         """What a host needs to reach the volume (os-brick's ``connection_info``)."""
 
+    def space(self) -> tuple[int, int]:
+        """(bytes the pool's storage holds in all, bytes free now)."""
+
     async def export_image(self, *, volume_id: str, disk_format: str, directory: Path) -> Path:
         """A file of the volume's data in ``disk_format`` (an upload to an image reads
         it): the volume's own file for raw, else a conversion written in ``directory``;
@@ -155,6 +158,11 @@ class FileVolumeBackend:
 
     def volume_path(self, volume_id: str) -> Path:
         return self.root / f"{volume_id}.raw"
+
+    def space(self) -> tuple[int, int]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        found = os.statvfs(self.root)
+        return found.f_blocks * found.f_frsize, found.f_bavail * found.f_frsize
 
     def snapshot_path(self, snapshot_id: str) -> Path:
         return self.root / "snapshots" / f"{snapshot_id}.raw"

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefed.api.resource import Call
-from edgefed.api.volumes import VolumeConnection, VolumeFacts
+from edgefed.api.volumes import VolumeConnection, VolumeFacts, VolumePool
 from edgefed.core.errors import BadRequest, NotFound
+from edgefed.services.volume.pool import figures
 from edgefed.services.volume.state import VolumeState
 from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
@@ -51,6 +52,16 @@ class LocalVolumes:
         if principal.is_admin or record.project_id == principal.project_id:
             return record
         return None
+
+    async def pool(self) -> VolumePool:
+        found = await figures(self.ctx)
+        return VolumePool(
+            total_gb=found.total_gb,
+            free_gb=found.free_gb,
+            allocated_gb=found.allocated_gb,
+            capacity_gb=round(found.capacity_gb, 1),
+            volumes=found.volumes,
+        )
 
     async def find(self, *, volume_id: str, principal: Principal) -> VolumeFacts | None:
         record = await self._visible(volume_id, principal)

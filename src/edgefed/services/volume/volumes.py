@@ -33,6 +33,7 @@ from edgefed.services.volume.cinder import (
     version,
 )
 from edgefed.services.volume.listing import bootable, marker_missing, next_links, page_of, size
+from edgefed.services.volume.pool import check_room
 from edgefed.services.volume.quotas import check_per_volume, volume_limits
 from edgefed.services.volume.sources import Source, source_of
 from edgefed.services.volume.state import state_of
@@ -189,6 +190,7 @@ class Volume(Resource[VolumeRecord, Volumes]):
         )
         limits = await volume_limits(call, project_id)
         check_per_volume(limits, gigabytes)
+        await check_room(call.ctx, gigabytes)
         try:
             made = await repo.add(
                 new=new,

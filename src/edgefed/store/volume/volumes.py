@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from edgefed.store.engine import AsyncConnection
@@ -134,6 +134,13 @@ class Volumes(RecordRepository[VolumeRecord, NewVolume]):
         found = await self.get(id=id)
         assert found is not None
         return found
+
+    async def allocated_gb(self) -> tuple[int, int]:
+        """(GB the site's volumes are sized to, how many volumes), all projects."""
+        query = select(func.coalesce(func.sum(volumes.c.size), 0), func.count(volumes.c.id))
+        async with self.store.read() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row[0]), int(row[1])
 
     async def set_metadata(self, id: str, items: Mapping[str, str], *, replace: bool) -> None:
         async with self.store.write() as conn:
