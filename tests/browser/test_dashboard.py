@@ -90,10 +90,11 @@ def test_login_map_table_alarm_after_cut_and_drill_down(
             assert "Site Paris" in page.inner_text("#detail-title")
             detail = page.locator("#detail-body")
             # The drill-down renders when the site's report arrives: wait for it.
-            expect(detail.locator(".capacity-row")).to_have_count(3, timeout=15_000)
+            expect(detail.locator(".capacity-row")).to_have_count(4, timeout=15_000)
             page.wait_for_selector("#detail-body tr.host", timeout=15_000)
             assert detail.locator("[data-fact=region]").inner_text() == "eu"
-            assert detail.locator(".capacity-row").count() == 3  # vCPUs, RAM, disk bars
+            assert detail.locator(".capacity-row").count() == 4  # vCPUs, RAM, disk, volumes
+            assert "GB" in detail.locator(".capacity-row[data-resource=Volumes]").inner_text()
             assert "paris-compute-1" in detail.locator("tr.host").first.inner_text()
             page.wait_for_selector("#detail-body .rtt[data-peer=Berlin]", timeout=15_000)
             assert detail.locator(".rtt[data-peer=Denver]").count() == 1

@@ -130,7 +130,8 @@ async function drawSync() {
   } catch { /* no sync service on this site */ }
 }
 
-const RESOURCES = [["vcpus", "vCPUs", ""], ["ram_mb", "RAM", " MB"], ["disk_gb", "Disk", " GB"]];
+const RESOURCES = [["vcpus", "vCPUs", ""], ["ram_mb", "RAM", " MB"], ["disk_gb", "Disk", " GB"],
+  ["volume_gb", "Volumes", " GB"]];
 
 // An HTML element with attributes and children (nodes or strings).
 function h(tag, attrs = {}, ...children) {
@@ -184,7 +185,8 @@ function siteDetail(site) {
     parts.push(h("p", { class: "muted" }, `No report from ${site.name}: ${site.reason}`));
     return parts;
   }
-  parts.push(part("Capacity", ...RESOURCES.map(([key, label, unit]) => bar(label, site.capacity[key], unit))));
+  const shown = RESOURCES.filter(([key]) => site.capacity[key]);  // volumes: where a site has them
+  parts.push(part("Capacity", ...shown.map(([key, label, unit]) => bar(label, site.capacity[key], unit))));
   const states = Object.entries(site.servers.by_state).map(([k, n]) => h("span", { class: "chip" }, `${n} ${k}`));
   parts.push(part(`Servers (${site.servers.total})`,
     h("div", {}, ...(states.length ? states : [h("span", { class: "muted" }, "none")]))));
