@@ -18,7 +18,7 @@ from edgefed.api.bodies import read_object
 from edgefed.api.policy import require_admin
 from edgefed.api.resource import Access, Call, Resource, routes
 from edgefed.api.responses import Json
-from edgefed.core.errors import BadRequest, Conflict, NotFound
+from edgefed.core.errors import BadRequest, Conflict, Locked, NotFound
 from edgefed.services.volume.cinder import (
     CINDER,
     boolean,
@@ -133,6 +133,7 @@ class VolumeType(Resource[VolumeTypeRecord, VolumeTypes]):
     async def changes(
         self, call: Call, repo: VolumeTypes, record: VolumeTypeRecord
     ) -> dict[str, Any]:
+        require_own(record)
         data = await call.body()
         known_only(data, ("name", "description", "is_public"), "volume_type")
         if not data:
@@ -154,6 +155,7 @@ class VolumeType(Resource[VolumeTypeRecord, VolumeTypes]):
         return changes
 
     async def before_delete(self, call: Call, repo: VolumeTypes, record: VolumeTypeRecord) -> None:
+        require_own(record)
         if record.name == DEFAULT_TYPE_NAME:
             raise BadRequest("Default volume type can not be deleted.")
 
@@ -165,6 +167,16 @@ class VolumeType(Resource[VolumeTypeRecord, VolumeTypes]):
 
 
 VOLUME_TYPE = VolumeType()
+
+
+def require_own(record: VolumeTypeRecord) -> None:
+    """A type a sync source delivered is changed there only (409 naming the source)."""
+    if record.origin:
+        raise Locked(
+            f"Volume type {record.name} was synchronised from site {record.origin} and can "
+            "only be changed there.",
+            source=record.origin,
+        )
 
 router = APIRouter()
 
@@ -185,7 +197,10 @@ async def delete_type(request: Request, type_id: str) -> Response:
 
 async def _admin_type(request: Request, type_id: str, verb: str) -> tuple[Call, VolumeTypeRecord]:
     call = await routes.begin(VOLUME_TYPE, request, verb)
-    return call, await VOLUME_TYPE.find(call, type_id)
+    record = await VOLUME_TYPE.find(call, type_id)
+    if verb != "show":
+        require_own(record)
+    return call, record
 
 
 def _no_key(type_id: str, key: str) -> NotFound:

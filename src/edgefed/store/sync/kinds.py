@@ -1,7 +1,7 @@
 """What can be synchronised: kinds of resources, their keys, owners and delivery order.
 
 A *kind* names one table of another service (projects, users, role assignments,
-flavors, quotas, images, ...) with the columns that identify a row on every site (its
+flavors, volume types, quotas, images, ...) with the columns that identify a row on every site (its
 *key*: the primary key, except keypairs whose local integer id differs per site), the
 kinds it depends on (a role assignment needs its user and project first) and the
 delivery *rank* that puts parents before children. Everything else in this package
@@ -20,6 +20,7 @@ from sqlalchemy import Table
 
 from edgefed.store import identity, image
 from edgefed.store.compute import tables as compute
+from edgefed.store.volume import tables as volume
 
 KEY_SEPARATOR = "|"
 Ref = tuple[str, str]  # (kind, key)
@@ -109,6 +110,7 @@ KINDS: dict[str, Kind] = {
         Kind("project", identity.projects, ("id",), 0),
         Kind("role", identity.roles, ("id",), 0),
         Kind("flavor", compute.flavors, ("id",), 0),
+        Kind("volume_type", volume.volume_types, ("id",), 0),
         Kind("image", image.images, ("id",), 0),
         Kind("user", identity.users, ("id",), 1),
         Kind("group", identity.groups, ("id",), 1),

@@ -27,6 +27,8 @@ volume_types = Table(
     Column("description", Text, nullable=True),
     Column("is_public", Boolean, nullable=False, default=True),
     Column("extra_specs", JsonDoc, nullable=False),
+    # The sync source that delivered it (read-only here), or None for this site's own.
+    Column("origin", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -122,6 +124,7 @@ class VolumeTypeRecord:
     extra_specs: dict[str, str]
     created_at: dt.datetime
     updated_at: dt.datetime
+    origin: str | None = None  # the sync source that delivered it
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 07:06:25.644152
+Create Date: 2026-12-07 07:15:27.434586
 """
 
 from __future__ import annotations
@@ -663,6 +663,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("is_public", sa.Boolean(), nullable=False),
         sa.Column("extra_specs", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("origin", sa.String(length=64), nullable=True),
         sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vol_types")),
