@@ -178,6 +178,7 @@ def require_own(record: VolumeTypeRecord) -> None:
             source=record.origin,
         )
 
+
 router = APIRouter()
 
 
