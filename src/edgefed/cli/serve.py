@@ -22,6 +22,7 @@ import gc
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from uvicorn.server import Server
 
 READY_PREFIX = "EDGEFED READY"
+log = logging.getLogger("edgefed.serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +202,11 @@ async def serve(
         agent = LocalAgent(settings)
         starter = asyncio.create_task(ready.wait())
         starter.add_done_callback(lambda _: agent.start())
+        # uvicorn raises the SIGTERM it caught again once it has shut down, under the
+        # handler it found: the default one would end the process before the agent is
+        # stopped below. A handler that does nothing lets the cleanup run; the process
+        # then ends as a stopped site does, with status 0.
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     try:
         await server.serve(sockets=[sock])
     finally:
@@ -208,6 +215,7 @@ async def serve(
             sock.close()
             starter.cancel()
             await agent.stop()
+            log.info("stopped the local host agent")
     if not server.started:
         raise SystemExit(1)
 
