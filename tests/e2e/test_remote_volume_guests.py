@@ -103,7 +103,8 @@ def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_pa
     osc.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "r.tiny")
     until(lambda: host_json(berlin, f"{BERLIN.lower()}-local")["availability"] == "available",
           within=60, what="Berlin's agent enrolled")  # fmt: skip
-    (tmp_path / "writer.sh").write_text(disk_watcher("write"))
+    # A second between two blocks: the crash below falls within the writes.
+    (tmp_path / "writer.sh").write_text(disk_watcher("write", pause=1.0))
     writer = osc.json("server", "create", "--image", image, "--flavor", "r.tiny", "--nic", "none",
                       "--user-data", str(tmp_path / "writer.sh"), "writer")["id"]  # fmt: skip
     volume = at_paris.json("volume", "create", "--size", "1", "shop-db")["id"]
@@ -125,7 +126,9 @@ def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_pa
     osc.run(*scoped, "server", "add", "volume", writer, volume)
     shown = at_paris.json("volume", "show", volume)
     assert shown["status"] == "in-use"
-    assert [a["server_id"] for a in shown["attachments"]] == [writer]
+    assert [(a["server_id"], a["host_name"]) for a in shown["attachments"]] == [
+        (writer, f"{BERLIN}/{BERLIN.lower()}-local")
+    ]  # Paris says where its volume is attached: the site, the host and the server
 
     prefix = f"VOL-write-{volume[:20]}-"
     until(lambda: prefix in console(), within=120, every=1, what="the guest wrote the volume")

@@ -10,19 +10,20 @@ BLOCK = 65536
 BLOCKS = 16  # 1 MiB
 
 
-def disk_watcher(mode: str) -> str:
+def disk_watcher(mode: str, *, pause: float = 0.2) -> str:
     """User data: in the background, for each disk with a serial the guest has not seen
     yet (a volume: its serial is the volume id), ``write`` 1 MiB of random data first, a
     64 KiB block at a time, each fsync'd and acknowledged on the console as
     ``ACK-<serial>-<block>-<sha256 of the block>``; then print
-    ``VOL-<mode>-<serial>-<sha256 of the first MiB>``."""
+    ``VOL-<mode>-<serial>-<sha256 of the first MiB>``. ``pause``: seconds between two
+    blocks (the window a test has to cut the writes in two)."""
     write = (
         f"    for b in $(seq 0 {BLOCKS - 1}); do\n"
         f"      dd if=/dev/urandom of=$dev bs={BLOCK} count=1 seek=$b conv=fsync,notrunc "
         '2>/dev/null || { echo "EIO-$s-$b"; continue; }\n'
         f'      echo "ACK-$s-$b-$(dd if=$dev bs={BLOCK} count=1 skip=$b 2>/dev/null | '
         'sha256sum | cut -c1-64)"\n'
-        "      sleep 0.2\n"
+        f"      sleep {pause}\n"
         "    done\n"
         if mode == "write"
         else ""

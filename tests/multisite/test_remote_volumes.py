@@ -90,7 +90,7 @@ async def uses_a_volume_of_paris(
     shown = await paris_volume(paris, volume_id)
     assert shown["status"] == "in-use"
     [where] = shown["attachments"]
-    assert where["server_id"] == server_id and where["host_name"] == "berlin-compute-1"
+    assert where["server_id"] == server_id and where["host_name"] == "Berlin/berlin-compute-1"
     device = guest_volumes(berlin, server_id)[volume_id]
     assert device.nbd is not None and device.nbd["port"] > 0
     assert device.nbd["tls_psk_identity"] == where["attachment_id"]

@@ -118,8 +118,10 @@ async def connect_remote(
     device: str,
 ) -> RemoteConnection:
     """An attachment at the volume's site for this host: its NBD export."""
-    connector = {"site": ctx.name, "host": host, "mountpoint": device, "initiator": "edgefed",
-                 "platform": "x86_64", "os_type": "linux", "multipath": False}  # fmt: skip
+    # The host as "Site/host": the volume's site shows where it is attached, site and all.
+    connector = {"site": ctx.name, "host": f"{ctx.name}/{host}", "mountpoint": device,
+                 "initiator": "edgefed", "platform": "x86_64", "os_type": "linux",
+                 "multipath": False}  # fmt: skip
     body = {"attachment": {"volume_uuid": volume.id, "instance_uuid": server_id,
                            "connector": connector}}  # fmt: skip
     headers = {"X-Auth-Token": principal.token, **ATTACH_VERSION}
