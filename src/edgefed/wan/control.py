@@ -102,13 +102,19 @@ class WanLink:
         target: Target,
         *,
         profile: LinkProfile | None = None,
+        listen_host: str = "127.0.0.1",
         listen_port: int = 0,
         name: str = "",
         seed: int | None = None,
         _runner: LoopThread | None = None,
     ) -> None:
         self._link = AsyncWanLink(
-            target, profile=profile, listen_port=listen_port, name=name, seed=seed
+            target,
+            profile=profile,
+            listen_host=listen_host,
+            listen_port=listen_port,
+            name=name,
+            seed=seed,
         )
         self._own_runner = _runner is None
         self._runner = _runner or LoopThread(f"edgefed-wan-{self._link.name}")
@@ -220,6 +226,7 @@ class Wan:
         target: Target,
         client: str | None = None,
         profile: LinkProfile | None = None,
+        listen_host: str = "127.0.0.1",
         listen_port: int = 0,
     ) -> WanLink:
         self.start()
@@ -231,6 +238,7 @@ class Wan:
             link = WanLink(
                 target,
                 profile=profile,
+                listen_host=listen_host,
                 listen_port=listen_port,
                 name=f"{client or '*'}->{server}",
                 seed=seed,

@@ -261,9 +261,12 @@ class Pipe:
                 shaper.stats.bytes_up += len(data)
             else:
                 shaper.stats.bytes_down += len(data)
-        if self.reading_paused and self.queued <= QUEUE_BYTES // 2:
-            self.reading_paused = False
-            self.conn.resume_reading(self.source)
+            # Here, not after the loop: a pipe the bandwidth holds returns from the loop
+            # above once per chunk, and reading again only when it had drained left the
+            # link idle for the delay of the next bytes (-25 % of 100 Mbit/s at 50 ms).
+            if self.reading_paused and self.queued <= QUEUE_BYTES // 2:
+                self.reading_paused = False
+                self.conn.resume_reading(self.source)
         self.schedule()
 
     def cancel(self) -> None:

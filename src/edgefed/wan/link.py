@@ -1,4 +1,5 @@
-"""One link in the running event loop: a shaped TCP proxy listening on 127.0.0.1.
+"""One link in the running event loop: a shaped TCP proxy listening on 127.0.0.1 (or the
+address and port it is given: another loopback address, the port a client expects).
 
 ``AsyncWanLink`` owns the listening socket and the controls; what happens to the bytes
 of its connections is the engine's (``wan.engine.Shaper``). Its controls must be called
@@ -16,7 +17,7 @@ from edgefed.wan.profile import CutMode, LinkProfile, LinkStats, Target, parse_t
 
 
 class AsyncWanLink:
-    """A shaped TCP proxy on 127.0.0.1 in the running event loop."""
+    """A shaped TCP proxy on ``listen_host`` (127.0.0.1) in the running event loop."""
 
     def __init__(
         self,
@@ -65,7 +66,7 @@ class AsyncWanLink:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``: where a client reaches the target through the link."""
+        """``http://<listen_host>:<port>``: where a client reaches the target through it."""
         return f"http://{self.listen_host}:{self.listen_port}"
 
     @property

@@ -261,6 +261,34 @@ def test_wan_cuts_a_whole_site_and_heals_only_what_nothing_else_cuts(
             assert round_trip(sock) < 1.5
 
 
+def test_a_link_listens_where_it_is_told_and_streams_at_its_bandwidth(
+    echo: tuple[str, int],
+) -> None:
+    """A link in front of a port: the target's own port number on another loopback
+    address. Bulk bytes cross it at the bandwidth cap, the delay paid once, not per
+    chunk (the link buffers more than the bandwidth-delay product)."""
+    rate, rtt = 4 * 1024 * 1024, 100.0
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    profile = LinkProfile(rtt_ms=rtt, bandwidth=rate)
+    with Wan() as wan:
+        link = wan.add_link(server="Paris:nbd", target=echo, profile=profile,
+                            listen_host="127.0.0.2", listen_port=echo[1])  # fmt: skip
+        assert (link.port, link.url) == (echo[1], f"http://127.0.0.2:{echo[1]}")
+        with socket.create_connection(("127.0.0.2", echo[1]), timeout=BOUND) as sock:
+            round_trip(sock)  # the handshake's RTT, paid
+            started = time.monotonic()
+            sender = threading.Thread(target=sock.sendall, args=(payload,))
+            sender.start()
+            received = recv_exactly(sock, len(payload))
+            elapsed = time.monotonic() - started
+            sender.join(BOUND)
+    assert received == payload
+    assert elapsed >= (len(payload) - 16 * 1024) / rate * 0.95 + rtt / 1000 * 0.95
+    assert elapsed < 3.0  # one RTT per 16 KiB chunk would take 6.4 s
+    with pytest.raises(OSError):  # stopped: nothing listens there any more
+        socket.create_connection(("127.0.0.2", echo[1]), timeout=BOUND).close()
+
+
 class _Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

@@ -1,15 +1,18 @@
 """The WAN emulator's parts without traffic: the bandwidth bucket's arithmetic, due times
-on a seeded link, profiles applied to a running shaper, and the controls' bookkeeping
-(which cut wins, which links exist, a WAN started again)."""
+on a seeded link, profiles applied to a running shaper, flow control of one pipe between
+fake sockets, and the controls' bookkeeping (which cut wins, which links exist, a WAN
+started again)."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
 
 import pytest
 
+from edgefed.testkit.wait import eventually
 from edgefed.wan import AsyncWanLink, LinkProfile, Wan, raise_open_files_limit
-from edgefed.wan.engine import CHUNK, Shaper, TokenBucket
+from edgefed.wan.engine import CHUNK, QUEUE_BYTES, Connection, Shaper, Side, TokenBucket
 
 TARGET = ("127.0.0.1", 9)  # nothing is sent: no connection is ever made
 
@@ -52,6 +55,57 @@ def test_bandwidth_buckets_follow_the_profile() -> None:
     assert shaper.buckets["up"] is up and up.rate == 2e6  # the debt owed is kept
     shaper.set_profile(LinkProfile())
     assert shaper.buckets == {}
+
+
+class FakeTransport:
+    """A socket of a connection: counts what is written, records pauses of its reading."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.paused = False
+        self.resumed_with: list[int] = []  # bytes still queued in the pipe at each resume
+        self.pipe_queued = lambda: 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self.resumed_with.append(self.pipe_queued())
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_pipe_the_bandwidth_holds_reads_again_once_half_drained() -> None:
+    """Reading resumes when half the bound is left, while the bucket still paces the
+    rest: not once the pipe drained, which idled the link for each new chunk's delay."""
+    shaper = Shaper(TARGET, LinkProfile(bandwidth=64 * 1024 * 1024, handshake=False), seed=None)
+    shaper.loop = asyncio.get_running_loop()
+    conn = Connection(shaper)
+    client, target = FakeTransport(), FakeTransport()
+    client.pipe_queued = lambda: conn.up.queued
+    conn.client_side.transport = client  # type: ignore[assignment]
+    target_side = Side(conn, conn.down, sink_of=conn.up)
+    target_side.transport = target  # type: ignore[assignment]
+    conn.target_side = conn.up.sink = conn.down.source = target_side
+    total = QUEUE_BYTES + QUEUE_BYTES // 2
+    for _ in range(total // (64 * 1024)):
+        conn.up.feed(bytes(64 * 1024))
+    assert client.paused  # beyond the bound: the source is paused
+
+    async def drained() -> bool:
+        return target.written == total
+
+    await eventually(drained, within=5.0, what="the pipe drained")
+    assert client.resumed_with and client.resumed_with[0] >= QUEUE_BYTES // 4
+    conn.close()
 
 
 async def test_a_link_is_controlled_once_started_and_cut_only_two_ways() -> None:
