@@ -78,6 +78,12 @@ def test_overrides_win_and_none_means_not_given(tmp_path: Path) -> None:
         ("lockout_duration = 0\n", "lockout_duration", "above 0"),
         ('tls_cert_file = "c.pem"\n', "tls_cert_file", "needs tls = true"),
         ('tls = true\ntls_key_file = "k.pem"\n', "tls_key_file", "needs tls_cert_file"),
+        ('volume_export_ports = "20115-20100"\n', "volume_export_ports", "first-last"),
+        ('volume_export_ports = "20100-70000"\n', "volume_export_ports", "within 1-65535"),
+        ('volume_export_ports = "0"\n', "volume_export_ports", "'0'"),
+        ('volume_export_ports = "20100:20115"\n', "volume_export_ports", "'20100:20115'"),
+        ('volume_export_ports = "nbd"\n', "volume_export_ports", 'like "20100-20115"'),
+        ("volume_export_ports = [20100, 20115]\n", "volume_export_ports", "[20100, 20115]"),
         (
             'tls = true\npublic_url = "http://berlin.example"\n',
             "public_url",
@@ -92,6 +98,24 @@ def test_a_bad_value_names_the_setting(
         load_settings(config(tmp_path, text))
     if field is not None:
         assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("value", "ports"),
+    [
+        ('"20100-20115"', range(20100, 20116)),
+        ('" 20100 - 20101 "', range(20100, 20102)),
+        ('"20100"', range(20100, 20101)),
+        ("20100", range(20100, 20101)),  # a TOML integer: one port
+        ('"1-65535"', range(1, 65536)),
+    ],
+)
+def test_volume_exports_may_have_a_fixed_port_range(
+    tmp_path: Path, value: str, ports: range
+) -> None:
+    s = load_settings(config(tmp_path, f"volume_export_ports = {value}\n"))
+    assert s.volume_export_port_range == ports
+    assert load_settings(config(tmp_path, "")).volume_export_port_range is None  # any port
 
 
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:

@@ -11,6 +11,11 @@ through that port, and deleting the attachment stops the daemon and removes its 
 the other site keep their disks while this site restarts; at start the site starts
 again the exports of its remote attachments whose daemon is gone, on the same port
 with the same key, so the guests' NBD clients reconnect.
+
+The port is any free one, or one of a fixed range (the setting ``volume_export_ports``:
+one export a port, the lowest free first, never one an export of this site holds while
+its daemon is down), so that what stands in front of the exports (a firewall, the WAN
+emulator of ``python -m bench volume``) can be set up before any export exists.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ log = logging.getLogger("edgefed.volume.exports")
 QSD = "qemu-storage-daemon"
 EXPORT_NAME = "volume"
 START_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3  # ports tried before giving up (one may be taken between probe and bind)
 
 
 class ExportFailed(Exception):
@@ -41,6 +48,18 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether a listener could bind ``port`` now (as QEMU binds: SO_REUSEADDR, so the
+    TIME_WAIT of a stopped export's last connection does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _alive(pidfile: Path) -> bool:
@@ -57,10 +76,19 @@ def _alive(pidfile: Path) -> bool:
 
 
 class NbdExports:
-    def __init__(self, root: Path, *, bind_host: str, advertised_host: str, qsd: str = QSD):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        bind_host: str,
+        advertised_host: str,
+        ports: range | None = None,
+        qsd: str = QSD,
+    ):
         self.root = root
         self.bind_host = bind_host
         self.advertised_host = advertised_host
+        self.ports = ports  # None: any free port
         self.qsd = qsd
 
     def _dir(self, attachment_id: str) -> Path:
@@ -80,14 +108,45 @@ class NbdExports:
             "tls_psk_key": secrets.token_hex(32),
             "access_mode": "ro" if read_only else "rw",
         }
-        for _ in range(3):  # a port taken between the probe and the daemon's bind
-            data["port"] = _free_port(self.bind_host)
+        last: ExportFailed | None = None
+        for port in self._candidate_ports():
+            data["port"] = port
             try:
                 await self._start(attachment_id, volume_path, data)
                 return data
-            except ExportFailed as exc:
+            except ExportFailed as exc:  # e.g. the port was taken since the probe
                 last = exc
+        if last is None:
+            assert self.ports is not None
+            raise ExportFailed(
+                f"every port of volume_export_ports ({self.ports.start}-{self.ports.stop - 1}) "
+                "is in use"
+            )
         raise last
+
+    def _candidate_ports(self) -> Iterator[int]:
+        """At most ``PORT_ATTEMPTS`` ports that are free now: any, or the lowest of the
+        range, skipping those of this site's exports (a stopped daemon keeps its port,
+        ``restore`` starts it there again)."""
+        if self.ports is None:
+            for _ in range(PORT_ATTEMPTS):
+                yield _free_port(self.bind_host)
+            return
+        held = self._held_ports()
+        tried = 0
+        for port in self.ports:
+            if tried == PORT_ATTEMPTS:
+                return
+            if port not in held and _port_free(self.bind_host, port):
+                tried += 1
+                yield port
+
+    def _held_ports(self) -> set[int]:
+        held = set()
+        for attachment_id in self.exported():
+            with contextlib.suppress(OSError, ValueError):
+                held.add(int((self.root / attachment_id / "port").read_text()))
+        return held
 
     async def _start(self, attachment_id: str, volume_path: Path, data: dict[str, Any]) -> None:
         if shutil.which(self.qsd) is None:
@@ -96,6 +155,7 @@ class NbdExports:
             raise ExportFailed(f"the volume path {volume_path} has a comma QEMU cannot parse")
         directory = self._dir(attachment_id)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (directory / "port").write_text(f"{data['port']}\n")
         keys = directory / "keys.psk"
         fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

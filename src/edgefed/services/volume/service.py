@@ -45,6 +45,7 @@ async def _on_start(ctx: SiteContext) -> None:
             or urlsplit(ctx.public_url).hostname
             or ctx.settings.host
         ),
+        ports=ctx.settings.volume_export_port_range,
     )
     ctx.slots.put(VolumeState(backend=backend, host=f"{ctx.name}@file#file", exports=exports))
     ctx.volumes = LocalVolumes(ctx)
