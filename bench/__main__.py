@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         default="fake",
         help="footprint: the site's compute driver (qemu also runs the local host agent)",
     )
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=list(volume.MODES),
+        help="volume: only this mode (repeatable; default: every mode)",
+    )
     args = parser.parse_args(argv)
     settings = {
         "duration_s": args.duration,
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "starts": args.starts,
         "rounds": args.rounds,
         "driver": args.driver,
+        "mode": args.mode,
     }
     OUT_DIR.mkdir(exist_ok=True)
     failed = 0

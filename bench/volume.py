@@ -9,8 +9,11 @@ run outside it in the same run, the mode's anchor:
 
 - ``local`` (``bench/volume_local.py``): the volume of the guest's own site, a raw
   file on the same host; anchor: the same I/O on that file from the host.
-- ``remote`` (to come, issue #15): a volume of another site over NBD through the WAN
-  emulator (50 ms RTT, a bandwidth cap); anchor: a plain TCP copy over the same link.
+- ``remote`` (``bench/volume_remote.py``): a volume of another site over NBD, the API
+  calls and the NBD data path through the WAN emulator (50 ms RTT, 100 Mbit/s); anchor:
+  a plain TCP copy over the same link.
+
+``--mode NAME`` runs one mode only.
 
 Under TCG the guest's figures are bound by the CPU emulation, which the output says.
 Figures go to ``bench/out/volume.json``, one key per mode.
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import volume_local
+from bench import volume_local, volume_remote
 from bench.qemu_boot import IMAGE_DIR, RAM_MB
 from bench.volume_io import REGION, SUITE, TCG_NOTE, build_volio
 from edgefed.drivers.qemu import QemuHypervisor, QemuSettings
@@ -35,8 +38,9 @@ from edgefed.guest_image import GuestImage, build_guest_image
 Mode = Callable[[dict[str, Any], GuestImage, Path, Path, str], dict[str, Any]]
 MODES: dict[str, tuple[Mode, Callable[[dict[str, Any]], str]]] = {
     "local": (volume_local.run, volume_local.render),
+    "remote": (volume_remote.run, volume_remote.render),
 }
-TOOLS = ("qemu-system-x86_64", "qemu-img", "ip", "nft", "dnsmasq", "gcc")
+TOOLS = ("qemu-system-x86_64", "qemu-img", "qemu-storage-daemon", "ip", "nft", "dnsmasq", "gcc")
 
 
 def _host_ready() -> None:
@@ -63,7 +67,10 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         volio = build_volio(scratch)
         accel, reason = asyncio.run(_probe(scratch / "probe"))
         results: dict[str, Any] = {"accel": accel, "accel_reason": reason}
+        chosen = settings.get("mode") or list(MODES)
         for name, (mode, _) in MODES.items():
+            if name not in chosen:
+                continue
             (scratch / name).mkdir()
             results[name] = mode(settings, image, volio, scratch / name, accel)
     finally:

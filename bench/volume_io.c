@@ -9,7 +9,7 @@
  *   volio OP PATH REGION BS OPS SEED FLAGS
  *   OP     seqwrite | seqread | randwrite | randread
  *   REGION bytes from offset 0 the operations stay within
- *   BS     bytes per operation (at most 1 MiB; a multiple of 4096 with "direct")
+ *   BS     bytes per operation (at most 8 MiB; a multiple of 4096 with "direct")
  *   OPS    operations; 0 = REGION / BS (sequential: the whole region once)
  *   SEED   of the random offsets (xorshift64), block-aligned within REGION
  *   FLAGS  comma-separated, or "-": direct (O_DIRECT), dsync (O_DSYNC: every write
@@ -38,7 +38,7 @@ typedef long i64;
 #define O_DSYNC 010000
 #define O_DIRECT 040000
 #define CLOCK_MONOTONIC 1
-#define MAX_BS (1 << 20)
+#define MAX_BS (8 << 20) /* in .bss: not in the binary, touched up to BS only */
 #define MAX_OPS 65536
 
 static i64 sys3(i64 n, i64 a, i64 b, i64 c) {
@@ -169,7 +169,7 @@ int cmain(long argc, char **argv) {
     if (has_flag(flags, "dsync")) mode |= O_DSYNC;
     i64 fd = sys3(SYS_open, (i64)path, mode, 0);
     if (fd < 0) fail("open", fd);
-    for (u64 i = 0; i < MAX_BS; i++) { /* data that is not zeros */
+    for (u64 i = 0; i < bs; i++) { /* data that is not zeros */
         seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
         buf[i] = (char)seed;
     }

@@ -93,10 +93,10 @@ class Api:
         return r
 
 
-async def wait_enrolled(api: Api) -> None:
+async def wait_enrolled(api: Api, host: str = HOST) -> None:
     deadline = time.monotonic() + ENROLL_DEADLINE_S
     while time.monotonic() < deadline:
-        r = await api.http.get(f"/edge/v1/hosts/{HOST}", headers=api.headers)
+        r = await api.http.get(f"/edge/v1/hosts/{host}", headers=api.headers)
         if r.status_code == 200 and r.json()["host"].get("availability") == "available":
             return
         await asyncio.sleep(0.5)
@@ -165,7 +165,12 @@ async def boot(
 
 
 async def attach(
-    api: Api, server_id: str, volume_id: str, log: Path, round_no: int
+    api: Api,
+    server_id: str,
+    volume_id: str,
+    log: Path,
+    round_no: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     path = f"/compute/v2.1/servers/{server_id}/os-volume_attachments"
     wanted = {
@@ -176,7 +181,8 @@ async def attach(
     started = time.monotonic()
     watcher = asyncio.create_task(watch(log, offset, wanted, started, SEEN_DEADLINE_S))
     try:
-        await api.call("POST", path, json={"volumeAttachment": {"volumeId": volume_id}})
+        body = {"volumeAttachment": {"volumeId": volume_id}}
+        await api.call("POST", path, json=body, headers=headers or {})
         answered = time.monotonic() - started
         seen = await watcher
     finally:
@@ -185,7 +191,12 @@ async def attach(
 
 
 async def detach(
-    api: Api, server_id: str, volume_id: str, log: Path, round_no: int
+    api: Api,
+    server_id: str,
+    volume_id: str,
+    log: Path,
+    round_no: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     path = f"/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}"
     wanted = {"detach_guest_gone": re.compile(rf"VOLBENCH gone round={round_no} ".encode())}
@@ -193,7 +204,7 @@ async def detach(
     started = time.monotonic()
     watcher = asyncio.create_task(watch(log, offset, wanted, started, SEEN_DEADLINE_S))
     try:
-        await api.call("DELETE", path)
+        await api.call("DELETE", path, headers=headers or {})
         answered = time.monotonic() - started
         seen = await watcher
     finally:

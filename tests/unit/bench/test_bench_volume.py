@@ -4,6 +4,7 @@ on a small file (the benchmark itself needs root, QEMU and a minute)."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ from bench.volume_io import (
     parse_volio,
 )
 from bench.volume_local import ATTACH_GOAL_S, render
+from bench.volume_remote import (
+    EXPORT_HOST,
+    GOAL_TESTS,
+    REMOTE_SUITE,
+    link_copy,
+    summarize,
+)
+from bench.volume_remote import render as render_remote
+
+from edgefed.wan import LinkProfile, WanLink
 
 SERIAL = "0123456789abcdef0123"
 
@@ -153,6 +164,14 @@ def test_volio_runs_every_pattern_on_a_file(tmp_path: Path) -> None:
         "error=open errno=2"
     )
     assert run("bogus", str(data), "4096", "4096", "0", "1", "-").startswith("error=op")
+    big = tmp_path / "big.raw"  # blocks up to 8 MiB (the remote mode's context rows)
+    with open(big, "wb") as f:
+        f.truncate(8 * MIB)
+    out = parse_volio(run("seqwrite", str(big), str(8 * MIB), str(8 * MIB), "0", "1", "fsync"))
+    assert out["ops"] == 1 and out["bytes"] == 8 * MIB
+    assert run("seqread", str(big), str(16 * MIB), str(16 * MIB), "0", "1", "-").startswith(
+        "error=size"
+    )
 
 
 def test_the_table_renders_every_part() -> None:
@@ -184,3 +203,58 @@ def test_the_table_renders_every_part() -> None:
     assert "PASS" in table and "400 ms" in table
     for test in SUITE:
         assert test.label in table
+
+
+def remote_round(total_ms: float, p50_us: float) -> dict[str, dict[str, int]]:
+    return {
+        t.name: result(total_ms, p50_us, bs=t.bs, ops=t.ops or REGION // t.bs) for t in REMOTE_SUITE
+    }
+
+
+@pytest.mark.parametrize(("guest_ms", "verdict"), [(120.0, "PASS"), (160.0, "MISS")])
+def test_the_remote_mode_judges_sequential_io_against_the_links_copy(
+    guest_ms: float, verdict: str
+) -> None:
+    anchors = [remote_round(100.0, 50_000.0)] * 3
+    guest = [remote_round(guest_ms, 55_000.0)] * 3
+    cycle = {"attach_api": 0.6, "attach_command_queued": 0.3, "attach_guest_seen": 1.1}
+    wire = [{"port": 20100, "up": 70 * MIB, "down": 70 * MIB}]
+    out = summarize([cycle] * 3, anchors, guest, wire)
+    assert set(out["goal"]["ratios"]) == set(GOAL_TESTS)
+    assert out["goal"]["ratios"]["seq-read"] == round(100.0 / guest_ms, 4)
+    assert out["goal"]["verdict"] == verdict and out["attach"]["verdict"] == "—"
+    assert out["link"]["copy_down_mib_s"] == round(64 / 0.1, 2)  # every test: 64 MiB a round
+    table = render_remote(out)
+    assert f": {verdict}" in table and "1,100 ms" in table and "+5.0 ms" in table
+    for test in REMOTE_SUITE:
+        assert test.label in table
+
+
+def test_the_remote_suite_is_the_local_one_with_fewer_random_operations() -> None:
+    names = [t.name for t in REMOTE_SUITE]
+    assert names[: len(SUITE)] == [t.name for t in SUITE]
+    assert all(t.ops <= 200 for t in REMOTE_SUITE) and REMOTE_SUITE[-1].bs == 8 * MIB
+    script = guest_script(SERIAL, b"", REMOTE_SUITE).decode()
+    assert f"seqread /dev/$dev {REGION} {8 * MIB} 0 1 direct" in script
+
+
+def test_the_remote_anchor_copies_through_the_link_in_front_of_a_port() -> None:
+    """The anchor's own server takes the port (an export's, free again) on 127.0.0.1,
+    its client goes through the link on 127.0.0.2 at the same port."""
+    rate = 8 * MIB
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    profile = LinkProfile(rtt_ms=20.0, bandwidth=rate)
+    link = WanLink(("127.0.0.1", port), profile=profile, listen_host=EXPORT_HOST,
+                   listen_port=port)  # fmt: skip
+    with link:
+        out = link_copy(port, size=2 * MIB, exchanges=3)
+        stats = link.stats
+    assert set(out) == {"copy-up", "copy-down", "exchange-up", "exchange-down"}
+    for name in ("copy-up", "copy-down"):
+        seconds = out[name]["total_ns"] / 1e9
+        assert out[name]["bytes"] == 2 * MIB and out[name]["ops"] == 2
+        assert 2 * MIB / rate * 0.9 + 0.019 <= seconds < 2.0  # the cap and one RTT
+    assert out["exchange-up"]["ops"] == 3 and out["exchange-up"]["p50_ns"] >= 19_000_000
+    assert stats.bytes_up >= 2 * MIB + 3 * 4096 and stats.bytes_down >= 2 * MIB + 3 * 4096
