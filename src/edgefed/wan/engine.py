@@ -2,9 +2,7 @@
 
 Each connection is two ``asyncio.Protocol`` sockets (the client's and the target's) and
 one timer per direction, armed for when the first queued chunk is due: no task or queue
-per connection. The emulator shares the machine's cores with the sites it connects, so
-every benchmark over emulated links pays its cost (a task per pipe took more CPU:
-docs/bench.md).
+per connection (the emulator shares the cores with the sites it connects: docs/bench.md).
 
 - **delay**: every chunk read is stamped ``due = now + rtt/2`` and released when due.
   Chunks are stamped as they arrive, so a stream is delayed, not serialised behind one
