@@ -38,7 +38,9 @@ async def test_volumes_fill_the_pool_then_are_refused(site: InProcessSite) -> No
     r = await post(site, h, "volumes", {"volume": {"size": 1, "name": "too-many"}})
     assert r.status_code == 400, r.text
     message = r.json()["badRequest"]["message"]
-    assert "not enough capacity in the volume pool" in message and "2 GB are allocated" in message
+    assert (
+        "not enough capacity in the volume pool" in message and "3 GB would be allocated" in message
+    )
     r = await action(site, h, first["id"], "os-extend", {"new_size": 3})
     assert r.status_code == 400 and "1 GB more" in r.text
     listed = (await get(site, h, "volumes")).json()["volumes"]

@@ -47,12 +47,13 @@ async def figures(ctx: SiteContext) -> PoolFigures:
 
 
 async def check_room(ctx: SiteContext, more_gb: int) -> None:
-    """400 when ``more_gb`` more does not fit the pool."""
+    """400 when ``more_gb`` more (0: the volumes as recorded) does not fit the pool."""
     pool = await figures(ctx)
     if pool.allocated_gb + more_gb > pool.capacity_gb:
+        asked = f"{more_gb} GB more" if more_gb else "the new volume"
         raise invalid_input(
             f"There is not enough capacity in the volume pool of site {ctx.name} for "
-            f"{more_gb} GB more: {pool.allocated_gb} GB are allocated of "
+            f"{asked}: {pool.allocated_gb + more_gb} GB would be allocated of "
             f"{pool.capacity_gb:.0f} GB ({pool.total_gb:.0f} GB of storage x "
             f"{pool.ratio:g}, the over-subscription ratio)."
         )

@@ -190,7 +190,6 @@ class Volume(Resource[VolumeRecord, Volumes]):
         )
         limits = await volume_limits(call, project_id)
         check_per_volume(limits, gigabytes)
-        await check_room(call.ctx, gigabytes)
         try:
             made = await repo.add(
                 new=new,
@@ -199,6 +198,12 @@ class Volume(Resource[VolumeRecord, Volumes]):
             )
         except OverLimit as exc:
             raise over_limit(exc, what="volumes") from exc
+        try:  # after the quota, as Cinder's scheduler weighs pools after the API's quota
+            await check_room(call.ctx, 0)
+        except BadRequest:
+            await repo.remove(made.id, statuses=("creating",), cascade=False,
+                              snapshot_statuses=())  # fmt: skip
+            raise
         await self._allocate(call, repo, made, source)
         return await self.find(call, made.id, repo)
 
