@@ -67,6 +67,9 @@ class PeerWorker:
     # the outbox: a live change to a hundred receivers is then a push per receiver and
     # no outbox queries, instead of two per push loop.
     known_clear: bool = False
+    # Calls of ``wake`` so far: a look at the outbox that began before the last one
+    # must not conclude that the outbox is clear.
+    _woken: int = 0
     _wakes: list[asyncio.Event] = field(default_factory=list)
     _idle: list[asyncio.Event] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -74,7 +77,6 @@ class PeerWorker:
     def start(self) -> None:
         for n in range(self.concurrency):
             event = asyncio.Event()
-            event.set()
             self._wakes.append(event)
             self._tasks.append(
                 asyncio.create_task(self._loop(event), name=f"sync-push-{self.target}-{n}")
@@ -83,6 +85,7 @@ class PeerWorker:
     def wake(self) -> None:
         """Every loop looks at the outbox again (new work there, or a retry)."""
         self.known_clear = False
+        self._woken += 1
         for event in self._wakes:
             event.set()
 
@@ -105,6 +108,9 @@ class PeerWorker:
 
     async def _loop(self, wake: asyncio.Event) -> None:
         while True:
+            # Cleared before the look, not after it: a wake that comes while this loop
+            # looks (on PostgreSQL a look awaits the server) is then still set below.
+            wake.clear()
             try:
                 pause = await self.step()
             except asyncio.CancelledError:
@@ -116,7 +122,6 @@ class PeerWorker:
             # back: then the hand-over waits too (going round again would spin without
             # yielding, freezing the site's event loop for the whole cool-down).
             if pause > 0 and (not self.fresh or self.breaker.state != CLOSED):
-                wake.clear()
                 self._idle.append(wake)
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
@@ -132,13 +137,14 @@ class PeerWorker:
         """One claim-and-push; how long to wait before the next (0 = go on at once)."""
         if not self.breaker.allow():
             return max(self.breaker.wait_time(), 0.05)
+        woken = self._woken
         batch = await self.claim()
         if not batch:
             self.breaker.probing = False
             if self.known_clear:
                 return CLEAR_IDLE_SECONDS
             due = await self.repo.next_due(self.target)
-            if due is None and not self.inflight and not self.fresh:
+            if due is None and not self.inflight and not self.fresh and self._woken == woken:
                 self.known_clear = True
                 return CLEAR_IDLE_SECONDS
             now = self.ctx.clock()

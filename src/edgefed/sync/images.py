@@ -74,6 +74,9 @@ class BlobFetcher:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the look, not after it: a fetch recorded while the fetcher
+            # looks (awaiting PostgreSQL) wakes it again at once.
+            self.wake.clear()
             wait = IDLE_SECONDS
             try:
                 now = self.ctx.clock()
@@ -87,7 +90,6 @@ class BlobFetcher:
                 raise
             except Exception:
                 log.exception("image blob fetching failed; retrying")
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                 async with asyncio.timeout(max(wait, 0.01)):

@@ -106,13 +106,15 @@ class SyncTelemetry:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the refresh, not after it: a wake that comes while the
+            # refresh reads (awaiting PostgreSQL) then brings another one at once.
+            self.wake.clear()
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("refreshing sync telemetry failed; retrying")
-            self.wake.clear()
             idle = not any(b.pending for b in self.backlog.values())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_REFRESH_SECONDS if idle else self.refresh_seconds):

@@ -4,6 +4,7 @@ after a backoff on the fake clock (the source is an httpx MockTransport)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import time
@@ -17,10 +18,12 @@ from sync_support import FakeClock
 
 from edgefed.store.image import images
 from edgefed.store.sync import Fetch, SyncReceiver, SyncRepository
+from edgefed.sync import images as images_module
 from edgefed.sync.backoff import Backoff
 from edgefed.sync.images import MALFORMED_RETRY_SECONDS, BlobFetcher
 from edgefed.sync.state import SyncEngine
 from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.wait import eventually
 
 DATA = b"a disk image, not a large one " * 100
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -164,3 +167,36 @@ async def test_a_fetch_that_names_no_sha256_is_never_requested(receiver: Any) ->
 
     assert central.requests == []
     assert fetcher.retry_at["img"] == clock.now + MALFORMED_RETRY_SECONDS
+
+
+async def test_a_fetch_recorded_while_the_fetcher_looks_is_made_at_once(
+    receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetcher's look at its records awaits the database (PostgreSQL): a fetch
+    recorded meanwhile wakes it, and the wake must not be lost to the idle timer (made
+    an hour here). The first look is answered as if read before the record was made."""
+    site, repo = receiver
+    monkeypatch.setattr(images_module, "IDLE_SECONDS", 3600.0)
+    fetcher = fetcher_for(site, repo, Central(serve(DATA)), FakeClock(5000.0))
+    looking, answer = asyncio.Event(), asyncio.Event()
+    pending_fetches = repo.pending_fetches
+
+    async def late_pending_fetches() -> list[Fetch]:
+        if not looking.is_set():
+            looking.set()
+            await answer.wait()
+            return []
+        return await pending_fetches()
+
+    async def active() -> bool:
+        return await image_status(site) == "active"
+
+    monkeypatch.setattr(repo, "pending_fetches", late_pending_fetches)
+    fetcher.start()
+    try:
+        await looking.wait()
+        fetcher.wake.set()  # what recording a fetch does
+        answer.set()
+        await eventually(active, within=10, what="the blob fetched")
+    finally:
+        await fetcher.stop()

@@ -10,9 +10,11 @@ import dataclasses
 from typing import Any
 
 import httpx
+import pytest
 from sync_support import Denver, FakeClock, each, queue, states, worker_for
 
 from edgefed.store.sync import OutboxEntry, SyncRepository
+from edgefed.sync import delivery as delivery_module
 from edgefed.sync.delivery import Delivery
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.wait import eventually
@@ -159,6 +161,42 @@ async def test_running_loops_push_what_is_queued_and_stop(berlin: Any) -> None:
     finally:
         await worker.stop()
     assert all(task.done() for task in worker._tasks)
+
+
+async def test_work_woken_for_while_a_loop_looks_at_the_outbox_is_pushed_at_once(
+    berlin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a loop's look at the outbox awaits the server: a row queued and woken
+    for meanwhile was left until the idle timer (30 s) when the look ended finding
+    nothing. The timers are made an hour here: only the wake can bring the push."""
+    site, repo = berlin
+    monkeypatch.setattr(delivery_module, "CLEAR_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(delivery_module, "MAX_IDLE_SECONDS", 3600.0)
+    denver, clock = Denver(each("applied")), FakeClock()
+    worker = worker_for(site, repo, denver, clock)
+    looking, answer = asyncio.Event(), asyncio.Event()
+    next_due = repo.next_due
+
+    async def slow_next_due(target: str) -> float | None:
+        due = await next_due(target)
+        looking.set()
+        await answer.wait()  # the server takes its time
+        return due
+
+    async def pushed() -> bool:
+        return bool(denver.pushes)
+
+    monkeypatch.setattr(repo, "next_due", slow_next_due)
+    worker.start()
+    try:
+        await looking.wait()  # the loop found the outbox empty and is still looking
+        await queue(repo, ("flavor", "f0"))
+        worker.wake()
+        answer.set()
+        await eventually(pushed, within=10, what="f0 pushed")
+    finally:
+        await worker.stop()
+    assert [i["key"] for push in denver.pushes for i in push] == ["f0"]
 
 
 def delivery_for(site: InProcessSite, repo: SyncRepository, denver: Denver) -> Delivery:

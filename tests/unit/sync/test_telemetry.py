@@ -5,9 +5,11 @@ conflicts are counted per source; the refresh loop follows a wake-up."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sync_support import FakeClock
 
 from edgefed.store.sync import (
@@ -19,6 +21,7 @@ from edgefed.store.sync import (
     SyncRepository,
     delivery_rank,
 )
+from edgefed.sync import telemetry as telemetry_module
 from edgefed.sync.telemetry import SyncTelemetry
 from edgefed.testkit.wait import eventually
 
@@ -185,3 +188,34 @@ async def test_the_refresh_loop_follows_a_wake_up(repo: SyncRepository) -> None:
     finally:
         await telemetry.stop()
     await telemetry.stop()  # stopping twice is harmless
+
+
+async def test_a_wake_up_during_a_refresh_brings_another_at_once(
+    repo: SyncRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh awaits the database (PostgreSQL): a wake-up meanwhile must not be lost
+    to the idle timer, made an hour here."""
+    monkeypatch.setattr(telemetry_module, "IDLE_REFRESH_SECONDS", 3600.0)
+    telemetry = telemetry_for(repo, FakeClock(1000.0))
+    reading, answer = asyncio.Event(), asyncio.Event()
+    list_receivers = repo.list_receivers
+
+    async def slow_list_receivers() -> list[str]:
+        found = await list_receivers()
+        reading.set()
+        await answer.wait()  # the backlog was read, empty; the refresh is not over
+        return found
+
+    async def seen() -> bool:
+        return telemetry.report()["queue_depth"] == 1
+
+    monkeypatch.setattr(repo, "list_receivers", slow_list_receivers)
+    telemetry.start()
+    try:
+        await reading.wait()
+        await repo.enqueue([entry("Denver", "p1")], now=990.0, force=False)
+        telemetry.wake.set()
+        answer.set()
+        await eventually(seen, within=10, what="the queued row in the report")
+    finally:
+        await telemetry.stop()
