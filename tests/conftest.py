@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
+from edgefed.services.identity import passwords
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.postgres import PostgresServer
@@ -25,6 +27,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="sqlite",
         help="run the sites of the suite on SQLite (default) or on a PostgreSQL server",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every in-process site hashes its admin's password and most tests log in: at the
+    # product's cost (OWASP's argon2id, 19 MiB and 2 passes, 50-250 ms each) that was a
+    # twentieth of the suite. Here new hashes take argon2's least cost; a hash names its
+    # own cost, so one made at the product's verifies all the same (test_hostile_sync).
+    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from edgefed import __version__
 from edgefed.api import faults
@@ -74,6 +76,29 @@ def build_services() -> list[ServiceSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class Blueprint:
+    """What every site app has in common: its services and their routes, mounted under
+    their prefixes. Building it analyses every endpoint's signature (FastAPI), most of
+    what creating an app costs; nothing in it belongs to one site (a service keeps a
+    site's state in the ``SiteContext``), so a process that runs many sites in it (an
+    in-process fleet, the test suite) builds one and passes it to each ``create_app``."""
+
+    services: tuple[ServiceSpec, ...]
+    routes: tuple[BaseRoute, ...]
+
+
+def build_blueprint() -> Blueprint:
+    services = tuple(build_services())
+    # Routes are mounted as the app's own router would mount them: its default response
+    # class; no dependency overrides (the app's would be bound to the first app).
+    router = APIRouter(default_response_class=Json)
+    for spec in services:
+        mount(router, spec.router.routes, prefix=spec.prefix)
+    mount(router, dashboard_router.routes, prefix="")
+    return Blueprint(services=services, routes=tuple(router.routes))
+
+
 def _run(spec: ServiceSpec, job: Job, ctx: SiteContext) -> asyncio.Task[None]:
     return asyncio.create_task(job(ctx), name=f"{spec.name}:{job.__name__}")
 
@@ -104,9 +129,12 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     on_ready: Callable[[SiteContext], None] | None = None,
+    blueprint: Blueprint | None = None,
 ) -> FastAPI:
-    """A site app. ``transport`` replaces the network for inter-site calls (tests)."""
-    services = build_services()
+    """A site app. ``transport`` replaces the network for inter-site calls (tests);
+    ``blueprint`` is the services and routes to use, built anew when not given."""
+    blueprint = blueprint or build_blueprint()
+    services = blueprint.services
     metrics = RequestMetrics()
 
     @contextlib.asynccontextmanager
@@ -183,9 +211,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, faults.handle_http_exception)
     app.add_exception_handler(Exception, faults.handle_unexpected)
     dispatch = SegmentDispatch(app.router)
-    for spec in services:
-        mount(app.router, spec.router.routes, prefix=spec.prefix)
-    mount(app.router, dashboard_router.routes, prefix="")
+    app.router.routes.extend(blueprint.routes)
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Json:
