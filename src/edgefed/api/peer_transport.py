@@ -20,6 +20,13 @@ its origin must have a pin in ``pins`` (else the request is refused before conne
 each new connection is checked against that pin before it carries a request, and a pin
 that changes closes that origin's pool. The https pools share one client context,
 made on first use.
+
+A peer's answer is read whole by most callers (``response.json()``), so a peer that
+answers without end would fill this site's memory: answers to ``httpx`` requests are cut
+off past ``MAX_ANSWER_BYTES`` (a ``RemoteProtocolError``) unless the request's
+``max_answer_bytes`` extension says otherwise (``None``: the caller streams and bounds
+what it keeps, as image downloads do). ``forward`` sets none: the router streams the
+answer on to its client, reading only as fast as that client does.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ from edgefed.api.tls import SITE_SERVER_NAME, PinStore, site_client_context
 
 Origin = tuple[str, str, int]  # scheme, host, port
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The longest answer a peer may give a request that does not say otherwise: many times
+# what a fleet of a thousand sites answers for its status or registry.
+MAX_ANSWER_BYTES = 16 << 20
+ANSWER_LIMIT = "max_answer_bytes"  # the request extension that changes it
 
 
 def origin(scheme: str, host: str, port: int | None) -> Origin:
@@ -59,17 +70,28 @@ def origin_of(base: str) -> tuple[Origin, str, bytes]:
 
 
 class _Tracked(httpx.AsyncByteStream):
-    """A response body that says when it is closed (the pool may be swept after)."""
+    """A response body that says when it is closed (the pool may be swept after) and
+    is cut off past ``most`` bytes (when given)."""
 
     def __init__(
-        self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, done: Callable[[], None]
+        self,
+        inner: httpx.SyncByteStream | httpx.AsyncByteStream,
+        done: Callable[[], None],
+        most: int | None = None,
     ):
         assert isinstance(inner, httpx.AsyncByteStream)
         self._inner = inner
         self._done: Callable[[], None] | None = done
+        self._most = most
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        most, seen = self._most, 0
         async for chunk in self._inner:
+            seen += len(chunk)
+            if most is not None and seen > most:
+                raise httpx.RemoteProtocolError(
+                    f"the peer's answer is longer than {most} bytes; cut off"
+                )
             yield chunk
 
     async def aclose(self) -> None:
@@ -138,7 +160,8 @@ class PeerTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         key = origin(url.scheme, url.host, url.port)
-        return await self._send(key, lambda pool: pool.handle_async_request(request))
+        most = request.extensions.get(ANSWER_LIMIT, MAX_ANSWER_BYTES)
+        return await self._send(key, lambda pool: pool.handle_async_request(request), most)
 
     async def forward(
         self,
@@ -167,7 +190,10 @@ class PeerTransport(httpx.AsyncBaseTransport):
         return await self._send(key, lambda pool: pool.send(*raw, wire, body, timeouts))
 
     async def _send(
-        self, key: Origin, send: Callable[[Http1Pool], Awaitable[httpx.Response]]
+        self,
+        key: Origin,
+        send: Callable[[Http1Pool], Awaitable[httpx.Response]],
+        most: int | None = None,
     ) -> httpx.Response:
         if key[0] == "https":
             self._pins.require(key[1], key[2])  # an unpinned origin: refused, not dialled
@@ -190,7 +216,7 @@ class PeerTransport(httpx.AsyncBaseTransport):
         except BaseException:
             done()
             raise
-        response.stream = _Tracked(response.stream, done)
+        response.stream = _Tracked(response.stream, done, most)
         return response
 
     async def _sweep(self, now: float) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from edgefed.api.context import SiteContext
+from edgefed.api.peer_transport import ANSWER_LIMIT
 from edgefed.core.errors import BadRequest, Unavailable
 from edgefed.core.scope import Expr, Scope
 from edgefed.core.scope_eval import evaluate
@@ -130,7 +131,11 @@ async def download(
                 headers["Range"] = f"bytes={written}-"
             try:
                 async with ctx.http.stream(
-                    "GET", base + path, headers=headers, timeout=timeout
+                    "GET",
+                    base + path,
+                    headers=headers,
+                    timeout=timeout,
+                    extensions={ANSWER_LIMIT: None},  # a file, streamed to disk
                 ) as r:
                     if r.status_code not in (200, 206):
                         raise Unavailable(f"{site} answered {r.status_code} for {path}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from edgefed.api.context import SiteContext
+from edgefed.api.peer_transport import ANSWER_LIMIT
 from edgefed.core.errors import EdgefedError
 from edgefed.core.files import fsync_dir
 from edgefed.store.image import BlobStore
@@ -132,7 +133,11 @@ class BlobFetcher:
         headers = signed_headers(self.ctx, target=fetch.source, method="GET", path=path, body=b"")
         if have:
             headers["Range"] = f"bytes={have}-"
-        async with self.ctx.http.stream("GET", url, headers=headers, timeout=60.0) as r:
+        # Not cut off at the inter-site client's answer limit: this loop bounds it.
+        unbounded = {ANSWER_LIMIT: None}
+        async with self.ctx.http.stream(
+            "GET", url, headers=headers, timeout=60.0, extensions=unbounded
+        ) as r:
             if r.status_code == 416:
                 have = 0
                 part.unlink(missing_ok=True)

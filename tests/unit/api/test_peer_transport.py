@@ -151,3 +151,49 @@ async def test_an_unsupported_address_is_refused_clearly() -> None:
             await client.get("ftp://127.0.0.1:21/x")
     with pytest.raises(httpx.UnsupportedProtocol):
         await transport.forward("ftp://127.0.0.1:21", "GET", "/x", [], None, 1.0)
+
+
+async def test_an_answer_without_end_is_cut_off_unless_the_caller_streams_it() -> None:
+    """A hostile peer answering forever fills no memory: read whole, an answer is cut
+    off at the limit; a caller that streams (an image download) says it bounds it."""
+    sent: list[int] = []
+    hung_up = asyncio.Condition()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        total = 0
+        try:
+            for _ in range(4096):  # at most 256 MiB, until the reader hangs up
+                writer.write(b" " * (64 * 1024))
+                await writer.drain()
+                total += 64 * 1024
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            async with hung_up:
+                sent.append(total)
+                hung_up.notify_all()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/edge/v1/gossip"
+    transport = PeerTransport(limits=httpx.Limits())
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.RemoteProtocolError, match="longer than 16777216 bytes"):
+                await client.get(url)
+            with pytest.raises(httpx.RemoteProtocolError, match="longer than 1000 bytes"):
+                await client.get(url, extensions={"max_answer_bytes": 1000})
+            async with client.stream("GET", url, extensions={"max_answer_bytes": None}) as r:
+                seen = 0
+                async for chunk in r.aiter_raw():
+                    seen += len(chunk)
+                    if seen > 32 << 20:
+                        break
+            assert seen > 32 << 20  # past the default: this caller bounds it
+    finally:
+        server.close()
+    async with asyncio.timeout(10), hung_up:  # the server sees each hang-up on a write
+        await hung_up.wait_for(lambda: len(sent) == 3)
+    assert max(sent[:2]) < 64 << 20, sent  # the reader hung up: not the 256 MiB offered
