@@ -55,6 +55,9 @@ class HostCommandQueue:
         self.instance = uuid.uuid4().hex
         self._answers: dict[str, asyncio.Future[CommandRecord]] = {}
         self._pending: dict[str, asyncio.Event] = {}
+        # Per host, how many times its agent said it restarted (in this process): a poll
+        # still waiting from before that is a dead agent's, its answer goes nowhere.
+        self._generation: dict[str, int] = {}
         self._listeners: list[ReportListener] = []
 
     # -- the submitting side -------------------------------------------------------------
@@ -170,14 +173,25 @@ class HostCommandQueue:
         """The queued commands of ``host`` (now sent), waiting up to ``wait`` seconds for
         one; ``restarted``: the agent lost what it had been sent, so send it again."""
         if restarted:
+            # The polls of the agent that died (the site's side never saw it go) are
+            # dismissed first, so none of them claims what the new one is to be sent.
+            self._generation[host] = self._generation.get(host, 0) + 1
+            self._wake(host)
             requeued = await self.commands.requeue_sent(host=host)
             if requeued:
                 log.info("host %s restarted its agent: %d command(s) sent again", host, requeued)
+        generation = self._generation.get(host, 0)
         deadline = self.clock() + wait
         while True:
             event = self._event(host)
             event.clear()
+            if self._generation.get(host, 0) != generation:
+                return []  # a newer agent polls for this host
             found = await self.commands.claim(host=host, now=self.clock())
+            if found and self._generation.get(host, 0) != generation:
+                await self.commands.requeue([c.id for c in found])
+                self._wake(host)  # for the newer agent's poll
+                return []
             left = deadline - self.clock()
             if found or left <= 0:
                 return found

@@ -166,6 +166,21 @@ class HostCommands:
             )
         return int(done.rowcount)
 
+    async def requeue(self, command_ids: Sequence[str]) -> int:
+        """Commands claimed for an agent that can no longer take them: queue them again
+        (those still sent; an answered one stays answered)."""
+        if not command_ids:
+            return 0
+        async with self.store.write() as conn:
+            done = await conn.execute(
+                update(host_commands)
+                .where(
+                    host_commands.c.id.in_(list(command_ids)) & (host_commands.c.state == "sent")
+                )
+                .values(state="queued", sent_at=None)
+            )
+        return int(done.rowcount)
+
     async def finish(
         self,
         command_id: str,

@@ -222,6 +222,26 @@ async def test_a_restarted_agent_gets_what_it_was_sent_again(queue: HostCommandQ
     await asyncio.wait_for(waiting, 5)
 
 
+async def test_a_dead_agents_waiting_poll_does_not_take_the_new_agents_work(
+    queue: HostCommandQueue,
+) -> None:
+    """An agent killed during its long poll leaves that poll waiting at the site (nothing
+    tells it the agent is gone); the work for its successor must not go to it."""
+    dead = asyncio.create_task(take(queue))
+
+    async def polling_started() -> bool:
+        return "h1" in queue._pending
+
+    await eventually(polling_started, what="the dead agent's poll under way")
+    assert await queue.poll(host="h1", wait=0, restarted=True) == []  # the new agent
+    assert await asyncio.wait_for(dead, 5) == []  # dismissed, empty-handed
+    polling = asyncio.create_task(take(queue))
+    waiting = submitted(queue, server_id="s1")
+    (command,) = await asyncio.wait_for(polling, 5)
+    await queue.answer(host="h1", command_id=command.id, result={})
+    assert (await asyncio.wait_for(waiting, 5)).state == "done"
+
+
 async def test_every_listener_hears_a_report_even_after_one_fails(
     queue: HostCommandQueue,
 ) -> None:
