@@ -1,7 +1,9 @@
 """Fixtures shared by every test layer.
 
 ``pytest --database=postgres`` runs the same tests on PostgreSQL: a throw-away server
-is started once for the session and every site gets a fresh database.
+is started once for the session and every site gets a fresh database (a copy of one
+migrated once). Tests that open no database on that server (their fixtures never ask
+for ``postgres_server``) are deselected there: they would run exactly as on SQLite.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def pytest_configure(config: pytest.Config) -> None:
     passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--database") != "postgres":
+        return
+    # A test none of whose fixtures asks for the server runs on SQLite in this pass too:
+    # it already ran, unchanged, in the SQLite pass.
+    on_sqlite = [i for i in items if "postgres_server" not in getattr(i, "fixturenames", ())]
+    if on_sqlite:
+        config.hook.pytest_deselected(items=on_sqlite)
+        items[:] = [i for i in items if "postgres_server" in getattr(i, "fixturenames", ())]
+
+
 @pytest.fixture(scope="session")
 def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | None]:
     if request.config.getoption("--database") != "postgres":
@@ -50,10 +63,11 @@ def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer |
 
 
 def new_database_url(server: PostgresServer | None) -> str | None:
-    """A fresh database on the suite's PostgreSQL server, or None for SQLite."""
+    """A fresh database migrated to the head on the suite's PostgreSQL server, or None
+    for SQLite."""
     if server is None:
         return None
-    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+    return server.migrated_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
 @pytest.fixture
