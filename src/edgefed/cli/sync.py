@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edgefed.cli.client import (
@@ -38,76 +39,96 @@ SYNC = "/edge/v1/sync"
 BAR_WIDTH = 30
 
 
+def _posted(
+    args: argparse.Namespace,
+    client: OperatorClient,
+    path: str,
+    key: str,
+    sentence: Callable[[dict[str, Any]], str],
+    body: dict[str, Any] | None = None,
+) -> int:
+    """POST to ``{SYNC}/{path}``; print the answer's ``key`` (JSON) or its sentence."""
+    found = client.request("POST", f"{SYNC}/{path}", body=body)[key]
+    if args.format == "json":
+        print_json(found)
+    else:
+        print(sentence(found))
+    return 0
+
+
+def _listed(
+    args: argparse.Namespace, client: OperatorClient, key: str, columns: tuple[str, ...]
+) -> int:
+    """GET ``{SYNC}/{key}``; print its rows (JSON or a table of ``columns``)."""
+    rows = client.request("GET", f"{SYNC}/{key}")[key]
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print_table(rows, columns)
+    return 0
+
+
+def _deleted(client: OperatorClient, path: str, sentence: str) -> int:
+    """DELETE ``{SYNC}/{path}``; print what it did."""
+    client.request("DELETE", f"{SYNC}/{path}")
+    print(sentence)
+    return 0
+
+
 def cmd_mark(args: argparse.Namespace, client: OperatorClient) -> int:
     body = {"mark": {"kind": args.kind, "id": args.id, "to": args.to}}
-    mark = client.request("POST", f"{SYNC}/marks", body=body)["mark"]
-    if args.format == "json":
-        print_json(mark)
-    else:
-        print(f"marked {mark['kind']} {mark['id']} for sync to {mark['to']}")
-    return 0
+    return _posted(args, client, "marks", "mark", _marked, body)
+
+
+def _marked(mark: dict[str, Any]) -> str:
+    return f"marked {mark['kind']} {mark['id']} for sync to {mark['to']}"
 
 
 def cmd_unmark(args: argparse.Namespace, client: OperatorClient) -> int:
-    client.request("DELETE", f"{SYNC}/marks/{args.kind}/{args.id}")
-    print(f"unmarked {args.kind} {args.id}")
-    return 0
+    return _deleted(client, f"marks/{args.kind}/{args.id}", f"unmarked {args.kind} {args.id}")
 
 
 def cmd_marks(args: argparse.Namespace, client: OperatorClient) -> int:
-    marks = client.request("GET", f"{SYNC}/marks")["marks"]
-    if args.format == "json":
-        print_json(marks)
-    else:
-        print_table(marks, ("kind", "id", "to", "origin"))
-    return 0
+    return _listed(args, client, "marks", ("kind", "id", "to", "origin"))
 
 
 def cmd_register(args: argparse.Namespace, client: OperatorClient) -> int:
     body = {"registration": {"source": args.source}}
-    reg = client.request("POST", f"{SYNC}/registrations", body=body)["registration"]
-    if args.format == "json":
-        print_json(reg)
-    elif reg["status"] == "pending":
-        print(
+    return _posted(args, client, "registrations", "registration", _registered, body)
+
+
+def _registered(reg: dict[str, Any]) -> str:
+    if reg["status"] == "pending":
+        return (
             f"{reg['receiver']} asked {reg['source']} to serve it; waiting for an admin of "
             f"{reg['source']} to accept: edgefed sync accept {reg['receiver']}"
         )
-    else:
-        print(
-            f"{reg['receiver']} registered with {reg['source']}; "
-            f"first full sync started ({reg['queued']} deliveries queued)"
-        )
-    return 0
+    return (
+        f"{reg['receiver']} registered with {reg['source']}; "
+        f"first full sync started ({reg['queued']} deliveries queued)"
+    )
 
 
 def cmd_receivers(args: argparse.Namespace, client: OperatorClient) -> int:
-    receivers = client.request("GET", f"{SYNC}/receivers")["receivers"]
-    if args.format == "json":
-        print_json(receivers)
-    else:
-        print_table(receivers, ("name", "state", "requested_at", "accepted_at"))
-    return 0
+    return _listed(args, client, "receivers", ("name", "state", "requested_at", "accepted_at"))
 
 
 def cmd_accept(args: argparse.Namespace, client: OperatorClient) -> int:
-    receiver = client.request("POST", f"{SYNC}/receivers/{args.name}/accept")["receiver"]
-    if args.format == "json":
-        print_json(receiver)
-    elif receiver["state"] == "accepted":
-        print(
+    return _posted(args, client, f"receivers/{args.name}/accept", "receiver", _accepted)
+
+
+def _accepted(receiver: dict[str, Any]) -> str:
+    if receiver["state"] == "accepted":
+        return (
             f"accepted {receiver['name']} as a sync receiver; first full sync started "
             f"({receiver['queued']} deliveries queued)"
         )
-    else:
-        print(f"approved {receiver['name']} ahead: its registration will be accepted at once")
-    return 0
+    return f"approved {receiver['name']} ahead: its registration will be accepted at once"
 
 
 def cmd_refuse(args: argparse.Namespace, client: OperatorClient) -> int:
-    client.request("DELETE", f"{SYNC}/receivers/{args.name}")
-    print(f"{args.name} is no sync receiver of this site (what it received stays there)")
-    return 0
+    done = f"{args.name} is no sync receiver of this site (what it received stays there)"
+    return _deleted(client, f"receivers/{args.name}", done)
 
 
 def cmd_conflicts(args: argparse.Namespace, client: OperatorClient) -> int:
@@ -146,33 +167,30 @@ def _resolve(args: argparse.Namespace, client: OperatorClient) -> int:
         raise CommandError("conflicts resolve needs KIND ID and --source")
     body = {"resolve": {"source": args.source, "kind": args.kind, "id": args.id,
                         "adopt": args.adopt, "dismiss": args.dismiss}}  # fmt: skip
-    resolved = client.request("POST", f"{SYNC}/conflicts/resolve", body=body)["resolved"]
-    if args.format == "json":
-        print_json(resolved)
-        return 0
-    what = {
-        "adopted": f"adopted {args.source}'s version",
-        "dismissed": "kept this site's row and dismissed the clash",
-        "requested": f"asked {args.source} for its version again",
-    }[resolved["resolution"]]
-    print(f"{args.kind} {args.id}: {what}")
-    return 0
+
+    def settled(resolved: dict[str, Any]) -> str:
+        what = {
+            "adopted": f"adopted {args.source}'s version",
+            "dismissed": "kept this site's row and dismissed the clash",
+            "requested": f"asked {args.source} for its version again",
+        }[resolved["resolution"]]
+        return f"{args.kind} {args.id}: {what}"
+
+    return _posted(args, client, "conflicts/resolve", "resolved", settled, body)
 
 
 def cmd_unregister(args: argparse.Namespace, client: OperatorClient) -> int:
-    client.request("DELETE", f"{SYNC}/registrations/{args.source}")
-    print(f"no longer receiving from {args.source} (data received so far is kept)")
-    return 0
+    done = f"no longer receiving from {args.source} (data received so far is kept)"
+    return _deleted(client, f"registrations/{args.source}", done)
 
 
 def cmd_request(args: argparse.Namespace, client: OperatorClient) -> int:
     body = {"request": {"kind": args.kind, "id": args.id, "source": args.source}}
-    answer = client.request("POST", f"{SYNC}/requests", body=body)["request"]
-    if args.format == "json":
-        print_json(answer)
-    else:
-        print(f"requested {args.kind} {args.id} from {', '.join(answer['sources'])}")
-    return 0
+
+    def requested(answer: dict[str, Any]) -> str:
+        return f"requested {args.kind} {args.id} from {', '.join(answer['sources'])}"
+
+    return _posted(args, client, "requests", "request", requested, body)
 
 
 def bar(done: int, total: int, *, width: int = BAR_WIDTH) -> str:
