@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
-from edgefed.api.paging import parse_limit
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
 from edgefed.api.service import routes_of
@@ -31,7 +30,8 @@ from edgefed.services.compute.body import (
     req_str,
     section,
 )
-from edgefed.services.compute.links import links, next_link
+from edgefed.services.compute.links import links
+from edgefed.services.compute.listing import add_list_routes, page_of
 from edgefed.services.compute.lookups import visible_flavor
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
 from edgefed.services.compute.state import ComputeState, compute_state
@@ -153,38 +153,12 @@ async def _list(
         raise BadRequest(f"Invalid sort_dir {sort_dir!r}: use asc or desc")
     attr = SORT_KEYS[sort_key]
     selected.sort(key=lambda f: (getattr(f, attr), f.id), reverse=sort_dir == "desc")
-    marker = params.get("marker")
-    if marker:
-        ids = [f.id for f in selected]
-        if marker not in ids:
-            raise BadRequest(f"marker [{marker}] not found")
-        selected = selected[ids.index(marker) + 1 :]
-    limit = parse_limit(params.get("limit"))
-    page, more = selected[:limit], len(selected) > limit
-    body: dict[str, Any] = {
-        "flavors": [flavor_view(request, f, version, detail=detail) for f in page]
-    }
-    if more and page:
-        body["flavors_links"] = [next_link(request, "flavors", page[-1].id, limit)]
-    return Json(body)
+    page = page_of(request, selected)
+    views = [flavor_view(request, f, version, detail=detail) for f in page.items]
+    return page.answer(request, "flavors", views)
 
 
-@router.get("/v2.1/flavors")
-async def list_flavors(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    return await _list(request, principal, state, detail=False)
-
-
-@router.get("/v2.1/flavors/detail")
-async def list_flavors_detail(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    return await _list(request, principal, state, detail=True)
+add_list_routes(router, "/v2.1/flavors", "list_flavors", _list)
 
 
 @router.get("/v2.1/flavors/{flavor_id}")

@@ -32,6 +32,7 @@ from edgefed.core.errors import BadRequest, EdgefedError, NotFound
 from edgefed.core.ids import EDGEFED_NAMESPACE
 from edgefed.core.settings import HostSpec
 from edgefed.drivers.base import HypervisorInfo
+from edgefed.services.compute.listing import add_list_routes
 from edgefed.services.compute.microversion import APIVersion, MicroversionRoute, api_version
 from edgefed.services.compute.server_views import iso
 from edgefed.services.compute.state import ComputeState, compute_state
@@ -218,24 +219,25 @@ def _check_id(hypervisor: str, version: APIVersion) -> None:
         raise NotFound(f"Hypervisor with ID '{hypervisor}' could not be found.")
 
 
-@router.get("/v2.1/os-hypervisors")
-async def list_hypervisors(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
+async def _list(
+    request: Request, principal: Principal, state: ComputeState, *, detail: bool
 ) -> Json:
-    require_admin(principal, "os_compute_api:os-hypervisors:list")
-    return Json({"hypervisors": await _listed(request, state, detail=False)})
+    rule = "list-detail" if detail else "list"
+    require_admin(principal, f"os_compute_api:os-hypervisors:{rule}")
+    return Json({"hypervisors": await _listed(request, state, detail=detail)})
 
 
-@router.get("/v2.1/os-hypervisors/detail")
-async def list_hypervisors_detail(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    require_admin(principal, "os_compute_api:os-hypervisors:list-detail")
-    return Json({"hypervisors": await _listed(request, state, detail=True)})
+add_list_routes(router, "/v2.1/os-hypervisors", "list_hypervisors", _list)
+
+
+def _before_removal(request: Request, principal: Principal, what: str) -> APIVersion:
+    """The version of a call to the hypervisor ``what`` API, which Nova removed in 2.88
+    (404 from then on); before it, an admin's only."""
+    version = api_version(request)
+    if version.at_least("2.88"):
+        raise NotFound(f"The hypervisor {what} API was removed in microversion 2.88.")
+    require_admin(principal, f"os_compute_api:os-hypervisors:{what}")
+    return version
 
 
 @router.get("/v2.1/os-hypervisors/statistics")
@@ -244,10 +246,7 @@ async def hypervisor_statistics(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Json:
-    version = api_version(request)
-    if version.at_least("2.88"):
-        raise NotFound("The hypervisor statistics API was removed in microversion 2.88.")
-    require_admin(principal, "os_compute_api:os-hypervisors:statistics")
+    version = _before_removal(request, principal, "statistics")
     views = await _all(state, version, detail=True)
     keys = (
         "vcpus",
@@ -299,10 +298,7 @@ async def hypervisor_uptime(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Json:
-    version = api_version(request)
-    if version.at_least("2.88"):
-        raise NotFound("The hypervisor uptime API was removed in microversion 2.88.")
-    require_admin(principal, "os_compute_api:os-hypervisors:uptime")
+    version = _before_removal(request, principal, "uptime")
     await _one(state, hypervisor, version)
     # The agents report no uptime of their hosts; clients take 501 as "not known".
     raise NotSupported("Virt driver does not implement host uptime function.")

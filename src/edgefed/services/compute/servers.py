@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
-from edgefed.api.paging import parse_limit
 from edgefed.api.policy import require_write
 from edgefed.api.responses import Json
 from edgefed.api.service import routes_of
@@ -28,7 +27,8 @@ from edgefed.services.compute.body import opt_str, read_json, req_str, section
 from edgefed.services.compute.boot_checks import CheckedBoot, check_boot
 from edgefed.services.compute.boot_request import BootRequest, parse_boot_request
 from edgefed.services.compute.boot_volumes import initial_mappings
-from edgefed.services.compute.links import links, next_link
+from edgefed.services.compute.links import links
+from edgefed.services.compute.listing import add_list_routes, page_of
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
 from edgefed.services.compute.name_filter import NameFilter
@@ -241,14 +241,7 @@ async def _list(
         servers = [s for s in servers if s.updated_at >= since]
     if before is not None:
         servers = [s for s in servers if s.updated_at <= before]
-    marker = params.get("marker")
-    if marker:
-        ids = [s.id for s in servers]
-        if marker not in ids:
-            raise BadRequest(f"marker [{marker}] not found")
-        servers = servers[ids.index(marker) + 1 :]
-    limit = parse_limit(params.get("limit"))
-    page, more = servers[:limit], len(servers) > limit
+    page = page_of(request, servers)
     if detail:
         by_device, networks = await network_context(state)
         version = api_version(request)
@@ -256,32 +249,14 @@ async def _list(
             server_view(
                 request, s, version, principal, ports=by_device.get(s.id, []), networks=networks
             )
-            for s in page
+            for s in page.items
         ]
     else:
-        items = [brief_view(request, s) for s in page]
-    body: dict[str, Any] = {"servers": items}
-    if more and page:
-        body["servers_links"] = [next_link(request, "servers", page[-1].id, limit)]
-    return Json(body)
+        items = [brief_view(request, s) for s in page.items]
+    return page.answer(request, "servers", items)
 
 
-@router.get("/v2.1/servers")
-async def list_servers(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    return await _list(request, principal, state, detail=False)
-
-
-@router.get("/v2.1/servers/detail")
-async def list_servers_detail(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    state: ComputeState = Depends(compute_state),
-) -> Json:
-    return await _list(request, principal, state, detail=True)
+add_list_routes(router, "/v2.1/servers", "list_servers", _list)
 
 
 @router.get("/v2.1/servers/{server_id}")
