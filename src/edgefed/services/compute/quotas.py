@@ -29,8 +29,16 @@ from edgefed.services.compute.state import ComputeState, compute_state
 router = APIRouter(route_class=MicroversionRoute)
 
 
-def _quota_body(values: dict[str, int], version: APIVersion, **extra: Any) -> dict[str, Any]:
-    shown = visible_resources(version)
+async def _quota_set(
+    request: Request, state: ComputeState, project_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The limits of ``project_id`` (of the default class when None) as Nova shows them
+    at the request's version, after ``extra`` (the ``id``)."""
+    if project_id is None:
+        values = await class_limits(state)
+    else:
+        values = await project_limits(state, project_id)
+    shown = visible_resources(api_version(request))
     return {**extra, **{k: values.get(k, v) for k, v in shown.items()}}
 
 
@@ -77,8 +85,7 @@ async def quota_defaults(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Json:
-    values = await class_limits(state)
-    return Json({"quota_set": _quota_body(values, api_version(request), id=project_id)})
+    return Json({"quota_set": await _quota_set(request, state, None, id=project_id)})
 
 
 @router.get("/v2.1/os-quota-sets/{project_id}/detail")
@@ -110,8 +117,7 @@ async def quota_show(
     state: ComputeState = Depends(compute_state),
 ) -> Json:
     _target_project(principal, project_id)
-    values = await project_limits(state, project_id)
-    return Json({"quota_set": _quota_body(values, api_version(request), id=project_id)})
+    return Json({"quota_set": await _quota_set(request, state, project_id, id=project_id)})
 
 
 @router.put("/v2.1/os-quota-sets/{project_id}")
@@ -134,8 +140,7 @@ async def quota_update(
                     f"used and reserved {used}."
                 )
     await state.quotas.set_limits(kind="project", owner=project_id, limits=updates)
-    values = await project_limits(state, project_id)
-    return Json({"quota_set": _quota_body(values, version)})
+    return Json({"quota_set": await _quota_set(request, state, project_id)})
 
 
 @router.delete("/v2.1/os-quota-sets/{project_id}", status_code=202)
@@ -156,8 +161,7 @@ async def quota_class_show(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Json:
-    values = await class_limits(state)
-    return Json({"quota_class_set": _quota_body(values, api_version(request), id=class_name)})
+    return Json({"quota_class_set": await _quota_set(request, state, None, id=class_name)})
 
 
 @router.put("/v2.1/os-quota-class-sets/{class_name}")
@@ -173,8 +177,7 @@ async def quota_class_update(
     version = api_version(request)
     updates, _ = _parse_updates(await read_json(request), "quota_class_set", version)
     await state.quotas.set_limits(kind="class", owner="default", limits=updates)
-    values = await class_limits(state)
-    return Json({"quota_class_set": _quota_body(values, version)})
+    return Json({"quota_class_set": await _quota_set(request, state, None)})
 
 
 @router.get("/v2.1/limits")
