@@ -101,6 +101,16 @@ async def _record(
     )
 
 
+async def _server(
+    state: ComputeState, principal: Principal, server_id: str, verb: str, *, write: bool = False
+) -> ServerRecord:
+    """The server whose volumes are asked for, once the policy allows ``verb`` on them."""
+    server = await get_server(state, principal, server_id)
+    allowed = require_write if write else require_read
+    allowed(principal, server.project_id, f"{POLICY}:{verb}")
+    return server
+
+
 def _mapping(server: ServerRecord, volume_id: str) -> VolumeMapping:
     for mapping in mappings_of(server.volumes):
         if mapping.volume_id == volume_id:
@@ -116,8 +126,7 @@ async def list_attachments(
     state: ComputeState = Depends(compute_state),
     version: APIVersion = Depends(api_version),
 ) -> Json:
-    server = await get_server(state, principal, server_id)
-    require_read(principal, server.project_id, f"{POLICY}:index")
+    server = await _server(state, principal, server_id, "index")
     views = [attachment_view(server, m, version) for m in mappings_of(server.volumes)]
     try:
         offset = int(request.query_params.get("offset", "0"))
@@ -137,8 +146,7 @@ async def show_attachment(
     state: ComputeState = Depends(compute_state),
     version: APIVersion = Depends(api_version),
 ) -> Json:
-    server = await get_server(state, principal, server_id)
-    require_read(principal, server.project_id, f"{POLICY}:show")
+    server = await _server(state, principal, server_id, "show")
     return Json({"volumeAttachment": attachment_view(server, _mapping(server, volume_id), version)})
 
 
@@ -246,8 +254,7 @@ async def create_attachment(
 ) -> Json:
     body = await read_json(request)
     asked = _attach_body(section(body, "volumeAttachment"), version)
-    server = await get_server(state, principal, server_id)
-    require_write(principal, server.project_id, f"{POLICY}:create")
+    server = await _server(state, principal, server_id, "create", write=True)
     _check_state(principal, server, "attach_volume")
     mapping = await attach_volume(state, request, principal, server, asked)
     await _record(state, request, principal, server, "attach_volume")
@@ -262,8 +269,7 @@ async def delete_attachment(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Response:
-    server = await get_server(state, principal, server_id)
-    require_write(principal, server.project_id, f"{POLICY}:delete")
+    server = await _server(state, principal, server_id, "delete", write=True)
     mapping = _mapping(server, volume_id)
     if mapping.boot_index == 0:
         raise BadRequest(f"Cannot detach a root device volume ({volume_id}).")
