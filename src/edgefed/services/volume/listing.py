@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from edgefed.api.resource import Call
@@ -18,7 +18,9 @@ from edgefed.services.volume.cinder import (
     sort_keys,
     version,
 )
-from edgefed.store.volume import Page
+from edgefed.store.volume import MarkerNotFound, Page
+
+R = TypeVar("R")
 
 MAX_INT = 2**31 - 1
 PAGING = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir", "offset", "with_count"})
@@ -123,3 +125,38 @@ def next_links(
     rest = urlencode(query)
     path = call.request.url.path
     return [{"href": f"{call.ctx.public_url}{path}?{rest}", "rel": "next"}]
+
+
+async def paged(call: Call, read: Callable[[Page], Awaitable[list[R]]], page: Page) -> list[R]:
+    """The records of ``page`` read through ``read`` (a repository's ``page``), the page
+    kept for ``listed``'s links; a marker that is none of them is a 404."""
+    call.request.state.volume_page = page
+    try:
+        return await read(page)
+    except MarkerNotFound as exc:
+        raise marker_missing(page.marker) from exc
+
+
+def listed(
+    call: Call,
+    collection: str,
+    views: list[dict[str, Any]],
+    summary: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """A list's document: each view's ``summary`` unless ``/detail`` was asked for, and
+    the ``next`` link of a full page (the page ``paged`` kept)."""
+    if not call.request.url.path.endswith("/detail"):
+        views = [summary(v) for v in views]
+    found: dict[str, Any] = {collection: views}
+    more = next_links(call, collection, views, call.request.state.volume_page)
+    if more:
+        found[f"{collection}_links"] = more
+    return found
+
+
+def written(call: Call, view: dict[str, Any], extension: Callable[[str], bool]) -> dict[str, Any]:
+    """A view as a create or an update answers it: without the ``extension`` attributes,
+    which Cinder's extensions add to show and the lists only."""
+    if call.request.method in ("POST", "PUT"):
+        return {k: v for k, v in view.items() if not extension(k)}
+    return view

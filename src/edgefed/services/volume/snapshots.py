@@ -22,14 +22,13 @@ from edgefed.services.volume.cinder import (
     over_limit,
     version,
 )
-from edgefed.services.volume.listing import marker_missing, next_links, page_of
+from edgefed.services.volume.listing import listed, page_of, paged, written
 from edgefed.services.volume.quotas import volume_limits
 from edgefed.services.volume.state import state_of
 from edgefed.services.volume.views import snapshot_view
 from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import (
     Demand,
-    MarkerNotFound,
     NewSnapshot,
     OverLimit,
     SnapshotRecord,
@@ -43,6 +42,9 @@ FILTERS = {"name": "name", "status": "status", "volume_id": "volume_id"}
 SORTABLE = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id")
 DELETABLE = ("available", "error", "error_deleting", "deleting")
 EXTENDED = "os-extended-snapshot-attributes:"
+# What the list without /detail shows of a snapshot.
+SUMMARY = ("id", "created_at", "updated_at", "name", "description", "volume_id", "status",
+           "size", "metadata")  # fmt: skip
 
 
 class Snapshot(Resource[SnapshotRecord, Snapshots]):
@@ -61,28 +63,13 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
     def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
         """A create's or an update's answer has no extended attributes (Cinder's
         extension extends show and the lists only)."""
-        if call.request.method in ("POST", "PUT"):
-            return {k: v for k, v in view.items() if not k.startswith(EXTENDED)}
-        return view
+        return written(call, view, lambda name: name.startswith(EXTENDED))
 
     async def records(self, call: Call, repo: Snapshots) -> list[SnapshotRecord]:
-        page = page_of(call, columns=FILTERS, sortable=SORTABLE)
-        call.request.state.volume_page = page
-        try:
-            return await repo.page(page)
-        except MarkerNotFound as exc:
-            raise marker_missing(page.marker) from exc
+        return await paged(call, repo.page, page_of(call, columns=FILTERS, sortable=SORTABLE))
 
     def collection(self, call: Call, views: list[dict[str, Any]]) -> dict[str, Any]:
-        if not call.request.url.path.endswith("/detail"):
-            keep = ("id", "created_at", "updated_at", "name", "description", "volume_id",
-                    "status", "size", "metadata")  # fmt: skip
-            views = [{k: v[k] for k in keep} for v in views]
-        found: dict[str, Any] = {"snapshots": views}
-        more = next_links(call, "snapshots", views, call.request.state.volume_page)
-        if more:
-            found["snapshots_links"] = more
-        return found
+        return listed(call, "snapshots", views, lambda v: {k: v[k] for k in SUMMARY})
 
     async def create(self, call: Call, repo: Snapshots) -> SnapshotRecord:
         data = await call.body()

@@ -32,7 +32,7 @@ from edgefed.services.volume.cinder import (
     positive_size,
     version,
 )
-from edgefed.services.volume.listing import bootable, marker_missing, next_links, page_of, size
+from edgefed.services.volume.listing import bootable, listed, page_of, paged, size, written
 from edgefed.services.volume.pool import check_room
 from edgefed.services.volume.quotas import check_per_volume, volume_limits
 from edgefed.services.volume.sources import Source, source_of
@@ -41,7 +41,6 @@ from edgefed.services.volume.types import type_for
 from edgefed.services.volume.views import EXTENSION_ATTRIBUTES, volume_view
 from edgefed.store.volume import (
     Demand,
-    MarkerNotFound,
     NewVolume,
     OverLimit,
     StateConflict,
@@ -79,6 +78,8 @@ FILTERS = {
 }
 SORTABLE = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone",
             "bootable", "user_id", "project_id")  # fmt: skip
+# What the list without /detail shows of a volume.
+SUMMARY = ("id", "name", "links")
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 NOT_DELETABLE = (
     "Volume status must be available or error or error_restoring or error_extending or "
@@ -118,26 +119,15 @@ class Volume(Resource[VolumeRecord, Volumes]):
     def shape(self, call: Call, view: dict[str, Any]) -> dict[str, Any]:
         """A create's or an update's answer has no extension attributes (Cinder's
         extensions extend show and the lists only)."""
-        if call.request.method in ("POST", "PUT"):
-            return {k: v for k, v in view.items() if k not in EXTENSION_ATTRIBUTES}
-        return view
+        return written(call, view, lambda name: name in EXTENSION_ATTRIBUTES)
 
     async def records(self, call: Call, repo: Volumes) -> list[VolumeRecord]:
         page = page_of(call, columns=FILTERS, sortable=SORTABLE,
                        parse={"bootable": bootable, "size": size})  # fmt: skip
-        call.request.state.volume_page = page
-        try:
-            return await repo.page(page)
-        except MarkerNotFound as exc:
-            raise marker_missing(page.marker) from exc
+        return await paged(call, repo.page, page)
 
     def collection(self, call: Call, views: list[dict[str, Any]]) -> dict[str, Any]:
-        if not call.request.url.path.endswith("/detail"):
-            views = [{"id": v["id"], "name": v["name"], "links": v["links"]} for v in views]
-        found: dict[str, Any] = {"volumes": views}
-        more = next_links(call, "volumes", views, call.request.state.volume_page)
-        if more:
-            found["volumes_links"] = more
+        found = listed(call, "volumes", views, lambda v: {k: v[k] for k in SUMMARY})
         if version(call) >= mv.COUNT and call.query.get("with_count", "").lower() == "true":
             found["count"] = len(views)
         return found
