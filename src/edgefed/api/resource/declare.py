@@ -160,6 +160,9 @@ class Resource(Generic[R, P]):
     create_headers: Mapping[str, str] = {}
     # What a query parameter means (OpenAPI), beyond ``filters``.
     query_doc: Mapping[str, str] = {}
+    # A ``{path}/detail`` list too (Cinder's), described so (OpenAPI): the same list,
+    # which ``collection`` tells apart by the path; before ``/{id}``, which would take it.
+    detail_list: str = ""
 
     actions: ClassVar[tuple[Action, ...]] = ()
 

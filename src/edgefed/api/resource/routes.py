@@ -228,8 +228,9 @@ def build_routes(res: Resource[Any, Any]) -> list[BaseRoute]:
         endpoint: Endpoint,
         *,
         name: str,
-        summary: str,
+        summary: str | None,
         status_code: int,
+        description: str | None = None,
         body: type[BaseModel] | None = None,
         gate: str | None = None,
         query: dict[str, str] | None = None,
@@ -242,6 +243,7 @@ def build_routes(res: Resource[Any, Any]) -> list[BaseRoute]:
             methods=[method],
             name=name,
             summary=summary,
+            description=description,
             status_code=status_code,
             dependencies=dependencies,
             openapi_extra=_openapi(res, path, query=query or {}, reads_body=reads_body),
@@ -251,6 +253,10 @@ def build_routes(res: Resource[Any, Any]) -> list[BaseRoute]:
     if "list" in verbs:
         add(res.path, "GET", _list(res), name=f"list_{res.collection_key}",
             summary=f"List {plural}", status_code=200, query=_query(res, listing=True))  # fmt: skip
+    if "list" in verbs and res.detail_list:  # summary: FastAPI's, from the name
+        add(f"{res.path}/detail", "GET", _list(res), name="list_detail", summary=None,
+            description=res.detail_list, status_code=200,
+            query=_query(res, listing=True))  # fmt: skip
     if "create" in verbs:
         add(res.path, "POST", _create(res), name=f"create_{res.key}",
             summary=f"Create a {title}", status_code=res.create_status,

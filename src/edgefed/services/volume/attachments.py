@@ -62,6 +62,7 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
     access = AttachmentAccess(project=lambda a: a.project_id)
     verbs = frozenset({"list", "show", "create"})
     create_status = 200
+    detail_list = "List attachments with details."
 
     def view(self, record: AttachmentRecord, call: Call) -> dict[str, Any]:
         return attachment_view(record, detail=True)
@@ -129,15 +130,6 @@ class Attachment(Resource[AttachmentRecord, Attachments]):
 
 
 ATTACHMENT = Attachment()
-
-
-async def list_detail(request: Request) -> Json:
-    """List attachments with details."""
-    call = await routes.begin(ATTACHMENT, request, "list")
-    found = await ATTACHMENT.access.visible(
-        call, await ATTACHMENT.records(call, ATTACHMENT.repository(call))
-    )
-    return Json(ATTACHMENT.collection(call, [ATTACHMENT.view(r, call) for r in found]))
 
 
 async def _writable(request: Request, verb: str) -> tuple[Call, Attachments, AttachmentRecord]:

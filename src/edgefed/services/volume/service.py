@@ -58,10 +58,7 @@ def build() -> ServiceSpec:
         plain.add_api_route(path, all_versions, methods=["GET"], include_in_schema=False)
     for path in ("/v3", "/v3/"):
         plain.add_api_route(path, v3_versions, methods=["GET"], include_in_schema=False)
-    first = APIRouter()  # before the kit's ``/{id}`` routes that would take their paths
-    first.add_api_route("/v3/volumes/detail", volumes.list_detail, methods=["GET"])
-    first.add_api_route("/v3/snapshots/detail", snapshots.list_detail, methods=["GET"])
-    first.add_api_route("/v3/attachments/detail", attachments.list_detail, methods=["GET"])
+    first = APIRouter()  # the hand-written routes (the kit's ``/detail`` lists: detail_list)
     first.add_api_route(
         "/v3/volumes/{volume_id}", volumes.delete_volume, methods=["DELETE"], status_code=202
     )

@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.resource import Call, ProjectOwned, Resource, routes
-from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume import microversion as mv
 from edgefed.services.volume.cinder import (
@@ -56,6 +55,7 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
     access = ProjectOwned[SnapshotRecord](project=lambda s: s.project_id)
     verbs = frozenset({"list", "show", "create", "update"})  # delete: delete_snapshot
     create_status = 202
+    detail_list = "List snapshots with details."
 
     def view(self, record: SnapshotRecord, call: Call) -> dict[str, Any]:
         return snapshot_view(record, call)
@@ -149,15 +149,6 @@ class Snapshot(Resource[SnapshotRecord, Snapshots]):
 
 
 SNAPSHOT = Snapshot()
-
-
-async def list_detail(request: Request) -> Json:
-    """List snapshots with details."""
-    call = await routes.begin(SNAPSHOT, request, "list")
-    records = await SNAPSHOT.access.visible(
-        call, await SNAPSHOT.records(call, SNAPSHOT.repository(call))
-    )
-    return Json(SNAPSHOT.collection(call, [SNAPSHOT.view(r, call) for r in records]))
 
 
 async def delete_snapshot(request: Request) -> Response:

@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.resource import Call, ProjectOwned, Resource, routes
-from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Forbidden
 from edgefed.services.volume import microversion as mv
 from edgefed.services.volume.cinder import (
@@ -112,6 +111,7 @@ class Volume(Resource[VolumeRecord, Volumes]):
     access = ProjectOwned[VolumeRecord](project=lambda v: v.project_id)
     verbs = frozenset({"list", "show", "create", "update"})  # delete: delete_volume
     create_status = 202
+    detail_list = "List volumes with details."
 
     def view(self, record: VolumeRecord, call: Call) -> dict[str, Any]:
         return volume_view(record, call)
@@ -245,13 +245,6 @@ class Volume(Resource[VolumeRecord, Volumes]):
 
 
 VOLUME = Volume()
-
-
-async def list_detail(request: Request) -> Json:
-    """List volumes with details."""
-    call = await routes.begin(VOLUME, request, "list")
-    records = await VOLUME.access.visible(call, await VOLUME.records(call, VOLUME.repository(call)))
-    return Json(VOLUME.collection(call, [VOLUME.view(r, call) for r in records]))
 
 
 def why_not_deletable(record: VolumeRecord, refusal: StateConflict) -> str:
