@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from edgefed.cli.client import (
@@ -94,6 +95,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     unmap.set_defaults(func=lambda a: run_command(a, cmd_unmap))
 
 
+def _printed(
+    args: argparse.Namespace,
+    found: Any,
+    items: list[dict[str, Any]],
+    row: Callable[[dict[str, Any]], dict[str, Any]],
+    columns: tuple[str, ...],
+) -> bool:
+    """``found`` as JSON, or a table of ``columns`` with a ``row`` for each of ``items``;
+    whether it was the table (which a command may follow with a line)."""
+    if args.format == "json":
+        print_json(found)
+        return False
+    print_table([row(item) for item in items], columns)
+    return True
+
+
+def _said(args: argparse.Namespace, found: Any, line: str) -> int:
+    """``found`` as JSON, or the one ``line`` a command prints of it."""
+    if args.format == "json":
+        print_json(found)
+    else:
+        print(line)
+    return 0
+
+
 def _alarm_summary(counts: dict[str, int] | None) -> str:
     if not counts:
         return "-"
@@ -106,26 +132,24 @@ def _percent(site: dict[str, Any], key: str) -> str:
     return "-" if not capacity else f"{capacity[key]['percent']:.0f}"
 
 
+def _status_row(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": s["name"],
+        "region": s["region"],
+        "status": s["status"],
+        "vcpus %": _percent(s, "vcpus"),
+        "ram %": _percent(s, "ram_mb"),
+        "servers": "-" if s["servers"] is None else s["servers"]["total"],
+        "alarms": _alarm_summary(s["alarms"]),
+        "reason": s["reason"],
+    }
+
+
 def cmd_status(args: argparse.Namespace, client: OperatorClient) -> int:
     body = client.request("GET", "/edge/v1/fleet/status", params={"scope": args.scope})
     status = body["fleet_status"]
-    if args.format == "json":
-        print_json(status)
+    if not _printed(args, status, status["sites"], _status_row, STATUS_COLUMNS):
         return 0
-    rows = [
-        {
-            "name": s["name"],
-            "region": s["region"],
-            "status": s["status"],
-            "vcpus %": _percent(s, "vcpus"),
-            "ram %": _percent(s, "ram_mb"),
-            "servers": "-" if s["servers"] is None else s["servers"]["total"],
-            "alarms": _alarm_summary(s["alarms"]),
-            "reason": s["reason"],
-        }
-        for s in status["sites"]
-    ]
-    print_table(rows, STATUS_COLUMNS)
     t = status["totals"]
     by = t["by_status"]
     print(
@@ -163,37 +187,30 @@ def cmd_run(args: argparse.Namespace, client: OperatorClient) -> int:
     if body is not None:
         spec["body"] = body
     result = client.request("POST", "/edge/v1/fleet/run", body={"run": spec})["run"]
-    if args.format == "json":
-        print_json(result)
-    else:
-        rows = [
-            {"site": r["site"], "status": r["status"], "result": r.get("error") or "ok"}
-            for r in result["results"]
-        ]
-        print_table(rows, ("site", "status", "result"))
+    _printed(args, result, result["results"],
+             lambda r: {"site": r["site"], "status": r["status"], "result": r.get("error") or "ok"},
+             ("site", "status", "result"))  # fmt: skip
     return 0 if result["ok"] else 1
 
 
 MAPPINGS = "/identity/v3/OS-EDGE/mappings"
 
 
+def _site_row(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": s["name"],
+        "status": s["status"],
+        "authority": "yes" if (s.get("enrollment") or {}).get("authority") else "",
+        "enrolled by": (s.get("enrollment") or {}).get("by", ""),
+        "endpoint": s["endpoint"],
+        "key": s["public_key"][:12] + "…",
+    }
+
+
 def cmd_sites(args: argparse.Namespace, client: OperatorClient) -> int:
     sites = client.request("GET", "/edge/v1/fleet/sites")["sites"]
-    if args.format == "json":
-        print_json(sites)
-        return 0
-    rows = [
-        {
-            "name": s["name"],
-            "status": s["status"],
-            "authority": "yes" if (s.get("enrollment") or {}).get("authority") else "",
-            "enrolled by": (s.get("enrollment") or {}).get("by", ""),
-            "endpoint": s["endpoint"],
-            "key": s["public_key"][:12] + "…",
-        }
-        for s in sites
-    ]
-    print_table(rows, ("name", "status", "authority", "enrolled by", "endpoint", "key"))
+    _printed(args, sites, sites, _site_row,
+             ("name", "status", "authority", "enrolled by", "endpoint", "key"))  # fmt: skip
     return 0
 
 
@@ -206,11 +223,7 @@ def cmd_enroll(args: argparse.Namespace, client: OperatorClient) -> int:
         }
     }
     enrollment = client.request("POST", "/edge/v1/fleet/enrollments", body=body)["enrollment"]
-    if args.format == "json":
-        print_json(enrollment)
-    else:
-        print(enrollment["token"])
-    return 0
+    return _said(args, enrollment, enrollment["token"])
 
 
 def cmd_revoke(args: argparse.Namespace, client: OperatorClient) -> int:
@@ -233,11 +246,7 @@ def cmd_map(args: argparse.Namespace, client: OperatorClient) -> int:
     else:
         spec["system"] = True
     rule = client.request("POST", MAPPINGS, body={"mapping": spec})["mapping"]
-    if args.format == "json":
-        print_json(rule)
-    else:
-        print(rule["id"])
-    return 0
+    return _said(args, rule, rule["id"])
 
 
 def _target(rule: dict[str, Any]) -> str:
@@ -247,23 +256,20 @@ def _target(rule: dict[str, Any]) -> str:
     return "system"
 
 
+def _mapping_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "site": r["site"],
+        "users": f"{r['user']}@{r['user_domain']}",
+        "role": r["role"]["name"] or r["role"]["id"],
+        "on": _target(r),
+        "source": r["source"],
+    }
+
+
 def cmd_mappings(args: argparse.Namespace, client: OperatorClient) -> int:
     rules = client.request("GET", MAPPINGS)["mappings"]
-    if args.format == "json":
-        print_json(rules)
-        return 0
-    rows = [
-        {
-            "id": r["id"],
-            "site": r["site"],
-            "users": f"{r['user']}@{r['user_domain']}",
-            "role": r["role"]["name"] or r["role"]["id"],
-            "on": _target(r),
-            "source": r["source"],
-        }
-        for r in rules
-    ]
-    print_table(rows, ("id", "site", "users", "role", "on", "source"))
+    _printed(args, rules, rules, _mapping_row, ("id", "site", "users", "role", "on", "source"))
     return 0
 
 
