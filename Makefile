@@ -12,10 +12,11 @@ SYSTEM_STAMP := .cache/system-deps
 DEBIAN_PACKAGES := postgresql debootstrap chromium
 # The QEMU driver (docs/qemu.md): QEMU and qemu-img; the guest image's build tools
 # (busybox-static for its userland; syslinux, mtools, dosfstools and fdisk for its boot
-# disk); dnsmasq and nftables for the guests' networks. Without recommends:
+# disk); dnsmasq and nftables for the guests' networks; lz4 and zstd to read kernels
+# compressed with them (drivers/qemu/pvh.py). Without recommends:
 # qemu-system-x86 alone recommends a desktop's worth of packages.
 QEMU_PACKAGES := qemu-system-x86 qemu-utils busybox-static syslinux syslinux-common mtools \
-	dosfstools fdisk dnsmasq-base nftables
+	dosfstools fdisk dnsmasq-base nftables lz4 zstd
 GUEST_IMAGE := .cache/guest-image
 PYTEST_ARGS ?=
 # Test processes: the suite mostly waits on site processes and CLI calls.

@@ -33,6 +33,7 @@ from edgefed.drivers.qemu.guest import Guest
 from edgefed.drivers.qemu.images import ImageCache
 from edgefed.drivers.qemu.layout import GuestFiles, StateLayout
 from edgefed.drivers.qemu.process import running_pid
+from edgefed.drivers.qemu.pvh import pvh_kernel
 from edgefed.drivers.qemu.settings import PowerListener, QemuSettings
 from edgefed.drivers.qemu.spec import BlockDevice, GuestSpec, ImageSource, canonical_uuid
 
@@ -226,7 +227,10 @@ class QemuHypervisor:
 
         async def cache(name: str, source: ImageSource) -> None:
             image = await self.images.ensure(source.path, checksum=source.checksum)
-            boot[name] = str(image.path)
+            path = image.path
+            if name == "kernel":  # entered by PVH when it can be (pvh.py)
+                path = await asyncio.to_thread(pvh_kernel, path)
+            boot[name] = str(path)
 
         if spec.kernel is not None:
             jobs.append(cache("kernel", spec.kernel))
