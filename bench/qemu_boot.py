@@ -49,6 +49,7 @@ from typing import Any
 from edgefed.drivers.qemu import GuestSpec, ImageSource, QemuHypervisor, QemuSettings
 from edgefed.drivers.qemu.cmdline import CPU_MODEL
 from edgefed.drivers.qemu.configdrive import build_config_drive
+from edgefed.drivers.qemu.pvh import pvh_kernel
 from edgefed.drivers.qemu.tools import run_tool
 from edgefed.guest_image import GuestImage, build_guest_image
 
@@ -106,9 +107,16 @@ async def watch(log: Path, started: float, deadline: float = BOOT_DEADLINE_S) ->
 
 
 def anchor_argv(
-    accel: str, image: GuestImage, mode: str, root: Path, drive: Path, log: Path
+    accel: str,
+    image: GuestImage,
+    mode: str,
+    root: Path,
+    drive: Path,
+    log: Path,
+    kernel: Path | None = None,
 ) -> list[str]:
-    """The guest as a person would start it: the driver's machine, none of its plumbing."""
+    """The guest as a person would start it: the driver's machine, none of its plumbing;
+    ``kernel``: the kernel file the driver boots (its PVH ELF, ``drivers/qemu/pvh.py``)."""
     argv = [
         "qemu-system-x86_64",
         "-machine", "pc", "-accel", accel, "-cpu", CPU_MODEL[accel],
@@ -122,7 +130,7 @@ def anchor_argv(
         "-device", "virtio-blk-pci,drive=config",
     ]  # fmt: skip
     if mode == "kernel":
-        argv += ["-kernel", str(image.vmlinuz), "-initrd", str(image.initrd)]
+        argv += ["-kernel", str(kernel or image.vmlinuz), "-initrd", str(image.initrd)]
         argv += ["-append", image.kernel_cmdline]
     return argv
 
@@ -140,7 +148,14 @@ async def prepare_anchor(
         str(root), "1G", timeout=60,
     )  # fmt: skip
     build_config_drive(drive, spec.metadata())
-    return anchor_argv(accel, image, mode, root, drive, log), log
+    # The same kernel file as the driver's: the anchor is the same guest, by hand.
+    kernel = None
+    if mode == "kernel":
+        copy = scratch / "vmlinuz"
+        if not copy.exists():
+            shutil.copyfile(image.vmlinuz, copy)
+        kernel = await asyncio.to_thread(pvh_kernel, copy)
+    return anchor_argv(accel, image, mode, root, drive, log, kernel), log
 
 
 def process_started(pid: int, since: float) -> float:
