@@ -125,6 +125,17 @@ def _user(request: Request, principal: Principal, version: APIVersion) -> str:
     return principal.user_id
 
 
+async def _keypair(
+    request: Request, principal: Principal, state: ComputeState, name: str
+) -> tuple[APIVersion, KeypairRecord]:
+    """The keypair ``name`` of the user the request names (``_user``), or Nova's 404."""
+    version = api_version(request)
+    record = await state.keypairs.get(user_id=_user(request, principal, version), name=name)
+    if record is None:
+        raise NotFound(f"Keypair {name} not found for user {principal.user_id}")
+    return version, record
+
+
 @router.get("/v2.1/os-keypairs")
 async def list_keypairs(
     request: Request,
@@ -143,10 +154,7 @@ async def show_keypair(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Json:
-    version = api_version(request)
-    record = await state.keypairs.get(user_id=_user(request, principal, version), name=name)
-    if record is None:
-        raise NotFound(f"Keypair {name} not found for user {principal.user_id}")
+    version, record = await _keypair(request, principal, state, name)
     return Json({"keypair": keypair_view(record, version, full=True)})
 
 
@@ -214,9 +222,6 @@ async def delete_keypair(
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
 ) -> Response:
-    version = api_version(request)
-    record = await state.keypairs.get(user_id=_user(request, principal, version), name=name)
-    if record is None:
-        raise NotFound(f"Keypair {name} not found for user {principal.user_id}")
+    version, record = await _keypair(request, principal, state, name)
     await state.keypairs.delete(record)
     return Response(status_code=204 if version.at_least("2.2") else 202)

@@ -24,13 +24,16 @@ from edgefed.store.compute import ServerRecord
 router = APIRouter(route_class=MicroversionRoute)
 
 
-async def _check_meta_quota(state: ComputeState, server: ServerRecord, items: int) -> None:
+async def _store(state: ComputeState, server: ServerRecord, merged: dict[str, str]) -> None:
+    """Store ``merged`` as the server's metadata if the quota allows that many items."""
+    items = len(merged)
     limit = (await project_limits(state, server.project_id))["metadata_items"]
     if 0 <= limit < items:
         raise OverQuota(
             f"Quota exceeded for metadata_items: Requested {items}, but already used 0 of "
             f"{limit} metadata_items"
         )
+    await state.servers.update(server.id, metadata=merged)
 
 
 @router.get("/v2.1/servers/{server_id}/metadata")
@@ -53,8 +56,7 @@ async def _write_metadata(
         raise ValidationFailed("Invalid input: 'metadata' is a required property", field="metadata")
     server = await get_server(state, principal, server_id, write=True)
     merged = values if replace else {**server.metadata, **values}
-    await _check_meta_quota(state, server, len(merged))
-    await state.servers.update(server.id, metadata=merged)
+    await _store(state, server, merged)
     return Json({"metadata": merged})
 
 
@@ -106,9 +108,7 @@ async def set_metadata_item(
     if key not in meta:
         raise BadRequest("Request body and URI mismatch")
     server = await get_server(state, principal, server_id, write=True)
-    merged = {**server.metadata, **meta}
-    await _check_meta_quota(state, server, len(merged))
-    await state.servers.update(server.id, metadata=merged)
+    await _store(state, server, {**server.metadata, **meta})
     return Json({"meta": meta})
 
 
