@@ -12,33 +12,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from edgefed.core.errors import BadRequest, NotAcceptable
+from edgefed.api.microversions import Version, negotiated, within
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class APIVersion:
-    major: int
-    minor: int
-
-    @classmethod
-    def parse(cls, text: str) -> APIVersion:
-        match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", text)
-        if match is None or match.group(1) == "0":
-            raise BadRequest(
-                f"API Version String {text} is of invalid format. Must be of format "
-                "MajorNum.MinorNum."
-            )
-        return cls(int(match.group(1)), int(match.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}"
+class APIVersion(Version):
+    __slots__ = ()
+    # Spaces around it allowed; a major version of "0" is malformed (a 400, not a 406).
+    PATTERN = re.compile(r"\s*(?!0\.)(\d+)\.(\d+)\s*")
 
     def at_least(self, text: str) -> bool:
         return self >= APIVersion.parse(text)
@@ -66,13 +52,7 @@ def negotiate(headers: Any) -> APIVersion:
         return MIN_VERSION
     if requested.strip().lower() == "latest":
         return MAX_VERSION
-    version = APIVersion.parse(requested)
-    if not MIN_VERSION <= version <= MAX_VERSION:
-        raise NotAcceptable(
-            f"Version {version} is not supported by the API. Minimum is {MIN_VERSION} "
-            f"and maximum is {MAX_VERSION}."
-        )
-    return version
+    return within(APIVersion.parse(requested), MIN_VERSION, MAX_VERSION)
 
 
 def echo_headers(version: APIVersion) -> dict[str, str]:
@@ -85,17 +65,8 @@ def echo_headers(version: APIVersion) -> dict[str, str]:
 
 class MicroversionRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        original = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            version = negotiate(request.headers)
-            request.state.compute_api_version = version
-            response = await original(request)
-            for name, value in echo_headers(version).items():
-                response.headers[name] = value
-            return response
-
-        return handler
+        return negotiated(super().get_route_handler(), negotiate, echo_headers,
+                          state=VERSION_STATE, echo_faults=False)  # fmt: skip
 
 
 def api_version(request: Request) -> APIVersion:

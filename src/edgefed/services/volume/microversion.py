@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,27 +20,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from edgefed.api import microversions
+from edgefed.api.microversions import negotiated, within
 from edgefed.api.service import ROUTE_SETTINGS
-from edgefed.core.errors import BadRequest, EdgefedError, NotAcceptable, NotFound
+from edgefed.core.errors import BadRequest, NotFound
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Version:
-    major: int
-    minor: int
-
-    @classmethod
-    def parse(cls, text: str) -> Version:
-        match = re.fullmatch(r"([1-9]\d*)\.([1-9]\d*|0)", text)
-        if match is None:
-            raise BadRequest(
-                f"API Version String {text} is of invalid format. Must be of format "
-                "MajorNum.MinorNum."
-            )
-        return cls(int(match.group(1)), int(match.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}"
+class Version(microversions.Version):
+    __slots__ = ()
+    # No spaces, no leading zeros.
+    PATTERN = re.compile(r"([1-9]\d*)\.([1-9]\d*|0)")
 
 
 MIN_VERSION = Version(3, 0)
@@ -49,6 +37,7 @@ MIN_VERSION = Version(3, 0)
 # docs/volume.md (API families not served here answer 404 at every version).
 MAX_VERSION = Version(3, 71)
 HEADER = "OpenStack-API-Version"
+STATE = "volume_api_version"
 UPDATED = "2023-08-31T00:00:00Z"
 
 # The versions features appeared at.
@@ -80,13 +69,7 @@ def negotiate(headers: Any) -> Version:
         raise BadRequest("API version None is not supported on this method.")
     if asked == "latest":
         return MAX_VERSION
-    version = Version.parse(asked)
-    if not MIN_VERSION <= version <= MAX_VERSION:
-        raise NotAcceptable(
-            f"Version {version} is not supported by the API. Minimum is {MIN_VERSION} "
-            f"and maximum is {MAX_VERSION}."
-        )
-    return version
+    return within(Version.parse(asked), MIN_VERSION, MAX_VERSION)
 
 
 def echo(version: Version) -> dict[str, str]:
@@ -97,24 +80,12 @@ class VolumeRoute(APIRoute):
     """A route of the volume API: the version negotiated first, echoed on the answer."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        original = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            version = negotiate(request.headers)
-            request.state.volume_api_version = version
-            try:
-                response = await original(request)
-            except EdgefedError as exc:
-                exc.headers = {**exc.headers, **echo(version)}
-                raise
-            response.headers.update(echo(version))
-            return response
-
-        return handler
+        return negotiated(super().get_route_handler(), negotiate, echo,
+                          state=STATE, echo_faults=True)  # fmt: skip
 
 
 def version_of(request: Request) -> Version:
-    found: Version = getattr(request.state, "volume_api_version", MIN_VERSION)
+    found: Version = getattr(request.state, STATE, MIN_VERSION)
     return found
 
 
