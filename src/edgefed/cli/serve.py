@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -45,6 +46,7 @@ sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
 from edgefed.core.errors import EdgefedError  # noqa: E402
 from edgefed.core.settings import SiteSettings, load_settings  # noqa: E402
+from edgefed.store.migrate import sqlite_needs_upgrade  # noqa: E402
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -119,6 +121,21 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def migrate_apart(settings: SiteSettings) -> None:
+    """Upgrade a SQLite database below the head in a process of its own (store/migrate.py
+    says why); should that fail, the site's own start migrates and says what is wrong."""
+    url = settings.effective_database_url
+    if not url.startswith("sqlite:///"):
+        return
+    if not sqlite_needs_upgrade(Path(url.removeprefix("sqlite:///"))):
+        return
+    done = subprocess.run(  # noqa: S603 - this interpreter, our module, the site's URL
+        [sys.executable, "-m", "edgefed.store.migrate", url], check=False
+    )
+    if done.returncode != 0:
+        log.warning("migrating apart failed (%d); migrating in the site", done.returncode)
 
 
 def release_free_heap() -> None:
@@ -250,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"edgefed: cannot use data directory {settings.data_dir}: {exc}", file=sys.stderr)
         return 2
+    migrate_apart(settings)
     if logging.getLogger().level > logging.DEBUG:
         # httpx logs every request at INFO: a site's gossip and health checks are a few
         # calls a second, which buried `edgefed up`'s banner. Failures are ours to log.

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from sqlalchemy import inspect, text
 
 import edgefed.store.tables  # noqa: F401 - every table in the metadata
 from edgefed.store.engine import Store
-from edgefed.store.migrate import head_revision
+from edgefed.store.migrate import head_revision, sqlite_needs_upgrade
 from edgefed.store.schema import metadata
 from edgefed.store.sync.kinds import KINDS
 from edgefed.store.sync.triggers import capture_ddl
@@ -112,3 +115,31 @@ async def test_a_refused_open_leaves_no_connection_behind(store_url: str) -> Non
     finally:
         await db.close()
     assert others == 0
+
+
+def test_a_serving_site_migrates_sqlite_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """``python -m edgefed.store.migrate`` brings a new database to the head; the check a
+    serving site makes first (``sqlite_needs_upgrade``) tells a database below it."""
+    path = tmp_path / "site.db"
+    assert sqlite_needs_upgrade(path)  # none yet
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefed.store.migrate", f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not sqlite_needs_upgrade(path)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (
+            head_revision(),
+        )
+        db.execute("UPDATE alembic_version SET version_num = 'older'")
+        db.commit()
+    assert sqlite_needs_upgrade(path)
+    (tmp_path / "broken.db").write_bytes(b"not a database" * 100)
+    assert sqlite_needs_upgrade(tmp_path / "broken.db")
+    usage = subprocess.run(
+        [sys.executable, "-m", "edgefed.store.migrate"], capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 2 and "usage" in usage.stderr
