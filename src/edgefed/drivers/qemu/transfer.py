@@ -12,7 +12,8 @@
   guest's disk goes through ``qemu-img convert -c``. Either way the copy boots alone.
 - **hot-plug**: ``blockdev-add`` + ``device_add virtio-blk-pci``; unplug waits for
   the guest to release the device (``DEVICE_DELETED``) before ``blockdev-del``.
-  Attached volumes are recorded in the plan and plugged again at the next launch.
+  Attached volumes are recorded in the plan and plugged again at the next launch. A
+  plug sent again (its agent was killed) keeps what QEMU already has of it.
 """
 
 from __future__ import annotations
@@ -198,26 +199,51 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
         monitor = guest.monitor()
-        if disk.nbd is not None:
+        # An attach whose agent was killed may have left QEMU with part of it (the
+        # monitor runs what it was sent): what QEMU has is kept, the rest added.
+        tls, node, plugged = await _plugged(monitor, disk)
+        if disk.nbd is not None and not tls:
             await monitor.execute("object-add", tls_object(disk))
-        await monitor.execute("blockdev-add", blockdev_node(disk))
-        try:
-            await monitor.execute(
-                "device_add",
-                {
-                    "driver": "virtio-blk-pci",
-                    "drive": disk.node,
-                    "id": f"{disk.node}-disk",
-                    "serial": disk.serial[:20],
-                },
-            )
-        except QmpError:
-            await monitor.execute("blockdev-del", {"node-name": disk.node})
-            if disk.nbd is not None:
-                await monitor.execute("object-del", {"id": disk.nbd["tls_id"]})
-            raise
+        if not node:
+            await monitor.execute("blockdev-add", blockdev_node(disk))
+        if not plugged:
+            await _add_device(monitor, disk)
     guest.plan = dataclasses.replace(guest.plan, volumes=(*guest.plan.volumes, disk))
     guest.save_plan()
+
+
+async def _add_device(monitor: QmpClient, disk: DiskPlan) -> None:
+    """The guest's device on the disk's node; a refusal takes the node away again."""
+    try:
+        await monitor.execute(
+            "device_add",
+            {
+                "driver": "virtio-blk-pci",
+                "drive": disk.node,
+                "id": f"{disk.node}-disk",
+                "serial": disk.serial[:20],
+            },
+        )
+    except QmpError:
+        await monitor.execute("blockdev-del", {"node-name": disk.node})
+        if disk.nbd is not None:
+            await monitor.execute("object-del", {"id": disk.nbd["tls_id"]})
+        raise
+
+
+async def _plugged(monitor: QmpClient, disk: DiskPlan) -> tuple[bool, bool, bool]:
+    """What QEMU has of the disk: (its TLS object, its block node, its device)."""
+    nodes = await monitor.execute("query-named-block-nodes", {"flat": True})
+    devices = await monitor.execute("qom-list", {"path": "/machine/peripheral"})
+    tls = False
+    if disk.nbd is not None:
+        objects = await monitor.execute("qom-list", {"path": "/objects"})
+        tls = any(o.get("name") == disk.nbd["tls_id"] for o in objects)
+    return (
+        tls,
+        any(n.get("node-name") == disk.node for n in nodes),
+        any(d.get("name") == f"{disk.node}-disk" for d in devices),
+    )
 
 
 async def detach_block(guest: Guest, device_id: str) -> None:

@@ -33,7 +33,9 @@ from edgefed.drivers.qemu import (
     Nic,
     QemuHypervisor,
     QemuSettings,
+    transfer,
 )
+from edgefed.drivers.qemu.cmdline import blockdev_node
 from edgefed.guest_image import GuestImage
 from edgefed.testkit.wait import eventually
 
@@ -291,6 +293,30 @@ async def test_a_hot_plugged_volume_is_seen_and_released(
     await hv.detach_block(booted, "vol1")  # returns once the guest let go of it
     await console.type(listing, until="vdd=,END")
     assert "vol1" not in console.text().rsplit("SERIALS ", 1)[1]
+
+
+async def test_an_attach_cut_short_is_completed_when_sent_again(
+    hv: QemuHypervisor, booted: str, tmp_path: Path
+) -> None:
+    # The agent that ran the attach was killed once QEMU had its blockdev-add (the
+    # monitor runs what it was sent): QEMU has the node, the plan nothing. The attach
+    # sent again to the next agent plugs the disk, once, instead of a duplicate node.
+    console = Console(hv, booted)
+    await running(hv, booted)
+    volume = tmp_path / "vol2.raw"
+    with open(volume, "wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    device = BlockDevice(device_id="vol2", path=volume)
+    guest = hv._load(booted)
+    await guest.attach()
+    disk = transfer.disk_of(guest.files.directory, device)
+    await guest.monitor().execute("blockdev-add", blockdev_node(disk))
+    await hv.attach_block(booted, device)
+    await hv.attach_block(booted, device)  # and again: it has it
+    listing = 'echo "SERIALS $(cat /sys/block/vd*/serial | tr "\\n" " ")END"'
+    await console.type(listing, until="vol2")
+    assert console.text().rsplit("SERIALS ", 1)[1].split("END")[0].split().count("vol2") == 1
+    await hv.detach_block(booted, "vol2")
 
 
 async def test_console_output_gives_the_last_lines(hv: QemuHypervisor, booted: str) -> None:
