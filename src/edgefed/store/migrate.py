@@ -10,13 +10,12 @@ in the site after it: 17 MiB of a fresh site's 114 (docs/bench.md, ``footprint``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import sys
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -70,19 +69,17 @@ def sqlite_needs_upgrade(path: Path) -> bool:
     return row is None or row[0] != head
 
 
-async def _upgrade(url: str) -> None:
-    from edgefed.store.engine import Store  # the engine imports this module
-
-    store = await Store.open(url)
-    await store.close()
-
-
 def main(argv: list[str]) -> int:
     """``python -m edgefed.store.migrate URL``: bring the database at URL to the head."""
     if len(argv) != 1:
         print("usage: python -m edgefed.store.migrate DATABASE_URL", file=sys.stderr)
         return 2
-    asyncio.run(_upgrade(argv[0]))
+    engine = create_engine(argv[0])
+    try:
+        with engine.begin() as conn:  # one transaction, as the site's own start migrates
+            upgrade_to_head(conn)
+    finally:
+        engine.dispose()
     return 0
 
 
