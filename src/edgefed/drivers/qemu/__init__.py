@@ -4,7 +4,8 @@ The modules, from the top (each says why it is the way it is):
 
     hypervisor   QemuHypervisor: the driver's operations by instance id, adoption
     guest        one guest's lifecycle over QMP; transfer: suspend, resume, snapshot,
-                 hot-plug
+                 hot-plug; relay: unix sockets relayed to NBD exports for guests in a
+                 network namespace
     cmdline      QEMU's command line from a persisted LaunchPlan
     process      -daemonize, the locked pidfile, pidfds; console: the capped log;
                  diagnostics: Nova's counters

@@ -45,7 +45,8 @@ class DiskPlan:
     boot: bool = False
     serial: str = ""
     # A volume of another site: an NBD export over TLS (host, port, export, identity,
-    # tls_id, psk_dir: the directory of its ``keys.psk``); ``path`` is unused then.
+    # tls_id, psk_dir: the directory of its ``keys.psk``; socket: the agent's relay to
+    # host:port, for a guest in a network namespace); ``path`` is unused then.
     nbd: dict[str, Any] | None = None
 
 
@@ -101,9 +102,16 @@ def blockdev_node(disk: DiskPlan) -> dict[str, Any]:
     """QEMU's ``blockdev-add`` arguments for the disk."""
     file: dict[str, Any] = {"driver": "file", "filename": disk.path, "discard": "unmap"}
     if disk.nbd is not None:
+        server: dict[str, Any] = {
+            "type": "inet",
+            "host": disk.nbd["host"],
+            "port": str(disk.nbd["port"]),
+        }
+        if disk.nbd.get("socket"):  # a guest in a namespace: the agent's relay (relay.py)
+            server = {"type": "unix", "path": disk.nbd["socket"]}
         file = {
             "driver": "nbd",
-            "server": {"type": "inet", "host": disk.nbd["host"], "port": str(disk.nbd["port"])},
+            "server": server,
             "export": disk.nbd["export"],
             "tls-creds": disk.nbd["tls_id"],
             "reconnect-delay": NBD_RECONNECT_DELAY,

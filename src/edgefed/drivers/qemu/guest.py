@@ -31,6 +31,7 @@ from edgefed.drivers.qemu.errors import InvalidGuestState, LaunchFailed, QmpErro
 from edgefed.drivers.qemu.layout import GuestFiles
 from edgefed.drivers.qemu.process import Process, launch, running_pid
 from edgefed.drivers.qemu.qmp import Event, QmpClient
+from edgefed.drivers.qemu.relay import NbdRelays
 from edgefed.drivers.qemu.settings import PowerListener, QemuSettings
 
 # QMP run states (query-status) as Nova power states; anything else is PAUSED
@@ -58,11 +59,14 @@ class Guest:
         plan: LaunchPlan,
         settings: QemuSettings,
         on_change: PowerListener | None = None,
+        relays: NbdRelays | None = None,
     ) -> None:
         self.files = files
         self.plan = plan
         self.settings = settings
         self.on_change = on_change
+        # the agent's relays to NBD exports, for a guest in a namespace (relay.py)
+        self.relays = relays if relays is not None else NbdRelays()
         self.lock = asyncio.Lock()
         self.console = ConsoleLog(files.console_log, cap_bytes=settings.console_cap_bytes)
         self.process: Process | None = None
@@ -164,6 +168,7 @@ class Guest:
         """A new QEMU from the plan, attached; ``incoming``: it waits for a migration."""
         for stale in (self.files.qmp_socket, self.files.serial_socket, self.files.pidfile):
             stale.unlink(missing_ok=True)
+        await self.relays.open_all(self.plan)  # QEMU connects to its NBD disks at once
         argv = qemu_argv(
             self.plan,
             self.files,

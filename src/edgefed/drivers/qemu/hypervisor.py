@@ -34,6 +34,7 @@ from edgefed.drivers.qemu.images import ImageCache
 from edgefed.drivers.qemu.layout import GuestFiles, StateLayout
 from edgefed.drivers.qemu.process import running_pid
 from edgefed.drivers.qemu.pvh import pvh_kernel
+from edgefed.drivers.qemu.relay import NbdRelays
 from edgefed.drivers.qemu.settings import PowerListener, QemuSettings
 from edgefed.drivers.qemu.spec import BlockDevice, GuestSpec, ImageSource, canonical_uuid
 
@@ -55,6 +56,8 @@ class QemuHypervisor:
         self.on_change = on_change
         self._facts: accel.HostFacts | None = None
         self._guests: dict[str, Guest] = {}
+        # NBD disks of guests in a namespace reach their exports through these (relay.py)
+        self.relays = NbdRelays()
         self._maintenance: asyncio.Task[None] | None = None
 
     async def open(self) -> accel.HostFacts:
@@ -85,7 +88,8 @@ class QemuHypervisor:
         return self._facts
 
     async def close(self) -> None:
-        """Let go of every guest (they keep running) and stop the maintenance loop."""
+        """Let go of every guest (they keep running) and stop the maintenance loop and
+        the NBD relays (their guests' I/O waits for the next agent's ``adopt()``)."""
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,6 +98,7 @@ class QemuHypervisor:
         for guest in self._guests.values():
             await guest.detach()
         self._guests.clear()
+        await self.relays.close_all()
         self.layout.remove_alias()
         self._facts = None
 
@@ -119,23 +124,34 @@ class QemuHypervisor:
             plan = LaunchPlan.from_json(files.record.read_text())
         except (OSError, ValueError, TypeError, KeyError):
             raise GuestNotFound(instance_id) from None
-        guest = Guest(files=files, plan=plan, settings=self.settings, on_change=self.on_change)
+        guest = self._guest(files, plan)
         self._guests[guest_id] = guest
         return guest
+
+    def _guest(self, files: GuestFiles, plan: LaunchPlan) -> Guest:
+        return Guest(
+            files=files,
+            plan=plan,
+            settings=self.settings,
+            on_change=self.on_change,
+            relays=self.relays,
+        )
 
     def guest_ids(self) -> list[str]:
         """Every guest this host has (running or not), from the state directory."""
         return self.layout.guest_ids()
 
     async def adopt(self) -> dict[str, PowerState]:
-        """After a restart: attach to every running guest; each guest's power state."""
+        """After a restart: attach to every running guest, whose NBD relays start again;
+        each guest's power state."""
         await self.open()
         states: dict[str, PowerState] = {}
         for guest_id in self.guest_ids():
             guest = self._load(guest_id)
             async with guest.lock:
                 with contextlib.suppress(QemuError):
-                    await guest.attach()
+                    if await guest.attach():
+                        await self.relays.open_all(guest.plan)
             states[guest_id] = guest.power_state()
         return states
 
@@ -161,6 +177,7 @@ class QemuHypervisor:
             existing = self._load(spec.id)
             async with existing.lock:
                 if await existing.attach():
+                    await self.relays.open_all(existing.plan)
                     return  # a spawn that already happened (the service retried after a crash)
             await self.destroy(spec.id)
         files = self.layout.guest(spec.id)
@@ -168,7 +185,7 @@ class QemuHypervisor:
         guest: Guest | None = None
         try:
             plan = await self._prepare(spec, files, facts.accel)
-            guest = Guest(files=files, plan=plan, settings=self.settings, on_change=self.on_change)
+            guest = self._guest(files, plan)
             self._guests[spec.id] = guest
             async with guest.lock:
                 guest.save_plan()
@@ -177,14 +194,19 @@ class QemuHypervisor:
             if guest is not None:
                 with contextlib.suppress(Exception):
                     await guest.hard_stop()
+                await self.relays.close_all(guest.plan)
             self._guests.pop(spec.id, None)
             await asyncio.to_thread(shutil.rmtree, files.directory, True)
             raise
 
     async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
         jobs: list[Coroutine[Any, Any, object]] = []
+        sockets = files.sockets if spec.netns else None  # NBD through the agent's relays
         if spec.root_volume is not None:  # boot from volume: the volume is the disk
-            disks = [transfer.disk_of(files.directory, spec.root_volume, node="root", boot=True)]
+            root = spec.root_volume
+            disks = [
+                transfer.disk_of(files.directory, root, node="root", boot=True, sockets=sockets)
+            ]
         else:
             assert spec.image is not None  # GuestSpec holds one or the other
             base = await self.images.ensure(
@@ -246,7 +268,9 @@ class QemuHypervisor:
             accel=accel_name,
             machine=self.settings.machine,
             disks=tuple(disks),
-            volumes=tuple(transfer.disk_of(files.directory, v) for v in spec.volumes),
+            volumes=tuple(
+                transfer.disk_of(files.directory, v, sockets=sockets) for v in spec.volumes
+            ),
             nics=tuple(NicPlan(tap=nic.tap, mac=nic.mac) for nic in spec.nics),
             kernel=kernel,
             initrd=initrd,
@@ -273,6 +297,7 @@ class QemuHypervisor:
                 if guest.process is not None:
                     await guest.process.terminate(grace=self.settings.kill_grace)
             await guest.detach()
+            await self.relays.close_all(guest.plan)
             self._guests.pop(guest.id, None)
             await asyncio.to_thread(shutil.rmtree, guest.files.directory, True)
 

@@ -7,8 +7,8 @@
     <state>/guests/<uuid>/              one guest, everything it owns (GuestFiles)
 
 A unix socket's path is at most 107 bytes (``sun_path``), and a state directory can be
-deep (pytest's temporary directories are). When ``guests/<uuid>/serial.sock`` would
-not fit, the sockets are reached through a short symbolic link,
+deep (pytest's temporary directories are). When ``guests/<uuid>/<its longest socket>``
+(an NBD relay's, ``relay.py``) would not fit, the sockets are reached through a short symbolic link,
 ``/tmp/edgefed-qemu-<12 hex of the state path>`` → ``<state>/guests``, made again
 whenever it is missing (it is derived from the path, so a restarted agent finds it):
 the sockets themselves stay in the guest's directory.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 SUN_PATH_MAX = 107
 UUID_LENGTH = 36
-LONGEST_SOCKET = "serial.sock"
+LONGEST_SOCKET = "nbd-0123456789ab.sock"  # an NBD relay's (relay.py); then serial.sock
 
 
 @dataclass(frozen=True, slots=True)

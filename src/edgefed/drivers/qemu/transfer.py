@@ -13,7 +13,9 @@
 - **hot-plug**: ``blockdev-add`` + ``device_add virtio-blk-pci``; unplug waits for
   the guest to release the device (``DEVICE_DELETED``) before ``blockdev-del``.
   Attached volumes are recorded in the plan and plugged again at the next launch. A
-  plug sent again (its agent was killed) keeps what QEMU already has of it.
+  plug sent again (its agent was killed) keeps what QEMU already has of it. An NBD
+  volume of a guest in a network namespace goes through the agent's relay
+  (``relay.py``), started before the ``blockdev-add`` and stopped at the unplug.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edgefed.drivers.qemu.disks import convert_standalone
 from edgefed.drivers.qemu.errors import InvalidGuestState, QemuError, QmpError
 from edgefed.drivers.qemu.guest import STATE_NAMES, Guest
 from edgefed.drivers.qemu.qmp import Event, QmpClient
+from edgefed.drivers.qemu.relay import relay_socket
 from edgefed.drivers.qemu.spec import BlockDevice
 
 
@@ -157,10 +160,17 @@ def _psk_dir(directory: Path, node: str) -> Path:
 
 
 def disk_of(
-    directory: Path, device: BlockDevice, *, node: str | None = None, boot: bool = False
+    directory: Path,
+    device: BlockDevice,
+    *,
+    node: str | None = None,
+    boot: bool = False,
+    sockets: Path | None = None,
 ) -> DiskPlan:
     """The device as a guest's plan holds it; an NBD volume's key written for QEMU
-    (``keys.psk`` in a directory of the guest's own, 0600)."""
+    (``keys.psk`` in a directory of the guest's own, 0600). ``sockets``: the guest's
+    sockets directory when it runs in a network namespace, where QEMU reaches an NBD
+    export through the agent's relay."""
     node = node or device.device_id
     nbd = None
     if device.nbd is not None:
@@ -177,6 +187,8 @@ def disk_of(
             "tls_id": f"tls-{node}",
             "psk_dir": str(keys),
         }
+        if sockets is not None:
+            nbd["socket"] = str(relay_socket(sockets, node))
     return DiskPlan(
         node=node,
         path=str(device.path),
@@ -195,19 +207,25 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
             if volume.path == str(device.path):
                 return
             raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
-    disk = disk_of(guest.files.directory, device)
+    sockets = guest.files.sockets if guest.plan.netns else None
+    disk = disk_of(guest.files.directory, device, sockets=sockets)
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
         monitor = guest.monitor()
-        # An attach whose agent was killed may have left QEMU with part of it (the
-        # monitor runs what it was sent): what QEMU has is kept, the rest added.
-        tls, node, plugged = await _plugged(monitor, disk)
-        if disk.nbd is not None and not tls:
-            await monitor.execute("object-add", tls_object(disk))
-        if not node:
-            await monitor.execute("blockdev-add", blockdev_node(disk))
-        if not plugged:
-            await _add_device(monitor, disk)
+        await guest.relays.open(disk)
+        try:
+            # An attach whose agent was killed may have left QEMU with part of it (the
+            # monitor runs what it was sent): what QEMU has is kept, the rest added.
+            tls, node, plugged = await _plugged(monitor, disk)
+            if disk.nbd is not None and not tls:
+                await monitor.execute("object-add", tls_object(disk))
+            if not node:
+                await monitor.execute("blockdev-add", blockdev_node(disk))
+            if not plugged:
+                await _add_device(monitor, disk)
+        except BaseException:
+            await guest.relays.close(disk)
+            raise
     guest.plan = dataclasses.replace(guest.plan, volumes=(*guest.plan.volumes, disk))
     guest.save_plan()
 
@@ -248,7 +266,8 @@ async def _plugged(monitor: QmpClient, disk: DiskPlan) -> tuple[bool, bool, bool
 
 async def detach_block(guest: Guest, device_id: str) -> None:
     """Unplug the disk once the guest released it; nothing to do when it has none."""
-    if not any(v.node == device_id for v in guest.plan.volumes):
+    disks = [v for v in guest.plan.volumes if v.node == device_id]
+    if not disks:
         return
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
@@ -259,8 +278,9 @@ async def detach_block(guest: Guest, device_id: str) -> None:
         await monitor.execute("device_del", {"id": f"{device_id}-disk"})
         await deleted.wait(timeout=guest.settings.hotplug_timeout)
         await monitor.execute("blockdev-del", {"node-name": device_id})
-        if any(v.nbd is not None for v in guest.plan.volumes if v.node == device_id):
+        if disks[0].nbd is not None:
             await monitor.execute("object-del", {"id": f"tls-{device_id}"})
+    await guest.relays.close(disks[0])
     shutil.rmtree(_psk_dir(guest.files.directory, device_id), ignore_errors=True)
     volumes = tuple(v for v in guest.plan.volumes if v.node != device_id)
     guest.plan = dataclasses.replace(guest.plan, volumes=volumes)
