@@ -147,6 +147,8 @@ async def test_deleted_servers_are_hidden_unless_asked_for(store: Store) -> None
     assert {s.id for s in await repo.list_all(project_id="p1")} == {"a"}
     assert {s.id for s in await repo.list_all(project_id="p1", include_deleted=True)} == {"a", "b"}
     assert {s.id for s in await repo.list_all(project_id=None)} == {"a", "c"}
+    await repo.update("c", vm_state="error")
+    assert await repo.count_by_vm_state() == {"building": 1, "error": 1}  # "b" is deleted
     assert await repo.get("b") is None
     gone = await repo.get("b", include_deleted=True)
     assert gone is not None and gone.deleted

@@ -15,7 +15,6 @@ not import.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,9 +126,8 @@ def with_volumes(
 
 
 async def servers_by_state(ctx: SiteContext) -> dict[str, Any]:
-    servers = await ServerRepository(ctx.store).list_all(project_id=None)
-    states = Counter(s.vm_state for s in servers)
-    return {"total": len(servers), "by_state": dict(sorted(states.items()))}
+    states = await ServerRepository(ctx.store).count_by_vm_state()
+    return {"total": sum(states.values()), "by_state": dict(sorted(states.items()))}
 
 
 def rtt_row(ctx: SiteContext) -> dict[str, float]:

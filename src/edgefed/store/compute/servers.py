@@ -62,6 +62,12 @@ class ServerRepository:
         async with self.store.read() as conn:
             return [to_record(ServerRecord, r) for r in await conn.execute(query)]
 
+    async def count_by_vm_state(self) -> dict[str, int]:
+        """Live servers per ``vm_state``: counted by the database, no row read."""
+        query = select(servers.c.vm_state, func.count()).where(LIVE).group_by(servers.c.vm_state)
+        async with self.store.read() as conn:
+            return {str(r[0]): int(r[1]) for r in await conn.execute(query)}
+
     async def in_transition(self) -> list[ServerRecord]:
         """Live servers with an operation under way (or unfinished at the last stop)."""
         query = select(servers).where(and_(LIVE, servers.c.task_state.is_not(None)))
