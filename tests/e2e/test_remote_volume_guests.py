@@ -9,6 +9,8 @@ file holds; ``volume show`` at Paris says where the volume is attached; the volu
 cannot be deleted while attached; ``server remove volume`` releases it at Paris. Then
 Paris is killed (site and export) while the guest writes another volume, and started
 again: the guest's writes resume and every block it acknowledged is on Paris's disk.
+A guest with a port on a Berlin network, whose QEMU runs in Berlin's network namespace,
+writes Paris's volume as well, through the unix socket Berlin's agent relays.
 """
 
 from __future__ import annotations
@@ -166,3 +168,51 @@ def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_pa
     assert lost_blocks(acks, paris.data_dir / "volumes" / f"{journal}.raw") == []
     osc.run(*scoped, "server", "remove", "volume", writer, journal)
     assert at_paris.json("volume", "show", journal)["status"] == "available"
+
+
+def test_a_guest_with_a_nic_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_path):
+    """A guest with a port runs its QEMU in Berlin's network namespace, from where
+    Paris's export (127.0.0.1) is not reachable: Berlin's agent relays a unix socket in
+    the guest's directory to it (docs/volume.md), and the guest writes Paris's volume."""
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    osc = OpenStackCLI(auth_url=berlin.auth_url, password=berlin.password, region=BERLIN,
+                       timeout=240)  # fmt: skip
+    at_paris = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
+                            timeout=120)  # fmt: skip
+    scoped = ("--os-scope", f"{{volume: {PARIS}}}")
+    image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
+                     "--file", str(guest_disk), "--public", "tiny-nic")["id"]  # fmt: skip
+    osc.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "r.nic")
+    net = osc.json("network", "create", "rv-net")["id"]
+    osc.run("subnet", "create", "--network", net, "--subnet-range", "10.79.0.0/24",
+            "--gateway", "10.79.0.1", "rv-subnet")  # fmt: skip
+    until(lambda: host_json(berlin, f"{BERLIN.lower()}-local")["availability"] == "available",
+          within=60, what="Berlin's agent enrolled")  # fmt: skip
+    (tmp_path / "writer.sh").write_text(disk_watcher("write"))
+    server = osc.json("server", "create", "--image", image, "--flavor", "r.nic", "--nic",
+                      f"net-id={net}", "--user-data", str(tmp_path / "writer.sh"),
+                      "nic-writer")["id"]  # fmt: skip
+
+    def console() -> str:
+        return osc.run("console", "log", "show", server).stdout
+
+    def active() -> bool:
+        shown = osc.json("server", "show", server)
+        assert shown["status"] != "ERROR", shown.get("fault")
+        return shown["status"] == "ACTIVE"
+
+    until(active, within=BOOT, every=1, what="nic-writer ACTIVE")
+    until(lambda: "EDGEFED-GUEST ready" in console(), within=BOOT, every=1,
+          what="nic-writer booted")  # fmt: skip
+    assert "net eth0 10.79.0." in console()  # its NIC, on Berlin's network
+
+    volume = at_paris.json("volume", "create", "--size", "1", "nic-db")["id"]
+    osc.run(*scoped, "server", "add", "volume", server, volume)
+    prefix = f"VOL-write-{volume[:20]}-"
+    until(lambda: prefix in console(), within=120, every=1, what="the guest wrote the volume")
+    written = console().split(prefix, 1)[1][:64]
+    with open(paris.data_dir / "volumes" / f"{volume}.raw", "rb") as f:
+        assert hashlib.sha256(f.read(MIB)).hexdigest() == written  # on Paris's disk
+    osc.run(*scoped, "server", "remove", "volume", server, volume)
+    assert at_paris.json("volume", "show", volume)["status"] == "available"
+    assert not list((paris.data_dir / "volumes" / "exports").glob("*"))
