@@ -4,12 +4,47 @@ and the cleanup that removes its guests and host network after it stopped
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgefed.guest_image import GuestImage, build_guest_image
 from edgefed.testkit import qemu_site as kit
 from edgefed.testkit.process import SiteProcess
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_DIR = REPO / ".cache" / "guest-image"
+# What a site with real guests needs on this host (besides root and /dev/net/tun).
+GUEST_TOOLS = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
+
+
+def host_ready(tools: tuple[str, ...] = GUEST_TOOLS) -> bool:
+    """Root, ``tools`` on the PATH and /dev/net/tun: what the real-guest tests need."""
+    return (
+        os.geteuid() == 0
+        and all(shutil.which(t) for t in tools)
+        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    )
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (one that exited and awaits its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def tiny_guest() -> GuestImage:
+    """The tiny guest image, built once under a lock (xdist workers share it)."""
+    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_guest_image(IMAGE_DIR)
 
 
 @contextmanager

@@ -27,9 +27,7 @@ removed at the end (``qemu_site``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -38,58 +36,35 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from qemu_site import qemu_site
+from qemu_site import alive, host_ready, qemu_site, tiny_guest
 from volume_guest import disk_watcher
 
-from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI, openstack_binary
 from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.wait import until
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"ac{os.getpid()}"
 SITE = f"A{TAG}"
 BOOT = 240.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
 
 
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
-
-
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+    pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
 
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR).disk
+    return tiny_guest().disk
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcess]:
     with qemu_site(SITE, TAG, tmp_path_factory.mktemp("attach-crash-site")) as proc:
         yield proc
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def attach_commands(site: SiteProcess, server: str) -> list[tuple[str, str, str]]:

@@ -13,45 +13,31 @@ its agent, the guests and the namespace are removed at the end.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_site import qemu_site
+from qemu_site import alive, host_ready, qemu_site, tiny_guest
 
 from edgefed.drivers.hostnet import namespace_name
-from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.wait import until
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"qg{os.getpid()}"
 SITE = f"Q{TAG}"
 SUBNET, GATEWAY, IP_A, IP_B = "10.78.0.0/24", "10.78.0.1", "10.78.0.11", "10.78.0.12"
 BOOT = 180.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
 
 
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
-
-
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),  # three TCG boots and two restarts on a shared 2-core machine
-    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+    pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
 
 
@@ -84,21 +70,9 @@ def qemu_pid(server_id: str) -> int | None:
     return None
 
 
-def alive(pid: int) -> bool:
-    """Whether a process runs (one that exited and awaits its reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR).disk
+    return tiny_guest().disk
 
 
 @pytest.fixture(scope="module")

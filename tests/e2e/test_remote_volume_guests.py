@@ -16,18 +16,16 @@ writes Paris's volume as well, through the unix socket Berlin's agent relays.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qemu_site import host_ready, tiny_guest
 from volume_guest import BLOCKS, MIB, acknowledged, disk_watcher, lost_blocks
 
-from edgefed.guest_image import build_guest_image
 from edgefed.services.volume.exports import NbdExports
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet
@@ -35,35 +33,24 @@ from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
 from edgefed.testkit.wait import until
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"rv{os.getpid()}"
 BERLIN, PARIS = f"B{TAG}", f"P{TAG}"
 BOOT = 240.0
 
 
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "qemu-system-x86_64", "qemu-img", "qemu-storage-daemon")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
+NBD_TOOLS = ("ip", "nft", "dnsmasq", "qemu-system-x86_64", "qemu-img", "qemu-storage-daemon")
 
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU and its storage daemon"),
+    pytest.mark.skipif(not host_ready(NBD_TOOLS), reason="needs root, QEMU and its storage daemon"),
 ]
 
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR).disk
+    return tiny_guest().disk
 
 
 @pytest.fixture(scope="module")

@@ -13,52 +13,35 @@ console; every wait is a bounded poll (``until``).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_site import qemu_site
+from qemu_site import host_ready, qemu_site, tiny_guest
 from volume_guest import MIB, disk_watcher
 
-from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.wait import until
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"vg{os.getpid()}"
 SITE = f"V{TAG}"
 BOOT = 240.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
 
 
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
-
-
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+    pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
 
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR).disk
+    return tiny_guest().disk
 
 
 @pytest.fixture(scope="module")
