@@ -4,14 +4,13 @@ and the cleanup that removes its guests and host network after it stopped
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.guest_image import GuestImage
 from edgefed.testkit import qemu_site as kit
 from edgefed.testkit.process import SiteProcess
 
@@ -30,21 +29,9 @@ def host_ready(tools: tuple[str, ...] = GUEST_TOOLS) -> bool:
     )
 
 
-def alive(pid: int) -> bool:
-    """Whether a process runs (one that exited and awaits its reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def tiny_guest() -> GuestImage:
+def built_guest_image() -> GuestImage:
     """The tiny guest image, built once under a lock (xdist workers share it)."""
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR)
+    return kit.built_guest_image(IMAGE_DIR)
 
 
 @contextmanager

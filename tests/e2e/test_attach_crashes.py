@@ -36,12 +36,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from qemu_site import alive, host_ready, qemu_site, tiny_guest
+from qemu_site import built_guest_image, host_ready, qemu_site
 from volume_guest import disk_watcher
 
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI, openstack_binary
-from edgefed.testkit.process import SiteProcess
+from edgefed.testkit.process import SiteProcess, pid_alive
 from edgefed.testkit.wait import until
 
 TAG = f"ac{os.getpid()}"
@@ -58,7 +58,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    return tiny_guest().disk
+    return built_guest_image().disk
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_kill_agent_or_site_during_attach_then_retry_completes(site, guest_disk,
               what="the attach sent to the agent")  # fmt: skip
         assert volume(first)["status"] == "attaching"
         os.kill(agent_pid, signal.SIGKILL)
-        until(lambda: not alive(agent_pid), within=10, what="the agent gone")
+        until(lambda: not pid_alive(agent_pid), within=10, what="the agent gone")
         os.kill(guest_qemu, signal.SIGCONT)
         until(lambda: int(agent_pid_file.read_text().split()[0]) != agent_pid, within=60,
               what="a new agent")  # fmt: skip
@@ -201,7 +201,7 @@ def test_kill_agent_or_site_during_attach_then_retry_completes(site, guest_disk,
         until(lambda: sent_for(site, server, second), within=60,
               what="the attach sent to the agent")  # fmt: skip
         site.kill()
-        until(lambda: not alive(agent_pid), within=30, what="the agent gone with its site")
+        until(lambda: not pid_alive(agent_pid), within=30, what="the agent gone with its site")
         os.kill(guest_qemu, signal.SIGCONT)
         out, err = attach.communicate(timeout=60)
     assert attach.returncode != 0  # its site died under it

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from qemu_site import host_ready
 
 from edgefed.drivers.hostnet import (
     HostNetSettings,
@@ -40,19 +41,14 @@ from edgefed.drivers.hostnet import (
 from edgefed.drivers.hostnet.names import tap_mac
 from edgefed.testkit.wait import until
 
-
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "busybox", "sysctl")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
+HOSTNET_TOOLS = ("ip", "nft", "dnsmasq", "busybox", "sysctl")
 
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not _host_ready(), reason="needs root, ip, nft, dnsmasq, busybox, tun"),
+    pytest.mark.skipif(
+        not host_ready(HOSTNET_TOOLS), reason="needs root, ip, nft, dnsmasq, busybox, tun"
+    ),
 ]
 
 TAG = f"hn{os.getpid()}"

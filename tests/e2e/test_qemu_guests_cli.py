@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_site import alive, host_ready, qemu_site, tiny_guest
+from qemu_site import built_guest_image, host_ready, qemu_site
 
 from edgefed.drivers.hostnet import namespace_name
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI
-from edgefed.testkit.process import SiteProcess
+from edgefed.testkit.process import SiteProcess, pid_alive
 from edgefed.testkit.wait import until
 
 TAG = f"qg{os.getpid()}"
@@ -72,7 +72,7 @@ def qemu_pid(server_id: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    return tiny_guest().disk
+    return built_guest_image().disk
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_dis
     assert pid_a is not None
     osc.run("server", "stop", a)
     until(lambda: status(a) == "SHUTOFF", within=120, every=1, what="A SHUTOFF")
-    assert qemu_pid(a) is None and not alive(pid_a)
+    assert qemu_pid(a) is None and not pid_alive(pid_a)
     osc.run("server", "start", a)
     until(lambda: status(a) == "ACTIVE", within=120, every=1, what="A ACTIVE again")
     new_a = qemu_pid(a)
@@ -195,8 +195,8 @@ def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_dis
     agent_pid = int(agent_pid_file.read_text())
     running = {a: qemu_pid(a), b: qemu_pid(b)}
     os.kill(agent_pid, signal.SIGKILL)
-    until(lambda: not alive(agent_pid), within=10, what="the agent gone")
-    assert all(pid is not None and alive(pid) for pid in running.values())
+    until(lambda: not pid_alive(agent_pid), within=10, what="the agent gone")
+    assert all(pid is not None and pid_alive(pid) for pid in running.values())
     until(lambda: int(agent_pid_file.read_text()) != agent_pid, within=30, what="a new agent")
     assert "EDGEFED-GUEST ready" in console(b)
     assert {s: qemu_pid(s) for s in running} == running
@@ -227,5 +227,5 @@ def test_two_guests_boot_talk_obey_rules_and_outlive_their_agent(site, guest_dis
     for server, pid in running.items():
         assert pid is not None
         osc.run("server", "delete", server)
-        until(lambda p=pid: not alive(p), within=60, what=f"QEMU {pid} gone")
+        until(lambda p=pid: not pid_alive(p), within=60, what=f"QEMU {pid} gone")
     until(lambda: not osc.json("server", "list"), within=60, what="no servers")

@@ -8,54 +8,37 @@ host agent), QEMU under TCG, the tiny guest image registered as ``edgefed up`` d
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from qemu_site import qemu_site
+from qemu_site import IMAGE_DIR, built_guest_image, host_ready, qemu_site
 
 from edgefed.cli.up_seed import IMAGE_NAME, register, tiny_guest
-from edgefed.guest_image import build_guest_image
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import password_token
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.wait import until
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 TAG = f"gv{os.getpid()}"
 SITE = f"V{TAG}"
 BOOT = 180.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
 
 
-def _host_ready() -> bool:
-    tools = ("ip", "nft", "dnsmasq", "busybox", "qemu-system-x86_64", "qemu-img")
-    return (
-        os.geteuid() == 0
-        and all(shutil.which(t) for t in tools)
-        and os.access("/dev/net/tun", os.R_OK | os.W_OK)
-    )
-
-
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not _host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+    pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
 
 
 @pytest.fixture(scope="module")
 def guest_image() -> Path:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        build_guest_image(IMAGE_DIR)
+    built_guest_image()
     return IMAGE_DIR
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_site import host_ready, tiny_guest
+from qemu_site import built_guest_image, host_ready
 from volume_guest import BLOCKS, MIB, acknowledged, disk_watcher, lost_blocks
 
 from edgefed.services.volume.exports import NbdExports
@@ -50,7 +50,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    return tiny_guest().disk
+    return built_guest_image().disk
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qemu_site import host_ready, qemu_site, tiny_guest
+from qemu_site import built_guest_image, host_ready, qemu_site
 from volume_guest import MIB, disk_watcher
 
 from edgefed.testkit.agents import host_json
@@ -41,7 +41,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def guest_disk() -> Path:
-    return tiny_guest().disk
+    return built_guest_image().disk
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,15 @@ READY_PREFIX = "EDGEFED READY"
 DEFAULT_PASSWORD = "admin-secret"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (one that exited and awaits its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

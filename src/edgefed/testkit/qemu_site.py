@@ -13,6 +13,7 @@ directory is a fresh one per site (``hostnet_dir_for``), never the shared defaul
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import shutil
 import time
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
 from edgefed.drivers.qemu import QemuHypervisor
-from edgefed.testkit.process import SiteProcess
+from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.testkit.process import SiteProcess, pid_alive
 
 # How long the local agent may take to exit after its site did (it dies with the site,
 # on SIGTERM: PR_SET_PDEATHSIG).
@@ -51,10 +53,18 @@ def _agent_pid(agent_dir: Path) -> int | None:
     try:
         pid = int((agent_dir / "agent.pid").read_text().split()[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError, IndexError):
         return None
-    return pid if state != "Z" and str(agent_dir).encode() in argv else None
+    return pid if pid_alive(pid) and str(agent_dir).encode() in argv else None
+
+
+def built_guest_image(image_dir: Path) -> GuestImage:
+    """The tiny guest image in ``image_dir``, built once under a lock beside it (xdist
+    workers and concurrent runs share it; a no-op when ``make guest-image`` did it)."""
+    image_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(image_dir.parent / "guest-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_guest_image(image_dir)
 
 
 def _wait_agent_gone(agent_dir: Path, within: float = AGENT_EXIT_S) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -27,9 +26,11 @@ from edgefed.agent.guests import GuestRunner
 from edgefed.agent.hostboot import BootMarker
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.qemu import QemuHypervisor, QemuSettings
-from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.guest_image import GuestImage
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.process import pid_alive
+from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,18 +49,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def guest_image() -> GuestImage:
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return built_guest_image(IMAGE_DIR)
 
 
 async def enroll(site: InProcessSite, hostname: str) -> str:

@@ -8,14 +8,14 @@ so that xdist workers do not build it twice.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.guest_image import GuestImage
+from edgefed.testkit.qemu_site import built_guest_image
 
 REPO = Path(__file__).resolve().parents[4]
 IMAGE_DIR = REPO / ".cache" / "guest-image"
@@ -26,10 +26,7 @@ def guest_image() -> GuestImage:
     """The tiny guest, built once (a no-op when ``make guest-image`` already did)."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (make system-deps installs it)")
-    IMAGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(IMAGE_DIR.parent / "guest-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return build_guest_image(IMAGE_DIR)
+    return built_guest_image(IMAGE_DIR)
 
 
 @pytest.fixture

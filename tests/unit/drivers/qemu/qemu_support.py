@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -107,12 +106,3 @@ async def _drain(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     """Read and drop what the guest writes until it hangs up (or the task is cancelled)."""
     while await loop.sock_recv(sock, 65536):
         pass
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process runs (a zombie awaiting its reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from qemu_support import Console, needs_qemu, pid_alive
+from qemu_support import Console, needs_qemu
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.qemu import (
@@ -37,6 +37,7 @@ from edgefed.drivers.qemu import (
 )
 from edgefed.drivers.qemu.cmdline import blockdev_node
 from edgefed.guest_image import GuestImage
+from edgefed.testkit.process import pid_alive
 from edgefed.testkit.wait import eventually
 
 pytestmark = [needs_qemu, pytest.mark.asyncio(loop_scope="module")]

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from qemu_support import pid_alive
 
 from edgefed.drivers.qemu.console import ConsoleLog
 from edgefed.drivers.qemu.process import Process, running_pid
 from edgefed.drivers.qemu.tools import run_tool
+from edgefed.testkit.process import pid_alive
 from edgefed.testkit.wait import eventually
 
 GUEST = "6a3c1f3e-8d2b-4f1a-9c77-1e2d3c4b5a69"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qemu_support import Console, needs_qemu, pid_alive
+from qemu_support import Console, needs_qemu
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.qemu import (
@@ -37,6 +37,7 @@ from edgefed.drivers.qemu import (
 from edgefed.drivers.qemu.relay import relay_socket
 from edgefed.guest_image import GuestImage
 from edgefed.services.volume.exports import NbdExports
+from edgefed.testkit.process import pid_alive
 
 pytestmark = [
     needs_qemu,
