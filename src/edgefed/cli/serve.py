@@ -46,7 +46,7 @@ sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
 from edgefed.core.errors import EdgefedError  # noqa: E402
 from edgefed.core.settings import SiteSettings, load_settings  # noqa: E402
-from edgefed.store.migrate import sqlite_needs_upgrade  # noqa: E402
+from edgefed.store.migrate import sqlite_file, sqlite_needs_upgrade  # noqa: E402
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -126,13 +126,11 @@ def bind(host: str, port: int) -> socket.socket:
 def migrate_apart(settings: SiteSettings) -> None:
     """Upgrade a SQLite database below the head in a process of its own (store/migrate.py
     says why); should that fail, the site's own start migrates and says what is wrong."""
-    url = settings.effective_database_url
-    if not url.startswith("sqlite:///"):
+    path = sqlite_file(settings.effective_database_url)
+    if path is None or not sqlite_needs_upgrade(path):
         return
-    if not sqlite_needs_upgrade(Path(url.removeprefix("sqlite:///"))):
-        return
-    done = subprocess.run(  # noqa: S603 - this interpreter, our module, the site's URL
-        [sys.executable, "-m", "edgefed.store.migrate", url], check=False
+    done = subprocess.run(  # noqa: S603 - this interpreter, our module, the site's file
+        [sys.executable, "-m", "edgefed.store.migrate", f"sqlite:///{path}"], check=False
     )
     if done.returncode != 0:
         log.warning("migrating apart failed (%d); migrating in the site", done.returncode)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -55,6 +55,15 @@ def upgrade_to_head(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL (any of its drivers), None for another database
+    or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def sqlite_needs_upgrade(path: Path) -> bool:
     """Whether the SQLite database at ``path`` is missing or below the known head (read
     with the standard library: nothing of SQLAlchemy's or alembic's is loaded)."""
@@ -74,7 +83,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m edgefed.store.migrate DATABASE_URL", file=sys.stderr)
         return 2
-    engine = create_engine(argv[0])
+    path = sqlite_file(argv[0])
+    # On the standard library's driver whichever the URL names (the store does the same).
+    engine = create_engine(f"sqlite:///{path}" if path is not None else argv[0])
     try:
         with engine.begin() as conn:  # one transaction, as the site's own start migrates
             upgrade_to_head(conn)

@@ -19,7 +19,7 @@ from sqlalchemy import inspect, text
 
 import edgefed.store.tables  # noqa: F401 - every table in the metadata
 from edgefed.store.engine import Store
-from edgefed.store.migrate import head_revision, sqlite_needs_upgrade
+from edgefed.store.migrate import head_revision, sqlite_file, sqlite_needs_upgrade
 from edgefed.store.schema import metadata
 from edgefed.store.sync.kinds import KINDS
 from edgefed.store.sync.triggers import capture_ddl
@@ -121,6 +121,9 @@ def test_a_serving_site_migrates_sqlite_in_a_process_of_its_own(tmp_path: Path) 
     """``python -m edgefed.store.migrate`` brings a new database to the head; the check a
     serving site makes first (``sqlite_needs_upgrade``) tells a database below it."""
     path = tmp_path / "site.db"
+    assert sqlite_file(f"sqlite:///{path}") == sqlite_file(f"sqlite+aiosqlite:///{path}") == path
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("postgresql+asyncpg://u@127.0.0.1/db") is None
     assert sqlite_needs_upgrade(path)  # none yet
     done = subprocess.run(
         [sys.executable, "-m", "edgefed.store.migrate", f"sqlite:///{path}"],
