@@ -9,10 +9,13 @@ so that xdist workers do not build it twice.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qemu_support import NETNS_TAP
 
 from edgefed.guest_image import GuestImage
 from edgefed.testkit.qemu_site import built_guest_image
@@ -36,3 +39,21 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield path
     leftovers = list((path / "guests").glob("*/qemu.pid")) if path.exists() else []
     assert not leftovers, f"guests left behind: {leftovers}"
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace with one tap (192.0.2.1/24): the guest's only peer."""
+    name = f"efq-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (
+            ["ip", "-n", name, "link", "set", "lo", "up"],
+            ["ip", "-n", name, "tuntap", "add", "dev", NETNS_TAP, "mode", "tap"],
+            ["ip", "-n", name, "addr", "add", "192.0.2.1/24", "dev", NETNS_TAP],
+            ["ip", "-n", name, "link", "set", NETNS_TAP, "up"],
+        ):
+            subprocess.run(command, check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)

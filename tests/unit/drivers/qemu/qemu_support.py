@@ -102,6 +102,10 @@ class Console:
         return counts[-1] if counts else 0
 
 
+# The tap of the ``netns`` fixture (conftest.py), 192.0.2.1/24 on the namespace side.
+NETNS_TAP = "tap-q0"
+
+
 async def _drain(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     """Read and drop what the guest writes until it hangs up (or the task is cancelled)."""
     while await loop.sock_recv(sock, 65536):

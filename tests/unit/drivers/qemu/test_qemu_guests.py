@@ -16,12 +16,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from qemu_support import Console, needs_qemu
+from qemu_support import NETNS_TAP, Console, needs_qemu
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.qemu import (
@@ -326,24 +326,6 @@ async def test_console_output_gives_the_last_lines(hv: QemuHypervisor, booted: s
     assert hv.console_output(booted).endswith(last)
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A network namespace with one tap (192.0.2.1/24): the guest's only peer."""
-    name = f"efq-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for command in (
-            ["ip", "-n", name, "link", "set", "lo", "up"],
-            ["ip", "-n", name, "tuntap", "add", "dev", "tap-t0", "mode", "tap"],
-            ["ip", "-n", name, "addr", "add", "192.0.2.1/24", "dev", "tap-t0"],
-            ["ip", "-n", name, "link", "set", "tap-t0", "up"],
-        ):
-            subprocess.run(command, check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
 async def test_direct_kernel_boot_with_a_static_nic_in_a_namespace(
     hv: QemuHypervisor,
     booted: str,
@@ -368,7 +350,7 @@ async def test_direct_kernel_boot_with_a_static_nic_in_a_namespace(
             kernel_cmdline=guest_image.kernel_cmdline,
             nics=(
                 Nic(
-                    tap="tap-t0",
+                    tap=NETNS_TAP,
                     mac="fa:16:3e:00:00:0a",
                     port_id="p1",
                     network_id="n1",

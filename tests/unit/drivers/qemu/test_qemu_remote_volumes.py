@@ -17,12 +17,12 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from qemu_support import Console, needs_qemu
+from qemu_support import NETNS_TAP, Console, needs_qemu
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.qemu import (
@@ -54,24 +54,6 @@ FIND = (
     f"for i in $(seq 100); do grep -l {SERIAL} /sys/block/vd*/serial >/dev/null 2>&1 && break;"
     f" sleep 0.2; done; d=/dev/$(basename $(dirname $(grep -l {SERIAL} /sys/block/vd*/serial)))"
 )
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A network namespace with one tap (192.0.2.1/24): the guest's only peer."""
-    name = f"efr-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for command in (
-            ["ip", "-n", name, "link", "set", "lo", "up"],
-            ["ip", "-n", name, "tuntap", "add", "dev", "tap-r0", "mode", "tap"],
-            ["ip", "-n", name, "addr", "add", "192.0.2.1/24", "dev", "tap-r0"],
-            ["ip", "-n", name, "link", "set", "tap-r0", "up"],
-        ):
-            subprocess.run(command, check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 @pytest.fixture
@@ -134,7 +116,7 @@ async def test_a_guest_in_a_namespace_reads_and_writes_a_remote_volume(
                 kernel=ImageSource(guest_image.vmlinuz),
                 ramdisk=ImageSource(guest_image.initrd),
                 kernel_cmdline=guest_image.kernel_cmdline,
-                nics=(Nic(tap="tap-r0", mac="fa:16:3e:00:00:0b", address="192.0.2.11/24"),),
+                nics=(Nic(tap=NETNS_TAP, mac="fa:16:3e:00:00:0b", address="192.0.2.11/24"),),
                 netns=netns,
             )
         )
