@@ -30,6 +30,7 @@ from edgefed.services.volume.exports import NbdExports
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.osc import OpenStackCLI
+from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
 from edgefed.testkit.wait import until
 
@@ -79,13 +80,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
             asyncio.run(NbdExports(exports, bind_host="", advertised_host="").close_all())
 
 
-def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_path):
-    berlin, paris = fleet[BERLIN], fleet[PARIS]
-    # Each CLI picks its own site's endpoints from the fleet's catalog (regions are sites).
+def clis(berlin: SiteProcess, paris: SiteProcess) -> tuple[OpenStackCLI, OpenStackCLI]:
+    """The ``openstack`` CLI at Berlin and at Paris: each picks its own site's endpoints
+    from the fleet's catalog (regions are sites)."""
     osc = OpenStackCLI(auth_url=berlin.auth_url, password=berlin.password, region=BERLIN,
                        timeout=240)  # fmt: skip
     at_paris = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
                             timeout=120)  # fmt: skip
+    return osc, at_paris
+
+
+def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_path):
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    osc, at_paris = clis(berlin, paris)
     scoped = ("--os-scope", f"{{volume: {PARIS}}}")
     image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
                      "--file", str(guest_disk), "--public", "tiny")["id"]  # fmt: skip
@@ -162,10 +169,7 @@ def test_a_guest_with_a_nic_in_berlin_writes_to_a_volume_of_paris(fleet, guest_d
     Paris's export (127.0.0.1) is not reachable: Berlin's agent relays a unix socket in
     the guest's directory to it (docs/volume.md), and the guest writes Paris's volume."""
     berlin, paris = fleet[BERLIN], fleet[PARIS]
-    osc = OpenStackCLI(auth_url=berlin.auth_url, password=berlin.password, region=BERLIN,
-                       timeout=240)  # fmt: skip
-    at_paris = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
-                            timeout=120)  # fmt: skip
+    osc, at_paris = clis(berlin, paris)
     scoped = ("--os-scope", f"{{volume: {PARIS}}}")
     image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
                      "--file", str(guest_disk), "--public", "tiny-nic")["id"]  # fmt: skip
