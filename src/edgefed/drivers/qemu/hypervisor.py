@@ -201,7 +201,7 @@ class QemuHypervisor:
 
     async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
         jobs: list[Coroutine[Any, Any, object]] = []
-        sockets = files.sockets if spec.netns else None  # NBD through the agent's relays
+        sockets = transfer.relay_sockets(files, spec.netns)
         if spec.root_volume is not None:  # boot from volume: the volume is the disk
             root = spec.root_volume
             disks = [

@@ -31,6 +31,7 @@ from edgefed.drivers.qemu.cmdline import DiskPlan, blockdev_node, tls_object
 from edgefed.drivers.qemu.disks import convert_standalone
 from edgefed.drivers.qemu.errors import InvalidGuestState, QemuError, QmpError
 from edgefed.drivers.qemu.guest import STATE_NAMES, Guest
+from edgefed.drivers.qemu.layout import GuestFiles
 from edgefed.drivers.qemu.qmp import Event, QmpClient
 from edgefed.drivers.qemu.relay import relay_socket
 from edgefed.drivers.qemu.spec import BlockDevice
@@ -159,6 +160,13 @@ def _psk_dir(directory: Path, node: str) -> Path:
     return directory / f"psk-{node}"
 
 
+def relay_sockets(files: GuestFiles, netns: str | None) -> Path | None:
+    """Where a guest's NBD disks find the agent's relays: its sockets directory when it
+    runs in a network namespace (the exports are not reachable from there), else None
+    (QEMU connects to them itself)."""
+    return files.sockets if netns else None
+
+
 def disk_of(
     directory: Path,
     device: BlockDevice,
@@ -207,7 +215,7 @@ async def attach_block(guest: Guest, device: BlockDevice) -> None:
             if volume.path == str(device.path):
                 return
             raise InvalidGuestState(guest.id, f"attach {device.device_id} to", "already using it")
-    sockets = guest.files.sockets if guest.plan.netns else None
+    sockets = relay_sockets(guest.files, guest.plan.netns)
     disk = disk_of(guest.files.directory, device, sockets=sockets)
     if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
         await guest.attach()
