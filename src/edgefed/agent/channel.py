@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from edgefed.agent.guests import GuestRunner
+from edgefed.agent.guests import CommandRefused, GuestRunner
 from edgefed.agent.hostboot import BootMarker
 from edgefed.agent.image_fetch import download_image
 from edgefed.drivers.base import ImageData, PowerState
@@ -370,6 +370,26 @@ class CommandLoop:
         url = self._url(f"/images/{image.id}")
         return await download_image(self.client, url, self._headers(), image, directory)
 
+    # -- volumes over the network ---------------------------------------------------------
+
+    async def export_volume(self, server_id: str, volume_id: str) -> dict[str, Any]:
+        """The NBD export the site makes of a volume this host's server holds, for a
+        host that cannot read the volume's file (CommandRefused with the site's reason
+        when it refuses)."""
+        r = await self.client.post(
+            self._url(f"/volumes/{volume_id}/export"),
+            headers=self._headers(),
+            json={"server_id": server_id},
+        )
+        if r.status_code != 200:
+            raise CommandRefused(
+                f"the site cannot export volume {volume_id} to this host: {_reason(r)}"
+            )
+        nbd = r.json().get("nbd")
+        if not isinstance(nbd, dict):
+            raise CommandRefused(f"the site answered no export of volume {volume_id}")
+        return nbd
+
     # -- the network -----------------------------------------------------------------------
 
     async def sync_network(self) -> None:
@@ -394,6 +414,19 @@ class CommandLoop:
             except Exception as exc:
                 log.warning("network sync failed, retrying: %r", exc)
             await asyncio.sleep(self.settings.network_interval)
+
+
+def _reason(r: httpx.Response) -> str:
+    """The site's message in a refusal (its faults are ``{"<kind>": {"message": …}}``)."""
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for value in doc.values():
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return f"{value['message']} ({r.status_code})"
+    return f"HTTP {r.status_code}"
 
 
 def _digest(guests: dict[str, int]) -> str:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -43,6 +43,9 @@ class GuestHostConfig:
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     # The boot id of this host (hostboot.read_boot_id); tests pass another.
     boot_id: Callable[[], str | None] = read_boot_id
+    # False: read no file of the site's data directory even where its path resolves
+    # here (images fetched, volumes over NBD), as an agent on another machine does.
+    site_files: bool = True
 
 
 def run_with_guests(
@@ -125,11 +128,19 @@ async def _serve(agent: HostAgent, config: GuestHostConfig) -> None:
         async def fetch_image(image: ImageData) -> Path:
             return await commands[0].fetch_image(image, hypervisor.layout.root / "incoming")
 
+        async def export_volume(server_id: str, volume_id: str) -> dict[str, Any]:
+            return await commands[0].export_volume(server_id, volume_id)
+
         loop = CommandLoop(
             site_url=agent.site_url,
             credential=lambda: agent.state.credential if agent.state else "",
             runner=GuestRunner(
-                hypervisor, network=network, sync_network=sync_network, fetch_image=fetch_image
+                hypervisor,
+                network=network,
+                sync_network=sync_network,
+                fetch_image=fetch_image,
+                export_volume=export_volume,
+                site_files=config.site_files,
             ),
             network=network,
             client=client,

@@ -138,16 +138,26 @@ class GuestRunner:
         network: SiteNetwork | None,
         sync_network: Callable[[], Awaitable[None]],
         fetch_image: Callable[[ImageData], Awaitable[Path]] | None = None,
+        export_volume: Callable[[str, str], Awaitable[Mapping[str, Any]]] | None = None,
+        site_files: bool = True,
     ) -> None:
         self.hv = hypervisor
         self.network = network
         self.sync_network = sync_network
         self.fetch_image = fetch_image
+        self.export_volume = export_volume
+        # False: never read the site's files, even where the path resolves (a host that
+        # shares the path with the site but not its data, or a test standing in for
+        # another machine): images are fetched, volumes reached over NBD.
+        self.site_files = site_files
+
+    def _readable(self, path: Path) -> bool:
+        return self.site_files and os.access(path, os.R_OK)
 
     async def _local(self, image: ImageData | None, fetched: list[Path]) -> ImageData | None:
         """The image with its data on this machine: the site's file when this host can
         read it (an agent on the site's machine), else a copy fetched from the site."""
-        if image is None or (image.path is not None and os.access(image.path, os.R_OK)):
+        if image is None or (image.path is not None and self._readable(image.path)):
             return image
         if self.fetch_image is None:
             raise CommandRefused(f"image {image.id} has no data this host can read")
@@ -155,14 +165,29 @@ class GuestRunner:
         fetched.append(path)
         return dataclasses.replace(image, path=path)
 
+    async def _reachable(self, server_id: str, volume: VolumeDevice) -> VolumeDevice:
+        """The volume as this host reaches it: its file when this host can read it (an
+        agent on the site's machine), else the NBD export the site makes for it."""
+        if volume.nbd is not None or self._readable(volume.path):
+            return volume
+        if self.export_volume is None:
+            raise CommandRefused(
+                f"volume {volume.volume_id} is not on this host ({volume.path} cannot be read)"
+            )
+        nbd = await self.export_volume(server_id, volume.volume_id)
+        return dataclasses.replace(volume, nbd=dict(nbd))
+
     async def _spawn(self, spec: InstanceSpec) -> None:
         fetched: list[Path] = []
         try:
+            root = spec.root_volume
             spec = dataclasses.replace(
                 spec,
                 image=await self._local(spec.image, fetched),
                 kernel=await self._local(spec.kernel, fetched),
                 ramdisk=await self._local(spec.ramdisk, fetched),
+                root_volume=await self._reachable(spec.id, root) if root is not None else None,
+                volumes=tuple([await self._reachable(spec.id, v) for v in spec.volumes]),
             )
             if spec.nics:
                 await self.sync_network()
@@ -214,7 +239,7 @@ class GuestRunner:
         elif kind == "diagnostics":
             return {"diagnostics": await self.hv.diagnostics(server_id)}
         elif kind == "attach_volume":
-            volume = volume_from_json(payload.get("volume"))
+            volume = await self._reachable(server_id, volume_from_json(payload.get("volume")))
             await self.hv.attach_block(server_id, block_device(volume))
         elif kind == "detach_volume":
             volume_id = payload.get("volume_id")

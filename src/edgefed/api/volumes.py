@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from edgefed.api.auth import Principal
@@ -31,7 +31,8 @@ class VolumeFacts:
 
 @dataclass(frozen=True, slots=True)
 class VolumeConnection:
-    """How the server's host reaches the volume: a file on this site's machine."""
+    """How the server's host reaches the volume: a file on this site's machine (a host
+    that cannot read it asks for an export, ``VolumeCatalog.export_to_host``)."""
 
     attachment_id: str
     volume_id: str
@@ -78,6 +79,14 @@ class VolumeCatalog(Protocol):
 
     async def complete(self, *, attachment_id: str, mountpoint: str) -> None:
         """The guest has the volume: the attachment ``attached``, the volume ``in-use``."""
+        ...
+
+    async def export_to_host(self, *, volume_id: str, server_id: str, host: str) -> dict[str, Any]:
+        """The volume over the network for a host that cannot read this site's files (a
+        host on another machine): the NBD export of the attachment that ``server_id``
+        on ``host`` holds (host, port, export, tls_psk_identity, tls_psk_key), made for
+        that attachment alone and stopped with it. NotFound when the server on that host
+        holds no attachment of the volume; Conflict when no export can be started."""
         ...
 
     async def release(self, *, attachment_id: str) -> None:

@@ -69,6 +69,7 @@ def run_agent(args: argparse.Namespace) -> int:
                 qemu_state_dir=args.qemu_state_dir or args.state_dir / "qemu",
                 hostnet_dir=None if args.no_network else args.hostnet_dir,
                 accel=args.accel,
+                site_files=not args.no_site_files,
                 channel=ChannelSettings(
                     poll_wait=args.poll_wait, network_interval=args.network_interval
                 ),
@@ -109,6 +110,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-network", action="store_true", help="guests without networks")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--no-site-files",
+        action="store_true",
+        help="read no file of the site's data directory even where its path resolves here: "
+        "fetch images from the site, reach volumes over NBD (as on another machine)",
+    )
     p.add_argument(
         "--poll-wait", type=float, default=4.0, help="seconds a command poll waits (site caps it)"
     )

@@ -14,31 +14,24 @@ import contextlib
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from agent_qemu_support import QEMU, agent, enroll
 
-from edgefed.agent.channel import ChannelSettings, CommandLoop
-from edgefed.agent.guests import GuestRunner
-from edgefed.agent.hostboot import BootMarker
 from edgefed.drivers.base import PowerState
-from edgefed.drivers.qemu import QemuHypervisor, QemuSettings
+from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage
 from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.inprocess import run_site, site_settings
 from edgefed.testkit.process import pid_alive
 from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 IMAGE_DIR = REPO / ".cache" / "guest-image"
-HOSTS = "/edge/v1/hosts"
-HW = {"cpus": 2, "memory_mb": 4096, "disks": [{"name": "sda", "size_gb": 40}], "nics": []}
 V = {"OpenStack-API-Version": "compute 2.96"}
-QEMU = QemuSettings(accel="tcg", shutdown_timeout=10)
 READY = "EDGEFED-GUEST ready"
 
 pytestmark = pytest.mark.skipif(
@@ -50,66 +43,6 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def guest_image() -> GuestImage:
     return built_guest_image(IMAGE_DIR)
-
-
-async def enroll(site: InProcessSite, hostname: str) -> str:
-    """The host's credential, the host unlocked."""
-    admin = {"X-Auth-Token": await site.token()}
-    r = await site.client.post(
-        f"{HOSTS}/enrollment-tokens",
-        json={"hostname": hostname, "personality": "worker"},
-        headers=admin,
-    )
-    token = r.json()["enrollment_token"]["token"]
-    r = await site.client.post(
-        f"{HOSTS}/agent/enroll",
-        json={"enrollment_token": token, "hostname": hostname, "hardware": HW},
-    )
-    assert r.status_code == 201, r.text
-    credential = str(r.json()["credential"])
-    r = await site.client.post(f"{HOSTS}/{hostname}/unlock", headers=admin)
-    assert r.status_code == 200, r.text
-    return credential
-
-
-@contextlib.asynccontextmanager
-async def agent(
-    site: InProcessSite, cred: str, state: Path, boot_id: str
-) -> AsyncIterator[tuple[CommandLoop, QemuHypervisor]]:
-    commands: list[CommandLoop] = []
-    hv = QemuHypervisor(
-        state_dir=state,
-        settings=QEMU,
-        on_change=lambda g, p: commands[0].guest_changed(g, p) if commands else None,
-    )
-    await hv.open()
-
-    async def no_network() -> None:
-        return None
-
-    loop = CommandLoop(
-        site_url="http://berlin.test",
-        credential=lambda: cred,
-        runner=GuestRunner(hv, network=None, sync_network=no_network),
-        network=None,
-        client=httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app)),
-        settings=ChannelSettings(poll_wait=0.2, network_interval=0.5, resync_interval=3600),
-        boot=BootMarker(state / "agent-boot-id", boot_id=lambda: boot_id),
-    )
-    commands.append(loop)
-    task = asyncio.create_task(loop.run())
-    try:
-        await eventually(
-            lambda: asyncio.sleep(0, loop.site_instance is not None or task.done()),
-            within=60,
-            what="the agent's first full report",
-        )
-        assert not task.done(), task
-        yield loop, hv
-    finally:
-        loop.stop()
-        await asyncio.wait_for(task, 30)
-        await hv.close()  # its guests keep running
 
 
 async def test_a_host_reboot_starts_the_guest_of_an_active_server_again(

@@ -9,10 +9,8 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cinder_kit import admin, delete, post, volume
@@ -20,6 +18,7 @@ from cinder_kit import admin, delete, post, volume
 from edgefed.services.volume.exports import ExportFailed, NbdExports
 from edgefed.services.volume.state import VolumeState
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.nbd import qemu_io
 from edgefed.testkit.wait import eventually
 
 pytestmark = pytest.mark.skipif(
@@ -27,23 +26,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs qemu-storage-daemon and qemu-io",
 )
 REMOTE = {"site": "Lisbon", "host": "lisbon-1", "initiator": "edgefed", "mountpoint": "/dev/vdb"}
-
-
-def qemu_io(data: dict[str, Any], tmp: Path, *commands: str, key: str | None = None) -> Any:
-    """Run ``commands`` against the export as an NBD client with the PSK ``key``."""
-    keys = tmp / "client"
-    keys.mkdir(exist_ok=True)
-    (keys / "keys.psk").write_text(f"{data['tls_psk_identity']}:{key or data['tls_psk_key']}\n")
-    (keys / "keys.psk").chmod(0o600)
-    argv = ["qemu-io", "--object",
-            f"tls-creds-psk,id=tls0,endpoint=client,dir={keys},"
-            f"username={data['tls_psk_identity']}",
-            "--image-opts",
-            f"driver=nbd,host={data['host']},port={data['port']},export={data['export']},"
-            "tls-creds=tls0"]  # fmt: skip
-    for command in commands:
-        argv += ["-c", command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
 @pytest.fixture

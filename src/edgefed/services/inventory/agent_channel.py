@@ -6,7 +6,9 @@ and only ever sees its own host's share: the commands queued for it (a long poll
 command that is not its own open one, which then stays as it was), what it reports
 of its guests (``POST /agent/guests``) and its network plan (``GET /agent/network``,
 with an ETag) and the data of the images its servers boot from
-(``GET /agent/images/{id}``, for agents on other machines than the site's). The queue
+(``GET /agent/images/{id}``, for agents on other machines than the site's), and the
+NBD export of a volume attached to one of its servers whose file it cannot read
+(``POST /agent/volumes/{id}/export``, the same agents). The queue
 is ``SiteContext.host_commands`` (api/hostcommands.py).
 """
 
@@ -172,3 +174,26 @@ async def image_data(image_id: str, request: Request) -> Response:
         media_type="application/octet-stream",
         headers={"X-Image-Sha256": image.blob_sha256},
     )
+
+
+class ExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server_id: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/agent/volumes/{volume_id}/export")
+async def export_volume(volume_id: str, body: ExportRequest, request: Request) -> Json:
+    """The NBD export (over TLS, with a key made for the attachment alone) of a volume
+    that a server of this host holds; 404 for a volume no server of this host holds.
+    An agent asks when it cannot read the volume's file (a host on another machine)."""
+    from edgefed.store.compute import ServerRepository
+
+    ctx, host = await _agent(request)
+    server = await ServerRepository(ctx.store).get(body.server_id)
+    if server is None or server.host != host.hostname or ctx.volumes is None:
+        raise NotFound(f"Host {host.hostname} has no server {body.server_id}.")
+    nbd = await ctx.volumes.export_to_host(
+        volume_id=volume_id, server_id=server.id, host=host.hostname
+    )
+    return Json({"nbd": nbd})

@@ -3,7 +3,9 @@
 The compute service attaches this site's volumes through it: ``connect`` makes an
 attachment with a connector (Cinder's ``attachment_create`` with one, as Nova's attach
 does), ``complete`` marks it attached once the guest has the disk, ``release`` deletes
-it. The connection is the backend's: a file on this site's machine.
+it. The connection is the backend's: a file on this site's machine, or, for a host that
+cannot read it (another machine), an NBD export made for the attachment
+(``export_to_host``, asked by that host's agent).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from edgefed.api.resource import Call
 from edgefed.api.volumes import VolumeConnection, VolumeFacts, VolumePool
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.pool import figures
+from edgefed.services.volume.remote_attach import NBD_KEYS, drop, export, remote_site
 from edgefed.services.volume.state import VolumeState
 from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
@@ -114,9 +117,28 @@ class LocalVolumes:
         except StateConflict as exc:
             raise NotFound(f"Volume attachment {attachment_id} could not be found.") from exc
 
+    async def export_to_host(self, *, volume_id: str, server_id: str, host: str) -> dict[str, Any]:
+        held = [
+            a
+            for a in await self.attachments.list(
+                filters={"volume_id": volume_id, "instance_uuid": server_id}
+            )
+            if a.attached_host == host and remote_site(self.ctx, a.connector) is None
+        ]
+        if not held:
+            raise NotFound(
+                f"Server {server_id} on host {host} holds no attachment of volume {volume_id}."
+            )
+        record = await export(self.ctx, self.attachments, held[0], to=f"host {host}")
+        data = record.connection_info["data"]
+        return {key: data[key] for key in NBD_KEYS}
+
     async def release(self, *, attachment_id: str) -> None:
+        record = await self.attachments.get(id=attachment_id)
+        if record is None:
+            return  # already gone
         try:
-            await self.attachments.remove(attachment_id)
+            await drop(self.ctx, self.attachments, record)  # and its export, if it has one
         except StateConflict:
             pass  # already gone
 

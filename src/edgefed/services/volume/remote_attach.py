@@ -4,6 +4,8 @@ an NBD export of the volume for that attachment alone (exports.py).
 - ``connect_for``: after the attachment has its connector, a connector of another site
   (``{"site": "Berlin", ...}``) gets the export and ``driver_volume_type: nbd``; one of
   this site keeps the local file's connection.
+- ``export``: the NBD export itself, also for a host of this site that cannot read the
+  volume's file (a host on another machine: ``LocalVolumes.export_to_host``).
 - ``drop``: the attachment goes, and its export with it (the key stops working).
 - ``release_for_site`` (``DELETE /volume/v3/os-edge/attachments/{id}``, signed by a
   fleet site, no user token): the site whose host holds an attachment detaches it, when
@@ -30,6 +32,9 @@ from edgefed.store.volume import AttachmentRecord, Attachments, StateConflict
 
 log = logging.getLogger("edgefed.volume.remote")
 
+# What a host needs of an export's connection to plug it (QEMU's NBD client).
+NBD_KEYS = ("host", "port", "export", "tls_psk_identity", "tls_psk_key")
+
 
 def remote_site(ctx: SiteContext, connector: dict[str, Any] | None) -> str | None:
     """The other site a connector's host is at, or None for this site's hosts."""
@@ -47,6 +52,20 @@ async def connect_for(
     """The attachment with the connection its connector's host can use."""
     if remote_site(ctx, record.connector) is None or is_exported(record):
         return record
+    try:
+        return await export(ctx, repo, record, to="another site")
+    except Conflict:
+        await drop(ctx, repo, record)
+        raise
+
+
+async def export(
+    ctx: SiteContext, repo: Attachments, record: AttachmentRecord, *, to: str
+) -> AttachmentRecord:
+    """The attachment with an NBD connection made for it alone (the one it has, when it
+    is exported already). Conflict naming the cause when the export cannot start."""
+    if is_exported(record):
+        return record
     state = ctx.slots.require(VolumeState)
     local = state.backend.connection_info(volume_id=record.volume_id, mode=record.attach_mode)
     try:
@@ -56,11 +75,8 @@ async def connect_for(
             read_only=record.attach_mode == "ro",
         )
     except ExportFailed as exc:
-        await drop(ctx, repo, record)
         await state.exports.close(record.id)  # a daemon that started after all
-        raise Conflict(
-            f"Volume {record.volume_id} cannot be exported to another site: {exc}"
-        ) from exc
+        raise Conflict(f"Volume {record.volume_id} cannot be exported to {to}: {exc}") from exc
     info = {"driver_volume_type": "nbd", "data": {**data, "volume_id": record.volume_id}}
     try:
         return await repo.connect(record.id, connector=record.connector, connection_info=info)
