@@ -14,10 +14,18 @@
  *   SEED   of the random offsets (xorshift64), block-aligned within REGION
  *   FLAGS  comma-separated, or "-": direct (O_DIRECT), dsync (O_DSYNC: every write
  *          durable when it returns), fsync (one fsync after the last write, counted in
- *          the total but in no operation's latency)
+ *          the total but in no operation's latency), qdN (N operations in flight, 2 to
+ *          64, through Linux AIO: io_submit, io_getevents; each in flight has its own
+ *          buffer, so N * BS is at most 8 MiB; without it, one pread or pwrite at a time)
+ *
+ * With qdN the operations are issued in the same order (offsets) as without; a slot
+ * whose operation completes is given the next one at once. An operation's latency runs
+ * from just before its io_submit to the return of the io_getevents that reaped it.
+ * Linux AIO is asynchronous with O_DIRECT (on a block device, as in the guest); on a
+ * file through the page cache io_submit does the work before it returns.
  *
  * One line on stdout, key=value, times in nanoseconds (CLOCK_MONOTONIC):
- *   op=randread bs=4096 ops=2000 bytes=8192000 total_ns=... sync_ns=... min_ns=...
+ *   op=randread bs=4096 qd=1 ops=2000 bytes=8192000 total_ns=... sync_ns=... min_ns=...
  *   p50_ns=... p90_ns=... p99_ns=... max_ns=... mean_ns=...
  * or "error=<what> errno=<n>" and exit status 1.
  */
@@ -31,6 +39,10 @@ typedef long i64;
 #define SYS_pread64 17
 #define SYS_pwrite64 18
 #define SYS_fsync 74
+#define SYS_io_setup 206
+#define SYS_io_destroy 207
+#define SYS_io_getevents 208
+#define SYS_io_submit 209
 #define SYS_clock_gettime 228
 #define SYS_exit_group 231
 #define O_RDONLY 0
@@ -40,6 +52,10 @@ typedef long i64;
 #define CLOCK_MONOTONIC 1
 #define MAX_BS (8 << 20) /* in .bss: not in the binary, touched up to BS only */
 #define MAX_OPS 65536
+#define MAX_QD 64
+#define IOCB_CMD_PREAD 0
+#define IOCB_CMD_PWRITE 1
+#define EINTR 4
 
 static i64 sys3(i64 n, i64 a, i64 b, i64 c) {
     i64 r;
@@ -56,6 +72,34 @@ static i64 sys4(i64 n, i64 a, i64 b, i64 c, i64 d) {
                      : "rcx", "r11", "memory");
     return r;
 }
+
+static i64 sys5(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e) {
+    register i64 r10 __asm__("r10") = d;
+    register i64 r8 __asm__("r8") = e;
+    i64 r;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
+/* The kernel's <linux/aio_abi.h>, x86-64 (little-endian: aio_key before aio_rw_flags). */
+struct iocb {
+    u64 aio_data;
+    unsigned int aio_key, aio_rw_flags;
+    unsigned short aio_lio_opcode;
+    short aio_reqprio;
+    unsigned int aio_fildes;
+    u64 aio_buf, aio_nbytes;
+    i64 aio_offset;
+    u64 aio_reserved2;
+    unsigned int aio_flags, aio_resfd;
+};
+struct io_event {
+    u64 data, obj;
+    i64 res, res2;
+};
 
 static char buf[MAX_BS] __attribute__((aligned(4096)));
 static unsigned int lat[MAX_OPS];
@@ -147,6 +191,80 @@ static void sort(unsigned int *a, u64 n) { /* Shell sort: n is at most MAX_OPS *
         }
 }
 
+static u64 flag_number(const char *flags, const char *prefix) {
+    /* the N of a flag "<prefix>N" in flags (0: no such flag) */
+    while (*flags) {
+        const char *p = prefix;
+        while (*p && *flags == *p) flags++, p++;
+        if (!*p && *flags >= '0' && *flags <= '9') {
+            u64 v = 0;
+            while (*flags >= '0' && *flags <= '9') v = v * 10 + (u64)(*flags++ - '0');
+            if (*flags == ',' || !*flags) return v;
+        }
+        while (*flags && *flags != ',') flags++;
+        if (*flags == ',') flags++;
+    }
+    return 0;
+}
+
+static u64 seed;
+static u64 blocks;
+static int random;
+
+static u64 block_of(u64 i) { /* the i-th operation's block: in order, or xorshift64 */
+    if (!random) return i;
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    return seed % blocks;
+}
+
+static struct iocb cbs[MAX_QD];
+static struct iocb *batch[MAX_QD];
+static struct io_event events[MAX_QD];
+static u64 issued[MAX_QD];
+
+static u64 run_queued(i64 fd, int write, u64 bs, u64 ops, u64 qd) {
+    /* ops operations, qd in flight; returns the sum of their latencies */
+    u64 ctx = 0, next = 0, done = 0, sum = 0, n = 0;
+    i64 r = sys3(SYS_io_setup, (i64)qd, (i64)&ctx, 0);
+    if (r < 0) fail("io_setup", r);
+    for (u64 slot = 0; slot < qd; slot++) {
+        cbs[slot].aio_data = slot;
+        cbs[slot].aio_lio_opcode = write ? IOCB_CMD_PWRITE : IOCB_CMD_PREAD;
+        cbs[slot].aio_fildes = (unsigned int)fd;
+        cbs[slot].aio_buf = (u64)(buf + slot * bs);
+        cbs[slot].aio_nbytes = bs;
+    }
+    for (u64 slot = 0; slot < qd && slot < ops; slot++) batch[n++] = &cbs[slot];
+    while (done < ops) {
+        if (n) {
+            u64 t = now_ns();
+            for (u64 j = 0; j < n; j++) {
+                batch[j]->aio_offset = (i64)(block_of(next++) * bs);
+                issued[batch[j]->aio_data] = t;
+            }
+            r = sys3(SYS_io_submit, (i64)ctx, (i64)n, (i64)batch);
+            if (r < 0) fail("io_submit", r);
+            if ((u64)r != n) fail("io_submit", -11);
+            n = 0;
+        }
+        r = sys5(SYS_io_getevents, (i64)ctx, 1, (i64)qd, (i64)events, 0);
+        if (r == -EINTR) continue;
+        if (r < 0) fail("io_getevents", r);
+        u64 t = now_ns();
+        for (i64 j = 0; j < r; j++) {
+            struct io_event *e = &events[j];
+            if (e->res < 0) fail(write ? "pwrite" : "pread", e->res);
+            if ((u64)e->res != bs) fail("short", -5);
+            u64 took = t - issued[e->data];
+            lat[done++] = took > 0xffffffffu ? 0xffffffffu : (unsigned int)took;
+            sum += took;
+            if (next + n < ops) batch[n++] = &cbs[e->data];
+        }
+    }
+    sys3(SYS_io_destroy, (i64)ctx, 0, 0);
+    return sum;
+}
+
 static u64 rank(u64 n, u64 per_mille) { /* nearest rank, 1-based, as an index */
     u64 r = (n * per_mille + 999) / 1000;
     return r ? r - 1 : 0;
@@ -156,12 +274,14 @@ int cmain(long argc, char **argv) {
     if (argc != 8) fail("usage", -22);
     const char *op = argv[1], *path = argv[2], *flags = argv[7];
     u64 region = number(argv[3]), bs = number(argv[4]), ops = number(argv[5]);
-    u64 seed = number(argv[6]) * 2654435761ul + 88172645463325252ul;
+    seed = number(argv[6]) * 2654435761ul + 88172645463325252ul;
     int write = same(op, "seqwrite") || same(op, "randwrite");
-    int random = same(op, "randwrite") || same(op, "randread");
+    random = same(op, "randwrite") || same(op, "randread");
     if (!write && !random && !same(op, "seqread")) fail("op", -22);
-    if (!bs || bs > MAX_BS || region < bs) fail("size", -22);
-    u64 blocks = region / bs;
+    u64 qd = flag_number(flags, "qd");
+    if (!qd) qd = 1;
+    if (qd > MAX_QD || !bs || bs * qd > MAX_BS || region < bs) fail("size", -22);
+    blocks = region / bs;
     if (!ops) ops = blocks;
     if (ops > MAX_OPS || (!random && ops > blocks)) fail("ops", -22);
     int mode = write ? O_WRONLY : O_RDONLY;
@@ -173,20 +293,25 @@ int cmain(long argc, char **argv) {
         seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
         buf[i] = (char)seed;
     }
+    for (u64 i = bs, x = seed; i < bs * qd; i++) { /* the other slots: offsets unchanged */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (char)x;
+    }
     u64 started = now_ns(), sum = 0;
-    for (u64 i = 0; i < ops; i++) {
-        u64 block = i;
-        if (random) {
-            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-            block = seed % blocks;
+    if (qd > 1) {
+        sum = run_queued(fd, write, bs, ops, qd);
+    } else {
+        for (u64 i = 0; i < ops; i++) {
+            u64 block = block_of(i);
+            u64 t0 = now_ns();
+            i64 n = sys4(write ? SYS_pwrite64 : SYS_pread64, fd, (i64)buf, (i64)bs,
+                         (i64)(block * bs));
+            u64 took = now_ns() - t0;
+            if (n < 0) fail(write ? "pwrite" : "pread", n);
+            if ((u64)n != bs) fail("short", -5);
+            lat[i] = took > 0xffffffffu ? 0xffffffffu : (unsigned int)took;
+            sum += took;
         }
-        u64 t0 = now_ns();
-        i64 n = sys4(write ? SYS_pwrite64 : SYS_pread64, fd, (i64)buf, (i64)bs, (i64)(block * bs));
-        u64 took = now_ns() - t0;
-        if (n < 0) fail(write ? "pwrite" : "pread", n);
-        if ((u64)n != bs) fail("short", -5);
-        lat[i] = took > 0xffffffffu ? 0xffffffffu : (unsigned int)took;
-        sum += took;
     }
     u64 synced = now_ns();
     if (write && has_flag(flags, "fsync")) {
@@ -199,6 +324,7 @@ int cmain(long argc, char **argv) {
     put("op=");
     put(op);
     field("bs", bs);
+    field("qd", qd);
     field("ops", ops);
     field("bytes", bs * ops);
     field("total_ns", finished - started);

@@ -3,7 +3,7 @@ runs it (``volume_io.c``, the same binary in the guest and on the host), the gue
 half (user data that watches for the volume and runs the suite when it appears), the
 parsing of what it prints, and the arithmetic of the figures.
 
-A mode (``bench/volume_local.py``; a remote one next to it later) attaches a volume to
+A mode (``bench/volume_local.py``, ``bench/volume_remote.py``) attaches a volume to
 a real guest, reads the guest's lines from its console, runs its own anchor, and gives
 its rounds to ``io_summary`` and ``attach_summary``.
 
@@ -40,7 +40,14 @@ TCG_NOTE = (
 
 @dataclass(frozen=True, slots=True)
 class IoTest:
-    """One pattern of the suite: ``volio OP PATH REGION BS OPS SEED FLAGS``."""
+    """One pattern of the suite: ``volio OP PATH REGION BS OPS SEED FLAGS``.
+
+    ``qd``: operations in flight (``volio``'s ``qdN``: Linux AIO). ``buffered``: through
+    the page cache (the side's ``direct`` dropped); in the guest its caches are dropped
+    first, so that a read comes from the volume (the kernel's read-ahead) and a write's
+    fsync waits for all of it (the kernel's write-back). ``read_ahead_kb``: what the
+    guest sets the disk's ``read_ahead_kb`` to before a buffered read (0: the kernel's
+    default for the disk, as the guest found it)."""
 
     name: str
     op: str
@@ -48,10 +55,20 @@ class IoTest:
     ops: int  # 0: the region once, in order
     sync: str  # "fsync" (once, at the end), "dsync" (every write), "" (reads)
     label: str
+    qd: int = 1
+    buffered: bool = False
+    read_ahead_kb: int = 0
+
+    @property
+    def reads(self) -> bool:
+        return self.op in ("seqread", "randread")
 
     def argv(self, volio: str, path: str, flags: str, seed: int = 1) -> list[str]:
-        """The command line; ``flags`` adds the side's own (``direct``)."""
-        both = ",".join(f for f in (flags, self.sync) if f) or "-"
+        """The command line; ``flags`` adds the side's own (``direct``, which a buffered
+        test leaves out)."""
+        own = [f for f in flags.split(",") if f and not (self.buffered and f == "direct")]
+        queued = [f"qd{self.qd}"] if self.qd > 1 else []
+        both = ",".join([*own, *([self.sync] if self.sync else []), *queued]) or "-"
         return [volio, self.op, path, str(REGION), str(self.bs), str(self.ops), str(seed), both]
 
 
@@ -95,11 +112,7 @@ def guest_script(serial: str, volio: bytes, suite: tuple[IoTest, ...] = SUITE) -
     if not re.fullmatch(r"[0-9A-Za-z-]{1,20}", serial):
         raise ValueError(f"not a volume serial: {serial!r}")
     encoded = base64.encodebytes(volio).decode()
-    tests = "".join(
-        f'    echo "VOLIO round=$r test={t.name} '
-        f'$({" ".join(t.argv("/run/volio", "/dev/$dev", GUEST_FLAGS))} 2>&1)"\n'
-        for t in suite
-    )
+    tests = "".join(_guest_test(t) for t in suite)
     script = (
         "#!/bin/sh\n"
         "# python -m bench volume: the guest's half (bench/volume_io.py)\n"
@@ -124,6 +137,13 @@ def guest_script(serial: str, volio: bytes, suite: tuple[IoTest, ...] = SUITE) -
         f'    [ "$s" = "{serial}" ] || continue\n'
         "    dev=$name; r=$((r+1)); read -r up rest < /proc/uptime\n"
         '    echo "VOLBENCH seen round=$r dev=$dev uptime=$up"\n'
+        "    q=/sys/block/$dev/queue; read -r ra0 < $q/read_ahead_kb\n"
+        '    echo "VOLBENCH queue round=$r read_ahead_kb=$ra0'
+        " max_sectors_kb=$(cat $q/max_sectors_kb) max_hw_sectors_kb=$(cat $q/max_hw_sectors_kb)"
+        " nr_requests=$(cat $q/nr_requests) scheduler=$(tr ' ' , < $q/scheduler)"
+        " dirty_ratio=$(cat /proc/sys/vm/dirty_ratio)"
+        " dirty_background_ratio=$(cat /proc/sys/vm/dirty_background_ratio)"
+        " mem_available_kb=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)\"\n"
         f"{tests}"
         '    echo "VOLBENCH done round=$r";;\n'
         "  remove)\n"
@@ -134,6 +154,20 @@ def guest_script(serial: str, volio: bytes, suite: tuple[IoTest, ...] = SUITE) -
         "done) > /dev/console 2>&1 &\n"
     )
     return script.encode()
+
+
+def _guest_test(test: IoTest) -> str:
+    """The watcher's lines for one test: a buffered one drops the guest's caches first
+    (and a read sets the disk's read-ahead); then ``volio``'s line, prefixed."""
+    lines = ""
+    extra = ""
+    if test.buffered:
+        lines += "    sync; echo 3 > /proc/sys/vm/drop_caches; blockdev --flushbufs /dev/$dev\n"
+        if test.reads:
+            lines += f"    echo {test.read_ahead_kb or '$ra0'} > $q/read_ahead_kb\n"
+            extra = " ra_kb=$(cat $q/read_ahead_kb)"
+    argv = " ".join(test.argv("/run/volio", "/dev/$dev", GUEST_FLAGS))
+    return lines + f'    echo "VOLIO round=$r test={test.name}{extra} $({argv} 2>&1)"\n'
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -159,6 +193,19 @@ def parse_round(console: str, round_no: int) -> dict[str, dict[str, int]]:
             raise GuestError(f"the guest's {fields.get('test')} failed: {line[start:].strip()}")
         found[fields["test"]] = {k: int(v) for k, v in fields.items() if v.isdigit()}
     return found
+
+
+def parse_queue(console: str, round_no: int) -> dict[str, str]:
+    """The guest's ``VOLBENCH queue`` line of one round: the disk's queue settings as
+    the guest found them (read-ahead, request sizes and count, scheduler) and its
+    write-back thresholds and memory; empty if it did not print one."""
+    for line in console.splitlines():
+        start = line.find("VOLBENCH queue ")
+        if start >= 0:
+            fields = parse_fields(line[start + len("VOLBENCH queue ") :])
+            if fields.pop("round", None) == str(round_no):
+                return fields
+    return {}
 
 
 def parse_volio(line: str) -> dict[str, int]:
@@ -201,6 +248,12 @@ async def host_suite(
     return {t.name: await run_volio(t.argv(str(volio), str(path), flags)) for t in suite}
 
 
+def _rate(raw: dict[str, int]) -> float:
+    """Bytes per nanosecond, unrounded: a ratio of 4 KiB tests' MiB/s rounded to two
+    decimals (0.07 against 0.08) would be off by a tenth."""
+    return raw["bytes"] / raw["total_ns"]
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -215,11 +268,9 @@ def io_summary(
     (1.0: as fast as the anchor) and p50 latency guest ÷ anchor, with the p50
     difference in µs (what the guest's path adds to one operation)."""
     out: dict[str, Any] = {}
+    raw = list(zip(anchor, guest, strict=True))
     for test in suite:
-        pairs = [
-            (figures(a[test.name]), figures(g[test.name]))
-            for a, g in zip(anchor, guest, strict=True)
-        ]
+        pairs = [(figures(a[test.name]), figures(g[test.name])) for a, g in raw]
         if not pairs:
             continue
         sides = {
@@ -232,7 +283,9 @@ def io_summary(
         out[test.name] = {
             **sides,
             "label": test.label,
-            "throughput_ratio": round(_median([g["mib_s"] / a["mib_s"] for a, g in pairs]), 4),
+            "throughput_ratio": round(
+                _median([_rate(g[test.name]) / _rate(a[test.name]) for a, g in raw]), 4
+            ),
             "latency_ratio": round(
                 _median([g["p50_us"] / max(a["p50_us"], 0.1) for a, g in pairs]), 1
             ),

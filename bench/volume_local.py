@@ -129,21 +129,29 @@ def _size(log: Path) -> int:
     return log.stat().st_size
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def boot(
-    api: Api, guests: Path, image_id: str, flavor_id: str, user_data: bytes
+    api: Api,
+    guests: Path,
+    image_id: str,
+    flavor_id: str,
+    user_data: bytes,
+    *,
+    name: str = "volbench",
+    networks: str | list[dict[str, str]] = "none",
 ) -> tuple[str, Path]:
     """The guest, booted through the API, its watcher armed; (server id, console log)."""
     body = {
         "server": {
-            "name": "volbench",
+            "name": name,
             "imageRef": image_id,
             "flavorRef": flavor_id,
-            "networks": "none",
+            "networks": networks,
             "user_data": base64.b64encode(user_data).decode(),
         }
     }
@@ -269,10 +277,10 @@ async def measure(
         idle_qemu: list[float] = []
         for n in range(1, rounds + 1):
             print(f"bench volume: local: round {n}/{rounds}: the host's I/O…", flush=True)
-            cpu, began = _cpu_s(qemu_pid), time.monotonic()
+            cpu, began = cpu_seconds(qemu_pid), time.monotonic()
             anchor.append(await host_suite(volio, raw, ""))
             direct.append(await host_suite(volio, raw, "direct"))
-            idle_qemu.append((_cpu_s(qemu_pid) - cpu) / (time.monotonic() - began))
+            idle_qemu.append((cpu_seconds(qemu_pid) - cpu) / (time.monotonic() - began))
             await asyncio.sleep(SETTLE_S)
             print(f"bench volume: local: round {n}/{rounds}: attach, the guest's I/O…", flush=True)
             offset = _size(log)

@@ -22,6 +22,7 @@ from bench.volume_io import (
     guest_script,
     io_summary,
     parse_fields,
+    parse_queue,
     parse_round,
     parse_volio,
 )
@@ -29,7 +30,10 @@ from bench.volume_local import ATTACH_GOAL_S, render
 from bench.volume_remote import (
     EXPORT_HOST,
     GOAL_TESTS,
+    READ_AHEAD_KB,
+    RELAY_SUITE,
     REMOTE_SUITE,
+    Guest,
     link_copy,
     summarize,
 )
@@ -135,6 +139,37 @@ def test_a_test_line_names_the_side_flags_and_its_sync() -> None:
     assert test.argv("v", "/f", "direct")[-1] == "direct,dsync"
     assert test.argv("v", "/f", "")[-1] == "dsync"
     assert IoTest("r", "seqread", MIB, 0, "", "l").argv("v", "/f", "", seed=7)[-2:] == ["7", "-"]
+    queued = IoTest("q", "seqwrite", MIB, 0, "fsync", "l", qd=8)
+    assert queued.argv("v", "/f", "direct")[-1] == "direct,fsync,qd8"
+    buffered = IoTest("b", "seqwrite", MIB, 0, "fsync", "l", buffered=True)
+    assert buffered.argv("v", "/f", "direct")[-1] == "fsync"  # the page cache, either side
+
+
+def test_buffered_tests_drop_the_guests_caches_and_set_its_read_ahead() -> None:
+    suite = (
+        IoTest("d", "seqread", MIB, 0, "", "l", qd=4),
+        IoTest("b", "seqread", 131072, 0, "", "l", buffered=True),
+        IoTest("r", "seqread", 131072, 0, "", "l", buffered=True, read_ahead_kb=4096),
+        IoTest("w", "seqwrite", MIB, 0, "fsync", "l", buffered=True),
+    )
+    lines = guest_script(SERIAL, b"", suite).decode().splitlines()
+    drop = "    sync; echo 3 > /proc/sys/vm/drop_caches; blockdev --flushbufs /dev/$dev"
+    at = {n: next(i for i, line in enumerate(lines) if f"test={n}" in line) for n in "dbrw"}
+    assert lines[at["d"] - 1] != drop and "direct,qd4" in lines[at["d"]]
+    assert lines[at["b"] - 2 : at["b"]] == [drop, "    echo $ra0 > $q/read_ahead_kb"]
+    assert lines[at["r"] - 2 : at["r"]] == [drop, "    echo 4096 > $q/read_ahead_kb"]
+    assert "ra_kb=$(cat $q/read_ahead_kb) $(/run/volio seqread" in lines[at["r"]]
+    assert lines[at["w"] - 1] == drop and lines[at["w"]].endswith(' 0 1 fsync 2>&1)"')
+    console = (
+        "VOLBENCH queue round=1 read_ahead_kb=64\r\n"
+        "VOLBENCH queue round=2 read_ahead_kb=128 max_sectors_kb=1280 scheduler=[none],mq\r\n"
+    )
+    assert parse_queue(console, 2) == {
+        "read_ahead_kb": "128",
+        "max_sectors_kb": "1280",
+        "scheduler": "[none],mq",
+    }
+    assert parse_queue(console, 3) == {}
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -168,10 +203,25 @@ def test_volio_runs_every_pattern_on_a_file(tmp_path: Path) -> None:
     with open(big, "wb") as f:
         f.truncate(8 * MIB)
     out = parse_volio(run("seqwrite", str(big), str(8 * MIB), str(8 * MIB), "0", "1", "fsync"))
-    assert out["ops"] == 1 and out["bytes"] == 8 * MIB
+    assert out["ops"] == 1 and out["bytes"] == 8 * MIB and out["qd"] == 1
     assert run("seqread", str(big), str(16 * MIB), str(16 * MIB), "0", "1", "-").startswith(
         "error=size"
     )
+    for op, bs, ops, flags in (  # several in flight (Linux AIO), 8 MiB of buffers at most
+        ("seqwrite", MIB, 0, "fsync,qd4"),
+        ("seqread", MIB, 0, "qd8"),
+        ("randread", 4096, 50, "qd8"),
+        ("seqread", 4096, 0, "qd64"),
+    ):
+        out = parse_volio(run(op, str(big), str(8 * MIB), str(bs), str(ops), "1", flags))
+        count = ops or 8 * MIB // bs
+        assert out["ops"] == count and out["bytes"] == count * bs
+        assert out["qd"] == int(flags.rsplit("qd", 1)[1])
+        assert out["min_ns"] <= out["p50_ns"] <= out["max_ns"] <= out["total_ns"]
+    for flags in ("qd9", "qd65"):  # 9 MiB of buffers; more than 64 in flight
+        assert run("seqread", str(big), str(8 * MIB), str(MIB), "0", "1", flags).startswith(
+            "error=size"
+        )
 
 
 def test_the_table_renders_every_part() -> None:
@@ -211,21 +261,41 @@ def remote_round(total_ms: float, p50_us: float) -> dict[str, dict[str, int]]:
     }
 
 
+def remote_guest(suite: tuple[IoTest, ...], guest_ms: float, relayed: bool) -> Guest:
+    cycle = {"attach_api": 0.6, "attach_command_queued": 0.3, "attach_guest_seen": 1.1}
+    guest = Guest("s", Path("console.log"), suite, relayed)
+    for _ in range(3):
+        guest.rounds.append(
+            {t.name: result(guest_ms, 55_000.0, bs=t.bs, ops=t.ops or REGION // t.bs)
+             for t in suite}
+        )  # fmt: skip
+        guest.cycles.append(cycle)
+        guest.wire.append({"port": 20100, "up": 70 * MIB, "down": 70 * MIB})
+        guest.agent.append({"cpu_s": 1.4 if relayed else 0.1, "span_s": 100.0})
+        guest.queue.append({"read_ahead_kb": "128", "mem_available_kb": "90000"})
+    return guest
+
+
 @pytest.mark.parametrize(("guest_ms", "verdict"), [(120.0, "PASS"), (160.0, "MISS")])
 def test_the_remote_mode_judges_sequential_io_against_the_links_copy(
     guest_ms: float, verdict: str
 ) -> None:
     anchors = [remote_round(100.0, 50_000.0)] * 3
-    guest = [remote_round(guest_ms, 55_000.0)] * 3
-    cycle = {"attach_api": 0.6, "attach_command_queued": 0.3, "attach_guest_seen": 1.1}
-    wire = [{"port": 20100, "up": 70 * MIB, "down": 70 * MIB}]
-    out = summarize([cycle] * 3, anchors, guest, wire)
-    assert set(out["goal"]["ratios"]) == set(GOAL_TESTS)
-    assert out["goal"]["ratios"]["seq-read"] == round(100.0 / guest_ms, 4)
+    plain = remote_guest(REMOTE_SUITE, guest_ms, relayed=False)
+    nic = remote_guest(RELAY_SUITE, guest_ms * 1.25, relayed=True)
+    out = summarize(anchors, plain, nic)
+    assert set(out["goal"]["ratios"]) == set(GOAL_TESTS) == {"seq-write-qd8", "seq-read-qd8"}
+    assert out["goal"]["ratios"]["seq-read-qd8"] == round(100.0 / guest_ms, 4)
     assert out["goal"]["verdict"] == verdict and out["attach"]["verdict"] == "—"
+    assert out["goal"]["one_at_a_time"]["ratios"]["seq-read"] == round(100.0 / guest_ms, 4)
     assert out["link"]["copy_down_mib_s"] == round(64 / 0.1, 2)  # every test: 64 MiB a round
+    relay = out["relay"]
+    assert relay["against_direct"]["seq-read"]["throughput_ratio"] == 0.8
+    # the agent: 1.4 s over 100 s relaying 140 MiB, 0.1 s over 100 s without: 1.3 s / 140 MiB
+    assert relay["agent_cpu"]["relay_cpu_us_per_mib"] == round(1.3 / 140 * 1e6, 1)
     table = render_remote(out)
     assert f": {verdict}" in table and "1,100 ms" in table and "+5.0 ms" in table
+    assert f"({READ_AHEAD_KB} KiB)" in table and "read-ahead 128 KiB" in table
     for test in REMOTE_SUITE:
         assert test.label in table
 
@@ -233,9 +303,13 @@ def test_the_remote_mode_judges_sequential_io_against_the_links_copy(
 def test_the_remote_suite_is_the_local_one_with_fewer_random_operations() -> None:
     names = [t.name for t in REMOTE_SUITE]
     assert names[: len(SUITE)] == [t.name for t in SUITE]
-    assert all(t.ops <= 200 for t in REMOTE_SUITE) and REMOTE_SUITE[-1].bs == 8 * MIB
+    assert all(t.ops <= 200 for t in REMOTE_SUITE)
+    assert {t.qd for t in REMOTE_SUITE} == {1, 4, 8}
+    assert [t.name for t in REMOTE_SUITE if t.buffered] == ["buf-write", "buf-read", "buf-read-ra"]
+    assert {t.name for t in RELAY_SUITE} <= set(names)
     script = guest_script(SERIAL, b"", REMOTE_SUITE).decode()
     assert f"seqread /dev/$dev {REGION} {8 * MIB} 0 1 direct" in script
+    assert f"seqread /dev/$dev {REGION} {MIB} 0 1 direct,qd8" in script
 
 
 def test_the_remote_anchor_copies_through_the_link_in_front_of_a_port() -> None:
