@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -42,6 +42,72 @@ ROUTE_SETTINGS = tuple(
 )
 
 
+_ROUTE_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(APIRoute.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    """Whether APIRoute takes ``value`` for setting ``name`` as it takes no value (an
+    empty list or dict where the default is None: APIRoute makes those empty)."""
+    if name not in _ROUTE_DEFAULTS:
+        return False
+    default = _ROUTE_DEFAULTS[name]
+    if default is None and isinstance(value, list | dict) and not value:
+        return True
+    return type(value) is type(default) and bool(value == default)
+
+
+class DeclaredRoute(APIRoute):
+    """A route as its router declared it (path, endpoint, settings), not yet built.
+
+    Building a FastAPI route analyses its endpoint: each parameter, body and response
+    becomes a field with a pydantic validator of its own. A service's routers only
+    hold routes for ``mount`` to build again under the service's prefix, and those are
+    the app's; built twice (three times for the volume API's), the routes cost an idle
+    site ≈ 2.5 MiB it never used (docs/bench.md, ``footprint``). A router made with
+    ``APIRouter(route_class=DeclaredRoute)`` keeps what ``add_api_route`` passed, and
+    ``mount`` builds each route once, as ``built_class``.
+
+    A declared route is still a route: anything asked of it that it does not hold yet
+    (its ``dependant``, ``app``, ``path_regex``…, as when a test includes the router
+    in an app as it is) builds it in place first, with the settings it was declared with.
+    ``declared(cls)`` is the same for a route class of a service's own.
+    """
+
+    built_class: ClassVar[type[APIRoute]] = APIRoute
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **settings: Any) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        # Only what differs from APIRoute's defaults (a router passes all ~25 settings).
+        self.declared = {k: v for k, v in settings.items() if not _is_default(k, v)}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for an attribute not set: once built, every attribute is.
+        settings = self.__dict__.pop("declared", None)
+        if settings is None:
+            raise AttributeError(name)
+        self.built_class.__init__(self, self.path, self.endpoint, **settings)
+        return getattr(self, name)
+
+
+def declared(route_class: type[APIRoute]) -> type[DeclaredRoute]:
+    """A ``DeclaredRoute`` class that ``mount`` builds as ``route_class``."""
+    name = f"Declared{route_class.__name__}"
+    return type(name, (DeclaredRoute, route_class), {"built_class": route_class})
+
+
+def route_settings(route: APIRoute) -> dict[str, Any]:
+    """What ``add_api_route`` takes to build ``route`` again, besides path and endpoint."""
+    settings = route.__dict__.get("declared")
+    if settings is not None:  # a declared route not built: as it was declared
+        return {name: value for name, value in settings.items() if name in ROUTE_SETTINGS}
+    return {name: getattr(route, name) for name in ROUTE_SETTINGS if hasattr(route, name)}
+
+
 def mount(target: APIRouter, routes: Sequence[BaseRoute], *, prefix: str) -> None:
     """Add ``routes`` to ``target`` under ``prefix`` as routes of its own, not as an
     included router.
@@ -50,17 +116,21 @@ def mount(target: APIRouter, routes: Sequence[BaseRoute], *, prefix: str) -> Non
     router's routes, each through an "effective context" that carries the prefix, and
     it scans them all again to handle the request, so the app's inclusion of a service
     cost routing time on every request (docs/bench.md). A route added under its full path
-    is matched once, by its own regular expression. Each route is built again the way
-    ``add_api_route`` builds one (the target's default response class, dependency
-    overrides and unique ids apply, as they would through an inclusion), with its own
-    class (compute's microversion routes). Only FastAPI routes can be mounted.
+    is matched once, by its own regular expression. Each route is built (again, unless
+    it was only declared: ``DeclaredRoute``) the way ``add_api_route`` builds one (the
+    target's default response class, dependency overrides and unique ids apply, as they
+    would through an inclusion), with its own class (compute's microversion routes).
+    Only FastAPI routes can be mounted.
     """
     for route in routes:
         if not isinstance(route, APIRoute):
             raise ValueError(f"mount: {route!r} is not a FastAPI route")
-        settings = {name: getattr(route, name) for name in ROUTE_SETTINGS if hasattr(route, name)}
+        route_class = getattr(type(route), "built_class", type(route))
         target.add_api_route(
-            prefix + route.path, route.endpoint, route_class_override=type(route), **settings
+            prefix + route.path,
+            route.endpoint,
+            route_class_override=route_class,
+            **route_settings(route),
         )
 
 

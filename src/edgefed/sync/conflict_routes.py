@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.store.sync import KINDS
 from edgefed.sync.bodies import ResolveBody
@@ -25,7 +26,7 @@ from edgefed.sync.state import SyncEngine, engine_of
 
 log = logging.getLogger("edgefed.sync")
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 @router.get("/sync/conflicts")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unavailable
 from edgefed.core.settings import SITE_NAME_RE
 from edgefed.store.sync import ACCEPTED, KINDS
@@ -25,7 +26,7 @@ from edgefed.sync.peers import PULL_PATH, signed_call
 from edgefed.sync.progress import MAX_DEPTH, tree
 from edgefed.sync.state import engine_of
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 # A registration that failed with these never reached the source: it is not one. (After
 # a timeout, the source may have recorded it, and may push: it stays one.)
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)

@@ -15,13 +15,14 @@ from starlette.responses import FileResponse, Response
 
 from edgefed.api.bodies import EDGE_BODY, parse_object
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Forbidden, NotFound
 from edgefed.store.sync import ACCEPTED, KINDS, valid_sha256
 from edgefed.sync.peers import verified_sender
 from edgefed.sync.progress import DEPTH_HEADER, MAX_DEPTH, tree
 from edgefed.sync.state import engine_of
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 MAX_PUSH_ITEMS = 5000
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import NotFound
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DeclaredRoute)
 
 STATIC = Path(str(resources.files("edgefed.web") / "static"))
 MEDIA_TYPES = {

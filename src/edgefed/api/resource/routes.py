@@ -27,6 +27,7 @@ from edgefed.api.context import site_context
 from edgefed.api.resource.call import Call
 from edgefed.api.resource.declare import Action, Resource
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 
 Endpoint = Callable[..., Awaitable[Response]]
 _CALL = "edgefed.call"
@@ -218,7 +219,8 @@ def _query(res: Resource[Any, Any], *, listing: bool) -> dict[str, str]:
 
 
 def build_routes(res: Resource[Any, Any]) -> list[BaseRoute]:
-    router = APIRouter()
+    """The resource's routes, declared: ``mount`` builds them (api/service.py)."""
+    router = APIRouter(route_class=DeclaredRoute)
     item = f"{res.path}/{{{res.id_param}}}"
     title, plural = res.title.lower(), res.collection_key.replace("_", " ")
 

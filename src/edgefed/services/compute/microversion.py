@@ -3,9 +3,11 @@
 Clients (novaclient, openstacksdk, the ``openstack`` CLI) read ``min_version`` and
 ``version`` from the version document, then send the version they want in
 ``OpenStack-API-Version: compute X.Y`` (or the legacy ``X-OpenStack-Nova-API-Version``).
-Every compute route goes through ``MicroversionRoute``, which refuses a malformed
+Every compute route goes through ``NegotiatedRoute``, which refuses a malformed
 version (400) or one outside the range (406) before the handler runs, makes the version
-available to the handler (``api_version``), and echoes it with ``Vary``.
+available to the handler (``api_version``), and echoes it with ``Vary``. Compute's
+routers declare ``MicroversionRoute``s, which ``mount`` builds as ``NegotiatedRoute``s
+(api/service.py, ``DeclaredRoute``: built once, not once per router).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from edgefed.api.microversions import Version, negotiated, within
+from edgefed.api.service import declared
 
 
 class APIVersion(Version):
@@ -63,10 +66,14 @@ def echo_headers(version: APIVersion) -> dict[str, str]:
     }
 
 
-class MicroversionRoute(APIRoute):
+class NegotiatedRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return negotiated(super().get_route_handler(), negotiate, echo_headers,
                           state=VERSION_STATE, echo_faults=False)  # fmt: skip
+
+
+# The route class of compute's routers (``APIRouter(route_class=MicroversionRoute)``).
+MicroversionRoute = declared(NegotiatedRoute)
 
 
 def api_version(request: Request) -> APIVersion:

@@ -12,11 +12,12 @@ from pydantic import BaseModel, Field
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import Conflict, NotFound
 from edgefed.services.fleet.access import require_this_site
 from edgefed.store.alarms import AlarmFilter, AlarmRecord, AlarmRepository, Severity
 
-router = APIRouter(prefix="/edge/v1")
+router = APIRouter(prefix="/edge/v1", route_class=DeclaredRoute)
 
 StateFilter = Literal["active", "cleared", "all"]
 TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"

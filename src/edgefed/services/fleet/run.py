@@ -21,12 +21,13 @@ from pydantic import BaseModel, Field
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, ValidationFailed
 from edgefed.core.scope import parse_expr
 from edgefed.core.scope_resolve import sites_of
 from edgefed.services.fleet.access import require_all
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 RESULTS_KEY = "os-scope:results"
 SITE_HEADER = "x-edgefed-site"

@@ -13,6 +13,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import SiteContext, site_context
 from edgefed.api.metrics import RequestMetrics
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.services.fleet import telemetry
 from edgefed.services.fleet.access import bound_regions, can_see, require_this_site
 from edgefed.services.fleet.aggregate import aggregate
@@ -22,7 +23,7 @@ from edgefed.services.fleet.prometheus import CONTENT_TYPE, exposition
 from edgefed.services.fleet.report import own_report
 from edgefed.store.alarms import SEVERITY_ORDER, Severity
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 ScopeParam = Annotated[str | None, Query(max_length=1000)]
 
 

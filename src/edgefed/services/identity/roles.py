@@ -16,6 +16,7 @@ from starlette.requests import Request
 from edgefed.api.resource import Call, Filter, action
 from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from edgefed.core.ids import predictable_id
 from edgefed.services.identity.grants import RoleGraph, role_graph
@@ -155,7 +156,7 @@ class Role(KeystoneResource[RoleRecord, Roles]):
 
 
 ROLE = Role()
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 @router.get("/v3/role_inferences")

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 
 from edgefed.api.context import SiteContext
 from edgefed.api.resource import Resource
-from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
+from edgefed.api.service import CatalogEntry, DeclaredRoute, ServiceSpec, routes_of
 from edgefed.services.identity import mappings, roles, tokens, versions
 from edgefed.services.identity.app_credentials import APP_CREDENTIAL
 from edgefed.services.identity.assignment_list import ROLE_ASSIGNMENT
@@ -56,7 +56,7 @@ RESOURCES: tuple[Resource[Any, Any], ...] = (
 def build_router() -> APIRouter:
     """Every identity route, the token routes first: validation is the hot path, and
     a request's route is the first that matches."""
-    router = APIRouter()
+    router = APIRouter(route_class=DeclaredRoute)
     versions.add_routes(router)
     return APIRouter(
         routes=[

@@ -25,6 +25,7 @@ from edgefed.api.context import site_context
 from edgefed.api.resource import Resource
 from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from edgefed.services.identity.catalog import token_catalog
 from edgefed.services.identity.domains import DOMAIN
@@ -45,7 +46,7 @@ from edgefed.services.identity.token_body import rendered_body
 from edgefed.services.identity.views import collection
 from edgefed.store.revocations import RevocationEvent
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 JSON = "application/json"
 
 

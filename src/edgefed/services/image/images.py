@@ -13,6 +13,7 @@ from starlette.requests import Request
 from edgefed.api.resource import Call, Resource, action
 from edgefed.api.resource.routes import begin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Forbidden, NotFound
 from edgefed.services.image import data
 from edgefed.services.image.access import (
@@ -195,7 +196,7 @@ async def _switch(repo: Images, record: ImageRecord, verb: str, *, to: str) -> N
 
 
 IMAGE = Image()
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 @router.get("/v2/images")

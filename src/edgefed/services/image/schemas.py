@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends
 
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.services.image.attributes import (
     CONTAINER_FORMATS,
     DISK_FORMATS,
@@ -19,7 +20,7 @@ from edgefed.services.image.attributes import (
     VISIBILITIES,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 _NULLABLE_STRING: dict[str, Any] = {"type": ["null", "string"], "maxLength": 255}
 

@@ -13,8 +13,9 @@ from starlette.requests import Request
 
 from edgefed.api.context import site_context
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 # Glance's v2 minor versions, newest first; they all share one endpoint.
 MINOR_VERSIONS = ("2.9", "2.8", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")

@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgefed.api.context import SiteContext, site_context
 from edgefed.api.hostcommands import GuestReport, HostCommandQueue
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import NotFound, Unavailable
 from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
 from edgefed.store.inventory import HostRecord
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 # Nova's power state RUNNING (drivers.base.PowerState), as servers record it.
 POWER_RUNNING = 1
 

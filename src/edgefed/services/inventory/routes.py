@@ -15,6 +15,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.services.inventory import agent_channel
 from edgefed.services.inventory.hosts import HOST, host_view
 from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
@@ -25,7 +26,7 @@ from edgefed.services.inventory.views import (
     token_view,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 async def admin(principal: Principal = Depends(current_principal)) -> Principal:

@@ -12,12 +12,13 @@ from edgefed.api.bodies import read_object
 from edgefed.api.context import site_context
 from edgefed.api.policy import require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import Forbidden
 from edgefed.services.network.neutron import NEUTRON, bad_input
 from edgefed.store.engine import Store
 from edgefed.store.network import NetworkQuotas
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 QUOTA_DEFAULTS = {
     "network": 100,

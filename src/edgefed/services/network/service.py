@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from edgefed.api.context import site_context
 from edgefed.api.responses import Json
-from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
+from edgefed.api.service import CatalogEntry, DeclaredRoute, ServiceSpec, routes_of
 from edgefed.core.errors import NotFound
 from edgefed.services.network import quotas
 from edgefed.services.network.groups import SECURITY_GROUP
@@ -100,7 +100,7 @@ async def show_extension(alias: str) -> Json:
 
 
 def build() -> ServiceSpec:
-    router = APIRouter()
+    router = APIRouter(route_class=DeclaredRoute)
     for path in ("", "/"):
         router.add_api_route(path, versions, methods=["GET"], include_in_schema=False)
     for path in ("/v2.0", "/v2.0/"):

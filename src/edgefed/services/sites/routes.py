@@ -14,6 +14,7 @@ from edgefed.api.bodies import EDGE_BODY, parse_object
 from edgefed.api.context import site_context
 from edgefed.api.policy import region_roles, require_admin
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.api.sitecalls import check_signed, verified_site
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unauthorized
 from edgefed.core.fleet import SiteEntry
@@ -29,7 +30,7 @@ from edgefed.services.sites.registry import Registry
 from edgefed.services.sites.revocations import parse_digest as parse_revocation_digest
 from edgefed.store.fleet import EnrollmentRecord
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 MAX_ENROLLMENT_SECONDS = 7 * 86400
 

@@ -12,13 +12,14 @@ from starlette.responses import Response
 from edgefed.api.bodies import read_object
 from edgefed.api.resource import Call, Resource, routes
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.cinder import CINDER, metadata_items
 from edgefed.services.volume.snapshots import SNAPSHOT
 from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import Snapshots, Volumes
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 async def _found(resource: Resource[Any, Any], request: Request, verb: str) -> tuple[Call, Any]:

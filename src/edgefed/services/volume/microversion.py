@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 
 from edgefed.api import microversions
 from edgefed.api.microversions import negotiated, within
-from edgefed.api.service import ROUTE_SETTINGS
+from edgefed.api.service import declared, route_settings
 from edgefed.core.errors import BadRequest, NotFound
 
 
@@ -96,12 +96,12 @@ def require(request: Request, version: Version) -> None:
 
 
 def versioned(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
-    """The same routes, each a ``VolumeRoute`` (the resource kit builds plain ones)."""
-    router = APIRouter(route_class=VolumeRoute)
+    """The same routes, each a ``VolumeRoute`` (the resource kit declares plain ones),
+    declared: ``mount`` builds them (api/service.py, ``DeclaredRoute``)."""
+    router = APIRouter(route_class=declared(VolumeRoute))
     for route in routes:
         assert isinstance(route, APIRoute)
-        settings = {name: getattr(route, name) for name in ROUTE_SETTINGS if hasattr(route, name)}
-        router.add_api_route(route.path, route.endpoint, **settings)
+        router.add_api_route(route.path, route.endpoint, **route_settings(route))
     return list(router.routes)
 
 

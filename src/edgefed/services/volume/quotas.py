@@ -18,6 +18,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.bodies import read_object
 from edgefed.api.resource import Call, routes
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Forbidden, PayloadTooLarge
 from edgefed.services.volume import microversion as mv
 from edgefed.services.volume.cinder import CINDER, ZONE, boolean
@@ -35,7 +36,7 @@ QUOTA_DEFAULTS = {
 }
 PER_TYPE = ("volumes", "gigabytes", "snapshots")
 MAX_INT = 2**31 - 1
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 async def defaults(call: Call) -> dict[str, int]:

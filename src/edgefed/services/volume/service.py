@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from edgefed.api.context import SiteContext, site_context
 from edgefed.api.responses import Json
-from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
+from edgefed.api.service import CatalogEntry, DeclaredRoute, ServiceSpec, routes_of
 from edgefed.services.volume import attachments, metadata, quotas, snapshots, types, volumes
 from edgefed.services.volume.actions import volume_action
 from edgefed.services.volume.backend import FileVolumeBackend
@@ -53,12 +53,13 @@ async def _on_start(ctx: SiteContext) -> None:
 
 
 def build() -> ServiceSpec:
-    plain = APIRouter()
+    plain = APIRouter(route_class=DeclaredRoute)
     for path in ("", "/"):
         plain.add_api_route(path, all_versions, methods=["GET"], include_in_schema=False)
     for path in ("/v3", "/v3/"):
         plain.add_api_route(path, v3_versions, methods=["GET"], include_in_schema=False)
-    first = APIRouter()  # the hand-written routes (the kit's ``/detail`` lists: detail_list)
+    # the hand-written routes (the kit's ``/detail`` lists: detail_list)
+    first = APIRouter(route_class=DeclaredRoute)
     first.add_api_route(
         "/v3/volumes/{volume_id}", volumes.delete_volume, methods=["DELETE"], status_code=202
     )

@@ -18,6 +18,7 @@ from edgefed.api.bodies import read_object
 from edgefed.api.policy import require_admin
 from edgefed.api.resource import Access, Call, Resource, routes
 from edgefed.api.responses import Json
+from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import BadRequest, Conflict, Locked, NotFound
 from edgefed.services.volume.cinder import (
     CINDER,
@@ -179,7 +180,7 @@ def require_own(record: VolumeTypeRecord) -> None:
         )
 
 
-router = APIRouter()
+router = APIRouter(route_class=DeclaredRoute)
 
 
 @router.delete("/v3/types/{type_id}", status_code=202)
