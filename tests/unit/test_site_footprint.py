@@ -30,6 +30,7 @@ NOT_LOADED = {
     "rich": "httpx's command line",
     "yaml": "provisioning and `edgefed up` only",
     "alembic": "not imported when the database is at head",
+    "prometheus_client": "imported by a /metrics scrape only (api/metrics.py)",
     "edgefed.cli.up": "only its own command",
     "edgefed.cli.host": "only its own command",
     "edgefed.agent": "the host agent is another process",

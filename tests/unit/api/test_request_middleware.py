@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
 from edgefed.api.metrics import (
-    MAX_CACHED_SERIES,
+    BUCKETS,
+    LATENCY,
+    REQUESTS,
     WINDOW_SECONDS,
     MetricsMiddleware,
     RequestMetrics,
@@ -142,12 +144,12 @@ def test_the_window_is_the_last_minute_per_service() -> None:
     }
 
 
-def test_counters_keep_counting_past_the_cached_series() -> None:
+def test_counters_keep_counting_for_every_series() -> None:
     metrics = RequestMetrics()
-    for n in range(MAX_CACHED_SERIES + 10):
+    for n in range(1100):
         metrics.observe(service="other", method=f"M{n}", status=200, seconds=0.001)
     metrics.observe(service="other", method="M0", status=200, seconds=0.001)
-    metrics.observe(service="other", method=f"M{MAX_CACHED_SERIES + 5}", status=200, seconds=0.001)
+    metrics.observe(service="other", method="M1050", status=200, seconds=0.001)
     counts = {
         s.labels["method"]: s.value
         for f in text_string_to_metric_families(metrics.exposition().decode())
@@ -155,8 +157,35 @@ def test_counters_keep_counting_past_the_cached_series() -> None:
         for s in f.samples
         if s.name == "edgefed_http_requests_total"
     }
-    assert len(counts) == MAX_CACHED_SERIES + 10
-    assert counts["M0"] == 2 and counts[f"M{MAX_CACHED_SERIES + 5}"] == 2
+    assert len(counts) == 1100
+    assert counts["M0"] == 2 and counts["M1050"] == 2
+
+
+def test_the_text_is_prometheus_clients_own_counter_and_histogram() -> None:
+    """The counts are plain numbers until a scrape (prometheus_client is imported then):
+    the text is the one a ``Counter`` and a ``Histogram`` write, line for line."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    counter = Counter(*REQUESTS, ("service", "method", "code"), registry=registry)
+    histogram = Histogram(*LATENCY, ("service", "method"), registry=registry, buckets=BUCKETS)
+    metrics = RequestMetrics()
+    observed = [
+        ("compute", "GET", 200, 0.003),
+        ("compute", "GET", 200, 0.005),  # on a bound: in its bucket
+        ("compute", "POST", 409, 0.26),
+        ("image", "GET", 200, 12.5),  # above the last bound: +Inf only
+        ("compute", "GET", 503, 0.0),
+    ]
+    for service, method, status, seconds in observed:
+        metrics.observe(service=service, method=method, status=status, seconds=seconds)
+        counter.labels(service, method, str(status)).inc()
+        histogram.labels(service, method).observe(seconds)
+
+    def lines(text: bytes) -> list[str]:  # a _created value is the time a series began
+        return [re.sub(r"(_created\{.*\}) .*", r"\1", line) for line in text.decode().splitlines()]
+
+    assert lines(metrics.exposition()) == lines(generate_latest(registry))
 
 
 async def test_the_middleware_counts_and_times_each_request_by_its_status() -> None:
