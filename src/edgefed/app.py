@@ -57,7 +57,7 @@ log = logging.getLogger("edgefed.app")
 STOP_TIMEOUT = 10.0
 
 # Image data streams through these paths; they are not bound by the JSON body limit.
-STREAMING_SUFFIXES = ("/file", "/stage")
+STREAMING_SUFFIXES = ("/file", "/stage", "/disk")
 
 
 def build_services() -> list[ServiceSpec]:

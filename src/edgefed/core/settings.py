@@ -123,6 +123,17 @@ class SiteSettings:
     # Seconds between two attempts to release another site's volume attachment that
     # site could not be reached for (a detach during a cut completes after the heal).
     remote_release_retry_seconds: float = 10.0
+    # Relocations to other sites (docs/relocation.md): the disk goes in chunks of this
+    # many bytes, at most relocation_bytes_per_second (0: as fast as the link goes); a
+    # link that stays down relocation_link_timeout_seconds fails a move that can still
+    # be undone (the guest starts again here), and one the destination may already run
+    # waits and is taken up again every relocation_retry_seconds; the destination's
+    # guest must be ACTIVE within relocation_start_timeout_seconds of the commit.
+    relocation_chunk_bytes: int = 4 << 20
+    relocation_bytes_per_second: int = 0
+    relocation_link_timeout_seconds: float = 600.0
+    relocation_retry_seconds: float = 30.0
+    relocation_start_timeout_seconds: float = 900.0
     # Volumes are sparse: their sizes may add up to this times the pool's storage
     # (Cinder's max_over_subscription_ratio, 20 by default).
     volume_over_subscription_ratio: float = 20.0

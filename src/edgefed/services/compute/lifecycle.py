@@ -394,6 +394,8 @@ class ServerLifecycle:
                 self.start_power_op(server.id, task)
             elif task == "deleting":
                 self.start_delete(server.id)
+            elif task == "relocating":
+                continue  # the relocation's journal takes it up (relocation_out.py)
             else:
                 await self.servers.update(server.id, task_state=None)
         return resumed

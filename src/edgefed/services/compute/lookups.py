@@ -11,7 +11,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.policy import require_write
 from edgefed.core.errors import NotFound
 from edgefed.services.compute.state import ComputeState
-from edgefed.store.compute import FlavorRecord, ServerRecord
+from edgefed.store.compute import FlavorRecord, Relocations, ServerRecord
 
 
 async def get_server(
@@ -20,12 +20,24 @@ async def get_server(
     """The live server ``server_id`` if the caller may see it (``write``: change it)."""
     server = await state.servers.get(server_id)
     if server is None:
-        raise NotFound(f"Instance {server_id} could not be found.")
+        moved = await _moved(state, principal, server_id)
+        raise NotFound(f"Instance {server_id} could not be found.{moved}")
     if write:
         require_write(principal, server.project_id, "os_compute_api:servers:update")
     elif not principal.is_admin and principal.project_id != server.project_id:
         raise NotFound(f"Instance {server_id} could not be found.")
     return server
+
+
+async def _moved(state: ComputeState, principal: Principal, server_id: str) -> str:
+    """Where a server relocated from this site went (for the caller's 404)."""
+    for record in await Relocations(state.ctx.store).list(direction="out", server_id=server_id):
+        if record.phase == "done" and (
+            principal.is_admin or principal.project_id == record.project_id
+        ):
+            when = record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return f" It was relocated to site {record.peer_site} at {when}."
+    return ""
 
 
 async def visible_flavor(state: ComputeState, principal: Principal, flavor_id: str) -> FlavorRecord:

@@ -21,9 +21,14 @@ from edgefed.store.network import NetworkRecord, PortRecord
 
 # (vm_state, task_state) -> status, as Nova's api/openstack/common.py maps them.
 _STATUS: dict[str, dict[str | None, str]] = {
-    "active": {None: "ACTIVE", "rebooting": "REBOOT", "rebooting_hard": "HARD_REBOOT"},
+    "active": {
+        None: "ACTIVE",
+        "rebooting": "REBOOT",
+        "rebooting_hard": "HARD_REBOOT",
+        "relocating": "MIGRATING",
+    },
     "building": {None: "BUILD"},
-    "stopped": {None: "SHUTOFF"},
+    "stopped": {None: "SHUTOFF", "relocating": "MIGRATING"},
     "paused": {None: "PAUSED"},
     "suspended": {None: "SUSPENDED"},
     "error": {None: "ERROR"},

@@ -20,6 +20,8 @@ from edgefed.services.compute import (
     hypervisors,
     keypairs,
     quotas,
+    relocation_in,
+    relocations,
     servers,
     volume_attachments,
 )
@@ -30,6 +32,7 @@ from edgefed.services.compute.microversion import (
     legacy_document,
     version_document,
 )
+from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.remote_volumes import release_later
 from edgefed.services.compute.scheduler import (
     InventoryHostSource,
@@ -104,12 +107,18 @@ async def on_start(ctx: SiteContext) -> None:
     ctx.guest_metrics = GuestMetricsCache(servers=server_repo, driver=driver)
     await flavors.seed_default_flavors(state.flavors)
     await lifecycle.recover()
+    relocator = Relocator(state)
+    ctx.slots.put(relocator)
+    await relocator.resume()
 
 
 async def on_stop(ctx: SiteContext) -> None:
     if isinstance(ctx.guest_metrics, GuestMetricsCache):
         await ctx.guest_metrics.close()
     ctx.guest_metrics = None
+    relocator = ctx.slots.get(Relocator)
+    if relocator is not None:
+        await relocator.stop()
     state = ctx.slots.get(ComputeState)
     if state is not None:
         await state.lifecycle.stop()
@@ -125,7 +134,17 @@ def build() -> ServiceSpec:
     v21 = APIRouter(route_class=MicroversionRoute)
     for path in ("/v2.1", "/v2.1/"):
         v21.add_api_route(path, version_v21, methods=["GET"], include_in_schema=False)
-    modules = (flavors, servers, actions, keypairs, quotas, hypervisors, volume_attachments)
+    modules = (
+        flavors,
+        servers,
+        actions,
+        keypairs,
+        quotas,
+        hypervisors,
+        volume_attachments,
+        relocation_in,
+        relocations,
+    )
     router = APIRouter(routes=routes_of(router, v21, *(m.router for m in modules)))
     return ServiceSpec(
         name="compute",

@@ -18,6 +18,7 @@ from edgefed.store.compute.records import (
     ServerRecord,
 )
 from edgefed.store.compute.releases import PendingRelease, PendingReleases
+from edgefed.store.compute.relocations import RelocationRecord, Relocations
 from edgefed.store.compute.servers import ServerRepository
 from edgefed.store.compute.volumes import (
     DEVICE_NAMES,
@@ -41,6 +42,8 @@ __all__ = [
     "PendingRelease",
     "PendingReleases",
     "QuotaRepository",
+    "RelocationRecord",
+    "Relocations",
     "ServerRecord",
     "ServerRepository",
     "ServerVolumes",

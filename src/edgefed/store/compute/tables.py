@@ -9,6 +9,7 @@ repositories read to refuse local changes. Servers are always this site's own.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -141,4 +142,33 @@ remote_releases = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Servers moving between sites (store/compute/relocations.py): ``out`` at the source,
+# which drives the move; ``in`` at the destination, which received the grant it gave,
+# the disk's bytes so far and the server it will create once the disk is whole.
+relocations = Table(
+    "compute_relocations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("direction", String(3), nullable=False),
+    Column("server_id", String(64), nullable=False, index=True),
+    Column("project_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("peer_site", String(255), nullable=False),
+    Column("peer_id", String(64), nullable=True),
+    Column("mode", String(16), nullable=False),
+    Column("phase", String(32), nullable=False),
+    Column("error", Text, nullable=True),
+    # out: the grant the destination gave; in: its sha256 (the grant itself is not kept)
+    Column("grant", String(128), nullable=True),
+    Column("disk_format", String(16), nullable=True),
+    Column("disk_size", BigInteger, nullable=True),
+    Column("disk_sha256", String(64), nullable=True),
+    Column("done_bytes", BigInteger, nullable=False, default=0),
+    Column("was_running", Boolean, nullable=False, default=False),
+    Column("image_id", String(64), nullable=True),
+    Column("details", JsonDoc, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

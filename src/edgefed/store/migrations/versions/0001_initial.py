@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 07:15:27.434586
+Create Date: 2026-12-07 13:00:48.736309
 """
 
 from __future__ import annotations
@@ -84,6 +84,35 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("kind", "owner", "resource", name=op.f("pk_compute_quotas")),
     )
+    op.create_table(
+        "compute_relocations",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("direction", sa.String(length=3), nullable=False),
+        sa.Column("server_id", sa.String(length=64), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("peer_site", sa.String(length=255), nullable=False),
+        sa.Column("peer_id", sa.String(length=64), nullable=True),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("phase", sa.String(length=32), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("grant", sa.String(length=128), nullable=True),
+        sa.Column("disk_format", sa.String(length=16), nullable=True),
+        sa.Column("disk_size", sa.BigInteger(), nullable=True),
+        sa.Column("disk_sha256", sa.String(length=64), nullable=True),
+        sa.Column("done_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("was_running", sa.Boolean(), nullable=False),
+        sa.Column("image_id", sa.String(length=64), nullable=True),
+        sa.Column("details", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("created_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", edgefed.store.schema.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_compute_relocations")),
+    )
+    with op.batch_alter_table("compute_relocations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_compute_relocations_server_id"), ["server_id"], unique=False
+        )
+
     op.create_table(
         "compute_remote_releases",
         sa.Column("attachment_id", sa.String(length=64), nullable=False),
@@ -968,6 +997,10 @@ def downgrade() -> None:
 
     op.drop_table("compute_servers")
     op.drop_table("compute_remote_releases")
+    with op.batch_alter_table("compute_relocations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_compute_relocations_server_id"))
+
+    op.drop_table("compute_relocations")
     op.drop_table("compute_quotas")
     op.drop_table("compute_keypairs")
     with op.batch_alter_table("compute_instance_actions", schema=None) as batch_op:

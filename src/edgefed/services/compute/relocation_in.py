@@ -1,0 +1,512 @@
+"""Relocation of a server from another site: the destination's side.
+
+The source asks with the user's token (``POST /v2.1/os-edge/relocations``): the token
+proves who the user is; this site decides, from what it holds, whether that user may
+create the server here (a member of the project), and whether it can run it: a flavor
+of the same shape, the networks the guest is on (by name, with its fixed IPs where they
+are free), a disk format the hypervisor runs, the project's quota, a host with room.
+Any mismatch is a 4xx naming it, before the source stops anything. What passes is
+recorded with the server this site will create (the same id) and a **grant**: a random
+secret returned once, of which only the sha256 is kept. The grant alone then authorises
+that relocation's next steps, so a move outlives the user's token and a restart of
+either side, and a stolen grant reaches nothing but that move:
+
+- ``PUT …/{id}`` names the disk (size, sha256, format);
+- ``PUT …/{id}/disk`` appends one chunk (``Content-Range``, ``X-Chunk-Sha256``), fsync'd
+  before the answer; a chunk that does not start where the file ends is a 409 telling
+  where it does, so a source that lost an answer, or restarted, resumes there;
+- ``GET …/{id}`` says how many bytes arrived and, once created, the server's status;
+- ``POST …/{id}/commit`` checks the whole file's sha256, makes it a hidden image of the
+  project and creates the server (same id) from it; asked again, it answers the same;
+- ``POST …/{id}/done`` closes the move once the source removed its guest;
+- ``DELETE …/{id}`` aborts: the partial disk goes, and a server that is not running yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from edgefed.api.auth import Principal, current_principal
+from edgefed.api.policy import require_write
+from edgefed.api.responses import Json
+from edgefed.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from edgefed.core.ids import is_uuid, new_uuid
+from edgefed.services.compute.body import read_json, req_str, section
+from edgefed.services.compute.boot_checks import RUNNABLE_DISK_FORMATS
+from edgefed.services.compute.microversion import MicroversionRoute
+from edgefed.services.compute.quota_limits import check_server_quota
+from edgefed.services.compute.scheduler import Request as HostRequest
+from edgefed.services.compute.server_views import status_of
+from edgefed.services.compute.servers import hostname_for
+from edgefed.services.compute.state import ComputeState, compute_state
+from edgefed.store.compute import FlavorRecord, RelocationRecord, Relocations
+
+router = APIRouter(route_class=MicroversionRoute)
+
+PREFIX = "/v2.1/os-edge/relocations"
+GRANT_HEADER = "X-Relocation-Grant"
+CHUNK_SHA_HEADER = "X-Chunk-Sha256"
+MAX_CHUNK = 16 << 20
+RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def digest(grant: str) -> str:
+    return hashlib.sha256(grant.encode()).hexdigest()
+
+
+def staging_path(state: ComputeState, relocation_id: str) -> Path:
+    return state.ctx.settings.data_dir / "relocations" / f"{relocation_id}.in"
+
+
+# -- the offer: checked with the user's token ---------------------------------------------
+
+
+def _shape(flavor: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    try:
+        return tuple(int(flavor.get(k) or 0) for k in ("vcpus", "ram", "disk", "ephemeral", "swap"))  # type: ignore[return-value]
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"Invalid flavor in the relocation: {flavor!r}") from exc
+
+
+def _described(flavor: dict[str, Any]) -> str:
+    vcpus, ram, disk, ephemeral, swap = _shape(flavor)
+    return (
+        f"{flavor.get('name')!s} ({vcpus} vCPU, {ram} MB RAM, {disk} GB disk, "
+        f"{ephemeral} GB ephemeral, {swap} MB swap)"
+    )
+
+
+async def matching_flavor(
+    state: ComputeState, principal: Principal, wanted: dict[str, Any]
+) -> FlavorRecord:
+    """The flavor of the same name and shape, else one of the same shape, that the
+    caller may use here."""
+    shape = _shape(wanted)
+    usable = []
+    for flavor in await state.flavors.list_all():
+        if not flavor.is_public and not principal.is_admin:
+            if principal.project_id not in await state.flavors.access_list(flavor.id):
+                continue
+        if (flavor.vcpus, flavor.ram, flavor.disk, flavor.ephemeral, flavor.swap) == shape:
+            usable.append(flavor)
+    usable.sort(key=lambda f: (f.name != wanted.get("name"), f.name))
+    if not usable:
+        raise BadRequest(
+            f"Site {state.ctx.name} has no flavor like {_described(wanted)} for this project."
+        )
+    return usable[0]
+
+
+async def mapped_networks(
+    state: ComputeState, project_id: str, wanted: Any
+) -> list[dict[str, str]] | str:
+    """The guest's networks here, by name (the project's own or shared), with the fixed
+    IP it had where no port here holds it; "none" for a guest without networks."""
+    if not wanted:
+        return "none"
+    if not isinstance(wanted, list):
+        raise BadRequest("Invalid networks in the relocation: a list is expected.")
+    networks = [
+        n for n in await state.networks.list_networks() if n.project_id == project_id or n.shared
+    ]
+    taken = {
+        (port.network_id, fixed.ip_address)
+        for port in await state.networks.list_ports()
+        for fixed in port.fixed_ips
+    }
+    mapped: list[dict[str, str]] = []
+    for item in wanted:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"Invalid network in the relocation: {item!r}")
+        found = sorted(
+            (n for n in networks if n.name == name), key=lambda n: n.project_id != project_id
+        )
+        if not found:
+            raise BadRequest(
+                f"Site {state.ctx.name} has no network named {name!r} for this project "
+                "(the guest is on it)."
+            )
+        entry = {"uuid": found[0].id}
+        fixed = item.get("fixed_ip")
+        if isinstance(fixed, str) and fixed and (found[0].id, fixed) not in taken:
+            entry["fixed_ip"] = fixed
+        mapped.append(entry)
+    return mapped
+
+
+async def _check_room(state: ComputeState, flavor: FlavorRecord) -> None:
+    await state.scheduler.refresh()
+    reasons: list[str] = []
+    request = HostRequest(
+        vcpus=flavor.vcpus, ram_mb=flavor.ram, disk_gb=flavor.disk + flavor.ephemeral
+    )
+    if state.scheduler.choose(request, await state.servers.host_usages(), reasons=reasons) is None:
+        detail = "; ".join(reasons) or "it has no compute host"
+        raise Conflict(f"Site {state.ctx.name} has no room for the server: {detail}.")
+
+
+def _check_hypervisor(state: ComputeState, wanted: Any, disk_format: str) -> None:
+    if state.ctx.settings.compute_driver == "qemu" and disk_format not in RUNNABLE_DISK_FORMATS:
+        raise BadRequest(
+            f"Site {state.ctx.name} cannot run a disk in format {disk_format} (it runs "
+            f"{' and '.join(RUNNABLE_DISK_FORMATS)})."
+        )
+    if not isinstance(wanted, str) or not wanted:
+        return
+    ours = "QEMU" if state.ctx.settings.compute_driver == "qemu" else "fake"
+    if wanted.lower() != ours.lower():
+        raise BadRequest(
+            f"Site {state.ctx.name} runs {ours} guests; this server needs a {wanted} hypervisor."
+        )
+
+
+def _server_values(
+    state: ComputeState,
+    principal: Principal,
+    spec: dict[str, Any],
+    *,
+    server_id: str,
+    project_id: str,
+    flavor: FlavorRecord,
+    networks: list[dict[str, str]] | str,
+) -> dict[str, Any]:
+    name = str(spec.get("name") or "server")[:255]
+    metadata = spec.get("metadata") or {}
+    tags = spec.get("tags") or []
+    groups = spec.get("security_groups") or ["default"]
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise BadRequest("Invalid metadata in the relocation.")
+    for key, value in (("tags", tags), ("security_groups", groups)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(f"Invalid {key} in the relocation.")
+    text = {k: spec.get(k) for k in ("key_name", "key_data", "user_data", "description")}
+    for key, value in text.items():
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"Invalid {key} in the relocation.")
+    return {
+        "id": server_id,
+        "name": name,
+        "project_id": project_id,
+        "user_id": principal.user_id,
+        "image_id": None,  # the moved disk, once it is here
+        "flavor_id": flavor.id,
+        "flavor": {
+            "id": flavor.id,
+            "name": flavor.name,
+            "vcpus": flavor.vcpus,
+            "ram": flavor.ram,
+            "disk": flavor.disk,
+            "ephemeral": flavor.ephemeral,
+            "swap": flavor.swap,
+            "extra_specs": dict(flavor.extra_specs),
+        },
+        "vcpus": flavor.vcpus,
+        "ram": flavor.ram,
+        "disk": flavor.disk + flavor.ephemeral,
+        "availability_zone": state.ctx.settings.availability_zone,
+        "vm_state": "building",
+        "task_state": "scheduling",
+        "power_state": 0,
+        "metadata": metadata,
+        "locked": False,
+        "tags": tags,
+        "security_groups": groups,
+        "requested_networks": networks,
+        "config_drive": "True",
+        "reservation_id": f"r-{new_uuid()[:8]}",
+        "launch_index": 0,
+        "hostname": hostname_for(name),
+        **text,
+    }
+
+
+@router.post(PREFIX, status_code=201)
+async def offer(
+    request: Request,
+    principal: Principal = Depends(current_principal),
+    state: ComputeState = Depends(compute_state),
+) -> Json:
+    data = section(await read_json(request), "relocation")
+    project_id = principal.project_id
+    if project_id is None:
+        raise BadRequest("Relocating a server needs a project-scoped token.")
+    require_write(principal, project_id, "os_compute_api:servers:create")
+    source = req_str(data, "source")
+    if source == state.ctx.name or source not in state.ctx.fleet_sites():
+        raise BadRequest(f"{source!r} is not another site of this fleet.")
+    server_id = req_str(data, "server_id")
+    if not is_uuid(server_id):
+        raise BadRequest(f"Invalid server id {server_id!r}.")
+    mode = req_str(data, "mode")
+    if mode not in ("cold",):
+        raise BadRequest(f"Invalid relocation mode {mode!r} (this site takes: cold).")
+    if await state.servers.get(server_id, include_deleted=True) is not None:
+        raise Conflict(f"Site {state.ctx.name} already has a server {server_id}.")
+    repo = Relocations(state.ctx.store)
+    if [r for r in await repo.list(direction="in", server_id=server_id, unfinished=True)]:
+        raise Conflict(f"Server {server_id} is already being relocated to {state.ctx.name}.")
+    spec = section(data, "server")
+    flavor_spec = spec.get("flavor")
+    if not isinstance(flavor_spec, dict):
+        raise BadRequest("Invalid relocation: the server's flavor is missing.")
+    disk_format = str(spec.get("disk_format") or "qcow2")
+    _check_hypervisor(state, spec.get("hypervisor_type"), disk_format)
+    flavor = await matching_flavor(state, principal, flavor_spec)
+    networks = await mapped_networks(state, project_id, spec.get("networks"))
+    values = _server_values(
+        state, principal, spec, server_id=server_id, project_id=project_id,
+        flavor=flavor, networks=networks,
+    )  # fmt: skip
+    await check_server_quota(
+        state, project_id=project_id, count=1, vcpus=flavor.vcpus, ram=flavor.ram,
+        metadata_items=len(values["metadata"]),
+    )  # fmt: skip
+    await _check_room(state, flavor)
+    grant = secrets.token_urlsafe(32)
+    record = await repo.create(
+        id=new_uuid(), direction="in", server_id=server_id, project_id=project_id,
+        user_id=principal.user_id, peer_site=source, mode=mode, phase="offered",
+        grant=digest(grant), disk_format=disk_format, details={"values": values},
+    )  # fmt: skip
+    return Json(
+        {
+            "relocation": {
+                "id": record.id,
+                "grant": grant,
+                "flavor_id": flavor.id,
+                "networks": networks,
+            }
+        },
+        status_code=201,
+    )
+
+
+# -- the steps the grant authorises ------------------------------------------------------
+
+
+async def _granted(request: Request, state: ComputeState, relocation_id: str) -> RelocationRecord:
+    record = await Relocations(state.ctx.store).get(relocation_id)
+    offered = request.headers.get(GRANT_HEADER) or ""
+    if (
+        record is None
+        or record.direction != "in"
+        or not hmac.compare_digest(record.grant or "", digest(offered))
+    ):
+        raise NotFound(f"Relocation {relocation_id} could not be found.")
+    return record
+
+
+async def _server_status(state: ComputeState, record: RelocationRecord) -> dict[str, Any] | None:
+    if record.phase not in ("started", "done"):
+        return None
+    server = await state.servers.get(record.server_id)
+    if server is None:
+        return {"status": "DELETED"}
+    return {"status": status_of(server), "fault": server.fault}
+
+
+async def _view(state: ComputeState, record: RelocationRecord) -> dict[str, Any]:
+    return {
+        "relocation": {
+            "id": record.id,
+            "server_id": record.server_id,
+            "phase": record.phase,
+            "received": record.done_bytes,
+            "size": record.disk_size,
+            "error": record.error,
+            "server": await _server_status(state, record),
+        }
+    }
+
+
+@router.get(PREFIX + "/{relocation_id}")
+async def show(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Json:
+    return Json(await _view(state, await _granted(request, state, relocation_id)))
+
+
+@router.put(PREFIX + "/{relocation_id}")
+async def name_disk(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Json:
+    record = await _granted(request, state, relocation_id)
+    disk = section(await read_json(request), "disk")
+    size, sha = disk.get("size"), disk.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest(f"Invalid disk size {size!r}.")
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        raise BadRequest(f"Invalid disk sha256 {sha!r}.")
+    if size > state.ctx.settings.max_image_bytes:
+        raise PayloadTooLarge(
+            f"The disk ({size} bytes) is larger than this site takes "
+            f"({state.ctx.settings.max_image_bytes} bytes)."
+        )
+    repo = Relocations(state.ctx.store)
+    if record.phase == "offered":
+        changed = await repo.change(
+            record.id, expect=["offered"], phase="receiving", disk_size=size, disk_sha256=sha
+        )
+        record = changed or record
+    elif record.phase != "receiving" or (record.disk_size, record.disk_sha256) != (size, sha):
+        raise Conflict(f"Relocation {record.id} already has another disk ({record.phase}).")
+    return Json(await _view(state, record))
+
+
+def _append(path: Path, start: int, chunk: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.truncate(start)  # bytes past what was acknowledged: a write a crash cut short
+        f.seek(start)
+        f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@router.put(PREFIX + "/{relocation_id}/disk")
+async def put_chunk(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Json:
+    record = await _granted(request, state, relocation_id)
+    if record.phase != "receiving" or record.disk_size is None:
+        raise Conflict(f"Relocation {record.id} takes no disk data now ({record.phase}).")
+    found = RANGE.match(request.headers.get("content-range") or "")
+    if found is None:
+        raise BadRequest("A disk chunk needs a Content-Range: bytes START-END/TOTAL header.")
+    start, end, total = (int(g) for g in found.groups())
+    if total != record.disk_size or end < start or end >= total:
+        raise BadRequest(f"Invalid Content-Range for a disk of {record.disk_size} bytes.")
+    if start != record.done_bytes:
+        raise Conflict(
+            f"Relocation {record.id} has {record.done_bytes} bytes: the next chunk starts there."
+        )
+    if end - start + 1 > MAX_CHUNK:
+        raise PayloadTooLarge(f"A disk chunk is at most {MAX_CHUNK} bytes.")
+    expected = (request.headers.get(CHUNK_SHA_HEADER) or "").lower()
+    if not SHA256.match(expected):
+        raise BadRequest(f"A disk chunk needs its sha256 in {CHUNK_SHA_HEADER}.")
+    parts: list[bytes] = []
+    length = 0
+    async for piece in request.stream():
+        length += len(piece)
+        if length > end - start + 1:
+            raise BadRequest("The chunk is longer than its Content-Range says.")
+        parts.append(piece)
+    chunk = b"".join(parts)
+    if len(chunk) != end - start + 1:
+        raise BadRequest("The chunk is shorter than its Content-Range says.")
+    if hashlib.sha256(chunk).hexdigest() != expected:
+        raise BadRequest(f"The chunk's sha256 is not the one in {CHUNK_SHA_HEADER}.")
+    await asyncio.to_thread(_append, staging_path(state, record.id), start, chunk)
+    changed = await Relocations(state.ctx.store).change(
+        record.id, expect=["receiving"], done_bytes=end + 1
+    )
+    return Json(await _view(state, changed or record))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@router.post(PREFIX + "/{relocation_id}/commit", status_code=202)
+async def commit(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Json:
+    record = await _granted(request, state, relocation_id)
+    repo = Relocations(state.ctx.store)
+    if record.phase in ("started", "done"):
+        return Json(await _view(state, record), status_code=202)
+    if record.phase not in ("receiving", "committing") or record.done_bytes != record.disk_size:
+        raise Conflict(
+            f"Relocation {record.id} has {record.done_bytes} of {record.disk_size} bytes "
+            f"({record.phase}): it cannot be committed."
+        )
+    staged = staging_path(state, record.id)
+    if record.image_id is None:
+        if await asyncio.to_thread(_file_sha256, staged) != record.disk_sha256:
+            await asyncio.to_thread(staged.unlink, True)
+            await repo.change(record.id, expect=["receiving"], done_bytes=0)
+            raise BadRequest(
+                f"The disk of relocation {record.id} does not have the sha256 it was named "
+                "with: it is to be sent again."
+            )
+        await repo.change(record.id, expect=["receiving", "committing"], phase="committing")
+        values = dict(record.details["values"])
+        image = await state.images.create(
+            owner=record.project_id,
+            name=f"{values['name']} (relocated from {record.peer_site})",
+            disk_format=record.disk_format or "qcow2",
+            container_format="bare",
+            visibility="private",
+            os_hidden=True,
+            properties={"image_type": "snapshot", "instance_uuid": record.server_id,
+                        "edge_relocation": record.id},
+            data_file=staged,
+            data_dir=state.ctx.settings.data_dir,
+            max_bytes=state.ctx.settings.max_image_bytes,
+        )  # fmt: skip
+        record = await repo.change(record.id, image_id=image.id) or record
+    if await state.servers.get(record.server_id, include_deleted=True) is None:
+        values = {**record.details["values"], "image_id": record.image_id}
+        await state.servers.create(values=values)
+        await state.servers.record_action(
+            server_id=record.server_id, action="relocate",
+            request_id=request.headers.get("x-openstack-request-id") or f"req-{new_uuid()}",
+            user_id=record.user_id, project_id=record.project_id,
+        )  # fmt: skip
+        state.lifecycle.start_build(record.server_id)
+    record = await repo.change(record.id, phase="started") or record
+    await asyncio.to_thread(staged.unlink, True)
+    return Json(await _view(state, record), status_code=202)
+
+
+@router.post(PREFIX + "/{relocation_id}/done")
+async def done(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Json:
+    record = await _granted(request, state, relocation_id)
+    if record.phase not in ("started", "done"):
+        raise Conflict(f"Relocation {record.id} has no server here yet ({record.phase}).")
+    changed = await Relocations(state.ctx.store).change(record.id, phase="done")
+    return Json(await _view(state, changed or record))
+
+
+@router.delete(PREFIX + "/{relocation_id}", status_code=204)
+async def abort(
+    relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
+) -> Response:
+    record = await _granted(request, state, relocation_id)
+    if record.phase == "aborted":
+        return Response(status_code=204)
+    if record.phase == "done":
+        raise Conflict(f"Relocation {record.id} is done: the server runs here.")
+    server = await state.servers.get(record.server_id)
+    if server is not None:
+        if server.vm_state == "active":
+            raise Conflict(f"Relocation {record.id} cannot be aborted: the server runs here.")
+        await state.servers.update(server.id, task_state="deleting")
+        state.lifecycle.start_delete(server.id)
+    if record.image_id is not None:
+        await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
+    await asyncio.to_thread(staging_path(state, record.id).unlink, True)
+    await Relocations(state.ctx.store).change(record.id, phase="aborted")
+    return Response(status_code=204)

@@ -1,0 +1,266 @@
+"""A server relocated from Berlin to Paris (cold), sites in this process on the fake
+driver: Paris checks the offer with the caller's token and refuses what it cannot run
+(4xx naming it, nothing stopped at Berlin); the disk arrives in chunks, whole and
+hash-checked; the server has the same id at Paris, is ACTIVE there, and Berlin says
+where it went. A cut in the middle of the disk resumes where Paris's bytes end; a
+runner that stops mid-move (a restart) takes it up from its journal; a failure before
+the commit leaves the server running at Berlin."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgefed.services.compute.relocation_out import Relocator
+from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import Relocations
+from edgefed.store.image import ImageRepository, blob_path
+from edgefed.testkit.asgi_fleet import FleetTransport
+from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
+from edgefed.testkit.wait import eventually
+
+C = "/compute/v2.1"
+NOVA = {"OpenStack-API-Version": "compute 2.96"}
+DISK = os.urandom(9 << 20)  # three chunks of 4 MiB (the last one short)
+
+
+class ChunkCounter(FleetTransport):
+    """The fleet's links, counting the disk chunks sent; ``cut_after``: the link to
+    Paris is cut once that many chunks went through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks = 0
+        self.cut_after: int | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and request.url.path.endswith("/disk"):
+            if self.cut_after is not None and self.chunks >= self.cut_after:
+                self.cut.add(request.url.host)
+            if request.url.host not in self.cut:
+                self.chunks += 1
+        return await super().handle_async_request(request)
+
+
+async def active_server(berlin: InProcessSite, h: dict[str, str], **extra: Any) -> str:
+    image = await ImageRepository(ctx_of(berlin).store).create(
+        owner=None, name="disk", disk_format="raw", container_format="bare",
+        visibility="public", data=DISK, data_dir=berlin.settings.data_dir,
+    )  # fmt: skip
+    body = {"server": {"name": "shop", "imageRef": image.id, "flavorRef": "1",
+                       "networks": "none", "metadata": {"till": "3"}, **extra}}  # fmt: skip
+    r = await berlin.client.post(f"{C}/servers", json=body, headers=h)
+    assert r.status_code == 202, r.text
+    server_id = str(r.json()["server"]["id"])
+    await status_is(berlin, h, server_id, "ACTIVE")
+    return server_id
+
+
+async def status_is(site: InProcessSite, h: dict[str, str], server_id: str, wanted: str) -> None:
+    async def check() -> bool:
+        r = await site.client.get(f"{C}/servers/{server_id}", headers=h)
+        return r.status_code == 200 and bool(r.json()["server"]["status"] == wanted)
+
+    await eventually(check, within=30, every=0.01, what=f"{server_id} {wanted}")
+
+
+async def relocate(berlin: InProcessSite, h: dict[str, str], server_id: str, site: str) -> Any:
+    body = {"os-edge:relocate": {"site": site}}
+    return await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+
+
+async def moved(berlin: InProcessSite, h: dict[str, str], server_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def done() -> bool:
+        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
+        found.update(r.json()["relocations"][-1])
+        assert found["phase"] != "failed", found
+        return bool(found["phase"] == "done")
+
+    await eventually(done, within=60, every=0.01, what="the relocation done")
+    return found
+
+
+async def test_a_server_moves_to_paris_with_its_disk_and_keeps_its_id(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        assert r.json()["relocation"]["site"] == "Paris"
+        record = await moved(berlin, h, server_id)
+        assert record["bytes_done"] == record["bytes_total"] == len(DISK)
+
+        await status_is(paris, at_paris, server_id, "ACTIVE")
+        shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=at_paris)).json()
+        assert shown["server"]["name"] == "shop" and shown["server"]["metadata"] == {"till": "3"}
+        image = await ImageRepository(ctx_of(paris).store).get(shown["server"]["image"]["id"])
+        assert image is not None and image.os_hidden and image.visibility == "private"
+        data = blob_path(paris.settings.data_dir, image).read_bytes()
+        assert hashlib.sha256(data).digest() == hashlib.sha256(DISK).digest()
+
+        gone = await berlin.client.get(f"{C}/servers/{server_id}", headers=h)
+        assert gone.status_code == 404 and "relocated to site Paris" in gone.text
+        listed = (await berlin.client.get(f"{C}/servers", headers=h)).json()["servers"]
+        assert server_id not in [x["id"] for x in listed]
+        assert not list((berlin.settings.data_dir / "relocations").glob("*"))
+        assert not list((paris.settings.data_dir / "relocations").glob("*"))
+        [arrived] = await Relocations(ctx_of(paris).store).list(direction="in")
+        assert arrived.phase == "done" and arrived.server_id == server_id
+
+
+async def test_what_paris_cannot_run_is_refused_before_anything_stops(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        r = await berlin.client.post(
+            f"{C}/flavors",
+            json={"flavor": {"name": "odd", "ram": 333, "vcpus": 3, "disk": 1, "id": "odd"}},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        server_id = await active_server(berlin, h, flavorRef="odd")
+
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 400
+        assert "Paris has no flavor like odd (3 vCPU, 333 MB RAM" in r.text
+        r = await relocate(berlin, h, server_id, "Atlantis")
+        assert r.status_code == 400 and "Unknown site 'Atlantis'" in r.text
+        r = await relocate(berlin, h, server_id, "Berlin")
+        assert r.status_code == 400 and "at Berlin already" in r.text
+
+        # A network Paris does not have.
+        r = await berlin.client.post(
+            "/network/v2.0/networks", json={"network": {"name": "till-net"}}, headers=admin(berlin)
+        )
+        assert r.status_code == 201, r.text
+        net = r.json()["network"]["id"]
+        r = await berlin.client.post(
+            "/network/v2.0/subnets",
+            json={"subnet": {"network_id": net, "cidr": "10.9.0.0/24", "ip_version": 4}},
+            headers=admin(berlin),
+        )
+        assert r.status_code == 201, r.text
+        on_net = await active_server(berlin, h, networks=[{"uuid": net}])
+        r = await relocate(berlin, h, on_net, "Paris")
+        assert r.status_code == 400 and "Paris has no network named 'till-net'" in r.text
+
+        # Paris's quota for the project: no room for one more server.
+        plain = await active_server(berlin, h)
+        project = (await ctx_of(berlin).slots.require(ComputeState).servers.get(plain)).project_id
+        r = await paris.client.put(f"{C}/os-quota-sets/{project}",
+                                   json={"quota_set": {"instances": 0}},
+                                   headers={**admin(paris), **NOVA})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await relocate(berlin, h, plain, "Paris")
+        assert r.status_code == 403 and "Quota exceeded for instances" in r.text
+        server = await ctx_of(berlin).slots.require(ComputeState).servers.get(server_id)
+        assert server is not None and server.vm_state == "active" and server.task_state is None
+        assert await Relocations(ctx_of(berlin).store).list() == []
+        assert await Relocations(ctx_of(paris).store).list() == []
+
+
+async def test_a_cut_mid_disk_resumes_where_paris_bytes_end(tmp_path: Path) -> None:
+    transport = ChunkCounter()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        relocator = ctx_of(berlin).slots.require(Relocator)
+        waits: list[float] = []
+
+        async def heal_on_retry(seconds: float) -> None:
+            # The runner's backoff after the cut: the link comes back.
+            waits.append(seconds)
+            transport.cut_after = None
+            transport.cut.clear()
+            await asyncio.sleep(min(seconds, 0.05))  # the others' turn (Paris's build)
+
+        relocator.sleep = heal_on_retry
+        transport.cut_after = 1  # one chunk reaches Paris, then the link goes
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        record = await moved(berlin, h, server_id)
+        assert waits, "the cut was never met"
+        assert transport.chunks == 3  # nothing sent twice: 9 MiB in three chunks
+        assert record["bytes_done"] == len(DISK)
+        await status_is(paris, at_paris, server_id, "ACTIVE")
+
+
+async def test_a_runner_stopped_mid_move_is_taken_up_from_its_journal(tmp_path: Path) -> None:
+    transport = ChunkCounter()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        ctx = ctx_of(berlin)
+        relocator = ctx.slots.require(Relocator)
+        stalled = asyncio.Event()
+
+        async def stall(seconds: float) -> None:
+            stalled.set()  # the link is down: the site stops meanwhile
+            await asyncio.Event().wait()
+
+        relocator.sleep = stall
+        transport.cut_after = 2
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(stalled.wait(), 30)
+        await relocator.stop()
+        [journal] = await Relocations(ctx.store).list(direction="out")
+        assert journal.phase == "sending" and journal.done_bytes == 8 << 20
+        server = await ctx.slots.require(ComputeState).servers.get(server_id)
+        assert server is not None and server.task_state == "relocating"
+
+        transport.cut.clear()
+        transport.cut_after = None
+        again = Relocator(ctx.slots.require(ComputeState))
+        ctx.slots.put(again)
+        assert await again.resume() == 1
+        await moved(berlin, h, server_id)
+        assert transport.chunks == 3  # the restart sent only what Paris lacked
+        await status_is(paris, at_paris, server_id, "ACTIVE")
+        await again.stop()
+
+
+async def test_a_move_that_fails_before_the_commit_leaves_the_server_running_here(
+    tmp_path: Path,
+) -> None:
+    transport = ChunkCounter()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        relocator = ctx_of(berlin).slots.require(Relocator)
+        now = [0.0]
+
+        async def time_passes(seconds: float) -> None:
+            now[0] += 3600.0  # the link stays down past relocation_link_timeout_seconds
+            await asyncio.sleep(0)
+
+        relocator.sleep, relocator.clock = time_passes, lambda: now[0]
+        transport.cut_after = 1
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+
+        async def failed() -> bool:
+            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+            return record.phase == "failed"
+
+        await eventually(failed, within=30, every=0.01, what="the relocation failed")
+        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+        assert "link to Paris is down" in (record.error or "")
+        await status_is(berlin, h, server_id, "ACTIVE")  # running here again
+        assert not list((berlin.settings.data_dir / "relocations").glob("*.out"))
+        transport.cut.clear()
+        r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
+        assert r.status_code == 404  # never created there
