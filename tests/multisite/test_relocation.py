@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from edgefed.core.ids import predictable_id
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import Relocations
@@ -264,3 +265,35 @@ async def test_a_move_that_fails_before_the_commit_leaves_the_server_running_her
         transport.cut.clear()
         r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
         assert r.status_code == 404  # never created there
+
+
+async def test_paris_decides_from_what_it_holds_whether_the_user_may_move_here(
+    tmp_path: Path,
+) -> None:
+    """Alice is a member of 'shop' at Berlin, and nothing at Paris: her token proves who
+    she is there, and Paris refuses to create her server (403), before Berlin stops it."""
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, trust_admins=False) as s:
+        berlin = s["Berlin"]
+        h = admin(berlin)
+        r = await berlin.client.post("/identity/v3/projects", json={"project": {"name": "shop"}},
+                                     headers=h)  # fmt: skip
+        project_id = r.json()["project"]["id"]
+        r = await berlin.client.post(
+            "/identity/v3/users",
+            json={"user": {"name": "alice", "password": "alice-pw-1",
+                           "default_project_id": project_id}},
+            headers=h,
+        )  # fmt: skip
+        user_id = r.json()["user"]["id"]
+        member = predictable_id("role", "member", domain_id="")
+        r = await berlin.client.put(
+            f"/identity/v3/projects/{project_id}/users/{user_id}/roles/{member}", headers=h
+        )
+        assert r.status_code == 204, r.text
+        alice = {"X-Auth-Token": await berlin.token("alice", "alice-pw-1", "shop"), **NOVA}
+        server_id = await active_server(berlin, alice)
+
+        r = await relocate(berlin, alice, server_id, "Paris")
+        assert r.status_code == 403 and "Paris refuses the relocation" in r.text, r.text
+        await status_is(berlin, alice, server_id, "ACTIVE")
+        assert await Relocations(ctx_of(s["Paris"]).store).list() == []

@@ -175,11 +175,11 @@ def _check_hypervisor(state: ComputeState, wanted: Any, disk_format: str) -> Non
 
 def _server_values(
     state: ComputeState,
-    principal: Principal,
     spec: dict[str, Any],
     *,
     server_id: str,
     project_id: str,
+    user_id: str,
     flavor: FlavorRecord,
     networks: list[dict[str, str]] | str,
 ) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def _server_values(
         "id": server_id,
         "name": name,
         "project_id": project_id,
-        "user_id": principal.user_id,
+        "user_id": user_id,
         "image_id": None,  # the moved disk, once it is here
         "flavor_id": flavor.id,
         "flavor": {
@@ -242,10 +242,15 @@ async def offer(
     state: ComputeState = Depends(compute_state),
 ) -> Json:
     data = section(await read_json(request), "relocation")
-    project_id = principal.project_id
-    if project_id is None:
+    # The server's project (an admin moves other projects' servers), which the caller
+    # must be allowed to create servers in here, by this site's own assignments.
+    project_id = data.get("project_id") or principal.project_id
+    if not isinstance(project_id, str) or not project_id:
         raise BadRequest("Relocating a server needs a project-scoped token.")
     require_write(principal, project_id, "os_compute_api:servers:create")
+    user_id = data.get("user_id") or principal.user_id
+    if not isinstance(user_id, str) or not user_id:
+        raise BadRequest("Invalid user_id in the relocation.")
     source = req_str(data, "source")
     if source == state.ctx.name or source not in state.ctx.fleet_sites():
         raise BadRequest(f"{source!r} is not another site of this fleet.")
@@ -269,7 +274,7 @@ async def offer(
     flavor = await matching_flavor(state, principal, flavor_spec)
     networks = await mapped_networks(state, project_id, spec.get("networks"))
     values = _server_values(
-        state, principal, spec, server_id=server_id, project_id=project_id,
+        state, spec, server_id=server_id, project_id=project_id, user_id=user_id,
         flavor=flavor, networks=networks,
     )  # fmt: skip
     await check_server_quota(
@@ -280,7 +285,7 @@ async def offer(
     grant = secrets.token_urlsafe(32)
     record = await repo.create(
         id=new_uuid(), direction="in", server_id=server_id, project_id=project_id,
-        user_id=principal.user_id, peer_site=source, mode=mode, phase="offered",
+        user_id=user_id, peer_site=source, mode=mode, phase="offered",
         grant=digest(grant), disk_format=disk_format, details={"values": values},
     )  # fmt: skip
     return Json(

@@ -145,6 +145,7 @@ async def begin(
     if not principal.token:
         raise Forbidden("Relocating a server needs the caller's token.")
     body = {"relocation": {"server_id": server.id, "source": ctx.name, "mode": mode,
+                           "project_id": server.project_id, "user_id": server.user_id,
                            "server": await _spec(state, server)}}  # fmt: skip
     try:
         r = await _request(state, site, "POST", PATH, token=principal.token, body=body)
