@@ -46,6 +46,9 @@ def add_site_arguments(parser: argparse.ArgumentParser) -> None:
     )
     site_keys.add_arguments(rotate_p)
     rotate_p.set_defaults(func=site_keys.run)
+    from edgefed.cli import drain
+
+    drain.add_arguments(site_sub)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

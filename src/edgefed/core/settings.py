@@ -134,6 +134,8 @@ class SiteSettings:
     relocation_link_timeout_seconds: float = 600.0
     relocation_retry_seconds: float = 30.0
     relocation_start_timeout_seconds: float = 900.0
+    # At most this many of this site's moves run at once (a drain starts them all).
+    relocation_concurrency: int = 2
     # Volumes are sparse: their sizes may add up to this times the pool's storage
     # (Cinder's max_over_subscription_ratio, 20 by default).
     volume_over_subscription_ratio: float = 20.0

@@ -124,6 +124,17 @@ async def begin(
     mode = data.get("mode", "cold")
     if not isinstance(site, str) or not site:
         raise BadRequest(f"Invalid input: '{ACTION}' needs the destination 'site'")
+    record = await offer(state, principal, server, site, mode=mode)
+    relocator_of(state).start(record.id)
+    return Json({"relocation": view(record)}, status_code=202)
+
+
+async def offer(
+    state: ComputeState, principal: Principal, server: ServerRecord, site: str, *, mode: Any
+) -> RelocationRecord:
+    """Ask ``site`` to take ``server`` (with the caller's token) and journal the move it
+    grants, the server ``relocating``; the 4xx naming what stands in the way, else.
+    The move is not started (``Relocator.start``)."""
     if mode != "cold":
         raise BadRequest(f"Invalid relocation mode {mode!r} (this site moves: cold)")
     ctx = state.ctx
@@ -168,8 +179,7 @@ async def begin(
         with contextlib.suppress(LinkDown):
             await _granted_call(state, record, "DELETE", "")
         raise Conflict(f"Cannot 'relocate' instance {server.id}: it changed meanwhile")
-    relocator_of(state).start(record.id)
-    return Json({"relocation": view(record)}, status_code=202)
+    return record
 
 
 def view(record: RelocationRecord) -> dict[str, Any]:
@@ -293,6 +303,7 @@ class Relocator:
         self.clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._running = asyncio.Semaphore(max(1, state.ctx.settings.relocation_concurrency))
 
     def start(self, relocation_id: str) -> None:
         if relocation_id in self._tasks:
@@ -335,13 +346,29 @@ class Relocator:
 
     async def _guarded(self, relocation_id: str) -> None:
         try:
-            await self._run(relocation_id)
+            async with self._running:
+                await self._run(relocation_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: the move stops, the guest is not lost
             log.exception("relocation %s stopped", relocation_id)
             with contextlib.suppress(Exception):
                 await self.repo.change(relocation_id, error=f"unexpected: {exc!r}")
+
+    async def cancel(self, relocation_id: str, reason: str) -> bool:
+        """Undo a move that has not reached its commit (False: too late, it goes on)."""
+        record = await self.repo.get(relocation_id)
+        if record is None or record.finished or record.phase in COMMITTED:
+            return False
+        task = self._tasks.pop(relocation_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        record = await self.repo.get(relocation_id)
+        if record is None or record.finished or record.phase in COMMITTED:
+            return False
+        await self._undo(record, reason)
+        return True
 
     async def _run(self, relocation_id: str) -> None:
         down_since: float | None = None
@@ -524,14 +551,15 @@ class Relocator:
         if record.phase in ("finishing",):
             return  # the destination runs it: going on is the only way
         log.warning("relocation %s of %s failed: %s", record.id, record.server_id, reason)
-        if record.was_running:
+        if record.was_running and state.driver.power_state(record.server_id) != PowerState.RUNNING:
             try:
                 await state.driver.start(record.server_id)
-                await state.servers.update(
-                    record.server_id, vm_state="active", power_state=int(PowerState.RUNNING)
-                )
             except DriverError as exc:
                 reason = f"{reason}; starting it again here failed: {exc}"
+        if record.was_running and state.driver.power_state(record.server_id) == PowerState.RUNNING:
+            await state.servers.update(
+                record.server_id, vm_state="active", power_state=int(PowerState.RUNNING)
+            )
         await state.servers.transition(record.server_id, expect_task=["relocating"],
                                        task_state=None)  # fmt: skip
         await state.servers.note_last_action(record.server_id, f"relocate failed: {reason}")

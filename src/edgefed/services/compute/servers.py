@@ -27,6 +27,7 @@ from edgefed.services.compute.body import opt_str, read_json, req_str, section
 from edgefed.services.compute.boot_checks import CheckedBoot, check_boot
 from edgefed.services.compute.boot_request import BootRequest, parse_boot_request
 from edgefed.services.compute.boot_volumes import initial_mappings
+from edgefed.services.compute.drain_gate import refuse_new_servers
 from edgefed.services.compute.links import links
 from edgefed.services.compute.listing import add_list_routes, page_of
 from edgefed.services.compute.lookups import get_server
@@ -88,6 +89,7 @@ async def create_server(
     if project_id is None:
         raise BadRequest("Creating a server needs a project-scoped token.")
     require_write(principal, project_id, "os_compute_api:servers:create")
+    await refuse_new_servers(state)
     boot = parse_boot_request(data, api_version(request))
     checked = await check_boot(state, request, principal, boot, project_id=project_id)
     reservation_id = f"r-{new_uuid()[:8]}"

@@ -16,6 +16,7 @@ from edgefed.api.service import CatalogEntry, ServiceSpec, routes_of
 from edgefed.drivers import load_driver
 from edgefed.services.compute import (
     actions,
+    drain,
     flavors,
     hypervisors,
     keypairs,
@@ -144,6 +145,7 @@ def build() -> ServiceSpec:
         volume_attachments,
         relocation_in,
         relocations,
+        drain,
     )
     router = APIRouter(routes=routes_of(router, v21, *(m.router for m in modules)))
     return ServiceSpec(

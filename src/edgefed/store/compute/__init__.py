@@ -7,6 +7,7 @@ in ``origin``; the repositories refuse to change or delete them locally (``Locke
 The tables are in ``tables`` (the sync store names them as synchronisable kinds).
 """
 
+from edgefed.store.compute.drains import DrainRecord, Drains
 from edgefed.store.compute.flavors import FlavorRepository
 from edgefed.store.compute.keypairs import KeypairRepository
 from edgefed.store.compute.quotas import QuotaRepository
@@ -32,6 +33,8 @@ from edgefed.store.compute.volumes import (
 __all__ = [
     "DEVICE_NAMES",
     "DeviceInUse",
+    "DrainRecord",
+    "Drains",
     "FlavorRecord",
     "FlavorRepository",
     "HostUsage",

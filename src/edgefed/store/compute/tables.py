@@ -172,3 +172,15 @@ relocations = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# A drain of this site (store/compute/drains.py): where its guests go, and how far.
+drains = Table(
+    "compute_drains",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("targets", String(1024), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("details", JsonDoc, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
