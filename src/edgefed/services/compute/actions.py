@@ -17,7 +17,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
 from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound
-from edgefed.services.compute import consoles, diagnostics, relocation_out
+from edgefed.services.compute import consoles, diagnostics, moves, relocation_out
 from edgefed.services.compute.body import opt_str, read_json, req_str, string_map
 from edgefed.services.compute.lookups import get_server
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
@@ -97,6 +97,8 @@ async def server_action(
         state.lifecycle.start_power_op(server.id, "rebooting_hard" if hard else "rebooting")
     elif action == "createImage":
         reply = await _create_image(request, principal, state, server, data)
+    elif action in moves.ACTIONS:
+        await moves.begin(request, principal, state, server, action, data)
     elif action == relocation_out.ACTION:
         reply = await relocation_out.begin(request, principal, state, server, data)
     elif action == "lock":

@@ -98,7 +98,10 @@ async def instance_spec(
 ) -> InstanceSpec:
     assert server.host is not None
     image = await images.get(server.image_id) if server.image_id else None
-    data = image_data(data_dir, image) if image is not None and image.blob_sha256 else None
+    # The root disk's own image (a shelved, resized or migrated disk) when it has one;
+    # the kernel, ramdisk and command line stay those of the image it was booted from.
+    root = await images.get(server.root_image_id) if server.root_image_id else image
+    data = image_data(data_dir, root) if root is not None and root.blob_sha256 else None
     flavor = server.flavor or {}
     properties = image.properties if image is not None else {}
     cmdline = properties.get("os_command_line")
@@ -111,7 +114,7 @@ async def instance_spec(
         vcpus=server.vcpus,
         ram_mb=server.ram,
         disk_gb=server.disk,
-        image_id=server.image_id,
+        image_id=root.id if root is not None else server.image_id,
         image_path=data.path if data is not None else None,
         user_data=server.user_data,
         root_gb=int(flavor.get("disk", server.disk) or 0),

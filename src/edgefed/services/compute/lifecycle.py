@@ -41,6 +41,9 @@ from edgefed.store.schema import utcnow
 log = logging.getLogger("edgefed.compute.lifecycle")
 
 BUILD_TASKS = ("scheduling", "block_device_mapping", "networking", "spawning")
+# Moves within the site (moves.py), taken up at start by ``resume_move``.
+MOVE_TASKS = ("resize_prep", "resize_migrating", "resize_finish", "resize_reverting",
+              "shelving", "unshelving")  # fmt: skip
 
 # task_state -> (driver method name, vm_state when done, power state when done)
 POWER_OPS: dict[str, tuple[str, str, PowerState]] = {
@@ -140,6 +143,14 @@ class ServerLifecycle:
 
     def start_snapshot(self, server_id: str, image_id: str) -> None:
         self._run(server_id, self._snapshot(server_id, image_id))
+
+    # Set by moves.py: takes up a move a stop interrupted.
+    resume_move: Callable[[str], None] = staticmethod(lambda server_id: None)
+
+    def start(self, server_id: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run another operation on the server in the background (moves.py), with the
+        same bookkeeping: a delete cancels it, a crash leaves the server in ERROR."""
+        self._run(server_id, work)
 
     # -- the work -------------------------------------------------------------------
     async def _fail_build(self, server: ServerRecord, message: str, *, details: str = "") -> None:
@@ -309,23 +320,28 @@ class ServerLifecycle:
             terminated_at=utcnow(),
         )
 
+    async def store_snapshot(self, server_id: str, image_id: str) -> None:
+        """The server's disk, as the driver snapshots it, becomes the data of the
+        (queued) image ``image_id``; DriverError or EdgefedError when it cannot."""
+        snap = await self.driver.snapshot(server_id)
+        # The data's format, whatever the source image's was (QEMU writes qcow2).
+        if snap.disk_format is not None:
+            await self.images.update(image_id, disk_format=snap.disk_format)
+        await self.images.begin_upload(image_id)
+        blobs = BlobStore(self.data_dir)
+        if snap.path is not None:
+            try:
+                pending = await blobs.write_file(snap.path, max_bytes=self.max_image_bytes)
+            finally:
+                if snap.temporary:
+                    snap.path.unlink(missing_ok=True)
+        else:
+            pending = await blobs.write_bytes(snap.data or b"", max_bytes=self.max_image_bytes)
+        await self.images.finish_upload(image_id, pending=pending, blobs=blobs)
+
     async def _snapshot(self, server_id: str, image_id: str) -> None:
         try:
-            snap = await self.driver.snapshot(server_id)
-            # The data's format, whatever the source image's was (QEMU writes qcow2).
-            if snap.disk_format is not None:
-                await self.images.update(image_id, disk_format=snap.disk_format)
-            await self.images.begin_upload(image_id)
-            blobs = BlobStore(self.data_dir)
-            if snap.path is not None:
-                try:
-                    pending = await blobs.write_file(snap.path, max_bytes=self.max_image_bytes)
-                finally:
-                    if snap.temporary:
-                        snap.path.unlink(missing_ok=True)
-            else:
-                pending = await blobs.write_bytes(snap.data or b"", max_bytes=self.max_image_bytes)
-            await self.images.finish_upload(image_id, pending=pending, blobs=blobs)
+            await self.store_snapshot(server_id, image_id)
         except (DriverError, EdgefedError) as exc:
             log.warning("snapshot of %s into image %s failed: %s", server_id, image_id, exc)
             with contextlib.suppress(EdgefedError):
@@ -378,7 +394,13 @@ class ServerLifecycle:
         live = await self.servers.list_all(project_id=None)
         adopted = []
         for server in live:
-            if server.host and server.vm_state in ("active", "stopped", "paused", "suspended"):
+            if server.host and server.vm_state in (
+                "active",
+                "stopped",
+                "paused",
+                "suspended",
+                "resized",
+            ):
                 adopted.append((await self._spec(server), PowerState(server.power_state)))
         self.driver.adopt(adopted)
         resumed = 0
@@ -396,6 +418,8 @@ class ServerLifecycle:
                 self.start_delete(server.id)
             elif task == "relocating":
                 continue  # the relocation's journal takes it up (relocation_out.py)
+            elif task in MOVE_TASKS:
+                self.resume_move(server.id)
             else:
                 await self.servers.update(server.id, task_state=None)
         return resumed

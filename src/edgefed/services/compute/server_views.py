@@ -26,9 +26,21 @@ _STATUS: dict[str, dict[str | None, str]] = {
         "rebooting": "REBOOT",
         "rebooting_hard": "HARD_REBOOT",
         "relocating": "MIGRATING",
+        "resize_prep": "RESIZE",
+        "resize_migrating": "RESIZE",
+        "resize_finish": "RESIZE",
+        "migrating": "MIGRATING",
     },
     "building": {None: "BUILD"},
-    "stopped": {None: "SHUTOFF", "relocating": "MIGRATING"},
+    "stopped": {
+        None: "SHUTOFF",
+        "relocating": "MIGRATING",
+        "resize_prep": "RESIZE",
+        "resize_migrating": "RESIZE",
+        "resize_finish": "RESIZE",
+    },
+    "resized": {None: "VERIFY_RESIZE", "resize_reverting": "REVERT_RESIZE"},
+    "shelved_offloaded": {None: "SHELVED_OFFLOADED", "unshelving": "SHELVED_OFFLOADED"},
     "paused": {None: "PAUSED"},
     "suspended": {None: "SUSPENDED"},
     "error": {None: "ERROR"},
@@ -44,6 +56,8 @@ STATUS_TO_VM_STATE = {
     "DELETED": "deleted",
     "REBOOT": "active",
     "HARD_REBOOT": "active",
+    "VERIFY_RESIZE": "resized",
+    "SHELVED_OFFLOADED": "shelved_offloaded",
 }
 
 

@@ -33,6 +33,7 @@ from edgefed.services.compute.microversion import (
     legacy_document,
     version_document,
 )
+from edgefed.services.compute.moves import Moves
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.remote_volumes import release_later
 from edgefed.services.compute.scheduler import (
@@ -107,6 +108,7 @@ async def on_start(ctx: SiteContext) -> None:
     ctx.slots.put(state)
     ctx.guest_metrics = GuestMetricsCache(servers=server_repo, driver=driver)
     await flavors.seed_default_flavors(state.flavors)
+    lifecycle.resume_move = Moves(state).start
     await lifecycle.recover()
     relocator = Relocator(state)
     ctx.slots.put(relocator)

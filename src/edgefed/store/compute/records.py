@@ -83,6 +83,8 @@ class ServerRecord:
     deleted: bool
     # Its volumes, in the order attached (``VolumeMapping.to_json`` each).
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    root_image_id: str | None = None
+    migration: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

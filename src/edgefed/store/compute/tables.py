@@ -104,6 +104,13 @@ servers = Table(
     Column("fault", JsonDoc, nullable=True),
     # Its volumes (block device mappings of destination "volume"): store/compute/volumes.py
     Column("volumes", JsonDoc, nullable=False, default=list),
+    # The image the root disk is made from when it is not ``image_id`` (a disk that was
+    # shelved, resized or migrated is a snapshot image); kernel and ramdisk stay
+    # ``image_id``'s.
+    Column("root_image_id", String(64), nullable=True),
+    # A resize or migration awaiting its confirm or revert: the flavor, host and root
+    # image before it (services/compute/moves.py).
+    Column("migration", JsonDoc, nullable=True),
     Column("reservation_id", String(64), nullable=False),
     Column("launch_index", Integer, nullable=False, default=0),
     Column("hostname", String(255), nullable=False),

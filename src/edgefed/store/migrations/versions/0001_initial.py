@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-12-07 13:47:27.566961
+Create Date: 2026-12-07 13:56:14.553495
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def upgrade() -> None:
         sa.Column("config_drive", sa.String(length=16), nullable=False),
         sa.Column("fault", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=True),
         sa.Column("volumes", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
+        sa.Column("root_image_id", sa.String(length=64), nullable=True),
+        sa.Column("migration", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=True),
         sa.Column("reservation_id", sa.String(length=64), nullable=False),
         sa.Column("launch_index", sa.Integer(), nullable=False),
         sa.Column("hostname", sa.String(length=255), nullable=False),
