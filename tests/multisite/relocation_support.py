@@ -53,6 +53,8 @@ async def active_server(berlin: InProcessSite, h: dict[str, str], **extra: Any) 
 async def status_is(site: InProcessSite, h: dict[str, str], server_id: str, wanted: str) -> None:
     async def check() -> bool:
         r = await site.client.get(f"{C}/servers/{server_id}", headers=h)
-        return r.status_code == 200 and bool(r.json()["server"]["status"] == wanted)
+        shown = r.json().get("server", {}) if r.status_code == 200 else {}
+        assert shown.get("status") != "ERROR" or wanted == "ERROR", shown.get("fault")
+        return bool(shown.get("status") == wanted)
 
     await eventually(check, within=30, every=0.01, what=f"{server_id} {wanted}")

@@ -251,3 +251,68 @@ async def test_paris_decides_from_what_it_holds_whether_the_user_may_move_here(
         assert r.status_code == 403 and "Paris refuses the relocation" in r.text, r.text
         await status_is(berlin, alice, server_id, "ACTIVE")
         assert await Relocations(ctx_of(s["Paris"]).store).list() == []
+
+
+async def test_a_guest_on_a_network_keeps_its_address_where_paris_has_the_network(
+    tmp_path: Path,
+) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        nets: dict[str, str] = {}
+        for site in (berlin, paris):
+            r = await site.client.post("/network/v2.0/networks",
+                                       json={"network": {"name": "till-net"}},
+                                       headers=admin(site))  # fmt: skip
+            nets[site.settings.name] = r.json()["network"]["id"]
+            r = await site.client.post(
+                "/network/v2.0/subnets",
+                json={"subnet": {"network_id": nets[site.settings.name], "cidr": "10.9.0.0/24",
+                                 "ip_version": 4}},
+                headers=admin(site),
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+        server_id = await active_server(
+            berlin, h, networks=[{"uuid": nets["Berlin"], "fixed_ip": "10.9.0.42"}]
+        )
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        await moved(berlin, h, server_id)
+        await status_is(paris, at_paris, server_id, "ACTIVE")
+        shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=at_paris)).json()
+        assert [a["addr"] for a in shown["server"]["addresses"]["till-net"]] == ["10.9.0.42"]
+        r = await berlin.client.get("/network/v2.0/ports", params={"device_id": server_id},
+                                    headers=admin(berlin))  # fmt: skip
+        assert r.json()["ports"] == []  # its port at Berlin went with it
+
+
+async def test_a_guest_that_fails_to_start_at_paris_runs_at_berlin_again(tmp_path: Path) -> None:
+    """The fake driver fails the spawn of a server named *fake-spawn-failure*: Paris's
+    server goes to ERROR, Berlin has Paris abort it (deleted there) and starts its
+    guest again."""
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        r = await berlin.client.put(
+            f"{C}/servers/{server_id}",
+            json={"server": {"name": "till-fake-spawn-failure"}},
+            headers=h,
+        )  # fmt: skip  (spawns fail from now on)
+        assert r.status_code == 200, r.text
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+
+        async def failed() -> bool:
+            r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations",
+                                        headers=h)  # fmt: skip
+            return bool(r.json()["relocations"][-1]["phase"] == "failed")
+
+        await eventually(failed, within=30, every=0.01, what="the relocation failed")
+        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
+        assert "did not start at Paris" in r.json()["relocations"][-1]["error"]
+        await status_is(berlin, h, server_id, "ACTIVE")
+        ctx = ctx_of(paris)
+        await ctx.slots.require(ComputeState).lifecycle.idle()
+        r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
+        assert r.status_code == 404  # aborted there: never at both sites
