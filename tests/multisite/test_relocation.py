@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
 
 from edgefed.core.ids import predictable_id
+from edgefed.drivers.fake import FakeDriver
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.state import ComputeState
+from edgefed.services.volume.state import VolumeState
 from edgefed.store.compute import Relocations
 from edgefed.store.image import ImageRepository, blob_path
 from edgefed.testkit.inprocess import InProcessSite
@@ -316,3 +320,53 @@ async def test_a_guest_that_fails_to_start_at_paris_runs_at_berlin_again(tmp_pat
         await ctx.slots.require(ComputeState).lifecycle.idle()
         r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
         assert r.status_code == 404  # aborted there: never at both sites
+
+
+@pytest.mark.skipif(shutil.which("qemu-storage-daemon") is None, reason="needs qemu-storage-daemon")
+async def test_a_volume_stays_at_berlin_and_is_attached_from_paris(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        try:
+            await volume_stays(berlin, paris)
+        finally:  # exports outlive their site by design: a test removes its own
+            await ctx_of(berlin).slots.require(VolumeState).exports.close_all()
+
+
+async def volume_stays(berlin: InProcessSite, paris: InProcessSite) -> None:
+    h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+    cinder = {**admin(berlin), "OpenStack-API-Version": "volume 3.71"}
+    server_id = await active_server(berlin, h)
+    r = await berlin.client.post("/volume/v3/volumes", json={"volume": {"size": 1}},
+                                 headers=cinder)  # fmt: skip
+    volume_id = r.json()["volume"]["id"]
+    r = await berlin.client.post(f"{C}/servers/{server_id}/os-volume_attachments",
+                                 json={"volumeAttachment": {"volumeId": volume_id}},
+                                 headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    body = {"os-edge:relocate": {"site": "Paris", "volumes": "move"}}
+    r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+    assert r.status_code == 400 and "not supported yet" in r.text
+    r = await relocate(berlin, h, server_id, "Paris")  # volumes stay by default
+    assert r.status_code == 202, r.text
+    await moved(berlin, h, server_id)
+    await status_is(paris, at_paris, server_id, "ACTIVE")
+
+    driver = ctx_of(paris).slots.require(ComputeState).driver
+    assert isinstance(driver, FakeDriver)
+    device = driver.instances[server_id].volumes[volume_id]
+    assert device.nbd is not None and device.nbd["port"] > 0  # Berlin's export
+    shown = (await berlin.client.get(f"/volume/v3/volumes/{volume_id}", headers=cinder)).json()
+    assert shown["volume"]["status"] == "in-use"
+    [where] = shown["volume"]["attachments"]
+    assert where["server_id"] == server_id and where["host_name"] == "Paris/relocated"
+    exports = ctx_of(berlin).slots.require(VolumeState).exports
+    assert exports.exported() == [where["attachment_id"]]
+
+    # Paris detaches it: Berlin releases the attachment, and the export with it.
+    r = await paris.client.delete(
+        f"{C}/servers/{server_id}/os-volume_attachments/{volume_id}", headers=at_paris
+    )
+    assert r.status_code == 202, r.text
+    shown = (await berlin.client.get(f"/volume/v3/volumes/{volume_id}", headers=cinder)).json()
+    assert shown["volume"]["status"] == "available" and exports.exported() == []

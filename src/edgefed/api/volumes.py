@@ -89,6 +89,16 @@ class VolumeCatalog(Protocol):
         holds no attachment of the volume; Conflict when no export can be started."""
         ...
 
+    async def connect_for_site(
+        self, *, volume_id: str, server_id: str, site: str, mountpoint: str
+    ) -> dict[str, Any]:
+        """An attachment of the volume, already complete, for ``server_id`` once it runs
+        at another ``site`` (a relocation that leaves the volume here): its NBD export
+        made for it alone. ``{"attachment_id", "nbd": {host, port, export,
+        tls_psk_identity, tls_psk_key}, "read_only"}``; the site the connector names is
+        the one that may release it. Conflict when no export can be started."""
+        ...
+
     async def release(self, *, attachment_id: str) -> None:
         """The attachment is gone (detached, or the attach failed); nothing to do when
         it was already removed."""

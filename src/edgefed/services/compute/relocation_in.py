@@ -60,6 +60,8 @@ CHUNK_SHA_HEADER = "X-Chunk-Sha256"
 MAX_CHUNK = 16 << 20
 RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What a kept volume's NBD export must name (the source's volume/exports.py).
+NBD_FIELDS = ("host", "port", "export", "tls_psk_identity", "tls_psk_key")
 
 
 def digest(grant: str) -> str:
@@ -432,6 +434,37 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+async def _kept_volumes(request: Request, record: RelocationRecord) -> list[dict[str, Any]]:
+    """The volumes the server keeps at the source, attached from here over the NBD
+    exports the source made for them (each the source's to release when this site
+    says so: ``RemoteEnd``)."""
+    try:
+        body = await request.json() if await request.body() else {}
+    except ValueError as exc:
+        raise BadRequest("The commit's body is not JSON.") from exc
+    volumes = body.get("volumes") if isinstance(body, dict) else None
+    if not volumes:
+        return []
+    if not isinstance(volumes, list):
+        raise BadRequest("Invalid volumes in the commit: a list is expected.")
+    kept = []
+    for item in volumes:
+        nbd = item.get("nbd") if isinstance(item, dict) else None
+        if not isinstance(nbd, dict) or not all(k in nbd for k in NBD_FIELDS):
+            raise BadRequest(f"Invalid volume in the commit: {item!r}")
+        port = nbd.get("port")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise BadRequest(f"Invalid NBD port in the commit: {port!r}")
+        kept.append({
+            "volume_id": str(item["volume_id"]), "device": str(item["device"]),
+            "attachment_id": str(item["attachment_id"]), "bdm_id": str(item.get("bdm_id") or ""),
+            "tag": item.get("tag"), "state": "attached", "site": record.peer_site,
+            "read_only": bool(item.get("read_only")),
+            "nbd": {k: nbd[k] for k in NBD_FIELDS},
+        })  # fmt: skip
+    return kept
+
+
 @router.post(PREFIX + "/{relocation_id}/commit", status_code=202)
 async def commit(
     relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
@@ -471,7 +504,8 @@ async def commit(
         )  # fmt: skip
         record = await repo.change(record.id, image_id=image.id) or record
     if await state.servers.get(record.server_id, include_deleted=True) is None:
-        values = {**record.details["values"], "image_id": record.image_id}
+        values = {**record.details["values"], "image_id": record.image_id,
+                  "volumes": await _kept_volumes(request, record)}  # fmt: skip
         await state.servers.create(values=values)
         await state.servers.record_action(
             server_id=record.server_id, action="relocate",

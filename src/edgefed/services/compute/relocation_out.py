@@ -6,7 +6,8 @@ lacks comes back as this answer's 4xx, before anything is stopped); what it gran
 recorded in a journal row (``store/compute/relocations.py``) and the move runs in the
 background, one phase after the other, each recorded before the next begins:
 
-    stopping → exporting → naming → sending → committing → starting → finishing → done
+    stopping → exporting → attaching → naming → sending → committing → starting →
+    finishing → done
 
 (cold: the guest is stopped, its disk copied to a standalone qcow2, sent in chunks the
 destination fsyncs and acknowledges, the server created there with the same id, and
@@ -47,7 +48,13 @@ from edgefed.core.ids import new_uuid
 from edgefed.drivers.base import DriverError, PowerState
 from edgefed.services.compute.relocation_in import CHUNK_SHA_HEADER, GRANT_HEADER, PREFIX
 from edgefed.services.compute.state import ComputeState
-from edgefed.store.compute import RelocationRecord, Relocations, ServerRecord
+from edgefed.store.compute import (
+    RelocationRecord,
+    Relocations,
+    ServerRecord,
+    VolumeMapping,
+    mappings_of,
+)
 from edgefed.store.schema import utcnow
 
 log = logging.getLogger("edgefed.compute.relocation")
@@ -122,15 +129,53 @@ async def begin(
         raise BadRequest(f"Invalid input: '{ACTION}' must be an object")
     site = data.get("site")
     mode = data.get("mode", "cold")
+    volumes = data.get("volumes", "remote")
     if not isinstance(site, str) or not site:
         raise BadRequest(f"Invalid input: '{ACTION}' needs the destination 'site'")
-    record = await offer(state, principal, server, site, mode=mode)
+    record = await offer(state, principal, server, site, mode=mode, volumes=volumes)
     relocator_of(state).start(record.id)
     return Json({"relocation": view(record)}, status_code=202)
 
 
+def _local_volumes(state: ComputeState, server: ServerRecord, choice: Any) -> list[VolumeMapping]:
+    """The server's volumes, which stay here and are attached remotely from the
+    destination (``volumes: "remote"``); the 400 naming what cannot be moved so."""
+    mappings = mappings_of(server.volumes)
+    if not mappings:
+        return []
+    if choice == "move":
+        raise BadRequest(
+            f"Server {server.id} has volumes: moving them with it is not supported yet "
+            '("volumes": "remote" leaves them here, attached from the destination).'
+        )
+    if choice != "remote":
+        raise BadRequest(f"Invalid volumes choice {choice!r} (remote or move).")
+    if state.ctx.volumes is None:
+        raise BadRequest(f"Site {state.ctx.name} has no volume service to export volumes.")
+    for mapping in mappings:
+        if mapping.boot_index == 0:
+            raise BadRequest(
+                f"Server {server.id} boots from volume {mapping.volume_id}: relocating it is "
+                "not supported yet."
+            )
+        if mapping.site not in (None, state.ctx.name):
+            raise BadRequest(
+                f"Server {server.id} uses volume {mapping.volume_id} of site {mapping.site}: "
+                "detach it to relocate the server."
+            )
+        if mapping.state != "attached":
+            raise Conflict(f"Volume {mapping.volume_id} of server {server.id} is still attaching.")
+    return mappings
+
+
 async def offer(
-    state: ComputeState, principal: Principal, server: ServerRecord, site: str, *, mode: Any
+    state: ComputeState,
+    principal: Principal,
+    server: ServerRecord,
+    site: str,
+    *,
+    mode: Any,
+    volumes: Any = "remote",
 ) -> RelocationRecord:
     """Ask ``site`` to take ``server`` (with the caller's token) and journal the move it
     grants, the server ``relocating``; the 4xx naming what stands in the way, else.
@@ -148,11 +193,7 @@ async def offer(
             f"Cannot 'relocate' instance {server.id} while it is in vm_state {server.vm_state}"
             + (f" and task_state {server.task_state}" if server.task_state else "")
         )
-    if server.volumes:
-        raise BadRequest(
-            f"Server {server.id} has volumes attached: relocating them is not supported yet "
-            "(detach them first)."
-        )
+    kept = _local_volumes(state, server, volumes)
     if not principal.token:
         raise Forbidden("Relocating a server needs the caller's token.")
     body = {"relocation": {"server_id": server.id, "source": ctx.name, "mode": mode,
@@ -172,7 +213,8 @@ async def offer(
         user_id=principal.user_id, peer_site=site, peer_id=str(offered["id"]), mode=mode,
         phase="stopping", grant=str(offered["grant"]),
         was_running=server.vm_state == "active",
-        details={"flavor_id": offered.get("flavor_id"), "networks": offered.get("networks")},
+        details={"flavor_id": offered.get("flavor_id"), "networks": offered.get("networks"),
+                 "kept_volumes": [m.volume_id for m in kept]},
     )  # fmt: skip
     if not await state.servers.transition(server.id, expect_task=[None], task_state="relocating"):
         await repo.change(record.id, phase="aborted", error="the server changed meanwhile")
@@ -432,8 +474,30 @@ class Relocator:
             image = await self.state.images.get(server.image_id)
             fmt = image.disk_format if image is not None else None
         await self._advance(
-            record, "naming", disk_size=size, disk_sha256=sha, disk_format=fmt or "raw"
+            record, "attaching", disk_size=size, disk_sha256=sha, disk_format=fmt or "raw"
         )
+
+    async def _attaching(self, record: RelocationRecord) -> None:
+        """The volumes that stay here: an attachment each for the destination, its NBD
+        export made for it alone, recorded before the next one."""
+        catalog = self.state.ctx.volumes
+        server = await self.state.servers.get(record.server_id)
+        made = dict(record.details.get("volumes") or {})
+        for mapping in mappings_of(server.volumes if server is not None else []):
+            if mapping.volume_id not in record.details.get("kept_volumes", []):
+                continue
+            if mapping.volume_id in made or catalog is None:
+                continue
+            connected = await catalog.connect_for_site(
+                volume_id=mapping.volume_id, server_id=record.server_id,
+                site=record.peer_site, mountpoint=mapping.device,
+            )  # fmt: skip
+            made[mapping.volume_id] = {
+                "volume_id": mapping.volume_id, "device": mapping.device,
+                "bdm_id": mapping.bdm_id, "tag": mapping.tag, **connected,
+            }  # fmt: skip
+            record = await self.repo.merge_details(record.id, {"volumes": made}) or record
+        await self._advance(record, "naming")
 
     async def _naming(self, record: RelocationRecord) -> None:
         disk = {"size": record.disk_size, "sha256": record.disk_sha256}
@@ -481,7 +545,8 @@ class Relocator:
         await self._advance(record, "committing", done_bytes=done)
 
     async def _committing(self, record: RelocationRecord) -> None:
-        r = await _granted_call(self.state, record, "POST", "/commit")
+        volumes = list((record.details.get("volumes") or {}).values())
+        r = await _granted_call(self.state, record, "POST", "/commit", body={"volumes": volumes})
         if r.status_code == 400:  # its file did not hash as named: send it again
             await self.repo.change(record.id, expect=["committing"], phase="sending")
             return
@@ -520,6 +585,11 @@ class Relocator:
         with contextlib.suppress(DriverError):
             await state.driver.destroy(record.server_id)
         await state.networks.delete_ports_of_device(record.server_id)
+        server = await state.servers.get(record.server_id)
+        if server is not None and state.ctx.volumes is not None:
+            for mapping in mappings_of(server.volumes):  # the old guest's attachments
+                if mapping.attachment_id is not None and mapping.site in (None, state.ctx.name):
+                    await state.ctx.volumes.release(attachment_id=mapping.attachment_id)
         await state.servers.update(
             record.server_id,
             deleted=True,
@@ -563,5 +633,9 @@ class Relocator:
         await state.servers.transition(record.server_id, expect_task=["relocating"],
                                        task_state=None)  # fmt: skip
         await state.servers.note_last_action(record.server_id, f"relocate failed: {reason}")
+        if state.ctx.volumes is not None:  # the attachments made for the destination
+            for made in (record.details.get("volumes") or {}).values():
+                with contextlib.suppress(EdgefedError):
+                    await state.ctx.volumes.release(attachment_id=made["attachment_id"])
         await asyncio.to_thread(disk_path(state, record.id).unlink, True)
         await self.repo.change(record.id, phase="failed", error=reason)

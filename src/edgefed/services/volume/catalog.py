@@ -17,7 +17,13 @@ from edgefed.api.resource import Call
 from edgefed.api.volumes import VolumeConnection, VolumeFacts, VolumePool
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.pool import figures
-from edgefed.services.volume.remote_attach import NBD_KEYS, drop, export, remote_site
+from edgefed.services.volume.remote_attach import (
+    NBD_KEYS,
+    connect_for,
+    drop,
+    export,
+    remote_site,
+)
 from edgefed.services.volume.state import VolumeState
 from edgefed.services.volume.volumes import VOLUME
 from edgefed.store.volume import Attachments, StateConflict, VolumeRecord, Volumes
@@ -132,6 +138,37 @@ class LocalVolumes:
         record = await export(self.ctx, self.attachments, held[0], to=f"host {host}")
         data = record.connection_info["data"]
         return {key: data[key] for key in NBD_KEYS}
+
+    async def connect_for_site(
+        self, *, volume_id: str, server_id: str, site: str, mountpoint: str
+    ) -> dict[str, Any]:
+        record = await self.volumes.get(id=volume_id)
+        if record is None:
+            raise NotFound(f"Volume {volume_id} could not be found.")
+        mode = "ro" if record.readonly else "rw"
+        local = self.ctx.slots.require(VolumeState).backend.connection_info(
+            volume_id=volume_id, mode=mode
+        )
+        connector = {"site": site, "host": f"{site}/relocated", "initiator": "edgefed",
+                     "platform": "x86_64", "mountpoint": mountpoint}  # fmt: skip
+        try:
+            attachment = await self.attachments.reserve(
+                volume_id=volume_id, project_id=record.project_id, instance_uuid=server_id,
+                connector=connector, connection_info=local, attach_mode=mode,
+            )  # fmt: skip
+        except StateConflict as exc:
+            raise BadRequest(
+                f"Invalid volume: Volume {volume_id} cannot be attached for site {site}: "
+                f"its status is {exc.status}."
+            ) from exc
+        exported = await connect_for(self.ctx, self.attachments, attachment)
+        await self.complete(attachment_id=exported.id, mountpoint=mountpoint)
+        data = exported.connection_info["data"]
+        return {
+            "attachment_id": exported.id,
+            "nbd": {key: data[key] for key in NBD_KEYS},
+            "read_only": mode == "ro",
+        }
 
     async def release(self, *, attachment_id: str) -> None:
         record = await self.attachments.get(id=attachment_id)
