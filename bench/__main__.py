@@ -25,6 +25,7 @@ from bench import (
     identity,
     qemu_api,
     qemu_boot,
+    relocation,
     revocation,
     scope_fanout,
     site_footprint,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "qemu_boot": (qemu_boot.run, qemu_boot.render),
     "qemu_api": (qemu_api.run, qemu_api.render),
     "volume": (volume.run, volume.render),
+    "relocation": (relocation.run, relocation.render),
 }
 
 

@@ -1,0 +1,261 @@
+"""``python -m bench relocation``'s pure half: the guest's user data, the arithmetic of
+a move's timeline against the link's copy, and the table (``bench/relocation.py``
+runs the sites, the guest and the move).
+
+A move is observed from the bench (every ``POLL_S``), each time in seconds from the
+moment the bench sent the ``os-edge:relocate`` action:
+
+- the source's journal (``compute_relocations``, direction ``out``): when each phase
+  was first seen, and each change of ``done_bytes`` (one per acknowledged chunk);
+- the source's QEMU process: when it was gone (the guest stopped there);
+- the destination's server row: when it was ACTIVE (``vm_state`` active, no task);
+- the destination's console log: its first line, and the user data's line saying the
+  moved disk holds what the guest wrote at the source.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1 << 20
+USED_MIB = 200  # what the guest writes on its disk before it moves
+WRITE_AT_MIB = 64  # where on its disk: past the boot partition (~20 MiB)
+TOTAL_GOAL = 1.2  # total relocation time ÷ the raw copy of the same bytes
+MARK = "RELOCBENCH"
+NOT_THERE_YET = (
+    "mild relocation (a live snapshot sent first, then what changed) and live migration "
+    "do not exist yet (docs/relocation.md): no figures for them"
+)
+
+
+def user_data(used_mib: int = USED_MIB, at_mib: int = WRITE_AT_MIB) -> bytes:
+    """The guest's script, run at every boot (``/etc/rc``): the first time, ``used_mib``
+    MiB of random data onto its root disk at ``at_mib`` MiB, synced, and a marker file
+    on its boot partition holding the written data's first MiB's sha256 (16 hex);
+    at a later boot (after the move), that sha256 and the one read back from the disk.
+
+    The tiny guest's root file system is its initramfs, in RAM: the data goes to the
+    disk itself, past its boot partition (the driver made the disk the flavor's 1 GiB),
+    which the export then carries as allocated clusters, as it would a file's."""
+    first_mib = (
+        f"dd if=/dev/vda bs=1048576 skip={at_mib} count=1 2>/dev/null | sha256sum | cut -c1-16"
+    )
+    return (
+        "#!/bin/sh\n"
+        f"M=/boot/{MARK.lower()}\n"
+        "up() { cut -d' ' -f1 /proc/uptime; }\n"
+        'if [ -f "$M" ]; then\n'
+        f'  echo "{MARK} found $(cat $M) read=$({first_mib}) t=$(up)"\n'
+        "else\n"
+        "  t=$(up)\n"
+        f"  dd if=/dev/urandom of=/dev/vda bs=1048576 seek={at_mib} count={used_mib} "
+        "conv=fsync 2>/dev/null\n"
+        "  sync\n"
+        f'  h=$({first_mib}); echo "$h" > "$M"; sync\n'
+        f'  echo "{MARK} wrote $h mib={used_mib} from=$t t=$(up)"\n'
+        "fi\n"
+    ).encode()
+
+
+def parse_marker(console: str) -> dict[str, str]:
+    """The user data's last line on a console: ``{"kind": "wrote"|"found", …}``."""
+    found: dict[str, str] = {}
+    for line in console.splitlines():
+        at = line.find(f"{MARK} ")
+        if at < 0:
+            continue
+        words = line[at:].split()
+        if len(words) < 3 or words[1] not in ("wrote", "found"):
+            continue
+        found = {"kind": words[1], "sha": words[2]}
+        for word in words[3:]:
+            key, eq, value = word.partition("=")
+            if eq:
+                found[key] = value
+    return found
+
+
+@dataclass
+class Timeline:
+    """What the bench saw of one move, seconds from the action's request."""
+
+    phases: dict[str, float] = field(default_factory=dict)  # first seen
+    progress: list[tuple[float, int]] = field(default_factory=list)  # (t, done_bytes)
+    answered: float | None = None  # the action's 202
+    source_stopped: float | None = None  # the source's QEMU gone
+    dest_active: float | None = None  # the destination's server ACTIVE
+    dest_first_line: float | None = None  # its console's first line
+    dest_marker: float | None = None  # its user data's line (the disk checked)
+
+    def see_phase(self, phase: str, t: float) -> None:
+        self.phases.setdefault(phase, t)
+
+    def see_bytes(self, done: int, t: float) -> None:
+        if not self.progress or self.progress[-1][1] != done:
+            self.progress.append((t, done))
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 3)
+
+
+def phase_spans(tl: Timeline) -> dict[str, float | None]:
+    """The move's phases (the source's journal, the destination's server row)."""
+    p = tl.phases
+    exported = p.get("attaching", p.get("naming"))  # attaching: the volumes that stay
+    return {
+        "stop": _span(0.0, p.get("exporting")),
+        "export": _span(p.get("exporting"), exported),
+        "attach_naming": _span(exported, p.get("sending")),
+        "transfer": _span(p.get("sending"), p.get("committing")),
+        "commit": _span(p.get("committing"), p.get("starting")),
+        "start": _span(p.get("starting"), tl.dest_active),
+        "commit_start": _span(p.get("committing"), tl.dest_active),
+        # after the destination runs the guest: the source sees it, removes its own
+        "finish": _span(tl.dest_active, p.get("done")),
+    }
+
+
+def chunk_figures(tl: Timeline, sending_from: float | None) -> dict[str, Any]:
+    """Each acknowledged chunk's size and the time since the one before (the first: since
+    the ``sending`` phase was seen), as the journal's ``done_bytes`` grew."""
+    times: list[float] = []
+    sizes: list[int] = []
+    if sending_from is None:
+        return {"count": 0}
+    last_t, last_done = sending_from, 0
+    for t, done in tl.progress:
+        if t < sending_from:  # what the journal said before (a resumed move: its bytes)
+            last_done = done
+            continue
+        if done > last_done:
+            times.append(t - last_t)
+            sizes.append(done - last_done)
+            last_t, last_done = t, done
+    if not times:
+        return {"count": 0}
+    return {
+        "count": len(times),
+        "bytes_p50": int(statistics.median(sizes)),
+        "interval_p50_s": round(statistics.median(times), 4),
+        "interval_min_s": round(min(times), 4),
+        "interval_max_s": round(max(times), 4),
+    }
+
+
+def summarize(
+    tl: Timeline,
+    *,
+    disk_size: int,
+    bytes_done: int,
+    wire: dict[str, int],
+    copies_s: list[float],
+    bandwidth: float,
+    rtt_ms: float,
+    chunk_bytes: int,
+    in_flight: int = 1,
+) -> dict[str, Any]:
+    """The move's figures and its ratios against the link's raw copy of ``disk_size``
+    bytes (``copies_s``: each copy's seconds, one round trip included; their mean is
+    the anchor)."""
+    spans = phase_spans(tl)
+    copy_s = statistics.fmean(copies_s)
+    total = tl.dest_active
+    transfer = spans["transfer"]
+    chunks = chunk_figures(tl, tl.phases.get("sending"))
+    link_per_chunk = chunk_bytes / bandwidth
+    ratio = None if total is None else round(total / copy_s, 3)
+    return {
+        "total_s": total,
+        "answered_s": tl.answered,
+        "done_s": tl.phases.get("done"),
+        "phases_s": spans,
+        "phases_seen_s": dict(tl.phases),
+        "downtime_s": {
+            "to_active": _span(tl.source_stopped, tl.dest_active),
+            "to_first_line": _span(tl.source_stopped, tl.dest_first_line),
+            "to_user_data": _span(tl.source_stopped, tl.dest_marker),
+        },
+        "source_stopped_s": tl.source_stopped,
+        "dest_first_line_s": tl.dest_first_line,
+        "dest_marker_s": tl.dest_marker,
+        "disk_bytes": disk_size,
+        "bytes_done": bytes_done,
+        "wire": wire,
+        "wire_overhead": round(wire["up"] / disk_size - 1, 4) if disk_size else None,
+        "transfer_mib_s": (round(disk_size / MIB / transfer, 2) if transfer else None),
+        "chunks": chunks
+        | {
+            "chunk_bytes": chunk_bytes,
+            "in_flight": in_flight,
+            "link_time_s": round(link_per_chunk, 4),
+            "added_p50_s": (
+                round(chunks["interval_p50_s"] - link_per_chunk, 4) if chunks.get("count") else None
+            ),
+        },  # fmt: skip
+        "anchor": {
+            "copies_s": [round(c, 3) for c in copies_s],
+            "copy_s": round(copy_s, 3),
+            "copy_mib_s": round(disk_size / MIB / copy_s, 2),
+            "cap_mib_s": round(bandwidth / MIB, 2),
+            "rtt_ms": rtt_ms,
+        },
+        "ratio_total": ratio,
+        "ratio_transfer": None if transfer is None else round(transfer / copy_s, 3),
+        "goal_total": TOTAL_GOAL,
+        "verdict": "n/a" if ratio is None else ("PASS" if ratio <= TOTAL_GOAL else "MISS"),
+        "not_there_yet": NOT_THERE_YET,
+    }
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f} s"
+
+
+def render(r: dict[str, Any]) -> str:
+    a, ph, down, ch = r["anchor"], r["phases_s"], r["downtime_s"], r["chunks"]
+    mib = r["disk_bytes"] / MIB
+    wire = r["wire"]
+    lines = [
+        f"relocation: a TCG guest (1 GiB root disk, {r.get('used_mib', USED_MIB)} MiB of it "
+        f"written) moved cold from {r.get('source', '?')} to {r.get('dest', '?')} (qemu driver "
+        f"at both), every inter-site byte through the WAN emulator at {a['rtt_ms']:.0f} ms RTT "
+        f"and {a['cap_mib_s']} MiB/s each way; chunks of {ch['chunk_bytes'] / MIB:g} MiB, "
+        f"{ch.get('in_flight', 1)} in flight",
+        f"  total, from the action to the server ACTIVE at {r.get('dest', '?')}: "
+        f"{_s(r['total_s'])} (the action answered at {_s(r['answered_s'])}; the source's "
+        f"journal done at {_s(r['done_s'])})",
+        f"    stop {_s(ph['stop'])} · export {_s(ph['export'])} · volumes and naming "
+        f"{_s(ph['attach_naming'])} · "
+        f"transfer {_s(ph['transfer'])} · commit {_s(ph['commit'])} · start {_s(ph['start'])} "
+        f"(commit+start {_s(ph['commit_start'])}); then the source's removal "
+        f"{_s(ph['finish'])}",
+        f"  sent: the exported disk {mib:,.1f} MiB ({r['disk_bytes']:,} bytes; journal: "
+        f"{r['bytes_done']:,}); on the destination's link {wire['up'] / MIB:,.1f} MiB up, "
+        f"{wire['down'] / MIB:,.2f} MiB down ({r['wire_overhead']:+.1%} over the disk: HTTP, "
+        "the sites' gossip); transfer "
+        f"{r['transfer_mib_s'] if r['transfer_mib_s'] is not None else 'n/a'} MiB/s",
+    ]
+    if ch.get("count"):
+        lines.append(
+            f"  chunks: {ch['count']} acknowledged, one every {ch['interval_p50_s']:.3f} s "
+            f"(p50; {ch['interval_min_s']:.3f}-{ch['interval_max_s']:.3f}): the link's time "
+            f"for {ch['chunk_bytes'] / MIB:g} MiB is {ch['link_time_s']:.3f} s, each "
+            f"added {ch['added_p50_s']:+.3f} s (a round trip is {a['rtt_ms'] / 1000:.3f} s)"
+        )
+    lines += [
+        f"  downtime, from the guest stopped at the source (its QEMU gone, "
+        f"{_s(r['source_stopped_s'])} after the action): to ACTIVE at the destination "
+        f"{_s(down['to_active'])}, to its first console line {_s(down['to_first_line'])}, "
+        f"to its user data's line (the disk read back) {_s(down['to_user_data'])}",
+        f"  anchor, same run, a link of the same profile: a plain TCP copy of the disk's "
+        f"{mib:,.1f} MiB, one round trip included: "
+        + " / ".join(f"{c:,.2f} s" for c in a["copies_s"])
+        + f" ({a['copy_mib_s']} MiB/s)",
+        f"  total ÷ copy {r['ratio_total']}× (goal ≤ {r['goal_total']}×: {r['verdict']}); "
+        f"transfer ÷ copy {r['ratio_transfer']}×",
+        f"  {r['not_there_yet']}",
+    ]
+    return "\n".join(lines)
