@@ -13,8 +13,9 @@ either side, and a stolen grant reaches nothing but that move:
 
 - ``PUT …/{id}`` names the disk (size, sha256, format);
 - ``PUT …/{id}/disk`` appends one chunk (``Content-Range``, ``X-Chunk-Sha256``), fsync'd
-  before the answer; a chunk that does not start where the file ends is a 409 telling
-  where it does, so a source that lost an answer, or restarted, resumes there;
+  before the answer; a chunk that starts before the file's end is a 409 telling where
+  it ends, so a source that lost an answer, or restarted, resumes there; one that
+  starts past it (the source keeps a few in flight) waits for those before it;
 - ``GET …/{id}`` says how many bytes arrived and, once created, the server's status;
 - ``POST …/{id}/commit`` checks the whole file's sha256, makes it a hidden image of the
   project and creates the server (same id) from it; asked again, it answers the same;
@@ -25,11 +26,13 @@ either side, and a stolen grant reaches nothing but that move:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
 import re
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +378,49 @@ async def name_disk(
     return Json(await _view(state, record))
 
 
+# A source keeps a few chunks in flight (relocation_out.IN_FLIGHT): one that arrives
+# before those it follows waits here, whole and checked, until the file reaches its
+# start (each relocation's chunks are appended one at a time, in order), at most
+# AHEAD_WAIT_SECONDS; then, or if the file went past it, a 409 saying where it ends.
+AHEAD_WAIT_SECONDS = 60.0
+_turns: dict[str, tuple[asyncio.Condition, list[int]]] = {}
+
+
+@contextlib.asynccontextmanager
+async def _turn(relocation_id: str) -> AsyncIterator[asyncio.Condition]:
+    """The relocation's condition, held: its appends one at a time."""
+    turn, users = _turns.setdefault(relocation_id, (asyncio.Condition(), [0]))
+    users[0] += 1
+    try:
+        async with turn:
+            yield turn
+    finally:
+        users[0] -= 1
+        if not users[0]:
+            _turns.pop(relocation_id, None)
+
+
+async def _its_turn(
+    repo: Relocations, turn: asyncio.Condition, relocation_id: str, start: int
+) -> RelocationRecord:
+    """The relocation once its file ends at ``start`` (``turn`` held); 409 else."""
+    deadline = asyncio.get_running_loop().time() + AHEAD_WAIT_SECONDS
+    while True:
+        record = await repo.get(relocation_id)
+        if record is None or record.phase != "receiving":
+            raise Conflict(f"Relocation {relocation_id} takes no disk data now.")
+        left = deadline - asyncio.get_running_loop().time()
+        if record.done_bytes == start:
+            return record
+        if record.done_bytes > start or left <= 0:
+            raise Conflict(
+                f"Relocation {record.id} has {record.done_bytes} bytes: the next chunk "
+                "starts there."
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(turn.wait(), left)
+
+
 def _append(path: Path, start: int, chunk: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as f:
@@ -398,7 +444,7 @@ async def put_chunk(
     start, end, total = (int(g) for g in found.groups())
     if total != record.disk_size or end < start or end >= total:
         raise BadRequest(f"Invalid Content-Range for a disk of {record.disk_size} bytes.")
-    if start != record.done_bytes:
+    if start < record.done_bytes:
         raise Conflict(
             f"Relocation {record.id} has {record.done_bytes} bytes: the next chunk starts there."
         )
@@ -419,10 +465,12 @@ async def put_chunk(
         raise BadRequest("The chunk is shorter than its Content-Range says.")
     if hashlib.sha256(chunk).hexdigest() != expected:
         raise BadRequest(f"The chunk's sha256 is not the one in {CHUNK_SHA_HEADER}.")
-    await asyncio.to_thread(_append, staging_path(state, record.id), start, chunk)
-    changed = await Relocations(state.ctx.store).change(
-        record.id, expect=["receiving"], done_bytes=end + 1
-    )
+    repo = Relocations(state.ctx.store)
+    async with _turn(record.id) as turn:
+        record = await _its_turn(repo, turn, record.id, start)
+        await asyncio.to_thread(_append, staging_path(state, record.id), start, chunk)
+        changed = await repo.change(record.id, expect=["receiving"], done_bytes=end + 1)
+        turn.notify_all()
     return Json(await _view(state, changed or record))
 
 

@@ -26,6 +26,7 @@ every ``relocation_retry_seconds``; the guest never runs at both sites.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -63,6 +64,9 @@ ACTION = "os-edge:relocate"
 PATH = "/compute" + PREFIX
 # Phases from which the destination may run the guest: undone only with its word.
 COMMITTED = ("committing", "starting", "finishing")
+# Disk chunks sent before the first of them is answered: each waits a round trip and
+# the destination's fsync, which the next ones' bytes cover (docs/bench.md, relocation).
+IN_FLIGHT = 3
 # The destination's refusal of an offer, as this site answers it (400 for the rest).
 REFUSALS: dict[int, type[EdgefedError]] = {403: Forbidden, 409: Conflict}
 
@@ -322,6 +326,16 @@ def _place(source: Path | None, data: bytes | None, temporary: bool, target: Pat
     os.replace(partial, target)
 
 
+async def _cancelled(flight: collections.deque[tuple[int, asyncio.Task[httpx.Response]]]) -> None:
+    """Cancel the chunks still in flight (a chunk the destination has whole is appended
+    in its turn all the same: the next ``GET`` says how far it got)."""
+    tasks = [task for _, task in flight]
+    flight.clear()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _read(path: Path, offset: int, length: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(offset)
@@ -512,36 +526,56 @@ class Relocator:
             raise Refused(_refusal(record.peer_site, r))
         return int(r.json()["relocation"]["received"])
 
+    async def _send_chunk(
+        self, record: RelocationRecord, chunk: bytes, start: int, size: int
+    ) -> httpx.Response:
+        headers = {
+            "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{size}",
+            CHUNK_SHA_HEADER: hashlib.sha256(chunk).hexdigest(),
+            "Content-Type": "application/octet-stream",
+        }
+        return await _granted_call(
+            self.state, record, "PUT", "/disk", content=chunk, headers=headers
+        )
+
     async def _sending(self, record: RelocationRecord) -> None:
+        """The disk from where the destination's file ends, ``IN_FLIGHT`` chunks sent
+        before the first is answered (the destination appends them in order), answers
+        taken in order; throttled (``relocation_bytes_per_second``), one at a time."""
         settings = self.state.ctx.settings
         size = record.disk_size or 0
         path = disk_path(self.state, record.id)
         done = await self._received(record)
         rate = settings.relocation_bytes_per_second
+        window = 1 if rate > 0 else IN_FLIGHT
         started, sent = self.clock(), 0
-        while done < size:
-            length = min(settings.relocation_chunk_bytes, size - done)
-            chunk = await asyncio.to_thread(_read, path, done, length)
-            headers = {
-                "Content-Range": f"bytes {done}-{done + length - 1}/{size}",
-                CHUNK_SHA_HEADER: hashlib.sha256(chunk).hexdigest(),
-                "Content-Type": "application/octet-stream",
-            }
-            r = await _granted_call(
-                self.state, record, "PUT", "/disk", content=chunk, headers=headers
-            )
-            if r.status_code == 409:  # it has another count: ask it where to go on
-                done = await self._received(record)
-                continue
-            if r.status_code != 200:
-                raise Refused(_refusal(record.peer_site, r))
-            done = int(r.json()["relocation"]["received"])
-            sent += length
-            await self.repo.change(record.id, done_bytes=done)
-            if rate > 0:  # throttled: never ahead of rate bytes a second
-                ahead = sent / rate - (self.clock() - started)
-                if ahead > 0:
-                    await self.sleep(ahead)
+        flight: collections.deque[tuple[int, asyncio.Task[httpx.Response]]] = collections.deque()
+        queued = done  # where the next chunk to send starts
+        try:
+            while done < size:
+                while len(flight) < window and queued < size:
+                    length = min(settings.relocation_chunk_bytes, size - queued)
+                    chunk = await asyncio.to_thread(_read, path, queued, length)
+                    task = asyncio.create_task(self._send_chunk(record, chunk, queued, size))
+                    flight.append((length, task))
+                    queued += length
+                length, task = flight.popleft()
+                r = await task
+                if r.status_code == 409:  # it has another count: ask it where to go on
+                    await _cancelled(flight)
+                    done = queued = await self._received(record)
+                    continue
+                if r.status_code != 200:
+                    raise Refused(_refusal(record.peer_site, r))
+                done = int(r.json()["relocation"]["received"])
+                sent += length
+                await self.repo.change(record.id, done_bytes=done)
+                if rate > 0:  # throttled: never ahead of rate bytes a second
+                    ahead = sent / rate - (self.clock() - started)
+                    if ahead > 0:
+                        await self.sleep(ahead)
+        finally:
+            await _cancelled(flight)
         await self._advance(record, "committing", done_bytes=done)
 
     async def _committing(self, record: RelocationRecord) -> None:
