@@ -1,0 +1,325 @@
+"""A real guest moves from Berlin to Paris, cold, through the real ``openstack`` CLI
+(docs/relocation.md): both sites run the qemu driver with their own host agent and
+host network (TCG guests, the tiny guest image), and are a fleet behind the WAN
+emulator (50 ms RTT for their API calls).
+
+Berlin refuses, with a 4xx the CLI shows, a move to a site the fleet does not have,
+and one of a server whose flavor Paris lacks; those guests keep running at Berlin and
+nothing is recorded. A guest whose user data wrote a file of known content onto its
+boot disk (and synced it) is moved with ``openstack server relocate --site Paris
+--wait``; Berlin sends its disk in chunks of 1 MiB at 1 MiB/s, and the link in front
+of Paris is cut (every connection reset) in the middle of the transfer, until Berlin
+has seen the cut, then healed: the move goes on where Paris's bytes end and completes.
+Then the server, with the same id, is ACTIVE at Paris, where the guest boots again
+from the moved disk (its boot count goes on, the file reads back with the sha256 it
+was written with, it has its fixed IP on Paris's network of the same name); at Berlin
+the ``openstack server show`` fails (the CLI hides the API's 404, which says where
+the server went), its journal says ``done`` with every byte sent, and Berlin's QEMU
+process, guest directory, snapshot and ports for it are gone.
+
+Every wait is a bounded poll (``until``); the sites, their agents, guests, namespaces,
+/run directories and the emulator's links are removed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from qemu_site import built_guest_image, host_ready
+
+from edgefed.testkit.agents import host_json
+from edgefed.testkit.fleet_process import ProcessFleet
+from edgefed.testkit.osc import OpenStackCLI, openstack_binary
+from edgefed.testkit.process import SiteProcess, pid_alive
+from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
+from edgefed.testkit.wait import until
+
+TAG = f"rl{os.getpid()}"
+BERLIN, PARIS = f"B{TAG}", f"P{TAG}"
+BOOT = 240.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
+CHUNK = 1 << 20  # Berlin sends the disk (~13 MB) in chunks of 1 MiB, at 1 MiB/s
+NET, SUBNET, GATEWAY, IP = "reloc-net", "10.81.0.0/24", "10.81.0.1", "10.81.0.17"
+MARKER = "/boot/relocation-marker"  # on the boot disk (vfat): it persists, and moves
+MARKER_TEXT = "".join(f"{i} edgefed relocation marker\n" for i in range(1, 4001))
+MARKER_SHA = hashlib.sha256(MARKER_TEXT.encode()).hexdigest()
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
+]
+
+
+# At every boot: the marker's sha256 if the disk has it, else write it (same text as
+# MARKER_TEXT), sync, and say so.
+USER_DATA = (
+    "#!/bin/sh\n"
+    f"if [ -f {MARKER} ]; then\n"
+    f'  echo "MARKER-FOUND-$(sha256sum {MARKER} | cut -c1-64)"\n'
+    "else\n"
+    f'  for i in $(seq 1 4000); do echo "$i edgefed relocation marker"; done > {MARKER}\n'
+    "  sync\n"
+    f'  echo "MARKER-WROTE-$(sha256sum {MARKER} | cut -c1-64)"\n'
+    "fi\n"
+)
+
+
+def qemu_pid(site: SiteProcess, server_id: str) -> int | None:
+    """The QEMU process running the guest at ``site`` (its -uuid, and its files under
+    the site's data directory: both sites run a QEMU with that uuid, one after the
+    other), or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or not argv or b"qemu-system" not in argv[0]:
+            continue
+        if server_id.encode() in argv and any(str(site.data_dir).encode() in a for a in argv):
+            return int(pid)
+    return None
+
+
+@pytest.fixture(scope="module")
+def guest_disk() -> Path:
+    return built_guest_image().disk
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
+    """Berlin and Paris, each with the qemu driver, its agent and its own host network
+    directory; Berlin sends relocated disks in small, slow chunks."""
+    hostnets = {name: hostnet_dir_for(f"test-{TAG}-{name[0].lower()}") for name in (BERLIN, PARIS)}
+    f = ProcessFleet(
+        root=tmp_path_factory.mktemp("relocation"),
+        names=[BERLIN, PARIS],
+        rtt_ms=50.0,
+        site_config={
+            BERLIN: qemu_config(
+                hostnets[BERLIN],
+                extra=f"relocation_chunk_bytes = {CHUNK}\nrelocation_bytes_per_second = {CHUNK}\n",
+            ),
+            PARIS: qemu_config(hostnets[PARIS]),
+        },
+    )
+    try:
+        yield f.start()
+    finally:
+        for name in (BERLIN, PARIS):
+            if name in f.sites:
+                print(f.sites[name].log_tail(60))
+        f.stop()
+        for name, hostnet in hostnets.items():
+            if name in f.sites:
+                remove_qemu_site(f.sites[name], hostnet)
+
+
+def clis(fleet: ProcessFleet) -> tuple[OpenStackCLI, OpenStackCLI]:
+    """The ``openstack`` CLI at Berlin and at Paris (each its own region)."""
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    osc = OpenStackCLI(auth_url=berlin.auth_url, password=berlin.password, region=BERLIN,
+                       timeout=120)  # fmt: skip
+    at_paris = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
+                            timeout=120)  # fmt: skip
+    return osc, at_paris
+
+
+def api_get(fleet: ProcessFleet, site: str, path: str) -> httpx.Response:
+    """The site's API directly, for what the test checks besides the CLI's answers (an
+    ``openstack`` command takes seconds to start on a loaded machine)."""
+    with fleet.client(site, headers={"X-Auth-Token": fleet.token(site)}) as api:
+        return api.get(path)
+
+
+def console(cli: OpenStackCLI, server: str) -> str:
+    return cli.run("console", "log", "show", server).stdout
+
+
+def relocations(cli: OpenStackCLI, server: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = cli.json("server", "relocation", "list", server)
+    return found
+
+
+def until_value(check: Callable[[], Any], *, within: float, what: str, every: float = 0.2) -> Any:
+    """``until``, returning what ``check`` found."""
+    found: list[Any] = []
+
+    def probe() -> bool:
+        value = check()
+        if value:
+            found.append(value)
+        return bool(value)
+
+    until(probe, within=within, every=every, what=what)
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def guests(fleet: ProcessFleet, guest_disk: Path, tmp_path_factory) -> dict[str, str]:
+    """Two guests booting at Berlin at once: ``mover`` (a flavor Paris has too, user
+    data writing the marker) and ``stayer`` (a flavor only Berlin has)."""
+    osc, at_paris = clis(fleet)
+    image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
+                     "--file", str(guest_disk), "--public", "tiny")["id"]  # fmt: skip
+
+    def site_has(cli: OpenStackCLI, site: SiteProcess) -> None:
+        """The guest's flavor and network (by name) at ``site``, and its agent enrolled."""
+        cli.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "r.tiny")
+        net = cli.json("network", "create", NET)["id"]
+        cli.run("subnet", "create", "--network", net, "--subnet-range", SUBNET, "--gateway",
+                GATEWAY, f"{NET}-subnet")  # fmt: skip
+        until(lambda: host_json(site, f"{site.name.lower()}-local")["availability"]
+              == "available", within=60, what=f"{site.name}'s agent enrolled")  # fmt: skip
+
+    site_has(osc, fleet[BERLIN])
+    osc.run("flavor", "create", "--vcpus", "1", "--ram", "144", "--disk", "1", "berlin.only")
+    data = tmp_path_factory.mktemp("relocation-user-data") / "marker.sh"
+    data.write_text(USER_DATA)
+    ids = {}
+    for name, flavor, nic in (
+        ("mover", "r.tiny", f"net-id={NET},v4-fixed-ip={IP}"),
+        ("stayer", "berlin.only", "none"),
+    ):
+        ids[name] = osc.json("server", "create", "--image", image, "--flavor", flavor, "--nic",
+                             nic, "--user-data", str(data), name)["id"]  # fmt: skip
+    site_has(at_paris, fleet[PARIS])  # while Berlin's guests boot
+
+    def all_active() -> bool:
+        statuses = {s["ID"]: s["Status"] for s in osc.json("server", "list")}
+        assert "ERROR" not in statuses.values(), statuses
+        return statuses == dict.fromkeys(ids.values(), "ACTIVE")
+
+    until(all_active, within=BOOT, every=1, what="both guests ACTIVE")
+    return ids
+
+
+def test_berlin_refuses_an_unknown_site_and_a_flavor_paris_lacks(fleet, guests):
+    osc, _ = clis(fleet)
+    mover, stayer = guests["mover"], guests["stayer"]
+    pids = {s: qemu_pid(fleet[BERLIN], s) for s in (mover, stayer)}
+    assert None not in pids.values()
+
+    unknown = osc.run("server", "relocate", "--site", "Atlantis", mover, check=False)
+    assert unknown.returncode != 0
+    assert "Unknown site 'Atlantis'" in unknown.stderr and "HTTP 400" in unknown.stderr
+
+    lacking = osc.run("server", "relocate", "--site", PARIS, stayer, check=False)
+    assert lacking.returncode != 0
+    assert f"Site {PARIS} has no flavor like berlin.only (1 vCPU, 144 MB RAM" in lacking.stderr
+    assert "HTTP 400" in lacking.stderr
+
+    # Nothing stopped, nothing recorded: both guests run at Berlin in the same QEMU.
+    statuses = {s["ID"]: s["Status"] for s in osc.json("server", "list")}
+    assert statuses == {mover: "ACTIVE", stayer: "ACTIVE"}
+    assert {s: qemu_pid(fleet[BERLIN], s) for s in (mover, stayer)} == pids
+    for site in (BERLIN, PARIS):
+        assert api_get(fleet, site, "/compute/v2.1/os-edge/relocations").json() == {
+            "relocations": []
+        }
+
+
+def test_a_guest_moves_to_paris_through_a_cut_with_its_disk(fleet, guests):
+    osc, at_paris = clis(fleet)
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    mover = guests["mover"]
+    until(lambda: "EDGEFED-GUEST ready" in console(osc, mover), within=BOOT, every=1,
+          what="the guest booted at Berlin")  # fmt: skip
+    text = console(osc, mover)
+    assert f"MARKER-WROTE-{MARKER_SHA}" in text and "boot-count=1" in text
+    berlin_qemu = qemu_pid(berlin, mover)
+    assert berlin_qemu is not None
+
+    argv = [openstack_binary(), "server", "relocate", "--site", PARIS, mover, "--wait",
+            "-f", "json"]  # fmt: skip
+    with subprocess.Popen(argv, env=osc.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as relocate:  # fmt: skip
+        try:
+            # The disk goes in chunks: cut the link in front of Paris in the first half.
+            def sending() -> dict[str, Any] | None:
+                assert relocate.poll() is None, relocate.communicate()
+                moves = relocations(osc, mover)  # none until the CLI asked
+                if not moves:
+                    return None
+                [move] = moves
+                assert move["phase"] not in ("failed", "aborted"), move
+                total = move["bytes_total"] or 0
+                return move if 0 < move["bytes_done"] <= total // 2 else None
+
+            until(sending, within=180, every=0.2, what="the disk half sent")
+            fleet.wan.cut_link(server=PARIS, mode="reset")
+            try:
+
+                def stalled() -> dict[str, Any] | None:
+                    [move] = relocations(osc, mover)
+                    return move if "(retrying)" in (move["error"] or "") else None
+
+                cut = until_value(stalled, within=60, what="Berlin seeing the cut")
+                assert cut["phase"] == "sending" and cut["bytes_done"] < cut["bytes_total"]
+                assert cut["bytes_total"] > 4 * CHUNK  # several chunks on either side
+                assert osc.json("server", "show", mover)["status"] == "MIGRATING"
+            finally:
+                fleet.wan.heal_link(server=PARIS)
+            out, err = relocate.communicate(timeout=300)
+        finally:
+            if relocate.poll() is None:
+                relocate.kill()
+    assert relocate.returncode == 0, err + out
+    shown = json.loads(out)
+    assert (shown["phase"], shown["site"], shown["server_id"]) == ("done", PARIS, mover)
+    assert shown["bytes_done"] == shown["bytes_total"] == cut["bytes_total"]
+    progress = err.splitlines()
+    print("relocate --wait:", err)
+    assert progress[-1].startswith("done") and any(line.startswith("sending ") for line in progress)
+
+    # Paris runs it: the same id, booted again from the moved disk.
+    shown = at_paris.json("server", "show", mover)
+    assert (shown["id"], shown["name"], shown["status"]) == (mover, "mover", "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"] == f"{PARIS.lower()}-local"
+    assert IP in str(shown["addresses"])  # Paris's network of that name, the same fixed IP
+    image_id = str(shown["image"]).rsplit("(", 1)[-1].rstrip(")")  # "name (id)"
+    image = api_get(fleet, PARIS, f"/image/v2/images/{image_id}").json()
+    assert (image["disk_format"], image["status"], image["visibility"]) == (
+        "qcow2", "active", "private")  # fmt: skip
+    assert image["os_hidden"] is True and image["instance_uuid"] == mover
+    listed = api_get(fleet, PARIS, "/image/v2/images").json()["images"]
+    assert image_id not in {i["id"] for i in listed}  # hidden
+    until(lambda: "EDGEFED-GUEST ready" in console(at_paris, mover), within=BOOT, every=1,
+          what="the guest booted at Paris")  # fmt: skip
+    text = console(at_paris, mover)
+    assert f"uuid={mover} name=mover" in text
+    assert "boot-count=2" in text  # Berlin's boot disk, one more boot
+    assert f"MARKER-FOUND-{MARKER_SHA}" in text and "MARKER-WROTE" not in text
+    assert f"net eth0 {IP}/24 static" in text
+    assert qemu_pid(paris, mover) is not None
+    [arrived] = relocations(at_paris, mover)  # Paris's side of the move
+    assert (arrived["phase"], arrived["site"]) == ("done", BERLIN)
+
+    # Berlin: the guest is gone, its QEMU too, and it says where the server went.
+    assert qemu_pid(berlin, mover) is None and not pid_alive(berlin_qemu)
+    # The CLI's find_server turns the 404 into "No Server found for <id>": its message,
+    # with where the server went, is the API's answer.
+    gone = osc.run("server", "show", mover, check=False)
+    assert gone.returncode != 0 and f"No Server found for {mover}" in gone.stderr
+    r = api_get(fleet, BERLIN, f"/compute/v2.1/servers/{mover}")
+    assert r.status_code == 404
+    assert f"It was relocated to site {PARIS} at " in r.json()["itemNotFound"]["message"]
+    [move] = relocations(osc, mover)
+    assert (move["phase"], move["site"], move["error"]) == ("done", PARIS, None)
+    assert move["bytes_done"] == move["bytes_total"]
+    qemu_state = berlin.data_dir / "agent" / "qemu"
+    assert not (qemu_state / "guests" / mover).exists()  # its disk went with its guest
+    assert not list((qemu_state / "snapshots").iterdir())
+    ports = api_get(fleet, BERLIN, f"/network/v2.0/ports?device_id={mover}").json()
+    assert ports == {"ports": []}
+    assert not list((berlin.data_dir / "relocations").glob("*"))
+    assert not list((paris.data_dir / "relocations").glob("*"))
+    assert {s["ID"] for s in osc.json("server", "list")} == {guests["stayer"]}
