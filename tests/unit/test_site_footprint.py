@@ -158,3 +158,19 @@ def test_an_idle_host_agent_does_not_import_what_it_does_not_use() -> None:
         if any(m == name or m.startswith(name + ".") for m in loaded)
     }
     assert not found, f"the host agent imported: {found}"
+
+
+def test_a_qemu_site_imports_the_plan_side_of_hostnet_only() -> None:
+    """A site with the qemu driver builds its agents' network plans (the modules the
+    agent channel imports, below); wiring them is the agent's (hostnet/__init__.py)."""
+    script = (
+        "import json, sys\n"
+        "import edgefed.drivers.agent_network, edgefed.drivers.planwire\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('edgefed.drivers'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = set(json.loads(run.stdout))
+    agent_side = {"site", "ruleset", "devices", "dhcp", "preflight", "run"}
+    found = sorted(m for m in loaded if m.rpartition(".")[2] in agent_side and ".hostnet." in m)
+    assert not found, f"a site imported the agent's side of hostnet: {found}"
