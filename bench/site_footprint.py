@@ -5,7 +5,9 @@ footprint is a feature. Start time is measured from spawning ``edgefed site serv
 to its ``EDGEFED READY`` line, the median of several starts, on a fresh data
 directory (migrations, key generation, admin bootstrap) and on an existing one (a
 restart). Memory is VmRSS from /proc after a handful of typical requests (password
-token, validation, catalog, a list) and a short idle pause, plus the peak (VmHWM).
+token, validation, catalog, a list) and a short idle pause, plus the peak (VmHWM),
+and VmRSS again after three more password logins and a pause (each login's argon2
+check takes 19 MiB, which an idle site must have handed back).
 
 With ``--driver qemu`` each site also runs its local host agent, which makes the site's
 network namespace on this host (``edgefed-bench``); its host network state goes to a
@@ -31,6 +33,8 @@ from edgefed.testkit.process import SiteProcess
 from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
 
 RSS_GOAL_MIB = 80.0
+# Password logins after the measurement, and the idle RSS measured again after them.
+LOGINS = 3
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -77,9 +81,9 @@ def timed_start(site: SiteProcess) -> float:
     return time.perf_counter() - begin
 
 
-def typical_requests(site: SiteProcess) -> int:
-    """A few requests a CLI session makes; returns how many got a 2xx."""
-    body = {
+def typical_body(site: SiteProcess) -> dict[str, Any]:
+    """The body of the admin's password login."""
+    return {
         "auth": {
             "identity": {
                 "methods": ["password"],
@@ -94,6 +98,11 @@ def typical_requests(site: SiteProcess) -> int:
             "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
         }
     }
+
+
+def typical_requests(site: SiteProcess) -> int:
+    """A few requests a CLI session makes; returns how many got a 2xx."""
+    body = typical_body(site)
     ok = 0
     with httpx.Client(base_url=site.url, timeout=60) as client:
         r = client.post("/identity/v3/auth/tokens", json=body)
@@ -104,6 +113,17 @@ def typical_requests(site: SiteProcess) -> int:
             ok += client.get(path, headers=headers).is_success
         validate = {**headers, "X-Subject-Token": token}
         ok += client.get("/identity/v3/auth/tokens", headers=validate).is_success
+    return ok
+
+
+def password_logins(site: SiteProcess, count: int) -> int:
+    """``count`` password logins in a row (each an argon2 check of 19 MiB); how many
+    got their token."""
+    body = typical_body(site)
+    ok = 0
+    with httpx.Client(base_url=site.url, timeout=60) as client:
+        for _ in range(count):
+            ok += client.post("/identity/v3/auth/tokens", json=body).status_code == 201
     return ok
 
 
@@ -158,6 +178,11 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "requests_ok": ok,
             "agent_rss_mib_idle": agent_rss_mib(pid) if driver == "qemu" else None,
         }
+        # Then more CLI sessions (each logs in with its password), and idle again: the
+        # memory of their password checks must have gone back (core/heap.py).
+        memory["logins_ok"] = password_logins(site, LOGINS)
+        time.sleep(idle_s + 1.0)
+        memory["rss_mib_idle_after_logins"] = round(proc_status(pid).get("VmRSS", 0) / 1024, 1)
     finally:
         try:
             stop_for_good(site)
@@ -194,6 +219,8 @@ def render(results: dict[str, Any]) -> str:
             f"{m['requests_ok']} requests {m['rss_mib_idle']} MiB, peak {m['peak_rss_mib']} MiB",
             f"  idle RSS = {m['rss_anon_mib_idle']} MiB private (anon) + "
             f"{m['rss_file_mib_idle']} MiB file-backed (shared libraries)",
+            f"  idle again after {m['logins_ok']} more password logins: "
+            f"{m['rss_mib_idle_after_logins']} MiB",
             *(
                 [f"  the local host agent (another process): {m['agent_rss_mib_idle']} MiB"]
                 if m.get("agent_rss_mib_idle") is not None

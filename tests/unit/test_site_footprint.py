@@ -13,8 +13,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from edgefed.testkit.auth import password_auth
+from edgefed.testkit.process import SiteProcess
 
 NOT_LOADED = {
     "cryptography": "its 7 MiB extension; Ed25519 is libsodium (core/ed25519.py)",
@@ -174,3 +180,30 @@ def test_a_qemu_site_imports_the_plan_side_of_hostnet_only() -> None:
     agent_side = {"site", "ruleset", "devices", "dhcp", "preflight", "run"}
     found = sorted(m for m in loaded if m.rpartition(".")[2] in agent_side and ".hostnet." in m)
     assert not found, f"a site imported the agent's side of hostnet: {found}"
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_password_logins_leave_no_memory_behind(tmp_path: Path) -> None:
+    """A password check (argon2) takes 19 MiB. From the second one on (the first is the
+    admin's password, hashed by a new site's first start), glibc kept them in the
+    checking thread's heap, and an idle site stayed 19 MiB larger; now the site hands
+    them back a second after the last check (core/heap.py)."""
+    site = SiteProcess(name="Logins", data_dir=tmp_path / "site")
+    site.start()
+    try:
+        assert site.proc is not None
+        time.sleep(1)
+        idle = _rss_mib(site.proc.pid)
+        body = password_auth("admin", site.password)
+        with httpx.Client(base_url=site.url, timeout=60) as client:
+            for _ in range(3):  # a burst: each check takes the memory the last one freed
+                assert client.post("/identity/v3/auth/tokens", json=body).status_code == 201
+        time.sleep(2.5)
+        after = _rss_mib(site.proc.pid)
+    finally:
+        site.stop()
+    assert after - idle < 8, f"{idle:.1f} MiB idle after start, {after:.1f} after three logins"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import gc
 import importlib.util
 import logging
@@ -45,6 +43,7 @@ sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
 from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
 from edgefed.core.errors import EdgefedError  # noqa: E402
+from edgefed.core.heap import one_heap, release_free_heap  # noqa: E402
 from edgefed.core.settings import SiteSettings, load_settings  # noqa: E402
 from edgefed.store.migrate import sqlite_file, sqlite_needs_upgrade  # noqa: E402
 
@@ -134,13 +133,6 @@ def migrate_apart(settings: SiteSettings) -> None:
     )
     if done.returncode != 0:
         log.warning("migrating apart failed (%d); migrating in the site", done.returncode)
-
-
-def release_free_heap() -> None:
-    """glibc's ``malloc_trim(0)``: free pages of the C heap back to the system (a no-op
-    where the C library is another)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def announce(ctx: SiteContext) -> None:
@@ -260,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.umask(0o077)
+    one_heap()  # before any thread: what they free can go back (core/heap.py)
     try:
         private_data_dir(settings.data_dir)
     except OSError as exc:
