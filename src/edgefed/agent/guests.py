@@ -127,6 +127,7 @@ def guest_spec(spec: InstanceSpec, *, netns: str | None) -> GuestSpec:
         public_keys=dict(spec.public_keys),
         meta=dict(spec.metadata),
         user_data=decode_user_data(spec.user_data),
+        power_on=spec.power_on,
     )
 
 

@@ -132,7 +132,7 @@ class AgentDriver:
             timeout=self.timeouts.spawn,
             payload={"instance": instance_to_json(spec)},
         )
-        self._power[spec.id] = PowerState.RUNNING
+        self._power[spec.id] = PowerState.RUNNING if spec.power_on else PowerState.SHUTDOWN
 
     async def _power_op(self, instance_id: str, kind: str, **payload: Any) -> None:
         await self._call(instance_id, kind, timeout=self.timeouts.power, payload=payload)

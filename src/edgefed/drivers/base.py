@@ -124,6 +124,9 @@ class InstanceSpec:
     root_volume: VolumeDevice | None = None
     # The volumes attached to the server, given to the guest at its spawn.
     volumes: tuple[VolumeDevice, ...] = ()
+    # False: the guest is made (its disks and all) but not started, as Nova's
+    # finish_migration(power_on=False) leaves a stopped server that moved.
+    power_on: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,9 @@ class FakeDriver:
             raise DriverError(f"the fake hypervisor refused to spawn {spec.name} (fault injection)")
         volumes = [v for v in (spec.root_volume, *spec.volumes) if v is not None]
         self.instances[spec.id] = FakeInstance(
-            spec=spec, power=PowerState.RUNNING, volumes={v.volume_id: v for v in volumes}
+            spec=spec,
+            power=PowerState.RUNNING if spec.power_on else PowerState.SHUTDOWN,
+            volumes={v.volume_id: v for v in volumes},
         )
 
     async def stop(self, instance_id: str) -> None:

@@ -120,6 +120,7 @@ def instance_to_json(spec: InstanceSpec) -> dict[str, Any]:
         "launch_index": spec.launch_index,
         "root_volume": volume_to_json(spec.root_volume) if spec.root_volume else None,
         "volumes": [volume_to_json(v) for v in spec.volumes],
+        "power_on": spec.power_on,
     }
 
 
@@ -153,6 +154,7 @@ def instance_from_json(raw: Any) -> InstanceSpec:
             launch_index=int(doc.get("launch_index") or 0),
             root_volume=volume_from_json(doc["root_volume"]) if doc.get("root_volume") else None,
             volumes=tuple(volume_from_json(v) for v in doc.get("volumes") or ()),
+            power_on=bool(doc.get("power_on", True)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DriverError(f"the instance document is not usable: {exc!r}") from exc

@@ -30,7 +30,7 @@ def test_an_instance_spec_survives_the_wire() -> None:
                       fixed_ips=("10.0.0.5",), cidr="10.0.0.0/24", gateway="10.0.0.1",
                       dns=("10.0.0.1",), mtu=1450),),
         public_keys={"k1": "ssh-ed25519 AAAA"}, metadata={"role": "web"}, hostname="web",
-        project_id="p1", availability_zone="az1", launch_index=1,
+        project_id="p1", availability_zone="az1", launch_index=1, power_on=False,
     )  # fmt: skip
     assert instance_from_json(json.loads(json.dumps(instance_to_json(spec)))) == spec
 

@@ -171,7 +171,8 @@ class QemuHypervisor:
     # -- spawn and destroy ------------------------------------------------------------------
 
     async def spawn(self, spec: GuestSpec) -> None:
-        """Disks, config drive, QEMU: returns once the guest runs (not once it booted)."""
+        """Disks, config drive, QEMU: returns once the guest runs (not once it booted);
+        ``power_on=False``: all but QEMU, the guest left stopped (``start`` runs it)."""
         facts = await self.open()
         with contextlib.suppress(GuestNotFound):
             existing = self._load(spec.id)
@@ -189,7 +190,8 @@ class QemuHypervisor:
             self._guests[spec.id] = guest
             async with guest.lock:
                 guest.save_plan()
-                await guest.launch()
+                if spec.power_on:
+                    await guest.launch()
         except BaseException:
             if guest is not None:
                 with contextlib.suppress(Exception):

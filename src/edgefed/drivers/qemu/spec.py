@@ -127,6 +127,7 @@ class GuestSpec:
     vendor_data: Mapping[str, Any] = field(default_factory=dict)
     root_volume: BlockDevice | None = None  # boot from volume: the root disk itself
     volumes: tuple[BlockDevice, ...] = ()  # plugged from the start
+    power_on: bool = True  # False: made (disks, config drive) but not started
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", canonical_uuid(self.id))

@@ -24,6 +24,7 @@ taken once, and a spawn is done again only after the guest it may have left is r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import Any
 
@@ -264,9 +265,9 @@ class Moves:
     async def _spawn(self, server: ServerRecord, *, running: bool) -> ServerRecord:
         await self._remove_guest(server)  # whatever a spawn cut short left there
         spec = await self.state.lifecycle._spec(server)
-        await self.driver.spawn(spec)
-        if not running:
-            await self.driver.stop(server.id)
+        # A stopped server's guest is made stopped: never booted (its user data run) only
+        # to be powered off, which a guest still booting ignores until the hard stop.
+        await self.driver.spawn(dataclasses.replace(spec, power_on=running))
         return server
 
     async def _resize(self, server: ServerRecord) -> None:

@@ -494,6 +494,30 @@ async def test_a_new_owner_adopts_the_guest_of_a_killed_one(
     assert not heir.layout.alias.exists()
 
 
+async def test_a_guest_spawned_powered_off_is_made_but_not_started(
+    hv: QemuHypervisor, guest_image: GuestImage
+) -> None:
+    """As a stopped server that moved: its disks are made, QEMU is not started (so the
+    guest never boots) until ``start``."""
+    guest_id = str(uuid.uuid4())
+    spec = GuestSpec(
+        id=guest_id, name="made-off", vcpus=1, ram_mb=128, root_gb=1,
+        image=ImageSource(guest_image.disk, disk_format="qcow2"), power_on=False,
+    )  # fmt: skip
+    try:
+        await hv.spawn(spec)
+        assert guest_id in hv.guest_ids()
+        assert hv.power_state(guest_id) == PowerState.SHUTDOWN and hv.pid(guest_id) is None
+        assert hv.layout.guest(guest_id).root_disk.exists()
+        assert hv.console_output(guest_id) == ""
+        await hv.start(guest_id)
+        pid = await running(hv, guest_id)
+        assert hv.power_state(guest_id) == PowerState.RUNNING
+    finally:
+        await hv.destroy(guest_id)
+    assert not pid_alive(pid)
+
+
 async def test_destroy_removes_the_guest_and_its_files(hv: QemuHypervisor, booted: str) -> None:
     pid = await running(hv, booted)
     directory = hv.layout.guest(booted).directory
