@@ -569,7 +569,8 @@ class Relocator:
                     raise Refused(_refusal(record.peer_site, r))
                 done = int(r.json()["relocation"]["received"])
                 sent += length
-                await self.repo.change(record.id, done_bytes=done)
+                # The link answers again: a cut's "(retrying)" is no longer what happens.
+                await self.repo.change(record.id, done_bytes=done, error=None)
                 if rate > 0:  # throttled: never ahead of rate bytes a second
                     ahead = sent / rate - (self.clock() - started)
                     if ahead > 0:
@@ -597,6 +598,8 @@ class Relocator:
             r = await _granted_call(self.state, record, "GET", "")
             if r.status_code != 200:
                 raise Refused(_refusal(record.peer_site, r))
+            if record.error is not None:  # a cut's "(retrying)": the link answers again
+                record = await self.repo.change(record.id, error=None) or record
             server = r.json()["relocation"].get("server") or {}
             status = server.get("status")
             if status == "ACTIVE":
