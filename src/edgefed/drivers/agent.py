@@ -15,6 +15,7 @@ restart, and from the servers' records otherwise. What agents report of their gu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ class AgentDriver:
         self._power: dict[str, PowerState] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._listener: PowerListener | None = None
+        # Guests a host still runs for servers now on another host (an evacuation while
+        # it was down), being destroyed there: once each.
+        self._strays: dict[tuple[str, str], asyncio.Task[None]] = {}
         queue.listen(self._on_report)
 
     # -- routing ---------------------------------------------------------------------------
@@ -241,6 +245,23 @@ class AgentDriver:
 
     # -- what agents report ------------------------------------------------------------------
 
+    def _destroy_stray(self, host: str, guest_id: str) -> None:
+        key = (host, guest_id)
+        if key in self._strays:
+            return
+
+        async def destroy() -> None:
+            try:
+                await self.queue.submit(host=host, kind="destroy", server_id=guest_id,
+                                        payload=None, timeout=self.timeouts.power)  # fmt: skip
+                log.info("destroyed guest %s on %s: its server runs elsewhere", guest_id, host)
+            except Exception as exc:  # asked again at its next report
+                log.warning("destroying stray guest %s on %s: %r", guest_id, host, exc)
+            finally:
+                self._strays.pop(key, None)
+
+        self._strays[key] = asyncio.get_running_loop().create_task(destroy())
+
     async def _on_report(self, report: GuestReport) -> None:
         if report.facts:
             self._facts[report.host] = dict(report.facts)
@@ -248,8 +269,12 @@ class AgentDriver:
         for guest_id, power in report.guests.items():
             host = await self._host(guest_id)
             if host != report.host:
-                # Not a server of that host: a host speaks for its own guests only.
+                # Not a server of that host: a host speaks for its own guests only. One
+                # it still runs for a server now elsewhere (evacuated while the host was
+                # down) must not run twice: that host destroys it.
                 log.warning("host %s reported guest %s of %s", report.host, guest_id, host)
+                if host is not None and power == PowerState.RUNNING:
+                    self._destroy_stray(report.host, guest_id)
                 continue
             changes[guest_id] = PowerState(power)
         if report.full:

@@ -99,6 +99,8 @@ async def server_action(
         reply = await _create_image(request, principal, state, server, data)
     elif action in moves.ACTIONS:
         await moves.begin(request, principal, state, server, action, data)
+        if action == "evacuate":  # Nova answers 200, with no body since 2.14
+            reply = Response(status_code=200)
     elif action == relocation_out.ACTION:
         reply = await relocation_out.begin(request, principal, state, server, data)
     elif action == "lock":

@@ -46,7 +46,7 @@ from edgefed.store.schema import utcnow
 log = logging.getLogger("edgefed.compute.moves")
 
 ACTIONS = ("resize", "migrate", "confirmResize", "revertResize", "shelve", "shelveOffload",
-           "unshelve")  # fmt: skip
+           "unshelve", "evacuate")  # fmt: skip
 
 
 def flavor_doc(flavor: FlavorRecord) -> dict[str, Any]:
@@ -143,6 +143,21 @@ async def begin(
     elif action == "shelveOffload":
         if server.vm_state != "shelved_offloaded":
             raise _conflict(server, action)
+    elif action == "evacuate":
+        require_admin(principal, "os_compute_api:os-evacuate")
+        if server.vm_state not in ("active", "stopped", "error") or server.task_state is not None:
+            raise _conflict(server, action)
+        await state.scheduler.refresh()
+        refusal = state.scheduler.source.refusal(server.host) if server.host else "no host"
+        if refusal is None or "locked" in refusal:
+            raise BadRequest(f"Compute service of {server.host} is still in use.")
+        target = data.get("host") if isinstance(data, dict) else None
+        if target is not None and not isinstance(target, str):
+            raise BadRequest(f"Invalid input for field/attribute host. Value: {target!r}.")
+        migration = {"kind": "evacuate", "old_host": server.host, "target": target,
+                     "was_running": server.vm_state != "stopped"}  # fmt: skip
+        await _start(state, server, action, ("active", "stopped", "error"), "rebuilding", migration)
+        moves.start(server.id)
     elif action == "unshelve":
         if server.vm_state != "shelved_offloaded" or server.task_state is not None:
             raise _conflict(server, action)
@@ -191,6 +206,8 @@ class Moves:
                 await self._shelve(server)
             elif server.task_state == "unshelving":
                 await self._unshelve(server)
+            elif server.task_state == "rebuilding":
+                await self._evacuate(server)
         except (DriverError, EdgefedError) as exc:
             message = str(exc.message if isinstance(exc, EdgefedError) else exc)
             log.warning("%s of %s failed: %s", server.task_state, server_id, message)
@@ -327,16 +344,37 @@ class Moves:
             server = await self.servers.update(server.id, host=host)
         await self.state.lifecycle._plug_network(server)
         await self._spawn(server, running=True)
-        shelved = server.root_image_id
-        await self.servers.update(
-            server.id, vm_state="active", task_state=None,
-            power_state=int(PowerState.RUNNING), launched_at=utcnow(), fault=None,
-        )  # fmt: skip
         # The disk runs from the agent's copy; Nova deletes the shelved image once the
         # server runs again (a later move snapshots the disk anew).
+        shelved = server.root_image_id
         if shelved is not None and shelved != server.image_id:
             image = await self.images.get(shelved)
             if image is not None and image.name == f"{server.name}-shelved":
                 with contextlib.suppress(EdgefedError):
                     await self.images.delete(shelved, data_dir=self.state.ctx.settings.data_dir)
                 await self.servers.update(server.id, root_image_id=None)
+        await self.servers.update(
+            server.id, vm_state="active", task_state=None,
+            power_state=int(PowerState.RUNNING), launched_at=utcnow(), fault=None,
+        )  # fmt: skip
+
+    async def _evacuate(self, server: ServerRecord) -> None:
+        """Its host is down: rebuilt on another from its image (its disk stayed there,
+        as with Nova without shared storage); the host, back, destroys its old guest."""
+        migration = dict(server.migration or {})
+        old = migration.get("old_host")
+        if server.host == old:
+            if migration.get("target"):
+                host = str(migration["target"])
+                if host == old or host not in {h.name for h in self.state.scheduler.source.hosts()}:
+                    raise EdgefedError(f"{NO_VALID_HOST}(host {host} cannot take it)")
+            else:
+                host = await self._place(server, dict(server.flavor), avoid=old)
+            server = await self.servers.update(server.id, host=host)
+        running = bool(migration.get("was_running", True))
+        await self._spawn(server, running=running)
+        await self.servers.update(
+            server.id, vm_state="active" if running else "stopped", task_state=None,
+            power_state=int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            migration=None, fault=None,
+        )  # fmt: skip

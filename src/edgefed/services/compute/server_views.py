@@ -30,6 +30,7 @@ _STATUS: dict[str, dict[str | None, str]] = {
         "resize_migrating": "RESIZE",
         "resize_finish": "RESIZE",
         "migrating": "MIGRATING",
+        "rebuilding": "REBUILD",
     },
     "building": {None: "BUILD"},
     "stopped": {
@@ -38,12 +39,13 @@ _STATUS: dict[str, dict[str | None, str]] = {
         "resize_prep": "RESIZE",
         "resize_migrating": "RESIZE",
         "resize_finish": "RESIZE",
+        "rebuilding": "REBUILD",
     },
     "resized": {None: "VERIFY_RESIZE", "resize_reverting": "REVERT_RESIZE"},
     "shelved_offloaded": {None: "SHELVED_OFFLOADED", "unshelving": "SHELVED_OFFLOADED"},
     "paused": {None: "PAUSED"},
     "suspended": {None: "SUSPENDED"},
-    "error": {None: "ERROR"},
+    "error": {None: "ERROR", "rebuilding": "REBUILD"},
     "deleted": {None: "DELETED"},
 }
 STATUS_TO_VM_STATE = {

@@ -53,7 +53,7 @@ class Drains:
                     details=details,
                     created_at=now,
                     updated_at=now,
-                )  # fmt: skip
+                )
             )
         found = await self.active()
         assert found is not None
