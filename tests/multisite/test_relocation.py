@@ -18,6 +18,7 @@ import pytest
 from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
 
 from edgefed.core.ids import predictable_id
+from edgefed.drivers.base import PowerState
 from edgefed.drivers.fake import FakeDriver
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.state import ComputeState
@@ -370,3 +371,24 @@ async def volume_stays(berlin: InProcessSite, paris: InProcessSite) -> None:
     assert r.status_code == 202, r.text
     shown = (await berlin.client.get(f"/volume/v3/volumes/{volume_id}", headers=cinder)).json()
     assert shown["volume"]["status"] == "available" and exports.exported() == []
+
+
+async def test_a_stopped_server_arrives_stopped(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        r = await berlin.client.post(f"{C}/servers/{server_id}/action", json={"os-stop": None},
+                                     headers=h)  # fmt: skip
+        assert r.status_code == 202, r.text
+        await status_is(berlin, h, server_id, "SHUTOFF")
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        await moved(berlin, h, server_id)
+        await status_is(paris, at_paris, server_id, "SHUTOFF")  # as Nova keeps it
+        driver = ctx_of(paris).slots.require(ComputeState).driver
+        assert driver.power_state(server_id) != PowerState.RUNNING
+        r = await paris.client.post(f"{C}/servers/{server_id}/action", json={"os-start": None},
+                                    headers=at_paris)  # fmt: skip
+        assert r.status_code == 202, r.text
+        await status_is(paris, at_paris, server_id, "ACTIVE")

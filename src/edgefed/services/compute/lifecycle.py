@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -201,8 +202,10 @@ class ServerLifecycle:
                 await self._fail_build(server, message)
                 return
         server = await self.servers.update(server_id, task_state="spawning")
+        # A server relocated here stopped is made stopped (relocation_in.py).
+        power_on = (server.migration or {}).get("power_on", True) is not False
         try:
-            await self.driver.spawn(await self._spec(server))
+            await self.driver.spawn(replace(await self._spec(server), power_on=power_on))
         except DriverError as exc:
             await self._fail_build(server, f"Build of instance {server_id} aborted: {exc}")
             return
@@ -211,11 +214,12 @@ class ServerLifecycle:
         await self.servers.transition(
             server_id,
             expect_task=["spawning"],
-            vm_state="active",
+            vm_state="active" if power_on else "stopped",
             task_state=None,
-            power_state=int(PowerState.RUNNING),
+            power_state=int(PowerState.RUNNING if power_on else PowerState.SHUTDOWN),
             launched_at=utcnow(),
             fault=None,
+            migration=None,
         )
 
     async def _spec(self, server: ServerRecord) -> InstanceSpec:

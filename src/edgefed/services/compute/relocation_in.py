@@ -203,7 +203,12 @@ def _server_values(
     for key, value in text.items():
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"Invalid {key} in the relocation.")
+    power_on = spec.get("power_on", True)
+    if not isinstance(power_on, bool):
+        raise BadRequest("Invalid power_on in the relocation.")
     return {
+        # A server that was stopped at the source is made stopped here (lifecycle).
+        "migration": None if power_on else {"kind": "relocation", "power_on": False},
         "id": server_id,
         "name": name,
         "project_id": project_id,

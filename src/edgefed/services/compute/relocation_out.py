@@ -122,6 +122,8 @@ async def _spec(state: ComputeState, server: ServerRecord) -> dict[str, Any]:
         "networks": await _networks_of(state, server),
         "hypervisor_type": state.driver.hypervisor(host).hypervisor_type if host else None,
         "disk_format": "qcow2" if state.ctx.settings.compute_driver == "qemu" else "raw",
+        # A stopped server stays stopped where it goes (Nova's cold migration keeps it so).
+        "power_on": server.vm_state == "active",
     }
 
 
@@ -602,7 +604,7 @@ class Relocator:
                 record = await self.repo.change(record.id, error=None) or record
             server = r.json()["relocation"].get("server") or {}
             status = server.get("status")
-            if status == "ACTIVE":
+            if status == ("ACTIVE" if record.was_running else "SHUTOFF"):
                 await self._advance(record, "finishing")
                 return
             if status in ("ERROR", "DELETED"):
