@@ -69,6 +69,10 @@ async def test_a_server_moves_to_paris_with_its_disk_and_keeps_its_id(tmp_path: 
         assert hashlib.sha256(data).digest() == hashlib.sha256(DISK).digest()
 
         gone = await berlin.client.get(f"{C}/servers/{server_id}", headers=h)
+        assert gone.status_code == 301  # its show is at Paris now
+        assert gone.headers["location"] == f"http://paris.test/compute/v2.1/servers/{server_id}"
+        gone = await berlin.client.put(f"{C}/servers/{server_id}", headers=h,
+                                       json={"server": {"name": "x"}})  # fmt: skip
         assert gone.status_code == 404 and "relocated to site Paris" in gone.text
         listed = (await berlin.client.get(f"{C}/servers", headers=h)).json()["servers"]
         assert server_id not in [x["id"] for x in listed]

@@ -11,7 +11,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.policy import require_write
 from edgefed.core.errors import NotFound
 from edgefed.services.compute.state import ComputeState
-from edgefed.store.compute import FlavorRecord, Relocations, ServerRecord
+from edgefed.store.compute import FlavorRecord, RelocationRecord, Relocations, ServerRecord
 
 
 async def get_server(
@@ -29,15 +29,26 @@ async def get_server(
     return server
 
 
-async def _moved(state: ComputeState, principal: Principal, server_id: str) -> str:
-    """Where a server relocated from this site went (for the caller's 404)."""
+async def relocated_to(
+    state: ComputeState, principal: Principal, server_id: str
+) -> RelocationRecord | None:
+    """The last finished move of a server that left this site, if the caller may know."""
+    found = None
     for record in await Relocations(state.ctx.store).list(direction="out", server_id=server_id):
         if record.phase == "done" and (
             principal.is_admin or principal.project_id == record.project_id
         ):
-            when = record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-            return f" It was relocated to site {record.peer_site} at {when}."
-    return ""
+            found = record
+    return found
+
+
+async def _moved(state: ComputeState, principal: Principal, server_id: str) -> str:
+    """Where a server relocated from this site went (for the caller's 404)."""
+    record = await relocated_to(state, principal, server_id)
+    if record is None:
+        return ""
+    when = record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f" It was relocated to site {record.peer_site} at {when}."
 
 
 async def visible_flavor(state: ComputeState, principal: Principal, flavor_id: str) -> FlavorRecord:

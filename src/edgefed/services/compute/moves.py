@@ -127,6 +127,7 @@ async def begin(
             vm_state="active" if server.power_state == PowerState.RUNNING else "stopped",
             migration=None,
         )
+        await moves.forget_root_image((server.migration or {}).get("old_root_image_id"), server)
     elif action == "revertResize":
         if server.vm_state != "resized" or server.task_state is not None:
             raise _conflict(server, action)
@@ -192,6 +193,20 @@ class Moves:
 
     def start(self, server_id: str) -> None:
         self.state.lifecycle.start(server_id, self._run(server_id))
+
+    async def forget_root_image(self, image_id: str | None, server: ServerRecord) -> None:
+        """Delete the hidden snapshot a confirmed move left behind (the disk's previous
+        image), never the image the server was booted from."""
+        if image_id is None or image_id in (server.image_id, server.root_image_id):
+            return
+        image = await self.images.get(image_id)
+        if (
+            image is not None
+            and image.os_hidden
+            and image.properties.get("instance_uuid") == server.id
+        ):
+            with contextlib.suppress(EdgefedError):
+                await self.images.delete(image_id, data_dir=self.state.ctx.settings.data_dir)
 
     async def _run(self, server_id: str) -> None:
         server = await self.servers.get(server_id)

@@ -20,7 +20,7 @@ from edgefed.api.auth import Principal, current_principal
 from edgefed.api.policy import require_write
 from edgefed.api.responses import Json
 from edgefed.api.service import routes_of
-from edgefed.core.errors import BadRequest, Conflict
+from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.core.ids import new_uuid
 from edgefed.services.compute import server_metadata
 from edgefed.services.compute.body import opt_str, read_json, req_str, section
@@ -30,7 +30,7 @@ from edgefed.services.compute.boot_volumes import initial_mappings
 from edgefed.services.compute.drain_gate import refuse_new_servers
 from edgefed.services.compute.links import links
 from edgefed.services.compute.listing import add_list_routes, page_of
-from edgefed.services.compute.lookups import get_server
+from edgefed.services.compute.lookups import get_server, relocated_to
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
 from edgefed.services.compute.name_filter import NameFilter
 from edgefed.services.compute.server_views import (
@@ -267,8 +267,18 @@ async def show_server(
     request: Request,
     principal: Principal = Depends(current_principal),
     state: ComputeState = Depends(compute_state),
-) -> Json:
-    server = await get_server(state, principal, server_id)
+) -> Response:
+    try:
+        server = await get_server(state, principal, server_id)
+    except NotFound:
+        # A server relocated from here: its show is at the site it went to (301, which
+        # keystoneauth follows with the same token; that site decides what it shows).
+        moved = await relocated_to(state, principal, server_id)
+        base = state.ctx.fleet_sites().get(moved.peer_site) if moved is not None else None
+        if base is None:
+            raise
+        location = f"{base}/compute/v2.1/servers/{server_id}"
+        return Response(status_code=301, headers={"Location": location})
     return Json({"server": await render(request, state, principal, server)})
 
 

@@ -122,7 +122,7 @@ async def intended_guests(request: Request) -> Json:
             s.id
             for s in await ServerRepository(ctx.store).list_all(project_id=None)
             if s.host == host.hostname
-            and s.vm_state == "active"
+            and s.vm_state in ("active", "resized")
             and s.task_state is None
             and s.power_state == POWER_RUNNING
         )
