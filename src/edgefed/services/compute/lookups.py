@@ -7,6 +7,8 @@ that takes an id goes through these, so the rule is written once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgefed.api.auth import Principal
 from edgefed.api.policy import require_write
 from edgefed.core.errors import NotFound
@@ -62,3 +64,28 @@ async def visible_flavor(state: ComputeState, principal: Principal, flavor_id: s
     if flavor is None:
         raise NotFound(f"Flavor {flavor_id} could not be found.")
     return flavor
+
+
+def flavor_doc(flavor: FlavorRecord) -> dict[str, Any]:
+    """The flavor as a server keeps it (a later change of the flavor does not resize)."""
+    return {
+        "id": flavor.id,
+        "name": flavor.name,
+        "vcpus": flavor.vcpus,
+        "ram": flavor.ram,
+        "disk": flavor.disk,
+        "ephemeral": flavor.ephemeral,
+        "swap": flavor.swap,
+        "extra_specs": dict(flavor.extra_specs),
+    }
+
+
+def flavor_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    """A server row's columns for the flavor ``doc`` (``flavor_doc``)."""
+    return {
+        "flavor": doc,
+        "flavor_id": doc["id"],
+        "vcpus": int(doc["vcpus"]),
+        "ram": int(doc["ram"]),
+        "disk": int(doc.get("disk") or 0) + int(doc.get("ephemeral") or 0),
+    }

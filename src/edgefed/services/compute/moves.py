@@ -35,31 +35,18 @@ from edgefed.api.policy import require_admin
 from edgefed.core.errors import BadRequest, Conflict, EdgefedError
 from edgefed.drivers.base import DriverError, PowerState
 from edgefed.services.compute.lifecycle import fault
-from edgefed.services.compute.lookups import visible_flavor
+from edgefed.services.compute.lookups import flavor_columns, flavor_doc, visible_flavor
 from edgefed.services.compute.quota_limits import check_server_quota
 from edgefed.services.compute.scheduler import NO_VALID_HOST
 from edgefed.services.compute.scheduler import Request as HostRequest
 from edgefed.services.compute.state import ComputeState
-from edgefed.store.compute import FlavorRecord, HostUsage, ServerRecord
+from edgefed.store.compute import HostUsage, ServerRecord
 from edgefed.store.schema import utcnow
 
 log = logging.getLogger("edgefed.compute.moves")
 
 ACTIONS = ("resize", "migrate", "confirmResize", "revertResize", "shelve", "shelveOffload",
            "unshelve", "evacuate")  # fmt: skip
-
-
-def flavor_doc(flavor: FlavorRecord) -> dict[str, Any]:
-    return {
-        "id": flavor.id,
-        "name": flavor.name,
-        "vcpus": flavor.vcpus,
-        "ram": flavor.ram,
-        "disk": flavor.disk,
-        "ephemeral": flavor.ephemeral,
-        "swap": flavor.swap,
-        "extra_specs": dict(flavor.extra_specs),
-    }
 
 
 def _conflict(server: ServerRecord, action: str) -> Conflict:
@@ -312,10 +299,8 @@ class Moves:
             avoid = migration["old_host"] if migration["kind"] == "migrate" else None
             host = await self._place(server, new, avoid=avoid)
             server = await self.servers.update(
-                server.id, task_state="resize_migrating", host=host, flavor=new,
-                flavor_id=new["id"], vcpus=int(new["vcpus"]), ram=int(new["ram"]),
-                disk=int(new.get("disk") or 0) + int(new.get("ephemeral") or 0),
-                root_image_id=migration["image_id"],
+                server.id, task_state="resize_migrating", host=host,
+                root_image_id=migration["image_id"], **flavor_columns(new),
             )  # fmt: skip
         if server.task_state == "resize_migrating":
             await self._spawn(server, running=bool(migration.get("was_running")))
@@ -331,10 +316,8 @@ class Moves:
         old = migration["old_flavor"]
         await self._remove_guest(server)
         server = await self.servers.update(
-            server.id, host=migration["old_host"], flavor=old, flavor_id=old["id"],
-            vcpus=int(old["vcpus"]), ram=int(old["ram"]),
-            disk=int(old.get("disk") or 0) + int(old.get("ephemeral") or 0),
-        )  # fmt: skip
+            server.id, host=migration["old_host"], **flavor_columns(old)
+        )
         running = bool(migration.get("was_running"))
         await self._spawn(server, running=running)
         await self.servers.update(

@@ -47,6 +47,7 @@ from edgefed.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from edgefed.core.ids import is_uuid, new_uuid
 from edgefed.services.compute.body import read_json, req_str, section
 from edgefed.services.compute.boot_checks import RUNNABLE_DISK_FORMATS
+from edgefed.services.compute.lookups import flavor_columns, flavor_doc
 from edgefed.services.compute.microversion import MicroversionRoute
 from edgefed.services.compute.quota_limits import check_server_quota
 from edgefed.services.compute.scheduler import Request as HostRequest
@@ -214,20 +215,7 @@ def _server_values(
         "project_id": project_id,
         "user_id": user_id,
         "image_id": None,  # the moved disk, once it is here
-        "flavor_id": flavor.id,
-        "flavor": {
-            "id": flavor.id,
-            "name": flavor.name,
-            "vcpus": flavor.vcpus,
-            "ram": flavor.ram,
-            "disk": flavor.disk,
-            "ephemeral": flavor.ephemeral,
-            "swap": flavor.swap,
-            "extra_specs": dict(flavor.extra_specs),
-        },
-        "vcpus": flavor.vcpus,
-        "ram": flavor.ram,
-        "disk": flavor.disk + flavor.ephemeral,
+        **flavor_columns(flavor_doc(flavor)),
         "availability_zone": state.ctx.settings.availability_zone,
         "vm_state": "building",
         "task_state": "scheduling",

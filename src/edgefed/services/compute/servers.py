@@ -30,7 +30,12 @@ from edgefed.services.compute.boot_volumes import initial_mappings
 from edgefed.services.compute.drain_gate import refuse_new_servers
 from edgefed.services.compute.links import links
 from edgefed.services.compute.listing import add_list_routes, page_of
-from edgefed.services.compute.lookups import get_server, relocated_to
+from edgefed.services.compute.lookups import (
+    flavor_columns,
+    flavor_doc,
+    get_server,
+    relocated_to,
+)
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
 from edgefed.services.compute.name_filter import NameFilter
 from edgefed.services.compute.server_views import (
@@ -145,21 +150,7 @@ def _server_values(
         "project_id": project_id,
         "user_id": principal.user_id,
         "image_id": checked.image.id if checked.image is not None else None,
-        "flavor_id": flavor.id,
-        # The flavor as it was at boot: a later change of the flavor does not resize.
-        "flavor": {
-            "id": flavor.id,
-            "name": flavor.name,
-            "vcpus": flavor.vcpus,
-            "ram": flavor.ram,
-            "disk": flavor.disk,
-            "ephemeral": flavor.ephemeral,
-            "swap": flavor.swap,
-            "extra_specs": dict(flavor.extra_specs),
-        },
-        "vcpus": flavor.vcpus,
-        "ram": flavor.ram,
-        "disk": flavor.disk + flavor.ephemeral,
+        **flavor_columns(flavor_doc(flavor)),
         "availability_zone": checked.zone or state.ctx.settings.availability_zone,
         "vm_state": "building",
         "task_state": "scheduling",
