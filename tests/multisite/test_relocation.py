@@ -81,6 +81,12 @@ async def test_a_server_moves_to_paris_with_its_disk_and_keeps_its_id(tmp_path: 
         [arrived] = await Relocations(ctx_of(paris).store).list(direction="in")
         assert arrived.phase == "done" and arrived.server_id == server_id
 
+        # Deleted at Paris, it takes its hidden image along.
+        r = await paris.client.delete(f"{C}/servers/{server_id}", headers=at_paris)
+        assert r.status_code == 204
+        await ctx_of(paris).slots.require(ComputeState).lifecycle.idle()
+        assert await ImageRepository(ctx_of(paris).store).get(image.id) is None
+
 
 async def test_what_paris_cannot_run_is_refused_before_anything_stops(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:

@@ -323,6 +323,22 @@ class ServerLifecycle:
             power_state=int(PowerState.NOSTATE),
             terminated_at=utcnow(),
         )
+        if gone is not None:
+            await self._forget_own_images(gone)
+
+    async def _forget_own_images(self, server: ServerRecord) -> None:
+        """The hidden images made for this server alone (its disk moved here, or
+        snapshotted by a move) go with it."""
+        for image_id in {server.image_id, server.root_image_id} - {None}:
+            assert image_id is not None
+            image = await self.images.get(image_id)
+            if (
+                image is not None
+                and image.os_hidden
+                and image.properties.get("instance_uuid") == server.id
+            ):
+                with contextlib.suppress(EdgefedError):
+                    await self.images.delete(image_id, data_dir=self.data_dir)
 
     async def store_snapshot(self, server_id: str, image_id: str) -> None:
         """The server's disk, as the driver snapshots it, becomes the data of the
