@@ -20,14 +20,17 @@ import argparse
 import asyncio
 import gc
 import importlib.util
+import linecache
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,14 +138,33 @@ def migrate_apart(settings: SiteSettings) -> None:
         log.warning("migrating apart failed (%d); migrating in the site", done.returncode)
 
 
+def forget_startup_caches(ctx: SiteContext) -> None:
+    """Drop what starting cached and serving does not use again: 0.4 MiB of an idle
+    site, 0.6 MiB with the qemu driver (docs/bench.md, ``footprint``).
+
+    - the SQL compiled for the migrations check, the bootstrap and the services' starts
+      (SQLAlchemy keeps up to 500 statements, ≈ 30 KiB each): a statement that serving
+      runs again is compiled again once;
+    - the stubs ``typing.overload`` registers for ``get_overloads``, which nothing in a
+      site calls (SQLAlchemy's and pydantic's hundreds);
+    - ``re``'s cache of the patterns imports compiled, and the source lines imports
+      read (anyio reads its own to build its lazy imports), both read again if needed.
+    """
+    ctx.store.engine.clear_compiled_cache()
+    typing.clear_overloads()
+    re.purge()
+    linecache.clearcache()
+
+
 def announce(ctx: SiteContext) -> None:
     # Everything built while starting (modules, routes, compiled statements, settings:
     # over a hundred thousand objects) lives as long as the process. Frozen, the
     # collector no longer walks it: a full collection in a serving site took long enough
     # to stall every request then in flight (and a fan-out waits for its slowest site;
-    # figures in docs/bench.md). What starting left for the collector goes first, and
-    # the C heap it freed is handed back to the system (glibc keeps it otherwise):
-    # an idle site's resident memory is its footprint on a small box.
+    # figures in docs/bench.md). What starting cached for itself and left for the
+    # collector goes first, and the C heap it freed is handed back to the system (glibc
+    # keeps it otherwise): an idle site's resident memory is its footprint on a small box.
+    forget_startup_caches(ctx)
     gc.collect()
     gc.freeze()
     release_free_heap()
