@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from relocation_support import NOVA, ChunkCounter, active_server, status_is
+from relocation_support import NOVA, C, ChunkCounter, active_server, status_is
 
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.store.alarms import AlarmRepository
@@ -18,7 +18,6 @@ from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
 from edgefed.testkit.wait import eventually
 
-C = "/compute/v2.1"
 DRAIN = f"{C}/os-edge/drain"
 
 

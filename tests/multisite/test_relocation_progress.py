@@ -9,13 +9,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from relocation_support import DISK, NOVA, ChunkCounter, active_server
+from relocation_support import DISK, NOVA, C, ChunkCounter, active_server
 
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
 from edgefed.testkit.wait import eventually
-
-C = "/compute/v2.1"
 
 
 async def test_the_journal_drops_a_cuts_error_once_chunks_are_acknowledged_again(

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from edgefed.agent.channel import ChannelSettings, CommandLoop
 from edgefed.agent.guests import GuestRunner
 from edgefed.agent.hostboot import BootMarker
+from edgefed.core.settings import SiteSettings
 from edgefed.drivers.qemu import QemuHypervisor, QemuSettings
-from edgefed.testkit.inprocess import InProcessSite
+from edgefed.guest_image import GuestImage
+from edgefed.store.image import ImageRepository
+from edgefed.testkit.inprocess import InProcessSite, site_settings
 from edgefed.testkit.wait import eventually
 
+REPO = Path(__file__).resolve().parents[3]
+IMAGE_DIR = REPO / ".cache" / "guest-image"
+V = {"OpenStack-API-Version": "compute 2.96"}
+C = "/compute/v2.1"
 HOSTS = "/edge/v1/hosts"
 HW = {"cpus": 2, "memory_mb": 4096, "disks": [{"name": "sda", "size_gb": 40}], "nics": []}
 QEMU = QemuSettings(accel="tcg", shutdown_timeout=10)
@@ -92,3 +102,53 @@ async def agent(
         loop.stop()
         await asyncio.wait_for(task, 30)
         await hv.close()  # its guests keep running
+
+
+def qemu_site_settings(root: Path, **overrides: Any) -> SiteSettings:
+    """A qemu site in this process whose agents the test runs (none of its own)."""
+    return site_settings(
+        root, compute_driver="qemu", local_agent=False, agent_poll_wait_seconds=0.2, **overrides
+    )
+
+
+async def image_and_flavors(
+    site: InProcessSite,
+    headers: dict[str, str],
+    guest_image: GuestImage,
+    flavors: Iterable[tuple[str, int]] = (("t", 1),),
+) -> str:
+    """The id of a public image of ``guest_image``; a flavor (id and name, disk in GB) of
+    128 MB and one vCPU for each of ``flavors``."""
+    image = await ImageRepository(site.app.state.ctx.store).create(
+        owner=None, name="tiny", disk_format="qcow2", container_format="bare",
+        visibility="public", data=guest_image.disk.read_bytes(),
+        data_dir=site.settings.data_dir,
+    )  # fmt: skip
+    for flavor_id, disk in flavors:
+        r = await site.client.post(
+            f"{C}/flavors",
+            json={"flavor": {"name": flavor_id, "ram": 128, "vcpus": 1, "disk": disk,
+                             "id": flavor_id}},
+            headers=headers,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+    return str(image.id)
+
+
+async def show_server(
+    site: InProcessSite, headers: dict[str, str], server_id: str
+) -> dict[str, Any]:
+    r = await site.client.get(f"{C}/servers/{server_id}", headers=headers)
+    return dict(r.json()["server"])
+
+
+async def destroy_guests(states: Iterable[Path], pids: Iterable[int]) -> None:
+    """Every QEMU guest kept in ``states`` destroyed, and every QEMU of ``pids`` killed."""
+    for state in states:
+        hv = QemuHypervisor(state_dir=state, settings=QEMU)
+        for guest_id in hv.guest_ids():
+            await hv.destroy(guest_id)
+        await hv.close()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -12,28 +12,28 @@ is removed at the end.
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import shutil
-import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from agent_qemu_support import QEMU, agent, enroll
+from agent_qemu_support import (
+    IMAGE_DIR,
+    V,
+    agent,
+    destroy_guests,
+    enroll,
+    image_and_flavors,
+    qemu_site_settings,
+    show_server,
+)
 
-from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage
 from edgefed.services.volume.state import VolumeState
-from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import run_site, site_settings
+from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
 from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
-REPO = Path(__file__).resolve().parents[3]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
-V = {"OpenStack-API-Version": "compute 2.96"}
 MARK = b"EDGEFED-VOLUME-FROM-ELSEWHERE"
 
 pytestmark = pytest.mark.skipif(
@@ -66,26 +66,14 @@ def guest_image() -> GuestImage:
 async def test_a_host_on_another_machine_boots_a_fetched_image_and_writes_a_volume_over_nbd(
     tmp_path: Path, guest_image: GuestImage
 ) -> None:
-    settings = site_settings(
-        tmp_path / "site", compute_driver="qemu", local_agent=False,
-        agent_poll_wait_seconds=0.2, volume_export_host="127.0.0.1",
-    )  # fmt: skip
+    settings = qemu_site_settings(tmp_path / "site", volume_export_host="127.0.0.1")
     state = tmp_path / "qemu"
     pids: list[int] = []
     async with run_site(settings) as site:
         admin = {"X-Auth-Token": await site.token(), **V}
         exports = site.app.state.ctx.slots.require(VolumeState).exports
         cred = await enroll(site, "edge-far")
-        image = await ImageRepository(site.app.state.ctx.store).create(
-            owner=None, name="tiny", disk_format="qcow2", container_format="bare",
-            visibility="public", data=guest_image.disk.read_bytes(), data_dir=settings.data_dir,
-        )  # fmt: skip
-        r = await site.client.post(
-            "/compute/v2.1/flavors",
-            json={"flavor": {"name": "t", "ram": 128, "vcpus": 1, "disk": 1, "id": "t"}},
-            headers=admin,
-        )
-        assert r.status_code == 200, r.text
+        image_id = await image_and_flavors(site, admin, guest_image)
         token = {"X-Auth-Token": admin["X-Auth-Token"]}
         r = await site.client.post("/volume/v3/volumes", json={"volume": {"size": 1}},
                                    headers=token)  # fmt: skip
@@ -93,12 +81,8 @@ async def test_a_host_on_another_machine_boots_a_fetched_image_and_writes_a_volu
         volume_id = str(r.json()["volume"]["id"])
         serial = volume_id[:20]
 
-        async def show(server_id: str) -> dict[str, Any]:
-            r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=admin)
-            return dict(r.json()["server"])
-
         async def status(server_id: str, wanted: str) -> bool:
-            shown = await show(server_id)
+            shown = await show_server(site, admin, server_id)
             assert shown["status"] != "ERROR", shown.get("fault")
             return bool(shown["status"] == wanted)
 
@@ -106,7 +90,7 @@ async def test_a_host_on_another_machine_boots_a_fetched_image_and_writes_a_volu
             async with agent(site, cred, state, "boot-1", site_files=False) as (_, hv):
                 body = {
                     "name": "far",
-                    "imageRef": image.id,
+                    "imageRef": image_id,
                     "flavorRef": "t",
                     "networks": "none",
                     "user_data": base64.b64encode(volume_writer(serial).encode()).decode(),
@@ -151,11 +135,5 @@ async def test_a_host_on_another_machine_boots_a_fetched_image_and_writes_a_volu
                 assert exports.exported() == []  # the grant is gone with the attachment
         finally:
             await exports.close_all()
-            hv = QemuHypervisor(state_dir=state, settings=QEMU)
-            for guest_id in hv.guest_ids():
-                await hv.destroy(guest_id)
-            await hv.close()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            await destroy_guests([state], pids)
     assert not [p for p in pids if pid_alive(p)]

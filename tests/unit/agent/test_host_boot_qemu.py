@@ -10,28 +10,30 @@ destroyed at the end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from agent_qemu_support import QEMU, agent, enroll
+from agent_qemu_support import (
+    IMAGE_DIR,
+    V,
+    agent,
+    destroy_guests,
+    enroll,
+    image_and_flavors,
+    qemu_site_settings,
+    show_server,
+)
 
 from edgefed.drivers.base import PowerState
-from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage
-from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import run_site, site_settings
+from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
 from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
-REPO = Path(__file__).resolve().parents[3]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
-V = {"OpenStack-API-Version": "compute 2.96"}
 READY = "EDGEFED-GUEST ready"
 
 pytestmark = pytest.mark.skipif(
@@ -48,35 +50,20 @@ def guest_image() -> GuestImage:
 async def test_a_host_reboot_starts_the_guest_of_an_active_server_again(
     tmp_path: Path, guest_image: GuestImage
 ) -> None:
-    settings = site_settings(
-        tmp_path / "site", compute_driver="qemu", local_agent=False, agent_poll_wait_seconds=0.2
-    )
+    settings = qemu_site_settings(tmp_path / "site")
     state = tmp_path / "qemu"
     pids: list[int] = []
     async with run_site(settings) as site:
         admin = {"X-Auth-Token": await site.token(), **V}
         cred = await enroll(site, "edge-1")
-        image = await ImageRepository(site.app.state.ctx.store).create(
-            owner=None, name="tiny", disk_format="qcow2", container_format="bare",
-            visibility="public", data=guest_image.disk.read_bytes(), data_dir=settings.data_dir,
-        )  # fmt: skip
-        r = await site.client.post(
-            "/compute/v2.1/flavors",
-            json={"flavor": {"name": "t", "ram": 128, "vcpus": 1, "disk": 1, "id": "t"}},
-            headers=admin,
-        )
-        assert r.status_code == 200, r.text
-
-        async def show(server_id: str) -> dict[str, Any]:
-            r = await site.client.get(f"/compute/v2.1/servers/{server_id}", headers=admin)
-            return dict(r.json()["server"])
+        image_id = await image_and_flavors(site, admin, guest_image)
 
         async def status(server_id: str, wanted: str) -> bool:
-            return bool((await show(server_id))["status"] == wanted)
+            return bool((await show_server(site, admin, server_id))["status"] == wanted)
 
         try:
             async with agent(site, cred, state, "boot-1") as (_, hv):
-                body = {"name": "vm", "imageRef": image.id, "flavorRef": "t", "networks": "none"}
+                body = {"name": "vm", "imageRef": image_id, "flavorRef": "t", "networks": "none"}
                 r = await site.client.post(
                     "/compute/v2.1/servers", json={"server": body}, headers=admin
                 )
@@ -101,7 +88,7 @@ async def test_a_host_reboot_starts_the_guest_of_an_active_server_again(
                 assert again is not None and again != pid and pid_alive(again)
                 pids.append(again)
                 assert hv.power_state(server_id) == PowerState.RUNNING
-                shown = await show(server_id)
+                shown = await show_server(site, admin, server_id)
                 assert shown["status"] == "ACTIVE"
                 assert shown["OS-EXT-STS:power_state"] == 1
 
@@ -110,11 +97,5 @@ async def test_a_host_reboot_starts_the_guest_of_an_active_server_again(
 
                 await eventually(booted_again, within=120, what="the guest booted again")
         finally:
-            hv = QemuHypervisor(state_dir=state, settings=QEMU)
-            for guest_id in hv.guest_ids():
-                await hv.destroy(guest_id)
-            await hv.close()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            await destroy_guests([state], pids)
     assert not [p for p in pids if pid_alive(p)]

@@ -13,30 +13,31 @@ wait is bounded; every QEMU is destroyed at the end.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import os
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_qemu_support import QEMU, agent, enroll
+from agent_qemu_support import (
+    IMAGE_DIR,
+    C,
+    V,
+    agent,
+    destroy_guests,
+    enroll,
+    image_and_flavors,
+    qemu_site_settings,
+    show_server,
+)
 
 from edgefed.drivers.base import PowerState
-from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage
-from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import run_site, site_settings
+from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
 from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
-REPO = Path(__file__).resolve().parents[3]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
-V = {"OpenStack-API-Version": "compute 2.96"}
-C = "/compute/v2.1"
 BOOT = 150.0  # seconds a TCG guest may take to boot (and the site to move it)
 GIB_SECTORS = 2 * 1024 * 1024  # 512-byte sectors in 1 GiB
 
@@ -73,37 +74,19 @@ async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
 ) -> None:
     # The agents here run their command loops without the heartbeat thread: their hosts
     # must not be taken for down while the test runs.
-    settings = site_settings(
-        tmp_path / "site", compute_driver="qemu", local_agent=False,
-        agent_poll_wait_seconds=0.2, host_heartbeat_timeout_seconds=600.0,
-    )  # fmt: skip
+    settings = qemu_site_settings(tmp_path / "site", host_heartbeat_timeout_seconds=600.0)
     states = {"edge-1": tmp_path / "qemu-1", "edge-2": tmp_path / "qemu-2"}
     pids: list[int] = []
     async with run_site(settings) as site:
         admin = {"X-Auth-Token": await site.token(), **V}
         creds = {host: await enroll(site, host) for host in states}
-        image = await ImageRepository(site.app.state.ctx.store).create(
-            owner=None, name="tiny", disk_format="qcow2", container_format="bare",
-            visibility="public", data=guest_image.disk.read_bytes(), data_dir=settings.data_dir,
-        )  # fmt: skip
-        for flavor_id, disk in (("t", 1), ("t2", 2)):
-            r = await site.client.post(
-                f"{C}/flavors",
-                json={"flavor": {"name": flavor_id, "ram": 128, "vcpus": 1, "disk": disk,
-                                 "id": flavor_id}},
-                headers=admin,
-            )  # fmt: skip
-            assert r.status_code == 200, r.text
-
-        async def show(server_id: str) -> dict[str, Any]:
-            r = await site.client.get(f"{C}/servers/{server_id}", headers=admin)
-            return dict(r.json()["server"])
+        image_id = await image_and_flavors(site, admin, guest_image, (("t", 1), ("t2", 2)))
 
         async def reaches(server_id: str, wanted: str) -> dict[str, Any]:
             shown: dict[str, Any] = {}
 
             async def there() -> bool:
-                shown.update(await show(server_id))
+                shown.update(await show_server(site, admin, server_id))
                 assert shown["status"] != "ERROR", shown.get("fault")
                 return bool(shown["status"] == wanted and shown["OS-EXT-STS:task_state"] is None)
 
@@ -162,7 +145,7 @@ async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
 
                 body = {
                     "name": "mover",
-                    "imageRef": image.id,
+                    "imageRef": image_id,
                     "flavorRef": "t",
                     "networks": "none",
                     "user_data": base64.b64encode(USER_DATA.encode()).decode(),
@@ -247,12 +230,5 @@ async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
                 assert f"MARKER-FOUND-{MARKER_SHA}" in out, out[-2000:]
                 assert qemu_of(server_id)[there] is not None
         finally:
-            for state in states.values():
-                hv = QemuHypervisor(state_dir=state, settings=QEMU)
-                for guest_id in hv.guest_ids():
-                    await hv.destroy(guest_id)
-                await hv.close()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            await destroy_guests(states.values(), pids)
     assert not [p for p in pids if pid_alive(p)]

@@ -93,15 +93,25 @@ async def poll(site: InProcessSite, headers: dict[str, str], **body: Any) -> lis
     return list(r.json()["commands"])
 
 
-async def poll_until(site: InProcessSite, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
+async def command_for(
+    site: InProcessSite, hosts: list[dict[str, str]], **body: Any
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The next command for one of ``hosts``: (that host's headers, the command)."""
+    found: list[tuple[dict[str, str], dict[str, Any]]] = []
 
     async def got() -> bool:
-        found.extend(await poll(site, headers, **body))
+        for headers in hosts:
+            found.extend((headers, c) for c in await poll(site, headers, **body))
         return bool(found)
 
-    await eventually(got, within=10, what="a command for the agent")
+    what = "a command for the agent" if len(hosts) == 1 else "a command for an agent"
+    await eventually(got, within=10, what=what)
     return found[0]
+
+
+async def poll_until(site: InProcessSite, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    """The next command for the agent of ``headers``."""
+    return (await command_for(site, [headers], **body))[1]
 
 
 async def answer(site: InProcessSite, headers: dict[str, str], command_id: str, **body: Any) -> int:

@@ -6,7 +6,6 @@ guest never runs twice."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from inventory_support import (
     AGENT,
@@ -17,6 +16,7 @@ from inventory_support import (
     answer,
     boot,
     poll,
+    poll_until,
     qemu_settings,
     reaches,
     signed_token,
@@ -29,17 +29,6 @@ from edgefed.testkit.wait import eventually
 async def heartbeat(site: InProcessSite, headers: dict[str, str]) -> None:
     r = await site.client.post(f"{HOSTS}/agent/heartbeat", json={}, headers=headers)
     assert r.status_code == 200, r.text
-
-
-async def next_command(site: InProcessSite, headers: dict[str, str]) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    async def got() -> bool:
-        found.extend(await poll(site, headers))
-        return bool(found)
-
-    await eventually(got, within=10, what="a command for the agent")
-    return found[0]
 
 
 async def test_a_server_of_a_host_gone_down_is_rebuilt_on_another(
@@ -79,11 +68,11 @@ async def test_a_server_of_a_host_gone_down_is_rebuilt_on_another(
         await eventually(owner_down, within=10, what=f"{owner_name} down")
         r = await site.client.post(action, json=evacuate, headers=admin)
         assert r.status_code == 200, r.text
-        rebuilt = await next_command(site, other)
+        rebuilt = await poll_until(site, other)
         assert rebuilt["kind"] in ("destroy", "spawn")
         while rebuilt["kind"] != "spawn":  # whatever else comes first
             assert await answer(site, other, rebuilt["id"], result={}) == 204
-            rebuilt = await next_command(site, other)
+            rebuilt = await poll_until(site, other)
         assert rebuilt["server_id"] == server_id
         assert await answer(site, other, rebuilt["id"], result={"power_state": 1}) == 204
         shown = await reaches(site, server_id, "ACTIVE")
@@ -95,7 +84,7 @@ async def test_a_server_of_a_host_gone_down_is_rebuilt_on_another(
         r = await site.client.post(f"{AGENT}/guests", json={"guests": {server_id: 1},
                                    "full": True}, headers=owner)  # fmt: skip
         assert r.status_code == 204
-        stray = await next_command(site, owner)
+        stray = await poll_until(site, owner)
         assert (stray["kind"], stray["server_id"]) == ("destroy", server_id)
         assert await answer(site, owner, stray["id"], result={}) == 204
         assert (await reaches(site, server_id, "ACTIVE"))["OS-EXT-SRV-ATTR:host"] == other_name

@@ -20,7 +20,7 @@ from inventory_support import (
     agent_headers,
     answer,
     boot,
-    poll,
+    command_for,
     qemu_settings,
     reaches,
 )
@@ -44,21 +44,6 @@ async def site(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InProcessSite]
             yield s
         finally:  # exports outlive their site by design: a test removes its own
             await s.app.state.ctx.slots.require(VolumeState).exports.close_all()
-
-
-async def command_for(
-    site: InProcessSite, hosts: list[dict[str, str]]
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """The next command for one of ``hosts``: (that host's headers, the command)."""
-    found: list[tuple[dict[str, str], dict[str, Any]]] = []
-
-    async def got() -> bool:
-        for headers in hosts:
-            found.extend((headers, c) for c in await poll(site, headers))
-        return bool(found)
-
-    await eventually(got, within=10, what="a command for an agent")
-    return found[0]
 
 
 async def test_a_host_that_cannot_read_a_volume_gets_an_export_for_its_attachment_alone(
