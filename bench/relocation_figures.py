@@ -6,7 +6,8 @@ A move is observed from the bench (every ``POLL_S``), each time in seconds from 
 moment the bench sent the ``os-edge:relocate`` action:
 
 - the source's journal (``compute_relocations``, direction ``out``): when each phase
-  was first seen, and each change of ``done_bytes`` (one per acknowledged chunk);
+  was first seen, and each change of ``done_bytes`` (acknowledged chunks; answers
+  that come within one poll show as one change);
 - the source's QEMU process: when it was gone (the guest stopped there);
 - the destination's server row: when it was ACTIVE (``vm_state`` active, no task);
 - the destination's console log: its first line, and the user data's line saying the
@@ -118,30 +119,36 @@ def phase_spans(tl: Timeline) -> dict[str, float | None]:
     }
 
 
-def chunk_figures(tl: Timeline, sending_from: float | None) -> dict[str, Any]:
-    """Each acknowledged chunk's size and the time since the one before (the first: since
-    the ``sending`` phase was seen), as the journal's ``done_bytes`` grew."""
-    times: list[float] = []
-    sizes: list[int] = []
-    if sending_from is None:
-        return {"count": 0}
-    last_t, last_done = sending_from, 0
+def chunk_figures(
+    tl: Timeline, transfer_s: float | None, disk_size: int, chunk_bytes: int, bandwidth: float
+) -> dict[str, Any]:
+    """The transfer per chunk: its mean time against the link's time for a chunk (the
+    rest is what each chunk added: a round trip and the destination's work, unless
+    chunks in flight cover them), and the longest the journal's ``done_bytes`` stood
+    still while the disk was sent (a stall). Polled, the journal shows answers that
+    come together as one change: the intervals between changes are not per chunk."""
+    sending = tl.phases.get("sending")
+    count = -(-disk_size // chunk_bytes) if chunk_bytes else 0
+    link_s = chunk_bytes / bandwidth
+    figures: dict[str, Any] = {"count": count, "chunk_bytes": chunk_bytes,
+                               "link_time_s": round(link_s, 4)}  # fmt: skip
+    if sending is None or transfer_s is None or not count:
+        return figures
+    gaps, last_t, last_done = [], sending, None
     for t, done in tl.progress:
-        if t < sending_from:  # what the journal said before (a resumed move: its bytes)
+        if t < sending:  # what the journal said before (a resumed move: its bytes)
             last_done = done
             continue
-        if done > last_done:
-            times.append(t - last_t)
-            sizes.append(done - last_done)
+        if last_done is None or done != last_done:
+            gaps.append(t - last_t)
             last_t, last_done = t, done
-    if not times:
-        return {"count": 0}
-    return {
-        "count": len(times),
-        "bytes_p50": int(statistics.median(sizes)),
-        "interval_p50_s": round(statistics.median(times), 4),
-        "interval_min_s": round(min(times), 4),
-        "interval_max_s": round(max(times), 4),
+    if tl.phases.get("committing") is not None:
+        gaps.append(tl.phases["committing"] - last_t)
+    mean = transfer_s / count
+    return figures | {
+        "mean_s": round(mean, 4),
+        "added_mean_s": round(mean - link_s, 4),
+        "longest_still_s": round(max(gaps), 3) if gaps else None,
     }
 
 
@@ -164,8 +171,8 @@ def summarize(
     copy_s = statistics.fmean(copies_s)
     total = tl.dest_active
     transfer = spans["transfer"]
-    chunks = chunk_figures(tl, tl.phases.get("sending"))
-    link_per_chunk = chunk_bytes / bandwidth
+    chunks = chunk_figures(tl, transfer, disk_size, chunk_bytes, bandwidth)
+    chunks["in_flight"] = in_flight
     ratio = None if total is None else round(total / copy_s, 3)
     return {
         "total_s": total,
@@ -186,15 +193,7 @@ def summarize(
         "wire": wire,
         "wire_overhead": round(wire["up"] / disk_size - 1, 4) if disk_size else None,
         "transfer_mib_s": (round(disk_size / MIB / transfer, 2) if transfer else None),
-        "chunks": chunks
-        | {
-            "chunk_bytes": chunk_bytes,
-            "in_flight": in_flight,
-            "link_time_s": round(link_per_chunk, 4),
-            "added_p50_s": (
-                round(chunks["interval_p50_s"] - link_per_chunk, 4) if chunks.get("count") else None
-            ),
-        },  # fmt: skip
+        "chunks": chunks,
         "anchor": {
             "copies_s": [round(c, 3) for c in copies_s],
             "copy_s": round(copy_s, 3),
@@ -238,12 +237,13 @@ def render(r: dict[str, Any]) -> str:
         "the sites' gossip); transfer "
         f"{r['transfer_mib_s'] if r['transfer_mib_s'] is not None else 'n/a'} MiB/s",
     ]
-    if ch.get("count"):
+    if ch.get("mean_s") is not None:
         lines.append(
-            f"  chunks: {ch['count']} acknowledged, one every {ch['interval_p50_s']:.3f} s "
-            f"(p50; {ch['interval_min_s']:.3f}-{ch['interval_max_s']:.3f}): the link's time "
-            f"for {ch['chunk_bytes'] / MIB:g} MiB is {ch['link_time_s']:.3f} s, each "
-            f"added {ch['added_p50_s']:+.3f} s (a round trip is {a['rtt_ms'] / 1000:.3f} s)"
+            f"  chunks: {ch['count']}, {ch['mean_s']:.3f} s each on average (the transfer ÷ "
+            f"{ch['count']}) for {ch['link_time_s']:.3f} s of link time: "
+            f"{ch['added_mean_s']:+.3f} s each (one in flight waits a round trip, "
+            f"{a['rtt_ms'] / 1000:.3f} s, and the destination's fsync); the journal's bytes "
+            f"stood still at most {ch['longest_still_s']:.2f} s"
         )
     lines += [
         f"  downtime, from the guest stopped at the source (its QEMU gone, "

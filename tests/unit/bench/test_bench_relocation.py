@@ -95,16 +95,16 @@ def test_phases_from_the_journal_and_the_destination() -> None:
     assert phase_spans(Timeline())["transfer"] is None
 
 
-def test_chunks_from_the_journals_bytes() -> None:
+def test_chunks_from_the_transfer_and_the_journals_bytes() -> None:
     tl = a_move()
-    chunks = chunk_figures(tl, tl.phases["sending"])
-    assert chunks["count"] == 54
-    assert chunks["bytes_p50"] == 4 * MIB
-    assert chunks["interval_p50_s"] == pytest.approx(0.35)
-    assert chunks["interval_max_s"] == pytest.approx(0.35)
-    assert chunk_figures(tl, None) == {"count": 0}
-    resumed = Timeline(progress=[(0.1, 8 * MIB), (5.0, 12 * MIB)])
-    assert chunk_figures(resumed, 4.5)["bytes_p50"] == 4 * MIB  # what was there before
+    chunks = chunk_figures(tl, 18.8, DISK, 4 * MIB, BANDWIDTH)
+    assert chunks["count"] == 54  # 53 of 4 MiB and the last 0.5 MiB
+    assert chunks["mean_s"] == round(18.8 / 54, 4)
+    assert chunks["added_mean_s"] == round(18.8 / 54 - 4 * MIB / BANDWIDTH, 4)
+    assert chunks["longest_still_s"] == pytest.approx(0.35)  # the last, 0.5 MiB: 0.25 s
+    assert "mean_s" not in chunk_figures(tl, None, DISK, 4 * MIB, BANDWIDTH)
+    resumed = Timeline(phases={"sending": 4.5}, progress=[(0.1, 8 * MIB), (5.0, 12 * MIB)])
+    assert chunk_figures(resumed, 1.0, 12 * MIB, 4 * MIB, BANDWIDTH)["longest_still_s"] == 0.5
 
 
 def test_the_ratios_against_the_copy_and_the_table() -> None:
@@ -128,7 +128,7 @@ def test_the_ratios_against_the_copy_and_the_table() -> None:
         "to_active": 30.6, "to_first_line": 30.9, "to_user_data": 37.6,
     }  # fmt: skip
     assert results["chunks"]["link_time_s"] == round(4 * MIB / BANDWIDTH, 4)
-    assert results["chunks"]["added_p50_s"] == pytest.approx(0.35 - 4 * MIB / BANDWIDTH, abs=1e-3)
+    assert results["chunks"]["in_flight"] == 1
     quick = summarize(tl, disk_size=DISK, bytes_done=DISK, wire={"up": DISK, "down": 0},
                       copies_s=[30.0], bandwidth=BANDWIDTH, rtt_ms=50.0,
                       chunk_bytes=4 * MIB)  # fmt: skip
@@ -140,4 +140,5 @@ def test_the_ratios_against_the_copy_and_the_table() -> None:
     assert "transfer 18.80 s" in table and "commit+start 4.00 s" in table
     assert f"total ÷ copy {results['ratio_total']}× (goal ≤ 1.2×: MISS)" in table
     assert "to ACTIVE at the destination 30.60 s" in table
+    assert "chunks: 54, 0.348 s each on average" in table
     assert NOT_THERE_YET in table
