@@ -129,6 +129,22 @@ def test_a_running_site_builds_each_route_once(tmp_path: Path) -> None:
     assert not built, f"routes built and not served: {sorted(built)[:20]}"
 
 
+def test_site_serve_builds_its_own_command_only() -> None:
+    """``edgefed site serve`` parses its command line with the other ``site``
+    subcommands left out: drain's module imports the operator client and the hosts
+    command (cli/main.py)."""
+    script = (
+        "import json, sys\n"
+        "from edgefed.cli import main\n"
+        "main.build_parser(['site', 'serve', '--config', 'site.toml'])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('edgefed.cli'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = set(json.loads(run.stdout))
+    assert loaded <= {"edgefed.cli", "edgefed.cli.main", "edgefed.cli.serve"}, sorted(loaded)
+
+
 AGENT_NOT_LOADED = {
     "sqlalchemy": "the agent has no database; drivers/__init__.py names the store for types only",
     "pycdlib": "imported by a spawn that writes a config drive (drivers/qemu/configdrive.py)",

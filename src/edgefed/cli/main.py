@@ -31,24 +31,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_site_arguments(parser: argparse.ArgumentParser) -> None:
-    """``edgefed site …``."""
-    from edgefed.cli import serve
+# ``edgefed site`` subcommands; one named on the command line is the only one built.
+SITE_COMMANDS = ("serve", "rotate-key", "drain", "undrain")
 
+
+def add_site_arguments(parser: argparse.ArgumentParser, wanted: str | None = None) -> None:
+    """``edgefed site …``; with ``wanted``, only that subcommand. ``site serve`` is the
+    long-lived process: drain's module (the operator client, and through it the hosts
+    command's) would cost it ≈ 0.4 MiB it never uses (docs/bench.md, ``footprint``)."""
     site_sub = parser.add_subparsers(dest="site_command", required=True)
-    serve_p = site_sub.add_parser("serve", help="run one site in this process")
-    serve.add_arguments(serve_p)
-    serve_p.set_defaults(func=serve.run)
-    from edgefed.cli import site_keys
+    if wanted in (None, "serve"):
+        from edgefed.cli import serve
 
-    rotate_p = site_sub.add_parser(
-        "rotate-key", help="give a stopped site a new key, signed over by the old one"
-    )
-    site_keys.add_arguments(rotate_p)
-    rotate_p.set_defaults(func=site_keys.run)
-    from edgefed.cli import drain
+        serve_p = site_sub.add_parser("serve", help="run one site in this process")
+        serve.add_arguments(serve_p)
+        serve_p.set_defaults(func=serve.run)
+    if wanted in (None, "rotate-key"):
+        from edgefed.cli import site_keys
 
-    drain.add_arguments(site_sub)
+        rotate_p = site_sub.add_parser(
+            "rotate-key", help="give a stopped site a new key, signed over by the old one"
+        )
+        site_keys.add_arguments(rotate_p)
+        rotate_p.set_defaults(func=site_keys.run)
+    if wanted in (None, "drain", "undrain"):
+        from edgefed.cli import drain
+
+        drain.add_arguments(site_sub)  # both: drain and undrain
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -63,7 +72,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if argv is not None and name != wanted:
             continue
         if not module_name:
-            add_site_arguments(command)
+            named = [a for a in argv if not a.startswith("-")][1:2] if argv is not None else []
+            add_site_arguments(command, named[0] if named and named[0] in SITE_COMMANDS else None)
             continue
         module = importlib.import_module(module_name)
         module.add_arguments(command)
