@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from edgefed.agent.channel import ChannelSettings, CommandLoop
 from edgefed.agent.guests import GuestRunner
@@ -30,6 +32,11 @@ C = "/compute/v2.1"
 HOSTS = "/edge/v1/hosts"
 HW = {"cpus": 2, "memory_mb": 4096, "disks": [{"name": "sda", "size_gb": 40}], "nics": []}
 QEMU = QemuSettings(accel="tcg", shutdown_timeout=10)
+# A test module's ``pytestmark``: it needs QEMU.
+NEEDS_QEMU = pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
+    reason="QEMU is not installed (make system-deps installs it)",
+)
 
 
 async def enroll(site: InProcessSite, hostname: str) -> str:

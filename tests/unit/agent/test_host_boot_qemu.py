@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from agent_qemu_support import (
     IMAGE_DIR,
+    NEEDS_QEMU,
     V,
     agent,
     destroy_guests,
@@ -36,10 +36,7 @@ from edgefed.testkit.wait import eventually
 
 READY = "EDGEFED-GUEST ready"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
-    reason="QEMU is not installed (make system-deps installs it)",
-)
+pytestmark = NEEDS_QEMU
 
 
 @pytest.fixture(scope="module")

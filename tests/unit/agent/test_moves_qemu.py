@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agent_qemu_support import (
     IMAGE_DIR,
+    NEEDS_QEMU,
     C,
     V,
     agent,
@@ -58,10 +58,7 @@ USER_DATA = (
     "fi\n"
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
-    reason="QEMU is not installed (make system-deps installs it)",
-)
+pytestmark = NEEDS_QEMU
 
 
 @pytest.fixture(scope="module")
