@@ -402,3 +402,18 @@ async def test_a_stopped_server_arrives_stopped(tmp_path: Path) -> None:
                                     headers=at_paris)  # fmt: skip
         assert r.status_code == 202, r.text
         await status_is(paris, at_paris, server_id, "ACTIVE")
+
+
+async def test_a_guest_on_its_project_s_auto_network_gets_paris_s_own(tmp_path: Path) -> None:
+    """Booted with ``networks: auto`` at Berlin (the project's default network there),
+    the guest is on the project's default network at Paris, made when it is built."""
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h, networks="auto")
+        r = await relocate(berlin, h, server_id, "Paris")
+        assert r.status_code == 202, r.text
+        await moved(berlin, h, server_id)
+        await status_is(paris, at_paris, server_id, "ACTIVE")
+        shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=at_paris)).json()
+        assert shown["server"]["addresses"]  # a port on Paris's default network

@@ -140,6 +140,16 @@ async def mapped_networks(
         found = sorted(
             (n for n in networks if n.name == name), key=lambda n: n.project_id != project_id
         )
+        if not found and item.get("default") is True:
+            # The project's "auto" network at the source: the project's own here (made
+            # when the server is built, if it has none yet), whatever its name.
+            default = [n for n in networks if n.is_default and n.project_id == project_id]
+            if not default and len(wanted) == 1:
+                return "auto"
+            if not default:
+                default = [await state.networks.ensure_default_network(project_id)]
+            mapped.append({"uuid": default[0].id})
+            continue
         if not found:
             raise BadRequest(
                 f"Site {state.ctx.name} has no network named {name!r} for this project "

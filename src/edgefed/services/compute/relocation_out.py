@@ -102,7 +102,7 @@ async def _networks_of(state: ComputeState, server: ServerRecord) -> list[dict[s
         if net is None:
             continue
         fixed = port.fixed_ips[0].ip_address if port.fixed_ips else None
-        found.append({"name": net.name, "fixed_ip": fixed})
+        found.append({"name": net.name, "fixed_ip": fixed, "default": net.is_default})
     return found
 
 
