@@ -41,6 +41,17 @@ def describe_http_error(exc: httpx.HTTPError) -> str:
     return str(exc) or type(exc).__name__
 
 
+def describe_refusal(site: str, r: httpx.Response) -> str:
+    """Another site's refusal, its fault message first, for a fault or a journal."""
+    try:
+        doc = r.json()
+        detail = next(iter(doc.values())) if isinstance(doc, dict) and doc else doc
+        message = detail.get("message") if isinstance(detail, dict) else None
+    except ValueError:
+        message = None
+    return f"{site} answered {r.status_code}: {message or r.text[:200]}"
+
+
 @dataclass(frozen=True)
 class RemoteAnswer:
     site: str

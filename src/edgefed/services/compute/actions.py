@@ -19,7 +19,7 @@ from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.services.compute import consoles, diagnostics, moves, relocation_out
 from edgefed.services.compute.body import opt_str, read_json, req_str, string_map
-from edgefed.services.compute.lookups import get_server
+from edgefed.services.compute.lookups import get_server, state_conflict
 from edgefed.services.compute.microversion import MicroversionRoute, api_version
 from edgefed.services.compute.server_views import iso
 from edgefed.services.compute.state import ComputeState, compute_state
@@ -40,14 +40,7 @@ NOVA_NAMES = {"os-stop": "stop", "os-start": "start"}
 
 
 def _state_conflict(server: ServerRecord, action: str) -> Conflict:
-    name = NOVA_NAMES.get(action, action)
-    if server.task_state is not None:
-        return Conflict(
-            f"Cannot '{name}' instance {server.id} while it is in task_state {server.task_state}"
-        )
-    return Conflict(
-        f"Cannot '{name}' instance {server.id} while it is in vm_state {server.vm_state}"
-    )
+    return state_conflict(server, NOVA_NAMES.get(action, action))
 
 
 async def _begin(

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgefed.api.auth import Principal
 from edgefed.api.policy import require_write
-from edgefed.core.errors import NotFound
+from edgefed.core.errors import Conflict, NotFound
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import FlavorRecord, RelocationRecord, Relocations, ServerRecord
 
@@ -89,3 +89,14 @@ def flavor_columns(doc: dict[str, Any]) -> dict[str, Any]:
         "ram": int(doc["ram"]),
         "disk": int(doc.get("disk") or 0) + int(doc.get("ephemeral") or 0),
     }
+
+
+def state_conflict(server: ServerRecord, action: str) -> Conflict:
+    """Nova's 409 for an action the server's state does not allow now."""
+    if server.task_state is not None:
+        return Conflict(
+            f"Cannot '{action}' instance {server.id} while it is in task_state {server.task_state}"
+        )
+    return Conflict(
+        f"Cannot '{action}' instance {server.id} while it is in vm_state {server.vm_state}"
+    )

@@ -32,10 +32,15 @@ from starlette.requests import Request
 
 from edgefed.api.auth import Principal
 from edgefed.api.policy import require_admin
-from edgefed.core.errors import BadRequest, Conflict, EdgefedError
+from edgefed.core.errors import BadRequest, EdgefedError
 from edgefed.drivers.base import DriverError, PowerState
 from edgefed.services.compute.lifecycle import fault
-from edgefed.services.compute.lookups import flavor_columns, flavor_doc, visible_flavor
+from edgefed.services.compute.lookups import (
+    flavor_columns,
+    flavor_doc,
+    state_conflict,
+    visible_flavor,
+)
 from edgefed.services.compute.quota_limits import check_server_quota
 from edgefed.services.compute.scheduler import NO_VALID_HOST
 from edgefed.services.compute.scheduler import Request as HostRequest
@@ -47,16 +52,6 @@ log = logging.getLogger("edgefed.compute.moves")
 
 ACTIONS = ("resize", "migrate", "confirmResize", "revertResize", "shelve", "shelveOffload",
            "unshelve", "evacuate")  # fmt: skip
-
-
-def _conflict(server: ServerRecord, action: str) -> Conflict:
-    if server.task_state is not None:
-        return Conflict(
-            f"Cannot '{action}' instance {server.id} while it is in task_state {server.task_state}"
-        )
-    return Conflict(
-        f"Cannot '{action}' instance {server.id} while it is in vm_state {server.vm_state}"
-    )
 
 
 async def begin(
@@ -71,7 +66,7 @@ async def begin(
     moves = Moves(state)
     if action in ("resize", "migrate"):
         if server.vm_state not in ("active", "stopped") or server.task_state is not None:
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
         if server.volumes and state.ctx.settings.compute_driver == "qemu":
             raise BadRequest(f"Server {server.id} has volumes: detach them to {action} it.")
         if action == "resize":
@@ -108,7 +103,7 @@ async def begin(
         moves.start(server.id)
     elif action == "confirmResize":
         if server.vm_state != "resized" or server.task_state is not None:
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
         await state.servers.update(
             server.id,
             vm_state="active" if server.power_state == PowerState.RUNNING else "stopped",
@@ -117,7 +112,7 @@ async def begin(
         await moves.forget_root_image((server.migration or {}).get("old_root_image_id"), server)
     elif action == "revertResize":
         if server.vm_state != "resized" or server.task_state is not None:
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
         await _start(state, server, action, ("resized",), "resize_reverting", None)
         moves.start(server.id)
     elif action == "shelve":
@@ -130,11 +125,11 @@ async def begin(
         moves.start(server.id)
     elif action == "shelveOffload":
         if server.vm_state != "shelved_offloaded":
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
     elif action == "evacuate":
         require_admin(principal, "os_compute_api:os-evacuate")
         if server.vm_state not in ("active", "stopped", "error") or server.task_state is not None:
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
         await state.scheduler.refresh()
         refusal = state.scheduler.source.refusal(server.host) if server.host else "no host"
         if refusal is None or "locked" in refusal:
@@ -148,7 +143,7 @@ async def begin(
         moves.start(server.id)
     elif action == "unshelve":
         if server.vm_state != "shelved_offloaded" or server.task_state is not None:
-            raise _conflict(server, action)
+            raise state_conflict(server, action)
         await _start(state, server, action, ("shelved_offloaded",), "unshelving", None)
         moves.start(server.id)
 
@@ -162,13 +157,13 @@ async def _start(
     migration: dict[str, Any] | None,
 ) -> None:
     if server.vm_state not in allowed or server.task_state is not None:
-        raise _conflict(server, action)
+        raise state_conflict(server, action)
     values: dict[str, Any] = {"task_state": task}
     if migration is not None:
         values["migration"] = migration
     if not await state.servers.transition(server.id, expect_task=[None], **values):
         fresh = await state.servers.get(server.id)
-        raise _conflict(fresh or server, action)
+        raise state_conflict(fresh or server, action)
 
 
 class Moves:

@@ -477,12 +477,15 @@ async def put_chunk(
     return Json(await _view(state, changed or record))
 
 
-def _file_sha256(path: Path) -> str:
+def file_digest(path: Path) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read a MiB at a time."""
     h = hashlib.sha256()
+    size = 0
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h.hexdigest()
+            size += len(block)
+    return h.hexdigest(), size
 
 
 async def _kept_volumes(request: Request, record: RelocationRecord) -> list[dict[str, Any]]:
@@ -531,7 +534,7 @@ async def commit(
         )
     staged = staging_path(state, record.id)
     if record.image_id is None:
-        if await asyncio.to_thread(_file_sha256, staged) != record.disk_sha256:
+        if (await asyncio.to_thread(file_digest, staged))[0] != record.disk_sha256:
             await asyncio.to_thread(staged.unlink, True)
             await repo.change(record.id, expect=["receiving"], done_bytes=0)
             raise BadRequest(

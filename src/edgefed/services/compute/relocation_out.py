@@ -42,12 +42,17 @@ import httpx
 from starlette.requests import Request
 
 from edgefed.api.auth import Principal
-from edgefed.api.remote import FORWARDED_HEADER, describe_http_error
+from edgefed.api.remote import FORWARDED_HEADER, describe_http_error, describe_refusal
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Conflict, EdgefedError, Forbidden, Unavailable
 from edgefed.core.ids import new_uuid
 from edgefed.drivers.base import DriverError, PowerState
-from edgefed.services.compute.relocation_in import CHUNK_SHA_HEADER, GRANT_HEADER, PREFIX
+from edgefed.services.compute.relocation_in import (
+    CHUNK_SHA_HEADER,
+    GRANT_HEADER,
+    PREFIX,
+    file_digest,
+)
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import (
     RelocationRecord,
@@ -81,16 +86,6 @@ class Refused(Exception):
 
 def disk_path(state: ComputeState, relocation_id: str) -> Path:
     return state.ctx.settings.data_dir / "relocations" / f"{relocation_id}.out"
-
-
-def _refusal(site: str, r: httpx.Response) -> str:
-    try:
-        doc = r.json()
-        detail = next(iter(doc.values())) if isinstance(doc, dict) and doc else doc
-        message = detail.get("message") if isinstance(detail, dict) else None
-    except ValueError:
-        message = None
-    return f"{site} answered {r.status_code}: {message or r.text[:200]}"
 
 
 async def _networks_of(state: ComputeState, server: ServerRecord) -> list[dict[str, Any]]:
@@ -211,7 +206,7 @@ async def offer(
         raise Unavailable(f"Site {site} cannot be reached to relocate to: {exc}") from exc
     if r.status_code != 201:
         kind = REFUSALS.get(r.status_code, BadRequest)
-        raise kind(f"Site {site} refuses the relocation: {_refusal(site, r)}")
+        raise kind(f"Site {site} refuses the relocation: {describe_refusal(site, r)}")
     offered = r.json()["relocation"]
     repo = Relocations(ctx.store)
     record = await repo.create(
@@ -280,7 +275,7 @@ async def _request(
     except httpx.HTTPError as exc:
         raise LinkDown(f"site {site} did not answer: {describe_http_error(exc)}") from exc
     if r.status_code >= 500:
-        raise LinkDown(_refusal(site, r))
+        raise LinkDown(describe_refusal(site, r))
     return r
 
 
@@ -302,16 +297,6 @@ def relocator_of(state: ComputeState) -> Relocator:
 
 
 # -- the move --------------------------------------------------------------------------------
-
-
-def _sha256_and_size(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
 
 
 def _place(source: Path | None, data: bytes | None, temporary: bool, target: Path) -> None:
@@ -483,7 +468,7 @@ class Relocator:
         snap = await self.state.driver.snapshot(record.server_id)
         target = disk_path(self.state, record.id)
         await asyncio.to_thread(_place, snap.path, snap.data, snap.temporary, target)
-        sha, size = await asyncio.to_thread(_sha256_and_size, target)
+        sha, size = await asyncio.to_thread(file_digest, target)
         server = await self.state.servers.get(record.server_id)
         fmt = snap.disk_format
         if fmt is None and server is not None and server.image_id:
@@ -519,13 +504,13 @@ class Relocator:
         disk = {"size": record.disk_size, "sha256": record.disk_sha256}
         r = await _granted_call(self.state, record, "PUT", "", body={"disk": disk})
         if r.status_code != 200:
-            raise Refused(_refusal(record.peer_site, r))
+            raise Refused(describe_refusal(record.peer_site, r))
         await self._advance(record, "sending", done_bytes=int(r.json()["relocation"]["received"]))
 
     async def _received(self, record: RelocationRecord) -> int:
         r = await _granted_call(self.state, record, "GET", "")
         if r.status_code != 200:
-            raise Refused(_refusal(record.peer_site, r))
+            raise Refused(describe_refusal(record.peer_site, r))
         return int(r.json()["relocation"]["received"])
 
     async def _send_chunk(
@@ -568,7 +553,7 @@ class Relocator:
                     done = queued = await self._received(record)
                     continue
                 if r.status_code != 200:
-                    raise Refused(_refusal(record.peer_site, r))
+                    raise Refused(describe_refusal(record.peer_site, r))
                 done = int(r.json()["relocation"]["received"])
                 sent += length
                 # The link answers again: a cut's "(retrying)" is no longer what happens.
@@ -588,7 +573,7 @@ class Relocator:
             await self.repo.change(record.id, expect=["committing"], phase="sending")
             return
         if r.status_code != 202:
-            raise Refused(_refusal(record.peer_site, r))
+            raise Refused(describe_refusal(record.peer_site, r))
         await self._advance(record, "starting", details={**record.details,
                             "committed_at": self.clock()})  # fmt: skip
 
@@ -599,7 +584,7 @@ class Relocator:
         while True:
             r = await _granted_call(self.state, record, "GET", "")
             if r.status_code != 200:
-                raise Refused(_refusal(record.peer_site, r))
+                raise Refused(describe_refusal(record.peer_site, r))
             if record.error is not None:  # a cut's "(retrying)": the link answers again
                 record = await self.repo.change(record.id, error=None) or record
             server = r.json()["relocation"].get("server") or {}

@@ -26,7 +26,13 @@ from starlette.requests import Request
 
 from edgefed.api.auth import Principal
 from edgefed.api.context import SiteContext
-from edgefed.api.remote import FORWARDED_HEADER, ask_scope, describe_http_error, scope_entry
+from edgefed.api.remote import (
+    FORWARDED_HEADER,
+    ask_scope,
+    describe_http_error,
+    describe_refusal,
+    scope_entry,
+)
 from edgefed.api.sitecalls import signed_headers
 from edgefed.core.errors import BadRequest, Conflict, NotFound, Unavailable
 from edgefed.store.compute import PendingReleases
@@ -98,16 +104,6 @@ async def _call(
         raise SiteUnreachable(f"site {site} did not answer: {describe_http_error(exc)}") from exc
 
 
-def _refusal(site: str, r: httpx.Response) -> str:
-    try:
-        doc = r.json()
-        detail = next(iter(doc.values())) if isinstance(doc, dict) else doc
-        message = detail.get("message") if isinstance(detail, dict) else None
-    except ValueError:
-        message = None
-    return f"{site} answered {r.status_code}: {message or r.text[:200]}"
-
-
 async def connect_remote(
     ctx: SiteContext,
     principal: Principal,
@@ -128,7 +124,9 @@ async def connect_remote(
     r = await _call(ctx, volume.site, "POST", "/volume/v3/attachments", headers=headers,
                     body=body)  # fmt: skip
     if r.status_code != 200:
-        raise BadRequest(f"Volume {volume.id} cannot be attached: {_refusal(volume.site, r)}")
+        raise BadRequest(
+            f"Volume {volume.id} cannot be attached: {describe_refusal(volume.site, r)}"
+        )
     attachment = r.json()["attachment"]
     info = attachment.get("connection_info") or {}
     if info.get("driver_volume_type") != "nbd":
@@ -150,7 +148,9 @@ async def complete_remote(
     path = f"/volume/v3/attachments/{attachment_id}/action"
     r = await _call(ctx, site, "POST", path, headers=headers, body={"os-complete": None})
     if r.status_code != 204:
-        raise Conflict(f"The attachment {attachment_id} was not completed: {_refusal(site, r)}")
+        raise Conflict(
+            f"The attachment {attachment_id} was not completed: {describe_refusal(site, r)}"
+        )
 
 
 async def release_remote(ctx: SiteContext, site: str, attachment_id: str) -> None:
@@ -161,9 +161,11 @@ async def release_remote(ctx: SiteContext, site: str, attachment_id: str) -> Non
     r = await _call(ctx, site, "DELETE", path, headers=headers, body=None)
     if r.status_code >= 500:
         raise SiteUnreachable(f"The attachment {attachment_id} was not released: "
-                              f"{_refusal(site, r)}")  # fmt: skip
+                              f"{describe_refusal(site, r)}")  # fmt: skip
     if r.status_code != 204:
-        raise Conflict(f"The attachment {attachment_id} was not released: {_refusal(site, r)}")
+        raise Conflict(
+            f"The attachment {attachment_id} was not released: {describe_refusal(site, r)}"
+        )
 
 
 async def release_owed(ctx: SiteContext) -> int:
