@@ -51,7 +51,10 @@ def run_agent(args: argparse.Namespace) -> int:
     agent = HostAgent(config)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     if args.pid_file is not None:
-        args.pid_file.write_text(f"{os.getpid()}\n")
+        # Written whole or not at all: a watcher never reads a truncated file.
+        partial = args.pid_file.with_name(args.pid_file.name + ".partial")
+        partial.write_text(f"{os.getpid()}\n")
+        os.replace(partial, args.pid_file)
 
     def ready(state: Any) -> None:
         print(f"{READY_PREFIX} host={state.hostname} id={state.host_id}", flush=True)
