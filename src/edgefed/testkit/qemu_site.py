@@ -19,10 +19,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
 from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.process import SiteProcess, pid_alive
 
 # How long the local agent may take to exit after its site did (it dies with the site,
@@ -121,3 +123,39 @@ def qemu_site(
         if show_log:
             print(proc.log_tail(80))  # shown when the test failed
         remove_qemu_site(proc, hostnet_dir)
+
+
+@contextmanager
+def qemu_fleet(
+    root: Path,
+    tag: str,
+    qemu: dict[str, str],
+    *,
+    others: tuple[str, ...] = (),
+    show_log: int = 60,
+    **fleet_options: Any,
+) -> Iterator[ProcessFleet]:
+    """A started ``ProcessFleet``: the sites named in ``qemu`` run the qemu driver with
+    their own agent and a host network directory of their own (their value: more
+    ``site.toml`` lines), those in ``others`` the fake driver; the first of ``qemu``
+    enrolls the rest. On exit each site's log tail is printed (shown when a test
+    failed), the fleet stops and every qemu site's guests and host network are removed."""
+    hostnets = {name: hostnet_dir_for(f"{tag}-{i}") for i, name in enumerate(qemu)}
+    fleet = ProcessFleet(
+        root=root,
+        names=[*qemu, *others],
+        site_config={
+            name: qemu_config(hostnets[name], extra=extra) for name, extra in qemu.items()
+        },
+        **fleet_options,
+    )
+    try:
+        yield fleet.start()
+    finally:
+        for name in fleet.names:
+            if name in fleet.sites and show_log:
+                print(fleet.sites[name].log_tail(show_log))
+        fleet.stop()
+        for name, hostnet in hostnets.items():
+            if name in fleet.sites:
+                remove_qemu_site(fleet.sites[name], hostnet)

@@ -124,8 +124,14 @@ async def _place(
     if server.task_state is not None or server.vm_state not in ("active", "stopped"):
         return f"the server is {server.vm_state}/{server.task_state}: not moved"
     refusals = []
-    fitting = [s for s, r in rooms.items() if r["vcpus"] >= server.vcpus and r["ram"] >= server.ram]
-    for site in sorted(fitting, key=lambda s: (distance(s), -rooms[s]["ram"], s)):
+
+    def fits(site: str) -> bool:
+        return rooms[site]["vcpus"] >= server.vcpus and rooms[site]["ram"] >= server.ram
+
+    # The free vCPUs and RAM a site shows are physical, before its allocation ratios: they
+    # order the sites (those with room by that count first, the nearest first), and the
+    # offer, which the destination checks against its scheduler, decides.
+    for site in sorted(rooms, key=lambda s: (not fits(s), distance(s), -rooms[s]["ram"], s)):
         try:
             record = await offer(state, principal, server, site, mode="cold")
         except EdgefedError as exc:
@@ -136,9 +142,7 @@ async def _place(
         entry.update(site=site, relocation_id=record.id)
         relocator_of(state).start(record.id)
         return None
-    if not fitting:
-        return f"no site of the drain has room for {server.vcpus} vCPU and {server.ram} MB RAM"
-    return "; ".join(refusals)
+    return "; ".join(refusals) or "no site of the drain could say how much room it has"
 
 
 async def _view(state: ComputeState, drain: DrainRecord) -> dict[str, Any]:
