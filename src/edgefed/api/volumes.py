@@ -30,6 +30,52 @@ class VolumeFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class MovedVolume:
+    """A volume as it goes to another site with its server (a relocation's ``"volumes":
+    "move"``): what the destination's volume service makes again, with the same id;
+    its type by name."""
+
+    id: str
+    name: str | None
+    description: str | None
+    size_gb: int
+    volume_type: str
+    bootable: bool
+    metadata: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "description": self.description,
+                "size": self.size_gb, "volume_type": self.volume_type,
+                "bootable": self.bootable, "metadata": dict(self.metadata)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: Any) -> MovedVolume:
+        """ValueError naming what is wrong in a volume another site described."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"a volume is an object: {raw!r}")
+        size, meta = raw.get("size"), raw.get("metadata") or {}
+        if not isinstance(size, int):
+            raise ValueError(f"invalid volume size in {raw!r}")
+        ok = (
+            isinstance(raw.get("id"), str)
+            and not isinstance(size, bool)
+            and size > 0
+            and isinstance(raw.get("volume_type"), str)
+            and isinstance(meta, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
+        )
+        if not ok:
+            raise ValueError(f"invalid volume {raw!r}")
+        text = {k: raw.get(k) for k in ("name", "description")}
+        return cls(
+            id=raw["id"], name=text["name"] if isinstance(text["name"], str) else None,
+            description=text["description"] if isinstance(text["description"], str) else None,
+            size_gb=size, volume_type=raw["volume_type"], bootable=bool(raw.get("bootable")),
+            metadata=dict(meta),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class VolumeConnection:
     """How the server's host reaches the volume: a file on this site's machine (a host
     that cannot read it asks for an export, ``VolumeCatalog.export_to_host``)."""
@@ -107,4 +153,33 @@ class VolumeCatalog(Protocol):
     async def delete(self, *, volume_id: str) -> None:
         """Delete a volume no server uses any more (``delete_on_termination``); nothing
         to do when it is gone."""
+        ...
+
+    # -- a volume that moves to another site with its server (relocation) --------------
+
+    async def describe_for_move(self, *, volume_id: str) -> MovedVolume:
+        """The volume as the destination makes it again; NotFound when it is gone."""
+        ...
+
+    async def export_for_move(self, *, volume_id: str, directory: Path) -> tuple[Path, str]:
+        """A file of the volume's data written in ``directory`` (the caller's to remove),
+        only its allocated blocks (qcow2; raw where qemu-img is missing), and its
+        format. The volume is not written meanwhile (its guest is stopped)."""
+        ...
+
+    async def check_arrivals(
+        self, *, principal: Principal, project_id: str, volumes: list[MovedVolume]
+    ) -> None:
+        """Whether these volumes may be made here for the project: each type (by name)
+        exists and the caller may use it, no volume here has the id, the quotas hold
+        them all. The 4xx naming what stands in the way, else."""
+        ...
+
+    async def receive(
+        self, *, project_id: str, user_id: str, volume: MovedVolume, data_file: Path,
+        disk_format: str,
+    ) -> None:  # fmt: skip
+        """Make the volume here, the same id, ``available`` with the file's data; nothing
+        to do when it exists already (a commit asked again). The 4xx naming the cause
+        (its type gone, the quota)."""
         ...

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefed.api.resource import Call
-from edgefed.api.volumes import VolumeConnection, VolumeFacts, VolumePool
+from edgefed.api.volumes import MovedVolume, VolumeConnection, VolumeFacts, VolumePool
 from edgefed.core.errors import BadRequest, NotFound
+from edgefed.services.volume import relocated
 from edgefed.services.volume.pool import figures
 from edgefed.services.volume.remote_attach import (
     NBD_KEYS,
@@ -190,3 +191,23 @@ class LocalVolumes:
         except StateConflict:
             return  # gone, attached elsewhere, or has snapshots: it stays
         await self.ctx.slots.require(VolumeState).backend.delete(volume_id=volume_id)
+
+    async def describe_for_move(self, *, volume_id: str) -> MovedVolume:
+        return await relocated.describe(self.ctx, volume_id)
+
+    async def export_for_move(self, *, volume_id: str, directory: Path) -> tuple[Path, str]:
+        return await relocated.export(self.ctx, volume_id, directory)
+
+    async def check_arrivals(
+        self, *, principal: Principal, project_id: str, volumes: list[MovedVolume]
+    ) -> None:
+        await relocated.check_arrivals(self.ctx, principal, project_id, volumes)
+
+    async def receive(
+        self, *, project_id: str, user_id: str, volume: MovedVolume, data_file: Path,
+        disk_format: str,
+    ) -> None:  # fmt: skip
+        await relocated.receive(
+            self.ctx, project_id=project_id, user_id=user_id, volume=volume,
+            data_file=data_file, disk_format=disk_format,
+        )  # fmt: skip

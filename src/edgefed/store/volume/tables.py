@@ -181,6 +181,7 @@ class NewVolume:
     image_id: str | None = None
     image_metadata: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    id: str | None = None  # a new one, unless the volume keeps its id (a relocation)
 
 
 @dataclass(frozen=True, slots=True)
