@@ -34,11 +34,16 @@ async def get_server(
 async def relocated_to(
     state: ComputeState, principal: Principal, server_id: str
 ) -> RelocationRecord | None:
-    """The last finished move of a server that left this site, if the caller may know."""
+    """The last finished move of a server that left this site, if the caller may know;
+    None once it came back (a move here since: the server is this site's again)."""
     found = None
-    for record in await Relocations(state.ctx.store).list(direction="out", server_id=server_id):
-        if record.phase == "done" and (
-            principal.is_admin or principal.project_id == record.project_id
+    for record in await Relocations(state.ctx.store).list(server_id=server_id):
+        if record.direction == "in" and record.phase in ("started", "done"):
+            found = None
+        elif (
+            record.direction == "out"
+            and record.phase == "done"
+            and (principal.is_admin or principal.project_id == record.project_id)
         ):
             found = record
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from edgefed.core.errors import NotFound
 from edgefed.store.compute.records import (
@@ -34,10 +34,18 @@ class ServerRepository:
     def __init__(self, store: Store):
         self.store = store
 
-    async def create(self, *, values: Mapping[str, Any]) -> ServerRecord:
+    async def create(
+        self, *, values: Mapping[str, Any], replace_deleted: bool = False
+    ) -> ServerRecord:
+        """A new server; ``replace_deleted``: in place of the deleted row of the same id
+        (a server relocated back to a site it left, whose row stayed for the redirect)."""
         now = utcnow()
         row = {"created_at": now, "updated_at": now, "deleted": False, **values}
         async with self.store.write() as conn:
+            if replace_deleted:
+                await conn.execute(
+                    delete(servers).where(servers.c.id == row["id"], servers.c.deleted.is_(True))
+                )
             await conn.execute(insert(servers).values(**row))
         found = await self.get(str(row["id"]))
         assert found is not None
