@@ -38,6 +38,8 @@ KINDS = (
     "resume",
     "destroy",
     "snapshot",
+    "freeze_disk",
+    "export_changes",
     "console",
     "diagnostics",
     "attach_volume",
@@ -230,8 +232,8 @@ class GuestRunner:
             return {}
         if kind == "reboot":
             await self.hv.reboot(server_id, hard=bool(payload.get("hard")))
-        elif kind == "snapshot":
-            snap = await self.hv.snapshot(server_id)
+        elif kind in ("snapshot", "freeze_disk", "export_changes"):
+            snap = await getattr(self.hv, kind)(server_id)
             return {"path": str(snap.path), "disk_format": snap.disk_format}
         elif kind == "console":
             lines = payload.get("lines")

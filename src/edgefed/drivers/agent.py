@@ -180,15 +180,31 @@ class AgentDriver:
     async def snapshot(self, instance_id: str) -> Snapshot:
         """The agent writes a standalone qcow2 the site reads (an agent on the site's
         machine: the path is shared)."""
-        result = await self._call(instance_id, "snapshot", timeout=self.timeouts.snapshot)
+        return await self._file(instance_id, "snapshot")
+
+    async def freeze_disk(self, instance_id: str) -> Snapshot:
+        return await self._file(instance_id, "freeze_disk")
+
+    async def export_changes(self, instance_id: str) -> Snapshot:
+        return await self._file(instance_id, "export_changes")
+
+    async def _file(self, instance_id: str, kind: str) -> Snapshot:
+        result = await self._call(instance_id, kind, timeout=self.timeouts.snapshot)
         path = result.get("path")
         if not isinstance(path, str):
-            raise DriverError("the agent's snapshot names no file")
+            raise DriverError(f"the agent's {kind} names no file")
         return Snapshot(
             path=Path(path),
             disk_format=str(result.get("disk_format") or "qcow2"),
             temporary=True,
         )
+
+    async def join_layers(self, *, base: Path, changes: Path) -> None:
+        """Here, not on a host: the files are the site's (a relocation's, received), and
+        no host is chosen yet. qemu-img, as the volume service runs it."""
+        from edgefed.drivers.qemu.disks import join_layers  # the site loads QEMU's for this
+
+        await join_layers(base, changes)
 
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
         await self._call(

@@ -176,6 +176,27 @@ class ComputeDriver(Protocol):
 
     async def snapshot(self, instance_id: str) -> Snapshot: ...
 
+    # A mild relocation (services/compute/relocation_out.py): the disk is sent while
+    # the guest runs, then only what it wrote meanwhile, once it is stopped.
+
+    async def freeze_disk(self, instance_id: str) -> Snapshot:
+        """While the guest runs: what its root disk holds now becomes a read-only layer,
+        its next writes go to a new one on top (the guest does not notice); that frozen
+        disk as one standalone file, as ``snapshot`` gives it. Asked again, the layer on
+        top is frozen in turn (the new file holds it too)."""
+        ...
+
+    async def export_changes(self, instance_id: str) -> Snapshot:
+        """The guest stopped: what it wrote since the last ``freeze_disk``, as a file
+        ``join_layers`` puts on that frozen disk; the guest's own disk is one piece again
+        (a start here runs it as it was). Asked again, the same."""
+        ...
+
+    async def join_layers(self, *, base: Path, changes: Path) -> None:
+        """At the destination: ``changes`` (``export_changes``'s file) written into
+        ``base`` (``freeze_disk``'s), which then holds the whole disk. Idempotent."""
+        ...
+
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
         """Give the guest the volume (hot-plugged when it runs, at its next start
         otherwise); nothing to do when it already has it."""

@@ -11,8 +11,10 @@ can exercise the ERROR path at the seam.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgefed.drivers.base import (
     DriverError,
@@ -26,6 +28,9 @@ from edgefed.drivers.base import (
 
 # A server whose name contains this marker fails to spawn: the fake's fault injection.
 FAIL_MARKER = "fake-spawn-failure"
+# The fake's layer of changes (``export_changes``): this, then the offset the changed
+# bytes start at and the disk's new length (two big-endian u64), then those bytes.
+CHANGES_MAGIC = b"edgefed-fake-changes\n"
 
 
 @dataclass
@@ -33,6 +38,10 @@ class FakeInstance:
     spec: InstanceSpec
     power: PowerState
     volumes: dict[str, VolumeDevice] = field(default_factory=dict)
+    # The disk as the guest wrote it (``FakeDriver.write``); None: its image, unchanged.
+    written: bytes | None = None
+    # The disk when ``freeze_disk`` last froze it (a mild relocation).
+    frozen: bytes | None = None
 
 
 class FakeDriver:
@@ -98,10 +107,58 @@ class FakeDriver:
     async def snapshot(self, instance_id: str) -> Snapshot:
         await self._work()
         instance = self._get(instance_id)
+        if instance.written is not None:
+            return Snapshot(data=instance.written)
         # The fake disk is the base image, unchanged.
         if instance.spec.image_path is not None and instance.spec.image_path.exists():
             return Snapshot(path=instance.spec.image_path)
         return Snapshot(data=b"")
+
+    def write(self, instance_id: str, data: bytes, *, at: int) -> None:
+        """The guest writes ``data`` at offset ``at`` of its disk (a test's doing)."""
+        instance = self._get(instance_id)
+        disk = bytearray(self._disk(instance))
+        disk[at : at + len(data)] = data
+        instance.written = bytes(disk)
+
+    def _disk(self, instance: FakeInstance) -> bytes:
+        if instance.written is not None:
+            return instance.written
+        path = instance.spec.image_path
+        return path.read_bytes() if path is not None and path.exists() else b""
+
+    async def freeze_disk(self, instance_id: str) -> Snapshot:
+        await self._work()
+        instance = self._get(instance_id)
+        if instance.power != PowerState.RUNNING:
+            raise DriverError(f"instance {instance_id} is not running: nothing to freeze")
+        instance.frozen = self._disk(instance)
+        return Snapshot(data=instance.frozen)
+
+    async def export_changes(self, instance_id: str) -> Snapshot:
+        await self._work()
+        instance = self._get(instance_id)
+        if instance.power == PowerState.RUNNING:
+            raise DriverError(f"instance {instance_id} still runs: stop it first")
+        if instance.frozen is None:
+            raise DriverError(f"instance {instance_id}'s disk was never frozen")
+        old, new = instance.frozen, self._disk(instance)
+        start = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                     min(len(old), len(new)))  # fmt: skip
+        head = CHANGES_MAGIC + struct.pack("!QQ", start, len(new))
+        return Snapshot(data=head + new[start:])
+
+    async def join_layers(self, *, base: Path, changes: Path) -> None:
+        await self._work()
+        data = changes.read_bytes()
+        head = len(CHANGES_MAGIC) + 16
+        if not data.startswith(CHANGES_MAGIC) or len(data) < head:
+            raise DriverError(f"{changes} is not a layer of the fake hypervisor's changes")
+        start, length = struct.unpack("!QQ", data[len(CHANGES_MAGIC) : head])
+        with open(base, "r+b") as f:
+            f.truncate(length)
+            f.seek(start)
+            f.write(data[head:])
 
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
         await self._work()

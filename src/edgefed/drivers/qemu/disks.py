@@ -7,9 +7,12 @@ base is never written. Ephemeral and swap disks are overlays too, on a formatted
 made once per size (``ephemeral-<N>G.ext4`` with the label ``ephemeral0`` that
 cloud-init mounts; ``swap-<N>M`` made by ``mkswap``), as Nova's ``_base`` holds them.
 
-A snapshot of a stopped guest is ``qemu-img convert -c``: every layer folded into one
-compressed qcow2 with no backing file, which boots anywhere (a running guest's copy is
-a QMP backup job, in ``guest.py``).
+A snapshot of a stopped guest is ``qemu-img convert``: every layer folded into one
+qcow2 with no backing file, which boots anywhere (a running guest's copy is a QMP
+backup job, in ``transfer.py``). Not compressed, as Nova's default: only allocated
+clusters are written (sparse), and zlib on every cluster cost 40 times the copy
+(docs/bench.md, relocation). ``join_layers`` puts a layer of changes (``layers.py``)
+on top of such a copy, at the site a guest relocates to.
 """
 
 from __future__ import annotations
@@ -103,14 +106,31 @@ async def _format_swap(path: Path) -> None:
     await run_tool("mkswap", "-q", str(path), timeout=TOOL_TIMEOUT)
 
 
-async def convert_standalone(source: Path, target: Path, *, qemu_img: str = "qemu-img") -> None:
-    """A compressed qcow2 copy of ``source`` and everything under it, at ``target``."""
+async def convert_standalone(
+    source: Path, target: Path, *, qemu_img: str = "qemu-img", force_share: bool = False
+) -> None:
+    """A qcow2 copy of ``source`` and everything under it, at ``target``, sparse.
+    ``force_share``: ``source`` is a layer a running QEMU holds read-only (frozen)."""
     partial = target.with_name(f".{target.name}.partial")
+    shared = ["-U"] if force_share else []
     try:
         await run_tool(
-            qemu_img, "convert", "-c", "-O", "qcow2", "-f", "qcow2", str(source), str(partial),
-            timeout=CONVERT_TIMEOUT,
+            qemu_img, "convert", *shared, "-O", "qcow2", "-f", "qcow2", str(source),
+            str(partial), timeout=CONVERT_TIMEOUT,
         )  # fmt: skip
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+async def join_layers(base: Path, changes: Path, *, qemu_img: str = "qemu-img") -> None:
+    """``changes`` (a qcow2 layer, whatever backing file it names) written into
+    ``base``: its backing set to ``base`` without reading either (``rebase -u``: it was
+    made on the same content), then committed into it. Doing it again does the same."""
+    await run_tool(
+        qemu_img, "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", str(base.resolve()),
+        str(changes), timeout=TOOL_TIMEOUT,
+    )  # fmt: skip
+    await run_tool(
+        qemu_img, "commit", "-q", "-d", "-f", "qcow2", str(changes), timeout=CONVERT_TIMEOUT
+    )

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from edgefed.drivers.base import HypervisorInfo, PowerState, Snapshot
-from edgefed.drivers.qemu import accel, configdrive, transfer
+from edgefed.drivers.qemu import accel, configdrive, layers, transfer
 from edgefed.drivers.qemu.cmdline import DiskPlan, LaunchPlan, NicPlan
-from edgefed.drivers.qemu.disks import GiB, ScratchBases, create_root_disk
+from edgefed.drivers.qemu.disks import GiB, ScratchBases, create_root_disk, join_layers
 from edgefed.drivers.qemu.errors import GuestNotFound, QemuError
 from edgefed.drivers.qemu.guest import Guest
 from edgefed.drivers.qemu.images import ImageCache
@@ -341,13 +341,33 @@ class QemuHypervisor:
             await transfer.resume(guest)
 
     async def snapshot(self, instance_id: str, *, target: Path | None = None) -> Snapshot:
-        """A standalone compressed qcow2 of the root disk; the caller removes the file."""
+        """A standalone qcow2 of the root disk; the caller removes the file."""
         guest = self._load(instance_id)
         if target is None:
             target = self.layout.snapshots / f"{guest.id}-{time.time_ns()}.qcow2"
         async with guest.lock:
             await transfer.snapshot(guest, target)
         return Snapshot(path=target, disk_format="qcow2")
+
+    async def freeze_disk(self, instance_id: str) -> Snapshot:
+        """The running guest's disk frozen into a layer (``layers.py``), standalone in a
+        file the caller removes."""
+        guest = self._load(instance_id)
+        target = self.layout.snapshots / f"{guest.id}-{time.time_ns()}.qcow2"
+        async with guest.lock:
+            await layers.freeze(guest, target)
+        return Snapshot(path=target, disk_format="qcow2")
+
+    async def export_changes(self, instance_id: str) -> Snapshot:
+        """What the stopped guest wrote since its freeze, in a file the caller removes."""
+        guest = self._load(instance_id)
+        target = self.layout.snapshots / f"{guest.id}-{time.time_ns()}.changes.qcow2"
+        async with guest.lock:
+            await layers.export_changes(guest, target)
+        return Snapshot(path=target, disk_format="qcow2")
+
+    async def join_layers(self, *, base: Path, changes: Path) -> None:
+        await join_layers(base, changes, qemu_img=self.settings.qemu_img)
 
     # -- what a real hypervisor adds ------------------------------------------------------------
 

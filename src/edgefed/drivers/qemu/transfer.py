@@ -7,9 +7,10 @@
 - **resume**: a new QEMU from the same plan with ``-incoming defer``, the state file
   passed the same way to ``migrate-incoming``, then ``cont``; the file is removed.
 - **snapshot** (``createImage``): a running guest's root disk is copied by a backup
-  job (``drive-backup sync=full compress=true``: point-in-time, crash-consistent, the
-  guest keeps running) into a compressed qcow2 with no backing file; a stopped
-  guest's disk goes through ``qemu-img convert -c``. Either way the copy boots alone.
+  job (``drive-backup sync=full``: point-in-time, crash-consistent, the guest keeps
+  running) into a qcow2 with no backing file; a stopped guest's disk goes through
+  ``qemu-img convert``. Either way the copy boots alone, uncompressed as Nova's
+  default (zlib cost 40 times the copy: docs/bench.md, relocation).
 - **hot-plug**: ``blockdev-add`` + ``device_add virtio-blk-pci``; unplug waits for
   the guest to release the device (``DEVICE_DELETED``) before ``blockdev-del``.
   Attached volumes are recorded in the plan and plugged again at the next launch. A
@@ -114,10 +115,13 @@ async def resume(guest: Guest) -> None:
 
 
 async def snapshot(guest: Guest, target: Path) -> None:
-    """A standalone compressed qcow2 copy of the root disk at ``target``."""
+    """A standalone qcow2 copy of the root disk at ``target``."""
     state = guest.power_state()
     if state not in (PowerState.RUNNING, PowerState.PAUSED):
-        await convert_standalone(guest.files.root_disk, target, qemu_img=guest.settings.qemu_img)
+        # the plan's: a frozen disk's top layer while a mild relocation runs (layers.py)
+        root = next((Path(d.path) for d in guest.plan.disks if d.node == "root"),
+                    guest.files.root_disk)  # fmt: skip
+        await convert_standalone(root, target, qemu_img=guest.settings.qemu_img)
         return
     await guest.attach()
     monitor = guest.monitor()
@@ -137,7 +141,6 @@ async def snapshot(guest: Guest, target: Path) -> None:
                 "format": "qcow2",
                 "sync": "full",
                 "mode": "absolute-paths",
-                "compress": True,
             },
         )
         try:
