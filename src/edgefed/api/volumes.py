@@ -158,7 +158,8 @@ class VolumeCatalog(Protocol):
     # -- a volume that moves to another site with its server (relocation) --------------
 
     async def describe_for_move(self, *, volume_id: str) -> MovedVolume:
-        """The volume as the destination makes it again; NotFound when it is gone."""
+        """The volume as the destination makes it again; NotFound when it is gone,
+        Conflict when it has snapshots (they would not move with it)."""
         ...
 
     async def export_for_move(self, *, volume_id: str, directory: Path) -> tuple[Path, str]:

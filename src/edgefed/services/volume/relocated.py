@@ -26,6 +26,7 @@ from edgefed.store.volume import (
     Demand,
     NewVolume,
     OverLimit,
+    Snapshots,
     StateConflict,
     VolumeQuotas,
     Volumes,
@@ -41,6 +42,12 @@ async def describe(ctx: SiteContext, volume_id: str) -> MovedVolume:
     record = await Volumes(ctx.store).get(id=volume_id)
     if record is None:
         raise NotFound(f"Volume {volume_id} could not be found.")
+    if await Snapshots(ctx.store).list(filters={"volume_id": volume_id}, limit=1):
+        # They would stay here, and keep the volume here too (a delete refuses it).
+        raise Conflict(
+            f"Volume {volume_id} has snapshots, which do not move with it: delete them, or "
+            'leave the volume here ("volumes": "remote").'
+        )
     return MovedVolume(
         id=record.id, name=record.name, description=record.description, size_gb=record.size,
         volume_type=record.volume_type_name, bootable=record.bootable,
