@@ -49,7 +49,7 @@ run: venv system-deps guest-image
 	$(BIN)/edgefed up --compute-driver auto
 
 test: venv system-deps guest-image lint
-	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 	$(BIN)/pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile --database=postgres \
 		$(POSTGRES_TESTS)
 

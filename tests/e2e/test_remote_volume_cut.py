@@ -27,7 +27,6 @@ Every wait is bounded (``until``); the sites, Berlin's agent, guest, namespace a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -40,12 +39,11 @@ import pytest
 from qemu_site import built_guest_image, host_ready
 from volume_guest import BLOCKS, MIB, acknowledged, disk_watcher, lost_blocks
 
-from edgefed.services.volume.exports import NbdExports
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.process import SiteProcess, pid_alive
-from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
+from edgefed.testkit.qemu_site import qemu_fleet
 from edgefed.testkit.wait import until
 from edgefed.wan import LinkProfile, WanLink
 
@@ -103,21 +101,12 @@ def guest_disk() -> Path:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProcessFleet, range]]:
     """Berlin (qemu) and Paris behind links of ``RTT_MS``, and one more link per port of
     Paris's exports; everything removed on exit."""
-    hostnet = hostnet_dir_for(f"test-{TAG}")
     ports = export_ports()
-    f = ProcessFleet(
-        root=tmp_path_factory.mktemp("remote-volume-cut"),
-        names=[BERLIN, PARIS],
-        rtt_ms=RTT_MS,
-        site_config={
-            BERLIN: qemu_config(hostnet),
-            PARIS: f'volume_export_host = "{EXPORT_HOST}"\n'
-                   f'volume_export_ports = "{ports.start}-{ports.stop - 1}"\n',
-        },
-    )  # fmt: skip
-    try:
-        f.start()
-        for port in ports:
+    paris = (f'volume_export_host = "{EXPORT_HOST}"\n'
+             f'volume_export_ports = "{ports.start}-{ports.stop - 1}"\n')  # fmt: skip
+    with qemu_fleet(tmp_path_factory.mktemp("remote-volume-cut"), f"test-{TAG}", {BERLIN: ""},
+                    others={PARIS: paris}, rtt_ms=RTT_MS) as f:  # fmt: skip
+        for port in ports:  # removed with the emulator
             f.wan.add_link(
                 server=nbd_link(port),
                 target=("127.0.0.1", port),
@@ -126,16 +115,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProcessFle
                 listen_port=port,
             )
         yield f, ports
-    finally:
-        for name in (BERLIN, PARIS):
-            if name in f.sites:
-                print(f.sites[name].log_tail(60))
-        f.stop()  # the sites, then the emulator: every link, the exports' too
-        if BERLIN in f.sites:
-            remove_qemu_site(f.sites[BERLIN], hostnet)
-        if PARIS in f.sites:  # exports outlive their site by design: remove this test's
-            exports = f.sites[PARIS].data_dir / "volumes" / "exports"
-            asyncio.run(NbdExports(exports, bind_host="", advertised_host="").close_all())
 
 
 def clis(berlin: SiteProcess, paris: SiteProcess) -> tuple[OpenStackCLI, OpenStackCLI]:

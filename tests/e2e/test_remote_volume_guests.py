@@ -15,7 +15,6 @@ writes Paris's volume as well, through the unix socket Berlin's agent relays.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import signal
@@ -26,12 +25,11 @@ import pytest
 from qemu_site import built_guest_image, host_ready
 from volume_guest import BLOCKS, MIB, acknowledged, disk_watcher, lost_blocks
 
-from edgefed.services.volume.exports import NbdExports
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.osc import OpenStackCLI
 from edgefed.testkit.process import SiteProcess
-from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
+from edgefed.testkit.qemu_site import qemu_fleet
 from edgefed.testkit.wait import until
 
 TAG = f"rv{os.getpid()}"
@@ -56,28 +54,10 @@ def guest_disk() -> Path:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
-    hostnet = hostnet_dir_for(f"test-{TAG}")
-    f = ProcessFleet(
-        root=tmp_path_factory.mktemp("remote-volumes"),
-        names=[BERLIN, PARIS],
-        rtt_ms=50.0,
-        site_config={
-            BERLIN: qemu_config(hostnet),
-            PARIS: 'volume_export_host = "127.0.0.1"\n',
-        },
-    )
-    try:
-        yield f.start()
-    finally:
-        for name in (BERLIN, PARIS):
-            if name in f.sites:
-                print(f.sites[name].log_tail(60))
-        f.stop()
-        if BERLIN in f.sites:
-            remove_qemu_site(f.sites[BERLIN], hostnet)
-        if PARIS in f.sites:  # exports outlive their site by design: remove this test's
-            exports = f.sites[PARIS].data_dir / "volumes" / "exports"
-            asyncio.run(NbdExports(exports, bind_host="", advertised_host="").close_all())
+    paris = 'volume_export_host = "127.0.0.1"\n'
+    with qemu_fleet(tmp_path_factory.mktemp("remote-volumes"), f"test-{TAG}", {BERLIN: ""},
+                    others={PARIS: paris}, rtt_ms=50.0) as f:  # fmt: skip
+        yield f
 
 
 def clis(berlin: SiteProcess, paris: SiteProcess) -> tuple[OpenStackCLI, OpenStackCLI]:

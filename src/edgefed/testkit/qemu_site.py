@@ -24,6 +24,7 @@ from typing import Any
 from edgefed.drivers.hostnet import HostNetSettings, SiteNetwork
 from edgefed.drivers.qemu import QemuHypervisor
 from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.services.volume.exports import NbdExports
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.process import SiteProcess, pid_alive
 
@@ -131,22 +132,24 @@ def qemu_fleet(
     tag: str,
     qemu: dict[str, str],
     *,
-    others: tuple[str, ...] = (),
+    others: dict[str, str] | None = None,
     show_log: int = 60,
     **fleet_options: Any,
 ) -> Iterator[ProcessFleet]:
     """A started ``ProcessFleet``: the sites named in ``qemu`` run the qemu driver with
-    their own agent and a host network directory of their own (their value: more
-    ``site.toml`` lines), those in ``others`` the fake driver; the first of ``qemu``
-    enrolls the rest. On exit each site's log tail is printed (shown when a test
-    failed), the fleet stops and every qemu site's guests and host network are removed."""
+    their own agent and a host network directory of their own, those in ``others`` the
+    fake driver (each's value: more ``site.toml`` lines); the first of ``qemu`` enrolls
+    the rest. On exit each site's log tail is printed (shown when a test failed), the
+    fleet stops (the sites, then the emulator's links), every qemu site's guests and
+    host network are removed, and the NBD exports any site left (they outlive their
+    site by design)."""
+    others = others or {}
     hostnets = {name: hostnet_dir_for(f"{tag}-{i}") for i, name in enumerate(qemu)}
     fleet = ProcessFleet(
         root=root,
         names=[*qemu, *others],
-        site_config={
-            name: qemu_config(hostnets[name], extra=extra) for name, extra in qemu.items()
-        },
+        site_config={name: qemu_config(hostnets[name], extra=extra) for name, extra in qemu.items()}
+        | others,
         **fleet_options,
     )
     try:
@@ -159,3 +162,7 @@ def qemu_fleet(
         for name, hostnet in hostnets.items():
             if name in fleet.sites:
                 remove_qemu_site(fleet.sites[name], hostnet)
+        for site in fleet.sites.values():
+            exports = site.data_dir / "volumes" / "exports"
+            if exports.exists():
+                asyncio.run(NbdExports(exports, bind_host="", advertised_host="").close_all())
