@@ -26,6 +26,7 @@ from typing import Any
 
 from edgefed.drivers.base import HypervisorInfo, PowerState, Snapshot
 from edgefed.drivers.qemu import accel, configdrive, layers, transfer
+from edgefed.drivers.qemu import live as migration
 from edgefed.drivers.qemu.cmdline import DiskPlan, LaunchPlan, NicPlan
 from edgefed.drivers.qemu.disks import GiB, ScratchBases, create_root_disk, join_layers
 from edgefed.drivers.qemu.errors import GuestNotFound, QemuError
@@ -58,6 +59,8 @@ class QemuHypervisor:
         self._guests: dict[str, Guest] = {}
         # NBD disks of guests in a namespace reach their exports through these (relay.py)
         self.relays = NbdRelays()
+        # Guests arriving by live migration, until settled (live.py)
+        self._incoming: dict[str, migration.Incoming] = {}
         self._maintenance: asyncio.Task[None] | None = None
 
     async def open(self) -> accel.HostFacts:
@@ -193,13 +196,17 @@ class QemuHypervisor:
                 if spec.power_on:
                     await guest.launch()
         except BaseException:
-            if guest is not None:
-                with contextlib.suppress(Exception):
-                    await guest.hard_stop()
-                await self.relays.close_all(guest.plan)
-            self._guests.pop(spec.id, None)
-            await asyncio.to_thread(shutil.rmtree, files.directory, True)
+            await self._discard(spec.id, guest, files)
             raise
+
+    async def _discard(self, guest_id: str, guest: Guest | None, files: GuestFiles) -> None:
+        """What a spawn (or a migration's arrival) cut short made of a guest, removed."""
+        if guest is not None:
+            with contextlib.suppress(Exception):
+                await guest.hard_stop()
+            await self.relays.close_all(guest.plan)
+        self._guests.pop(guest_id, None)
+        await asyncio.to_thread(shutil.rmtree, files.directory, True)
 
     async def _prepare(self, spec: GuestSpec, files: GuestFiles, accel_name: str) -> LaunchPlan:
         jobs: list[Coroutine[Any, Any, object]] = []
@@ -292,6 +299,9 @@ class QemuHypervisor:
             guest = self._load(instance_id)
         except GuestNotFound:
             return
+        incoming = self._incoming.pop(guest.id, None)
+        if incoming is not None:
+            incoming.close()
         async with guest.lock:
             if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
                 with contextlib.suppress(QemuError):
@@ -302,6 +312,60 @@ class QemuHypervisor:
             await self.relays.close_all(guest.plan)
             self._guests.pop(guest.id, None)
             await asyncio.to_thread(shutil.rmtree, guest.files.directory, True)
+
+    # -- live migration (live.py) -----------------------------------------------------------
+
+    async def receive(
+        self, spec: GuestSpec, *, key: migration.MigrationKey, address: str
+    ) -> migration.Incoming:
+        """The guest made here as for a spawn, its QEMU waiting for the migration, and
+        what the source sends to opened on ``address``; a guest of an earlier attempt is
+        removed first."""
+        facts = await self.open()
+        await self.destroy(spec.id)
+        files = self.layout.guest(spec.id)
+        files.directory.mkdir(mode=0o700)
+        guest: Guest | None = None
+        try:
+            plan = await self._prepare(spec, files, facts.accel)
+            guest = self._guest(files, plan)
+            self._guests[spec.id] = guest
+            async with guest.lock:
+                guest.save_plan()
+                incoming = await migration.receive(guest, key=key, address=address)
+        except BaseException:
+            await self._discard(spec.id, guest, files)
+            raise
+        self._incoming[spec.id] = incoming
+        return incoming
+
+    async def settle(self, instance_id: str) -> PowerState:
+        """The arrival completed: the guest runs here as any other."""
+        guest = self._load(instance_id)
+        incoming = self._incoming.pop(guest.id, None)
+        async with guest.lock:
+            if incoming is None:
+                if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
+                    return guest.power_state()  # settled already (the command sent again)
+                raise QemuError(f"guest {instance_id} is not arriving on this host")
+            return await migration.settle(guest, incoming)
+
+    async def send(
+        self, instance_id: str, *, key: migration.MigrationKey, address: str, nbd_port: int,
+        migration_port: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Live-migrate the guest to the destination's QEMU; QEMU's figures."""
+        guest = self._load(instance_id)
+        async with guest.lock:
+            return await migration.send(
+                guest, key=key, address=address, nbd_port=nbd_port, migration_port=migration_port
+            )
+
+    async def recover(self, instance_id: str, *, was_running: bool) -> None:
+        """The destination failed after the switchover: the guest runs here again."""
+        guest = self._load(instance_id)
+        async with guest.lock:
+            await migration.recover(guest, was_running=was_running)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
