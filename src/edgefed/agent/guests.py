@@ -22,6 +22,7 @@ from typing import Any
 from edgefed.drivers.base import ImageData, InstanceSpec, NicSpec, PowerState, VolumeDevice
 from edgefed.drivers.hostnet import SiteNetwork, tap_name
 from edgefed.drivers.qemu import BlockDevice, GuestSpec, ImageSource, Nic, QemuHypervisor
+from edgefed.drivers.qemu.live import MigrationKey
 from edgefed.drivers.qemu.spec import decode_user_data
 from edgefed.drivers.wire import instance_from_json, volume_from_json
 
@@ -43,6 +44,12 @@ KINDS = (
     "console",
     "diagnostics",
     "attach_volume",
+    # a live migration (drivers/qemu/live.py): the destination receives, the source
+    # sends, the destination settles; the source recovers when that failed
+    "live_receive",
+    "live_send",
+    "live_settle",
+    "live_recover",
     "detach_volume",
 )
 
@@ -180,7 +187,11 @@ class GuestRunner:
         nbd = await self.export_volume(server_id, volume.volume_id)
         return dataclasses.replace(volume, nbd=dict(nbd))
 
-    async def _spawn(self, spec: InstanceSpec) -> None:
+    async def _spawn(
+        self, spec: InstanceSpec, *, arriving: tuple[MigrationKey, str] | None = None
+    ) -> dict[str, Any]:
+        """The guest made and started; ``arriving`` (the migration's key, the address
+        to listen on): made the same way, its QEMU waiting for a live migration."""
         fetched: list[Path] = []
         try:
             root = spec.root_volume
@@ -195,7 +206,14 @@ class GuestRunner:
             if spec.nics:
                 await self.sync_network()
             netns = self.network.namespace if self.network is not None else None
+            if arriving is not None:
+                key, address = arriving
+                incoming = await self.hv.receive(
+                    guest_spec(spec, netns=netns), key=key, address=address
+                )
+                return {"nbd_port": incoming.nbd_port, "migration_port": incoming.migration_port}
             await self.hv.spawn(guest_spec(spec, netns=netns))
+            return {}
         finally:
             # The hypervisor keeps its own checked copy in its image cache.
             for path in fetched:
@@ -227,6 +245,8 @@ class GuestRunner:
             return {"power_state": int(self.hv.power_state(spec.id))}
         if server_id is None:
             raise CommandRefused(f"a {kind} command names no server")
+        if kind.startswith("live_"):
+            return await self._live(kind, server_id, payload)
         if kind == "destroy":
             await self.hv.destroy(server_id)
             return {}
@@ -252,3 +272,25 @@ class GuestRunner:
         else:
             await getattr(self.hv, kind)(server_id)
         return {"power_state": int(self.hv.power_state(server_id))}
+
+    async def _live(self, kind: str, server_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A live migration's step on this host (the site runs them in order)."""
+        if kind == "live_recover":
+            await self.hv.recover(server_id, was_running=payload.get("was_running") is not False)
+            return {"power_state": int(self.hv.power_state(server_id))}
+        if kind == "live_settle":
+            return {"power_state": int(await self.hv.settle(server_id))}
+        raw, address = payload.get("key"), payload.get("address")
+        if not isinstance(raw, dict) or not isinstance(address, str) or not address:
+            raise CommandRefused(f"a {kind} command needs the migration's key and address")
+        key = MigrationKey(identity=str(raw.get("identity")), key=str(raw.get("key")))
+        if kind == "live_receive":
+            spec = instance_from_json(payload.get("instance"))
+            if spec.id != server_id:
+                raise CommandRefused("a live_receive command names another server's spec")
+            return await self._spawn(spec, arriving=(key, address))
+        return await self.hv.send(
+            server_id, key=key, address=address,
+            nbd_port=int(payload.get("nbd_port") or 0),
+            migration_port=int(payload.get("migration_port") or 0),
+        )  # fmt: skip

@@ -16,7 +16,9 @@ restart, and from the servers' records otherwise. What agents report of their gu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,9 @@ class CommandTimeouts:
     snapshot: float = 1800.0
     # Console output, diagnostics: Nova waits rpc_response_timeout (60 s) for the same.
     query: float = 60.0
+    # A live migration's send and settle: the disks' copy, then the RAM's (each of the
+    # agent's waits is bounded by its QEMU settings' migrate_timeout).
+    migrate: float = 900.0
 
 
 class AgentDriver:
@@ -73,6 +78,9 @@ class AgentDriver:
         # Guests a host still runs for servers now on another host (an evacuation while
         # it was down), being destroyed there: once each.
         self._strays: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Guests arriving on a host by live migration: that host reports them before
+        # they are its own, and they are not strays.
+        self._arriving: dict[str, str] = {}
         queue.listen(self._on_report)
 
     # -- routing ---------------------------------------------------------------------------
@@ -206,6 +214,66 @@ class AgentDriver:
 
         await join_layers(base, changes)
 
+    async def _address(self, host: str) -> str:
+        """Where ``host`` listens for a migration: the management address the inventory
+        records, else the one its agent reports, else loopback (one machine)."""
+        found = {h.hostname: h for h in await self.inventory.list_hosts()}.get(host)
+        if found is not None and found.mgmt_ip:
+            return str(found.mgmt_ip)
+        return str(self._facts.get(host, {}).get("host_ip") or "127.0.0.1")
+
+    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+        """Three steps, each a command (drivers/qemu/live.py): the destination receives
+        (the guest made there, QEMU waiting, its NBD exports and listener on its
+        address), the source sends (disks, then RAM; the guest paused at the
+        switchover), the destination settles (the guest runs there); then the source's
+        guest is destroyed. The TLS key is made here for this migration only and given
+        to both agents in their commands, over their own authenticated channels."""
+        destination = spec.host
+        key = {"identity": f"edgefed-{secrets.token_hex(4)}", "key": secrets.token_hex(32)}
+        address = await self._address(destination)
+        self._arriving[spec.id] = destination
+        try:
+            try:
+                ports = await self._call(
+                    spec.id, "live_receive", host=destination, timeout=self.timeouts.spawn,
+                    payload={"instance": instance_to_json(spec), "key": key, "address": address},
+                )  # fmt: skip
+                figures = await self._call(
+                    spec.id, "live_send", host=source, timeout=self.timeouts.migrate,
+                    payload={"key": key, "address": address, **ports},
+                )  # fmt: skip
+            except DriverError:
+                await self._remove_arrival(spec.id, destination)
+                raise
+            try:
+                settled = await self._call(
+                    spec.id, "live_settle", host=destination, timeout=self.timeouts.migrate
+                )
+            except DriverError:
+                # The source's guest, paused since the switchover, runs again there.
+                await self._remove_arrival(spec.id, destination)
+                await self._call(
+                    spec.id, "live_recover", host=source, timeout=self.timeouts.power,
+                    payload={"was_running": figures.get("was_running")},
+                )  # fmt: skip
+                raise
+        finally:
+            self._arriving.pop(spec.id, None)
+        self._hosts[spec.id] = destination
+        self._power[spec.id] = PowerState(int(settled.get("power_state", PowerState.RUNNING)))
+        try:
+            await self.queue.submit(host=source, kind="destroy", server_id=spec.id,
+                                    payload=None, timeout=self.timeouts.power)  # fmt: skip
+        except Exception as exc:  # paused there, never resumed: destroyed at its next report
+            log.warning("destroying the guest %s left on %s: %r", spec.id, source, exc)
+        return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+    async def _remove_arrival(self, instance_id: str, host: str) -> None:
+        """What the destination made of a guest that does not arrive, removed."""
+        with contextlib.suppress(DriverError):
+            await self._call(instance_id, "destroy", host=host, timeout=self.timeouts.power)
+
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
         await self._call(
             instance_id,
@@ -284,6 +352,8 @@ class AgentDriver:
         changes: dict[str, PowerState] = {}
         for guest_id, power in report.guests.items():
             host = await self._host(guest_id)
+            if self._arriving.get(guest_id) == report.host:
+                continue  # arriving there by live migration: not its own yet
             if host != report.host:
                 # Not a server of that host: a host speaks for its own guests only. One
                 # it still runs for a server now elsewhere (evacuated while the host was

@@ -197,6 +197,13 @@ class ComputeDriver(Protocol):
         ``base`` (``freeze_disk``'s), which then holds the whole disk. Idempotent."""
         ...
 
+    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+        """Move the guest from host ``source`` to ``spec.host`` while it runs, its disks
+        and memory with it; the move's figures (``downtime_ms``, ``total_ms``). A
+        ``DriverError`` leaves the guest on ``source`` as it was, nothing of it on
+        ``spec.host``."""
+        ...
+
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:
         """Give the guest the volume (hot-plugged when it runs, at its next start
         otherwise); nothing to do when it already has it."""

@@ -28,6 +28,8 @@ from edgefed.drivers.base import (
 
 # A server whose name contains this marker fails to spawn: the fake's fault injection.
 FAIL_MARKER = "fake-spawn-failure"
+# One whose name contains this fails to live-migrate (its guest stays where it was).
+LIVE_FAIL_MARKER = "fake-live-migration-failure"
 # The fake's layer of changes (``export_changes``): this, then the offset the changed
 # bytes start at and the disk's new length (two big-endian u64), then those bytes.
 CHANGES_MAGIC = b"edgefed-fake-changes\n"
@@ -99,6 +101,14 @@ class FakeDriver:
     async def resume(self, instance_id: str) -> None:
         await self._work()
         self._get(instance_id).power = PowerState.RUNNING
+
+    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+        await self._work()
+        instance = self._get(spec.id)
+        if LIVE_FAIL_MARKER in spec.name:
+            raise DriverError(f"the fake hypervisor failed to move {spec.name} (fault injection)")
+        instance.spec = spec
+        return {"downtime_ms": 0.0, "total_ms": self.transition_seconds * 1000}
 
     async def destroy(self, instance_id: str) -> None:
         await self._work()
