@@ -36,7 +36,7 @@ POWER_ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "suspend": (("active",), "suspending"),
     "resume": (("suspended",), "resuming"),
 }
-NOVA_NAMES = {"os-stop": "stop", "os-start": "start"}
+NOVA_NAMES = {"os-stop": "stop", "os-start": "start", "os-migrateLive": "live-migration"}
 
 
 def _state_conflict(server: ServerRecord, action: str) -> Conflict:

@@ -1,4 +1,5 @@
-"""Moves within the site, as Nova makes them: resize, cold migration, shelve, unshelve.
+"""Moves within the site, as Nova makes them: resize, cold migration, shelve, unshelve,
+and live migration (its request read in ``live_migration.py``).
 
 Every move takes the root disk along as a snapshot image (the driver's snapshot: for
 QEMU one standalone qcow2), so the disk goes wherever the scheduler puts the server,
@@ -15,6 +16,10 @@ the same host or another (no shared storage is assumed):
   removed from its host: ``SHELVED_OFFLOADED``, holding no host's capacity.
   ``unshelve`` schedules it again and spawns it from that image, which is deleted once
   it runs.
+
+- ``os-migrateLive`` (admin): the running guest moves to another host, disks and
+  memory, and runs on (the driver's ``live_migrate``); MIGRATING meanwhile, then ACTIVE
+  (or PAUSED) on the new host, or as it was on its own host when the move failed.
 
 Each step is recorded in the server's ``migration`` column before the next, so that a
 site killed in the middle takes the move up where it was (``resume``): the snapshot is
@@ -34,6 +39,7 @@ from edgefed.api.auth import Principal
 from edgefed.api.policy import require_admin
 from edgefed.core.errors import BadRequest, EdgefedError
 from edgefed.drivers.base import DriverError, PowerState
+from edgefed.services.compute import live_migration
 from edgefed.services.compute.lifecycle import fault
 from edgefed.services.compute.lookups import (
     flavor_columns,
@@ -51,7 +57,7 @@ from edgefed.store.schema import utcnow
 log = logging.getLogger("edgefed.compute.moves")
 
 ACTIONS = ("resize", "migrate", "confirmResize", "revertResize", "shelve", "shelveOffload",
-           "unshelve", "evacuate")  # fmt: skip
+           "unshelve", "evacuate", live_migration.ACTION)  # fmt: skip
 
 
 async def begin(
@@ -64,7 +70,10 @@ async def begin(
 ) -> None:
     """Check the action as Nova does, record its intent, and start the move."""
     moves = Moves(state)
-    if action in ("resize", "migrate"):
+    if action == live_migration.ACTION:
+        await live_migration.begin(request, principal, state, server, data)
+        moves.start(server.id)
+    elif action in ("resize", "migrate"):
         if server.vm_state not in ("active", "stopped") or server.task_state is not None:
             raise state_conflict(server, action)
         if server.volumes and state.ctx.settings.compute_driver == "qemu":
@@ -205,6 +214,8 @@ class Moves:
                 await self._unshelve(server)
             elif server.task_state == "rebuilding":
                 await self._evacuate(server)
+            elif server.task_state == live_migration.TASK:
+                await self._live(server)
         except (DriverError, EdgefedError) as exc:
             message = str(exc.message if isinstance(exc, EdgefedError) else exc)
             log.warning("%s of %s failed: %s", server.task_state, server_id, message)
@@ -370,4 +381,40 @@ class Moves:
             server.id, vm_state="active" if running else "stopped", task_state=None,
             power_state=int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
             migration=None, fault=None,
+        )  # fmt: skip
+
+    async def _live(self, server: ServerRecord) -> None:
+        """The running guest moved to another host by the driver; the server back as it
+        was, on its host, when the move fails (the guest runs there still)."""
+        migration = dict(server.migration or {})
+        source = str(migration.get("old_host") or server.host)
+        vm_state = str(migration.get("vm_state") or "active")
+        destination: str | None = migration.get("target")
+        started = utcnow()
+        try:
+            if destination is None:
+                destination = await self._place(server, dict(server.flavor), avoid=source)
+            spec = await self.state.lifecycle._spec(server)
+            figures = await self.driver.live_migrate(
+                dataclasses.replace(spec, host=destination), source=source
+            )
+        except (DriverError, EdgefedError) as exc:
+            message = str(exc.message if isinstance(exc, EdgefedError) else exc)
+            log.warning("live migration of %s from %s failed: %s", server.id, source, message)
+            await self.servers.update(
+                server.id, vm_state=vm_state, task_state=None, host=source, migration=None
+            )
+            await self.servers.note_last_action(
+                server.id, f"live-migration to {destination or 'another host'} failed: {message}"
+            )
+            return
+        seconds = (utcnow() - started).total_seconds()
+        log.info(
+            "live migration of %s from %s to %s: downtime %.0f ms (QEMU), %.1f s in all",
+            server.id, source, destination, figures.get("downtime_ms", 0.0), seconds,
+        )  # fmt: skip
+        power = PowerState.PAUSED if vm_state == "paused" else PowerState.RUNNING
+        await self.servers.update(
+            server.id, vm_state=vm_state, task_state=None, host=destination, migration=None,
+            power_state=int(power),
         )  # fmt: skip

@@ -1,0 +1,158 @@
+"""Live migration (``os-migrateLive``) on the fake driver: the body as Nova reads it per
+microversion, its refusals (400, 409, 403) that change nothing, a move to the other
+host (chosen or named) that keeps the server ACTIVE, and a failed move that leaves it
+ACTIVE on its host with the instance action saying why."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compute_testkit import V, boot, make_image, wait_for
+
+from edgefed.core.settings import HostSpec
+from edgefed.drivers.fake import LIVE_FAIL_MARKER
+from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import ServerRecord
+from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.tokens import forge_token
+
+C = "/compute/v2.1"
+
+
+@pytest.fixture
+async def two_hosts(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
+    settings = site_settings(
+        tmp_path / "site", database_url=database_url,
+        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
+        fake_transition_seconds=0.0,
+    )  # fmt: skip
+    async with run_site(settings) as site:
+        yield site
+
+
+def admin(site: InProcessSite, version: str = "2.96") -> dict[str, str]:
+    return {"X-Auth-Token": forge_token(site.app.state.ctx),
+            "OpenStack-API-Version": f"compute {version}"}  # fmt: skip
+
+
+async def live(
+    site: InProcessSite, server_id: str, body: Any, headers: dict[str, str] | None = None
+) -> Any:
+    return await site.client.post(f"{C}/servers/{server_id}/action",
+                                  json={"os-migrateLive": body},
+                                  headers=headers or admin(site))  # fmt: skip
+
+
+async def record(site: InProcessSite, server_id: str) -> ServerRecord:
+    server = await site.app.state.ctx.slots.require(ComputeState).servers.get(server_id)
+    assert server is not None
+    return server
+
+
+async def active_server(site: InProcessSite, name: str = "vm") -> str:
+    h = admin(site)
+    server_id = str((await boot(site, h, await make_image(site), name=name,
+                                networks="none"))["id"])  # fmt: skip
+    await wait_for(site, h, server_id, "ACTIVE")
+    return server_id
+
+
+async def test_live_migration_moves_the_running_server_to_the_other_host(
+    two_hosts: InProcessSite,
+) -> None:
+    site = two_hosts
+    server_id = await active_server(site)
+    first = (await record(site, server_id)).host
+    r = await live(site, server_id, {"host": None, "block_migration": "auto"})
+    assert r.status_code == 202, r.text
+    shown = await wait_for(site, admin(site), server_id, "ACTIVE")
+    other = "edge-2" if first == "edge-1" else "edge-1"
+    assert shown["OS-EXT-SRV-ATTR:host"] == other
+    assert shown["OS-EXT-STS:task_state"] is None
+    assert shown["OS-EXT-STS:power_state"] == 1
+    # Back, to the host named, with the body of an old microversion.
+    r = await live(site, server_id, {"host": first, "block_migration": False,
+                                     "disk_over_commit": False}, admin(site, "2.1"))  # fmt: skip
+    assert r.status_code == 202, r.text
+    await wait_for(site, admin(site), server_id, "ACTIVE")
+    assert (await record(site, server_id)).host == first
+    r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
+                              headers=admin(site))  # fmt: skip
+    actions = [a["action"] for a in r.json()["instanceActions"]]
+    assert actions.count("live-migration") == 2
+
+
+async def test_live_migration_refusals_change_nothing(two_hosts: InProcessSite) -> None:
+    site = two_hosts
+    server_id = await active_server(site)
+    here = (await record(site, server_id)).host
+    cases: list[tuple[Any, dict[str, str], int, str]] = [
+        ({"host": here, "block_migration": "auto"}, admin(site), 400,
+         f"Unable to migrate instance ({server_id}) to current host ({here})."),
+        ({"host": "edge-9", "block_migration": "auto"}, admin(site), 400,
+         "Compute host edge-9 could not be found."),
+        ({"block_migration": "auto"}, admin(site), 400, "'host' is a required property"),
+        ({"host": None}, admin(site), 400, "'block_migration' is a required property"),
+        ({"host": None, "block_migration": "maybe"}, admin(site), 400,
+         "is not a valid boolean value"),
+        # "auto" and no disk_over_commit are 2.25's; force is 2.30's and needs a host.
+        ({"host": None, "block_migration": "auto", "disk_over_commit": False},
+         admin(site, "2.1"), 400, "is not a valid boolean value"),
+        ({"host": None, "block_migration": True}, admin(site, "2.1"), 400,
+         "'disk_over_commit' is a required property"),
+        ({"host": None, "block_migration": True, "disk_over_commit": False},
+         admin(site, "2.25"), 400, "Additional properties are not allowed"),
+        ({"host": None, "block_migration": "auto", "force": True}, admin(site), 400,
+         "Can't force to a non-provided destination"),
+        ({"host": None, "block_migration": "auto", "force": True}, admin(site, "2.29"), 400,
+         "Additional properties are not allowed ('force' was unexpected)"),
+        (None, admin(site), 400, "is not of type 'object'"),
+    ]  # fmt: skip
+    for body, headers, status, message in cases:
+        r = await live(site, server_id, body, headers)
+        assert r.status_code == status, (body, r.text)
+        assert message in r.text, (body, r.text)
+    server = await record(site, server_id)
+    assert (server.host, server.vm_state, server.task_state) == (here, "active", None)
+
+    # A server that is not running is 409, as Nova says it.
+    r = await site.client.post(f"{C}/servers/{server_id}/action", json={"os-stop": None},
+                               headers=admin(site))  # fmt: skip
+    assert r.status_code == 202
+    await wait_for(site, admin(site), server_id, "SHUTOFF")
+    r = await live(site, server_id, {"host": None, "block_migration": "auto"})
+    assert r.status_code == 409, r.text
+    assert f"Cannot 'os-migrateLive' instance {server_id} while it is in vm_state stopped" in r.text
+
+
+async def test_live_migration_by_a_member_is_forbidden(two_hosts: InProcessSite) -> None:
+    site = two_hosts
+    ctx = site.app.state.ctx
+    token = forge_token(ctx, user="u-p", project="p", role="member")
+    h = {"X-Auth-Token": token, **V}
+    server_id = str((await boot(site, h, await make_image(site), networks="none"))["id"])
+    await wait_for(site, h, server_id, "ACTIVE")
+    r = await live(site, server_id, {"host": None, "block_migration": "auto"}, h)
+    assert r.status_code == 403, r.text
+    assert "migrate_live" in r.text
+
+
+async def test_a_failed_live_migration_leaves_the_server_active_where_it_was(
+    two_hosts: InProcessSite,
+) -> None:
+    site = two_hosts
+    server_id = await active_server(site, name=f"vm-{LIVE_FAIL_MARKER}")
+    here = (await record(site, server_id)).host
+    r = await live(site, server_id, {"host": None, "block_migration": "auto"})
+    assert r.status_code == 202, r.text
+    shown = await wait_for(site, admin(site), server_id, "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"] == here
+    assert shown["OS-EXT-STS:task_state"] is None
+    r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
+                              headers=admin(site))  # fmt: skip
+    last = r.json()["instanceActions"][0]
+    assert last["action"] == "live-migration"
+    assert "live-migration to" in last["message"] and "fault injection" in last["message"]
