@@ -1,0 +1,212 @@
+"""Live migration on real QEMU (TCG), with two hosts of one site and their agents.
+
+The guest's user data counts its boots on its root disk, then prints a counter every
+``TICK_S`` and writes it to the disk (synced), forever. Live-migrated
+(``os-migrateLive``), the server is MIGRATING, then ACTIVE on the other host; the
+guest never stopped from its own view: the counter read through the new host's agent
+goes on from where it was with the same boot number, and no kernel booted there. The
+first host's QEMU and files are gone. A hard reboot on the new host then boots from
+the disk that moved: the boot count is 2 and the last counter written before the move
+is there. Last, a move to a host whose agent stopped fails: the server stays ACTIVE on
+its host, the guest runs on there, and the instance action says why.
+
+Both streams (NBD and migration) are TLS with a key per migration, on loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_qemu_support import (
+    IMAGE_DIR,
+    NEEDS_QEMU,
+    C,
+    V,
+    agent,
+    destroy_guests,
+    enroll,
+    image_and_flavors,
+    qemu_site_settings,
+    show_server,
+)
+
+from edgefed.drivers.agent import AgentDriver
+from edgefed.guest_image import GuestImage
+from edgefed.services.compute.state import ComputeState
+from edgefed.testkit.inprocess import run_site
+from edgefed.testkit.process import pid_alive
+from edgefed.testkit.qemu_site import built_guest_image
+from edgefed.testkit.wait import eventually
+
+BOOT = 90.0  # seconds a TCG guest may take to boot (and the site to move it)
+TICK_S = 0.2
+USER_DATA = (
+    "#!/bin/sh\n"
+    'echo "LAST-TICK-$(cat /boot/tick 2>/dev/null || echo 0)"\n'
+    "n=$(cat /boot/boots 2>/dev/null || echo 0); n=$((n+1)); echo $n > /boot/boots; sync\n"
+    "i=0\n"
+    'while true; do i=$((i+1)); echo "TICK-$n-$i"; echo $i > /boot/tick; sync; '
+    f"sleep {TICK_S}; done\n"
+)
+TICK = re.compile(r"TICK-(\d+)-(\d+)")
+BOOTLOADER = "SYSLINUX"  # the image's boot loader: the first line of every boot
+
+pytestmark = NEEDS_QEMU
+
+
+@pytest.fixture(scope="module")
+def guest_image() -> GuestImage:
+    return built_guest_image(IMAGE_DIR)
+
+
+def last_tick(text: str) -> tuple[int, int] | None:
+    found = TICK.findall(text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+async def test_live_migration_keeps_the_guest_running_on_the_other_host(
+    tmp_path: Path, guest_image: GuestImage
+) -> None:
+    # The hosts' management addresses (where a destination listens) on loopback.
+    settings = qemu_site_settings(
+        tmp_path / "site", host_heartbeat_timeout_seconds=600.0, management_subnet="127.0.0.0/24"
+    )
+    states = {"edge-1": tmp_path / "qemu-1", "edge-2": tmp_path / "qemu-2"}
+    pids: list[int] = []
+    async with run_site(settings) as site:
+        admin = {"X-Auth-Token": await site.token(), **V}
+        creds = {host: await enroll(site, host) for host in states}
+        image_id = await image_and_flavors(site, admin, guest_image)
+
+        async def act(server_id: str, body: dict[str, Any]) -> None:
+            r = await site.client.post(f"{C}/servers/{server_id}/action", json=body,
+                                       headers=admin)  # fmt: skip
+            assert r.status_code == 202, r.text
+
+        async def reaches(server_id: str, wanted: str) -> dict[str, Any]:
+            shown: dict[str, Any] = {}
+
+            async def there() -> bool:
+                shown.update(await show_server(site, admin, server_id))
+                assert shown["status"] != "ERROR", shown.get("fault")
+                return bool(shown["status"] == wanted and shown["OS-EXT-STS:task_state"] is None)
+
+            await eventually(there, within=BOOT, every=0.2, what=wanted)
+            return shown
+
+        async def console(server_id: str) -> str:
+            """The console as the API reads it: from the agent of the server's host."""
+            r = await site.client.post(
+                f"{C}/servers/{server_id}/action",
+                json={"os-getConsoleOutput": {"length": None}},
+                headers=admin,
+            )
+            assert r.status_code == 200, r.text
+            return str(r.json()["output"])
+
+        async def ticks_past(server_id: str, after: int) -> tuple[tuple[int, int], str]:
+            seen = ""
+
+            async def counted() -> bool:
+                nonlocal seen
+                seen = await console(server_id)
+                tick = last_tick(seen)
+                return tick is not None and tick[1] > after
+
+            await eventually(counted, within=BOOT, every=0.2, what=f"a counter past {after}")
+            tick = last_tick(seen)
+            assert tick is not None
+            return tick, seen
+
+        try:
+            async with (
+                agent(site, creds["edge-1"], states["edge-1"], "boot-1") as (loop1, hv1),
+                agent(site, creds["edge-2"], states["edge-2"], "boot-2") as (loop2, hv2),
+            ):
+                hvs = {"edge-1": hv1, "edge-2": hv2}
+                loops = {"edge-1": loop1, "edge-2": loop2}
+
+                def qemu_on(host: str, server_id: str) -> int | None:
+                    hv = hvs[host]
+                    pid = hv.pid(server_id) if server_id in hv.guest_ids() else None
+                    if pid is not None:
+                        pids.append(pid)
+                    return pid if pid is not None and pid_alive(pid) else None
+
+                body = {
+                    "name": "live",
+                    "imageRef": image_id,
+                    "flavorRef": "t",
+                    "networks": "none",
+                    "user_data": base64.b64encode(USER_DATA.encode()).decode(),
+                }
+                r = await site.client.post(f"{C}/servers", json={"server": body},
+                                           headers=admin)  # fmt: skip
+                assert r.status_code == 202, r.text
+                server_id = str(r.json()["server"]["id"])
+                first = (await reaches(server_id, "ACTIVE"))["OS-EXT-SRV-ATTR:host"]
+                other = "edge-2" if first == "edge-1" else "edge-1"
+                before, out = await ticks_past(server_id, 5)
+                assert before[0] == 1 and BOOTLOADER in out  # what a boot prints first
+                source_pid = qemu_on(first, server_id)
+                assert source_pid is not None and qemu_on(other, server_id) is None
+
+                # 1. Live-migrated: MIGRATING, then ACTIVE on the other host, running on.
+                await act(server_id, {"os-migrateLive": {"host": None,
+                                                         "block_migration": "auto"}})  # fmt: skip
+                assert (await show_server(site, admin, server_id))["status"] == "MIGRATING"
+                shown = await reaches(server_id, "ACTIVE")
+                assert shown["OS-EXT-SRV-ATTR:host"] == other
+                assert shown["OS-EXT-STS:power_state"] == 1
+                assert not pid_alive(source_pid)
+                assert server_id not in hvs[first].guest_ids()  # its files are gone
+                assert qemu_on(other, server_id) is not None
+                now, out = await ticks_past(server_id, before[1] + 3)
+                assert now[0] == before[0], out[-1000:]  # the same boot, counting on
+                assert BOOTLOADER not in out  # nothing booted on the new host
+                r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
+                                          headers=admin)  # fmt: skip
+                assert r.json()["instanceActions"][0]["action"] == "live-migration"
+
+                # 2. The disk moved with it: a hard reboot there boots from it.
+                await act(server_id, {"reboot": {"type": "HARD"}})
+                await reaches(server_id, "ACTIVE")
+                boot = ""
+
+                async def booted_again() -> bool:
+                    nonlocal boot
+                    seen = await console(server_id)
+                    boot = seen.rpartition(BOOTLOADER)[2]
+                    return BOOTLOADER in seen and last_tick(boot) is not None
+
+                await eventually(booted_again, within=BOOT, every=0.2, what="the second boot")
+                rebooted = last_tick(boot)
+                assert rebooted is not None and rebooted[0] == 2, boot[-1000:]
+                written = re.search(r"LAST-TICK-(\d+)", boot)
+                assert written is not None and int(written.group(1)) >= now[1] - 1, boot[-1000:]
+
+                # 3. A move to a host whose agent stopped fails; the guest runs on here.
+                driver = site.app.state.ctx.slots.require(ComputeState).driver
+                assert isinstance(driver, AgentDriver)
+                driver.timeouts = dataclasses.replace(driver.timeouts, spawn=3.0, power=3.0)
+                loops[first].stop()
+                await act(server_id, {"os-migrateLive": {"host": first,
+                                                         "block_migration": "auto"}})  # fmt: skip
+                shown = await reaches(server_id, "ACTIVE")
+                assert shown["OS-EXT-SRV-ATTR:host"] == other
+                r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
+                                          headers=admin)  # fmt: skip
+                last = r.json()["instanceActions"][0]
+                assert last["action"] == "live-migration"
+                assert f"live-migration to {first} failed" in (last["message"] or ""), last
+                later, _ = await ticks_past(server_id, rebooted[1] + 3)
+                assert later[0] == 2
+                assert server_id not in hvs[first].guest_ids()
+        finally:
+            await destroy_guests(states.values(), pids)
+    assert not [p for p in pids if pid_alive(p)]
