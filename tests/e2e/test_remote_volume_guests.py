@@ -11,6 +11,7 @@ Paris is killed (site and export) while the guest writes another volume, and sta
 again: the guest's writes resume and every block it acknowledged is on Paris's disk.
 A guest with a port on a Berlin network, whose QEMU runs in Berlin's network namespace,
 writes Paris's volume as well, through the unix socket Berlin's agent relays.
+Paris runs no QEMU guests: ``openstack server relocate --site Paris`` is a 400 saying so.
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def test_a_guest_in_berlin_writes_to_a_volume_of_paris(fleet, guest_disk, tmp_pa
 
     until(active, within=BOOT, every=1, what="writer ACTIVE")
     until(lambda: "EDGEFED-GUEST ready" in console(), within=BOOT, every=1, what="writer booted")
+
+    # Paris runs no QEMU guests (the fake driver): a move there is refused, and said why.
+    moved = osc.run("server", "relocate", "--site", PARIS, writer, check=False)
+    assert moved.returncode != 0 and "HTTP 400" in moved.stderr
+    assert f"Site {PARIS} runs fake guests; this server needs a QEMU hypervisor" in moved.stderr
+    assert osc.json("server", "show", writer)["status"] == "ACTIVE"
 
     # Not without the scope: Berlin has no such volume.
     refused = osc.run("server", "add", "volume", writer, volume, check=False)
