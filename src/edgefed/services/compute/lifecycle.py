@@ -328,8 +328,12 @@ class ServerLifecycle:
 
     async def _forget_own_images(self, server: ServerRecord) -> None:
         """The hidden images made for this server alone (its disk moved here, or
-        snapshotted by a move) go with it."""
-        for image_id in {server.image_id, server.root_image_id} - {None}:
+        snapshotted by a move, and the kernel and ramdisk moved with it) go with it."""
+        own = {server.image_id, server.root_image_id} - {None}
+        booted = await self.images.get(server.image_id) if server.image_id else None
+        if booted is not None and booted.os_hidden:
+            own |= {str(booted.properties.get(k) or "") for k in ("kernel_id", "ramdisk_id")}
+        for image_id in own - {""}:
             assert image_id is not None
             image = await self.images.get(image_id)
             if (
