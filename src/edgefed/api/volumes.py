@@ -159,7 +159,8 @@ class VolumeCatalog(Protocol):
 
     async def describe_for_move(self, *, volume_id: str) -> MovedVolume:
         """The volume as the destination makes it again; NotFound when it is gone,
-        Conflict when it has snapshots (they would not move with it)."""
+        Conflict when it has snapshots (they would not move with it) or another
+        server holds it too."""
         ...
 
     async def export_for_move(self, *, volume_id: str, directory: Path) -> tuple[Path, str]:

@@ -48,6 +48,12 @@ async def describe(ctx: SiteContext, volume_id: str) -> MovedVolume:
             f"Volume {volume_id} has snapshots, which do not move with it: delete them, or "
             'leave the volume here ("volumes": "remote").'
         )
+    holders = sorted({a.instance_uuid or a.attached_host or "?" for a in record.attachments})
+    if len(holders) > 1:  # the others would lose it, or keep a copy of the same id
+        raise Conflict(
+            f"Volume {volume_id} is attached to {', '.join(holders)}: it moves with one "
+            'server only (detach it from the others, or "volumes": "remote").'
+        )
     return MovedVolume(
         id=record.id, name=record.name, description=record.description, size_gb=record.size,
         volume_type=record.volume_type_name, bootable=record.bootable,
