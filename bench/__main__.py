@@ -23,6 +23,7 @@ from bench import (
     fleet_status,
     http_client,
     identity,
+    live_migration,
     qemu_api,
     qemu_boot,
     relocation,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, tuple[Runner, Renderer]] = {
     "qemu_api": (qemu_api.run, qemu_api.render),
     "volume": (volume.run, volume.render),
     "relocation": (relocation.run, relocation.render),
+    "live_migration": (live_migration.run, live_migration.render),
 }
 
 
