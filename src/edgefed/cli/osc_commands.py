@@ -41,7 +41,8 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class RelocateServer(command.ShowOne):
-    """Move a server to another site of the fleet (cold: stopped, its disk copied)."""
+    """Move a server to another site of the fleet (cold: stopped, its disk copied; mild:
+    its disk copied while it runs, then what changed once stopped)."""
 
     def get_parser(self, prog_name: str) -> Any:
         parser = super().get_parser(prog_name)
@@ -50,8 +51,9 @@ class RelocateServer(command.ShowOne):
             "--site", metavar="<site>", required=True, help="Site to move it to (e.g. Paris)"
         )
         parser.add_argument(
-            "--mode", metavar="<mode>", default="cold", choices=("cold",),
-            help="How: cold (stop, copy the disk, start there)",
+            "--mode", metavar="<mode>", default="cold", choices=("cold", "mild"),
+            help="How: cold (stop, copy the disk, start there) or mild (copy the disk "
+            "while it runs, then stop and copy what changed: a short downtime)",
         )  # fmt: skip
         parser.add_argument(
             "--wait", action="store_true", help="Wait until the move is done or failed"

@@ -15,7 +15,12 @@ either side, and a stolen grant reaches nothing but that move:
 - ``PUT …/{id}/disk`` appends one chunk (``Content-Range``, ``X-Chunk-Sha256``), fsync'd
   before the answer; a chunk that starts before the file's end is a 409 telling where
   it ends, so a source that lost an answer, or restarted, resumes there; one that
-  starts past it (the source keeps a few in flight) waits for those before it;
+  starts past it (the source keeps a few in flight) waits for those before it; the
+  last one's answer waits for the whole file's sha256 (a mismatch: a 409 saying it
+  starts again at 0);
+- ``PUT …/{id}`` with ``{"delta": {size, sha256}}`` (a mild move, its disk whole): the
+  move's second file, the layer of what the guest wrote while its disk was sent, which
+  the chunks then go to; the commit joins it to the disk (the driver's ``join_layers``);
 - ``GET …/{id}`` says how many bytes arrived and, once created, the server's status;
 - ``POST …/{id}/commit`` checks the whole file's sha256, makes it a hidden image of the
   project and creates the server (same id) from it; asked again, it answers the same;
@@ -45,6 +50,7 @@ from edgefed.api.policy import require_write
 from edgefed.api.responses import Json
 from edgefed.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from edgefed.core.ids import is_uuid, new_uuid
+from edgefed.drivers.base import DriverError
 from edgefed.services.compute.body import read_json, req_str, section
 from edgefed.services.compute.boot_checks import RUNNABLE_DISK_FORMATS
 from edgefed.services.compute.lookups import flavor_columns, flavor_doc
@@ -72,8 +78,20 @@ def digest(grant: str) -> str:
     return hashlib.sha256(grant.encode()).hexdigest()
 
 
-def staging_path(state: ComputeState, relocation_id: str) -> Path:
-    return state.ctx.settings.data_dir / "relocations" / f"{relocation_id}.in"
+# The phases in which chunks arrive: a cold move's disk, a mild one's disk then its
+# layer of changes (``delta``).
+RECEIVING = {"receiving": "base", "receiving-delta": "delta"}
+
+
+def staging_path(state: ComputeState, relocation_id: str, part: str = "base") -> Path:
+    name = f"{relocation_id}.in" if part == "base" else f"{relocation_id}.{part}.in"
+    return state.ctx.settings.data_dir / "relocations" / name
+
+
+def _receiving_path(state: ComputeState, record: RelocationRecord) -> Path:
+    """The file the chunks go to now (the last one named)."""
+    delta = record.phase == "receiving-delta" or "base" in record.details
+    return staging_path(state, record.id, "delta" if delta else "base")
 
 
 # -- the offer: checked with the user's token ---------------------------------------------
@@ -266,8 +284,8 @@ async def offer(
     if not is_uuid(server_id):
         raise BadRequest(f"Invalid server id {server_id!r}.")
     mode = req_str(data, "mode")
-    if mode not in ("cold",):
-        raise BadRequest(f"Invalid relocation mode {mode!r} (this site takes: cold).")
+    if mode not in ("cold", "mild"):
+        raise BadRequest(f"Invalid relocation mode {mode!r} (this site takes: cold or mild).")
     if await state.servers.get(server_id, include_deleted=True) is not None:
         raise Conflict(f"Site {state.ctx.name} already has a server {server_id}.")
     repo = Relocations(state.ctx.store)
@@ -341,6 +359,7 @@ async def _view(state: ComputeState, record: RelocationRecord) -> dict[str, Any]
             "phase": record.phase,
             "received": record.done_bytes,
             "size": record.disk_size,
+            "part": "delta" if "base" in record.details else "base",
             "error": record.error,
             "server": await _server_status(state, record),
         }
@@ -359,7 +378,10 @@ async def name_disk(
     relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
 ) -> Json:
     record = await _granted(request, state, relocation_id)
-    disk = section(await read_json(request), "disk")
+    body = await read_json(request)
+    if isinstance(body, dict) and "delta" in body:
+        return await _name_delta(state, record, section(body, "delta"))
+    disk = section(body, "disk")
     size, sha = disk.get("size"), disk.get("sha256")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise BadRequest(f"Invalid disk size {size!r}.")
@@ -379,6 +401,36 @@ async def name_disk(
     elif record.phase != "receiving" or (record.disk_size, record.disk_sha256) != (size, sha):
         raise Conflict(f"Relocation {record.id} already has another disk ({record.phase}).")
     return Json(await _view(state, record))
+
+
+async def _name_delta(state: ComputeState, record: RelocationRecord, delta: Any) -> Json:
+    """A mild move's second file, once its disk is here whole and checked: the chunks
+    go to it from now on (``disk_size``, ``disk_sha256`` and ``done_bytes`` are its;
+    the disk's are kept in ``details["base"]``)."""
+    size, sha = delta.get("size"), delta.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest(f"Invalid size of the changes {size!r}.")
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        raise BadRequest(f"Invalid sha256 of the changes {sha!r}.")
+    repo = Relocations(state.ctx.store)
+    if record.phase == "receiving-delta":
+        if (record.disk_size, record.disk_sha256) != (size, sha):
+            raise Conflict(f"Relocation {record.id} already has other changes.")
+        return Json(await _view(state, record))
+    if record.mode != "mild" or record.phase != "receiving":
+        raise Conflict(f"Relocation {record.id} takes no changes ({record.mode}, {record.phase}).")
+    if record.done_bytes != record.disk_size or record.details.get("checked") != record.disk_sha256:
+        raise Conflict(
+            f"Relocation {record.id} has {record.done_bytes} of {record.disk_size} bytes of "
+            "its disk: the changes come after it."
+        )
+    base = {"size": record.disk_size, "sha256": record.disk_sha256}
+    changed = await repo.change(
+        record.id, expect=["receiving"], phase="receiving-delta", disk_size=size,
+        disk_sha256=sha, done_bytes=0, details={**record.details, "base": base},
+    )  # fmt: skip
+    await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
+    return Json(await _view(state, changed or record))
 
 
 # A source keeps a few chunks in flight (relocation_out.IN_FLIGHT): one that arrives
@@ -404,13 +456,14 @@ async def _turn(relocation_id: str) -> AsyncIterator[asyncio.Condition]:
 
 
 async def _its_turn(
-    repo: Relocations, turn: asyncio.Condition, relocation_id: str, start: int
+    repo: Relocations, turn: asyncio.Condition, relocation_id: str, start: int, phase: str
 ) -> RelocationRecord:
-    """The relocation once its file ends at ``start`` (``turn`` held); 409 else."""
+    """The relocation once its file ends at ``start`` (``turn`` held), still in
+    ``phase``; 409 else."""
     deadline = asyncio.get_running_loop().time() + AHEAD_WAIT_SECONDS
     while True:
         record = await repo.get(relocation_id)
-        if record is None or record.phase != "receiving":
+        if record is None or record.phase != phase:
             raise Conflict(f"Relocation {relocation_id} takes no disk data now.")
         left = deadline - asyncio.get_running_loop().time()
         if record.done_bytes == start:
@@ -439,7 +492,7 @@ async def put_chunk(
     relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
 ) -> Json:
     record = await _granted(request, state, relocation_id)
-    if record.phase != "receiving" or record.disk_size is None:
+    if record.phase not in RECEIVING or record.disk_size is None:
         raise Conflict(f"Relocation {record.id} takes no disk data now ({record.phase}).")
     found = RANGE.match(request.headers.get("content-range") or "")
     if found is None:
@@ -469,12 +522,29 @@ async def put_chunk(
     if hashlib.sha256(chunk).hexdigest() != expected:
         raise BadRequest(f"The chunk's sha256 is not the one in {CHUNK_SHA_HEADER}.")
     repo = Relocations(state.ctx.store)
+    phase = record.phase
     async with _turn(record.id) as turn:
-        record = await _its_turn(repo, turn, record.id, start)
-        await asyncio.to_thread(_append, staging_path(state, record.id), start, chunk)
-        changed = await repo.change(record.id, expect=["receiving"], done_bytes=end + 1)
+        record = await _its_turn(repo, turn, record.id, start, phase)
+        path = _receiving_path(state, record)
+        await asyncio.to_thread(_append, path, start, chunk)
+        changed = await repo.change(record.id, expect=[phase], done_bytes=end + 1)
+        if changed is not None and end + 1 == changed.disk_size:
+            changed = await _check_whole(repo, changed, path)
         turn.notify_all()
     return Json(await _view(state, changed or record))
+
+
+async def _check_whole(repo: Relocations, record: RelocationRecord, path: Path) -> RelocationRecord:
+    """The file is whole: its sha256 checked now, while a mild move's guest still runs
+    (its commit need not read the disk again); a mismatch starts it again (409)."""
+    if (await asyncio.to_thread(file_digest, path))[0] == record.disk_sha256:
+        return await repo.merge_details(record.id, {"checked": record.disk_sha256}) or record
+    await asyncio.to_thread(path.unlink, True)
+    await repo.change(record.id, expect=[record.phase], done_bytes=0)
+    raise Conflict(
+        f"The file of relocation {record.id} does not have the sha256 it was named with: "
+        "it has 0 bytes, the next chunk starts there."
+    )
 
 
 def file_digest(path: Path) -> tuple[str, int]:
@@ -527,21 +597,29 @@ async def commit(
     repo = Relocations(state.ctx.store)
     if record.phase in ("started", "done"):
         return Json(await _view(state, record), status_code=202)
-    if record.phase not in ("receiving", "committing") or record.done_bytes != record.disk_size:
+    if record.phase not in (*RECEIVING, "committing") or record.done_bytes != record.disk_size:
         raise Conflict(
             f"Relocation {record.id} has {record.done_bytes} of {record.disk_size} bytes "
             f"({record.phase}): it cannot be committed."
         )
     staged = staging_path(state, record.id)
     if record.image_id is None:
-        if (await asyncio.to_thread(file_digest, staged))[0] != record.disk_sha256:
-            await asyncio.to_thread(staged.unlink, True)
-            await repo.change(record.id, expect=["receiving"], done_bytes=0)
+        receiving = _receiving_path(state, record)  # checked as its last chunk came, else now
+        if record.details.get("checked") != record.disk_sha256 and (
+            (await asyncio.to_thread(file_digest, receiving))[0] != record.disk_sha256
+        ):
+            await asyncio.to_thread(receiving.unlink, True)
+            await repo.change(record.id, expect=list(RECEIVING), done_bytes=0)
             raise BadRequest(
                 f"The disk of relocation {record.id} does not have the sha256 it was named "
                 "with: it is to be sent again."
             )
-        await repo.change(record.id, expect=["receiving", "committing"], phase="committing")
+        await repo.change(record.id, expect=[*RECEIVING, "committing"], phase="committing")
+        if record.mode == "mild":  # what the guest wrote while its disk came, on top
+            try:
+                await state.driver.join_layers(base=staged, changes=receiving)
+            except DriverError as exc:  # the source undoes the move: its guest runs again
+                raise Conflict(f"Relocation {record.id}'s changes cannot be joined: {exc}") from exc
         values = dict(record.details["values"])
         image = await state.images.create(
             owner=record.project_id,
@@ -569,6 +647,7 @@ async def commit(
         state.lifecycle.start_build(record.server_id)
     record = await repo.change(record.id, phase="started") or record
     await asyncio.to_thread(staged.unlink, True)
+    await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
     return Json(await _view(state, record), status_code=202)
 
 
@@ -601,5 +680,6 @@ async def abort(
     if record.image_id is not None:
         await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
     await asyncio.to_thread(staging_path(state, record.id).unlink, True)
+    await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
     await Relocations(state.ctx.store).change(record.id, phase="aborted")
     return Response(status_code=204)

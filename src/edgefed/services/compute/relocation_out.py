@@ -6,13 +6,21 @@ lacks comes back as this answer's 4xx, before anything is stopped); what it gran
 recorded in a journal row (``store/compute/relocations.py``) and the move runs in the
 background, one phase after the other, each recorded before the next begins:
 
-    stopping → exporting → attaching → naming → sending → committing → starting →
-    finishing → done
+    cold: stopping → exporting → attaching → naming → sending → committing →
+          starting → finishing → done
+    mild: snapshotting → attaching → naming → sending-base → stopping →
+          exporting-delta → naming-delta → sending-delta → committing → starting →
+          finishing → done
 
 (cold: the guest is stopped, its disk copied to a standalone qcow2, sent in chunks the
 destination fsyncs and acknowledges, the server created there with the same id, and
-only once it is ACTIVE there is the guest removed here). A source that restarts takes
-each unfinished move up at its phase; the bytes the destination has are not sent again.
+only once it is ACTIVE there is the guest removed here. Mild: the running guest's disk
+is frozen (the driver's ``freeze_disk``: its writes go to a new layer) and sent while
+it runs; then it is stopped and only that layer goes (``export_changes``), the second
+file of the move, which the destination joins to the first before it creates the
+server: the guest is down for the layer's transfer and the start, not the disk's.) A
+source that restarts takes each unfinished move up at its phase; the bytes the
+destination has are not sent again.
 
 Undoing: until the commit was sent, no server can exist at the destination, so a
 failure (a refusal, a link down longer than ``relocation_link_timeout_seconds``) aborts
@@ -84,8 +92,14 @@ class Refused(Exception):
     """The destination refused a step: the move cannot go on."""
 
 
-def disk_path(state: ComputeState, relocation_id: str) -> Path:
-    return state.ctx.settings.data_dir / "relocations" / f"{relocation_id}.out"
+# How a move goes: the modes the action takes.
+MODES = ("cold", "mild")
+
+
+def disk_path(state: ComputeState, relocation_id: str, part: str = "base") -> Path:
+    """The file sent: the disk (``base``), or a mild move's layer of changes (``delta``)."""
+    name = f"{relocation_id}.out" if part == "base" else f"{relocation_id}.{part}.out"
+    return state.ctx.settings.data_dir / "relocations" / name
 
 
 async def _networks_of(state: ComputeState, server: ServerRecord) -> list[dict[str, Any]]:
@@ -181,8 +195,8 @@ async def offer(
     """Ask ``site`` to take ``server`` (with the caller's token) and journal the move it
     grants, the server ``relocating``; the 4xx naming what stands in the way, else.
     The move is not started (``Relocator.start``)."""
-    if mode != "cold":
-        raise BadRequest(f"Invalid relocation mode {mode!r} (this site moves: cold)")
+    if mode not in MODES:
+        raise BadRequest(f"Invalid relocation mode {mode!r} (this site moves: cold or mild)")
     ctx = state.ctx
     if site == ctx.name:
         raise BadRequest(f"Server {server.id} is at {site} already.")
@@ -195,6 +209,8 @@ async def offer(
             + (f" and task_state {server.task_state}" if server.task_state else "")
         )
     kept = _local_volumes(state, server, volumes)
+    if server.vm_state != "active":
+        mode = "cold"  # a stopped guest has nothing to keep running: its disk goes whole
     if not principal.token:
         raise Forbidden("Relocating a server needs the caller's token.")
     body = {"relocation": {"server_id": server.id, "source": ctx.name, "mode": mode,
@@ -212,7 +228,7 @@ async def offer(
     record = await repo.create(
         id=new_uuid(), direction="out", server_id=server.id, project_id=server.project_id,
         user_id=principal.user_id, peer_site=site, peer_id=str(offered["id"]), mode=mode,
-        phase="stopping", grant=str(offered["grant"]),
+        phase="snapshotting" if mode == "mild" else "stopping", grant=str(offered["grant"]),
         was_running=server.vm_state == "active",
         details={"flavor_id": offered.get("flavor_id"), "networks": offered.get("networks"),
                  "kept_volumes": [m.volume_id for m in kept]},
@@ -225,7 +241,20 @@ async def offer(
     return record
 
 
+def _bytes(record: RelocationRecord) -> tuple[int, int | None]:
+    """(done, total) of the move's files: a mild move's layer of changes counts after
+    its disk, at either side."""
+    base = record.details.get("base")  # the destination, receiving the changes
+    if record.direction == "in" and isinstance(base, dict):
+        return int(base["size"]) + record.done_bytes, int(base["size"]) + (record.disk_size or 0)
+    delta = record.details.get("delta")  # the source, once the changes are exported
+    if isinstance(delta, dict) and record.disk_size is not None:
+        return record.done_bytes, record.disk_size + int(delta["size"])
+    return record.done_bytes, record.disk_size
+
+
 def view(record: RelocationRecord) -> dict[str, Any]:
+    done, total = _bytes(record)
     return {
         "id": record.id,
         "server_id": record.server_id,
@@ -234,8 +263,8 @@ def view(record: RelocationRecord) -> dict[str, Any]:
         "mode": record.mode,
         "phase": record.phase,
         "error": record.error,
-        "bytes_done": record.done_bytes,
-        "bytes_total": record.disk_size,
+        "bytes_done": done,
+        "bytes_total": total,
         "created_at": record.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "updated_at": record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -321,6 +350,11 @@ async def _cancelled(flight: collections.deque[tuple[int, asyncio.Task[httpx.Res
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _remove_files(state: ComputeState, relocation_id: str) -> None:
+    for part in ("base", "delta"):
+        disk_path(state, relocation_id, part).unlink(missing_ok=True)
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:
@@ -446,8 +480,7 @@ class Relocator:
                 return
 
     async def _step(self, record: RelocationRecord) -> None:
-        phase = record.phase
-        step = getattr(self, f"_{phase}")
+        step = getattr(self, "_" + record.phase.replace("-", "_"))
         await step(record)
 
     async def _advance(self, record: RelocationRecord, phase: str, **values: Any) -> None:
@@ -462,10 +495,15 @@ class Relocator:
         await state.servers.update(
             record.server_id, vm_state="stopped", power_state=int(PowerState.SHUTDOWN)
         )
-        await self._advance(record, "exporting")
+        await self._advance(record, "exporting-delta" if record.mode == "mild" else "exporting")
 
-    async def _exporting(self, record: RelocationRecord) -> None:
-        snap = await self.state.driver.snapshot(record.server_id)
+    async def _snapshotting(self, record: RelocationRecord) -> None:
+        """Mild: the running guest's disk frozen, its writes go on in a layer on top."""
+        await self._exporting(record, frozen=True)
+
+    async def _exporting(self, record: RelocationRecord, *, frozen: bool = False) -> None:
+        driver = self.state.driver
+        snap = await (driver.freeze_disk if frozen else driver.snapshot)(record.server_id)
         target = disk_path(self.state, record.id)
         await asyncio.to_thread(_place, snap.path, snap.data, snap.temporary, target)
         sha, size = await asyncio.to_thread(file_digest, target)
@@ -477,6 +515,17 @@ class Relocator:
         await self._advance(
             record, "attaching", disk_size=size, disk_sha256=sha, disk_format=fmt or "raw"
         )
+
+    async def _exporting_delta(self, record: RelocationRecord) -> None:
+        """Mild, the guest stopped: what it wrote since the freeze, the move's second file."""
+        snap = await self.state.driver.export_changes(record.server_id)
+        target = disk_path(self.state, record.id, "delta")
+        await asyncio.to_thread(_place, snap.path, snap.data, snap.temporary, target)
+        sha, size = await asyncio.to_thread(file_digest, target)
+        await self._advance(
+            record, "naming-delta", details={**record.details,
+                                             "delta": {"size": size, "sha256": sha}},
+        )  # fmt: skip
 
     async def _attaching(self, record: RelocationRecord) -> None:
         """The volumes that stay here: an attachment each for the destination, its NBD
@@ -505,7 +554,18 @@ class Relocator:
         r = await _granted_call(self.state, record, "PUT", "", body={"disk": disk})
         if r.status_code != 200:
             raise Refused(describe_refusal(record.peer_site, r))
-        await self._advance(record, "sending", done_bytes=int(r.json()["relocation"]["received"]))
+        received = int(r.json()["relocation"]["received"])
+        await self._advance(
+            record, "sending-base" if record.mode == "mild" else "sending", done_bytes=received
+        )
+
+    async def _naming_delta(self, record: RelocationRecord) -> None:
+        delta = record.details["delta"]
+        r = await _granted_call(self.state, record, "PUT", "", body={"delta": delta})
+        if r.status_code != 200:
+            raise Refused(describe_refusal(record.peer_site, r))
+        received = int(r.json()["relocation"]["received"])
+        await self._advance(record, "sending-delta", done_bytes=(record.disk_size or 0) + received)
 
     async def _received(self, record: RelocationRecord) -> int:
         r = await _granted_call(self.state, record, "GET", "")
@@ -526,12 +586,26 @@ class Relocator:
         )
 
     async def _sending(self, record: RelocationRecord) -> None:
-        """The disk from where the destination's file ends, ``IN_FLIGHT`` chunks sent
-        before the first is answered (the destination appends them in order), answers
-        taken in order; throttled (``relocation_bytes_per_second``), one at a time."""
+        done = await self._send(record, disk_path(self.state, record.id), record.disk_size or 0)
+        await self._advance(record, "committing", done_bytes=done)
+
+    async def _sending_base(self, record: RelocationRecord) -> None:
+        """Mild: the frozen disk, the guest running meanwhile; then it stops."""
+        done = await self._send(record, disk_path(self.state, record.id), record.disk_size or 0)
+        await self._advance(record, "stopping", done_bytes=done)
+
+    async def _sending_delta(self, record: RelocationRecord) -> None:
+        size, before = int(record.details["delta"]["size"]), record.disk_size or 0
+        path = disk_path(self.state, record.id, "delta")
+        done = await self._send(record, path, size, before=before)
+        await self._advance(record, "committing", done_bytes=before + done)
+
+    async def _send(self, record: RelocationRecord, path: Path, size: int, before: int = 0) -> int:
+        """The file from where the destination's ends, ``IN_FLIGHT`` chunks sent before
+        the first is answered (the destination appends them in order), answers taken in
+        order; throttled (``relocation_bytes_per_second``), one at a time. The journal's
+        bytes count ``before`` (the files sent before this one) and this one's."""
         settings = self.state.ctx.settings
-        size = record.disk_size or 0
-        path = disk_path(self.state, record.id)
         done = await self._received(record)
         rate = settings.relocation_bytes_per_second
         window = 1 if rate > 0 else IN_FLIGHT
@@ -557,20 +631,21 @@ class Relocator:
                 done = int(r.json()["relocation"]["received"])
                 sent += length
                 # The link answers again: a cut's "(retrying)" is no longer what happens.
-                await self.repo.change(record.id, done_bytes=done, error=None)
+                await self.repo.change(record.id, done_bytes=before + done, error=None)
                 if rate > 0:  # throttled: never ahead of rate bytes a second
                     ahead = sent / rate - (self.clock() - started)
                     if ahead > 0:
                         await self.sleep(ahead)
         finally:
             await _cancelled(flight)
-        await self._advance(record, "committing", done_bytes=done)
+        return done
 
     async def _committing(self, record: RelocationRecord) -> None:
         volumes = list((record.details.get("volumes") or {}).values())
         r = await _granted_call(self.state, record, "POST", "/commit", body={"volumes": volumes})
         if r.status_code == 400:  # its file did not hash as named: send it again
-            await self.repo.change(record.id, expect=["committing"], phase="sending")
+            again = "sending-delta" if record.mode == "mild" else "sending"
+            await self.repo.change(record.id, expect=["committing"], phase=again)
             return
         if r.status_code != 202:
             raise Refused(describe_refusal(record.peer_site, r))
@@ -622,7 +697,7 @@ class Relocator:
             power_state=int(PowerState.NOSTATE),
             terminated_at=utcnow(),
         )
-        await asyncio.to_thread(disk_path(state, record.id).unlink, True)
+        await asyncio.to_thread(_remove_files, state, record.id)
         with contextlib.suppress(LinkDown):  # its row only: the move is done either way
             await _granted_call(state, record, "POST", "/done")
         await self._advance(record, "done")
@@ -661,5 +736,5 @@ class Relocator:
             for made in (record.details.get("volumes") or {}).values():
                 with contextlib.suppress(EdgefedError):
                     await state.ctx.volumes.release(attachment_id=made["attachment_id"])
-        await asyncio.to_thread(disk_path(state, record.id).unlink, True)
+        await asyncio.to_thread(_remove_files, state, record.id)
         await self.repo.change(record.id, phase="failed", error=reason)

@@ -1,0 +1,249 @@
+"""A server relocated mild from Berlin to Paris, sites in this process on the fake
+driver: its disk is frozen and sent while the guest keeps running at Berlin (MIGRATING,
+power state Running), then the guest is stopped and only what it wrote meanwhile is
+sent, the move's second file, which Paris joins to the disk before it creates the
+server. A cut in either transfer resumes where Paris's bytes end, a runner stopped in
+the second is taken up from its journal, a link down during the first leaves the guest
+running at Berlin, and what Paris or Berlin refused before still is."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
+
+from edgefed.drivers.base import PowerState
+from edgefed.drivers.fake import FakeDriver
+from edgefed.services.compute.relocation_out import Relocator
+from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import Relocations
+from edgefed.store.image import ImageRepository, blob_path
+from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
+from edgefed.testkit.wait import eventually
+
+WRITTEN = bytes(range(256)) * (5 << 12)  # 5 MiB the guest writes while its disk goes
+AT = 8 << 20  # where: the changes are the disk from there on, 5 MiB: two chunks
+
+
+def driver_of(site: InProcessSite) -> FakeDriver:
+    driver = ctx_of(site).slots.require(ComputeState).driver
+    assert isinstance(driver, FakeDriver)
+    return driver
+
+
+def after_writes() -> bytes:
+    disk = bytearray(DISK)
+    disk[AT : AT + len(WRITTEN)] = WRITTEN
+    return bytes(disk)
+
+
+class Observer(ChunkCounter):
+    """The links, noting for each disk chunk Berlin's journal phase and whether its
+    guest runs; after the first chunk, the guest writes ``WRITTEN``. ``cuts``: after
+    how many chunks the link to Paris is cut (once each, healed by the test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.berlin: InProcessSite | None = None
+        self.server_id = ""
+        self.seen: list[tuple[str, PowerState]] = []
+        self.cuts: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and request.url.path.endswith("/disk"):
+            assert self.berlin is not None
+            if self.cuts and self.chunks >= self.cuts[0] and request.url.host not in self.cut:
+                self.cuts.pop(0)
+                self.cut.add(request.url.host)
+            if request.url.host not in self.cut:
+                [journal] = await Relocations(ctx_of(self.berlin).store).list(direction="out")
+                power = driver_of(self.berlin).power_state(self.server_id)
+                self.seen.append((journal.phase, power))
+                if len(self.seen) == 1:
+                    driver_of(self.berlin).write(self.server_id, WRITTEN, at=AT)
+        return await super().handle_async_request(request)
+
+
+async def relocate(at: InProcessSite, h: dict[str, str], server_id: str, **how: Any) -> Any:
+    body = {"os-edge:relocate": {"site": "Paris", "mode": "mild", **how}}
+    return await at.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+
+
+async def moved(berlin: InProcessSite, h: dict[str, str], server_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def done() -> bool:
+        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
+        found.update(r.json()["relocations"][-1])
+        assert found["phase"] not in ("failed", "aborted"), found
+        return bool(found["phase"] == "done")
+
+    await eventually(done, within=60, every=0.01, what="the relocation done")
+    return found
+
+
+async def arrived_disk(paris: InProcessSite, h: dict[str, str], server_id: str) -> bytes:
+    await status_is(paris, h, server_id, "ACTIVE")
+    shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=h)).json()
+    image = await ImageRepository(ctx_of(paris).store).get(shown["server"]["image"]["id"])
+    assert image is not None and image.os_hidden
+    return blob_path(paris.settings.data_dir, image).read_bytes()
+
+
+async def test_the_disk_goes_while_the_guest_runs_then_what_it_wrote(tmp_path: Path) -> None:
+    transport = Observer()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        transport.berlin, transport.server_id = berlin, server_id
+
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+        assert (r.json()["relocation"]["mode"], r.json()["relocation"]["phase"]) == (
+            "mild", "snapshotting")  # fmt: skip
+        shown = (await berlin.client.get(f"{C}/servers/{server_id}", headers=h)).json()
+        assert shown["server"]["status"] == "MIGRATING"
+        record = await moved(berlin, h, server_id)
+
+        # The disk's three chunks while the guest ran, the changes' two once stopped.
+        running, stopped = PowerState.RUNNING, PowerState.SHUTDOWN
+        assert transport.seen == [("sending-base", running)] * 3 + [
+            ("sending-delta", stopped)] * 2  # fmt: skip
+        assert record["bytes_done"] == record["bytes_total"] > len(DISK)
+        data = await arrived_disk(paris, at_paris, server_id)
+        assert hashlib.sha256(data).digest() == hashlib.sha256(after_writes()).digest()
+        assert driver_of(paris).power_state(server_id) == PowerState.RUNNING
+        assert not list((berlin.settings.data_dir / "relocations").glob("*"))
+        assert not list((paris.settings.data_dir / "relocations").glob("*"))
+        gone = await berlin.client.get(f"{C}/servers/{server_id}", headers=h)
+        assert gone.status_code == 301
+
+
+async def test_a_cut_in_either_file_resumes_where_paris_bytes_end(tmp_path: Path) -> None:
+    transport = Observer()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        transport.berlin, transport.server_id = berlin, server_id
+        relocator = ctx_of(berlin).slots.require(Relocator)
+        errors: list[str] = []
+
+        async def heal_on_retry(seconds: float) -> None:
+            [journal] = await Relocations(ctx_of(berlin).store).list(direction="out")
+            errors.append(f"{journal.phase}: {journal.error}")
+            transport.cut.clear()
+            await asyncio.sleep(0)
+
+        relocator.sleep = heal_on_retry
+        transport.cuts = [1, 4]  # one chunk of each file reaches Paris, then the link goes
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+        await moved(berlin, h, server_id)
+        assert [e.split(":")[0] for e in errors] == ["sending-base", "sending-delta"], errors
+        assert all("(retrying)" in e for e in errors)
+        assert transport.chunks == 5  # nothing sent twice
+        data = await arrived_disk(paris, at_paris, server_id)
+        assert hashlib.sha256(data).digest() == hashlib.sha256(after_writes()).digest()
+
+
+async def test_a_runner_stopped_while_the_changes_go_is_taken_up(tmp_path: Path) -> None:
+    transport = Observer()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        transport.berlin, transport.server_id = berlin, server_id
+        ctx = ctx_of(berlin)
+        relocator = ctx.slots.require(Relocator)
+        stalled = asyncio.Event()
+
+        async def stall(seconds: float) -> None:
+            stalled.set()  # the link is down: the site stops meanwhile
+            await asyncio.Event().wait()
+
+        relocator.sleep = stall
+        transport.cuts = [4]
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(stalled.wait(), 30)
+        await relocator.stop()
+        [journal] = await Relocations(ctx.store).list(direction="out")
+        assert journal.phase == "sending-delta"
+        assert journal.done_bytes == len(DISK) + (4 << 20)
+        assert driver_of(berlin).power_state(server_id) == PowerState.SHUTDOWN
+
+        transport.cut.clear()
+        again = Relocator(ctx.slots.require(ComputeState))
+        ctx.slots.put(again)
+        assert await again.resume() == 1
+        await moved(berlin, h, server_id)
+        assert transport.chunks == 5  # the restart sent only what Paris lacked
+        data = await arrived_disk(paris, at_paris, server_id)
+        assert hashlib.sha256(data).digest() == hashlib.sha256(after_writes()).digest()
+        await again.stop()
+
+
+async def test_a_link_down_while_the_disk_goes_leaves_the_guest_running(tmp_path: Path) -> None:
+    transport = Observer()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        transport.berlin, transport.server_id = berlin, server_id
+        relocator = ctx_of(berlin).slots.require(Relocator)
+        now = [0.0]
+
+        async def time_passes(seconds: float) -> None:
+            now[0] += 3600.0  # past relocation_link_timeout_seconds
+            await asyncio.sleep(0)
+
+        relocator.sleep, relocator.clock = time_passes, lambda: now[0]
+        transport.cuts = [1]
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+
+        async def failed() -> bool:
+            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+            return record.phase == "failed"
+
+        await eventually(failed, within=30, every=0.01, what="the relocation failed")
+        await status_is(berlin, h, server_id, "ACTIVE")
+        assert transport.seen == [("sending-base", PowerState.RUNNING)]
+        assert driver_of(berlin).power_state(server_id) == PowerState.RUNNING  # never stopped
+        assert not list((berlin.settings.data_dir / "relocations").glob("*.out"))
+        transport.cut.clear()
+        r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
+        assert r.status_code == 404
+
+
+async def test_refusals_are_the_same_and_a_stopped_server_moves_cold(tmp_path: Path) -> None:
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
+        server_id = await active_server(berlin, h)
+        r = await relocate(berlin, h, server_id, site="Atlantis")
+        assert r.status_code == 400 and "Unknown site 'Atlantis'" in r.text
+        r = await relocate(berlin, h, server_id, mode="hot")
+        assert r.status_code == 400 and "Invalid relocation mode 'hot'" in r.text
+        assert "cold or mild" in r.text
+        assert await Relocations(ctx_of(berlin).store).list() == []
+        assert await Relocations(ctx_of(paris).store).list() == []
+        assert driver_of(berlin).power_state(server_id) == PowerState.RUNNING
+
+        r = await berlin.client.post(f"{C}/servers/{server_id}/action", json={"os-stop": None},
+                                     headers=h)  # fmt: skip
+        assert r.status_code == 202, r.text
+        await status_is(berlin, h, server_id, "SHUTOFF")
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+        assert r.json()["relocation"]["mode"] == "cold"  # nothing runs: the disk goes whole
+        record = await moved(berlin, h, server_id)
+        assert record["bytes_done"] == len(DISK)
+        await status_is(paris, at_paris, server_id, "SHUTOFF")
