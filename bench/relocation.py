@@ -1,6 +1,6 @@
-"""``python -m bench relocation``: a real guest moved cold from Berlin to Paris through
-the WAN emulator (issue #16), against a plain TCP copy of the same bytes over a link
-of the same profile.
+"""``python -m bench relocation``: real guests moved from Berlin to Paris through the WAN
+emulator (issue #16), one cold, then one mild, against a plain TCP copy of the same
+bytes over a link of the same profile.
 
 Two real sites in a fleet (``ProcessFleet``), Berlin and Paris, each with the qemu
 driver, its local host agent and its own host network (``testkit.qemu_site``); every
@@ -9,29 +9,31 @@ byte between them crosses the WAN emulator at ``RTT_MS`` round trip and
 URL, which the other calls, is a link. The bench talks to each site directly.
 
 1. A flavor of 1 vCPU, 128 MiB and a 1 GiB root disk at both sites; the tiny guest's
-   whole-disk image at Berlin; one guest booted from it at Berlin, whose user data
+   whole-disk image at Berlin; two guests booted from it at Berlin, whose user data
    (``relocation_figures.user_data``) writes ``USED_MIB`` MiB of random data onto its
    disk and syncs (the tiny guest's root file system is its initramfs, in RAM: the data
    goes to the disk past its boot partition), then prints a line the bench waits for.
-2. **The move**: ``POST /compute/v2.1/servers/{id}/action {"os-edge:relocate": {"site":
-   "Paris"}}`` at Berlin (what ``openstack server relocate --site Paris --wait`` sends),
-   the clock started just before. The bench watches every ``POLL_S``: Berlin's journal
+2. **The moves**, one after the other (the mild guest idles at Berlin while the cold
+   one moves): ``POST /compute/v2.1/servers/{id}/action {"os-edge:relocate": {"site":
+   "Paris", "mode": "cold"|"mild"}}`` at Berlin (what ``openstack server relocate --site
+   Paris --mode … --wait`` sends), the clock started just before, the guest deleted at
+   Paris once its user data read the disk back. The bench watches every ``POLL_S``: Berlin's journal
    row (its ``site.db``, read-only: each phase's first sight and each acknowledged
    chunk), Berlin's QEMU process (the guest stopped), Paris's server row (ACTIVE) and
    Paris's console log (its first line; the user data's line reading the moved data
    back), until the journal says ``done`` and the guest's line came. The bytes the
    link in front of Paris carried meanwhile.
-3. **The anchor**, after the move (the guest deleted: no guest runs, as while the disk
-   was sent): a TCP server in the bench behind a link of the same
+3. **The anchor**, after the moves (the guests deleted: no guest runs): a TCP server in
+   the bench behind a link of the same
    profile in the same emulator, one connection (its handshake paid first), the disk's
    size in bytes sent to it and answered by one byte (a round trip included, as the
    move's last chunk waits for its answer); twice, the mean is the anchor.
 
-Figures: total (the action to ACTIVE at Paris), its phases (stop, export, transfer,
-commit+start), bytes sent, the downtime (Berlin's QEMU gone to ACTIVE at Paris, to
-Paris's first console line, to the user data's line), and the ratios total ÷ copy
-(goal ≤ ``TOTAL_GOAL``) and transfer ÷ copy. Only cold moves exist: mild relocation and
-live migration are named as not there yet, with no figures.
+Figures, each move: total (the action to ACTIVE at Paris), its phases, bytes sent, the
+downtime (Berlin's QEMU gone to ACTIVE at Paris, to Paris's first console line, to the
+user data's line; the guest's shutdown before it apart), and the ratios total ÷ copy
+(goal ≤ ``TOTAL_GOAL``) and transfer ÷ copy; then the mild move's downtime ÷ the cold
+one's (goal < ``DOWNTIME_GOAL``).
 
 Everything is removed at the end, also on error: the server, both sites, their agents,
 guests, namespaces and /run directories (``remove_qemu_site``), the emulator's links and
@@ -64,6 +66,7 @@ from bench.relocation_figures import (
     MIB,
     USED_MIB,
     Timeline,
+    compare,
     parse_marker,
     render,
     summarize,
@@ -95,6 +98,7 @@ POLL_S = HOST_POLL_S
 WRITE_DEADLINE_S = 900.0  # boot and 200 MiB of random data written under TCG
 MOVE_DEADLINE_S = 900.0
 COPIES = 2
+MODES = ("cold", "mild")  # one guest each, moved in this order
 # Berlin's relocation_chunk_bytes; None: the site's default (what is measured and kept).
 CHUNK_BYTES: int | None = None
 # How many chunks Berlin keeps in flight (1 before the transfer kept more).
@@ -270,12 +274,16 @@ def _bytes(link: WanLink) -> LinkStats:
     return link.stats
 
 
-async def _boot_and_fill(api: Api, guests: Path, image: GuestImage, flavor_id: str) -> str:
+async def _image(api: Api, image: GuestImage) -> str:
     body = {"name": "tiny", "disk_format": "qcow2", "container_format": "bare"}
     image_id = str((await api.call("POST", "/image/v2/images", json=body)).json()["id"])
     await api.call("PUT", f"/image/v2/images/{image_id}/file", content=image.disk.read_bytes(),
                    headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-    server = {"server": {"name": "relbench", "imageRef": image_id, "flavorRef": flavor_id,
+    return image_id
+
+
+async def _boot_and_fill(api: Api, guests: Path, image_id: str, flavor_id: str, name: str) -> str:
+    server = {"server": {"name": name, "imageRef": image_id, "flavorRef": flavor_id,
                          "networks": "none",
                          "user_data": base64.b64encode(user_data()).decode()}}  # fmt: skip
     r = await api.call("POST", "/compute/v2.1/servers", compute=True, json=server)
@@ -295,6 +303,38 @@ async def _boot_and_fill(api: Api, guests: Path, image: GuestImage, flavor_id: s
     raise TimeoutError(f"the guest did not write its data within {WRITE_DEADLINE_S:.0f} s")
 
 
+async def _move(
+    fleet: ProcessFleet, api: Api, papi: Api, server_id: str, mode: str
+) -> tuple[Watcher, dict[str, int], dict[str, str]]:
+    """Move the guest in ``mode``, watched until its user data read the disk back at
+    Paris; then delete it there. The watcher, the link's bytes, what the guest found."""
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    guests = berlin.data_dir / "agent" / "qemu" / "guests"
+    wrote = parse_marker((guests / server_id / "console.log").read_text(errors="replace"))
+    qemu_pid = int((guests / server_id / "qemu.pid").read_text().split()[0])
+    link = fleet.wan.link(server=PARIS)
+    watcher = Watcher(server_id, berlin.data_dir, paris.data_dir, qemu_pid)
+    try:
+        before = _bytes(link)
+        started = time.monotonic()
+        body = {"os-edge:relocate": {"site": PARIS, "mode": mode}}
+        await api.call("POST", f"/compute/v2.1/servers/{server_id}/action", json=body)
+        watcher.timeline.answered = round(time.monotonic() - started, 3)
+        await _watch(watcher, started, MOVE_DEADLINE_S)
+        after = _bytes(link)
+    finally:
+        watcher.close()
+    if watcher.journal.get("phase") != "done":
+        raise RuntimeError(f"the {mode} move did not complete: {watcher.journal}")
+    moved = parse_marker(watcher.console.read_text(errors="replace"))
+    if moved.get("sha") != wrote.get("sha") or moved.get("read") != wrote.get("sha"):
+        raise RuntimeError(f"the moved disk does not hold what was written: wrote {wrote}, "
+                           f"found {moved}")  # fmt: skip
+    await papi.call("DELETE", f"/compute/v2.1/servers/{server_id}")  # no guest meanwhile
+    wire = {"up": after.bytes_up - before.bytes_up, "down": after.bytes_down - before.bytes_down}
+    return watcher, wire, moved
+
+
 async def measure(fleet: ProcessFleet) -> dict[str, Any]:
     berlin, paris = fleet[BERLIN], fleet[PARIS]
     tokens = [await asyncio.to_thread(password_token, s.url, s.password) for s in (berlin, paris)]
@@ -308,65 +348,49 @@ async def measure(fleet: ProcessFleet) -> dict[str, Any]:
         flavor_id = str((await api.call("POST", "/compute/v2.1/flavors", json=flavor)).json()
                         ["flavor"]["id"])  # fmt: skip
         await papi.call("POST", "/compute/v2.1/flavors", json=flavor)
-        image = build_guest_image(IMAGE_DIR)
+        image_id = await _image(api, build_guest_image(IMAGE_DIR))
         guests = berlin.data_dir / "agent" / "qemu" / "guests"
-        print(f"bench relocation: booting the guest at {BERLIN}; it writes {USED_MIB} MiB of "
-              "random data onto its disk…", flush=True)  # fmt: skip
+        print(f"bench relocation: booting two guests at {BERLIN}; each writes {USED_MIB} MiB "
+              "of random data onto its disk…", flush=True)  # fmt: skip
         began = time.monotonic()
-        server_id = await _boot_and_fill(api, guests, image, flavor_id)
-        wrote = parse_marker((guests / server_id / "console.log").read_text(errors="replace"))
+        ids = await asyncio.gather(
+            *(_boot_and_fill(api, guests, image_id, flavor_id, f"relbench-{mode}")
+              for mode in MODES)
+        )  # fmt: skip
         filled_s = time.monotonic() - began
-        qemu_pid = int((guests / server_id / "qemu.pid").read_text().split()[0])
-        print(f"bench relocation: written ({filled_s:.0f} s after the POST); moving it to "
-              f"{PARIS}…", flush=True)  # fmt: skip
-        link = fleet.wan.link(server=PARIS)
-        watcher = Watcher(server_id, berlin.data_dir, paris.data_dir, qemu_pid)
-        try:
-            before = _bytes(link)
-            started = time.monotonic()
-            body = {"os-edge:relocate": {"site": PARIS}}
-            await api.call("POST", f"/compute/v2.1/servers/{server_id}/action", json=body)
-            watcher.timeline.answered = round(time.monotonic() - started, 3)
-            await _watch(watcher, started, MOVE_DEADLINE_S)
-            after = _bytes(link)
-        finally:
-            watcher.close()
-        if watcher.journal.get("phase") != "done":
-            raise RuntimeError(f"the move did not complete: {watcher.journal}")
-        moved = parse_marker(watcher.console.read_text(errors="replace"))
-        if moved.get("sha") != wrote.get("sha") or moved.get("read") != wrote.get("sha"):
-            raise RuntimeError(f"the moved disk does not hold what was written: wrote {wrote}, "
-                               f"found {moved}")  # fmt: skip
-        size = int(watcher.journal["size"])
-        await papi.call("DELETE", f"/compute/v2.1/servers/{server_id}")  # no guest meanwhile
+        wrote = parse_marker((guests / ids[0] / "console.log").read_text(errors="replace"))
+        moves: dict[str, tuple[Watcher, dict[str, int], dict[str, str]]] = {}
+        for mode, server_id in zip(MODES, ids, strict=True):
+            print(f"bench relocation: written ({filled_s:.0f} s after the POST); moving one "
+                  f"{mode} to {PARIS}…", flush=True)  # fmt: skip
+            moves[mode] = await _move(fleet, api, papi, server_id, mode)
+        size = int(moves["cold"][0].journal["size"])
         print(f"bench relocation: moved; the anchor: {COPIES} TCP copies of {size / MIB:.1f} "
               "MiB over a link of the same profile…", flush=True)  # fmt: skip
-        await asyncio.sleep(2.0)  # the guest's QEMU gone, as during the transfer
+        await asyncio.sleep(2.0)  # the guests' QEMU gone, as during the transfer
         copies = await asyncio.to_thread(raw_copy, fleet, size)
     chunk = CHUNK_BYTES or next(f.default for f in dataclasses.fields(SiteSettings)
                                 if f.name == "relocation_chunk_bytes")  # fmt: skip
     assert isinstance(chunk, int)
-    results = summarize(
-        watcher.timeline,
-        disk_size=size,
-        bytes_done=int(watcher.journal["done"]),
-        wire={"up": after.bytes_up - before.bytes_up,
-              "down": after.bytes_down - before.bytes_down},
-        copies_s=copies,
-        bandwidth=BANDWIDTH,
-        rtt_ms=RTT_MS,
-        chunk_bytes=chunk,
-        in_flight=IN_FLIGHT,
-    )  # fmt: skip
-    return results | {
+    results: dict[str, Any] = {}
+    for mode, (watcher, wire, found) in moves.items():
+        disk = int(watcher.journal["size"])  # the disk; a mild move's changes after it
+        results[mode] = summarize(
+            watcher.timeline, disk_size=disk, bytes_done=int(watcher.journal["done"]),
+            wire=wire, copies_s=copies, copy_bytes=size, bandwidth=BANDWIDTH, rtt_ms=RTT_MS,
+            chunk_bytes=chunk, in_flight=IN_FLIGHT, mode=mode,
+        ) | {"dest": PARIS, "found": found, "progress": watcher.timeline.progress,
+             "delta_bytes": int(watcher.journal["done"]) - disk}  # fmt: skip
+    return {
+        "cold": results["cold"],
+        "mild": results["mild"],
+        "compare": compare(results["cold"], results["mild"]),
         "source": BERLIN,
         "dest": PARIS,
         "used_mib": USED_MIB,
         "fill_s": round(filled_s, 1),
         "written": wrote,
-        "found": moved,
         "bandwidth_mbit": BANDWIDTH_MBIT,
-        "progress": watcher.timeline.progress,
     }
 
 

@@ -9,11 +9,13 @@ import subprocess
 
 import pytest
 from bench.relocation_figures import (
+    DOWNTIME_GOAL,
     MIB,
     NOT_THERE_YET,
     TOTAL_GOAL,
     Timeline,
     chunk_figures,
+    compare,
     parse_marker,
     phase_spans,
     render,
@@ -55,6 +57,29 @@ def a_move(*, attaching: bool = True) -> Timeline:
     return tl
 
 
+def a_mild_move() -> Timeline:
+    """Frozen and exported by 0.5 s, the disk sent from 0.6 to 19.6 while the guest
+    runs, stopped by 22.1, its changes sent by 22.9, ACTIVE at Paris at 25.5."""
+    tl = Timeline()
+    tl.see_phase("snapshotting", 0.1)
+    tl.see_phase("attaching", 0.5)
+    tl.see_phase("naming", 0.55)
+    tl.see_phase("sending-base", 0.6)
+    tl.see_bytes(DISK, 19.6)
+    tl.see_phase("stopping", 19.6)
+    tl.source_stopped = 22.0
+    tl.see_phase("exporting-delta", 22.1)
+    tl.see_phase("naming-delta", 22.3)
+    tl.see_phase("sending-delta", 22.4)
+    tl.see_bytes(DISK + MIB, 22.9)
+    tl.see_phase("committing", 22.9)
+    tl.see_phase("starting", 24.5)
+    tl.dest_active = 25.5
+    tl.see_phase("done", 26.0)
+    tl.dest_first_line, tl.dest_marker = 25.8, 33.0
+    return tl
+
+
 def test_the_user_data_writes_once_then_reads_back() -> None:
     script = user_data(200, 64).decode()
     assert script.startswith("#!/bin/sh\n")
@@ -93,6 +118,10 @@ def test_phases_from_the_journal_and_the_destination() -> None:
     before_volumes = phase_spans(a_move(attaching=False))  # a source without that phase
     assert before_volumes["export"] == 7.55 and before_volumes["attach_naming"] == 0.15
     assert phase_spans(Timeline())["transfer"] is None
+    mild = phase_spans(a_mild_move(), "mild")
+    assert mild["freeze"] == 0.5 and mild["transfer"] == 19.0 and mild["stop"] == 2.5
+    assert mild["delta_export"] == 0.2 and mild["delta_transfer"] == 0.6
+    assert mild["commit"] == 1.6 and mild["start"] == 1.0 and mild["finish"] == 0.5
 
 
 def test_chunks_from_the_transfer_and_the_journals_bytes() -> None:
@@ -125,7 +154,8 @@ def test_the_ratios_against_the_copy_and_the_table() -> None:
     assert results["ratio_transfer"] == round(18.8 / 18.2, 3)
     assert results["verdict"] == "MISS" and results["goal_total"] == TOTAL_GOAL
     assert results["downtime_s"] == {
-        "to_active": 30.6, "to_first_line": 30.9, "to_user_data": 37.6,
+        "to_active": 30.6, "shutdown": 2.3, "asked_to_active": 32.9, "to_first_line": 30.9,
+        "to_user_data": 37.6,
     }  # fmt: skip
     assert results["chunks"]["link_time_s"] == round(4 * MIB / BANDWIDTH, 4)
     assert results["chunks"]["in_flight"] == 1
@@ -134,11 +164,30 @@ def test_the_ratios_against_the_copy_and_the_table() -> None:
                       chunk_bytes=4 * MIB)  # fmt: skip
     assert quick["verdict"] == "PASS"  # 33 / 30 = 1.1
 
-    table = render(results | {"source": "Berlin", "dest": "Paris", "used_mib": 200})
-    assert "moved cold from Berlin to Paris" in table
-    assert "total, from the action to the server ACTIVE at Paris: 33.00 s" in table
+    mild = summarize(a_mild_move(), disk_size=DISK, bytes_done=DISK + MIB,
+                     wire={"up": DISK + MIB, "down": 0}, copies_s=[18.0, 18.4],
+                     copy_bytes=DISK * 2, bandwidth=BANDWIDTH, rtt_ms=50.0,
+                     chunk_bytes=4 * MIB, mode="mild")  # fmt: skip
+    assert mild["anchor"]["copy_s"] == 9.1  # the copy's time scaled to this disk
+    assert mild["downtime_s"]["to_active"] == 3.5
+    assert mild["downtime_s"]["asked_to_active"] == 5.9
+    both = compare(results, mild)
+    assert both["downtime_ratio"] == round(3.5 / 30.6, 3) and both["downtime_verdict"] == "MISS"
+    assert both["downtime_goal"] == DOWNTIME_GOAL
+    assert compare(results, mild | {"downtime_s": {**mild["downtime_s"], "to_active": 3.0}})[
+        "downtime_verdict"] == "PASS"  # fmt: skip
+
+    table = render({"cold": results | {"dest": "Paris"}, "mild": mild | {"dest": "Paris"},
+                    "compare": both, "source": "Berlin", "dest": "Paris",
+                    "used_mib": 200})  # fmt: skip
+    assert "moved from Berlin to Paris" in table and "one cold, then one mild" in table
+    assert "cold: total, from the action to the server ACTIVE at Paris: 33.00 s" in table
+    assert "mild: total, from the action to the server ACTIVE at Paris: 25.50 s" in table
     assert "transfer 18.80 s" in table and "commit+start 4.00 s" in table
+    assert "transfer, the guest running 19.00 s" in table
     assert f"total ÷ copy {results['ratio_total']}× (goal ≤ 1.2×: MISS)" in table
-    assert "to ACTIVE at the destination 30.60 s" in table
+    assert "to ACTIVE at the destination: 30.60 s" in table
+    assert "to ACTIVE at the destination: 3.50 s" in table
     assert "chunks: 54, 0.348 s each on average" in table
+    assert f"mild downtime ÷ cold downtime {both['downtime_ratio']} (goal < 0.1: MISS)" in table
     assert NOT_THERE_YET in table
