@@ -123,3 +123,27 @@ async def test_bad_scopes_are_400_naming_the_problem(tmp_path: Path) -> None:
         )
         assert r.status_code == 400
         assert "badRequest" in r.json()
+
+
+async def test_version_documents_are_answered_here_whatever_the_scope(tmp_path: Path) -> None:
+    """keystoneauth reads a service's version document before the call: were it routed,
+    a bad scope would surface as "no supported versions" instead of its own message."""
+    async with fleet(tmp_path, ["Berlin", "Denver"], joined=True) as s:
+        berlin = s["Berlin"]
+        for scope in ("{image: Nowhere|Denver}", "{image: Berlin&&Denver}", "{image: Denver}"):
+            for path in ("/image", "/image/", "/image/versions", "/image/v2/"):
+                r = await berlin.client.get(path, headers=scoped(admin(berlin), scope))
+                assert r.status_code in (200, 300), (scope, path, r.text)
+                assert "x-edgefed-site" not in r.headers  # not routed
+                assert "v2.0" in {v["id"] for v in r.json()["versions"]}
+        for path in ("/compute/v2.1", "/identity/v3/", "/volume", "/network/v2.0"):
+            r = await berlin.client.get(path, headers=scoped(admin(berlin), "{compute: Nowhere}"))
+            assert r.status_code in (200, 300), (path, r.text)
+        # The call that follows carries the scope's error, in the user's words.
+        r = await berlin.client.get(
+            "/image/v2/images", headers=scoped(admin(berlin), "{image: Nowhere|Denver}")
+        )
+        assert r.status_code == 400
+        assert r.json()["message"] == (
+            "Invalid X-Scope header: unknown site 'Nowhere' (the fleet has Berlin, Denver)"
+        )

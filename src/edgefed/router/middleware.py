@@ -4,6 +4,9 @@ The service a path belongs to is read from its prefix (``/compute`` -> compute);
 scope's entry for that service says where the request runs:
 
 - no entry, or this site alone: served here, untouched (streamed as usual);
+- a version document (``GET /image``, ``/compute/v2.1``): served here whatever the
+  scope, so that a client's version discovery works and the call after it carries any
+  error of the scope;
 - one other site: forwarded in one hop, streamed both ways (forward.py);
 - ``A|B``: tried left to right; a transport error, timeout, 5xx or 404 moves on;
 - ``A&B``: sent to every site in parallel; reads are merged, writes must succeed
@@ -31,7 +34,14 @@ from edgefed.core.scope import Scope, Site, parse_scope
 from edgefed.core.scope_resolve import FleetView, resolve_expr
 from edgefed.router.fanout import fan_out
 from edgefed.router.forward import stream_to
-from edgefed.router.wire import FORWARDED_HEADER, SCOPE_HEADER, TOKEN_HEADER, header, service_of
+from edgefed.router.wire import (
+    FORWARDED_HEADER,
+    SCOPE_HEADER,
+    TOKEN_HEADER,
+    header,
+    is_version_document,
+    service_of,
+)
 
 log = logging.getLogger("edgefed.router")
 
@@ -63,7 +73,7 @@ class ScopeRouter:
             await self.app(scope, receive, send)
             return
         raw = header(scope, SCOPE_HEADER)
-        if raw is None:
+        if raw is None or is_version_document(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         try:

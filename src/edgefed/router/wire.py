@@ -8,6 +8,8 @@ site serves the request itself) and what comes back.
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import Receive
 from starlette.types import Scope as AsgiScope
 
@@ -41,6 +43,9 @@ HOP_BY_HOP = {
     b"content-length",
 }
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+# What follows a service's prefix in a version document's path: the root (``/image``,
+# ``/image/``), ``/versions``, or one version's root (``/compute/v2.1``, ``/identity/v3/``).
+VERSION_DOCUMENT = re.compile(r"/?(versions/?|v\d+(\.\d+)?/?)?")
 
 
 def service_of(path: str) -> str | None:
@@ -49,6 +54,19 @@ def service_of(path: str) -> str | None:
         if path == prefix or path.startswith(prefix + "/"):
             return service
     return None
+
+
+def is_version_document(method: str, path: str) -> bool:
+    """Whether this is a read of a service's version document, which every site answers
+    itself whatever the scope: keystoneauth reads it before each command's first call
+    (version discovery), and a routed one would turn a scope error into "does not have
+    any supported versions"; answered here, the call that follows carries the error."""
+    if method not in ("GET", "HEAD"):
+        return False
+    for prefix, _ in SERVICE_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return VERSION_DOCUMENT.fullmatch(path[len(prefix) :]) is not None
+    return False
 
 
 def header(scope: AsgiScope, name: bytes) -> bytes | None:

@@ -14,6 +14,7 @@ from edgefed.router.wire import (
     forward_headers,
     has_body,
     header,
+    is_version_document,
     read_body,
     service_of,
     target,
@@ -48,6 +49,32 @@ def scope_of(
 )
 def test_a_path_belongs_to_a_service_by_its_first_segment(path: str, service: str | None) -> None:
     assert service_of(path) == service
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/image", True),
+        ("GET", "/image/", True),
+        ("GET", "/image/versions", True),
+        ("GET", "/image/v2/", True),
+        ("HEAD", "/compute/v2.1", True),
+        ("GET", "/identity/v3/", True),
+        ("GET", "/network/v2.0", True),
+        ("GET", "/volume/v3", True),
+        ("GET", "/image/v2/images", False),
+        ("GET", "/compute/v2.1/servers", False),
+        ("GET", "/image/v2x", False),
+        ("GET", "/imagev2", False),
+        ("GET", "/dashboard", False),
+        ("POST", "/image", False),
+        ("DELETE", "/compute/v2.1", False),
+    ],
+)
+def test_version_documents_are_reads_of_a_service_root_or_version_root(
+    method: str, path: str, expected: bool
+) -> None:
+    assert is_version_document(method, path) is expected
 
 
 def test_the_target_is_the_raw_path_and_query_as_sent() -> None:
