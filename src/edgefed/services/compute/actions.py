@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.responses import Json
+from edgefed.api.scope_honour import require_here
 from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.services.compute import consoles, diagnostics, moves, relocation_out
@@ -124,6 +125,9 @@ async def _create_image(
     metadata = string_map(data, "metadata")
     if server.vm_state not in ("active", "stopped", "paused", "suspended"):
         raise _state_conflict(server, "createImage")
+    require_here(
+        state.ctx, request.scope, service="image", what="the snapshots of a server (createImage)"
+    )
     source = await state.images.get(server.image_id) if server.image_id else None
     properties: dict[str, Any] = {
         "image_type": "snapshot",

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.policy import require_write
 from edgefed.api.responses import Json
+from edgefed.api.scope_honour import require_here
 from edgefed.api.service import routes_of
 from edgefed.core.errors import BadRequest, Conflict, NotFound
 from edgefed.core.ids import new_uuid
@@ -96,6 +97,16 @@ async def create_server(
     require_write(principal, project_id, "os_compute_api:servers:create")
     await refuse_new_servers(state)
     boot = parse_boot_request(data, api_version(request))
+    # The image follows the scope (image_source.py); networks and boot volumes are this
+    # site's: a scope that sends them elsewhere is refused, not ignored.
+    if boot.networks != "none":
+        require_here(
+            state.ctx, request.scope, service="network", what="the networks of a server booted"
+        )
+    if boot.volumes:
+        require_here(
+            state.ctx, request.scope, service="volume", what="the volumes a server boots from"
+        )
     checked = await check_boot(state, request, principal, boot, project_id=project_id)
     reservation_id = f"r-{new_uuid()[:8]}"
     created: list[ServerRecord] = []

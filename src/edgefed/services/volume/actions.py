@@ -19,6 +19,7 @@ from starlette.responses import Response
 from edgefed.api.bodies import read_object
 from edgefed.api.resource import Call, routes
 from edgefed.api.responses import Json
+from edgefed.api.scope_honour import require_here
 from edgefed.core.errors import BadRequest, Unavailable
 from edgefed.services.volume import attach_actions
 from edgefed.services.volume import microversion as mv
@@ -183,6 +184,9 @@ async def upload_image(call: Call, repo: Volumes, volume: VolumeRecord, body: An
         if visibility not in ("public", "private", "shared", "community"):
             raise invalid_input(f"Invalid visibility {visibility}.")
         protected = boolean(data.get("protected", False), "protected")
+    require_here(
+        call.ctx, call.request.scope, service="image", what="the images a volume is uploaded to"
+    )
     images = call.ctx.images
     if images is None:
         raise Unavailable("The image service is not running on this site.")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefed.api.resource import Call
+from edgefed.api.scope_honour import require_here
 from edgefed.core.errors import BadRequest, NotFound
 from edgefed.services.volume.cinder import invalid_input, invalid_volume
 from edgefed.services.volume.state import state_of
@@ -107,6 +108,8 @@ async def _from_volume(call: Call, volume_id: str) -> Source:
 
 
 async def _from_image(call: Call, image_id: str) -> Source:
+    # The image is read from this site's image service: a scope naming another is refused.
+    require_here(call.ctx, call.request.scope, service="image", what="volumes made from an image")
     images = call.ctx.images
     image = None
     if images is not None:
