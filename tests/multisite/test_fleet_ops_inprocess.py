@@ -29,6 +29,7 @@ LAYOUT: dict[str, tuple[str, str | None, int]] = {
     "UsHub": ("us", "@region=us", 1),
     "Denver": ("us", None, 3),
 }
+COUNTRY = {"Central": "CH", "EuHub": "DE", "Berlin": "DE", "Paris": "FR", "UsHub": "US"}
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +45,12 @@ async def hierarchy(
                 name=name,
                 gossip_interval_seconds=3600.0,
                 labels={"region": region},
-                location=Location(lat=40.0 + i, lon=-100.0 + 25 * i, region=region),
+                location=Location(
+                    lat=40.0 + i,
+                    lon=-100.0 + 25 * i,
+                    region=region,
+                    country=COUNTRY.get(name, "US"),
+                ),
                 fleet_aggregate=aggregate,
                 compute_hosts=tuple(
                     HostSpec(name=f"{name.lower()}-{n}", vcpus=8 * (n + 1)) for n in range(hosts)
@@ -161,6 +167,38 @@ async def test_an_offline_site_is_shown_offline_with_the_reason(tmp_path: Path) 
         assert "no answer for" in paris["reason"]
         r = await eu.client.get("/edge/v1/fleet/alarms?type=peer_unreachable", headers=admin(eu))
         assert [a["entity"] for a in r.json()["alarms"] if a["site"] == "EuHub"] == ["site=Paris"]
+
+
+async def test_a_scoped_status_and_its_alarms_list_only_the_sites_of_the_scope(
+    tmp_path: Path,
+) -> None:
+    async with hierarchy(tmp_path) as (sites, _):
+        berlin, central = sites["Berlin"], sites["Central"]
+        alarm = {"alarm": {"severity": "major", "entity": "rack=2", "reason": "fan failed"}}
+        r = await berlin.client.post("/edge/v1/alarms", json=alarm, headers=admin(berlin))
+        assert r.status_code == 201, r.text
+
+        async def listed(site: InProcessSite, path: str) -> dict[str, Any]:
+            r = await site.client.get(path, headers=admin(site))
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            return body
+
+        status = (await listed(berlin, "/edge/v1/fleet/status?scope=@country=US"))["fleet_status"]
+        assert [s["name"] for s in status["sites"]] == ["Denver", "UsHub"]
+        assert sum(status["totals"]["by_status"].values()) == 2
+        alarms = await listed(berlin, "/edge/v1/fleet/alarms?scope=@country=US")
+        assert [s["name"] for s in alarms["sites"]] == ["Denver", "UsHub"]
+        assert all(a["site"] in ("Denver", "UsHub") for a in alarms["alarms"])
+        # Without a scope, the site asked is in its own view, with its alarm.
+        alarms = await listed(berlin, "/edge/v1/fleet/alarms")
+        assert "fan failed" in {a["reason"] for a in alarms["alarms"] if a["site"] == "Berlin"}
+        # A scope naming the site asked lists it; an aggregator asked for itself does not
+        # bring the sites it aggregates along.
+        status = (await listed(berlin, "/edge/v1/fleet/status?scope=Berlin|Denver"))["fleet_status"]
+        assert [s["name"] for s in status["sites"]] == ["Berlin", "Denver"]
+        status = (await listed(central, "/edge/v1/fleet/status?scope=EuHub"))["fleet_status"]
+        assert [s["name"] for s in status["sites"]] == ["EuHub"]
 
 
 async def test_a_region_operator_sees_and_acts_only_in_its_region(tmp_path: Path) -> None:

@@ -13,6 +13,12 @@ configured as an aggregator (``fleet_aggregate``) answers with its own report pl
 those it collects, a plain site with its own report only. ``via`` carries the chain
 of aggregators already asked, so a cycle in the configuration cannot loop. When the
 same site arrives twice, its own report wins over what an aggregator says about it.
+
+An explicit scope (``?scope=@country=US``) is the list: the site asked appears only if
+the scope names it, and an aggregator's reports of sites this site knows to be outside
+the scope are left out (a site only the aggregator's registry holds cannot be judged
+here, and came through an aggregator the scope names). Without one, the site reports
+itself and what it aggregates (``fleet_aggregate``).
 """
 
 from __future__ import annotations
@@ -97,12 +103,18 @@ async def aggregate(
     timeout: float = 3.0,
 ) -> Aggregate:
     result = Aggregate(reporter=ctx.name, scope=scope)
-    if can_see(ctx, principal, ctx.name):
+    targets = resolve_targets(ctx, principal, scope, explicit=explicit)
+    known = set(ctx.fleet.site_names()) if ctx.fleet is not None else {ctx.name}
+
+    def wanted(site: str) -> bool:
+        in_scope = not explicit or site in targets or site not in known
+        return in_scope and can_see(ctx, principal, site)
+
+    if wanted(ctx.name):
         report = await own_report(ctx)
         # Its RTT row names every peer: a region operator sees those of its regions.
         report["rtt_ms"] = {k: v for k, v in report["rtt_ms"].items() if can_see(ctx, principal, k)}
         result.offer(report)
-    targets = [t for t in resolve_targets(ctx, principal, scope, explicit=explicit)]
     chain = (*via, ctx.name)
     gate = asyncio.Semaphore(MAX_PARALLEL)
 
@@ -160,7 +172,7 @@ async def aggregate(
             return
         children = body.get("sites", [])
         for report in children:
-            if isinstance(report, dict) and can_see(ctx, principal, str(report.get("name"))):
+            if isinstance(report, dict) and wanted(str(report.get("name"))):
                 result.offer(_with_link_health(report, health))
         if len(children) > 1 or body.get("aggregators"):
             result.aggregators.append({"name": site, "sites": len(children), "status": "online"})
