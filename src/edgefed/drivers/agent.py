@@ -222,30 +222,39 @@ class AgentDriver:
             return str(found.mgmt_ip)
         return str(self._facts.get(host, {}).get("host_ip") or "127.0.0.1")
 
-    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+    async def live_migrate(
+        self, spec: InstanceSpec, *, source: str, resume: bool = False
+    ) -> dict[str, float]:
         """Three steps, each a command (drivers/qemu/live.py): the destination receives
         (the guest made there, QEMU waiting, its NBD exports and listener on its
         address), the source sends (disks, then RAM; the guest paused at the
         switchover), the destination settles (the guest runs there); then the source's
         guest is destroyed. The TLS key is made here for this migration only and given
-        to both agents in their commands, over their own authenticated channels."""
+        to both agents in their commands, over their own authenticated channels.
+
+        ``resume`` (the site restarted during the move): the settle is asked for again
+        (a command still open is awaited, and an arrival settled already says so); the
+        guest stays where it arrived, or goes on at the source if it did not."""
         destination = spec.host
         key = {"identity": f"edgefed-{secrets.token_hex(4)}", "key": secrets.token_hex(32)}
         address = await self._address(destination)
         self._arriving[spec.id] = destination
+        figures: dict[str, Any] = {"was_running": True}
         try:
-            try:
-                ports = await self._call(
-                    spec.id, "live_receive", host=destination, timeout=self.timeouts.spawn,
-                    payload={"instance": instance_to_json(spec), "key": key, "address": address},
-                )  # fmt: skip
-                figures = await self._call(
-                    spec.id, "live_send", host=source, timeout=self.timeouts.migrate,
-                    payload={"key": key, "address": address, **ports},
-                )  # fmt: skip
-            except DriverError:
-                await self._remove_arrival(spec.id, destination)
-                raise
+            if not resume:
+                try:
+                    ports = await self._call(
+                        spec.id, "live_receive", host=destination, timeout=self.timeouts.spawn,
+                        payload={"instance": instance_to_json(spec), "key": key,
+                                 "address": address},
+                    )  # fmt: skip
+                    figures = await self._call(
+                        spec.id, "live_send", host=source, timeout=self.timeouts.migrate,
+                        payload={"key": key, "address": address, **ports},
+                    )  # fmt: skip
+                except DriverError:
+                    await self._remove_arrival(spec.id, destination)
+                    raise
             try:
                 settled = await self._call(
                     spec.id, "live_settle", host=destination, timeout=self.timeouts.migrate
@@ -268,6 +277,10 @@ class AgentDriver:
         except Exception as exc:  # paused there, never resumed: destroyed at its next report
             log.warning("destroying the guest %s left on %s: %r", spec.id, source, exc)
         return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+    async def _migrating(self, instance_id: str) -> bool:
+        server = await self.servers.get(instance_id)
+        return server is not None and server.task_state == "migrating"
 
     async def _remove_arrival(self, instance_id: str, host: str) -> None:
         """What the destination made of a guest that does not arrive, removed."""
@@ -359,8 +372,11 @@ class AgentDriver:
                 # it still runs for a server now elsewhere (evacuated while the host was
                 # down) must not run twice: that host destroys it.
                 log.warning("host %s reported guest %s of %s", report.host, guest_id, host)
+                # (One arriving by a live migration the site is taking up after a
+                # restart is not a stray: the move settles it.)
                 if host is not None and power == PowerState.RUNNING:
-                    self._destroy_stray(report.host, guest_id)
+                    if not await self._migrating(guest_id):
+                        self._destroy_stray(report.host, guest_id)
                 continue
             changes[guest_id] = PowerState(power)
         if report.full:

@@ -197,11 +197,14 @@ class ComputeDriver(Protocol):
         ``base`` (``freeze_disk``'s), which then holds the whole disk. Idempotent."""
         ...
 
-    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+    async def live_migrate(
+        self, spec: InstanceSpec, *, source: str, resume: bool = False
+    ) -> dict[str, float]:
         """Move the guest from host ``source`` to ``spec.host`` while it runs, its disks
         and memory with it; the move's figures (``downtime_ms``, ``total_ms``). A
         ``DriverError`` leaves the guest on ``source`` as it was, nothing of it on
-        ``spec.host``."""
+        ``spec.host``. ``resume``: a move the service began before it restarted, taken
+        up where the hosts are (finished where the guest arrived, else undone)."""
         ...
 
     async def attach_volume(self, instance_id: str, volume: VolumeDevice) -> None:

@@ -102,7 +102,9 @@ class FakeDriver:
         await self._work()
         self._get(instance_id).power = PowerState.RUNNING
 
-    async def live_migrate(self, spec: InstanceSpec, *, source: str) -> dict[str, float]:
+    async def live_migrate(
+        self, spec: InstanceSpec, *, source: str, resume: bool = False
+    ) -> dict[str, float]:
         await self._work()
         instance = self._get(spec.id)
         if LIVE_FAIL_MARKER in spec.name:

@@ -1,7 +1,8 @@
 """Live migration (``os-migrateLive``) on the fake driver: the body as Nova reads it per
 microversion, its refusals (400, 409, 403) that change nothing, a move to the other
-host (chosen or named) that keeps the server ACTIVE, and a failed move that leaves it
-ACTIVE on its host with the instance action saying why."""
+host (chosen or named) that keeps the server ACTIVE, a failed move that leaves it
+ACTIVE on its host with the instance action saying why, and a move cut by a restart of
+the site that the next start takes up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compute_testkit import V, boot, make_image, wait_for
+from compute_testkit import V, boot, fake, make_image, wait_for
 
 from edgefed.core.settings import HostSpec
 from edgefed.drivers.fake import LIVE_FAIL_MARKER
@@ -18,6 +19,7 @@ from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import ServerRecord
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
 from edgefed.testkit.tokens import forge_token
+from edgefed.testkit.wait import eventually
 
 C = "/compute/v2.1"
 
@@ -156,3 +158,28 @@ async def test_a_failed_live_migration_leaves_the_server_active_where_it_was(
     last = r.json()["instanceActions"][0]
     assert last["action"] == "live-migration"
     assert "live-migration to" in last["message"] and "fault injection" in last["message"]
+
+
+async def test_a_live_migration_cut_by_a_restart_is_taken_up(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    settings = site_settings(
+        tmp_path / "site", database_url=database_url,
+        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
+        fake_transition_seconds=0.0,
+    )  # fmt: skip
+    async with run_site(settings) as site:
+        server_id = await active_server(site)
+        here = (await record(site, server_id)).host
+        fake(site).transition_seconds = 60.0  # the move is under way when the site stops
+        r = await live(site, server_id, {"host": None, "block_migration": "auto"})
+        assert r.status_code == 202, r.text
+
+        async def recorded() -> bool:
+            return "destination" in ((await record(site, server_id)).migration or {})
+
+        await eventually(recorded, within=10, what="the move's destination recorded")
+    async with run_site(settings) as site:
+        shown = await wait_for(site, admin(site), server_id, "ACTIVE")
+        assert shown["OS-EXT-SRV-ATTR:host"] == ("edge-2" if here == "edge-1" else "edge-1")
+        assert (await record(site, server_id)).migration is None

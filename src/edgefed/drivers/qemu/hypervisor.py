@@ -344,9 +344,11 @@ class QemuHypervisor:
         guest = self._load(instance_id)
         incoming = self._incoming.pop(guest.id, None)
         async with guest.lock:
-            if incoming is None:
-                if guest.power_state() in (PowerState.RUNNING, PowerState.PAUSED):
-                    return guest.power_state()  # settled already (the command sent again)
+            if incoming is None:  # settled already (the command sent again), or lost
+                if await guest.attach():
+                    status = (await guest.monitor().execute("query-status"))["status"]
+                    if status in ("running", "paused"):
+                        return guest.power_state()
                 raise QemuError(f"guest {instance_id} is not arriving on this host")
             return await migration.settle(guest, incoming)
 

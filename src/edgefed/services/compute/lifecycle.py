@@ -44,7 +44,7 @@ log = logging.getLogger("edgefed.compute.lifecycle")
 BUILD_TASKS = ("scheduling", "block_device_mapping", "networking", "spawning")
 # Moves within the site (moves.py), taken up at start by ``resume_move``.
 MOVE_TASKS = ("resize_prep", "resize_migrating", "resize_finish", "resize_reverting",
-              "shelving", "unshelving", "rebuilding")  # fmt: skip
+              "shelving", "unshelving", "rebuilding", "migrating")  # fmt: skip
 
 # task_state -> (driver method name, vm_state when done, power state when done)
 POWER_OPS: dict[str, tuple[str, str, PowerState]] = {

@@ -390,13 +390,20 @@ class Moves:
         source = str(migration.get("old_host") or server.host)
         vm_state = str(migration.get("vm_state") or "active")
         destination: str | None = migration.get("target")
+        # Recorded before the driver starts: a site restarted meanwhile takes the move
+        # up (settled where the guest arrived, else undone) instead of forgetting it.
+        resume = "destination" in migration
+        destination = migration.get("destination") or destination
         started = utcnow()
         try:
             if destination is None:
                 destination = await self._place(server, dict(server.flavor), avoid=source)
+            if not resume:
+                migration["destination"] = destination
+                server = await self.servers.update(server.id, migration=migration)
             spec = await self.state.lifecycle._spec(server)
             figures = await self.driver.live_migrate(
-                dataclasses.replace(spec, host=destination), source=source
+                dataclasses.replace(spec, host=destination), source=source, resume=resume
             )
         except (DriverError, EdgefedError) as exc:
             message = str(exc.message if isinstance(exc, EdgefedError) else exc)
