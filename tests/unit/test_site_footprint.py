@@ -74,6 +74,10 @@ async def session(data_dir: Path) -> list[int]:
         ):
             statuses.append((await site.client.get(path, headers=headers)).status_code)
         served = {id(route) for route in site.app.routes}
+        asked.extend(
+            route.path for route in site.app.routes
+            if isinstance(route, APIRoute) and "dependant" in vars(route)
+        )
         built.extend(
             f"{route.endpoint.__module__}: {route.path}"
             for route in gc.get_objects()
@@ -84,9 +88,10 @@ async def session(data_dir: Path) -> list[int]:
 
 
 built: list[str] = []  # FastAPI routes built (their endpoints analysed) but not served
+asked: list[str] = []  # the app's routes built: the ones the session asked for
 statuses = asyncio.run(session(Path(sys.argv[1])))
 loaded = sorted(name for name, module in sys.modules.items() if module is not None)
-print(json.dumps({"statuses": statuses, "modules": loaded, "built": built}))
+print(json.dumps({"statuses": statuses, "modules": loaded, "built": built, "asked": asked}))
 """
 
 
@@ -127,6 +132,16 @@ def test_a_running_site_builds_each_route_once(tmp_path: Path) -> None:
     report = _session(tmp_path / "site")
     built = set(report["built"]) - BUILT_NOT_SERVED
     assert not built, f"routes built and not served: {sorted(built)[:20]}"
+
+
+def test_a_running_site_builds_the_routes_it_served_only(tmp_path: Path) -> None:
+    """The app's routes are mounted declared and built by their first request
+    (api/service.py, ``mount``): built at start, the ≈ 350 routes cost an idle site
+    1.8 MiB (docs/bench.md)."""
+    report = _session(tmp_path / "site")
+    asked = set(report["asked"])
+    assert "/identity/v3/auth/tokens" in asked and "/image/v2/images" in asked
+    assert len(asked) <= 10, sorted(asked)
 
 
 def test_site_serve_builds_its_own_command_only() -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, compile_path, get_name
 
 if TYPE_CHECKING:
     from edgefed.api.context import SiteContext
@@ -72,8 +72,9 @@ class DeclaredRoute(APIRoute):
     ``mount`` builds each route once, as ``built_class``.
 
     A declared route is still a route: anything asked of it that it does not hold yet
-    (its ``dependant``, ``app``, ``path_regex``…, as when a test includes the router
-    in an app as it is) builds it in place first, with the settings it was declared with.
+    (its ``dependant``, ``app``…, as when a test includes the router in an app as it
+    is, or the app's first request to it) builds it in place first, with the settings
+    it was declared with, and it is then of its ``built_class`` exactly.
     ``declared(cls)`` is the same for a route class of a service's own.
     """
 
@@ -85,19 +86,42 @@ class DeclaredRoute(APIRoute):
         # Only what differs from APIRoute's defaults (a router passes all ~25 settings).
         self.declared = {k: v for k, v in settings.items() if not _is_default(k, v)}
 
+    def matchable(self) -> None:
+        """Hold what matching a request or a URL reads (``matches``, ``url_path_for``),
+        as building would set it, so that only the route that serves a request is built."""
+        name = self.declared.get("name")
+        self.name = get_name(self.endpoint) if name is None else name
+        self.path_regex, self.path_format, self.param_convertors = compile_path(self.path)
+        methods = self.declared.get("methods")
+        self.methods = {method.upper() for method in (["GET"] if methods is None else methods)}
+
     def __getattr__(self, name: str) -> Any:
         # Only called for an attribute not set: once built, every attribute is.
         settings = self.__dict__.pop("declared", None)
         if settings is None:
             raise AttributeError(name)
-        self.built_class.__init__(self, self.path, self.endpoint, **settings)
+        before = dict(self.__dict__, declared=settings)
+        try:
+            self.built_class.__init__(self, self.path, self.endpoint, **settings)
+        except BaseException:
+            vars(self).clear()  # half built: as declared again, the next use fails the same
+            vars(self).update(before)
+            raise
+        self.__class__ = self.built_class  # type: ignore[assignment]  # the same layout
         return getattr(self, name)
 
 
+_DECLARED: dict[type[APIRoute], type[DeclaredRoute]] = {APIRoute: DeclaredRoute}
+
+
 def declared(route_class: type[APIRoute]) -> type[DeclaredRoute]:
-    """A ``DeclaredRoute`` class that ``mount`` builds as ``route_class``."""
-    name = f"Declared{route_class.__name__}"
-    return type(name, (DeclaredRoute, route_class), {"built_class": route_class})
+    """A ``DeclaredRoute`` class that ``mount`` builds as ``route_class`` (one per class)."""
+    if route_class not in _DECLARED:
+        name = f"Declared{route_class.__name__}"
+        _DECLARED[route_class] = type(
+            name, (DeclaredRoute, route_class), {"built_class": route_class}
+        )
+    return _DECLARED[route_class]
 
 
 def route_settings(route: APIRoute) -> dict[str, Any]:
@@ -121,17 +145,25 @@ def mount(target: APIRouter, routes: Sequence[BaseRoute], *, prefix: str) -> Non
     target's default response class, dependency overrides and unique ids apply, as they
     would through an inclusion), with its own class (compute's microversion routes).
     Only FastAPI routes can be mounted.
+
+    Each is added declared and matchable (``DeclaredRoute.matchable``) and built when it
+    is first asked for more: by the first request it serves, or ``/openapi.json``. An
+    idle site serves a few of its ≈ 350 routes, and a built one costs ≈ 7 KiB (its
+    fields, a pydantic validator per parameter) (docs/bench.md, ``footprint``).
     """
     for route in routes:
         if not isinstance(route, APIRoute):
             raise ValueError(f"mount: {route!r} is not a FastAPI route")
-        route_class = getattr(type(route), "built_class", type(route))
+        route_class: type[APIRoute] = getattr(type(route), "built_class", type(route))
         target.add_api_route(
             prefix + route.path,
             route.endpoint,
-            route_class_override=route_class,
+            route_class_override=declared(route_class),
             **route_settings(route),
         )
+        added = target.routes[-1]
+        assert isinstance(added, DeclaredRoute)
+        added.matchable()
 
 
 @dataclass(frozen=True)
