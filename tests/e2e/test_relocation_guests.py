@@ -17,29 +17,36 @@ the ``openstack server show`` fails (the CLI hides the API's 404, which says whe
 the server went), its journal says ``done`` with every byte sent, and Berlin's QEMU
 process, guest directory, snapshot and ports for it are gone.
 
+The guest whose flavor Paris lacked moves too once Paris has the flavor, mild
+(``--mode mild``): a ticker its user data started writes a count to its boot disk and
+its console every second; while Berlin sends its frozen disk, the guest is MIGRATING
+and runs on in the same QEMU, its console ticking; then it is stopped, only what it
+wrote since goes, and at Paris it boots from the joined disk: the marker file as
+written before the move, and the last tick it wrote at Berlin, after the freeze.
+
 Every wait is a bounded poll (``until``); the sites, their agents, guests, namespaces,
 /run directories and the emulator's links are removed at the end.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from qemu_site import built_guest_image, host_ready
+from relocation_guest import MARKER_SHA, USER_DATA, qemu_pid, until_value
 
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet
 from edgefed.testkit.osc import OpenStackCLI, openstack_binary
 from edgefed.testkit.process import SiteProcess, pid_alive
-from edgefed.testkit.qemu_site import hostnet_dir_for, qemu_config, remove_qemu_site
+from edgefed.testkit.qemu_site import qemu_fleet
 from edgefed.testkit.wait import until
 
 TAG = f"rl{os.getpid()}"
@@ -47,46 +54,29 @@ BERLIN, PARIS = f"B{TAG}", f"P{TAG}"
 BOOT = 240.0  # seconds a TCG guest may take to boot on a loaded 2-core machine
 CHUNK = 1 << 20  # Berlin sends the disk (~13 MB) in chunks of 1 MiB, at 1 MiB/s
 NET, SUBNET, GATEWAY, IP = "reloc-net", "10.81.0.0/24", "10.81.0.1", "10.81.0.17"
-MARKER = "/boot/relocation-marker"  # on the boot disk (vfat): it persists, and moves
-MARKER_TEXT = "".join(f"{i} edgefed relocation marker\n" for i in range(1, 4001))
-MARKER_SHA = hashlib.sha256(MARKER_TEXT.encode()).hexdigest()
+
+TICKS = "/boot/relocation-ticks"  # the ticker's last count, on the boot disk
+# The marker as USER_DATA does, then: the last count a previous boot's ticker wrote, and
+# a ticker counting on from it each second, onto the boot disk (synced) then the console.
+TICKING = (
+    USER_DATA
+    + f'if [ -f {TICKS} ]; then echo "TICKS-FOUND-$(cat {TICKS})"; fi\n'
+    + "(\n"
+    + f"  n=$(cat {TICKS} 2>/dev/null || echo 0)\n"
+    + "  while true; do\n"
+    + "    n=$((n + 1))\n"
+    + f"    echo $n > {TICKS}.new && mv {TICKS}.new {TICKS} && sync\n"
+    + '    echo "TICK-$n"\n'
+    + "    sleep 1\n"
+    + "  done\n"
+    + ") &\n"
+)
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(600),
     pytest.mark.skipif(not host_ready(), reason="needs root, QEMU, ip, nft, dnsmasq, tun"),
 ]
-
-
-# At every boot: the marker's sha256 if the disk has it, else write it (same text as
-# MARKER_TEXT), sync, and say so.
-USER_DATA = (
-    "#!/bin/sh\n"
-    f"if [ -f {MARKER} ]; then\n"
-    f'  echo "MARKER-FOUND-$(sha256sum {MARKER} | cut -c1-64)"\n'
-    "else\n"
-    f'  for i in $(seq 1 4000); do echo "$i edgefed relocation marker"; done > {MARKER}\n'
-    "  sync\n"
-    f'  echo "MARKER-WROTE-$(sha256sum {MARKER} | cut -c1-64)"\n'
-    "fi\n"
-)
-
-
-def qemu_pid(site: SiteProcess, server_id: str) -> int | None:
-    """The QEMU process running the guest at ``site`` (its -uuid, and its files under
-    the site's data directory: both sites run a QEMU with that uuid, one after the
-    other), or None."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state == "Z" or not argv or b"qemu-system" not in argv[0]:
-            continue
-        if server_id.encode() in argv and any(str(site.data_dir).encode() in a for a in argv):
-            return int(pid)
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -98,29 +88,10 @@ def guest_disk() -> Path:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
     """Berlin and Paris, each with the qemu driver, its agent and its own host network
     directory; Berlin sends relocated disks in small, slow chunks."""
-    hostnets = {name: hostnet_dir_for(f"test-{TAG}-{name[0].lower()}") for name in (BERLIN, PARIS)}
-    f = ProcessFleet(
-        root=tmp_path_factory.mktemp("relocation"),
-        names=[BERLIN, PARIS],
-        rtt_ms=50.0,
-        site_config={
-            BERLIN: qemu_config(
-                hostnets[BERLIN],
-                extra=f"relocation_chunk_bytes = {CHUNK}\nrelocation_bytes_per_second = {CHUNK}\n",
-            ),
-            PARIS: qemu_config(hostnets[PARIS]),
-        },
-    )
-    try:
-        yield f.start()
-    finally:
-        for name in (BERLIN, PARIS):
-            if name in f.sites:
-                print(f.sites[name].log_tail(60))
-        f.stop()
-        for name, hostnet in hostnets.items():
-            if name in f.sites:
-                remove_qemu_site(f.sites[name], hostnet)
+    slow = f"relocation_chunk_bytes = {CHUNK}\nrelocation_bytes_per_second = {CHUNK}\n"
+    with qemu_fleet(tmp_path_factory.mktemp("relocation"), f"test-{TAG}",
+                    {BERLIN: slow, PARIS: ""}, rtt_ms=50.0) as f:  # fmt: skip
+        yield f
 
 
 def clis(fleet: ProcessFleet) -> tuple[OpenStackCLI, OpenStackCLI]:
@@ -149,24 +120,11 @@ def relocations(cli: OpenStackCLI, server: str) -> list[dict[str, Any]]:
     return found
 
 
-def until_value(check: Callable[[], Any], *, within: float, what: str, every: float = 0.2) -> Any:
-    """``until``, returning what ``check`` found."""
-    found: list[Any] = []
-
-    def probe() -> bool:
-        value = check()
-        if value:
-            found.append(value)
-        return bool(value)
-
-    until(probe, within=within, every=every, what=what)
-    return found[-1]
-
-
 @pytest.fixture(scope="module")
 def guests(fleet: ProcessFleet, guest_disk: Path, tmp_path_factory) -> dict[str, str]:
     """Two guests booting at Berlin at once: ``mover`` (a flavor Paris has too, user
-    data writing the marker) and ``stayer`` (a flavor only Berlin has)."""
+    data writing the marker) and ``stayer`` (a flavor only Berlin has, until the mild
+    move; its user data writes the marker and starts the ticker)."""
     osc, at_paris = clis(fleet)
     image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
                      "--file", str(guest_disk), "--public", "tiny")["id"]  # fmt: skip
@@ -182,15 +140,16 @@ def guests(fleet: ProcessFleet, guest_disk: Path, tmp_path_factory) -> dict[str,
 
     site_has(osc, fleet[BERLIN])
     osc.run("flavor", "create", "--vcpus", "1", "--ram", "144", "--disk", "1", "berlin.only")
-    data = tmp_path_factory.mktemp("relocation-user-data") / "marker.sh"
-    data.write_text(USER_DATA)
+    scripts = tmp_path_factory.mktemp("relocation-user-data")
+    (scripts / "marker.sh").write_text(USER_DATA)
+    (scripts / "ticking.sh").write_text(TICKING)
     ids = {}
-    for name, flavor, nic in (
-        ("mover", "r.tiny", f"net-id={NET},v4-fixed-ip={IP}"),
-        ("stayer", "berlin.only", "none"),
+    for name, flavor, nic, data in (
+        ("mover", "r.tiny", f"net-id={NET},v4-fixed-ip={IP}", "marker.sh"),
+        ("stayer", "berlin.only", "none", "ticking.sh"),
     ):
         ids[name] = osc.json("server", "create", "--image", image, "--flavor", flavor, "--nic",
-                             nic, "--user-data", str(data), name)["id"]  # fmt: skip
+                             nic, "--user-data", str(scripts / data), name)["id"]  # fmt: skip
     site_has(at_paris, fleet[PARIS])  # while Berlin's guests boot
 
     def all_active() -> bool:
@@ -323,3 +282,89 @@ def test_a_guest_moves_to_paris_through_a_cut_with_its_disk(fleet, guests):
     assert not list((berlin.data_dir / "relocations").glob("*"))
     assert not list((paris.data_dir / "relocations").glob("*"))
     assert {s["ID"] for s in osc.json("server", "list")} == {guests["stayer"]}
+
+
+def console_api(fleet: ProcessFleet, site: str, server: str) -> str:
+    """The guest's console by the API (an ``openstack`` command takes seconds to start)."""
+    with fleet.client(site, headers={"X-Auth-Token": fleet.token(site)}) as api:
+        r = api.post(f"/compute/v2.1/servers/{server}/action",
+                     json={"os-getConsoleOutput": {"length": 50}})  # fmt: skip
+        r.raise_for_status()
+        return str(r.json()["output"])
+
+
+def last_tick(text: str) -> int:
+    ticks = [int(w[5:]) for w in text.split() if w.startswith("TICK-") and w[5:].isdigit()]
+    return ticks[-1] if ticks else 0
+
+
+def test_a_guest_moves_mild_and_runs_on_while_its_disk_goes(fleet, guests):
+    osc, at_paris = clis(fleet)
+    berlin = fleet[BERLIN]
+    mild = guests["stayer"]
+    at_paris.run("flavor", "create", "--vcpus", "1", "--ram", "144", "--disk", "1", "berlin.only")
+    until(lambda: last_tick(console_api(fleet, BERLIN, mild)) > 0, within=BOOT, every=1,
+          what="the ticker at Berlin")  # fmt: skip
+    assert f"MARKER-WROTE-{MARKER_SHA}" in console(osc, mild)
+    pid = qemu_pid(berlin, mild)
+    assert pid is not None
+
+    def journal() -> dict[str, Any] | None:
+        found = api_get(fleet, BERLIN, f"/compute/v2.1/servers/{mild}/os-edge-relocations")
+        moves = found.json()["relocations"] if found.status_code == 200 else []
+        assert not moves or moves[-1]["phase"] not in ("failed", "aborted"), moves
+        return moves[-1] if moves else None
+
+    argv = [openstack_binary(), "server", "relocate", "--site", PARIS, "--mode", "mild", mild,
+            "--wait", "-f", "json"]  # fmt: skip
+    with subprocess.Popen(argv, env=osc.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as relocate:  # fmt: skip
+        try:
+            # Its frozen disk goes at 1 MiB/s while the guest runs on, ticking.
+            def sending(at_least: int) -> dict[str, Any] | None:
+                assert relocate.poll() is None, relocate.communicate()
+                move = journal()
+                if move is None or move["phase"] != "sending-base":
+                    assert move is None or move["phase"] in ("snapshotting", "naming"), move
+                    return None
+                return move if move["bytes_done"] >= at_least else None
+
+            first = until_value(lambda: sending(CHUNK), within=120, what="the disk going")
+            ticked = last_tick(console_api(fleet, BERLIN, mild))
+            shown = api_get(fleet, BERLIN, f"/compute/v2.1/servers/{mild}").json()["server"]
+            assert (shown["status"], shown["OS-EXT-STS:power_state"]) == ("MIGRATING", 1)
+            later = until_value(lambda: sending(first["bytes_done"] + 3 * CHUNK), within=60,
+                                what="three more chunks of the disk")  # fmt: skip
+            assert later["phase"] == "sending-base" and later["bytes_done"] < later["bytes_total"]
+            running_tick = last_tick(console_api(fleet, BERLIN, mild))
+            assert running_tick > ticked  # the guest ran on while its disk went
+            assert qemu_pid(berlin, mild) == pid  # in the same QEMU
+            out, err = relocate.communicate(timeout=300)
+        finally:
+            if relocate.poll() is None:
+                relocate.kill()
+    assert relocate.returncode == 0, err + out
+    print("relocate --mode mild --wait:", err)
+    done = json.loads(out)
+    assert (done["phase"], done["mode"], done["site"]) == ("done", "mild", PARIS)
+    assert done["bytes_done"] == done["bytes_total"] > first["bytes_total"]  # + the changes
+    phases = [line.split()[0] for line in err.splitlines() if line.strip()]
+    assert "sending-base" in phases and phases[-1] == "done"  # (the changes go in a blink)
+
+    # Paris runs it from the joined disk: the marker as written before the move, and the
+    # last count the ticker wrote at Berlin, after the freeze (in the changes).
+    shown = at_paris.json("server", "show", mild)
+    assert (shown["id"], shown["status"]) == (mild, "ACTIVE")
+    until(lambda: "TICKS-FOUND-" in console(at_paris, mild), within=BOOT, every=1,
+          what="the guest booted at Paris")  # fmt: skip
+    text = console(at_paris, mild)
+    assert "boot-count=2" in text
+    assert f"MARKER-FOUND-{MARKER_SHA}" in text and "MARKER-WROTE" not in text
+    found = int(text.split("TICKS-FOUND-", 1)[1].split()[0])
+    assert found >= running_tick
+    assert qemu_pid(berlin, mild) is None and not pid_alive(pid)
+    qemu_state = berlin.data_dir / "agent" / "qemu"
+    assert not (qemu_state / "guests" / mild).exists()
+    assert not list((qemu_state / "snapshots").iterdir())
+    assert not list((berlin.data_dir / "relocations").glob("*"))
+    assert not list((fleet[PARIS].data_dir / "relocations").glob("*"))
