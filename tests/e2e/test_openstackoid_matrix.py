@@ -5,11 +5,14 @@ connectivity and under partial connectivity (every site outside the scope cut of
 the WAN emulator): all six must pass. Plus: ``Denver|Paris`` falls back when Denver is
 cut; ``server list --os-scope '{compute: *}'`` lists every site's servers tagged by site;
 an isolated site keeps serving its own users; both sides of a partition stay operable.
+And what a user reads when a scope is wrong: an unknown site, not a failed version
+discovery; a network entry a boot cannot honour, refused in words that name it.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,3 +261,41 @@ def test_both_sides_of_a_partition_stay_operable(fleet: ProcessFleet, tmp_path: 
         assert server["status"] == "ACTIVE"
     finally:
         fleet.wan.heal_site("Denver")
+
+
+def refusal(result: subprocess.CompletedProcess[str], path: str) -> str:
+    """What the CLI printed for a refused call to ``path``, after its URL; and it failed."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    head, _, message = result.stderr.partition(", ")
+    assert head.startswith("BadRequestException: 400: Client Error for url: http"), result.stderr
+    assert head.endswith(path), result.stderr
+    return message.rstrip("\n")
+
+
+def test_a_bad_scope_reaches_the_user_past_version_discovery(fleet: ProcessFleet) -> None:
+    """Version discovery is answered by the site itself: the user reads the scope's
+    error, not "The image service ... does not have any supported versions"."""
+    r = cli(fleet, "Berlin").run(
+        "--os-scope", "{image: Nowhere|Denver}", "image", "list", check=False
+    )
+    assert refusal(r, "/image/v2/images") == (
+        "Invalid X-Scope header: unknown site 'Nowhere' (the fleet has Berlin, Denver, Paris)"
+    )
+
+
+def test_a_boot_refuses_a_network_entry_it_cannot_honour(
+    fleet: ProcessFleet, tmp_path: Path
+) -> None:
+    upload(fleet, "Berlin", "img-netscope", tmp_path)
+    boot = ("server", "create", "--image", "img-netscope", "--flavor", "m1.tiny")
+    berlin = cli(fleet, "Berlin")
+    r = berlin.run("--os-scope", "{compute: Berlin, network: Denver}", *boot, "vm-net", check=False)
+    assert refusal(r, "/compute/v2.1/servers") == (
+        "Scope entry 'network: Denver' cannot be honoured: the networks of a server booted "
+        "at Berlin use Berlin's own network service only. Name Berlin for network in the "
+        "scope, or leave the entry out."
+    )
+    assert "vm-net" not in servers_at(fleet, "Berlin")
+    # Berlin first, as the entry asks, is what Berlin does: honoured.
+    berlin.run("--os-scope", "{compute: Berlin, network: Berlin|Denver}", *boot, "vm-net")
+    assert "vm-net" in servers_at(fleet, "Berlin")
