@@ -3,6 +3,8 @@
 Two real agents join a real site; ``openstack hypervisor list`` shows their hosts;
 a locked host and a host whose agent was killed take no new server; when no host can
 take one, the server goes to ERROR with a message that says why, host by host.
+``openstack server migrate --live-migration --host`` refuses a locked host and moves a
+server to an unlocked one.
 """
 
 from __future__ import annotations
@@ -92,6 +94,17 @@ def test_scheduling_follows_the_inventory(site: SiteProcess, tmp_path: Path) -> 
             server = boot(http, f"vm{i}")
             assert server["status"] == "ACTIVE", server.get("fault")
             assert server["OS-EXT-SRV-ATTR:host"] == "edge-b"
+
+        # A live migration by the CLI (the fake driver moves at once): not to a locked
+        # host; once edge-a is unlocked, there, and back to edge-b's side of the test.
+        osc = OpenStackCLI(auth_url=site.auth_url, password=site.password)
+        live = ("server", "migrate", "--live-migration", "--host", "edge-a", "--wait", "vm0")
+        refused = osc.run(*live, check=False)
+        assert refused.returncode != 0 and "edge-a is locked" in refused.stderr, refused
+        assert edgefed(site, "unlock", "edge-a").returncode == 0
+        osc.run(*live)
+        assert osc.json("server", "show", "vm0")["OS-EXT-SRV-ATTR:host"] == "edge-a"
+        assert edgefed(site, "lock", "edge-a").returncode == 0
 
         # edge-b's agent killed: it goes down, and nothing can be scheduled.
         agents[1].stop(signal.SIGKILL)

@@ -5,8 +5,9 @@ the scheduler's choice) and ``block_migration`` are required, ``disk_over_commit
 too before 2.25 (``block_migration`` a boolean there, ``"auto"`` allowed from 2.25),
 ``force`` from 2.30 (true needs a host). Admin only. Refused as Nova refuses: 409 for
 a server not ACTIVE or PAUSED or with a task under way, 400 for a host that is not
-one of the site's compute hosts (Nova's ``ComputeHostNotFound``) or the one it runs
-on (``UnableToMigrateToSelf``).
+one of the site's compute hosts (Nova's ``ComputeHostNotFound``), the one it runs on
+(``UnableToMigrateToSelf``) or one that takes no server now (locked, down: "No valid
+host"), and for a server whose host is down (``ComputeServiceUnavailable``).
 
 No storage is shared, so every live migration is a block migration whatever
 ``block_migration`` says (Nova's ``auto`` answer for local disks). The move itself is
@@ -27,6 +28,7 @@ from edgefed.api.policy import require_admin
 from edgefed.core.errors import BadRequest
 from edgefed.services.compute.lookups import state_conflict
 from edgefed.services.compute.microversion import api_version
+from edgefed.services.compute.scheduler import NO_VALID_HOST
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import ServerRecord
 
@@ -94,14 +96,21 @@ async def begin(
         raise state_conflict(server, ACTION)
     if server.volumes and state.ctx.settings.compute_driver == "qemu":
         raise BadRequest(f"Server {server.id} has volumes: detach them to live-migrate it.")
+    await state.scheduler.refresh()
+    hosts = state.scheduler.source
+    gone = hosts.refusal(server.host) if server.host else None
+    if gone is not None and "locked" not in gone:  # a locked host is left by moves
+        raise BadRequest(f"Compute service of {server.host} is unavailable at this time.")
     if host is not None:
-        await state.scheduler.refresh()
-        if host not in {h.name for h in state.scheduler.source.hosts()}:
+        if host not in {h.name for h in hosts.hosts()}:
             raise BadRequest(f"Compute host {host} could not be found.")
         if host == server.host:
             raise BadRequest(
                 f"Unable to migrate instance ({server.id}) to current host ({server.host})."
             )
+        refusal = hosts.refusal(host)
+        if refusal is not None:
+            raise BadRequest(f"{NO_VALID_HOST}({refusal})")
     migration = {
         "kind": "live-migration",
         "old_host": server.host,
