@@ -355,9 +355,6 @@ async def volume_stays(berlin: InProcessSite, paris: InProcessSite) -> None:
                                  headers=h)  # fmt: skip
     assert r.status_code == 200, r.text
 
-    body = {"os-edge:relocate": {"site": "Paris", "volumes": "move"}}
-    r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
-    assert r.status_code == 400 and "not supported yet" in r.text
     r = await relocate(berlin, h, server_id, "Paris")  # volumes stay by default
     assert r.status_code == 202, r.text
     await moved(berlin, h, server_id)

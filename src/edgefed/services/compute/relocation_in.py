@@ -56,6 +56,17 @@ from edgefed.services.compute.boot_checks import RUNNABLE_DISK_FORMATS
 from edgefed.services.compute.lookups import flavor_columns, flavor_doc
 from edgefed.services.compute.microversion import MicroversionRoute
 from edgefed.services.compute.quota_limits import check_server_quota
+from edgefed.services.compute.relocation_parts import (
+    arriving,
+    boot_properties,
+    drop_part_files,
+    drop_received,
+    held_images,
+    named_parts,
+    receive_volumes,
+    split_parts,
+    volumes_settled,
+)
 from edgefed.services.compute.scheduler import Request as HostRequest
 from edgefed.services.compute.server_views import status_of
 from edgefed.services.compute.servers import hostname_for
@@ -286,9 +297,9 @@ async def offer(
     mode = req_str(data, "mode")
     if mode not in ("cold", "mild"):
         raise BadRequest(f"Invalid relocation mode {mode!r} (this site takes: cold or mild).")
-    if await state.servers.get(server_id, include_deleted=True) is not None:
-        raise Conflict(f"Site {state.ctx.name} already has a server {server_id}.")
     repo = Relocations(state.ctx.store)
+    if not await _may_arrive(state, repo, server_id):
+        raise Conflict(f"Site {state.ctx.name} already has a server {server_id}.")
     if [r for r in await repo.list(direction="in", server_id=server_id, unfinished=True)]:
         raise Conflict(f"Server {server_id} is already being relocated to {state.ctx.name}.")
     spec = section(data, "server")
@@ -308,11 +319,21 @@ async def offer(
         metadata_items=len(values["metadata"]),
     )  # fmt: skip
     await _check_room(state, flavor)
+    volumes = arriving(spec.get("volumes"))
+    if volumes:
+        if state.ctx.volumes is None:
+            raise BadRequest(f"Site {state.ctx.name} has no volume service for the volumes.")
+        await state.ctx.volumes.check_arrivals(
+            principal=principal, project_id=project_id, volumes=volumes
+        )
+    boot = spec.get("boot") if isinstance(spec.get("boot"), dict) else {}
+    held = await held_images(state, boot)
     grant = secrets.token_urlsafe(32)
     record = await repo.create(
         id=new_uuid(), direction="in", server_id=server_id, project_id=project_id,
         user_id=user_id, peer_site=source, mode=mode, phase="offered",
-        grant=digest(grant), disk_format=disk_format, details={"values": values},
+        grant=digest(grant), disk_format=disk_format,
+        details={"values": values, "moved_volumes": spec.get("volumes") or [], "boot": boot},
     )  # fmt: skip
     return Json(
         {
@@ -321,10 +342,21 @@ async def offer(
                 "grant": grant,
                 "flavor_id": flavor.id,
                 "networks": networks,
+                "held_images": held,
             }
         },
         status_code=201,
     )
+
+
+async def _may_arrive(state: ComputeState, repo: Relocations, server_id: str) -> bool:
+    """No server here has the id, or only the deleted row of one that was relocated
+    from here (kept for the redirect) or whose move here was aborted: a server may
+    come back to a site it left, its arrival replacing that row."""
+    found = await state.servers.get(server_id, include_deleted=True)
+    if found is None:
+        return True
+    return found.deleted and bool(await repo.list(server_id=server_id))
 
 
 # -- the steps the grant authorises ------------------------------------------------------
@@ -392,11 +424,13 @@ async def name_disk(
             f"The disk ({size} bytes) is larger than this site takes "
             f"({state.ctx.settings.max_image_bytes} bytes)."
         )
+    parts = named_parts(disk.get("parts"), size)
     repo = Relocations(state.ctx.store)
     if record.phase == "offered":
         changed = await repo.change(
-            record.id, expect=["offered"], phase="receiving", disk_size=size, disk_sha256=sha
-        )
+            record.id, expect=["offered"], phase="receiving", disk_size=size, disk_sha256=sha,
+            details={**record.details, "parts": parts},
+        )  # fmt: skip
         record = changed or record
     elif record.phase != "receiving" or (record.disk_size, record.disk_sha256) != (size, sha):
         raise Conflict(f"Relocation {record.id} already has another disk ({record.phase}).")
@@ -604,23 +638,29 @@ async def commit(
         )
     staged = staging_path(state, record.id)
     if record.image_id is None:
+        # Once split (its parts out, the file cut back to the disk) it was checked.
         receiving = _receiving_path(state, record)  # checked as its last chunk came, else now
-        if record.details.get("checked") != record.disk_sha256 and (
-            (await asyncio.to_thread(file_digest, receiving))[0] != record.disk_sha256
-        ):
-            await asyncio.to_thread(receiving.unlink, True)
-            await repo.change(record.id, expect=list(RECEIVING), done_bytes=0)
-            raise BadRequest(
-                f"The disk of relocation {record.id} does not have the sha256 it was named "
-                "with: it is to be sent again."
-            )
-        await repo.change(record.id, expect=[*RECEIVING, "committing"], phase="committing")
+        if not record.details.get("split"):
+            if record.details.get("checked") != record.disk_sha256 and (
+                (await asyncio.to_thread(file_digest, receiving))[0] != record.disk_sha256
+            ):
+                await asyncio.to_thread(receiving.unlink, True)
+                await repo.change(record.id, expect=list(RECEIVING), done_bytes=0)
+                raise BadRequest(
+                    f"The disk of relocation {record.id} does not have the sha256 it was "
+                    "named with: it is to be sent again."
+                )
+            await split_parts(state, record, staged)
+        record = await repo.change(record.id, expect=[*RECEIVING, "committing"],
+                                   phase="committing",
+                                   details={**record.details, "split": True}) or record  # fmt: skip
         if record.mode == "mild":  # what the guest wrote while its disk came, on top
             try:
                 await state.driver.join_layers(base=staged, changes=receiving)
             except DriverError as exc:  # the source undoes the move: its guest runs again
                 raise Conflict(f"Relocation {record.id}'s changes cannot be joined: {exc}") from exc
         values = dict(record.details["values"])
+        boot = await boot_properties(state, record)
         image = await state.images.create(
             owner=record.project_id,
             name=f"{values['name']} (relocated from {record.peer_site})",
@@ -629,16 +669,18 @@ async def commit(
             visibility="private",
             os_hidden=True,
             properties={"image_type": "snapshot", "instance_uuid": record.server_id,
-                        "edge_relocation": record.id},
+                        "edge_relocation": record.id, **boot},
             data_file=staged,
             data_dir=state.ctx.settings.data_dir,
             max_bytes=state.ctx.settings.max_image_bytes,
         )  # fmt: skip
         record = await repo.change(record.id, image_id=image.id) or record
-    if await state.servers.get(record.server_id, include_deleted=True) is None:
+    existing = await state.servers.get(record.server_id, include_deleted=True)
+    if existing is None or existing.deleted:  # a deleted row: the server left here once
+        moved = await receive_volumes(state, record)
         values = {**record.details["values"], "image_id": record.image_id,
-                  "volumes": await _kept_volumes(request, record)}  # fmt: skip
-        await state.servers.create(values=values)
+                  "volumes": await _kept_volumes(request, record) + moved}  # fmt: skip
+        await state.servers.create(values=values, replace_deleted=True)
         await state.servers.record_action(
             server_id=record.server_id, action="relocate",
             request_id=request.headers.get("x-openstack-request-id") or f"req-{new_uuid()}",
@@ -648,6 +690,7 @@ async def commit(
     record = await repo.change(record.id, phase="started") or record
     await asyncio.to_thread(staged.unlink, True)
     await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
+    await asyncio.to_thread(drop_part_files, state, record)
     return Json(await _view(state, record), status_code=202)
 
 
@@ -658,6 +701,7 @@ async def done(
     record = await _granted(request, state, relocation_id)
     if record.phase not in ("started", "done"):
         raise Conflict(f"Relocation {record.id} has no server here yet ({record.phase}).")
+    await volumes_settled(state, record)
     changed = await Relocations(state.ctx.store).change(record.id, phase="done")
     return Json(await _view(state, changed or record))
 
@@ -681,5 +725,6 @@ async def abort(
         await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
     await asyncio.to_thread(staging_path(state, record.id).unlink, True)
     await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
+    await drop_received(state, record)  # moved volumes no server holds
     await Relocations(state.ctx.store).change(record.id, phase="aborted")
     return Response(status_code=204)

@@ -61,6 +61,12 @@ from edgefed.services.compute.relocation_in import (
     PREFIX,
     file_digest,
 )
+from edgefed.services.compute.relocation_parts import (
+    append_parts,
+    boot_files,
+    moved_volumes,
+    progress,
+)
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import (
     RelocationRecord,
@@ -154,17 +160,13 @@ async def begin(
 
 def _local_volumes(state: ComputeState, server: ServerRecord, choice: Any) -> list[VolumeMapping]:
     """The server's volumes, which stay here and are attached remotely from the
-    destination (``volumes: "remote"``); the 400 naming what cannot be moved so."""
+    destination (``volumes: "remote"``) or go there with it (``"move"``); the 400
+    naming what cannot be moved so (a volume of a third site: detached first)."""
     mappings = mappings_of(server.volumes)
+    if choice not in ("remote", "move"):
+        raise BadRequest(f"Invalid volumes choice {choice!r} (remote or move).")
     if not mappings:
         return []
-    if choice == "move":
-        raise BadRequest(
-            f"Server {server.id} has volumes: moving them with it is not supported yet "
-            '("volumes": "remote" leaves them here, attached from the destination).'
-        )
-    if choice != "remote":
-        raise BadRequest(f"Invalid volumes choice {choice!r} (remote or move).")
     if state.ctx.volumes is None:
         raise BadRequest(f"Site {state.ctx.name} has no volume service to export volumes.")
     for mapping in mappings:
@@ -208,14 +210,25 @@ async def offer(
             f"Cannot 'relocate' instance {server.id} while it is in vm_state {server.vm_state}"
             + (f" and task_state {server.task_state}" if server.task_state else "")
         )
-    kept = _local_volumes(state, server, volumes)
+    mappings = _local_volumes(state, server, volumes)
+    kept, moving = (mappings, []) if volumes == "remote" else ([], mappings)
     if server.vm_state != "active":
         mode = "cold"  # a stopped guest has nothing to keep running: its disk goes whole
+    if mode == "mild" and moving:  # the guest writes them until it stops
+        raise BadRequest(
+            f"Server {server.id} has volumes: a mild relocation leaves them here "
+            '("volumes": "remote"); a cold one moves them.'
+        )
     if not principal.token:
         raise Forbidden("Relocating a server needs the caller's token.")
+    spec = await _spec(state, server)
+    if moving:
+        spec["volumes"] = await moved_volumes(state, moving)
+    if boot := await boot_files(state, server):
+        spec["boot"] = boot
     body = {"relocation": {"server_id": server.id, "source": ctx.name, "mode": mode,
                            "project_id": server.project_id, "user_id": server.user_id,
-                           "server": await _spec(state, server)}}  # fmt: skip
+                           "server": spec}}  # fmt: skip
     try:
         r = await _request(state, site, "POST", PATH, token=principal.token, body=body)
     except LinkDown as exc:
@@ -231,7 +244,9 @@ async def offer(
         phase="snapshotting" if mode == "mild" else "stopping", grant=str(offered["grant"]),
         was_running=server.vm_state == "active",
         details={"flavor_id": offered.get("flavor_id"), "networks": offered.get("networks"),
-                 "kept_volumes": [m.volume_id for m in kept]},
+                 "kept_volumes": [m.volume_id for m in kept],
+                 "moved_volumes": spec.get("volumes") or [], "boot": boot,
+                 "held_images": offered.get("held_images") or []},
     )  # fmt: skip
     if not await state.servers.transition(server.id, expect_task=[None], task_state="relocating"):
         await repo.change(record.id, phase="aborted", error="the server changed meanwhile")
@@ -255,6 +270,7 @@ def _bytes(record: RelocationRecord) -> tuple[int, int | None]:
 
 def view(record: RelocationRecord) -> dict[str, Any]:
     done, total = _bytes(record)
+    moving = {"volumes": progress(record)} if record.details.get("moved_volumes") else {}
     return {
         "id": record.id,
         "server_id": record.server_id,
@@ -267,6 +283,7 @@ def view(record: RelocationRecord) -> dict[str, Any]:
         "bytes_total": total,
         "created_at": record.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "updated_at": record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **moving,
     }
 
 
@@ -506,6 +523,10 @@ class Relocator:
         snap = await (driver.freeze_disk if frozen else driver.snapshot)(record.server_id)
         target = disk_path(self.state, record.id)
         await asyncio.to_thread(_place, snap.path, snap.data, snap.temporary, target)
+        # The moved volumes and the kernel and ramdisk go after the disk, in its transfer.
+        parts = await append_parts(self.state, record, target)
+        if parts:
+            record = await self.repo.merge_details(record.id, {"parts": parts}) or record
         sha, size = await asyncio.to_thread(file_digest, target)
         server = await self.state.servers.get(record.server_id)
         fmt = snap.disk_format
@@ -550,7 +571,8 @@ class Relocator:
         await self._advance(record, "naming")
 
     async def _naming(self, record: RelocationRecord) -> None:
-        disk = {"size": record.disk_size, "sha256": record.disk_sha256}
+        disk = {"size": record.disk_size, "sha256": record.disk_sha256,
+                "parts": record.details.get("parts") or []}  # fmt: skip
         r = await _granted_call(self.state, record, "PUT", "", body={"disk": disk})
         if r.status_code != 200:
             raise Refused(describe_refusal(record.peer_site, r))
@@ -689,6 +711,11 @@ class Relocator:
             for mapping in mappings_of(server.volumes):  # the old guest's attachments
                 if mapping.attachment_id is not None and mapping.site in (None, state.ctx.name):
                     await state.ctx.volumes.release(attachment_id=mapping.attachment_id)
+            moved = [v["id"] for v in record.details.get("moved_volumes") or []]
+            for volume_id in moved:  # at the destination now, plugged into the server there
+                await state.ctx.volumes.delete(volume_id=volume_id)
+            if moved:
+                await self.repo.merge_details(record.id, {"volumes_deleted": moved})
         await state.servers.update(
             record.server_id,
             deleted=True,
