@@ -56,6 +56,11 @@ class RelocateServer(command.ShowOne):
             "while it runs, then stop and copy what changed: a short downtime)",
         )  # fmt: skip
         parser.add_argument(
+            "--volumes", metavar="<volumes>", default="remote", choices=("remote", "move"),
+            help="Its attached volumes: remote (they stay, attached from there over NBD) "
+            "or move (they go with it, same ids; cold only)",
+        )  # fmt: skip
+        parser.add_argument(
             "--wait", action="store_true", help="Wait until the move is done or failed"
         )
         return parser
@@ -63,7 +68,8 @@ class RelocateServer(command.ShowOne):
     def take_action(self, parsed_args: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         compute = _compute(self.app)
         server_id = _server_id(compute, parsed_args.server)
-        body = {"os-edge:relocate": {"site": parsed_args.site, "mode": parsed_args.mode}}
+        body = {"os-edge:relocate": {"site": parsed_args.site, "mode": parsed_args.mode,
+                                     "volumes": parsed_args.volumes}}  # fmt: skip
         r = compute.post(f"/servers/{server_id}/action", json=body)
         if r.status_code != 202:
             try:
@@ -88,6 +94,8 @@ class RelocateServer(command.ShowOne):
             line = f"{record['phase']}"
             if record.get("bytes_total"):
                 line += f" {record['bytes_done']}/{record['bytes_total']} bytes"
+            for volume in record.get("volumes") or []:  # "volumes": "move"
+                line += f"; volume {volume['id']} {volume['phase']}"
             if line != shown:
                 self.app.stderr.write(line + "\n")
                 shown = line
