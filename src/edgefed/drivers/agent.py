@@ -239,7 +239,8 @@ class AgentDriver:
         key = {"identity": f"edgefed-{secrets.token_hex(4)}", "key": secrets.token_hex(32)}
         address = await self._address(destination)
         self._arriving[spec.id] = destination
-        figures: dict[str, Any] = {"was_running": True}
+        # (Resumed after a restart: a paused server's guest stays paused if undone.)
+        figures: dict[str, Any] = {"was_running": self._power.get(spec.id) != PowerState.PAUSED}
         try:
             if not resume:
                 try:
