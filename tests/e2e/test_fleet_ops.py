@@ -1,7 +1,7 @@
 """Fleet operations on real site processes behind WAN links, driven by the `edgefed` CLI:
 cutting a site off raises "peer unreachable" and shows it offline within 10 s, healing
 clears both; a region operator made through Keystone's API sees and acts only in its
-region."""
+region; a status or alarm list asked for a scope lists only the scope's sites."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 NAMES = ["Berlin", "Denver", "Paris"]
 REGIONS = {"Berlin": "eu", "Paris": "eu", "Denver": "us"}
+COUNTRIES = {"Berlin": "DE", "Paris": "FR", "Denver": "US"}
 DETECT_WITHIN = 10.0
 
 
@@ -30,7 +31,7 @@ def wan_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet
     fleet = ProcessFleet(
         root=tmp_path_factory.mktemp("fleetops"),
         names=NAMES,
-        labels={n: {"region": r} for n, r in REGIONS.items()},
+        labels={n: {"region": r, "country": COUNTRIES[n]} for n, r in REGIONS.items()},
         extra_config="peer_timeout_seconds = 3.0\n",
     ).start()
     try:
@@ -212,3 +213,34 @@ def test_fleet_run_creates_a_flavor_in_a_region(wan_fleet: ProcessFleet) -> None
             f"{site.url}/compute/v2.1/flavors", headers={"X-Auth-Token": token}
         ).json()["flavors"]
         assert ("eu.small" in {f["name"] for f in flavors}) is expected, name
+
+
+def test_a_scoped_status_and_alarm_list_show_only_the_scope(wan_fleet: ProcessFleet) -> None:
+    berlin = wan_fleet["Berlin"]
+    token = password_token(berlin.url, berlin.password)
+    raised = edgefed(
+        "alarms", "raise", "--severity", "major", "--entity", "rack=7", "--reason", "fan failed",
+        token=token, site_url=berlin.url,
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr
+    try:
+        r = edgefed("fleet", "status", "--scope", "@country=US", token=token, site_url=berlin.url)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        rows = [line.split("|")[1].strip() for line in lines if line.startswith("| ")]
+        assert rows == ["name", "Denver"], r.stdout
+        assert lines[-1].startswith("1 sites: 1 online, 0 degraded, 0 offline; "), r.stdout
+        assert lines[-1].endswith(" (reported by Berlin)"), r.stdout
+        r = edgefed(
+            "alarms", "list", "--scope", "@country=US", "-f", "json",
+            token=token, site_url=berlin.url,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        body = json.loads(r.stdout)
+        assert [s["name"] for s in body["sites"]] == ["Denver"]
+        assert {a["site"] for a in body["alarms"]} <= {"Denver"}
+        # The site asked is listed when the scope names it, with its alarm.
+        r = edgefed("alarms", "list", "--scope", "Berlin", token=token, site_url=berlin.url)
+        assert "fan failed" in r.stdout and "Denver" not in r.stdout, r.stdout
+    finally:
+        edgefed("alarms", "clear", raised.stdout.strip(), token=token, site_url=berlin.url)
