@@ -319,3 +319,30 @@ async def test_a_volume_another_server_holds_too_does_not_move(tmp_path: Path) -
         await status_is(berlin, h, server_id, "ACTIVE")
         assert await Relocations(ctx_of(berlin).store).list() == []
         assert await Relocations(ctx_of(paris).store).list() == []
+
+
+@pytest.mark.skipif(shutil.which("qemu-storage-daemon") is None, reason="needs qemu-storage-daemon")
+async def test_a_volume_of_a_third_site_is_refused_even_to_move(tmp_path: Path) -> None:
+    """A volume Berlin's server uses from Denver neither moves (it is Denver's) nor is
+    attached from Paris (Denver's export is Berlin's alone): detached first."""
+    async with fleet(tmp_path, ["Berlin", "Paris", "Denver"], joined=True) as s:
+        berlin, paris, denver = s["Berlin"], s["Paris"], s["Denver"]
+        try:
+            h = {**admin(berlin), **NOVA}
+            server_id = await active_server(berlin, h)
+            r = await denver.client.post("/volume/v3/volumes", json={"volume": {"size": 1}},
+                                         headers={**admin(denver), **CINDER})  # fmt: skip
+            volume_id = r.json()["volume"]["id"]
+            r = await berlin.client.post(f"{C}/servers/{server_id}/os-volume_attachments",
+                                         json={"volumeAttachment": {"volumeId": volume_id}},
+                                         headers={**h, "X-Scope": "{volume: Denver}"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            for choice in ("move", "remote"):
+                r = await relocate(berlin, server_id, volumes=choice)
+                assert r.status_code == 400, r.text
+                assert f"uses volume {volume_id} of site Denver: detach it" in r.text
+            await status_is(berlin, h, server_id, "ACTIVE")
+            assert await Relocations(ctx_of(berlin).store).list() == []
+            assert await Relocations(ctx_of(paris).store).list() == []
+        finally:  # exports outlive their site by design: a test removes its own
+            await ctx_of(denver).slots.require(VolumeState).exports.close_all()
