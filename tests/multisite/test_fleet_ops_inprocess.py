@@ -199,6 +199,18 @@ async def test_a_scoped_status_and_its_alarms_list_only_the_sites_of_the_scope(
         assert [s["name"] for s in status["sites"]] == ["Berlin", "Denver"]
         status = (await listed(central, "/edge/v1/fleet/status?scope=EuHub"))["fleet_status"]
         assert [s["name"] for s in status["sites"]] == ["EuHub"]
+        # The same scope as the request's fleet entry: routed to the US sites, whose
+        # answers list the US sites only.
+        r = await berlin.client.get(
+            "/edge/v1/fleet/status", headers={**admin(berlin), "X-Scope": "{fleet: @country=US}"}
+        )
+        assert r.status_code == 200, r.text
+        assert [s["name"] for s in r.json()["fleet_status"]["sites"]] == ["Denver", "UsHub"]
+        r = await berlin.client.get(
+            "/edge/v1/fleet/alarms", headers={**admin(berlin), "X-Scope": "{edge: Denver}"}
+        )
+        assert r.status_code == 200, r.text
+        assert [s["name"] for s in r.json()["sites"]] == ["Denver"]
 
 
 async def test_a_region_operator_sees_and_acts_only_in_its_region(tmp_path: Path) -> None:

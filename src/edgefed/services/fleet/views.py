@@ -1,6 +1,6 @@
 """HTTP surface of fleet operations: this site's health and telemetry, the aggregated
-fleet status and alarms (``?scope=`` or the site's ``fleet_aggregate``), and
-``/metrics`` in the Prometheus text format."""
+fleet status and alarms (``?scope=``, else the request scope's ``fleet`` entry, else the
+site's ``fleet_aggregate``), and ``/metrics`` in the Prometheus text format."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from edgefed.api.auth import Principal, current_principal
 from edgefed.api.context import SiteContext, site_context
 from edgefed.api.metrics import RequestMetrics
+from edgefed.api.remote import scope_entry
 from edgefed.api.responses import Json
 from edgefed.api.service import DeclaredRoute
 from edgefed.services.fleet import telemetry
@@ -77,6 +78,11 @@ async def _aggregate(
 ) -> dict[str, Any]:
     ctx = site_context(request)
     bound_regions(principal)  # 403 for callers with neither admin nor a region role
+    if scope is None and not nested:
+        # ``X-Scope: {fleet: @country=US}`` routed the view to a site of the scope (or
+        # to every one): the entry is the list of sites there too, not that site's view.
+        entry = scope_entry(request.scope, "fleet")
+        scope = str(entry) if entry is not None else None
     explicit = scope is not None and not nested
     if nested:
         scope = ctx.settings.fleet_aggregate
