@@ -1,8 +1,8 @@
 """Live migration (``os-migrateLive``) on the fake driver: the body as Nova reads it per
 microversion, its refusals (400, 409, 403) that change nothing, a move to the other
 host (chosen or named) that keeps the server ACTIVE, a failed move that leaves it
-ACTIVE on its host with the instance action saying why, and a move cut by a restart of
-the site that the next start takes up."""
+ACTIVE on its host with the instance action saying why, a move cut by a restart of
+the site that the next start takes up, and the destination's network plan."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from compute_testkit import V, boot, fake, make_image, wait_for
 
 from edgefed.core.settings import HostSpec
+from edgefed.drivers.agent_network import host_plan
 from edgefed.drivers.fake import LIVE_FAIL_MARKER
+from edgefed.drivers.hostnet import SitePlan
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import ServerRecord
 from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
@@ -183,3 +185,30 @@ async def test_a_live_migration_cut_by_a_restart_is_taken_up(
         shown = await wait_for(site, admin(site), server_id, "ACTIVE")
         assert shown["OS-EXT-SRV-ATTR:host"] == ("edge-2" if here == "edge-1" else "edge-1")
         assert (await record(site, server_id)).migration is None
+
+
+async def test_the_destination_wires_the_ports_of_a_server_arriving(
+    two_hosts: InProcessSite,
+) -> None:
+    """Its agent's network plan has the server's ports while the move runs (the guest's
+    QEMU opens its taps there before it arrives), and loses them if it goes back."""
+    site = two_hosts
+    h = admin(site)
+    server_id = str((await boot(site, h, await make_image(site), networks="auto"))["id"])
+    await wait_for(site, h, server_id, "ACTIVE")
+    servers = site.app.state.ctx.slots.require(ComputeState).servers
+    here = (await record(site, server_id)).host
+    other = "edge-2" if here == "edge-1" else "edge-1"
+    store = site.app.state.ctx.store
+
+    def ports(plan: SitePlan) -> set[str]:
+        return {p.port_id for p in plan.ports}
+
+    mine = ports(await host_plan(store, str(here)))
+    assert mine and ports(await host_plan(store, other)) == set()
+    migration = {"kind": "live-migration", "old_host": here, "destination": other}
+    await servers.update(server_id, task_state="migrating", migration=migration)
+    assert ports(await host_plan(store, other)) == mine
+    assert ports(await host_plan(store, str(here))) == mine  # it runs there still
+    await servers.update(server_id, task_state=None, migration=None)
+    assert ports(await host_plan(store, other)) == set()
