@@ -110,6 +110,30 @@ async def test_volumes_and_images_made_here_refuse_entries_elsewhere(tmp_path: P
             service="image", entry="Denver", what="volumes made from an image"
         )
 
+        from_image = {
+            "boot_index": 0,
+            "uuid": image_id,
+            "source_type": "image",
+            "destination_type": "volume",
+            "volume_size": 1,
+        }
+        r = await boot(berlin, scoped(berlin, here), "", block_device_mapping_v2=[from_image])
+        assert r.status_code == 400, r.text
+        assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
+            service="image", entry="Denver", what="the images a server's boot volumes are made of"
+        )
+        r = await boot(
+            berlin,
+            scoped(berlin, "{volume: Denver|Berlin}"),
+            "",
+            block_device_mapping_v2=[from_image],
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["badRequest"]["message"].startswith(
+            "Scope entry 'volume: Denver|Berlin' cannot be honoured: the volumes a server boots "
+            "from at Berlin use Berlin's own volume service only."
+        )
+
         r = await boot(berlin, admin(berlin), image_id)
         assert r.status_code == 202, r.text
         server_id = r.json()["server"]["id"]

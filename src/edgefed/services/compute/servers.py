@@ -97,8 +97,9 @@ async def create_server(
     require_write(principal, project_id, "os_compute_api:servers:create")
     await refuse_new_servers(state)
     boot = parse_boot_request(data, api_version(request))
-    # The image follows the scope (image_source.py); networks and boot volumes are this
-    # site's: a scope that sends them elsewhere is refused, not ignored.
+    # The image follows the scope (image_source.py); networks and boot volumes, and the
+    # images those volumes are made of, are this site's: a scope that sends them
+    # elsewhere is refused, not ignored.
     if boot.networks != "none":
         require_here(
             state.ctx, request.scope, service="network", what="the networks of a server booted"
@@ -106,6 +107,13 @@ async def create_server(
     if boot.volumes:
         require_here(
             state.ctx, request.scope, service="volume", what="the volumes a server boots from"
+        )
+    if any(v.image_id not in (None, boot.image_ref) for v in boot.volumes):
+        require_here(
+            state.ctx,
+            request.scope,
+            service="image",
+            what="the images a server's boot volumes are made of",
         )
     checked = await check_boot(state, request, principal, boot, project_id=project_id)
     reservation_id = f"r-{new_uuid()[:8]}"
