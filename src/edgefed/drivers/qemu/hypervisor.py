@@ -344,11 +344,14 @@ class QemuHypervisor:
         guest = self._load(instance_id)
         incoming = self._incoming.pop(guest.id, None)
         async with guest.lock:
-            if incoming is None:  # settled already (the command sent again), or lost
+            if incoming is None:  # settled already (the command sent again), or the
+                # agent restarted meanwhile: arrived if QEMU runs the guest, its exports
+                # then removed (QEMU had the connections already)
                 if await guest.attach():
                     status = (await guest.monitor().execute("query-status"))["status"]
                     if status in ("running", "paused"):
-                        return guest.power_state()
+                        exports = tuple(d.node for d in migration.copied(guest.plan.disks))
+                        return await migration.arrived(guest, exports)
                 raise QemuError(f"guest {instance_id} is not arriving on this host")
             return await migration.settle(guest, incoming)
 

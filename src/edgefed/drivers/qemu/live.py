@@ -157,7 +157,11 @@ async def receive(guest: Guest, *, key: MigrationKey, address: str) -> Incoming:
     )
     await monitor.execute("migrate-set-parameters", {"tls-creds": TLS_ID})
     nbd = _listener(address)
-    migration = _listener(address)
+    try:
+        migration = _listener(address)
+    except OSError:
+        nbd.close()
+        raise
     listeners = [migration]
     try:
         nbd_port = nbd.getsockname()[1]
@@ -217,8 +221,14 @@ async def settle(guest: Guest, incoming: Incoming) -> PowerState:
             raise QemuError(f"the incoming migration of guest {guest.id} {status}")
     finally:
         incoming.close()
+    return await arrived(guest, incoming.exports)
+
+
+async def arrived(guest: Guest, exports: tuple[str, ...]) -> PowerState:
+    """The exports and the key of a completed arrival removed (again: each removal
+    that finds nothing is fine); the guest's power state."""
     monitor = guest.monitor()
-    for node in incoming.exports:
+    for node in exports:
         with contextlib.suppress(QmpError):
             await monitor.execute("block-export-del", {"id": f"migration-{node}"})
     for command, arguments in (
@@ -394,6 +404,9 @@ async def recover(guest: Guest, *, was_running: bool) -> None:
     disks let go, takes them back and runs again (``cont``)."""
     await guest.attach()
     monitor = guest.monitor()
+    for disk in copied(guest.plan.disks):  # the mirrors' targets, done with
+        with contextlib.suppress(QmpError):
+            await monitor.execute("blockdev-del", {"node-name": f"migration-{disk.node}"})
     await _forget_key(monitor)
     shutil.rmtree(guest.files.directory / PSK_DIR, ignore_errors=True)
     if was_running:
