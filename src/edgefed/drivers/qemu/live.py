@@ -51,7 +51,9 @@ TLS_ID = "migration-tls"
 PSK_DIR = "psk-migration"
 # The longest the guest may be paused for the switchover (QEMU's default is 300 ms too,
 # stated here since the figure is reported), and the stream's bandwidth cap (QEMU's
-# default, 32 MiB/s, is for a shared production link, not for a test's loopback).
+# default, 32 MiB/s, is for a shared production link, not for a test's loopback). A guest
+# that dirties its RAM faster than it goes is slowed down (``auto-converge``, as Nova's
+# live_migration_permit_auto_converge) rather than left to run into the deadline.
 DOWNTIME_LIMIT_MS = 300
 MAX_BANDWIDTH = 1 << 30
 FINISHED = ("completed", "failed", "cancelled")
@@ -300,7 +302,8 @@ async def send(
         await monitor.execute(
             "migrate-set-capabilities",
             {"capabilities": [{"capability": "events", "state": True},
-                              {"capability": "pause-before-switchover", "state": True}]},
+                              {"capability": "pause-before-switchover", "state": True},
+                              {"capability": "auto-converge", "state": True}]},
         )  # fmt: skip
         await monitor.execute(
             "migrate-set-parameters",
