@@ -4,7 +4,7 @@ Two real agents join a real site; ``openstack hypervisor list`` shows their host
 a locked host and a host whose agent was killed take no new server; when no host can
 take one, the server goes to ERROR with a message that says why, host by host.
 ``openstack server migrate --live-migration --host`` refuses a locked host and moves a
-server to an unlocked one.
+server to an unlocked one, and refuses to move one whose host is down.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def test_scheduling_follows_the_inventory(site: SiteProcess, tmp_path: Path) -> 
             deadline=TIMEOUT * 3 + 5,
             what="edge-b down",
         )
+        refused = osc.run("server", "migrate", "--live-migration", "vm1", check=False)
+        assert "Compute service of edge-b is unavailable" in refused.stderr, refused
         server = boot(http, "nowhere")
         assert server["status"] == "ERROR"
         message = server["fault"]["message"]
