@@ -368,3 +368,44 @@ def test_a_guest_moves_mild_and_runs_on_while_its_disk_goes(fleet, guests):
     assert not list((qemu_state / "snapshots").iterdir())
     assert not list((berlin.data_dir / "relocations").glob("*"))
     assert not list((fleet[PARIS].data_dir / "relocations").glob("*"))
+
+
+def test_the_guest_comes_back_to_berlin_with_a_volume_that_moves(fleet, guests):
+    """After the moves above ``mover`` runs at Paris: a volume of Paris (data written at
+    1 MiB) is hot-plugged into it, and it goes back to Berlin with ``--volumes move``.
+    Berlin's deleted row of it is replaced; Berlin's QEMU has the volume, the same id and
+    data; Paris has neither the guest nor the volume any more."""
+    osc, at_paris = clis(fleet)
+    berlin, paris = fleet[BERLIN], fleet[PARIS]
+    mover = guests["mover"]
+    data = os.urandom(4 << 20)
+    volume = at_paris.json("volume", "create", "--size", "1", "ledger")["id"]
+    with open(paris.data_dir / "volumes" / f"{volume}.raw", "rb+") as f:
+        f.seek(1 << 20)
+        f.write(data)
+    at_paris.run("server", "add", "volume", mover, volume)
+    until(lambda: at_paris.json("volume", "show", volume)["status"] == "in-use", within=120,
+          every=1, what="the volume plugged at Paris")  # fmt: skip
+    paris_qemu = qemu_pid(paris, mover)
+
+    slow = OpenStackCLI(auth_url=paris.auth_url, password=paris.password, region=PARIS,
+                        timeout=300)  # fmt: skip
+    done = slow.json("server", "relocate", "--site", BERLIN, "--volumes", "move", mover, "--wait")
+    assert (done["phase"], done["site"]) == ("done", BERLIN)
+
+    shown = osc.json("server", "show", mover)
+    assert (shown["id"], shown["status"]) == (mover, "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"] == f"{BERLIN.lower()}-local"
+    moved = osc.json("volume", "show", volume)
+    assert (moved["id"], moved["name"], moved["status"]) == (volume, "ledger", "in-use")
+    with open(berlin.data_dir / "volumes" / f"{volume}.raw", "rb") as f:
+        f.seek(1 << 20)
+        assert f.read(len(data)) == data
+    pid = qemu_pid(berlin, mover)
+    assert pid is not None
+    assert volume.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()  # plugged at launch
+    until(lambda: "boot-count=3" in console(osc, mover), within=BOOT, every=1,
+          what="the guest booted at Berlin again")  # fmt: skip
+    assert paris_qemu is not None and not pid_alive(paris_qemu)
+    assert at_paris.run("volume", "show", volume, check=False).returncode != 0
+    assert not (paris.data_dir / "volumes" / f"{volume}.raw").exists()
