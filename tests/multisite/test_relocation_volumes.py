@@ -346,3 +346,42 @@ async def test_a_volume_of_a_third_site_is_refused_even_to_move(tmp_path: Path) 
             assert await Relocations(ctx_of(paris).store).list() == []
         finally:  # exports outlive their site by design: a test removes its own
             await ctx_of(denver).slots.require(VolumeState).exports.close_all()
+
+
+async def test_a_volume_paris_cannot_make_at_the_commit_undoes_the_move(tmp_path: Path) -> None:
+    """Paris's volume type goes between the offer and the commit: the commit is refused
+    (not a hash mismatch, so not sent again and again), the move undone."""
+    transport = ChunkCounter()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        types = {}
+        for site in (berlin, paris):
+            r = await site.client.post("/volume/v3/types", json={"volume_type": {"name": "gold"}},
+                                       headers={**admin(site), **CINDER})  # fmt: skip
+            types[site.settings.name] = r.json()["volume_type"]["id"]
+        server_id = await active_server(berlin, h)
+        volume_id, _ = await attached_volume(berlin, server_id, volume_type="gold")
+        relocator = ctx_of(berlin).slots.require(Relocator)
+
+        async def type_goes(seconds: float) -> None:
+            if transport.cut:
+                r = await paris.client.delete(f"/volume/v3/types/{types['Paris']}",
+                                              headers={**admin(paris), **CINDER})  # fmt: skip
+                assert r.status_code == 202, r.text
+            transport.cut_after = None
+            transport.cut.clear()
+            await asyncio.sleep(0)
+
+        relocator.sleep = type_goes
+        transport.cut_after = 1
+        r = await relocate(berlin, server_id)
+        assert r.status_code == 202, r.text
+        record = await journal(berlin, server_id, "failed")
+        assert "no volume type named 'gold'" in record["error"], record
+        await status_is(berlin, h, server_id, "ACTIVE")
+        await attached_at_berlin(berlin, server_id, volume_id)
+        for path, version in ((f"/volume/v3/volumes/{volume_id}", CINDER),
+                              (f"{C}/servers/{server_id}", NOVA)):  # fmt: skip
+            r = await paris.client.get(path, headers={**admin(paris), **version})
+            assert r.status_code == 404, r.text

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefed.api.volumes import MovedVolume
-from edgefed.core.errors import BadRequest, EdgefedError
+from edgefed.core.errors import BadRequest, Conflict, EdgefedError
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import (
     RelocationRecord,
@@ -210,15 +210,16 @@ def _split(staged: Path, parts: list[dict[str, Any]], targets: list[Path]) -> st
 
 
 async def split_parts(state: ComputeState, record: RelocationRecord, staged: Path) -> None:
-    """The parts out of the staged file, which keeps the disk alone; BadRequest when
-    one's sha256 is not the one named (the whole file's matched: the naming is wrong)."""
+    """The parts out of the staged file, which keeps the disk alone; Conflict when one's
+    sha256 is not the one named (the whole file's matched: the naming is wrong, and
+    sending it again would not help: a commit's 400 asks for that)."""
     parts = record.details.get("parts") or []
     if not parts:
         return
     targets = [part_path(state, record.id, i) for i in range(len(parts))]
     wrong = await asyncio.to_thread(_split, staged, parts, targets)
     if wrong is not None:
-        raise BadRequest(f"The {wrong} of relocation {record.id} does not have its sha256.")
+        raise Conflict(f"The {wrong} of relocation {record.id} does not have its sha256.")
 
 
 async def boot_properties(state: ComputeState, record: RelocationRecord) -> dict[str, Any]:
@@ -287,25 +288,29 @@ def arriving(raw: Any) -> list[MovedVolume]:
 
 async def receive_volumes(state: ComputeState, record: RelocationRecord) -> list[dict[str, Any]]:
     """The moved volumes made here from their parts; their mappings on the new server
-    (connected by its build at their devices; deleted with it until the move is done)."""
+    (connected by its build at their devices; deleted with it until the move is done).
+    Conflict when one cannot be made (a commit's 400 would have the file sent again)."""
     moved = record.details.get("moved_volumes") or []
     if not moved:
         return []
     catalog = state.ctx.volumes
     if catalog is None:
-        raise BadRequest(f"Site {state.ctx.name} has no volume service.")
+        raise Conflict(f"Site {state.ctx.name} has no volume service.")
     index = {p.get("volume_id"): i for i, p in enumerate(record.details.get("parts") or [])}
     mappings = []
     for volume in moved:
         i = index.get(volume["id"])
         if i is None:
-            raise BadRequest(f"The data of volume {volume['id']} was not sent.")
+            raise Conflict(f"The data of volume {volume['id']} was not sent.")
         part = record.details["parts"][i]
-        await catalog.receive(
-            project_id=record.project_id, user_id=record.user_id,
-            volume=MovedVolume.from_json(volume), data_file=part_path(state, record.id, i),
-            disk_format=part["format"],
-        )  # fmt: skip
+        try:
+            await catalog.receive(
+                project_id=record.project_id, user_id=record.user_id,
+                volume=MovedVolume.from_json(volume), data_file=part_path(state, record.id, i),
+                disk_format=part["format"],
+            )  # fmt: skip
+        except BadRequest as exc:  # its type gone meanwhile, its data unreadable
+            raise Conflict(str(exc)) from exc
         mappings.append(VolumeMapping(
             volume_id=volume["id"], device=volume["device"], bdm_id=volume.get("bdm_id") or "",
             tag=volume.get("tag"), delete_on_termination=True,
