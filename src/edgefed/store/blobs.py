@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,10 +41,13 @@ class _Hasher:
         self.sha512 = hashlib.sha512()
         self.size = 0
 
-    def update(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.md5.update(data)
-        self.sha512.update(data)
+    async def update(self, data: bytes, *, also: Callable[[bytes], object]) -> None:
+        """The three digests of ``data`` side by side in threads, and ``also`` (the
+        file's write): hashlib lets go of the GIL for a MiB, so each takes a core (215 MiB:
+        1.35 s one after the other, 0.7 s on two cores; a relocation's commit waits for
+        them, docs/bench.md)."""
+        updates = (self.sha256.update, self.md5.update, self.sha512.update, also)
+        await asyncio.gather(*(asyncio.to_thread(update, data) for update in updates))
         self.size += len(data)
 
     def info(self) -> BlobInfo:
@@ -95,11 +98,6 @@ class BlobStore:
         fh = await asyncio.to_thread(open, tmp, "wb")
         try:
             buffer = bytearray()
-
-            def flush(data: bytes) -> None:
-                hasher.update(data)
-                fh.write(data)
-
             async for chunk in chunks:
                 if not chunk:
                     continue
@@ -110,9 +108,9 @@ class BlobStore:
                     )
                 if len(buffer) >= CHUNK_SIZE:
                     data, buffer = bytes(buffer), bytearray()
-                    await asyncio.to_thread(flush, data)
+                    await hasher.update(data, also=fh.write)
             if buffer:
-                await asyncio.to_thread(flush, bytes(buffer))
+                await hasher.update(bytes(buffer), also=fh.write)
 
             def sync() -> None:
                 fh.flush()
