@@ -385,3 +385,25 @@ async def test_a_volume_paris_cannot_make_at_the_commit_undoes_the_move(tmp_path
                               (f"{C}/servers/{server_id}", NOVA)):  # fmt: skip
             r = await paris.client.get(path, headers={**admin(paris), **version})
             assert r.status_code == 404, r.text
+
+
+async def test_a_volume_that_cannot_be_written_out_undoes_the_move(tmp_path: Path) -> None:
+    """Its data gone from Berlin's storage: the export fails once the guest is stopped,
+    and the move is undone (the guest runs again), rather than stopping there."""
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        volume_id, _ = await attached_volume(berlin, server_id)
+        backend(berlin).volume_path(volume_id).unlink()
+
+        r = await relocate(berlin, server_id)
+        assert r.status_code == 202, r.text
+        record = await journal(berlin, server_id, "failed")
+        assert f"Volume {volume_id} cannot be written out to move" in record["error"]
+        await status_is(berlin, h, server_id, "ACTIVE")
+        await attached_at_berlin(berlin, server_id, volume_id)
+        assert not list((berlin.settings.data_dir / "relocations").glob("*"))
+        assert await Relocations(ctx_of(paris).store).list(direction="in") != []
+        r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
+        assert r.status_code == 404

@@ -20,6 +20,7 @@ is deleted (an abort), then they keep their own ``delete_on_termination``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -101,16 +102,20 @@ async def append_parts(state: ComputeState, record: RelocationRecord, target: Pa
     offset = target.stat().st_size
     catalog = state.ctx.volumes
     scratch = target.with_suffix(".export")
-    for volume in record.details.get("moved_volumes") or []:
-        assert catalog is not None
-        path, fmt = await catalog.export_for_move(volume_id=volume["id"], directory=scratch)
-        try:
-            sha, size = await asyncio.to_thread(_append, target, path)
-        finally:
-            await asyncio.to_thread(path.unlink, True)
-        parts.append({"kind": "volume", "volume_id": volume["id"], "format": fmt,
-                      "offset": offset, "size": size, "sha256": sha})  # fmt: skip
-        offset += size
+    try:
+        for volume in record.details.get("moved_volumes") or []:
+            assert catalog is not None
+            path, fmt = await catalog.export_for_move(volume_id=volume["id"], directory=scratch)
+            try:
+                sha, size = await asyncio.to_thread(_append, target, path)
+            finally:
+                await asyncio.to_thread(path.unlink, True)
+            parts.append({"kind": "volume", "volume_id": volume["id"], "format": fmt,
+                          "offset": offset, "size": size, "sha256": sha})  # fmt: skip
+            offset += size
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(scratch.rmdir)
     held = set(record.details.get("held_images") or [])
     boot = record.details.get("boot") or {}
     for kind in BOOT_FILES:
@@ -126,8 +131,6 @@ async def append_parts(state: ComputeState, record: RelocationRecord, target: Pa
                       "container_format": image.container_format,
                       "offset": offset, "size": size, "sha256": sha})  # fmt: skip
         offset += size
-    if scratch.exists():
-        await asyncio.to_thread(scratch.rmdir)
     return parts
 
 

@@ -69,12 +69,16 @@ async def export(ctx: SiteContext, volume_id: str, directory: Path) -> tuple[Pat
             volume_id=volume_id, disk_format="qcow2", directory=directory
         ), "qcow2"
     except ValueError:  # no qemu-img here: the raw file, whole
+        pass
+    target = directory / f"{volume_id}.raw"
+    try:
         source = await backend.export_image(
             volume_id=volume_id, disk_format="raw", directory=directory
         )
-        target = directory / f"{volume_id}.raw"
         await asyncio.to_thread(shutil.copyfile, source, target)
-        return target, "raw"
+    except (OSError, ValueError) as exc:  # the move is undone, the volume as it was
+        raise Conflict(f"Volume {volume_id} cannot be written out to move: {exc}") from exc
+    return target, "raw"
 
 
 async def _limits(ctx: SiteContext, project_id: str) -> dict[str, int]:
