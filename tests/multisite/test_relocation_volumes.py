@@ -407,3 +407,42 @@ async def test_a_volume_that_cannot_be_written_out_undoes_the_move(tmp_path: Pat
         assert await Relocations(ctx_of(paris).store).list(direction="in") != []
         r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
         assert r.status_code == 404
+
+
+async def test_paris_refuses_volume_data_that_names_a_file_of_its_host(tmp_path: Path) -> None:
+    """A compromised Berlin sends, as a volume's data, a qcow2 whose backing file is a
+    file of Paris's host: Paris refuses it at the commit (qemu-img would copy that file
+    into the volume), and the move is undone."""
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        volume_id, _ = await attached_volume(berlin, server_id)
+        secret = paris.settings.data_dir / "secret"
+        secret.write_bytes(b"Paris's own" * 1000)
+        crafted = tmp_path / "crafted.qcow2"
+        made = await asyncio.create_subprocess_exec(
+            "qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw",
+            str(crafted), "1G",
+        )  # fmt: skip
+        assert await made.wait() == 0
+        catalog = ctx_of(berlin).volumes
+        assert catalog is not None
+
+        async def export_crafted(*, volume_id: str, directory: Path) -> tuple[Path, str]:
+            directory.mkdir(parents=True, exist_ok=True)
+            copy = directory / "crafted.qcow2"
+            shutil.copyfile(crafted, copy)
+            return copy, "qcow2"
+
+        catalog.export_for_move = export_crafted  # type: ignore[method-assign]
+        r = await relocate(berlin, server_id)
+        assert r.status_code == 202, r.text
+        record = await journal(berlin, server_id, "failed")
+        assert f"The data of volume {volume_id} names another file" in record["error"]
+        await status_is(berlin, h, server_id, "ACTIVE")
+        await attached_at_berlin(berlin, server_id, volume_id)
+        r = await paris.client.get(f"/volume/v3/volumes/{volume_id}",
+                                   headers={**admin(paris), **CINDER})  # fmt: skip
+        assert r.status_code == 404
+        assert not backend(paris).volume_path(volume_id).exists()

@@ -131,6 +131,16 @@ async def _qemu_img(*argv: str, timeout: float = 600.0) -> str:
     return out.decode()
 
 
+async def probe(image_file: Path, disk_format: str) -> dict[str, Any]:
+    """``qemu-img info`` of a file read as ``disk_format`` (never opening a backing
+    file); ValueError when it cannot be read so."""
+    out = await _qemu_img(
+        "info", "-U", "-f", qemu_format(disk_format), "--output=json", str(image_file)
+    )
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
 def _settle(tmp: Path, target: Path, size: int) -> None:
     """Grow ``tmp`` to ``size``, fsync it, and put it in place of ``target``."""
     with open(tmp, "r+b") as f:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from edgefed.api.volumes import MovedVolume
 from edgefed.core.errors import BadRequest, Conflict, NotFound
+from edgefed.services.volume.backend import GIB, probe
 from edgefed.services.volume.cinder import ZONE, over_limit
 from edgefed.services.volume.quotas import PER_TYPE, QUOTA_DEFAULTS, check_per_volume
 from edgefed.services.volume.state import VolumeState
@@ -122,6 +123,29 @@ async def check_arrivals(
             used[resource] = had + requested
 
 
+async def _check_data(volume: MovedVolume, data_file: Path, disk_format: str) -> None:
+    """The file another site sent is its volume's data alone: raw, or a qcow2 with no
+    backing or external data file (which would have qemu-img copy a file of this host
+    into the volume) that fits the volume's size. BadRequest naming what is wrong."""
+    if disk_format == "raw":
+        return
+    if disk_format != "qcow2":
+        raise BadRequest(f"The data of volume {volume.id} is in format {disk_format!r}.")
+    try:
+        info = await probe(data_file, disk_format)
+    except ValueError as exc:
+        raise BadRequest(f"The data of volume {volume.id} is no qcow2: {exc}") from exc
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    if (
+        info.get("backing-filename")
+        or info.get("full-backing-filename")
+        or (specific.get("data-file"))
+    ):
+        raise BadRequest(f"The data of volume {volume.id} names another file: refused.")
+    if int(info.get("virtual-size") or 0) > volume.size_gb * GIB:
+        raise BadRequest(f"The data of volume {volume.id} is larger than the volume.")
+
+
 async def receive(
     ctx: SiteContext,
     *,
@@ -135,6 +159,7 @@ async def receive(
     found = await repo.get(id=volume.id)
     if found is not None and found.status != "creating":
         return  # made by a commit asked before
+    await _check_data(volume, data_file, disk_format)
     types = VolumeTypes(ctx.store)
     await types.ensure_default()
     vtype = await types.by_name(volume.volume_type)
