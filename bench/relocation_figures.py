@@ -158,7 +158,8 @@ def chunk_figures(
         if last_done is None or done != last_done:
             gaps.append(t - last_t)
             last_t, last_done = t, done
-    sent = tl.phases.get("committing", tl.phases.get("stopping"))
+    # the disk sent: a mild move's stops the guest, a cold one's commits
+    sent = tl.phases.get("stopping" if "sending-base" in tl.phases else "committing")
     if sent is not None:
         gaps.append(sent - last_t)
     mean = transfer_s / count
