@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from edgefed.api.volumes import MovedVolume
-from edgefed.core.errors import BadRequest
-from edgefed.services.compute.relocation_parts import arriving, named_parts
+from edgefed.core.errors import BadRequest, Conflict
+from edgefed.services.compute.boot_checks import BOOT_FILE_FORMATS
+from edgefed.services.compute.relocation_parts import _kept, arriving, named_parts
 
 SHA = hashlib.sha256(b"x").hexdigest()
 
@@ -63,3 +64,11 @@ def test_a_moved_volume_keeps_what_cinder_shows_of_it() -> None:
 def test_a_moved_volume_described_wrong_is_refused(raw: Any) -> None:
     with pytest.raises(BadRequest, match="Invalid volumes in the relocation"):
         arriving([raw])
+
+
+def test_a_kernel_in_a_format_no_guest_boots_from_is_refused() -> None:
+    assert _kept(part("kernel", 0, 1), "disk_format", BOOT_FILE_FORMATS, "raw") == "raw"
+    assert _kept(part("kernel", 0, 1, disk_format="aki"), "disk_format", BOOT_FILE_FORMATS,
+                 "raw") == "aki"  # fmt: skip
+    with pytest.raises(Conflict, match="kernel of the relocation is in disk_format 'qcow2'"):
+        _kept(part("kernel", 0, 1, disk_format="qcow2"), "disk_format", BOOT_FILE_FORMATS, "raw")

@@ -29,6 +29,7 @@ from typing import Any
 
 from edgefed.api.volumes import MovedVolume
 from edgefed.core.errors import BadRequest, Conflict, EdgefedError
+from edgefed.services.compute.boot_checks import BOOT_FILE_FORMATS
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import (
     RelocationRecord,
@@ -225,6 +226,14 @@ async def split_parts(state: ComputeState, record: RelocationRecord, staged: Pat
         raise Conflict(f"The {wrong} of relocation {record.id} does not have its sha256.")
 
 
+def _kept(part: dict[str, Any], key: str, allowed: tuple[str | None, ...], default: str) -> str:
+    """A kernel's or ramdisk's format as the source names it, if it is one of those."""
+    value = part.get(key) or default
+    if value not in allowed:
+        raise Conflict(f"The {part['kind']} of the relocation is in {key} {value!r}.")
+    return str(value)
+
+
 async def boot_properties(state: ComputeState, record: RelocationRecord) -> dict[str, Any]:
     """The disk image's ``kernel_id``/``ramdisk_id``/``os_command_line``: an image held
     here already, or one made of the part sent (hidden, the project's, for the server)."""
@@ -240,8 +249,8 @@ async def boot_properties(state: ComputeState, record: RelocationRecord) -> dict
             owner=record.project_id,
             name=f"{part.get('name') or part['kind']} ({values['name']}, relocated from "
             f"{record.peer_site})",
-            disk_format=part.get("disk_format") or "raw",
-            container_format=part.get("container_format") or "bare",
+            disk_format=_kept(part, "disk_format", BOOT_FILE_FORMATS, "raw"),
+            container_format=_kept(part, "container_format", ("aki", "ari", "bare"), "bare"),
             visibility="private",
             os_hidden=True,
             properties={"instance_uuid": record.server_id, "edge_relocation": record.id},
