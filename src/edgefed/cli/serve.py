@@ -44,6 +44,27 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 # as it does with a pydantic that no longer ships v1.
 sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
 
+
+def defer_model_builds() -> None:
+    """pydantic models built on first use rather than when their class is made.
+
+    pydantic builds a model's validator and serializer with its class unless the model
+    defers it (``defer_build``). A site makes hundreds at import, FastAPI's OpenAPI
+    document's and edgefed's request bodies, and an idle site uses a few: deferred, it
+    keeps 2 MiB less (docs/bench.md, ``footprint``). A model validates and serializes
+    the same either way (a class that cannot be built is built anew, and fails, at each
+    use in both). pydantic keeps the default in a private table: should it move, models
+    are built at once as before, and tests/unit/test_site_footprint.py fails.
+    """
+    from pydantic._internal import _config
+
+    defaults = getattr(_config, "config_defaults", None)
+    if isinstance(defaults, dict) and defaults.get("defer_build") is False:
+        defaults["defer_build"] = True
+
+
+defer_model_builds()  # before FastAPI (below) makes its models
+
 from edgefed.api.context import SiteContext  # noqa: E402 - after the line above
 from edgefed.core.errors import EdgefedError  # noqa: E402
 from edgefed.core.heap import one_heap, release_free_heap  # noqa: E402
