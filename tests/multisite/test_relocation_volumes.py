@@ -439,7 +439,7 @@ async def test_paris_refuses_volume_data_that_names_a_file_of_its_host(tmp_path:
         r = await relocate(berlin, server_id)
         assert r.status_code == 202, r.text
         record = await journal(berlin, server_id, "failed")
-        assert f"The data of volume {volume_id} names another file" in record["error"]
+        assert f"The data of volume {volume_id} is refused: it has a backing file" in record["error"]
         await status_is(berlin, h, server_id, "ACTIVE")
         await attached_at_berlin(berlin, server_id, volume_id)
         r = await paris.client.get(f"/volume/v3/volumes/{volume_id}",

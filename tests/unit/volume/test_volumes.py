@@ -186,6 +186,33 @@ async def test_a_qcow2_image_is_converted_to_raw(site, tmp_path) -> None:
     assert len((await get(site, as_(site), "volumes")).json()["volumes"]) == 1
 
 
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+async def test_an_image_that_reads_a_host_file_is_refused(site, tmp_path) -> None:
+    """A tenant's qcow2 whose backing file is a file of the site's host, or a VMDK whose
+    extent is one, would have qemu-img copy that file into a volume the tenant reads."""
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"the site's private key" + bytes(65536 - 22))
+    backed = tmp_path / "backed.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw",
+                    str(backed), "64K"], check=True)  # fmt: skip
+    flat = (
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+        'createType="monolithicFlat"\n'
+        f'RW 128 FLAT "{secret}" 0\n'
+        'ddb.virtualHWVersion = "4"\n'
+    )
+    for data, disk_format, reason in (
+        (backed.read_bytes(), "qcow2", f"it has a backing file ({secret})"),
+        (flat.encode(), "vmdk", f"it has an extent in another file ({secret})"),
+    ):
+        image = await image_with(site, data, disk_format)
+        r = await post(site, as_(site), "volumes", {"volume": {"size": 1, "imageRef": image["id"]}})
+        fault(r, 400, f"Image {image['id']} cannot be read as {disk_format}: {reason}")
+    assert (await get(site, as_(site), "volumes")).json()["volumes"] == []
+    volumes = Path(site.settings.data_dir) / "volumes"
+    assert not [f for f in volumes.rglob("*") if f.is_file() and b"private key" in f.read_bytes()]
+
+
 async def test_list_filters_sorts_and_pages(site) -> None:
     h = as_(site)
     made = [

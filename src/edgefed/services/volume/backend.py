@@ -8,7 +8,10 @@ site's own disk: the host agents' storage pools (files on the hosts, QMP hot-plu
 NBD across sites: docs/volume.md) come behind the same Protocol later.
 
 A volume made from an image gets the image's bytes: a raw image is copied (its data
-extents), another format is converted to raw by ``qemu-img``.
+extents), another format is converted to raw by ``qemu-img``, once ``standalone`` found
+that it reads no other file: a tenant's qcow2 whose backing file is ``/etc/shadow`` or
+the site's key, a VMDK whose extents are host files, would otherwise have qemu-img copy
+those files into a volume the tenant then reads.
 """
 
 from __future__ import annotations
@@ -141,6 +144,25 @@ async def probe(image_file: Path, disk_format: str) -> dict[str, Any]:
     return found
 
 
+async def standalone(image_file: Path, disk_format: str) -> dict[str, Any]:
+    """``probe``, and ValueError unless the file holds its data alone: no backing file,
+    no external data file, no extent in another file, not encrypted."""
+    info = await probe(image_file, disk_format)
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    backing = info.get("backing-filename") or info.get("full-backing-filename")
+    if backing:
+        raise ValueError(f"it has a backing file ({backing}); only standalone images are taken")
+    if specific.get("data-file"):
+        raise ValueError(f"it keeps its data in another file ({specific['data-file']})")
+    own = str(image_file)
+    for extent in specific.get("extents") or []:
+        if isinstance(extent, dict) and extent.get("filename") not in (None, own):
+            raise ValueError(f"it has an extent in another file ({extent.get('filename')})")
+    if info.get("encrypted") or specific.get("encrypt"):
+        raise ValueError("it is encrypted")
+    return info
+
+
 def _settle(tmp: Path, target: Path, size: int) -> None:
     """Grow ``tmp`` to ``size``, fsync it, and put it in place of ``target``."""
     with open(tmp, "r+b") as f:
@@ -195,11 +217,7 @@ class FileVolumeBackend:
     async def image_size(self, *, image_file: Path, disk_format: str) -> int:
         if disk_format == "raw":
             return image_file.stat().st_size
-        info = json.loads(
-            await _qemu_img(
-                "info", "-f", qemu_format(disk_format), "--output=json", str(image_file)
-            )
-        )
+        info = await standalone(image_file, disk_format)
         return int(info["virtual-size"])
 
     async def write_image(
@@ -209,6 +227,7 @@ class FileVolumeBackend:
         if disk_format == "raw":
             await asyncio.to_thread(_sparse_copy, image_file, target, size_gb * GIB)
             return
+        await standalone(image_file, disk_format)  # what qemu-img convert will read
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         await _qemu_img(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from edgefed.api.volumes import MovedVolume
 from edgefed.core.errors import BadRequest, Conflict, NotFound
-from edgefed.services.volume.backend import GIB, probe
+from edgefed.services.volume.backend import GIB, standalone
 from edgefed.services.volume.cinder import ZONE, over_limit
 from edgefed.services.volume.quotas import PER_TYPE, QUOTA_DEFAULTS, check_per_volume
 from edgefed.services.volume.state import VolumeState
@@ -132,16 +132,9 @@ async def _check_data(volume: MovedVolume, data_file: Path, disk_format: str) ->
     if disk_format != "qcow2":
         raise BadRequest(f"The data of volume {volume.id} is in format {disk_format!r}.")
     try:
-        info = await probe(data_file, disk_format)
+        info = await standalone(data_file, disk_format)
     except ValueError as exc:
-        raise BadRequest(f"The data of volume {volume.id} is no qcow2: {exc}") from exc
-    specific = (info.get("format-specific") or {}).get("data") or {}
-    if (
-        info.get("backing-filename")
-        or info.get("full-backing-filename")
-        or (specific.get("data-file"))
-    ):
-        raise BadRequest(f"The data of volume {volume.id} names another file: refused.")
+        raise BadRequest(f"The data of volume {volume.id} is refused: {exc}.") from exc
     if int(info.get("virtual-size") or 0) > volume.size_gb * GIB:
         raise BadRequest(f"The data of volume {volume.id} is larger than the volume.")
 
