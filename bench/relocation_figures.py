@@ -150,16 +150,19 @@ def chunk_figures(
                                "link_time_s": round(link_s, 4)}  # fmt: skip
     if sending is None or transfer_s is None or not count:
         return figures
+    # the disk sent: a mild move's stops the guest (its changes' bytes come after), a
+    # cold one's commits
+    sent = tl.phases.get("stopping" if "sending-base" in tl.phases else "committing")
     gaps, last_t, last_done = [], sending, None
     for t, done in tl.progress:
         if t < sending:  # what the journal said before (a resumed move: its bytes)
             last_done = done
             continue
+        if sent is not None and t > sent:
+            break
         if last_done is None or done != last_done:
             gaps.append(t - last_t)
             last_t, last_done = t, done
-    # the disk sent: a mild move's stops the guest, a cold one's commits
-    sent = tl.phases.get("stopping" if "sending-base" in tl.phases else "committing")
     if sent is not None:
         gaps.append(sent - last_t)
     mean = transfer_s / count
