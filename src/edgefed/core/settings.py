@@ -134,6 +134,9 @@ class SiteSettings:
     relocation_link_timeout_seconds: float = 600.0
     relocation_retry_seconds: float = 30.0
     relocation_start_timeout_seconds: float = 900.0
+    # At a destination: a move whose source sent nothing for this long before its
+    # commit is aborted there (its partial files go; the source, back, undoes it).
+    relocation_offer_ttl_seconds: float = 3600.0
     # At most this many of this site's moves run at once (a drain starts them all).
     relocation_concurrency: int = 2
     # Volumes are sparse: their sizes may add up to this times the pool's storage

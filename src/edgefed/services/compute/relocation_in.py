@@ -26,14 +26,22 @@ either side, and a stolen grant reaches nothing but that move:
   project and creates the server (same id) from it; asked again, it answers the same;
 - ``POST …/{id}/done`` closes the move once the source removed its guest;
 - ``DELETE …/{id}`` aborts: the partial disk goes, and a server that is not running yet.
+
+An offer the source stops following up before its commit (the source lost, or its
+operator gone) is dropped here after ``relocation_offer_ttl_seconds`` without a word
+from it (``expire_offers``: at each offer, and every ``relocation_retry_seconds``):
+its partial files and received volumes go, and the source, should it come back, is
+told the move was aborted (a 409 on every step), undoes it and runs its guest again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -72,7 +80,9 @@ from edgefed.services.compute.server_views import status_of
 from edgefed.services.compute.servers import hostname_for
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import FlavorRecord, RelocationRecord, Relocations
+from edgefed.store.schema import utcnow
 
+log = logging.getLogger("edgefed.compute.relocation")
 router = APIRouter(route_class=MicroversionRoute)
 
 PREFIX = "/v2.1/os-edge/relocations"
@@ -298,6 +308,7 @@ async def offer(
     if mode not in ("cold", "mild"):
         raise BadRequest(f"Invalid relocation mode {mode!r} (this site takes: cold or mild).")
     repo = Relocations(state.ctx.store)
+    await expire_offers(state)
     if not await _may_arrive(state, repo, server_id):
         raise Conflict(f"Site {state.ctx.name} already has a server {server_id}.")
     if [r for r in await repo.list(direction="in", server_id=server_id, unfinished=True)]:
@@ -359,7 +370,49 @@ async def _may_arrive(state: ComputeState, repo: Relocations, server_id: str) ->
     return found.deleted and bool(await repo.list(server_id=server_id))
 
 
+# Phases in which the source alone moves the move on (before its commit).
+UNCOMMITTED = ("offered", *RECEIVING)
+
+
+async def expire_offers(state: ComputeState, *, now: dt.datetime | None = None) -> int:
+    """Abort the moves here whose source sent nothing for ``relocation_offer_ttl_seconds``
+    before its commit; how many."""
+    ttl = state.ctx.settings.relocation_offer_ttl_seconds
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=ttl)
+    repo = Relocations(state.ctx.store)
+    expired = 0
+    for record in await repo.list(direction="in", unfinished=True):
+        if record.phase not in UNCOMMITTED or record.updated_at > cutoff:
+            continue
+        reason = (
+            f"expired: no word from {record.peer_site} for {ttl:g} s before its commit"
+        )
+        if await repo.change(record.id, expect=[record.phase], phase="aborted", error=reason):
+            await _drop_received(state, record)
+            log.info("relocation %s of server %s %s", record.id, record.server_id, reason)
+            expired += 1
+    return expired
+
+
+async def _drop_received(state: ComputeState, record: RelocationRecord) -> None:
+    """What an aborted move left here: its hidden image, partial files, moved volumes."""
+    if record.image_id is not None:
+        await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
+    await asyncio.to_thread(staging_path(state, record.id).unlink, True)
+    await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
+    for phase in RECEIVING:
+        _digests.pop((record.id, phase), None)
+    await drop_received(state, record)  # moved volumes no server holds
+
+
 # -- the steps the grant authorises ------------------------------------------------------
+
+
+def _not_aborted(record: RelocationRecord) -> RelocationRecord:
+    """The source learns, at any step, that the move was aborted here (and why)."""
+    if record.phase == "aborted":
+        raise Conflict(f"Relocation {record.id} was aborted here: {record.error or 'aborted'}.")
+    return record
 
 
 async def _granted(request: Request, state: ComputeState, relocation_id: str) -> RelocationRecord:
@@ -402,7 +455,8 @@ async def _view(state: ComputeState, record: RelocationRecord) -> dict[str, Any]
 async def show(
     relocation_id: str, request: Request, state: ComputeState = Depends(compute_state)
 ) -> Json:
-    return Json(await _view(state, await _granted(request, state, relocation_id)))
+    record = _not_aborted(await _granted(request, state, relocation_id))
+    return Json(await _view(state, record))
 
 
 @router.put(PREFIX + "/{relocation_id}")
@@ -741,12 +795,6 @@ async def abort(
             raise Conflict(f"Relocation {record.id} cannot be aborted: the server runs here.")
         await state.servers.update(server.id, task_state="deleting")
         state.lifecycle.start_delete(server.id)
-    if record.image_id is not None:
-        await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
-    await asyncio.to_thread(staging_path(state, record.id).unlink, True)
-    await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
-    for phase in RECEIVING:
-        _digests.pop((record.id, phase), None)
-    await drop_received(state, record)  # moved volumes no server holds
+    await _drop_received(state, record)
     await Relocations(state.ctx.store).change(record.id, phase="aborted")
     return Response(status_code=204)

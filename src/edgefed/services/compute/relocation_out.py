@@ -59,6 +59,7 @@ from edgefed.services.compute.relocation_in import (
     CHUNK_SHA_HEADER,
     GRANT_HEADER,
     PREFIX,
+    expire_offers,
     file_digest,
 )
 from edgefed.services.compute.relocation_parts import (
@@ -417,11 +418,16 @@ class Relocator:
         return len(unfinished)
 
     async def _sweep(self) -> None:
-        """Take up again the moves that wait for an unreachable destination."""
+        """Take up again the moves that wait for an unreachable destination; drop the
+        moves here whose source went silent (``expire_offers``)."""
         while True:
             await self.sleep(self.state.ctx.settings.relocation_retry_seconds)
             for record in await self.repo.list(direction="out", unfinished=True):
                 self.start(record.id)
+            try:
+                await expire_offers(self.state)
+            except Exception:  # the next round tries again
+                log.exception("dropping the silent sources' moves failed")
 
     async def idle(self, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
