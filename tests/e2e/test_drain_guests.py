@@ -3,20 +3,22 @@ sites are killed with -9 in the middle of the moves (docs/relocation.md).
 
 Berlin and Paris run the qemu driver with their own agents and host networks (TCG
 guests of the tiny image), a fleet behind the WAN emulator (50 ms RTT). Berlin runs
-three guests whose user data wrote a file of known content onto their boot disks.
-``edgefed site drain Berlin --to Paris`` starts the drain; Berlin sends each disk in
-chunks of 1 MiB at 2 MiB/s, two moves at a time. While the first disks are on the
-wire Berlin is killed with -9 and started again, then, while a disk is on the wire
-again, Paris. ``edgefed site drain Berlin --watch`` then follows the drain to its end.
+three guests whose user data wrote a file of known content onto their boot disks; one
+has a Berlin volume of known data attached, which it reads. ``edgefed site drain
+Berlin --to Paris`` starts the drain; Berlin sends each disk in chunks of 1 MiB at
+2 MiB/s, two moves at a time. While the first disks are on the wire Berlin is killed
+with -9 and started again, then, while a disk is on the wire again, Paris. ``edgefed
+site drain Berlin --watch`` then follows the drain to its end.
 
 What a user would notice is checked: Berlin refuses a new server while it drains; the
 guest not yet moving kept running at Berlin in the same QEMU through Berlin's kill; no
 guest ever ran at both sites (a watcher samples the QEMU processes throughout); every
 guest ends ACTIVE at Paris, same id, booted from its own disk (boot count 2, the file
 read back with the sha256 it was written with); the moves resumed rather than started
-over (what Berlin's journal counts as sent never goes back); Berlin's
-alarm says it is drained; nothing of the guests is left at Berlin. An undrain opens
-Berlin again.
+over (what Berlin's journal counts as sent never goes back); Berlin's alarm says it is
+drained; nothing of the guests is left at Berlin but the volume, which stayed there
+(a drain leaves volumes where they are) and which the guest reads again from Paris,
+over Berlin's export. An undrain opens Berlin again.
 
 Every wait is a bounded poll (``until``); the sites, their agents, guests, namespaces,
 /run directories and the emulator's links are removed at the end.
@@ -24,6 +26,7 @@ Every wait is a bounded poll (``until``); the sites, their agents, guests, names
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -36,6 +39,7 @@ import httpx
 import pytest
 from qemu_site import built_guest_image, host_ready
 from relocation_guest import MARKER_SHA, USER_DATA, qemu_pid, until_value
+from volume_guest import MIB, disk_watcher
 
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.fleet_process import ProcessFleet, password_token
@@ -125,7 +129,7 @@ def test_a_drain_survives_kill_9_of_either_site(fleet: ProcessFleet, tmp_path: P
                             timeout=120)  # fmt: skip
     image = osc.json("image", "create", "--disk-format", "qcow2", "--container-format", "bare",
                      "--file", str(built_guest_image().disk), "--public", "tiny")["id"]  # fmt: skip
-    (tmp_path / "marker.sh").write_text(USER_DATA)
+    (tmp_path / "marker.sh").write_text(USER_DATA + disk_watcher("read").split("\n", 1)[1])
     osc.run("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", "d.tiny")
     for site in (berlin, paris):
         until(lambda site=site: host_json(site, f"{site.name.lower()}-local")["availability"]
@@ -143,6 +147,19 @@ def test_a_drain_survives_kill_9_of_either_site(fleet: ProcessFleet, tmp_path: P
     for name, server in ids.items():
         until(lambda server=server: f"MARKER-WROTE-{MARKER_SHA}" in console(osc, server),
               within=BOOT, every=1, what=f"{name} booted and wrote its marker")  # fmt: skip
+
+    # The door's log: a Berlin volume of known data, attached to it at Berlin.
+    log = osc.json("volume", "create", "--size", "1", "door-log")["id"]
+    until(lambda: osc.json("volume", "show", log)["status"] == "available", within=60,
+          what="the volume available")  # fmt: skip
+    data = os.urandom(MIB)
+    with open(berlin.data_dir / "volumes" / f"{log}.raw", "r+b") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    read = f"VOL-read-{log[:20]}-{hashlib.sha256(data).hexdigest()}"
+    osc.run("server", "add", "volume", ids["door"], log)
+    until(lambda: read in console(osc, ids["door"]), within=120, every=1,
+          what="the door reading its log at Berlin")  # fmt: skip
 
     with TwiceWatcher(fleet, list(ids.values())) as watcher:
         started = edgefed(fleet, "site", "drain", BERLIN, "--to", PARIS)
@@ -203,6 +220,14 @@ def test_a_drain_survives_kill_9_of_either_site(fleet: ProcessFleet, tmp_path: P
         assert f"uuid={server} name={name}" in text and "boot-count=2" in text
         assert qemu_pid(paris, server) is not None and qemu_pid(berlin, server) is None
     assert osc.json("server", "list") == []
+    # The door's log stayed at Berlin (a drain leaves volumes where they are) and the
+    # door reads it from Paris, over Berlin's export.
+    assert read in console(at_paris, ids["door"])
+    shown = osc.json("volume", "show", log)
+    assert shown["status"] == "in-use"
+    assert [(a["server_id"], a["host_name"]) for a in shown["attachments"]] == [
+        (ids["door"], f"{PARIS}/relocated")
+    ]
     alarms = httpx.get(f"{berlin.url}/edge/v1/alarms?type=site_draining", timeout=30,
                        headers={"X-Auth-Token": password_token(berlin.url)}).json()  # fmt: skip
     [alarm] = [a for a in alarms["alarms"] if a["type"] == "site_draining"]
