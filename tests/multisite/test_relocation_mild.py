@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, statu
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.fake import FakeDriver
+from edgefed.services.compute import relocation_in
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import Relocations
@@ -26,6 +29,7 @@ from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
 from edgefed.testkit.wait import eventually
 
+MIB = 1 << 20
 WRITTEN = bytes(range(256)) * (5 << 12)  # 5 MiB the guest writes while its disk goes
 AT = 8 << 20  # where: the changes are the disk from there on, 5 MiB: two chunks
 
@@ -247,3 +251,57 @@ async def test_refusals_are_the_same_and_a_stopped_server_moves_cold(tmp_path: P
         record = await moved(berlin, h, server_id)
         assert record["bytes_done"] == len(DISK)
         await status_is(paris, at_paris, server_id, "SHUTOFF")
+
+
+async def test_paris_takes_the_changes_only_after_a_whole_checked_disk(tmp_path: Path) -> None:
+    """Paris's side alone: a disk whose chunks each match their sha256 but not the whole
+    file's is taken again from 0 (409 on its last chunk); the changes are named only
+    once the disk is whole and checked, and their chunks go to their own file."""
+    disk, changes = os.urandom(8 * MIB), os.urandom(MIB + 5)
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
+        paris = s["Paris"]
+        h = {**admin(paris), **NOVA}
+        flavor = (await paris.client.get(f"{C}/flavors/1", headers=h)).json()["flavor"]
+        offer = {"relocation": {"server_id": str(uuid.uuid4()), "source": "Berlin",
+                                "mode": "mild", "server": {"name": "shop", "flavor": flavor,
+                                                           "disk_format": "raw"}}}  # fmt: skip
+        r = await paris.client.post(f"{C}/os-edge/relocations", json=offer, headers=h)
+        assert r.status_code == 201, r.text
+        path = f"{C}/os-edge/relocations/{r.json()['relocation']['id']}"
+        grant = {relocation_in.GRANT_HEADER: r.json()["relocation"]["grant"]}
+
+        def named(data: bytes) -> dict[str, Any]:
+            return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+        async def put(data: bytes, start: int, chunk: bytes | None = None) -> httpx.Response:
+            chunk = data[start : start + 4 * MIB] if chunk is None else chunk
+            headers = {
+                **grant,
+                "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}",
+                relocation_in.CHUNK_SHA_HEADER: hashlib.sha256(chunk).hexdigest(),
+            }
+            return await paris.client.put(f"{path}/disk", content=chunk, headers=headers)
+
+        r = await paris.client.put(path, json={"disk": named(disk)}, headers=grant)
+        assert r.status_code == 200 and r.json()["relocation"]["part"] == "base"
+        assert (await put(disk, 0)).status_code == 200
+        r = await paris.client.put(path, json={"delta": named(changes)}, headers=grant)
+        assert r.status_code == 409 and "the changes come after it" in r.text
+        r = await put(disk, 4 * MIB, os.urandom(4 * MIB))  # a chunk true to itself only
+        assert r.status_code == 409 and "has 0 bytes" in r.text
+        assert (await paris.client.get(path, headers=grant)).json()["relocation"]["received"] == 0
+        for start in (0, 4 * MIB):
+            assert (await put(disk, start)).status_code == 200
+
+        r = await paris.client.put(path, json={"delta": named(changes)}, headers=grant)
+        assert r.status_code == 200, r.text
+        shown = r.json()["relocation"]
+        assert (shown["phase"], shown["part"], shown["received"]) == ("receiving-delta", "delta", 0)
+        r = await paris.client.put(path, json={"delta": named(changes)}, headers=grant)
+        assert r.status_code == 200  # named again (a source that restarted): the same
+        r = await put(changes, 0)  # one chunk
+        assert r.status_code == 200 and r.json()["relocation"]["received"] == len(changes)
+        staged = paris.settings.data_dir / "relocations"
+        assert sorted(p.name.split(".", 1)[1] for p in staged.iterdir()) == ["delta.in", "in"]
+        assert (await paris.client.delete(path, headers=grant)).status_code == 204
+        assert list(staged.iterdir()) == []
