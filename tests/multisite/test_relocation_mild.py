@@ -227,6 +227,41 @@ async def test_a_link_down_while_the_disk_goes_leaves_the_guest_running(tmp_path
         assert r.status_code == 404
 
 
+async def test_a_guest_that_fails_to_start_at_paris_runs_at_berlin_again(
+    tmp_path: Path,
+) -> None:
+    """Past the stop: Paris's spawn fails (the fake's fault injection), Berlin has Paris
+    abort and starts its guest again, from its own disk with what it wrote."""
+    transport = Observer()
+    async with fleet(tmp_path, ["Berlin", "Paris"], joined=True, transport=transport) as s:
+        berlin, paris = s["Berlin"], s["Paris"]
+        h = {**admin(berlin), **NOVA}
+        server_id = await active_server(berlin, h)
+        transport.berlin, transport.server_id = berlin, server_id
+        failing = {"server": {"name": "till-fake-spawn-failure"}}  # Paris's spawns fail
+        r = await berlin.client.put(f"{C}/servers/{server_id}", json=failing, headers=h)
+        assert r.status_code == 200, r.text
+        r = await relocate(berlin, h, server_id)
+        assert r.status_code == 202, r.text
+
+        async def failed() -> bool:
+            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+            return record.phase == "failed"
+
+        await eventually(failed, within=30, every=0.01, what="the relocation failed")
+        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+        assert "did not start at Paris" in (record.error or "")
+        assert [phase for phase, _ in transport.seen][-1] == "sending-delta"  # past the stop
+        await status_is(berlin, h, server_id, "ACTIVE")
+        assert driver_of(berlin).power_state(server_id) == PowerState.RUNNING
+        snap = await driver_of(berlin).snapshot(server_id)  # its disk, with what it wrote
+        assert snap.data is not None
+        assert hashlib.sha256(snap.data).digest() == hashlib.sha256(after_writes()).digest()
+        await ctx_of(paris).slots.require(ComputeState).lifecycle.idle()
+        r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
+        assert r.status_code == 404
+
+
 async def test_refusals_are_the_same_and_a_stopped_server_moves_cold(tmp_path: Path) -> None:
     async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
         berlin, paris = s["Berlin"], s["Paris"]
