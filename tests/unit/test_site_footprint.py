@@ -40,6 +40,7 @@ NOT_LOADED = {
     "edgefed.cli.up": "only its own command",
     "edgefed.cli.host": "only its own command",
     "edgefed.agent": "the host agent is another process",
+    "difflib": "the suggestions for an unknown site's name only (core/scope_resolve.py)",
 }
 
 SCRIPT = r"""

@@ -17,7 +17,6 @@ mistake: ``ScopeResolutionError`` (a 400) says which, before any call is made.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
@@ -137,6 +136,8 @@ class _Resolver:
     def known_site(self, name: str) -> str:
         if name in self.known:
             return name
+        import difflib  # here, a mistake's answer: 0.2 MiB an idle site does not keep
+
         message = f"unknown site {name!r}"
         by_case = [n for n in self.names if n.lower() == name.lower()]
         close = by_case or difflib.get_close_matches(name, self.names, n=3)
