@@ -3,12 +3,15 @@ volumes to attach."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from edgefed.core.settings import HostSpec, SiteSettings
 from edgefed.drivers.fake import FakeDriver
 from edgefed.services.compute.state import ComputeState
+from edgefed.store.compute import ServerRecord
 from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import InProcessSite
+from edgefed.testkit.inprocess import InProcessSite, site_settings
 from edgefed.testkit.tokens import forge_token
 from edgefed.testkit.wait import eventually
 
@@ -48,6 +51,22 @@ async def wait_for(
 
     await eventually(reached, within=timeout, every=0.01, what=f"server {server_id} {status}")
     return last
+
+
+def two_host_settings(root: Path, database_url: str | None) -> SiteSettings:
+    """A site of two fake hosts, edge-1 and edge-2, whose transitions take no time."""
+    return site_settings(
+        root, database_url=database_url,
+        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
+        fake_transition_seconds=0.0,
+    )  # fmt: skip
+
+
+async def server_record(site: InProcessSite, server_id: str) -> ServerRecord:
+    """The server as the site keeps it (its host, its migration)."""
+    server = await site.app.state.ctx.slots.require(ComputeState).servers.get(server_id)
+    assert server is not None
+    return server
 
 
 async def boot(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from compute_testkit import V, make_image
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from edgefed.testkit.inprocess import InProcessSite
+import pytest
+from compute_testkit import V, make_image, two_host_settings
+
+from edgefed.testkit.inprocess import InProcessSite, run_site
 
 
 @pytest.fixture
@@ -17,3 +20,10 @@ async def image_id(site: InProcessSite) -> str:
 def h(admin_headers: dict[str, str]) -> dict[str, str]:
     """Admin headers at the highest microversion."""
     return {**admin_headers, **V}
+
+
+@pytest.fixture
+async def two_hosts(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
+    """A site of two fake hosts (``two_host_settings``)."""
+    async with run_site(two_host_settings(tmp_path / "site", database_url)) as site:
+        yield site

@@ -6,35 +6,20 @@ the site that the next start takes up, and the destination's network plan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from compute_testkit import V, boot, fake, make_image, wait_for
+from compute_testkit import V, boot, fake, make_image, server_record, two_host_settings, wait_for
 
-from edgefed.core.settings import HostSpec
 from edgefed.drivers.agent_network import host_plan
 from edgefed.drivers.fake import LIVE_FAIL_MARKER
 from edgefed.drivers.hostnet import SitePlan
 from edgefed.services.compute.state import ComputeState
-from edgefed.store.compute import ServerRecord
-from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.inprocess import InProcessSite, run_site
 from edgefed.testkit.tokens import forge_token
 from edgefed.testkit.wait import eventually
 
 C = "/compute/v2.1"
-
-
-@pytest.fixture
-async def two_hosts(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
-    settings = site_settings(
-        tmp_path / "site", database_url=database_url,
-        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
-        fake_transition_seconds=0.0,
-    )  # fmt: skip
-    async with run_site(settings) as site:
-        yield site
 
 
 def admin(site: InProcessSite, version: str = "2.96") -> dict[str, str]:
@@ -50,12 +35,6 @@ async def live(
                                   headers=headers or admin(site))  # fmt: skip
 
 
-async def record(site: InProcessSite, server_id: str) -> ServerRecord:
-    server = await site.app.state.ctx.slots.require(ComputeState).servers.get(server_id)
-    assert server is not None
-    return server
-
-
 async def active_server(site: InProcessSite, name: str = "vm") -> str:
     h = admin(site)
     server_id = str((await boot(site, h, await make_image(site), name=name,
@@ -69,7 +48,7 @@ async def test_live_migration_moves_the_running_server_to_the_other_host(
 ) -> None:
     site = two_hosts
     server_id = await active_server(site)
-    first = (await record(site, server_id)).host
+    first = (await server_record(site, server_id)).host
     r = await live(site, server_id, {"host": None, "block_migration": "auto"})
     assert r.status_code == 202, r.text
     shown = await wait_for(site, admin(site), server_id, "ACTIVE")
@@ -82,7 +61,7 @@ async def test_live_migration_moves_the_running_server_to_the_other_host(
                                      "disk_over_commit": False}, admin(site, "2.1"))  # fmt: skip
     assert r.status_code == 202, r.text
     await wait_for(site, admin(site), server_id, "ACTIVE")
-    assert (await record(site, server_id)).host == first
+    assert (await server_record(site, server_id)).host == first
     r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
                               headers=admin(site))  # fmt: skip
     actions = [a["action"] for a in r.json()["instanceActions"]]
@@ -92,7 +71,7 @@ async def test_live_migration_moves_the_running_server_to_the_other_host(
 async def test_live_migration_refusals_change_nothing(two_hosts: InProcessSite) -> None:
     site = two_hosts
     server_id = await active_server(site)
-    here = (await record(site, server_id)).host
+    here = (await server_record(site, server_id)).host
     cases: list[tuple[Any, dict[str, str], int, str]] = [
         ({"host": here, "block_migration": "auto"}, admin(site), 400,
          f"Unable to migrate instance ({server_id}) to current host ({here})."),
@@ -119,7 +98,7 @@ async def test_live_migration_refusals_change_nothing(two_hosts: InProcessSite) 
         r = await live(site, server_id, body, headers)
         assert r.status_code == status, (body, r.text)
         assert message in r.text, (body, r.text)
-    server = await record(site, server_id)
+    server = await server_record(site, server_id)
     assert (server.host, server.vm_state, server.task_state) == (here, "active", None)
 
     # A server that is not running is 409, as Nova says it.
@@ -149,7 +128,7 @@ async def test_a_failed_live_migration_leaves_the_server_active_where_it_was(
 ) -> None:
     site = two_hosts
     server_id = await active_server(site, name=f"vm-{LIVE_FAIL_MARKER}")
-    here = (await record(site, server_id)).host
+    here = (await server_record(site, server_id)).host
     r = await live(site, server_id, {"host": None, "block_migration": "auto"})
     assert r.status_code == 202, r.text
     shown = await wait_for(site, admin(site), server_id, "ACTIVE")
@@ -165,26 +144,22 @@ async def test_a_failed_live_migration_leaves_the_server_active_where_it_was(
 async def test_a_live_migration_cut_by_a_restart_is_taken_up(
     tmp_path: Path, database_url: str | None
 ) -> None:
-    settings = site_settings(
-        tmp_path / "site", database_url=database_url,
-        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
-        fake_transition_seconds=0.0,
-    )  # fmt: skip
+    settings = two_host_settings(tmp_path / "site", database_url)
     async with run_site(settings) as site:
         server_id = await active_server(site)
-        here = (await record(site, server_id)).host
+        here = (await server_record(site, server_id)).host
         fake(site).transition_seconds = 60.0  # the move is under way when the site stops
         r = await live(site, server_id, {"host": None, "block_migration": "auto"})
         assert r.status_code == 202, r.text
 
         async def recorded() -> bool:
-            return "destination" in ((await record(site, server_id)).migration or {})
+            return "destination" in ((await server_record(site, server_id)).migration or {})
 
         await eventually(recorded, within=10, what="the move's destination recorded")
     async with run_site(settings) as site:
         shown = await wait_for(site, admin(site), server_id, "ACTIVE")
         assert shown["OS-EXT-SRV-ATTR:host"] == ("edge-2" if here == "edge-1" else "edge-1")
-        assert (await record(site, server_id)).migration is None
+        assert (await server_record(site, server_id)).migration is None
 
 
 async def test_the_destination_wires_the_ports_of_a_server_arriving(
@@ -197,7 +172,7 @@ async def test_the_destination_wires_the_ports_of_a_server_arriving(
     server_id = str((await boot(site, h, await make_image(site), networks="auto"))["id"])
     await wait_for(site, h, server_id, "ACTIVE")
     servers = site.app.state.ctx.slots.require(ComputeState).servers
-    here = (await record(site, server_id)).host
+    here = (await server_record(site, server_id)).host
     other = "edge-2" if here == "edge-1" else "edge-1"
     store = site.app.state.ctx.store
 

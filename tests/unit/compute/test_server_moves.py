@@ -4,31 +4,15 @@ snapshot image; a refused move is Nova's 4xx and changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from compute_testkit import V, boot, make_image, wait_for
+from compute_testkit import V, boot, make_image, server_record, wait_for
 
-from edgefed.core.settings import HostSpec
-from edgefed.services.compute.state import ComputeState
 from edgefed.store.image import ImageRepository
-from edgefed.testkit.inprocess import InProcessSite, run_site, site_settings
+from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.tokens import forge_token
 
 C = "/compute/v2.1"
-
-
-@pytest.fixture
-async def two_hosts(tmp_path: Path, database_url: str | None) -> AsyncIterator[InProcessSite]:
-    settings = site_settings(
-        tmp_path / "site", database_url=database_url,
-        compute_hosts=(HostSpec(name="edge-1"), HostSpec(name="edge-2")),
-        fake_transition_seconds=0.0,
-    )  # fmt: skip
-    async with run_site(settings) as site:
-        yield site
 
 
 def headers(site: InProcessSite) -> dict[str, str]:
@@ -41,9 +25,7 @@ async def action(site: InProcessSite, server_id: str, body: dict[str, Any]) -> A
 
 
 async def host_of(site: InProcessSite, server_id: str) -> str | None:
-    server = await site.app.state.ctx.slots.require(ComputeState).servers.get(server_id)
-    assert server is not None
-    return server.host
+    return (await server_record(site, server_id)).host
 
 
 async def test_resize_confirm_and_revert(two_hosts: InProcessSite) -> None:
