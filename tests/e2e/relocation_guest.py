@@ -5,12 +5,10 @@ ones, and where a guest's QEMU process runs."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from edgefed.testkit.process import SiteProcess
+from edgefed.testkit.process import SiteProcess, qemu_processes
 from edgefed.testkit.wait import until
 
 MARKER = "/boot/relocation-marker"  # on the boot disk (vfat): it persists, and moves
@@ -35,16 +33,9 @@ def qemu_pid(site: SiteProcess, server_id: str) -> int | None:
     """The QEMU process running the guest at ``site`` (its -uuid, and its files under
     the site's data directory: both sites run a QEMU with that uuid, one after the
     other), or None."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state == "Z" or not argv or b"qemu-system" not in argv[0]:
-            continue
+    for pid, argv in qemu_processes():
         if server_id.encode() in argv and any(str(site.data_dir).encode() in a for a in argv):
-            return int(pid)
+            return pid
     return None
 
 

@@ -25,7 +25,7 @@ from qemu_site import built_guest_image, host_ready, qemu_site
 from edgefed.drivers.hostnet import namespace_name
 from edgefed.testkit.agents import host_json
 from edgefed.testkit.osc import OpenStackCLI
-from edgefed.testkit.process import SiteProcess, pid_alive
+from edgefed.testkit.process import SiteProcess, pid_alive, qemu_processes
 from edgefed.testkit.wait import until
 
 TAG = f"qg{os.getpid()}"
@@ -58,15 +58,9 @@ def user_data(marker: str, ping: str | None = None) -> str:
 
 def qemu_pid(server_id: str) -> int | None:
     """The QEMU process running the guest (found by its -uuid), or None."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and b"-uuid" in argv and server_id.encode() in argv:
-            if any(b"qemu-system" in a for a in argv[:1]):
-                return int(pid)
+    for pid, argv in qemu_processes():
+        if b"-uuid" in argv and server_id.encode() in argv:
+            return pid
     return None
 
 

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,18 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def qemu_processes() -> Iterator[tuple[int, list[bytes]]]:
+    """Every running (not zombie) ``qemu-system-*`` process: its pid and its argv."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and b"qemu-system" in argv[0]:
+            yield int(pid), argv
 
 
 def free_port(host: str = "127.0.0.1") -> int:
