@@ -7,7 +7,10 @@
   appears once, tagged
   with the first site and listing all of them under ``"os-scope:sites"``; items that
   differ stay apart. Paging links are dropped: a ``limit``/``marker`` page of a
-  multi-site listing has no single next page.
+  multi-site listing has no single next page. An item that says it is moving to
+  another site (``"os-edge:relocating_to": "Paris"``, a server in the middle of a
+  relocation) is left out when that site answered with the same ``id``: the server is
+  listed once, where it now is.
 - Identical answers (a version document) collapse into one.
 - Anything else: the first site's answer, tagged, with ``"os-scope:results"`` listing
   every site's status.
@@ -28,6 +31,7 @@ from edgefed.api.faults import fault_body, style_for
 from edgefed.api.responses import dumps
 
 SITE_TAG = "os-scope:site"
+MOVING_TAG = "os-edge:relocating_to"
 SITES_TAG = "os-scope:sites"
 RESULTS_KEY = "os-scope:results"
 PAGING_KEYS = ("links", "next", "first", "previous", "schema")
@@ -122,6 +126,20 @@ def _merge_items(pairs: Sequence[tuple[str, Any]]) -> list[Any]:
             merged.append(tagged)
         else:
             merged.append(_tag(item, site))
+    arrived = {
+        (item.get(SITE_TAG), item["id"])
+        for item in merged
+        if isinstance(item, dict) and "id" in item
+    }
+    merged = [
+        item
+        for item in merged
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get(MOVING_TAG), str)
+            and (item[MOVING_TAG], item.get("id")) in arrived
+        )
+    ]
     for item in merged:
         if isinstance(item, dict) and len(item.get(SITES_TAG, ())) == 1:
             del item[SITES_TAG]

@@ -54,6 +54,27 @@ def test_identical_items_at_several_sites_appear_once() -> None:
     assert {(f["id"], f["os-scope:site"]) for f in flavors[1:]} == {("9", "Denver"), ("1", "Paris")}
 
 
+def test_a_server_moving_to_a_site_that_has_it_is_listed_there_only() -> None:
+    """In the middle of a relocation both sites have the server: the source's says
+    where it goes, and the list shows it once, where it now is."""
+    leaving = {"id": "s1", "status": "MIGRATING", "os-edge:relocating_to": "Paris"}
+    arrived = {"id": "s1", "status": "BUILD"}
+    _, body = merge_success(
+        [
+            answer("Berlin", {"servers": [leaving, {"id": "s2", "status": "ACTIVE"}]}),
+            answer("Paris", {"servers": [arrived]}),
+        ]
+    )
+    listed = [(s["id"], s["os-scope:site"], s["status"]) for s in orjson.loads(body)["servers"]]
+    assert listed == [("s2", "Berlin", "ACTIVE"), ("s1", "Paris", "BUILD")]
+    # Before Paris has it (or when Paris is not asked), Berlin's says where it goes.
+    _, body = merge_success(
+        [answer("Berlin", {"servers": [leaving]}), answer("Denver", {"servers": []})]
+    )
+    [only] = orjson.loads(body)["servers"]
+    assert (only["os-scope:site"], only["os-edge:relocating_to"]) == ("Berlin", "Paris")
+
+
 def test_identical_documents_collapse() -> None:
     doc = {"version": {"id": "v2.1"}}
     assert json.loads(merge_success([answer("A", doc), answer("B", doc)])[1]) == doc

@@ -134,7 +134,10 @@ def server_view(
     *,
     ports: list[PortRecord],
     networks: dict[str, NetworkRecord],
+    relocating_to: str | None = None,
 ) -> dict[str, Any]:
+    """``relocating_to``: the site a move under way takes the server to (shown as
+    ``os-edge:relocating_to``, by which a scoped list shows it once, where it is)."""
     admin = principal.is_admin
     status = status_of(server)
     image: Any = ""
@@ -168,6 +171,8 @@ def server_view(
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": volumes_attached(server, version),
     }
+    if relocating_to is not None:
+        view["os-edge:relocating_to"] = relocating_to
     if status in ("ACTIVE", "BUILD", "REBOOT", "HARD_REBOOT"):
         view["progress"] = 100 if status == "ACTIVE" else 0
     if server.fault is not None and status in ("ERROR", "DELETED"):

@@ -46,7 +46,7 @@ from edgefed.services.compute.server_views import (
     status_of,
 )
 from edgefed.services.compute.state import ComputeState, compute_state
-from edgefed.store.compute import ServerRecord
+from edgefed.store.compute import Relocations, ServerRecord
 from edgefed.store.network import NetworkRecord, PortRecord
 
 router = APIRouter(route_class=MicroversionRoute)
@@ -70,14 +70,23 @@ async def network_context(
     return by_device, networks
 
 
+async def relocating_to(state: ComputeState, servers: list[ServerRecord]) -> dict[str, str]:
+    """Where the moves under way take these servers: server id -> site."""
+    if not any(s.task_state == "relocating" for s in servers):
+        return {}
+    moving = await Relocations(state.ctx.store).list(direction="out", unfinished=True)
+    return {r.server_id: r.peer_site for r in moving}
+
+
 async def render(
     request: Request, state: ComputeState, principal: Principal, server: ServerRecord
 ) -> dict[str, Any]:
     ports = await state.networks.list_ports(device_id=server.id)
     networks = {n.id: n for n in await state.networks.list_networks()}
     return server_view(
-        request, server, api_version(request), principal, ports=ports, networks=networks
-    )
+        request, server, api_version(request), principal, ports=ports, networks=networks,
+        relocating_to=(await relocating_to(state, [server])).get(server.id),
+    )  # fmt: skip
 
 
 # -- create ------------------------------------------------------------------------------
@@ -257,12 +266,14 @@ async def _list(
     if detail:
         by_device, networks = await network_context(state)
         version = api_version(request)
+        moving = await relocating_to(state, page.items)
         items = [
             server_view(
-                request, s, version, principal, ports=by_device.get(s.id, []), networks=networks
+                request, s, version, principal, ports=by_device.get(s.id, []), networks=networks,
+                relocating_to=moving.get(s.id),
             )
             for s in page.items
-        ]
+        ]  # fmt: skip
     else:
         items = [brief_view(request, s) for s in page.items]
     return page.answer(request, "servers", items)
