@@ -12,10 +12,22 @@ import asyncio
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    DISK,
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    hours_pass,
+    journal,
+    moved,
+    outgoing_failed,
+    relocate,
+    stall,
+    status_is,
+)
 
 from edgefed.core.ids import predictable_id
 from edgefed.drivers.base import PowerState
@@ -27,25 +39,6 @@ from edgefed.store.compute import Relocations
 from edgefed.store.image import ImageRepository, blob_path
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
-from edgefed.testkit.wait import eventually
-
-
-async def relocate(berlin: InProcessSite, h: dict[str, str], server_id: str, site: str) -> Any:
-    body = {"os-edge:relocate": {"site": site}}
-    return await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
-
-
-async def moved(berlin: InProcessSite, h: dict[str, str], server_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-
-    async def done() -> bool:
-        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
-        found.update(r.json()["relocations"][-1])
-        assert found["phase"] != "failed", found
-        return bool(found["phase"] == "done")
-
-    await eventually(done, within=60, every=0.01, what="the relocation done")
-    return found
 
 
 async def test_a_server_moves_to_paris_with_its_disk_and_keeps_its_id(tmp_path: Path) -> None:
@@ -151,8 +144,7 @@ async def test_a_cut_mid_disk_resumes_where_paris_bytes_end(tmp_path: Path) -> N
         async def heal_on_retry(seconds: float) -> None:
             # The runner's backoff after the cut: the link comes back.
             waits.append(seconds)
-            transport.cut_after = None
-            transport.cut.clear()
+            transport.heal()
             await asyncio.sleep(min(seconds, 0.05))  # the others' turn (Paris's build)
 
         relocator.sleep = heal_on_retry
@@ -174,25 +166,18 @@ async def test_a_runner_stopped_mid_move_is_taken_up_from_its_journal(tmp_path: 
         server_id = await active_server(berlin, h)
         ctx = ctx_of(berlin)
         relocator = ctx.slots.require(Relocator)
-        stalled = asyncio.Event()
-
-        async def stall(seconds: float) -> None:
-            stalled.set()  # the link is down: the site stops meanwhile
-            await asyncio.Event().wait()
-
-        relocator.sleep = stall
+        stalled = stall(relocator)  # the link is down: the site stops meanwhile
         transport.cut_after = 2
         r = await relocate(berlin, h, server_id, "Paris")
         assert r.status_code == 202, r.text
         await asyncio.wait_for(stalled.wait(), 30)
         await relocator.stop()
-        [journal] = await Relocations(ctx.store).list(direction="out")
-        assert journal.phase == "sending" and journal.done_bytes == 8 << 20
+        [record] = await Relocations(ctx.store).list(direction="out")
+        assert record.phase == "sending" and record.done_bytes == 8 << 20
         server = await ctx.slots.require(ComputeState).servers.get(server_id)
         assert server is not None and server.task_state == "relocating"
 
-        transport.cut.clear()
-        transport.cut_after = None
+        transport.heal()
         again = Relocator(ctx.slots.require(ComputeState))
         ctx.slots.put(again)
         assert await again.resume() == 1
@@ -210,24 +195,11 @@ async def test_a_move_that_fails_before_the_commit_leaves_the_server_running_her
         berlin, paris = s["Berlin"], s["Paris"]
         h = {**admin(berlin), **NOVA}
         server_id = await active_server(berlin, h)
-        relocator = ctx_of(berlin).slots.require(Relocator)
-        now = [0.0]
-
-        async def time_passes(seconds: float) -> None:
-            now[0] += 3600.0  # the link stays down past relocation_link_timeout_seconds
-            await asyncio.sleep(0)
-
-        relocator.sleep, relocator.clock = time_passes, lambda: now[0]
+        hours_pass(ctx_of(berlin).slots.require(Relocator))
         transport.cut_after = 1
         r = await relocate(berlin, h, server_id, "Paris")
         assert r.status_code == 202, r.text
-
-        async def failed() -> bool:
-            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-            return record.phase == "failed"
-
-        await eventually(failed, within=30, every=0.01, what="the relocation failed")
-        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+        record = await outgoing_failed(berlin)
         assert "link to Paris is down" in (record.error or "")
         await status_is(berlin, h, server_id, "ACTIVE")  # running here again
         assert not list((berlin.settings.data_dir / "relocations").glob("*.out"))
@@ -317,15 +289,8 @@ async def test_a_guest_that_fails_to_start_at_paris_runs_at_berlin_again(tmp_pat
         assert r.status_code == 200, r.text
         r = await relocate(berlin, h, server_id, "Paris")
         assert r.status_code == 202, r.text
-
-        async def failed() -> bool:
-            r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations",
-                                        headers=h)  # fmt: skip
-            return bool(r.json()["relocations"][-1]["phase"] == "failed")
-
-        await eventually(failed, within=30, every=0.01, what="the relocation failed")
-        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
-        assert "did not start at Paris" in r.json()["relocations"][-1]["error"]
+        record = await journal(berlin, h, server_id, "failed", within=30)
+        assert "did not start at Paris" in record["error"]
         await status_is(berlin, h, server_id, "ACTIVE")
         ctx = ctx_of(paris)
         await ctx.slots.require(ComputeState).lifecycle.idle()

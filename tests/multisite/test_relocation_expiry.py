@@ -9,7 +9,16 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-from relocation_support import NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    outgoing_failed,
+    relocate,
+    stall,
+    status_is,
+)
 
 from edgefed.services.compute.relocation_in import expire_offers
 from edgefed.services.compute.relocation_out import Relocator
@@ -28,16 +37,9 @@ async def test_paris_drops_a_move_berlin_stopped_following_up(tmp_path: Path) ->
         server_id = await active_server(berlin, h)
         ctx = ctx_of(berlin)
         relocator = ctx.slots.require(Relocator)
-        stalled = asyncio.Event()
-
-        async def stall(seconds: float) -> None:
-            stalled.set()  # the link is down: Berlin stops meanwhile, and stays away
-            await asyncio.Event().wait()
-
-        relocator.sleep = stall
+        stalled = stall(relocator)  # the link is down: Berlin stops meanwhile, and stays away
         transport.cut_after = 1
-        body = {"os-edge:relocate": {"site": "Paris"}}
-        r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+        r = await relocate(berlin, h, server_id)
         assert r.status_code == 202, r.text
         await asyncio.wait_for(stalled.wait(), 30)
         await relocator.stop()
@@ -56,25 +58,18 @@ async def test_paris_drops_a_move_berlin_stopped_following_up(tmp_path: Path) ->
         assert await expire_offers(paris_state, now=later) == 0  # once
 
         # Berlin back: its next step is a 409 saying why; it undoes the move.
-        transport.cut.clear()
-        transport.cut_after = None
+        transport.heal()
         again = Relocator(ctx.slots.require(ComputeState))
         ctx.slots.put(again)
         assert await again.resume() == 1
-
-        async def failed() -> bool:
-            [record] = await Relocations(ctx.store).list(direction="out")
-            return record.phase == "failed"
-
-        await eventually(failed, within=30, every=0.01, what="Berlin's move failed")
-        [record] = await Relocations(ctx.store).list(direction="out")
+        record = await outgoing_failed(berlin, "Berlin's move failed")
         assert "was aborted here: expired: no word from Berlin" in (record.error or "")
         await status_is(berlin, h, server_id, "ACTIVE")  # running at Berlin again
         r = await paris.client.get(f"{C}/servers/{server_id}", headers={**admin(paris), **NOVA})
         assert r.status_code == 404
 
         # The server may be offered to Paris again, and moves.
-        r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+        r = await relocate(berlin, h, server_id)
         assert r.status_code == 202, r.text
 
         async def done() -> bool:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    DISK,
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    offer,
+    relocate,
+    status_is,
+)
 
 from edgefed.services.compute import relocation_in
 from edgefed.services.compute.relocation_out import IN_FLIGHT
@@ -61,8 +70,7 @@ async def test_chunks_in_flight_are_appended_in_turn(
         berlin, paris = s["Berlin"], s["Paris"]
         h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
         server_id = await active_server(berlin, h)
-        body = {"os-edge:relocate": {"site": "Paris"}}
-        r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+        r = await relocate(berlin, h, server_id)
         assert r.status_code == 202, r.text
 
         async def done() -> bool:
@@ -87,26 +95,13 @@ async def test_paris_takes_a_chunk_ahead_only_in_its_turn(
     disk = os.urandom(8 * MIB)
     async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
         paris = s["Paris"]
-        h = {**admin(paris), **NOVA}
-        flavor = (await paris.client.get(f"{C}/flavors/1", headers=h)).json()["flavor"]
-        offer = {"relocation": {"server_id": str(uuid.uuid4()), "source": "Berlin",
-                                "mode": "cold", "server": {"name": "shop", "flavor": flavor,
-                                                           "disk_format": "raw"}}}  # fmt: skip
-        r = await paris.client.post(f"{C}/os-edge/relocations", json=offer, headers=h)
-        assert r.status_code == 201, r.text
-        path = f"{C}/os-edge/relocations/{r.json()['relocation']['id']}"
-        grant = {relocation_in.GRANT_HEADER: r.json()["relocation"]["grant"]}
+        offered = await offer(paris, {**admin(paris), **NOVA}, str(uuid.uuid4()), "cold")
         named = {"disk": {"size": len(disk), "sha256": hashlib.sha256(disk).hexdigest()}}
-        assert (await paris.client.put(path, json=named, headers=grant)).status_code == 200
+        r = await paris.client.put(offered.path, json=named, headers=offered.grant)
+        assert r.status_code == 200
 
         async def put(start: int) -> httpx.Response:
-            chunk = disk[start : start + 4 * MIB]
-            headers = {
-                **grant,
-                "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(disk)}",
-                relocation_in.CHUNK_SHA_HEADER: hashlib.sha256(chunk).hexdigest(),
-            }
-            return await paris.client.put(f"{path}/disk", content=chunk, headers=headers)
+            return await offered.put(disk, start)
 
         began = time.monotonic()
         r = await put(4 * MIB)  # the chunk before it never comes

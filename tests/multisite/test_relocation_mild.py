@@ -16,22 +16,34 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    DISK,
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    hours_pass,
+    moved,
+    offer,
+    outgoing_failed,
+    relocate,
+    stall,
+    status_is,
+)
 
 from edgefed.drivers.base import PowerState
 from edgefed.drivers.fake import FakeDriver
-from edgefed.services.compute import relocation_in
 from edgefed.services.compute.relocation_out import Relocator
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import Relocations
 from edgefed.store.image import ImageRepository, blob_path
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
-from edgefed.testkit.wait import eventually
 
 MIB = 1 << 20
 WRITTEN = bytes(range(256)) * (5 << 12)  # 5 MiB the guest writes while its disk goes
 AT = 8 << 20  # where: the changes are the disk from there on, 5 MiB: two chunks
+ENDED = ("failed", "aborted")  # a mild move's journal in either ends the test
 
 
 def driver_of(site: InProcessSite) -> FakeDriver:
@@ -73,24 +85,6 @@ class Observer(ChunkCounter):
         return await super().handle_async_request(request)
 
 
-async def relocate(at: InProcessSite, h: dict[str, str], server_id: str, **how: Any) -> Any:
-    body = {"os-edge:relocate": {"site": "Paris", "mode": "mild", **how}}
-    return await at.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
-
-
-async def moved(berlin: InProcessSite, h: dict[str, str], server_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-
-    async def done() -> bool:
-        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
-        found.update(r.json()["relocations"][-1])
-        assert found["phase"] not in ("failed", "aborted"), found
-        return bool(found["phase"] == "done")
-
-    await eventually(done, within=60, every=0.01, what="the relocation done")
-    return found
-
-
 async def arrived_disk(paris: InProcessSite, h: dict[str, str], server_id: str) -> bytes:
     await status_is(paris, h, server_id, "ACTIVE")
     shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=h)).json()
@@ -107,13 +101,13 @@ async def test_the_disk_goes_while_the_guest_runs_then_what_it_wrote(tmp_path: P
         server_id = await active_server(berlin, h)
         transport.berlin, transport.server_id = berlin, server_id
 
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
         assert (r.json()["relocation"]["mode"], r.json()["relocation"]["phase"]) == (
             "mild", "snapshotting")  # fmt: skip
         shown = (await berlin.client.get(f"{C}/servers/{server_id}", headers=h)).json()
         assert shown["server"]["status"] == "MIGRATING"
-        record = await moved(berlin, h, server_id)
+        record = await moved(berlin, h, server_id, stop=ENDED)
 
         # The disk's three chunks while the guest ran, the changes' two once stopped.
         running, stopped = PowerState.RUNNING, PowerState.SHUTDOWN
@@ -147,9 +141,9 @@ async def test_a_cut_in_either_file_resumes_where_paris_bytes_end(tmp_path: Path
 
         relocator.sleep = heal_on_retry
         transport.cuts = [1, 4]  # one chunk of each file reaches Paris, then the link goes
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
-        await moved(berlin, h, server_id)
+        await moved(berlin, h, server_id, stop=ENDED)
         assert [e.split(":")[0] for e in errors] == ["sending-base", "sending-delta"], errors
         assert all("(retrying)" in e for e in errors)
         assert transport.chunks == 5  # nothing sent twice
@@ -166,15 +160,9 @@ async def test_a_runner_stopped_while_the_changes_go_is_taken_up(tmp_path: Path)
         transport.berlin, transport.server_id = berlin, server_id
         ctx = ctx_of(berlin)
         relocator = ctx.slots.require(Relocator)
-        stalled = asyncio.Event()
-
-        async def stall(seconds: float) -> None:
-            stalled.set()  # the link is down: the site stops meanwhile
-            await asyncio.Event().wait()
-
-        relocator.sleep = stall
+        stalled = stall(relocator)  # the link is down: the site stops meanwhile
         transport.cuts = [4]
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
         await asyncio.wait_for(stalled.wait(), 30)
         await relocator.stop()
@@ -187,7 +175,7 @@ async def test_a_runner_stopped_while_the_changes_go_is_taken_up(tmp_path: Path)
         again = Relocator(ctx.slots.require(ComputeState))
         ctx.slots.put(again)
         assert await again.resume() == 1
-        await moved(berlin, h, server_id)
+        await moved(berlin, h, server_id, stop=ENDED)
         assert transport.chunks == 5  # the restart sent only what Paris lacked
         data = await arrived_disk(paris, at_paris, server_id)
         assert hashlib.sha256(data).digest() == hashlib.sha256(after_writes()).digest()
@@ -201,23 +189,11 @@ async def test_a_link_down_while_the_disk_goes_leaves_the_guest_running(tmp_path
         h = {**admin(berlin), **NOVA}
         server_id = await active_server(berlin, h)
         transport.berlin, transport.server_id = berlin, server_id
-        relocator = ctx_of(berlin).slots.require(Relocator)
-        now = [0.0]
-
-        async def time_passes(seconds: float) -> None:
-            now[0] += 3600.0  # past relocation_link_timeout_seconds
-            await asyncio.sleep(0)
-
-        relocator.sleep, relocator.clock = time_passes, lambda: now[0]
+        hours_pass(ctx_of(berlin).slots.require(Relocator))
         transport.cuts = [1]
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
-
-        async def failed() -> bool:
-            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-            return record.phase == "failed"
-
-        await eventually(failed, within=30, every=0.01, what="the relocation failed")
+        await outgoing_failed(berlin)
         await status_is(berlin, h, server_id, "ACTIVE")
         assert transport.seen == [("sending-base", PowerState.RUNNING)]
         assert driver_of(berlin).power_state(server_id) == PowerState.RUNNING  # never stopped
@@ -241,15 +217,9 @@ async def test_a_guest_that_fails_to_start_at_paris_runs_at_berlin_again(
         failing = {"server": {"name": "till-fake-spawn-failure"}}  # Paris's spawns fail
         r = await berlin.client.put(f"{C}/servers/{server_id}", json=failing, headers=h)
         assert r.status_code == 200, r.text
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
-
-        async def failed() -> bool:
-            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-            return record.phase == "failed"
-
-        await eventually(failed, within=30, every=0.01, what="the relocation failed")
-        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
+        record = await outgoing_failed(berlin)
         assert "did not start at Paris" in (record.error or "")
         assert [phase for phase, _ in transport.seen][-1] == "sending-delta"  # past the stop
         await status_is(berlin, h, server_id, "ACTIVE")
@@ -267,7 +237,7 @@ async def test_refusals_are_the_same_and_a_stopped_server_moves_cold(tmp_path: P
         berlin, paris = s["Berlin"], s["Paris"]
         h, at_paris = {**admin(berlin), **NOVA}, {**admin(paris), **NOVA}
         server_id = await active_server(berlin, h)
-        r = await relocate(berlin, h, server_id, site="Atlantis")
+        r = await relocate(berlin, h, server_id, "Atlantis", mode="mild")
         assert r.status_code == 400 and "Unknown site 'Atlantis'" in r.text
         r = await relocate(berlin, h, server_id, mode="hot")
         assert r.status_code == 400 and "Invalid relocation mode 'hot'" in r.text
@@ -280,10 +250,10 @@ async def test_refusals_are_the_same_and_a_stopped_server_moves_cold(tmp_path: P
                                      headers=h)  # fmt: skip
         assert r.status_code == 202, r.text
         await status_is(berlin, h, server_id, "SHUTOFF")
-        r = await relocate(berlin, h, server_id)
+        r = await relocate(berlin, h, server_id, mode="mild")
         assert r.status_code == 202, r.text
         assert r.json()["relocation"]["mode"] == "cold"  # nothing runs: the disk goes whole
-        record = await moved(berlin, h, server_id)
+        record = await moved(berlin, h, server_id, stop=ENDED)
         assert record["bytes_done"] == len(DISK)
         await status_is(paris, at_paris, server_id, "SHUTOFF")
 
@@ -295,27 +265,11 @@ async def test_paris_takes_the_changes_only_after_a_whole_checked_disk(tmp_path:
     disk, changes = os.urandom(8 * MIB), os.urandom(MIB + 5)
     async with fleet(tmp_path, ["Berlin", "Paris"], joined=True) as s:
         paris = s["Paris"]
-        h = {**admin(paris), **NOVA}
-        flavor = (await paris.client.get(f"{C}/flavors/1", headers=h)).json()["flavor"]
-        offer = {"relocation": {"server_id": str(uuid.uuid4()), "source": "Berlin",
-                                "mode": "mild", "server": {"name": "shop", "flavor": flavor,
-                                                           "disk_format": "raw"}}}  # fmt: skip
-        r = await paris.client.post(f"{C}/os-edge/relocations", json=offer, headers=h)
-        assert r.status_code == 201, r.text
-        path = f"{C}/os-edge/relocations/{r.json()['relocation']['id']}"
-        grant = {relocation_in.GRANT_HEADER: r.json()["relocation"]["grant"]}
+        offered = await offer(paris, {**admin(paris), **NOVA}, str(uuid.uuid4()), "mild")
+        path, grant, put = offered.path, offered.grant, offered.put
 
         def named(data: bytes) -> dict[str, Any]:
             return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-        async def put(data: bytes, start: int, chunk: bytes | None = None) -> httpx.Response:
-            chunk = data[start : start + 4 * MIB] if chunk is None else chunk
-            headers = {
-                **grant,
-                "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}",
-                relocation_in.CHUNK_SHA_HEADER: hashlib.sha256(chunk).hexdigest(),
-            }
-            return await paris.client.put(f"{path}/disk", content=chunk, headers=headers)
 
         r = await paris.client.put(path, json={"disk": named(disk)}, headers=grant)
         assert r.status_code == 200 and r.json()["relocation"]["part"] == "base"

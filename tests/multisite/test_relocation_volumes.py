@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relocation_support import NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    hours_pass,
+    journal,
+    relocate,
+    status_is,
+)
 
 from edgefed.drivers.fake import FakeDriver
 from edgefed.services.compute.relocation_out import Relocator
@@ -83,26 +92,6 @@ async def attached_volume(berlin: InProcessSite, server_id: str, **extra: Any) -
     return volume_id, str(r.json()["volumeAttachment"]["device"])
 
 
-async def relocate(berlin: InProcessSite, server_id: str, **choice: Any) -> Any:
-    body = {"os-edge:relocate": {**MOVE, **choice}}
-    h = {**admin(berlin), **NOVA}
-    return await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
-
-
-async def journal(berlin: InProcessSite, server_id: str, phase: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    h = {**admin(berlin), **NOVA}
-
-    async def reached() -> bool:
-        r = await berlin.client.get(f"{C}/servers/{server_id}/os-edge-relocations", headers=h)
-        found.update(r.json()["relocations"][-1])
-        assert found["phase"] != "failed" or phase == "failed", found
-        return bool(found["phase"] == phase)
-
-    await eventually(reached, within=60, every=0.01, what=f"the relocation {phase}")
-    return found
-
-
 async def test_a_volume_moves_with_its_server_and_leaves_berlin_once_paris_runs_it(
     tmp_path: Path,
 ) -> None:
@@ -126,9 +115,9 @@ async def test_a_volume_moves_with_its_server_and_leaves_berlin_once_paris_runs_
             await delete(volume_id=volume_id)
 
         catalog.delete = delete_seen  # type: ignore[method-assign]
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "done")
+        record = await journal(berlin, h, server_id, "done")
         assert seen == ["active"]
         [moved] = record["volumes"]
         assert moved["id"] == volume_id and moved["phase"] == "moved"
@@ -179,17 +168,16 @@ async def test_a_cut_mid_volume_resumes_where_paris_bytes_end(tmp_path: Path) ->
         async def heal_on_retry(seconds: float) -> None:
             [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
             during.extend(progress(record))
-            transport.cut_after = None
-            transport.cut.clear()
+            transport.heal()
             await asyncio.sleep(0)
 
         relocator.sleep = heal_on_retry
         # The disk is 9 MiB, the volume's qcow2 a little over 9 MiB, in chunks of 4 MiB:
         # the fourth chunk (12-16 MiB) is in the middle of the volume.
         transport.cut_after = 3
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "done")
+        record = await journal(berlin, h, server_id, "done")
         assert during and during[0]["phase"] == "sending"
         assert 0 < during[0]["bytes_done"] < during[0]["bytes_total"]
         assert transport.chunks == 5  # nothing sent twice: ~18.1 MiB in five chunks
@@ -212,13 +200,14 @@ async def test_a_volume_type_paris_lacks_its_quota_or_snapshots_are_refused(tmp_
         r = await berlin.client.post("/volume/v3/snapshots", json=snapshot, headers=cinder)
         assert r.status_code == 202, r.text
         snapshot_id = r.json()["snapshot"]["id"]
-        r = await relocate(berlin, server_id)  # Berlin's own refusal: they would stay here
+        # Berlin's own refusal: they would stay here.
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 409 and "has snapshots, which do not move" in r.text, r.text
         await nothing_happened(berlin, paris, server_id, volume_id)
         r = await berlin.client.delete(f"/volume/v3/snapshots/{snapshot_id}", headers=cinder)
         assert r.status_code == 202, r.text
 
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 400, r.text
         assert "Paris has no volume type named 'gold'" in r.text
         await nothing_happened(berlin, paris, server_id, volume_id)
@@ -233,7 +222,7 @@ async def test_a_volume_type_paris_lacks_its_quota_or_snapshots_are_refused(tmp_
                                    json={"quota_set": {"volumes": 0}},
                                    headers={**admin(paris), **CINDER})  # fmt: skip
         assert r.status_code == 200, r.text
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 400, r.text
         assert "Maximum number of volumes allowed (0) exceeded" in r.text
         await nothing_happened(berlin, paris, server_id, volume_id)
@@ -269,18 +258,11 @@ async def test_a_move_undone_before_its_commit_leaves_the_volume_at_berlin(
         server_id = await active_server(berlin, h)
         volume_id, _ = await attached_volume(berlin, server_id)
         sha = volume_sha(berlin, volume_id)
-        relocator = ctx_of(berlin).slots.require(Relocator)
-        now = [0.0]
-
-        async def time_passes(seconds: float) -> None:
-            now[0] += 3600.0  # the link stays down past relocation_link_timeout_seconds
-            await asyncio.sleep(0)
-
-        relocator.sleep, relocator.clock = time_passes, lambda: now[0]
+        hours_pass(ctx_of(berlin).slots.require(Relocator))
         transport.cut_after = 3  # in the middle of the volume
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "failed")
+        record = await journal(berlin, h, server_id, "failed")
         assert "link to Paris is down" in record["error"]
         [volume] = record["volumes"]
         assert volume["phase"] == "left here"
@@ -314,7 +296,7 @@ async def test_a_volume_another_server_holds_too_does_not_move(tmp_path: Path) -
                                      headers=h)  # fmt: skip
         assert r.status_code == 200, r.text
 
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 409 and "it moves with one server only" in r.text, r.text
         await status_is(berlin, h, server_id, "ACTIVE")
         assert await Relocations(ctx_of(berlin).store).list() == []
@@ -338,7 +320,7 @@ async def test_a_volume_of_a_third_site_is_refused_even_to_move(tmp_path: Path) 
                                          headers={**h, "X-Scope": "{volume: Denver}"})  # fmt: skip
             assert r.status_code == 200, r.text
             for choice in ("move", "remote"):
-                r = await relocate(berlin, server_id, volumes=choice)
+                r = await relocate(berlin, h, server_id, volumes=choice)
                 assert r.status_code == 400, r.text
                 assert f"uses volume {volume_id} of site Denver: detach it" in r.text
             await status_is(berlin, h, server_id, "ACTIVE")
@@ -369,15 +351,14 @@ async def test_a_volume_paris_cannot_make_at_the_commit_undoes_the_move(tmp_path
                 r = await paris.client.delete(f"/volume/v3/types/{types['Paris']}",
                                               headers={**admin(paris), **CINDER})  # fmt: skip
                 assert r.status_code == 202, r.text
-            transport.cut_after = None
-            transport.cut.clear()
+            transport.heal()
             await asyncio.sleep(0)
 
         relocator.sleep = type_goes
         transport.cut_after = 1
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "failed")
+        record = await journal(berlin, h, server_id, "failed")
         assert "no volume type named 'gold'" in record["error"], record
         await status_is(berlin, h, server_id, "ACTIVE")
         await attached_at_berlin(berlin, server_id, volume_id)
@@ -397,9 +378,9 @@ async def test_a_volume_that_cannot_be_written_out_undoes_the_move(tmp_path: Pat
         volume_id, _ = await attached_volume(berlin, server_id)
         backend(berlin).volume_path(volume_id).unlink()
 
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "failed")
+        record = await journal(berlin, h, server_id, "failed")
         assert f"Volume {volume_id} cannot be written out to move" in record["error"]
         await status_is(berlin, h, server_id, "ACTIVE")
         await attached_at_berlin(berlin, server_id, volume_id)
@@ -436,10 +417,11 @@ async def test_paris_refuses_volume_data_that_names_a_file_of_its_host(tmp_path:
             return copy, "qcow2"
 
         catalog.export_for_move = export_crafted  # type: ignore[method-assign]
-        r = await relocate(berlin, server_id)
+        r = await relocate(berlin, h, server_id, **MOVE)
         assert r.status_code == 202, r.text
-        record = await journal(berlin, server_id, "failed")
-        assert f"The data of volume {volume_id} is refused: it has a backing file" in record["error"]
+        record = await journal(berlin, h, server_id, "failed")
+        refused = f"The data of volume {volume_id} is refused: it has a backing file"
+        assert refused in record["error"]
         await status_is(berlin, h, server_id, "ACTIVE")
         await attached_at_berlin(berlin, server_id, volume_id)
         r = await paris.client.get(f"/volume/v3/volumes/{volume_id}",
