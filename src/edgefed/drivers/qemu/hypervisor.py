@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -184,17 +184,24 @@ class QemuHypervisor:
                     await self.relays.open_all(existing.plan)
                     return  # a spawn that already happened (the service retried after a crash)
             await self.destroy(spec.id)
+        async with self._made(spec, facts.accel) as guest:
+            if spec.power_on:
+                await guest.launch()
+
+    @contextlib.asynccontextmanager
+    async def _made(self, spec: GuestSpec, accel_name: str) -> AsyncIterator[Guest]:
+        """The guest's files and plan made, the guest kept and its plan saved: the guest,
+        under its lock; all of it discarded if this or what runs under it fails."""
         files = self.layout.guest(spec.id)
         files.directory.mkdir(mode=0o700)
         guest: Guest | None = None
         try:
-            plan = await self._prepare(spec, files, facts.accel)
+            plan = await self._prepare(spec, files, accel_name)
             guest = self._guest(files, plan)
             self._guests[spec.id] = guest
             async with guest.lock:
                 guest.save_plan()
-                if spec.power_on:
-                    await guest.launch()
+                yield guest
         except BaseException:
             await self._discard(spec.id, guest, files)
             raise
@@ -323,19 +330,8 @@ class QemuHypervisor:
         removed first."""
         facts = await self.open()
         await self.destroy(spec.id)
-        files = self.layout.guest(spec.id)
-        files.directory.mkdir(mode=0o700)
-        guest: Guest | None = None
-        try:
-            plan = await self._prepare(spec, files, facts.accel)
-            guest = self._guest(files, plan)
-            self._guests[spec.id] = guest
-            async with guest.lock:
-                guest.save_plan()
-                incoming = await migration.receive(guest, key=key, address=address)
-        except BaseException:
-            await self._discard(spec.id, guest, files)
-            raise
+        async with self._made(spec, facts.accel) as guest:
+            incoming = await migration.receive(guest, key=key, address=address)
         self._incoming[spec.id] = incoming
         return incoming
 
