@@ -47,6 +47,24 @@ async def boot(site: InProcessSite, headers: dict[str, str], image_id: str, **mo
     return await site.client.post("/compute/v2.1/servers", json={"server": server}, headers=headers)
 
 
+def image_refused(r: Any, what: str) -> None:
+    """``r`` is the 400 of an image entry (Denver) not honoured for ``what``."""
+    assert r.status_code == 400, r.text
+    assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
+        service="image", entry="Denver", what=what
+    )
+
+
+async def status_is(site: InProcessSite, path: str, kind: str, wanted: str) -> None:
+    """Once the ``kind`` (server, volume) at ``path`` has the status ``wanted``."""
+
+    async def there() -> bool:
+        r = await site.client.get(path, headers=admin(site))
+        return bool(r.json()[kind]["status"] == wanted)
+
+    await eventually(there, within=30.0, what=f"the {kind} {wanted.lower()}")
+
+
 async def server_names(site: InProcessSite) -> set[str]:
     r = await site.client.get("/compute/v2.1/servers", headers=admin(site))
     return {s["name"] for s in r.json()["servers"]}
@@ -105,10 +123,7 @@ async def test_volumes_and_images_made_here_refuse_entries_elsewhere(tmp_path: P
             json={"volume": {"size": 1, "imageRef": image_id}},
             headers=scoped(berlin, here),
         )
-        assert r.status_code == 400, r.text
-        assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
-            service="image", entry="Denver", what="volumes made from an image"
-        )
+        image_refused(r, "volumes made from an image")
 
         from_image = {
             "boot_index": 0,
@@ -118,10 +133,7 @@ async def test_volumes_and_images_made_here_refuse_entries_elsewhere(tmp_path: P
             "volume_size": 1,
         }
         r = await boot(berlin, scoped(berlin, here), "", block_device_mapping_v2=[from_image])
-        assert r.status_code == 400, r.text
-        assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
-            service="image", entry="Denver", what="the images a server's boot volumes are made of"
-        )
+        image_refused(r, "the images a server's boot volumes are made of")
         r = await boot(
             berlin,
             scoped(berlin, "{volume: Denver|Berlin}"),
@@ -137,41 +149,25 @@ async def test_volumes_and_images_made_here_refuse_entries_elsewhere(tmp_path: P
         r = await boot(berlin, admin(berlin), image_id)
         assert r.status_code == 202, r.text
         server_id = r.json()["server"]["id"]
-
-        async def active() -> bool:
-            r = await berlin.client.get(f"/compute/v2.1/servers/{server_id}", headers=admin(berlin))
-            return bool(r.json()["server"]["status"] == "ACTIVE")
-
-        await eventually(active, within=30.0, what="the server active")
+        await status_is(berlin, f"/compute/v2.1/servers/{server_id}", "server", "ACTIVE")
         r = await berlin.client.post(
             f"/compute/v2.1/servers/{server_id}/action",
             json={"createImage": {"name": "snap"}},
             headers=scoped(berlin, here),
         )
-        assert r.status_code == 400, r.text
-        assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
-            service="image", entry="Denver", what="the snapshots of a server (createImage)"
-        )
+        image_refused(r, "the snapshots of a server (createImage)")
 
         r = await berlin.client.post(
             "/volume/v3/volumes", json={"volume": {"size": 1}}, headers=admin(berlin)
         )
         assert r.status_code == 202, r.text
         volume_id = r.json()["volume"]["id"]
-
-        async def available() -> bool:
-            r = await berlin.client.get(f"/volume/v3/volumes/{volume_id}", headers=admin(berlin))
-            return bool(r.json()["volume"]["status"] == "available")
-
-        await eventually(available, within=30.0, what="the volume available")
+        await status_is(berlin, f"/volume/v3/volumes/{volume_id}", "volume", "available")
         r = await berlin.client.post(
             f"/volume/v3/volumes/{volume_id}/action",
             json={"os-volume_upload_image": {"image_name": "up"}},
             headers=scoped(berlin, here),
         )
-        assert r.status_code == 400, r.text
-        assert r.json()["badRequest"]["message"] == NOT_HONOURED.format(
-            service="image", entry="Denver", what="the images a volume is uploaded to"
-        )
+        image_refused(r, "the images a volume is uploaded to")
         r = await berlin.client.get("/image/v2/images", headers=admin(berlin))
         assert {i["name"] for i in r.json()["images"]} == {"cirros"}
