@@ -26,19 +26,16 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.qemu_boot import qemu_scratch
 from edgefed.drivers.qemu import GuestSpec, ImageSource, QemuHypervisor, QemuSettings
 from edgefed.drivers.qemu.live import DOWNTIME_LIMIT_MS, MigrationKey
-from edgefed.guest_image import GuestImage, build_guest_image
+from edgefed.guest_image import GuestImage
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGE_DIR = REPO / ".cache" / "guest-image"
 RAM_MB = 128
 TICK_S = 0.2
 BOOT_DEADLINE_S = 180.0
@@ -155,14 +152,8 @@ async def measure(image: GuestImage, scratch: Path) -> dict[str, Any]:
 
 
 def run(settings: dict[str, Any]) -> dict[str, Any]:
-    if shutil.which("qemu-system-x86_64") is None:
-        raise RuntimeError("qemu-system-x86_64 is not installed (make system-deps)")
-    image = build_guest_image(IMAGE_DIR)
-    scratch = Path(tempfile.mkdtemp(prefix="edgefed-live-"))
-    try:
+    with qemu_scratch("edgefed-live-") as (image, scratch):
         results = asyncio.run(measure(image, scratch))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     results["goal"] = {"ratio_at_most": TOTAL_GOAL, "downtime_ms_at_most": DOWNTIME_GOAL_MS}
     results["verdict"] = (
         "PASS"

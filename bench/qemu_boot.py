@@ -43,6 +43,7 @@ import tempfile
 import time
 import uuid
 from asyncio.subprocess import DEVNULL
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,17 +363,25 @@ def fleet(image: GuestImage, scratch: Path, mode: str = "disk") -> dict[str, Any
     }
 
 
-def run(settings: dict[str, Any]) -> dict[str, Any]:
+@contextlib.contextmanager
+def qemu_scratch(prefix: str) -> Iterator[tuple[GuestImage, Path]]:
+    """The tiny guest image (built once) and a scratch directory named ``prefix``…,
+    removed at the end; QEMU must be installed."""
     if shutil.which("qemu-system-x86_64") is None:
         raise RuntimeError("qemu-system-x86_64 is not installed (make system-deps)")
     image = build_guest_image(IMAGE_DIR)
-    scratch = Path(tempfile.mkdtemp(prefix="edgefed-qemu-boot-"))
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
     try:
+        yield image, scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(settings: dict[str, Any]) -> dict[str, Any]:
+    with qemu_scratch("edgefed-qemu-boot-") as (image, scratch):
         results = asyncio.run(compare(settings, image, scratch))
         print(f"bench qemu_boot: {FLEET} guests at once…", flush=True)
         results["fleet"] = fleet(image, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     results["settings"] = {"starts": int(settings.get("starts", 3)), "ram_mb": RAM_MB}
     results["image"] = {k: image.manifest[k] for k in ("kernel_package", "kernel_cmdline")}
     results["goal"] = {
