@@ -384,9 +384,7 @@ async def expire_offers(state: ComputeState, *, now: dt.datetime | None = None) 
     for record in await repo.list(direction="in", unfinished=True):
         if record.phase not in UNCOMMITTED or record.updated_at > cutoff:
             continue
-        reason = (
-            f"expired: no word from {record.peer_site} for {ttl:g} s before its commit"
-        )
+        reason = f"expired: no word from {record.peer_site} for {ttl:g} s before its commit"
         if await repo.change(record.id, expect=[record.phase], phase="aborted", error=reason):
             await _drop_received(state, record)
             log.info("relocation %s of server %s %s", record.id, record.server_id, reason)
