@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
 import signal
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,58 @@ async def show_server(
 ) -> dict[str, Any]:
     r = await site.client.get(f"{C}/servers/{server_id}", headers=headers)
     return dict(r.json()["server"])
+
+
+@dataclass
+class AdminApi:
+    """The site's compute API as the admin (``headers``), its waits bounded by ``within``
+    seconds (a TCG guest's boot, or a move)."""
+
+    site: InProcessSite
+    headers: dict[str, str]
+    within: float
+
+    async def create(self, name: str, image_id: str, user_data: str) -> str:
+        """The id of a server of ``image_id`` and flavor t, without networks, that runs
+        ``user_data``."""
+        body = {
+            "name": name,
+            "imageRef": image_id,
+            "flavorRef": "t",
+            "networks": "none",
+            "user_data": base64.b64encode(user_data.encode()).decode(),
+        }
+        r = await self.site.client.post(f"{C}/servers", json={"server": body},
+                                        headers=self.headers)  # fmt: skip
+        assert r.status_code == 202, r.text
+        return str(r.json()["server"]["id"])
+
+    async def act(self, server_id: str, body: dict[str, Any]) -> None:
+        r = await self.site.client.post(f"{C}/servers/{server_id}/action", json=body,
+                                        headers=self.headers)  # fmt: skip
+        assert r.status_code == 202, r.text
+
+    async def reaches(self, server_id: str, wanted: str) -> dict[str, Any]:
+        """The server once ``wanted`` with no task under way; ERROR fails the test."""
+        shown: dict[str, Any] = {}
+
+        async def there() -> bool:
+            shown.update(await show_server(self.site, self.headers, server_id))
+            assert shown["status"] != "ERROR", shown.get("fault")
+            return bool(shown["status"] == wanted and shown["OS-EXT-STS:task_state"] is None)
+
+        await eventually(there, within=self.within, every=0.2, what=wanted)
+        return shown
+
+    async def console(self, server_id: str) -> str:
+        """The console as the API reads it: from the agent of the server's host."""
+        r = await self.site.client.post(
+            f"{C}/servers/{server_id}/action",
+            json={"os-getConsoleOutput": {"length": None}},
+            headers=self.headers,
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["output"])
 
 
 async def destroy_guests(states: Iterable[Path], pids: Iterable[int]) -> None:

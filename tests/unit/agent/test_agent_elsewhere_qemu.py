@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from agent_qemu_support import (
-    IMAGE_DIR,
     V,
     agent,
     destroy_guests,
@@ -31,7 +30,6 @@ from edgefed.guest_image import GuestImage
 from edgefed.services.volume.state import VolumeState
 from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
-from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 MARK = b"EDGEFED-VOLUME-FROM-ELSEWHERE"
@@ -56,11 +54,6 @@ def volume_writer(serial: str) -> str:
         "  sleep 1\n"
         "done) > /dev/console 2>&1 &\n"
     )
-
-
-@pytest.fixture(scope="module")
-def guest_image() -> GuestImage:
-    return built_guest_image(IMAGE_DIR)
 
 
 async def test_a_host_on_another_machine_boots_a_fetched_image_and_writes_a_volume_over_nbd(

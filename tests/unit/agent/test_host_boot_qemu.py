@@ -14,9 +14,7 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
 from agent_qemu_support import (
-    IMAGE_DIR,
     NEEDS_QEMU,
     V,
     agent,
@@ -31,17 +29,11 @@ from edgefed.drivers.base import PowerState
 from edgefed.guest_image import GuestImage
 from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
-from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 READY = "EDGEFED-GUEST ready"
 
 pytestmark = NEEDS_QEMU
-
-
-@pytest.fixture(scope="module")
-def guest_image() -> GuestImage:
-    return built_guest_image(IMAGE_DIR)
 
 
 async def test_a_host_reboot_starts_the_guest_of_an_active_server_again(

@@ -15,16 +15,13 @@ Both streams (NBD and migration) are TLS with a key per migration, on loopback.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
-import pytest
 from agent_qemu_support import (
-    IMAGE_DIR,
     NEEDS_QEMU,
+    AdminApi,
     C,
     V,
     agent,
@@ -40,7 +37,6 @@ from edgefed.guest_image import GuestImage
 from edgefed.services.compute.state import ComputeState
 from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
-from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 BOOT = 90.0  # seconds a TCG guest may take to boot (and the site to move it)
@@ -57,11 +53,6 @@ TICK = re.compile(r"TICK-(\d+)-(\d+)")
 BOOTLOADER = "SYSLINUX"  # the image's boot loader: the first line of every boot
 
 pytestmark = NEEDS_QEMU
-
-
-@pytest.fixture(scope="module")
-def guest_image() -> GuestImage:
-    return built_guest_image(IMAGE_DIR)
 
 
 def last_tick(text: str) -> tuple[int, int] | None:
@@ -83,31 +74,8 @@ async def test_live_migration_keeps_the_guest_running_on_the_other_host(
         creds = {host: await enroll(site, host) for host in states}
         image_id = await image_and_flavors(site, admin, guest_image)
 
-        async def act(server_id: str, body: dict[str, Any]) -> None:
-            r = await site.client.post(f"{C}/servers/{server_id}/action", json=body,
-                                       headers=admin)  # fmt: skip
-            assert r.status_code == 202, r.text
-
-        async def reaches(server_id: str, wanted: str) -> dict[str, Any]:
-            shown: dict[str, Any] = {}
-
-            async def there() -> bool:
-                shown.update(await show_server(site, admin, server_id))
-                assert shown["status"] != "ERROR", shown.get("fault")
-                return bool(shown["status"] == wanted and shown["OS-EXT-STS:task_state"] is None)
-
-            await eventually(there, within=BOOT, every=0.2, what=wanted)
-            return shown
-
-        async def console(server_id: str) -> str:
-            """The console as the API reads it: from the agent of the server's host."""
-            r = await site.client.post(
-                f"{C}/servers/{server_id}/action",
-                json={"os-getConsoleOutput": {"length": None}},
-                headers=admin,
-            )
-            assert r.status_code == 200, r.text
-            return str(r.json()["output"])
+        api = AdminApi(site, admin, within=BOOT)
+        act, reaches, console = api.act, api.reaches, api.console
 
         async def ticks_past(server_id: str, after: int) -> tuple[tuple[int, int], str]:
             seen = ""
@@ -138,17 +106,7 @@ async def test_live_migration_keeps_the_guest_running_on_the_other_host(
                         pids.append(pid)
                     return pid if pid is not None and pid_alive(pid) else None
 
-                body = {
-                    "name": "live",
-                    "imageRef": image_id,
-                    "flavorRef": "t",
-                    "networks": "none",
-                    "user_data": base64.b64encode(USER_DATA.encode()).decode(),
-                }
-                r = await site.client.post(f"{C}/servers", json={"server": body},
-                                           headers=admin)  # fmt: skip
-                assert r.status_code == 202, r.text
-                server_id = str(r.json()["server"]["id"])
+                server_id = await api.create("live", image_id, USER_DATA)
                 first = (await reaches(server_id, "ACTIVE"))["OS-EXT-SRV-ATTR:host"]
                 other = "edge-2" if first == "edge-1" else "edge-1"
                 before, out = await ticks_past(server_id, 5)

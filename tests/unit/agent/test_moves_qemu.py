@@ -12,30 +12,24 @@ wait is bounded; every QEMU is destroyed at the end.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
-from typing import Any
 
-import pytest
 from agent_qemu_support import (
-    IMAGE_DIR,
     NEEDS_QEMU,
-    C,
+    AdminApi,
     V,
     agent,
     destroy_guests,
     enroll,
     image_and_flavors,
     qemu_site_settings,
-    show_server,
 )
 
 from edgefed.drivers.base import PowerState
 from edgefed.guest_image import GuestImage
 from edgefed.testkit.inprocess import run_site
 from edgefed.testkit.process import pid_alive
-from edgefed.testkit.qemu_site import built_guest_image
 from edgefed.testkit.wait import eventually
 
 BOOT = 150.0  # seconds a TCG guest may take to boot (and the site to move it)
@@ -61,11 +55,6 @@ USER_DATA = (
 pytestmark = NEEDS_QEMU
 
 
-@pytest.fixture(scope="module")
-def guest_image() -> GuestImage:
-    return built_guest_image(IMAGE_DIR)
-
-
 async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
     tmp_path: Path, guest_image: GuestImage
 ) -> None:
@@ -79,31 +68,8 @@ async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
         creds = {host: await enroll(site, host) for host in states}
         image_id = await image_and_flavors(site, admin, guest_image, (("t", 1), ("t2", 2)))
 
-        async def reaches(server_id: str, wanted: str) -> dict[str, Any]:
-            shown: dict[str, Any] = {}
-
-            async def there() -> bool:
-                shown.update(await show_server(site, admin, server_id))
-                assert shown["status"] != "ERROR", shown.get("fault")
-                return bool(shown["status"] == wanted and shown["OS-EXT-STS:task_state"] is None)
-
-            await eventually(there, within=BOOT, every=0.2, what=wanted)
-            return shown
-
-        async def act(server_id: str, body: dict[str, Any]) -> None:
-            r = await site.client.post(f"{C}/servers/{server_id}/action", json=body,
-                                       headers=admin)  # fmt: skip
-            assert r.status_code == 202, r.text
-
-        async def console(server_id: str) -> str:
-            """The console as the API reads it: from the agent of the server's host."""
-            r = await site.client.post(
-                f"{C}/servers/{server_id}/action",
-                json={"os-getConsoleOutput": {"length": None}},
-                headers=admin,
-            )
-            assert r.status_code == 200, r.text
-            return str(r.json()["output"])
+        api = AdminApi(site, admin, within=BOOT)
+        act, reaches, console = api.act, api.reaches, api.console
 
         async def booted(server_id: str, *, sectors: int) -> str:
             """Once the guest (a new one: its console starts empty) printed the marker:
@@ -140,17 +106,7 @@ async def test_migrate_resize_and_shelve_carry_the_disk_between_real_guests(
                     """The hosts that have the guest (its files), running or not."""
                     return [host for host, hv in hvs.items() if server_id in hv.guest_ids()]
 
-                body = {
-                    "name": "mover",
-                    "imageRef": image_id,
-                    "flavorRef": "t",
-                    "networks": "none",
-                    "user_data": base64.b64encode(USER_DATA.encode()).decode(),
-                }
-                r = await site.client.post(f"{C}/servers", json={"server": body},
-                                           headers=admin)  # fmt: skip
-                assert r.status_code == 202, r.text
-                server_id = str(r.json()["server"]["id"])
+                server_id = await api.create("mover", image_id, USER_DATA)
                 first = (await reaches(server_id, "ACTIVE"))["OS-EXT-SRV-ATTR:host"]
                 other = "edge-2" if first == "edge-1" else "edge-1"
                 out = await booted(server_id, sectors=GIB_SECTORS)
