@@ -4,7 +4,9 @@ A blob is ``<data dir>/images/<sha256 hex>``: identical data is stored once and 
 can be verified by its name. It is written to ``images/tmp/``, fsync'd, renamed into
 place and the directory fsync'd *before* the row that points to it is committed, so an
 image an API answer called ``active`` survives ``kill -9``. The image store (and the
-sync engine, which fetches blobs from other sites) write through ``BlobStore``.
+sync engine, which fetches blobs from other sites) write through ``BlobStore``. A file
+the site wrote itself in its data directory (a relocated disk) is not copied: it is
+renamed into place the same way (``BlobStore.adopt_file``).
 """
 
 from __future__ import annotations
@@ -41,12 +43,18 @@ class _Hasher:
         self.sha512 = hashlib.sha512()
         self.size = 0
 
-    async def update(self, data: bytes, *, also: Callable[[bytes], object]) -> None:
+    async def update(self, data: bytes, *, also: Callable[[bytes], object] | None = None) -> None:
         """The three digests of ``data`` side by side in threads, and ``also`` (the
         file's write): hashlib lets go of the GIL for a MiB, so each takes a core (215 MiB:
         1.35 s one after the other, 0.7 s on two cores; a relocation's commit waits for
         them, docs/bench.md)."""
-        updates = (self.sha256.update, self.md5.update, self.sha512.update, also)
+        updates: list[Callable[[bytes], object]] = [
+            self.sha256.update,
+            self.md5.update,
+            self.sha512.update,
+        ]
+        if also is not None:
+            updates.append(also)
         await asyncio.gather(*(asyncio.to_thread(update, data) for update in updates))
         self.size += len(data)
 
@@ -61,10 +69,21 @@ class _Hasher:
 
 @dataclass
 class PendingBlob:
-    """A blob written and fsync'd to a temp file, not yet in place (see ``BlobStore``)."""
+    """A blob written and fsync'd to a temp file, not yet in place (see ``BlobStore``);
+    ``adopted``: the caller's own file (``BlobStore.adopt_file``), renamed into place
+    and left where it is, not removed, when the blob is not placed."""
 
     tmp_path: Path
     info: BlobInfo
+    adopted: bool = False
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -145,18 +164,63 @@ class BlobStore:
 
         return await self.write_stream(chunks(), max_bytes=max_bytes)
 
+    async def adopt_file(
+        self, source: Path, *, max_bytes: int, info: BlobInfo | None = None
+    ) -> PendingBlob:
+        """``source``, a file the caller wrote on the data directory's file system and
+        gives up, as a blob that ``place`` renames into place instead of a copy (on
+        another file system: copied, as ``write_file``). Its digests: ``info`` when the
+        caller computed them as it wrote the file (its size checked), else read here,
+        the three side by side; the file is fsync'd first."""
+        size = (await asyncio.to_thread(os.stat, source)).st_size
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"Image data exceeds the size limit of this site ({max_bytes} bytes)."
+            )
+        if info is not None and info.size != size:
+            raise ValueError(f"{source} has {size} bytes, its digests are of {info.size}")
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        if (await asyncio.to_thread(os.stat, self.root)).st_dev != (
+            await asyncio.to_thread(os.stat, source.parent)
+        ).st_dev:
+            return await self.write_file(source, max_bytes=max_bytes)
+        await asyncio.to_thread(_fsync_file, source)
+        if info is None:
+            info = await self.digest_file(source)
+        return PendingBlob(tmp_path=source, info=info, adopted=True)
+
+    async def digest_file(self, source: Path) -> BlobInfo:
+        """The three digests of a file, side by side in threads, the next MiB read
+        meanwhile."""
+        hasher = _Hasher()
+        fh = await asyncio.to_thread(open, source, "rb")
+        try:
+            block = await asyncio.to_thread(fh.read, CHUNK_SIZE)
+            while block:
+                _, block = await asyncio.gather(
+                    hasher.update(block), asyncio.to_thread(fh.read, CHUNK_SIZE)
+                )
+        finally:
+            fh.close()
+        return hasher.info()
+
     def place(self, pending: PendingBlob) -> Path:
-        """Rename the temp file into place (or drop it: the content is already there)."""
+        """Rename the temp file into place (or drop it: the content is already there;
+        an adopted file is left to its owner then)."""
         final = self.path(pending.info.sha256)
         if final.exists():
-            pending.tmp_path.unlink(missing_ok=True)
+            if not pending.adopted:
+                pending.tmp_path.unlink(missing_ok=True)
         else:
             os.replace(pending.tmp_path, final)
             fsync_dir(self.root)
+            if pending.adopted:  # its old name gone for good too
+                fsync_dir(pending.tmp_path.parent)
         return final
 
     def discard(self, pending: PendingBlob) -> None:
-        pending.tmp_path.unlink(missing_ok=True)
+        if not pending.adopted:
+            pending.tmp_path.unlink(missing_ok=True)
 
     def remove(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)

@@ -23,7 +23,9 @@ either side, and a stolen grant reaches nothing but that move:
   the chunks then go to; the commit joins it to the disk (the driver's ``join_layers``);
 - ``GET …/{id}`` says how many bytes arrived and, once created, the server's status;
 - ``POST …/{id}/commit`` checks the whole file's sha256, makes it a hidden image of the
-  project and creates the server (same id) from it; asked again, it answers the same;
+  project (the file renamed into the image store; a cold move's digests as its chunks
+  came, ``_Running``) and creates the server (same id) from it; asked again, it
+  answers the same;
 - ``POST …/{id}/done`` closes the move once the source removed its guest;
 - ``DELETE …/{id}`` aborts: the partial disk goes, and a server that is not running yet.
 
@@ -38,14 +40,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,7 @@ from edgefed.services.compute.server_views import status_of
 from edgefed.services.compute.servers import hostname_for
 from edgefed.services.compute.state import ComputeState, compute_state
 from edgefed.store.compute import FlavorRecord, RelocationRecord, Relocations
+from edgefed.store.image import BlobInfo, BlobStore, PendingBlob
 from edgefed.store.schema import utcnow
 
 log = logging.getLogger("edgefed.compute.relocation")
@@ -398,8 +403,7 @@ async def _drop_received(state: ComputeState, record: RelocationRecord) -> None:
         await state.images.delete(record.image_id, data_dir=state.ctx.settings.data_dir)
     await asyncio.to_thread(staging_path(state, record.id).unlink, True)
     await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
-    for phase in RECEIVING:
-        _digests.pop((record.id, phase), None)
+    _forget(record.id)
     await drop_received(state, record)  # moved volumes no server holds
 
 
@@ -515,6 +519,7 @@ async def _name_delta(state: ComputeState, record: RelocationRecord, delta: Any)
         record.id, expect=["receiving"], phase="receiving-delta", disk_size=size,
         disk_sha256=sha, done_bytes=0, details={**record.details, "base": base},
     )  # fmt: skip
+    _running.pop((record.id, "receiving"), None)  # the disk's: the join changes it
     await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
     return Json(await _view(state, changed or record))
 
@@ -563,12 +568,6 @@ async def _its_turn(
             await asyncio.wait_for(turn.wait(), left)
 
 
-# Each file's sha256 as its chunks are appended in order (this process's only: after a
-# restart, or a chunk it did not see appended, the whole file is read once it is whole).
-# Its last chunk's answer then waits for no second reading of the disk (docs/bench.md).
-_digests: dict[tuple[str, str], tuple[int, Any]] = {}
-
-
 def _append(path: Path, start: int, chunk: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as f:
@@ -577,6 +576,97 @@ def _append(path: Path, start: int, chunk: bytes) -> None:
         f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
+
+
+class _Running:
+    """The digests of a file whose chunks this process appended, in order, from its
+    byte 0 (``at``: how far): its sha256, so that its last chunk's answer reads nothing
+    again; and for a cold move's file, whose first ``image_end`` bytes are the disk
+    (the parts come after it), the image's digests of the disk as Glance records them
+    (sha256, ``checksum`` md5, ``os_hash_value`` sha512), so that the commit makes the
+    image without reading the disk again (docs/bench.md). In memory only: after a
+    restart, or a chunk this process did not append, they are read from the file."""
+
+    def __init__(self, image_end: int | None) -> None:
+        self.at = 0
+        self.sha256 = hashlib.sha256()
+        self.image_end = image_end
+        self.md5 = hashlib.md5(usedforsecurity=False) if image_end is not None else None
+        self.sha512 = hashlib.sha512() if image_end is not None else None
+        # The disk's sha256: the file's, copied where the disk ends.
+        self.image_sha256 = self.sha256.copy() if image_end == 0 else None
+
+    def _whole(self, chunk: memoryview) -> None:
+        cut = -1 if self.image_end is None else self.image_end - self.at
+        if 0 < cut <= len(chunk):
+            self.sha256.update(chunk[:cut])
+            self.image_sha256 = self.sha256.copy()
+            self.sha256.update(chunk[cut:])
+        else:
+            self.sha256.update(chunk)
+
+    async def append(self, path: Path, start: int, chunk: bytes) -> None:
+        """``chunk`` appended at ``start`` (== ``at``) and fsync'd, its digests taken
+        meanwhile, each in its own thread (hashlib lets go of the GIL)."""
+        view = memoryview(chunk)
+        work: list[Callable[[], object]] = [
+            functools.partial(_append, path, start, chunk),
+            functools.partial(self._whole, view),
+        ]
+        md5, sha512 = self.md5, self.sha512
+        if self.image_end is not None and md5 is not None and sha512 is not None:
+            head = view[: max(0, self.image_end - self.at)]
+            if head:
+                work += [
+                    functools.partial(md5.update, head),
+                    functools.partial(sha512.update, head),
+                ]
+        # All of them done before the next chunk's turn, also when one failed.
+        done = await asyncio.gather(*(asyncio.to_thread(w) for w in work), return_exceptions=True)
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
+        self.at += len(chunk)
+
+    def image_info(self) -> BlobInfo | None:
+        """The disk's digests, once all of its bytes were appended (a cold move's)."""
+        if (
+            self.image_end is None
+            or self.at < self.image_end
+            or self.image_sha256 is None
+            or self.md5 is None
+            or self.sha512 is None
+        ):
+            return None
+        return BlobInfo(sha256=self.image_sha256.hexdigest(), size=self.image_end,
+                        md5=self.md5.hexdigest(), sha512=self.sha512.hexdigest())  # fmt: skip
+
+
+# Each file's running digests, by (relocation id, phase), while it arrives and until the
+# commit: this process's only.
+_running: dict[tuple[str, str], _Running] = {}
+
+
+def _image_end(record: RelocationRecord) -> int | None:
+    """Where a cold move's disk ends in its file (its parts after it); None when the
+    file is not the image's bytes (a mild move's disk, changed by the join, and its
+    changes)."""
+    if record.mode != "cold" or record.phase != "receiving" or record.disk_size is None:
+        return None
+    parts = record.details.get("parts") or []
+    return int(parts[0]["offset"]) if parts else record.disk_size
+
+
+def _whole_file(relocation_id: str, phase: str, size: int | None) -> _Running | None:
+    """The running digests of the file received in ``phase`` if they cover all of its
+    ``size`` bytes; None: they are to be read from the file. The one place deciding."""
+    running = _running.get((relocation_id, phase))
+    return running if running is not None and running.at == size else None
+
+
+def _forget(relocation_id: str) -> None:
+    for phase in RECEIVING:
+        _running.pop((relocation_id, phase), None)
 
 
 @router.put(PREFIX + "/{relocation_id}/disk")
@@ -618,33 +708,35 @@ async def put_chunk(
     async with _turn(record.id) as turn:
         record = await _its_turn(repo, turn, record.id, start, phase)
         path = _receiving_path(state, record)
-        at, digest = _digests.pop((record.id, phase), (0, None))
+        running = _running.pop((record.id, phase), None)
         if start == 0:
-            at, digest = 0, hashlib.sha256()
-        digest = digest if at == start else None
-        await asyncio.to_thread(_append, path, start, chunk)
-        if digest is not None:
-            await asyncio.to_thread(digest.update, chunk)
+            running = _Running(_image_end(record))
+        if running is not None and running.at == start:
+            await running.append(path, start, chunk)
+        else:
+            await asyncio.to_thread(_append, path, start, chunk)
+            running = None
         changed = await repo.change(record.id, expect=[phase], done_bytes=end + 1)
+        if changed is not None and running is not None:
+            _running[(record.id, phase)] = running
         if changed is not None and end + 1 == changed.disk_size:
-            sha = digest.hexdigest() if digest is not None else None
-            changed = await _check_whole(repo, changed, path, sha)
-        elif digest is not None:
-            _digests[(record.id, phase)] = (end + 1, digest)
+            changed = await _check_whole(repo, changed, path)
         turn.notify_all()
     return Json(await _view(state, changed or record))
 
 
-async def _check_whole(
-    repo: Relocations, record: RelocationRecord, path: Path, sha: str | None
-) -> RelocationRecord:
-    """The file is whole: its sha256 (``sha``: as its chunks came; else read now) checked
-    while a mild move's guest still runs (its commit need not read the disk again); a
-    mismatch starts it again (409)."""
-    if sha is None:
+async def _check_whole(repo: Relocations, record: RelocationRecord, path: Path) -> RelocationRecord:
+    """The file is whole: its sha256 (as its chunks came; else read now) checked while a
+    mild move's guest still runs (its commit need not read the disk again); a mismatch
+    starts it again (409)."""
+    running = _whole_file(record.id, record.phase, record.disk_size)
+    if running is not None:
+        sha = running.sha256.hexdigest()
+    else:
         sha = (await asyncio.to_thread(file_digest, path))[0]
     if sha == record.disk_sha256:
         return await repo.merge_details(record.id, {"checked": record.disk_sha256}) or record
+    _running.pop((record.id, record.phase), None)
     await asyncio.to_thread(path.unlink, True)
     await repo.change(record.id, expect=[record.phase], done_bytes=0)
     raise Conflict(
@@ -726,11 +818,20 @@ async def commit(
         record = await repo.change(record.id, expect=[*RECEIVING, "committing"],
                                    phase="committing",
                                    details={**record.details, "split": True}) or record  # fmt: skip
-        if record.mode == "mild":  # what the guest wrote while its disk came, on top
-            try:
-                await state.driver.join_layers(base=staged, changes=receiving)
-            except DriverError as exc:  # the source undoes the move: its guest runs again
-                raise Conflict(f"Relocation {record.id}'s changes cannot be joined: {exc}") from exc
+        blob = _placed_already(state, record, staged)
+        if blob is None:
+            if record.mode == "mild":  # what the guest wrote while its disk came, on top
+                try:
+                    await state.driver.join_layers(base=staged, changes=receiving)
+                except DriverError as exc:  # the source undoes the move: its guest runs again
+                    raise Conflict(
+                        f"Relocation {record.id}'s changes cannot be joined: {exc}"
+                    ) from exc
+            blob = await _image_blob(state, record, staged)
+            # Kept before the file is renamed into the image store: a commit cut short
+            # after that, asked again, finds the data there.
+            image_data = dataclasses.asdict(blob.info)
+            record = await repo.merge_details(record.id, {"image_data": image_data}) or record
         values = dict(record.details["values"])
         boot = await boot_properties(state, record)
         image = await state.images.create(
@@ -742,11 +843,11 @@ async def commit(
             os_hidden=True,
             properties={"image_type": "snapshot", "instance_uuid": record.server_id,
                         "edge_relocation": record.id, **boot},
-            data_file=staged,
+            data_blob=blob,
             data_dir=state.ctx.settings.data_dir,
-            max_bytes=state.ctx.settings.max_image_bytes,
         )  # fmt: skip
         record = await repo.change(record.id, image_id=image.id) or record
+        _forget(record.id)
     existing = await state.servers.get(record.server_id, include_deleted=True)
     if existing is None or existing.deleted:  # a deleted row: the server left here once
         moved = await receive_volumes(state, record)
@@ -764,6 +865,36 @@ async def commit(
     await asyncio.to_thread(staging_path(state, record.id, "delta").unlink, True)
     await asyncio.to_thread(drop_part_files, state, record)
     return Json(await _view(state, record), status_code=202)
+
+
+async def _image_blob(state: ComputeState, record: RelocationRecord, staged: Path) -> PendingBlob:
+    """The received disk, ``staged``, as the image's data, renamed into the image store
+    (not copied); its digests as its chunks came when this process appended every byte
+    of a cold move's file (``_whole_file``), else read now (after a restart; a mild
+    move's disk, which the join changed)."""
+    running = (
+        _whole_file(record.id, "receiving", record.disk_size) if record.mode == "cold" else None
+    )
+    info = running.image_info() if running is not None else None
+    if info is not None and info.size != (await asyncio.to_thread(staged.stat)).st_size:
+        info = None  # not the bytes they were taken of
+    return await BlobStore(state.ctx.settings.data_dir).adopt_file(
+        staged, max_bytes=state.ctx.settings.max_image_bytes, info=info
+    )
+
+
+def _placed_already(
+    state: ComputeState, record: RelocationRecord, staged: Path
+) -> PendingBlob | None:
+    """The disk a commit cut short had renamed into the image store (its digests kept in
+    the journal, the staged file gone), else None."""
+    data = record.details.get("image_data")
+    if not isinstance(data, dict) or staged.exists():
+        return None
+    info = BlobInfo(**data)
+    if not BlobStore(state.ctx.settings.data_dir).path(info.sha256).exists():
+        return None
+    return PendingBlob(tmp_path=staged, info=info, adopted=True)
 
 
 @router.post(PREFIX + "/{relocation_id}/done")

@@ -79,21 +79,26 @@ class ImageRepository:
         properties: Mapping[str, Any] | None = None,
         data: bytes | None = None,
         data_file: Path | None = None,
+        data_blob: PendingBlob | None = None,
         data_dir: Path | None = None,
         max_bytes: int = 1 << 40,
         **values: Any,
     ) -> ImageRecord:
         """A new image, ``queued``; or ``active`` when ``data``/``data_file`` is given
-        (then ``data_dir``, the site's data directory, is needed)."""
+        (copied into the blob store), or ``data_blob``, written or adopted already
+        (``BlobStore.adopt_file``: renamed into place); then ``data_dir``, the site's
+        data directory, is needed."""
         new = NewImage(
             owner=owner, id=image_id, tags=tuple(tags), properties=properties or {}, **values
         )
-        if data is None and data_file is None:
+        if data is None and data_file is None and data_blob is None:
             return await self.data.images.create(new=new)
         if data_dir is None:
             raise ValueError("data_dir is needed to store image data")
         blobs = BlobStore(data_dir)
-        if data_file is not None:
+        if data_blob is not None:
+            pending = data_blob
+        elif data_file is not None:
             pending = await blobs.write_file(data_file, max_bytes=max_bytes)
         else:
             assert data is not None
