@@ -13,13 +13,17 @@ import stat
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` (a rename into it) durable."""
+def fsync_path(path: Path) -> None:
+    """fsync the file or directory ``path``: a file's data, a directory's entries (a
+    rename into it) made durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
 
 
 def write_private(path: Path, data: bytes | str) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgefed.core.errors import PayloadTooLarge
-from edgefed.core.files import fsync_dir
+from edgefed.core.files import fsync_dir, fsync_path
 
 CHUNK_SIZE = 1 << 20
 _TMP_DIR = "tmp"
@@ -76,14 +76,6 @@ class PendingBlob:
     tmp_path: Path
     info: BlobInfo
     adopted: bool = False
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -184,7 +176,7 @@ class BlobStore:
             await asyncio.to_thread(os.stat, source.parent)
         ).st_dev:
             return await self.write_file(source, max_bytes=max_bytes)
-        await asyncio.to_thread(_fsync_file, source)
+        await asyncio.to_thread(fsync_path, source)
         if info is None:
             info = await self.digest_file(source)
         return PendingBlob(tmp_path=source, info=info, adopted=True)

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgefed.core.files import fsync_dir
+
 GIB = 1 << 30
 
 
@@ -65,21 +67,13 @@ class VolumeBackend(Protocol):
         ValueError when it cannot be made."""
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _allocate(path: Path, size: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as f:
         f.truncate(size)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _sparse_copy(source: Path, target: Path, size: int) -> None:
@@ -106,13 +100,13 @@ def _sparse_copy(source: Path, target: Path, size: int) -> None:
         dst.flush()
         os.fsync(dst.fileno())
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 async def _qemu_img(*argv: str, timeout: float = 600.0) -> str:
@@ -171,7 +165,7 @@ def _settle(tmp: Path, target: Path, size: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 # Glance's disk formats as qemu-img names them (the others are the same).
