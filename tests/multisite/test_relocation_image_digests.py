@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relocation_support import DISK, NOVA, C, ChunkCounter, active_server, status_is
+from relocation_support import (
+    DISK,
+    NOVA,
+    C,
+    ChunkCounter,
+    active_server,
+    moved,
+    relocate,
+    status_is,
+)
 
 from edgefed.services.compute import relocation_in
 from edgefed.services.compute.relocation_out import Relocator
@@ -22,7 +31,6 @@ from edgefed.store.compute import Relocations
 from edgefed.store.image import ImageRepository, blob_path
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
-from edgefed.testkit.wait import eventually
 
 KERNEL = os.urandom(3 << 20)
 
@@ -50,16 +58,9 @@ class Reads:
 async def moved_image(berlin: InProcessSite, paris: InProcessSite, server_id: str) -> Any:
     """Relocate ``server_id`` to Paris; its image there once the move is done."""
     h = {**admin(berlin), **NOVA}
-    body = {"os-edge:relocate": {"site": "Paris"}}
-    r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+    r = await relocate(berlin, h, server_id)
     assert r.status_code == 202, r.text
-
-    async def done() -> bool:
-        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-        assert record.phase != "failed", record.error
-        return record.phase == "done"
-
-    await eventually(done, within=60, every=0.01, what="the relocation done")
+    await moved(berlin, h, server_id)
     at_paris = {**admin(paris), **NOVA}
     await status_is(paris, at_paris, server_id, "ACTIVE")
     shown = (await paris.client.get(f"{C}/servers/{server_id}", headers=at_paris)).json()
@@ -76,8 +77,8 @@ def has_the_disk_s_digests(paris: InProcessSite, image: Any) -> None:
     assert image.blob_sha256 == hashlib.sha256(DISK).hexdigest()
     assert blob_path(paris.settings.data_dir, image).read_bytes() == DISK
     assert not list((paris.settings.data_dir / "relocations").glob("*"))
-    moved = image.properties["edge_relocation"]
-    assert not [key for key in relocation_in._running if key[0] == moved]  # nothing kept
+    relocation = image.properties["edge_relocation"]
+    assert not [key for key in relocation_in._running if key[0] == relocation]  # nothing kept
 
 
 async def test_a_cold_move_s_image_has_the_digests_taken_as_its_chunks_came(

@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from relocation_support import DISK, NOVA, C, status_is
+from relocation_support import DISK, NOVA, C, moved, relocate, status_is
 
 from edgefed.drivers.fake import FakeDriver
 from edgefed.services.compute.state import ComputeState
@@ -17,7 +17,6 @@ from edgefed.store.compute import Relocations
 from edgefed.store.image import ImageRepository
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
-from edgefed.testkit.wait import eventually
 
 KERNEL = os.urandom(3 << 20)
 RAMDISK = os.urandom(1 << 20)
@@ -52,18 +51,11 @@ async def kernel_server(berlin: InProcessSite, kernel_id: str, ramdisk_id: str) 
     return server_id
 
 
-async def moved(berlin: InProcessSite, paris: InProcessSite, server_id: str) -> FakeDriver:
+async def moved_to_paris(berlin: InProcessSite, paris: InProcessSite, server_id: str) -> FakeDriver:
     h = {**admin(berlin), **NOVA}
-    body = {"os-edge:relocate": {"site": "Paris"}}
-    r = await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
+    r = await relocate(berlin, h, server_id)
     assert r.status_code == 202, r.text
-
-    async def done() -> bool:
-        [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-        assert record.phase != "failed", record.error
-        return record.phase == "done"
-
-    await eventually(done, within=60, every=0.01, what="the relocation done")
+    await moved(berlin, h, server_id)
     await status_is(paris, {**admin(paris), **NOVA}, server_id, "ACTIVE")
     driver = ctx_of(paris).slots.require(ComputeState).driver
     assert isinstance(driver, FakeDriver)
@@ -82,7 +74,7 @@ async def test_a_kernel_boot_guest_arrives_with_its_kernel_and_ramdisk(tmp_path:
         ramdisk_id = await boot_file(berlin, "ramdisk", RAMDISK)
         server_id = await kernel_server(berlin, kernel_id, ramdisk_id)
 
-        driver = await moved(berlin, paris, server_id)
+        driver = await moved_to_paris(berlin, paris, server_id)
         spec = driver.instances[server_id].spec
         assert spec.kernel is not None and spec.ramdisk is not None
         assert sha(spec.kernel.path) == hashlib.sha256(KERNEL).hexdigest()
@@ -113,7 +105,7 @@ async def test_a_kernel_paris_holds_is_not_sent_again(tmp_path: Path) -> None:
         await boot_file(paris, "kernel", KERNEL, image_id=kernel_id)  # as an image sync makes
         server_id = await kernel_server(berlin, kernel_id, ramdisk_id)
 
-        driver = await moved(berlin, paris, server_id)
+        driver = await moved_to_paris(berlin, paris, server_id)
         spec = driver.instances[server_id].spec
         assert spec.kernel is not None and spec.kernel.id == kernel_id
         assert spec.ramdisk is not None

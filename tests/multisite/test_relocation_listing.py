@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relocation_support import NOVA, C, active_server, status_is
+from relocation_support import NOVA, C, active_server, moved, relocate, status_is
 
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import Relocations
@@ -43,8 +43,7 @@ async def test_a_moving_server_is_listed_once_where_it_is(
             await spawn(spec)
 
         monkeypatch.setattr(driver, "spawn", held_spawn)
-        r = await berlin.client.post(f"{C}/servers/{server_id}/action", headers=h,
-                                     json={"os-edge:relocate": {"site": "Paris"}})  # fmt: skip
+        r = await relocate(berlin, h, server_id)
         assert r.status_code == 202, r.text
 
         async def starting() -> bool:
@@ -60,9 +59,5 @@ async def test_a_moving_server_is_listed_once_where_it_is(
         go.set()
         await status_is(paris, {**admin(paris), **NOVA}, server_id, "ACTIVE")
 
-        async def done() -> bool:
-            [record] = await Relocations(ctx_of(berlin).store).list(direction="out")
-            return record.phase == "done"
-
-        await eventually(done, within=30, every=0.01, what="the move done")
+        await moved(berlin, h, server_id)
         assert await listed(berlin, h, both) == [(server_id, "Paris", "ACTIVE")]

@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import pytest
-from relocation_support import NOVA, C, active_server
+from relocation_support import NOVA, C, active_server, relocate
 
 from edgefed.services.compute.state import ComputeState
 from edgefed.store.compute import Relocations
 from edgefed.testkit.inprocess import InProcessSite
 from edgefed.testkit.inprocess_fleet import admin, ctx_of, fleet
-
-
-async def relocate(berlin: InProcessSite, h: dict[str, str], server_id: str) -> Any:
-    body = {"os-edge:relocate": {"site": "Paris"}}
-    return await berlin.client.post(f"{C}/servers/{server_id}/action", json=body, headers=h)
 
 
 async def nothing_moved(berlin: InProcessSite, paris: InProcessSite, server_id: str) -> None:
