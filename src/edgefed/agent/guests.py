@@ -44,8 +44,10 @@ KINDS = (
     "console",
     "diagnostics",
     "attach_volume",
-    # a live migration (drivers/qemu/live.py): the destination receives, the source
-    # sends, the destination settles; the source recovers when that failed
+    # a live migration (drivers/qemu/live.py): the source names its devices' PCI
+    # addresses, the destination receives, the source sends, the destination settles;
+    # the source recovers when that failed
+    "live_devices",
     "live_receive",
     "live_send",
     "live_settle",
@@ -188,10 +190,15 @@ class GuestRunner:
         return dataclasses.replace(volume, nbd=dict(nbd))
 
     async def _spawn(
-        self, spec: InstanceSpec, *, arriving: tuple[MigrationKey, str] | None = None
+        self,
+        spec: InstanceSpec,
+        *,
+        arriving: tuple[MigrationKey, str, dict[str, str]] | None = None,
     ) -> dict[str, Any]:
         """The guest made and started; ``arriving`` (the migration's key, the address
-        to listen on): made the same way, its QEMU waiting for a live migration."""
+        to listen on, the source's devices' PCI addresses): made the same way, its QEMU
+        waiting for a live migration. Its volumes are opened as at a spawn (the file,
+        or the attachment's NBD export, which the site grants this host for the move)."""
         fetched: list[Path] = []
         try:
             root = spec.root_volume
@@ -207,9 +214,9 @@ class GuestRunner:
                 await self.sync_network()
             netns = self.network.namespace if self.network is not None else None
             if arriving is not None:
-                key, address = arriving
+                key, address, pci = arriving
                 incoming = await self.hv.receive(
-                    guest_spec(spec, netns=netns), key=key, address=address
+                    guest_spec(spec, netns=netns), key=key, address=address, pci=pci
                 )
                 return {"nbd_port": incoming.nbd_port, "migration_port": incoming.migration_port}
             await self.hv.spawn(guest_spec(spec, netns=netns))
@@ -280,6 +287,8 @@ class GuestRunner:
             return {"power_state": int(self.hv.power_state(server_id))}
         if kind == "live_settle":
             return {"power_state": int(await self.hv.settle(server_id))}
+        if kind == "live_devices":
+            return {"pci": await self.hv.devices(server_id)}
         raw, address = payload.get("key"), payload.get("address")
         if not isinstance(raw, dict) or not isinstance(address, str) or not address:
             raise CommandRefused(f"a {kind} command needs the migration's key and address")
@@ -288,7 +297,9 @@ class GuestRunner:
             spec = instance_from_json(payload.get("instance"))
             if spec.id != server_id:
                 raise CommandRefused("a live_receive command names another server's spec")
-            return await self._spawn(spec, arriving=(key, address))
+            raw_pci = payload.get("pci")
+            pci = {str(k): str(v) for k, v in raw_pci.items()} if isinstance(raw_pci, dict) else {}
+            return await self._spawn(spec, arriving=(key, address, pci))
         return await self.hv.send(
             server_id, key=key, address=address,
             nbd_port=int(payload.get("nbd_port") or 0),

@@ -135,6 +135,12 @@ class VolumeCatalog(Protocol):
         holds no attachment of the volume; Conflict when no export can be started."""
         ...
 
+    async def rehost(self, *, server_id: str, host: str) -> None:
+        """The server's guest runs on ``host`` now (a live migration): its attachments
+        of this site's volumes name that host (their connector and ``host_name``); those
+        of other sites' volumes are left as they are."""
+        ...
+
     async def connect_for_site(
         self, *, volume_id: str, server_id: str, site: str, mountpoint: str
     ) -> dict[str, Any]:

@@ -225,12 +225,14 @@ class AgentDriver:
     async def live_migrate(
         self, spec: InstanceSpec, *, source: str, resume: bool = False
     ) -> dict[str, float]:
-        """Three steps, each a command (drivers/qemu/live.py): the destination receives
-        (the guest made there, QEMU waiting, its NBD exports and listener on its
-        address), the source sends (disks, then RAM; the guest paused at the
-        switchover), the destination settles (the guest runs there); then the source's
-        guest is destroyed. The TLS key is made here for this migration only and given
-        to both agents in their commands, over their own authenticated channels.
+        """Three steps, each a command (drivers/qemu/live.py), after the source named its
+        devices' PCI addresses: the destination receives (the guest made there with its
+        devices at the same addresses and the same volumes, QEMU waiting, its NBD
+        exports and listener on its address), the source sends (disks, then RAM; the
+        guest paused at the switchover), the destination settles (the guest runs there);
+        then the source's guest is destroyed. The TLS key is made here for this
+        migration only and given to both agents in their commands, over their own
+        authenticated channels.
 
         ``resume`` (the site restarted during the move): the settle is asked for again
         (a command still open is awaited, and an arrival settled already says so); the
@@ -243,11 +245,16 @@ class AgentDriver:
         figures: dict[str, Any] = {"was_running": self._power.get(spec.id) != PowerState.PAUSED}
         try:
             if not resume:
+                # The destination's QEMU has the source's devices where they are there
+                # (a volume hot-plugged sits where QEMU put it).
+                devices = await self._call(
+                    spec.id, "live_devices", host=source, timeout=self.timeouts.query
+                )
                 try:
                     ports = await self._call(
                         spec.id, "live_receive", host=destination, timeout=self.timeouts.spawn,
                         payload={"instance": instance_to_json(spec), "key": key,
-                                 "address": address},
+                                 "address": address, "pci": devices.get("pci") or {}},
                     )  # fmt: skip
                     figures = await self._call(
                         spec.id, "live_send", host=source, timeout=self.timeouts.migrate,

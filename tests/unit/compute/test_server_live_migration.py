@@ -2,19 +2,33 @@
 microversion, its refusals (400, 409, 403) that change nothing, a move to the other
 host (chosen or named) that keeps the server ACTIVE, a failed move that leaves it
 ACTIVE on its host with the instance action saying why, a move cut by a restart of
-the site that the next start takes up, and the destination's network plan."""
+the site that the next start takes up, the destination's network plan, and a server
+with a volume: moved, the volume's export granted to the destination while the move
+runs only, its attachment naming the new host after."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from compute_testkit import V, boot, fake, make_image, server_record, two_host_settings, wait_for
+from compute_testkit import (
+    V,
+    boot,
+    fake,
+    make_image,
+    new_volume,
+    server_record,
+    two_host_settings,
+    volume,
+    wait_for,
+)
 
 from edgefed.drivers.agent_network import host_plan
+from edgefed.drivers.base import InstanceSpec
 from edgefed.drivers.fake import LIVE_FAIL_MARKER
 from edgefed.drivers.hostnet import SitePlan
 from edgefed.services.compute.state import ComputeState
+from edgefed.services.inventory.agent_channel import export_grantee
 from edgefed.testkit.inprocess import InProcessSite, run_site
 from edgefed.testkit.tokens import forge_token
 from edgefed.testkit.wait import eventually
@@ -187,3 +201,47 @@ async def test_the_destination_wires_the_ports_of_a_server_arriving(
     assert ports(await host_plan(store, str(here))) == mine  # it runs there still
     await servers.update(server_id, task_state=None, migration=None)
     assert ports(await host_plan(store, other)) == set()
+
+
+async def test_a_server_with_a_volume_moves_and_its_export_is_the_destinations_meanwhile(
+    two_hosts: InProcessSite,
+) -> None:
+    site = two_hosts
+    h = admin(site)
+    server_id = await active_server(site)
+    volume_id = await new_volume(site, h)
+    r = await site.client.post(f"{C}/servers/{server_id}/os-volume_attachments",
+                               json={"volumeAttachment": {"volumeId": volume_id}},
+                               headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    here = str((await server_record(site, server_id)).host)
+    other = "edge-2" if here == "edge-1" else "edge-1"
+    assert export_grantee(await server_record(site, server_id), here)
+    assert not export_grantee(await server_record(site, server_id), other)
+
+    # While the driver moves the guest, both hosts may have the volume's export (the
+    # source's QEMU keeps it open until the switchover); no other host.
+    driver = fake(site)
+    moving = driver.live_migrate
+    granted: dict[str, bool] = {}
+
+    async def watched(spec: InstanceSpec, *, source: str, resume: bool = False) -> Any:
+        record = await server_record(site, server_id)
+        granted.update({host: export_grantee(record, host) for host in (here, other, "edge-9")})
+        assert [v.volume_id for v in spec.volumes] == [volume_id]  # opened there too
+        return await moving(spec, source=source, resume=resume)
+
+    driver.live_migrate = watched  # type: ignore[method-assign]
+    r = await live(site, server_id, {"host": None, "block_migration": "auto"})
+    assert r.status_code == 202, r.text
+    shown = await wait_for(site, h, server_id, "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"] == other
+    assert granted == {here: True, other: True, "edge-9": False}
+    # Moved: the export is the new host's alone, and the attachment names it.
+    record = await server_record(site, server_id)
+    assert export_grantee(record, other) and not export_grantee(record, here)
+    [attachment] = (await volume(site, h, volume_id))["attachments"]
+    assert (attachment["server_id"], attachment["host_name"]) == (server_id, other)
+    assert shown["os-extended-volumes:volumes_attached"] == [
+        {"id": volume_id, "delete_on_termination": False}
+    ]

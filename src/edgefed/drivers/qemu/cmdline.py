@@ -20,7 +20,9 @@ same machine. docs/qemu.md explains each flag; in short:
   ``discard=unmap`` so a trimmed guest gives space back; the root disk boots first;
 - virtio-net on ``-netdev tap,ifname=…,script=no,downscript=no``: the tap exists
   already (the networking side made it), QEMU only opens it;
-- ``virtio-rng-pci``: entropy at boot (cloud images block on getrandom without it).
+- ``virtio-rng-pci``: entropy at boot (cloud images block on getrandom without it);
+- ``addr=`` on the devices whose PCI address the plan pins (``extra["pci"]``: a guest
+  that arrived by live migration has its source's), those first; QEMU places the others.
 """
 
 from __future__ import annotations
@@ -150,6 +152,29 @@ def disk_device(disk: DiskPlan) -> str:
     return device
 
 
+PCI = "pci"  # the plan's ``extra`` key: device id -> PCI address ("slot.function", hex)
+
+
+def pci_addresses(plan: LaunchPlan) -> dict[str, str]:
+    """The PCI addresses the plan pins (those of the QEMU a live migration came from)."""
+    pinned = plan.extra.get(PCI)
+    return {str(k): str(v) for k, v in pinned.items()} if isinstance(pinned, dict) else {}
+
+
+def device_args(devices: list[tuple[str, str]], pinned: dict[str, str]) -> list[str]:
+    """``-device`` for each (id, device): those with a pinned address first, at it (a
+    device QEMU places itself cannot take their slots), then the others in order, where
+    QEMU places them (the lowest free slot), as at every launch."""
+    argv: list[str] = []
+    for device_id, device in devices:
+        if device_id in pinned:
+            argv += ["-device", f"{device},addr={pinned[device_id]}"]
+    for device_id, device in devices:
+        if device_id not in pinned:
+            argv += ["-device", device]
+    return argv
+
+
 def qemu_argv(
     plan: LaunchPlan,
     files: GuestFiles,
@@ -180,19 +205,21 @@ def qemu_argv(
         "-serial", "chardev:serial0",
         "-pidfile", str(files.pidfile),
         "-daemonize",
-        "-device", "virtio-rng-pci,id=rng0",
     ]  # fmt: skip
     if sandbox:
         argv += ["-sandbox", SANDBOX]
+    devices = [("rng0", "virtio-rng-pci,id=rng0")]
     for disk in (*plan.disks, *plan.volumes):
         if disk.nbd is not None:
             argv += ["-object", json.dumps(tls_object(disk), separators=(",", ":"))]
-        argv += ["-blockdev", blockdev(disk), "-device", disk_device(disk)]
+        argv += ["-blockdev", blockdev(disk)]
+        devices.append((f"{disk.node}-disk", disk_device(disk)))
     for index, nic in enumerate(plan.nics):
-        argv += [
-            "-netdev", f"tap,id=net{index},ifname={nic.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net{index},mac={nic.mac},id=nic{index}",
-        ]  # fmt: skip
+        argv += ["-netdev", f"tap,id=net{index},ifname={nic.tap},script=no,downscript=no"]
+        devices.append(
+            (f"nic{index}", f"virtio-net-pci,netdev=net{index},mac={nic.mac},id=nic{index}")
+        )
+    argv += device_args(devices, pci_addresses(plan))
     if plan.kernel is not None:
         argv += ["-kernel", plan.kernel]
         if plan.initrd is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -27,7 +28,7 @@ from typing import Any
 from edgefed.drivers.base import HypervisorInfo, PowerState, Snapshot
 from edgefed.drivers.qemu import accel, configdrive, layers, transfer
 from edgefed.drivers.qemu import live as migration
-from edgefed.drivers.qemu.cmdline import DiskPlan, LaunchPlan, NicPlan
+from edgefed.drivers.qemu.cmdline import PCI, DiskPlan, LaunchPlan, NicPlan
 from edgefed.drivers.qemu.disks import GiB, ScratchBases, create_root_disk, join_layers
 from edgefed.drivers.qemu.errors import GuestNotFound, QemuError
 from edgefed.drivers.qemu.guest import Guest
@@ -322,15 +323,29 @@ class QemuHypervisor:
 
     # -- live migration (live.py) -----------------------------------------------------------
 
+    async def devices(self, instance_id: str) -> dict[str, str]:
+        """The running guest's devices by id, at their PCI addresses (``slot.function``):
+        what a destination's QEMU must have the same (a volume hot-plugged here sits
+        where QEMU put it, not where a command line would)."""
+        guest = self._load(instance_id)
+        async with guest.lock:
+            return await migration.devices(guest)
+
     async def receive(
-        self, spec: GuestSpec, *, key: migration.MigrationKey, address: str
-    ) -> migration.Incoming:
+        self, spec: GuestSpec, *, key: migration.MigrationKey, address: str,
+        pci: dict[str, str] | None = None,
+    ) -> migration.Incoming:  # fmt: skip
         """The guest made here as for a spawn, its QEMU waiting for the migration, and
         what the source sends to opened on ``address``; a guest of an earlier attempt is
-        removed first."""
+        removed first. ``pci``: the source's devices at their addresses, pinned in the
+        plan (this QEMU and every later launch of the guest here have them there)."""
         facts = await self.open()
         await self.destroy(spec.id)
         async with self._made(spec, facts.accel) as guest:
+            if pci:
+                extra = {**guest.plan.extra, PCI: dict(pci)}
+                guest.plan = dataclasses.replace(guest.plan, extra=extra)
+                guest.save_plan()
             incoming = await migration.receive(guest, key=key, address=address)
         self._incoming[spec.id] = incoming
         return incoming

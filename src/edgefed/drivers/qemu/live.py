@@ -4,10 +4,14 @@ No storage is shared: each host keeps a guest's disks as qcow2 overlays on its o
 cached copy of the base image (checked by its sha256, so the same bytes). The move is
 what Nova's libvirt driver does for a block migration (``VIR_MIGRATE_NON_SHARED_INC``):
 
+0. **devices** (source): the guest's devices' PCI addresses (``query-pci``); a volume
+   hot-plugged while the guest ran sits where QEMU put it then, not where a command
+   line would, and a migration needs the same devices at the same addresses.
 1. **receive** (destination): the same plan built from the same spec (the same
-   machine, CPU model and devices), its disks made as for a spawn, QEMU started with
-   ``-incoming defer``; an NBD server (``nbd-server-start``) exports the writable disks
-   (``block-export-add``), and the agent listens for the migration stream.
+   machine, CPU model and devices, pinned at the source's addresses), its disks made
+   as for a spawn, QEMU started with ``-incoming defer``; an NBD server
+   (``nbd-server-start``) exports the writable disks (``block-export-add``), and the
+   agent listens for the migration stream.
 2. **send** (source): ``blockdev-mirror`` of each writable disk to the destination's
    export (``sync=top`` for the root overlay, whose base the destination has; ``full``
    for ephemeral and swap, whose formatted bases are the host's own), then, once every
@@ -26,7 +30,9 @@ their own authenticated channels. The agents open the TCP connections themselves
 destination listens on the address the site names, the source connects) and pass them
 to QEMU as file descriptors (``getfd``): QEMU listens on nothing, and a guest in a
 network namespace migrates as well. Read-only disks (the config drive, made again from
-the same spec) and volumes (opened again by the destination) are not copied.
+the same spec) and volumes are not copied: a volume is shared storage (the site's file,
+or an NBD export either host reaches), opened by the destination's ``-incoming`` QEMU
+inactive and taken over at the switchover once the source flushed and let it go.
 """
 
 from __future__ import annotations
@@ -141,6 +147,20 @@ def _status_in(*statuses: str) -> Callable[[Event], bool]:
         return event.get("data", {}).get("status") in statuses
 
     return where
+
+
+async def devices(guest: Guest) -> dict[str, str]:
+    """The guest's PCI devices with an id (QEMU's ``query-pci``): id -> ``slot.function``
+    (hex), as ``-device ...,addr=`` takes it."""
+    await guest.attach()
+    found: dict[str, str] = {}
+    for bus in await guest.monitor().execute("query-pci"):
+        for device in bus.get("devices", []):
+            if device.get("qdev_id") and int(device.get("bus", 0)) == 0:
+                found[str(device["qdev_id"])] = (
+                    f"{int(device['slot']):x}.{int(device['function']):x}"
+                )
+    return found
 
 
 async def receive(guest: Guest, *, key: MigrationKey, address: str) -> Incoming:

@@ -9,8 +9,12 @@ one of the site's compute hosts (Nova's ``ComputeHostNotFound``), the one it run
 (``UnableToMigrateToSelf``) or one that takes no server now (locked, down: "No valid
 host"), and for a server whose host is down (``ComputeServiceUnavailable``).
 
-No storage is shared, so every live migration is a block migration whatever
-``block_migration`` says (Nova's ``auto`` answer for local disks). The move itself is
+The guest's own disks are not shared, so every live migration is a block migration
+whatever ``block_migration`` says (Nova's ``auto`` answer for local disks). Its volumes
+are shared storage: the destination opens the same volume (its file, or the
+attachment's NBD export, which the site grants the destination host while the move
+runs: services/inventory/agent_channel.py) and QEMU hands it over at the switchover; the attachments
+name the new host once the guest runs there. The move itself is
 ``Moves._live`` (moves.py): the server is MIGRATING (task ``migrating``) on its host
 while the driver moves the running guest (``ComputeDriver.live_migrate``), then ACTIVE
 (or PAUSED, as it was) on the new host; a failure leaves it as it was on its host,
@@ -94,8 +98,6 @@ async def begin(
     host = read_body(request, data)
     if server.vm_state not in ("active", "paused") or server.task_state is not None:
         raise state_conflict(server, ACTION)
-    if server.volumes and state.ctx.settings.compute_driver == "qemu":
-        raise BadRequest(f"Server {server.id} has volumes: detach them to live-migrate it.")
     await state.scheduler.refresh()
     hosts = state.scheduler.source
     gone = hosts.refusal(server.host) if server.host else None

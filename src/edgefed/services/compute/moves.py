@@ -421,6 +421,12 @@ class Moves:
             server.id, source, destination, figures.get("downtime_ms", 0.0), seconds,
         )  # fmt: skip
         power = PowerState.PAUSED if vm_state == "paused" else PowerState.RUNNING
+        volumes = self.state.ctx.volumes
+        if server.volumes and volumes is not None:  # the attachments name the new host
+            try:
+                await volumes.rehost(server_id=server.id, host=destination)
+            except EdgefedError as exc:  # the guest runs there all the same
+                log.warning("attachments of %s not moved to %s: %s", server.id, destination, exc)
         await self.servers.update(
             server.id, vm_state=vm_state, task_state=None, host=destination, migration=None,
             power_state=int(power),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,9 @@ from edgefed.api.service import DeclaredRoute
 from edgefed.core.errors import NotFound, Unavailable
 from edgefed.services.inventory.operations import CREDENTIAL_HEADER, HostInventory
 from edgefed.store.inventory import HostRecord
+
+if TYPE_CHECKING:
+    from edgefed.store.compute import ServerRecord
 
 router = APIRouter(route_class=DeclaredRoute)
 # Nova's power state RUNNING (drivers.base.PowerState), as servers record it.
@@ -144,10 +147,26 @@ async def network_plan(request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
+def export_grantee(server: ServerRecord, host: str) -> bool:
+    """Whether ``host`` may have the server's data (its images, the NBD exports of its
+    volumes): the server's own host, and the destination of its live migration while
+    the move runs (and only then: the destination's QEMU opens them before the guest
+    runs there)."""
+    if server.host == host:
+        return True
+    migration = server.migration or {}
+    return (
+        server.task_state == "migrating"
+        and migration.get("kind") == "live-migration"
+        and migration.get("destination") == host
+    )
+
+
 @router.get("/agent/images/{image_id}")
 async def image_data(image_id: str, request: Request) -> Response:
     """The data of an image a live server of this host boots from (its image, or that
-    image's kernel_id or ramdisk_id); 404 for any other."""
+    image's kernel_id or ramdisk_id), or a server moving here by live migration (its
+    base image made again here); 404 for any other."""
     from starlette.responses import FileResponse
 
     from edgefed.store.compute import ServerRepository
@@ -157,7 +176,7 @@ async def image_data(image_id: str, request: Request) -> Response:
     images = ImageRepository(ctx.store)
     wanted: set[str] = set()
     for server in await ServerRepository(ctx.store).list_all(project_id=None):
-        if server.host != host.hostname or not server.image_id:
+        if not export_grantee(server, host.hostname) or not server.image_id:
             continue
         wanted.add(server.image_id)
         booted = await images.get(server.image_id)
@@ -186,15 +205,19 @@ class ExportRequest(BaseModel):
 @router.post("/agent/volumes/{volume_id}/export")
 async def export_volume(volume_id: str, body: ExportRequest, request: Request) -> Json:
     """The NBD export (over TLS, with a key made for the attachment alone) of a volume
-    that a server of this host holds; 404 for a volume no server of this host holds.
-    An agent asks when it cannot read the volume's file (a host on another machine)."""
+    that a server of this host holds, or of a server moving to this host by live
+    migration (the attachment's one export, which the source may use as well); 404 for
+    a volume no such server holds. An agent asks when it cannot read the volume's file
+    (a host on another machine)."""
     from edgefed.store.compute import ServerRepository
 
     ctx, host = await _agent(request)
     server = await ServerRepository(ctx.store).get(body.server_id)
-    if server is None or server.host != host.hostname or ctx.volumes is None:
+    if server is None or server.host is None or ctx.volumes is None:
+        raise NotFound(f"Host {host.hostname} has no server {body.server_id}.")
+    if not export_grantee(server, host.hostname):
         raise NotFound(f"Host {host.hostname} has no server {body.server_id}.")
     nbd = await ctx.volumes.export_to_host(
-        volume_id=volume_id, server_id=server.id, host=host.hostname
+        volume_id=volume_id, server_id=server.id, host=server.host
     )
     return Json({"nbd": nbd})

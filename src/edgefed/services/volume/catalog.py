@@ -140,6 +140,19 @@ class LocalVolumes:
         data = record.connection_info["data"]
         return {key: data[key] for key in NBD_KEYS}
 
+    async def rehost(self, *, server_id: str, host: str) -> None:
+        for record in await self.attachments.list(filters={"instance_uuid": server_id}):
+            if record.attached_host == host or remote_site(self.ctx, record.connector):
+                continue
+            try:
+                await self.attachments.connect(
+                    record.id,
+                    connector={**(record.connector or {}), "host": host},
+                    connection_info=record.connection_info or {},
+                )
+            except StateConflict:
+                continue  # detached meanwhile
+
     async def connect_for_site(
         self, *, volume_id: str, server_id: str, site: str, mountpoint: str
     ) -> dict[str, Any]:

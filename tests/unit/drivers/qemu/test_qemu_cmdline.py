@@ -93,6 +93,26 @@ def test_hot_plugged_volumes_come_back_at_the_next_launch(tmp_path: Path) -> Non
     assert "virtio-blk-pci,drive=vol1,id=vol1-disk,serial=vol1" in option(argv, "-device")
 
 
+def test_devices_a_live_migration_pinned_come_first_at_their_addresses(
+    tmp_path: Path,
+) -> None:
+    """The source's PCI addresses (a volume hot-plugged there sits after a NIC): those
+    devices first, at them, so that none QEMU places itself takes their slots."""
+    volume = DiskPlan(node="vol1", path="/v/vol1.raw", format="raw", serial="vol1")
+    nic = NicPlan(tap="t0", mac="fa:16:3e:00:00:01")
+    pinned = {"rng0": "2.0", "vol1-disk": "6.0", "nic0": "5.0"}
+    argv = argv_of(plan(volumes=(volume,), nics=(nic,), extra={"pci": pinned}), tmp_path)
+    assert option(argv, "-device") == [
+        "virtio-rng-pci,id=rng0,addr=2.0",
+        "virtio-blk-pci,drive=vol1,id=vol1-disk,serial=vol1,addr=6.0",
+        "virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01,id=nic0,addr=5.0",
+        "virtio-blk-pci,drive=root,id=root-disk,bootindex=1",
+        "virtio-blk-pci,drive=config,id=config-disk",
+    ]
+    unpinned = option(argv_of(plan(volumes=(volume,), nics=(nic,)), tmp_path), "-device")
+    assert unpinned[0] == "virtio-rng-pci,id=rng0" and not any("addr=" in d for d in unpinned)
+
+
 def test_the_plan_survives_its_file(tmp_path: Path) -> None:
     launch = plan(
         nics=(NicPlan(tap="t0", mac="fa:16:3e:00:00:01"),),
