@@ -53,12 +53,6 @@ def qemu_processes() -> Iterator[tuple[int, list[bytes]]]:
             yield int(pid), argv
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class LowPorts:
     """Site ports below the kernel's ephemeral range (32768-60999), for large fleets: a
     hundred sites take a minute or more to start, and a port picked from the ephemeral
@@ -70,19 +64,30 @@ class LowPorts:
         self.low, self.high = low, high
         self.taken: set[int] = set()
 
-    def __call__(self) -> int:
+    def __call__(self, host: str = "127.0.0.1") -> int:
         for _ in range(1000):  # bounded: the range has 12,000 ports
             port = self.rng.randrange(self.low, self.high)
             if port in self.taken:
                 continue
             with socket.socket() as probe:
                 try:
-                    probe.bind(("127.0.0.1", port))
+                    probe.bind((host, port))
                 except OSError:
                     continue
             self.taken.add(port)
             return port
         raise RuntimeError("no free port below the ephemeral range")
+
+
+_LOW_PORTS = LowPorts()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now, for a process to listen on a moment later: below the
+    kernel's ephemeral range, where no outgoing connection takes it meanwhile (a port
+    the kernel handed out as free was taken by one before the site bound it: "Address
+    already in use", in a loaded suite)."""
+    return _LOW_PORTS(host)
 
 
 @dataclass
