@@ -28,6 +28,7 @@ import dataclasses
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_qemu_support import (
@@ -167,13 +168,23 @@ async def test_live_migration_keeps_the_guest_running_on_the_other_host(
                 loops[first].stop()
                 await act(server_id, {"os-migrateLive": {"host": first,
                                                          "block_migration": "auto"}})  # fmt: skip
-                shown = await reaches(server_id, "ACTIVE")
-                assert shown["OS-EXT-SRV-ATTR:host"] == other
-                r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
-                                          headers=admin)  # fmt: skip
-                last = r.json()["instanceActions"][0]
+                last: dict[str, Any] = {}
+
+                async def failed() -> bool:
+                    # The action's answer comes first (the server may still be ACTIVE
+                    # then); the move fails once the agent's 3 s are up.
+                    r = await site.client.get(f"{C}/servers/{server_id}/os-instance-actions",
+                                              headers=admin)  # fmt: skip
+                    last.update(r.json()["instanceActions"][0])
+                    return last.get("message") is not None
+
+                await eventually(
+                    failed, within=60, every=0.2, what="the move to a stopped agent failed"
+                )
                 assert last["action"] == "live-migration"
                 assert f"live-migration to {first} failed" in (last["message"] or ""), last
+                shown = await reaches(server_id, "ACTIVE")
+                assert shown["OS-EXT-SRV-ATTR:host"] == other
                 later, _ = await ticks_past(server_id, rebooted[1] + 3)
                 assert later[0] == 2
                 assert server_id not in hvs[first].guest_ids()
